@@ -1,0 +1,174 @@
+"""Answers: extract them from model text, canonicalize, test equivalence, group equivalents.
+
+Parsing and equivalence use Hugging Face ``math-verify``. Answers it cannot parse into a math
+object (free text) fall back to normalized-string equality here, and to embedding clustering in
+:mod:`srca.semantic` when that is enabled.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+from typing import Sequence
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def _balanced(text: str, start: int) -> tuple[str, bool]:
+    """Content from ``start`` up to the brace closing depth 0; (content, closed)."""
+    depth = 0
+    for i in range(start, len(text)):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text) and text[i + 1] in "{}":
+            continue
+        if c == "{" and (i == 0 or text[i - 1] != "\\"):
+            depth += 1
+        elif c == "}" and (i == 0 or text[i - 1] != "\\"):
+            if depth == 0:
+                return text[start:i], True
+            depth -= 1
+    return text[start:], False
+
+
+def extract_boxed(text: str) -> str | None:
+    """The content of the last complete ``\\boxed{...}`` (nested braces kept), else None."""
+    found = None
+    for m in _BOX_RE.finditer(text or ""):
+        content, closed = _balanced(text, m.end())
+        if closed and content.strip():
+            found = content.strip()
+    return found
+
+
+def parse_probe(generated: str) -> str | None:
+    """Answer from a checkpoint probe. ``generated`` continues a cue that ends in
+    ``\\boxed{``, so the answer runs to the brace that closes the box. Without a closing
+    brace (probe cut short) the text up to the first newline or ``$`` is used."""
+    if generated is None:
+        return None
+    content, closed = _balanced(generated, 0)
+    if not closed:
+        content = re.split(r"\n|\$", content, maxsplit=1)[0]
+    content = content.strip().rstrip(".").strip()
+    return content or None
+
+
+_PLAIN_RES = [
+    re.compile(r"(?:final answer|answer)\s*(?:is|:|=)\s*\$?([^\n$]+?)\$?\s*(?:\.|\n|$)", re.I),
+    re.compile(r"####\s*([^\n]+)"),
+]
+_NUM_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+
+
+def extract_answer(text: str) -> str | None:
+    """Final answer of a completed path: last ``\\boxed{}``; else a plain "the answer is X"
+    or ``#### X``; else None (a bare number elsewhere in the text is not trusted)."""
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return boxed
+    for rx in _PLAIN_RES:
+        ms = rx.findall(text or "")
+        if ms:
+            ans = ms[-1].strip().rstrip(".").strip()
+            if ans:
+                inner = extract_boxed(ans)
+                return inner if inner is not None else ans
+    return None
+
+
+_TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
+
+
+def normalize_text(ans: str) -> str:
+    """A string key for answers math-verify cannot parse."""
+    s = ans.strip().strip("$").strip()
+    s = _TEXT_WRAP.sub(r"\1", s)
+    s = s.replace("\\left", "").replace("\\right", "").replace("\\!", "").replace("\\,", "")
+    s = s.replace("dfrac", "frac").replace("tfrac", "frac").replace("^\\circ", "").replace("^{\\circ}", "")
+    s = re.sub(r"\s+", " ", s).strip().rstrip(".").lower()
+    return s
+
+
+def _timeout() -> int | None:
+    # math-verify's timeouts use SIGALRM, which only works on the main thread; elsewhere it
+    # would fork a process per call. Off the main thread we run without a timeout.
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
+@lru_cache(maxsize=65536)
+def _parsed(ans: str) -> tuple:
+    from math_verify import parse
+
+    s = ans.strip()
+    if not s.startswith("$"):
+        s = f"${s}$"
+    try:
+        return tuple(parse(s, parsing_timeout=_timeout()))
+    except Exception:  # math-verify raises on pathological input; treat as unparsable
+        return ()
+
+
+def is_math(ans: str) -> bool:
+    """Whether math-verify parses ``ans`` into a math object (not just a string)."""
+    p = _parsed(ans)
+    return bool(p) and not isinstance(p[0], str)
+
+
+def canonical(ans: str | None) -> str | None:
+    """A display key: math-verify's normal form when it parses, else the normalized text."""
+    if ans is None:
+        return None
+    p = _parsed(ans)
+    if p and not isinstance(p[0], str):
+        return str(p[0])
+    return normalize_text(ans)
+
+
+@lru_cache(maxsize=65536)
+def equivalent(gold: str, pred: str) -> bool:
+    """Whether ``pred`` is equivalent to ``gold`` (gold first, as math-verify expects)."""
+    if gold is None or pred is None:
+        return False
+    if normalize_text(gold) == normalize_text(pred):
+        return True
+    g, p = _parsed(gold), _parsed(pred)
+    if not g or not p:
+        return False
+    from math_verify import verify
+
+    try:
+        return bool(verify(list(g), list(p), timeout_seconds=_timeout()))
+    except Exception:
+        return False
+
+
+def cluster(answers: Sequence[str | None], semantic: bool = False, threshold: float = 0.25) -> list[int]:
+    """Group labels for ``answers`` (equivalent answers share a label, in first-seen order).
+    ``None`` answers get label -1. With ``semantic=True`` answers math-verify cannot parse are
+    grouped by sentence embeddings (see :mod:`srca.semantic`) instead of exact text."""
+    labels = [-1] * len(answers)
+    reps: list[str] = []
+    text_idx: list[int] = []
+    for i, a in enumerate(answers):
+        if a is None:
+            continue
+        if semantic and not is_math(a):
+            text_idx.append(i)
+            continue
+        for g, r in enumerate(reps):
+            if equivalent(r, a):
+                labels[i] = g
+                break
+        else:
+            reps.append(a)
+            labels[i] = len(reps) - 1
+    if text_idx:
+        from .semantic import cluster_texts
+
+        sub = cluster_texts([answers[i] for i in text_idx], threshold=threshold)
+        base = len(reps)
+        remap: dict[int, int] = {}
+        for i, s in zip(text_idx, sub):
+            remap.setdefault(s, base + len(remap))
+            labels[i] = remap[s]
+    return labels

@@ -1,0 +1,140 @@
+"""SearchConfig: the one source of defaults for the CLI, the Python API and the REST schema."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+AGGREGATIONS = ("last", "min", "prod", "mean")
+DECISIONS = ("best_score", "weighted_vote", "majority")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How one problem is searched. Validates itself; unknown keys are rejected by :meth:`from_dict`.
+
+    Budget ``n`` by method: ``cot`` ignores it (one greedy path); ``majority`` and ``best_of_n``
+    draw ``n`` samples; ``cot_decoding`` branches on the top-``n`` first tokens; tree methods
+    (``beam``, ``dvts``, ``srca``) keep ``beam_width`` paths and expand each into ``expand``
+    children per step, so ``n = beam_width * expand`` candidates are scored per step (for
+    ``dvts`` the ``beam_width`` paths are independent subtrees). Leave ``beam_width`` and
+    ``expand`` unset to derive them from ``n`` (``expand`` = the largest divisor of ``n`` not
+    above ``sqrt(n)``).
+    """
+
+    method: str = "srca"
+    n: int = 4
+    beam_width: int | None = None
+    expand: int | None = None
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 0
+    max_step_tokens: int = 256
+    max_steps: int = 12
+    max_new_tokens: int = 1024  # per path (sampling methods: per sample)
+    max_tokens_total: int | None = None  # generated tokens for the whole solve, probes included
+    deadline_s: float | None = None
+    step_delimiter: str = "\n\n"
+    checkpoint_cue: str = "So, the answer is \\boxed{"
+    probe_max_tokens: int = 16
+    checkpoints: bool = True  # SRCA: probe after every step
+    acs: bool = True  # SRCA: answer-clustered selection (off: plain top-k by score)
+    cca: bool = True  # SRCA: checkpoints join the final candidate pool
+    aggregation: str = "last"  # path score from step scores
+    decision: str = "best_score"  # final pick over the candidate pool
+    scorer: str = "self_confidence"
+    prompt: str = "math"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from .methods import METHODS  # registry lives in the library
+        from .scorers import SCORERS
+
+        def bad(name: str, why: str) -> None:
+            raise ValueError(f"SearchConfig.{name}: {why}")
+
+        if self.method not in METHODS:
+            bad("method", f"unknown method {self.method!r}; choose one of {sorted(METHODS)}")
+        if self.scorer not in SCORERS:
+            bad("scorer", f"unknown scorer {self.scorer!r}; choose one of {sorted(SCORERS)}")
+        for name in ("n", "max_step_tokens", "max_steps", "max_new_tokens", "probe_max_tokens"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                bad(name, f"must be an integer, got {v!r}")
+            if v < 1:
+                bad(name, f"must be >= 1, got {v}")
+        if self.n > 4096:
+            bad("n", f"must be <= 4096, got {self.n}")
+        for name in ("beam_width", "expand", "max_tokens_total"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                bad(name, f"must be a positive integer or null, got {v!r}")
+        for name in ("temperature", "top_p"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                bad(name, f"must be a number, got {v!r}")
+        if not 0 <= self.temperature <= 5:
+            bad("temperature", f"must be in [0, 5], got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            bad("top_p", f"must be in (0, 1], got {self.top_p}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            bad("top_k", f"must be an integer >= 0, got {self.top_k!r}")
+        if self.deadline_s is not None and (
+            isinstance(self.deadline_s, bool)
+            or not isinstance(self.deadline_s, (int, float))
+            or not self.deadline_s > 0
+        ):
+            bad("deadline_s", f"must be a positive number or null, got {self.deadline_s!r}")
+        for name in ("step_delimiter", "checkpoint_cue", "prompt"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v:
+                bad(name, "must be a non-empty string")
+        for name in ("checkpoints", "acs", "cca"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, f"must be true or false, got {getattr(self, name)!r}")
+        if self.aggregation not in AGGREGATIONS:
+            bad("aggregation", f"must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if self.decision not in DECISIONS:
+            bad("decision", f"must be one of {DECISIONS}, got {self.decision!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            bad("seed", f"must be an integer >= 0, got {self.seed!r}")
+        if self.beam_width is not None and self.expand is not None:
+            if self.beam_width * self.expand != self.n:
+                bad("beam_width", f"beam_width * expand must equal n ({self.beam_width} * {self.expand} != {self.n})")
+        elif self.beam_width is not None and self.n % self.beam_width:
+            bad("beam_width", f"must divide n ({self.n}), got {self.beam_width}")
+        elif self.expand is not None and self.n % self.expand:
+            bad("expand", f"must divide n ({self.n}), got {self.expand}")
+
+    # -- derived shape of tree searches ---------------------------------------------------
+    @property
+    def tree_shape(self) -> tuple[int, int]:
+        """(beam_width, expand) with ``beam_width * expand == n``."""
+        if self.beam_width is not None:
+            return self.beam_width, self.n // self.beam_width
+        if self.expand is not None:
+            return self.n // self.expand, self.expand
+        e = max(d for d in range(1, math.isqrt(self.n) + 1) if self.n % d == 0)
+        return self.n // e, e
+
+    # -- mapping to and from plain dicts (CLI, REST, JSON) --------------------------------
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], base: "SearchConfig | None" = None) -> "SearchConfig":
+        """Build from a mapping; unknown keys raise ``ValueError`` naming them."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"SearchConfig.from_dict: expected a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"SearchConfig: unknown field(s) {unknown}")
+        return dataclasses.replace(base or cls(), **dict(data))
+
+    def replace(self, **changes: Any) -> "SearchConfig":
+        return self.from_dict(changes, base=self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

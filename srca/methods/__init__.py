@@ -1,0 +1,31 @@
+"""Search methods, looked up by name (the CLI, the service and the benchmarks share this)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from .context import SearchContext
+from .cot_decoding import run_cot_decoding
+from .sampling import run_best_of_n, run_cot, run_majority
+from .tree import run_beam, run_dvts, run_srca
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    run: Callable[[SearchContext], Awaitable[None]]
+    decision: str | None = None  # fixed decision rule; None: SearchConfig.decision
+    summary: str = ""
+
+
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("cot", run_cot, "best_score", "one greedy chain of thought"),
+    Method("majority", run_majority, "majority", "self-consistency: n samples, majority vote"),
+    Method("best_of_n", run_best_of_n, None, "n samples, the scorer picks"),
+    Method("beam", run_beam, None, "step-level beam search with the scorer"),
+    Method("dvts", run_dvts, None, "diverse verifier tree search: beam_width independent subtrees"),
+    Method("srca", run_srca, None, "checkpoint injection + answer-clustered search + checkpoint candidates"),
+    Method("cot_decoding", run_cot_decoding, "best_score", "branch on the top-n first tokens, pick by answer confidence"),
+]}
+
+__all__ = ["METHODS", "Method", "SearchContext"]

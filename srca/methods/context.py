@@ -1,0 +1,282 @@
+"""SearchContext: the per-solve state every method shares.
+
+It owns the engine calls (usage accounting, budget and deadline checks), the tree of
+:class:`Node`, checkpoint probes, scoring, events and the final candidate pool.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from ..answers import extract_answer, extract_boxed, parse_probe
+from ..config import SearchConfig
+from ..engines.base import Engine, GenRequest, GenResult
+from ..scorers import ScoreInput, Scorer, aggregate
+from ..solution import Candidate, TraceNode, Usage
+
+EventSink = Callable[[dict], Any]
+
+
+class StopSearch(Exception):
+    """Raised inside a method when the solve must end early; ``reason`` is a stop_reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class Node:
+    """One step of one path (the root holds the prompt and no step)."""
+
+    id: int
+    parent: "Node | None"
+    depth: int
+    text: str = ""
+    ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finished: bool = False  # the path ended by itself (EOS, or a boxed final answer)
+    truncated: bool = False  # the path ran out of tokens
+    answer: str | None = None  # final answer of a finished path
+    answer_logprobs: list[float] | None = None
+    checkpoint: str | None = None  # probed answer after this step
+    checkpoint_logprobs: list[float] | None = None
+    probed: bool = False
+    score: float | None = None
+    path_score: float | None = None
+    group: int | None = None
+    kept: bool = False
+    selected_rank: int = -1
+
+    def chain(self) -> list["Node"]:
+        """Nodes from the first step to this one (root excluded)."""
+        out, n = [], self
+        while n is not None and n.parent is not None:
+            out.append(n)
+            n = n.parent
+        return out[::-1]
+
+    @property
+    def path_tokens(self) -> int:
+        return sum(len(n.ids) for n in self.chain())
+
+    def path_text(self) -> str:
+        return "".join(n.text for n in self.chain())
+
+    @property
+    def implied_answer(self) -> str | None:
+        """The answer this path stands for now: its final answer, else its last checkpoint."""
+        return self.answer if self.finished else self.checkpoint
+
+
+class SearchContext:
+    def __init__(self, problem: str, config: SearchConfig, engine: Engine, scorer: Scorer,
+                 on_event: EventSink | None = None) -> None:
+        from .. import prompts  # srca.prompts
+
+        self.problem = problem
+        self.config = config
+        self.engine = engine
+        self.scorer = scorer
+        self.on_event = on_event
+        self.usage = Usage()
+        self.solve_id = uuid.uuid4().hex
+        self.t0 = time.monotonic()
+        self.timings: dict[str, float] = {"engine_s": 0.0, "scorer_s": 0.0}
+        self.nodes: list[Node] = []
+        self.pool: list[Candidate] = []
+        self.stop_reason = "finished"
+        self.token_mode = engine.info.token_ids
+        self.prompt_text = engine.chat_prompt(prompts.messages(config.prompt, problem))
+        self.prompt_ids = engine.encode(self.prompt_text) if self.token_mode else []
+        self.cue_ids = engine.encode(config.checkpoint_cue) if self.token_mode else []
+        self.root = self.new_node(None)
+
+    # -- tree -----------------------------------------------------------------------------
+    def new_node(self, parent: Node | None, **kw: Any) -> Node:
+        node = Node(id=len(self.nodes), parent=parent, depth=0 if parent is None else parent.depth + 1, **kw)
+        self.nodes.append(node)
+        return node
+
+    def request(self, node: Node, suffix: str = "", suffix_ids: Sequence[int] = (), **params: Any) -> GenRequest:
+        """A request continuing ``node``'s path (plus an optional suffix such as the cue)."""
+        params.setdefault("group", self.solve_id)
+        if self.token_mode:
+            ids = self.prompt_ids + [t for n in node.chain() for t in n.ids] + list(suffix_ids)
+            return GenRequest(input_ids=ids, **params)
+        return GenRequest(prompt=self.prompt_text + node.path_text() + suffix, **params)
+
+    def seed_for(self, node: Node, salt: int = 0) -> int:
+        return (self.config.seed * 1_000_003 + node.id * 7919 + salt) % (2**31 - 1)
+
+    # -- engine calls ---------------------------------------------------------------------
+    def remaining_tokens(self) -> int | None:
+        if self.config.max_tokens_total is None:
+            return None
+        return self.config.max_tokens_total - self.usage.generated_tokens
+
+    def check_limits(self) -> None:
+        rem = self.remaining_tokens()
+        if rem is not None and rem <= 0:
+            raise StopSearch("budget")
+        if self.config.deadline_s is not None and time.monotonic() - self.t0 >= self.config.deadline_s:
+            raise StopSearch("deadline")
+
+    async def generate(self, requests: list[GenRequest], probe: bool = False) -> list[list[GenResult]]:
+        if not requests:
+            return []
+        self.check_limits()
+        rem = self.remaining_tokens()
+        if rem is not None:  # share what is left over everything this call may generate
+            want = sum(r.n for r in requests)
+            cap = max(1, rem // want)
+            for r in requests:
+                r.max_new_tokens = min(r.max_new_tokens, cap)
+        t = time.monotonic()
+        call = self.engine.generate(requests)
+        if self.config.deadline_s is not None:
+            left = self.config.deadline_s - (time.monotonic() - self.t0)
+            try:
+                results = await asyncio.wait_for(call, timeout=max(0.0, left))
+            except asyncio.TimeoutError:
+                raise StopSearch("deadline") from None
+        else:
+            results = await call
+        self.timings["engine_s"] += time.monotonic() - t
+        u = self.usage
+        u.engine_calls += 1
+        u.engine_requests += len(requests)
+        for per_req in results:
+            for r in per_req:
+                u.prompt_tokens += r.prompt_tokens
+                u.cached_tokens += r.cached_tokens
+                u.generated_tokens += r.generated_tokens
+                if probe:
+                    u.probe_tokens += r.generated_tokens
+        return results
+
+    # -- steps ----------------------------------------------------------------------------
+    def step_request(self, node: Node, n: int, salt: int = 0) -> GenRequest:
+        c = self.config
+        left = c.max_new_tokens - node.path_tokens
+        return self.request(
+            node, max_new_tokens=max(1, min(c.max_step_tokens, left)), temperature=c.temperature,
+            top_p=c.top_p, top_k=c.top_k, n=n, stop=(c.step_delimiter,), seed=self.seed_for(node, salt),
+        )
+
+    def add_step(self, parent: Node, r: GenResult) -> Node:
+        """A child node from one generated step; marks it finished or truncated."""
+        child = self.new_node(parent, text=r.text, ids=list(r.token_ids), logprobs=list(r.logprobs))
+        boxed = extract_boxed(r.text)
+        if r.hit_eos or boxed is not None:
+            child.finished = True
+            child.answer = extract_answer(child.path_text())
+            child.answer_logprobs = self.answer_span_logprobs(child, child.answer)
+        elif child.path_tokens >= self.config.max_new_tokens:
+            child.truncated = True  # out of tokens: the path ends without an answer of its own
+        return child
+
+    async def expand(self, parents: Sequence[Node], n: int) -> list[list[Node]]:
+        """Expand every parent into ``n`` sampled children, in one engine call."""
+        res = await self.generate([self.step_request(p, n, salt=i) for i, p in enumerate(parents)])
+        kids = [[self.add_step(p, r) for r in rs] for p, rs in zip(parents, res)]
+        self.emit({"type": "step", "depth": parents[0].depth + 1 if parents else 0,
+                   "nodes": [self.node_event(k) for ks in kids for k in ks]})
+        return kids
+
+    def answer_span_logprobs(self, node: Node, answer: str | None) -> list[float] | None:
+        """Log-probabilities of the tokens that spell ``answer`` at its last occurrence in the
+        node's step (per-token decoding, so it needs token ids and logprobs)."""
+        if answer is None or not node.ids or len(node.logprobs) != len(node.ids):
+            return None
+        pos = node.text.rfind(answer)
+        if pos < 0:
+            return None
+        end, lo, hi, out = 0, pos, pos + len(answer), []
+        for t, lp in zip(node.ids, node.logprobs):
+            start, end = end, end + len(self.engine.decode([t]))
+            if end > lo and start < hi:
+                out.append(lp)
+            if start >= hi:
+                break
+        return out or None
+
+    # -- checkpoints ----------------------------------------------------------------------
+    async def probe(self, nodes: Sequence[Node]) -> None:
+        """Checkpoint injection: append the cue to each unfinished path, decode the answer
+        greedily, parse it, and throw the probe away (the path continues from the step)."""
+        todo = [n for n in nodes if not n.finished and not n.probed]
+        if not todo:
+            return
+        c = self.config
+        reqs = [self.request(n, suffix=c.checkpoint_cue, suffix_ids=self.cue_ids, max_new_tokens=c.probe_max_tokens,
+                             temperature=0.0, stop=("}\n", "}$", "\n\n")) for n in todo]
+        res = await self.generate(reqs, probe=True)
+        for n, (r,) in zip(todo, res):
+            n.probed = True
+            n.checkpoint = parse_probe(r.text)
+            if n.checkpoint is not None and r.logprobs:
+                # the answer's own tokens: up to where the box closes
+                n.checkpoint_logprobs = self._prefix_logprobs(r, len(n.checkpoint))
+        self.emit({"type": "checkpoint", "nodes": [{"id": n.id, "depth": n.depth, "answer": n.checkpoint} for n in todo]})
+
+    def _prefix_logprobs(self, r: GenResult, nchars: int) -> list[float]:
+        if not self.token_mode or not r.token_ids:
+            return list(r.logprobs)
+        out, seen = [], 0
+        for t, lp in zip(r.token_ids, r.logprobs):
+            out.append(lp)
+            seen += len(self.engine.decode([t]))
+            if seen >= nchars:
+                break
+        return out
+
+    # -- scoring --------------------------------------------------------------------------
+    async def score(self, nodes: Sequence[Node]) -> None:
+        todo = [n for n in nodes if n.score is None]
+        if not todo:
+            return
+        items = []
+        for n in todo:
+            chain = n.chain()
+            ans, alp = (n.answer, n.answer_logprobs) if n.finished else (n.checkpoint, n.checkpoint_logprobs)
+            items.append(ScoreInput(problem=self.problem, steps=[x.text for x in chain],
+                                    step_logprobs=[x.logprobs for x in chain], answer=ans, answer_logprobs=alp))
+        t = time.monotonic()
+        scores = await self.scorer.score(items)
+        self.timings["scorer_s"] += time.monotonic() - t
+        self.usage.scorer_calls += len(items)
+        for n, s in zip(todo, scores):
+            n.score = float(s)
+            n.path_score = aggregate([x.score for x in n.chain() if x.score is not None], self.config.aggregation)
+
+    # -- candidates and events ------------------------------------------------------------
+    def add_candidate(self, node: Node, source: str) -> None:
+        from ..answers import canonical
+
+        ans = node.answer if source == "path" else node.checkpoint
+        if ans is None:
+            return
+        score = node.path_score if node.path_score is not None else 0.0
+        self.pool.append(Candidate(answer=ans, canonical=canonical(ans) or ans, score=score, source=source,
+                                   step=node.depth, node=node.id))
+
+    def emit(self, event: dict) -> None:
+        if self.on_event is not None:
+            event.setdefault("t", round(time.monotonic() - self.t0, 3))
+            self.on_event(event)
+
+    @staticmethod
+    def node_event(n: Node) -> dict:
+        return {"id": n.id, "parent": n.parent.id if n.parent else None, "depth": n.depth, "text": n.text,
+                "finished": n.finished, "answer": n.answer}
+
+    def trace(self) -> list[TraceNode]:
+        return [TraceNode(id=n.id, parent=n.parent.id if n.parent else None, depth=n.depth, text=n.text,
+                          score=n.score, path_score=n.path_score, checkpoint=n.checkpoint,
+                          checkpoint_score=n.path_score if n.checkpoint is not None else None, group=n.group,
+                          kept=n.kept, selected_rank=n.selected_rank, finished=n.finished, answer=n.answer,
+                          tokens=len(n.ids)) for n in self.nodes]

@@ -1,0 +1,65 @@
+"""CoT-decoding (Wang & Zhou, 2024): branch on the top-``n`` first tokens, continue each branch
+greedily, and pick the path whose answer tokens are most confident.
+
+A path's confidence is the mean, over the tokens of its final answer, of the margin between the
+best and the second-best token probability (``p1 - p2``).
+"""
+from __future__ import annotations
+
+import math
+
+from ..answers import extract_answer
+from .context import SearchContext
+
+
+async def run_cot_decoding(ctx: SearchContext) -> None:
+    if not ctx.token_mode:
+        raise ValueError("method cot_decoding: needs an engine that works on token ids "
+                         f"({ctx.engine.info.name} does not)")
+    c = ctx.config
+    k = c.n
+    (first,) = await ctx.generate([ctx.request(ctx.root, max_new_tokens=1, temperature=0.0, top_logprobs=k)])
+    alts = first[0].top_logprobs[0] if first[0].top_logprobs else []
+    alts = sorted(alts, key=lambda t: -t[1])[:k]
+    if not alts:
+        alts = [(first[0].token_ids[0], first[0].logprobs[0] if first[0].logprobs else 0.0)]
+    reqs = [ctx.request(ctx.root, suffix_ids=[tok], max_new_tokens=max(1, c.max_new_tokens - 1), temperature=0.0,
+                        top_logprobs=2, top_logprobs_steps=c.max_new_tokens) for tok, _ in alts]
+    results = await ctx.generate(reqs)
+    nodes = []
+    for (tok, lp), (r,) in zip(alts, results):
+        ids = [tok] + list(r.token_ids)
+        text = ctx.engine.decode([tok]) + r.text
+        node = ctx.new_node(ctx.root, text=text, ids=ids, logprobs=[lp] + list(r.logprobs))
+        node.finished = True
+        node.answer = extract_answer(text)
+        margins = [0.0] + [_margin(alt) for alt in r.top_logprobs]  # aligned with ids
+        node.score = node.path_score = _answer_confidence(ctx, node, margins)
+        node.kept = True
+        nodes.append(node)
+        ctx.add_candidate(node, "path")
+    ctx.emit({"type": "step", "depth": 1, "nodes": [ctx.node_event(x) for x in nodes]})
+
+
+def _margin(alts: list[tuple[int, float]]) -> float:
+    ps = sorted((math.exp(lp) for _, lp in alts), reverse=True)
+    if not ps:
+        return 0.0
+    return ps[0] - (ps[1] if len(ps) > 1 else 0.0)
+
+
+def _answer_confidence(ctx: SearchContext, node, margins: list[float]) -> float:
+    """Mean ``p1 - p2`` over the tokens spelling the answer (0 without an answer)."""
+    if node.answer is None:
+        return 0.0
+    pos = node.text.rfind(node.answer)
+    if pos < 0:
+        return 0.0
+    lo, hi, end, vals = pos, pos + len(node.answer), 0, []
+    for i, t in enumerate(node.ids):
+        start, end = end, end + len(ctx.engine.decode([t]))
+        if end > lo and start < hi and i < len(margins):
+            vals.append(margins[i])
+        if start >= hi:
+            break
+    return sum(vals) / len(vals) if vals else 0.0

@@ -1,0 +1,83 @@
+"""Selection and decision rules, as pure functions over scored nodes and candidates."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Sequence
+
+from ..answers import cluster
+from ..solution import Candidate
+from .context import Node
+
+
+def _by_score(n: Node) -> tuple:
+    return (-(n.path_score if n.path_score is not None else float("-inf")), n.id)
+
+
+def topk_select(nodes: Sequence[Node], k: int) -> list[Node]:
+    """The ``k`` best nodes by path score (ties: lower id first)."""
+    return sorted(nodes, key=_by_score)[:k]
+
+
+def acs_select(nodes: Sequence[Node], k: int, semantic: bool = False) -> list[Node]:
+    """Answer-Clustered Search. Group nodes by the answer their path implies now (equivalent
+    answers are one group; paths with no answer form one group of their own), rank groups by
+    the sum of their members' path scores, then take members round-robin: the best member of
+    each group in group order, then the second best of each, until ``k`` are taken.
+    Sets ``node.group``."""
+    labels = cluster([n.implied_answer for n in nodes], semantic=semantic)
+    groups: dict[int, list[Node]] = defaultdict(list)
+    for n, g in zip(nodes, labels):
+        n.group = g
+        groups[g].append(n)
+    ranked = sorted(groups.values(), key=lambda m: (-sum(x.path_score or 0.0 for x in m), min(x.id for x in m)))
+    queues = [sorted(m, key=_by_score) for m in ranked]
+    out: list[Node] = []
+    rnd = 0
+    while len(out) < k and any(rnd < len(q) for q in queues):
+        for q in queues:
+            if rnd < len(q) and len(out) < k:
+                out.append(q[rnd])
+        rnd += 1
+    return out
+
+
+def mark_kept(selected: Sequence[Node]) -> None:
+    for rank, n in enumerate(selected):
+        n.kept = True
+        n.selected_rank = rank
+
+
+def decide(pool: list[Candidate], rule: str, semantic: bool = False) -> tuple[Candidate | None, float]:
+    """Pick the final answer from the candidate pool; returns (winner, confidence).
+
+    Sets each candidate's ``group`` and ``votes``. Rules: ``best_score`` (highest-scored
+    candidate, as in the SRCA paper), ``weighted_vote`` (group with the largest summed score,
+    its best member), ``majority`` (largest group, ties by summed score). ``confidence`` is the
+    winning group's share of the total weight (scores, or counts for majority).
+    """
+    if not pool:
+        return None, 0.0
+    labels = cluster([c.answer for c in pool], semantic=semantic)
+    size: dict[int, int] = defaultdict(int)
+    mass: dict[int, float] = defaultdict(float)
+    for c, g in zip(pool, labels):
+        c.group = g
+        size[g] += 1
+        mass[g] += max(c.score, 0.0)
+    for c in pool:
+        c.votes = size[c.group]
+    best_of = lambda g: max((c for c in pool if c.group == g), key=lambda c: (c.score, -pool.index(c)))
+    if rule == "best_score":
+        win = max(pool, key=lambda c: (c.score, -pool.index(c)))
+    elif rule == "weighted_vote":
+        win = best_of(max(mass, key=lambda g: (mass[g], size[g], -g)))
+    elif rule == "majority":
+        win = best_of(max(size, key=lambda g: (size[g], mass[g], -g)))
+    else:
+        raise ValueError(f"decision: unknown rule {rule!r}")
+    if rule == "majority":
+        conf = size[win.group] / len(pool)
+    else:
+        total = sum(mass.values())
+        conf = mass[win.group] / total if total > 0 else size[win.group] / len(pool)
+    return win, conf

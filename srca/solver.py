@@ -1,0 +1,155 @@
+"""Solver: the Python entry point. One problem in, one :class:`~srca.solution.Solution` out.
+
+Many solves run at once (``solve_many``, the service): each is an asyncio task, and the engine
+batches the requests of all of them together.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+from .config import SearchConfig
+from .engines import make_engine
+from .engines.base import Engine
+from .methods import METHODS, SearchContext
+from .methods.context import EventSink, StopSearch
+from .methods.select import decide
+from .scorers import Scorer, make_scorer
+from .solution import Solution
+
+MAX_PROBLEM_CHARS = 20_000
+
+
+def check_problem(problem: Any) -> str:
+    """Validate a problem statement at the boundary."""
+    if not isinstance(problem, str):
+        raise TypeError(f"problem: expected a string, got {type(problem).__name__}")
+    if not problem.strip():
+        raise ValueError("problem: must not be empty")
+    if len(problem) > MAX_PROBLEM_CHARS:
+        raise ValueError(f"problem: longer than {MAX_PROBLEM_CHARS} characters ({len(problem)})")
+    return problem.strip()
+
+
+class Solver:
+    """``Solver(engine=..., scorer=..., config=SearchConfig(...))``.
+
+    ``engine``: an :class:`~srca.engines.base.Engine`, or a kind name for
+    :func:`~srca.engines.make_engine` (``"local"`` by default, the embedded transformers
+    engine; ``engine_options`` go to its constructor, e.g. ``model="smollm2-135m"``).
+    ``scorer``: a :class:`~srca.scorers.Scorer` or a name (default: ``config.scorer``).
+    """
+
+    def __init__(self, engine: Engine | str | None = None, scorer: Scorer | str | None = None,
+                 config: SearchConfig | None = None, **engine_options: Any) -> None:
+        if config is not None and not isinstance(config, SearchConfig):
+            raise TypeError(f"config: expected SearchConfig, got {type(config).__name__}")
+        self.config = config or SearchConfig()
+        if engine is None or isinstance(engine, str):
+            engine = make_engine(engine or "local", **engine_options)
+        elif engine_options:
+            raise TypeError("engine options are only accepted with an engine kind name")
+        self.engine: Engine = engine
+        self._scorers: dict[str, Scorer] = {}
+        if isinstance(scorer, str):
+            self._scorers[scorer] = make_scorer(scorer)
+            self.config = self.config.replace(scorer=scorer)
+        elif scorer is not None:
+            self._scorers[self.config.scorer] = scorer
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- configuration --------------------------------------------------------------------
+    def _config(self, config: SearchConfig | None, overrides: dict[str, Any]) -> SearchConfig:
+        cfg = config or self.config
+        if not isinstance(cfg, SearchConfig):
+            raise TypeError(f"config: expected SearchConfig, got {type(cfg).__name__}")
+        return cfg.replace(**overrides) if overrides else cfg
+
+    def scorer_for(self, name: str) -> Scorer:
+        if name not in self._scorers:
+            self._scorers[name] = make_scorer(name)
+        return self._scorers[name]
+
+    # -- async API ------------------------------------------------------------------------
+    async def asolve(self, problem: str, config: SearchConfig | None = None, *,
+                     on_event: EventSink | None = None, **overrides: Any) -> Solution:
+        """Solve one problem. ``overrides`` replace config fields for this call only.
+        ``on_event`` receives search events (dicts with ``type`` step, checkpoint, select,
+        final) as they happen. Cancelling the task cancels the engine work."""
+        problem = check_problem(problem)
+        cfg = self._config(config, overrides)
+        method = METHODS[cfg.method]
+        t0 = time.monotonic()
+        ctx = SearchContext(problem, cfg, self.engine, self.scorer_for(cfg.scorer), on_event)
+        try:
+            await method.run(ctx)
+        except StopSearch as stop:
+            ctx.stop_reason = stop.reason
+        winner, conf = decide(ctx.pool, method.decision or cfg.decision)
+        ctx.timings["total_s"] = time.monotonic() - t0
+        sol = Solution(
+            answer=winner.answer if winner else None, canonical=winner.canonical if winner else None,
+            confidence=round(conf, 6), method=cfg.method, candidates=ctx.pool, trace=ctx.trace(),
+            usage=ctx.usage, timings={k: round(v, 4) for k, v in ctx.timings.items()},
+            stop_reason=ctx.stop_reason, config=cfg.to_dict(), problem=problem,
+        )
+        ctx.emit({"type": "final", "answer": sol.answer, "confidence": sol.confidence,
+                  "stop_reason": sol.stop_reason})
+        return sol
+
+    async def asolve_many(self, problems: Sequence[str], concurrency: int = 16, config: SearchConfig | None = None,
+                          progress: Callable[[int, Solution], Any] | None = None, **overrides: Any) -> list[Solution]:
+        """Solve many problems at once, at most ``concurrency`` in flight; results keep the
+        input order. ``progress(index, solution)`` is called as each one finishes."""
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
+        problems = [check_problem(p) for p in problems]
+        cfg = self._config(config, overrides)
+        sem = asyncio.Semaphore(concurrency)
+        out: list[Solution | None] = [None] * len(problems)
+
+        async def one(i: int, p: str) -> None:
+            async with sem:
+                out[i] = await self.asolve(p, cfg)
+            if progress is not None:
+                progress(i, out[i])
+
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(problems)))
+        return out  # type: ignore[return-value]
+
+    # -- sync API (one private event loop, so the engine's tasks live on one loop) --------
+    def _run(self, coro: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            raise RuntimeError("Solver.solve called inside a running event loop; use 'await solver.asolve(...)'")
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(coro)
+
+    def solve(self, problem: str, config: SearchConfig | None = None, *, on_event: EventSink | None = None,
+              **overrides: Any) -> Solution:
+        return self._run(self.asolve(problem, config, on_event=on_event, **overrides))
+
+    def solve_many(self, problems: Iterable[str], concurrency: int = 16, config: SearchConfig | None = None,
+                   progress: Callable[[int, Solution], Any] | None = None, **overrides: Any) -> list[Solution]:
+        return self._run(self.asolve_many(list(problems), concurrency, config, progress, **overrides))
+
+    async def aclose(self) -> None:
+        await self.engine.close()
+
+    def close(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.run_until_complete(self.engine.close())
+            self._loop.close()
+        self._loop = None
+
+    def __enter__(self) -> "Solver":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
