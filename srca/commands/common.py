@@ -1,0 +1,109 @@
+"""Flags shared by subcommands, generated from the dataclasses (one source of defaults)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from typing import Any
+
+from ..config import SearchConfig
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+def _none_or(kind: type) -> Any:
+    def parse(s: str) -> Any:
+        if s.lower() in ("none", "null", ""):
+            return None
+        return kind(s)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _unescape(s: str) -> str:
+    return s.encode("utf-8").decode("unicode_escape") if "\\" in s else s
+
+
+def add_config_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per SearchConfig field (``--beam-width`` for ``beam_width``); unset flags
+    keep the dataclass default."""
+    g = p.add_argument_group("search (SearchConfig fields)")
+    hints = typing.get_type_hints(SearchConfig)
+    for f in dataclasses.fields(SearchConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        default = f.default
+        if hint is bool:
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"(default {default})")
+            continue
+        args = typing.get_args(hint)
+        base = next((a for a in args if a is not type(None)), hint)
+        conv = _none_or(base) if args else base
+        if base is str:
+            conv = _unescape
+        g.add_argument(flag, type=conv, default=None, metavar=base.__name__.upper(), help=f"(default {default!r})")
+
+
+def config_from_args(args: argparse.Namespace, **forced: Any) -> SearchConfig:
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchConfig)
+             if getattr(args, f.name, None) is not None}
+    given.update(forced)
+    try:
+        return SearchConfig.from_dict(given)
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine")
+    g.add_argument("--engine", default="local", choices=["local", "sglang", "http", "openai"],
+                   help="backend: local transformers (default), in-process sglang, an SGLang server/router "
+                        "(http) or an OpenAI-compatible server")
+    g.add_argument("--model", default=None,
+                   help="local: qwen2.5-coder-0.5b (default), smollm2-135m, qwen2.5-coder-1.5b or a HF folder; "
+                        "sglang: a model path; openai: the served model name")
+    g.add_argument("--engine-url", default=None, help="server URL for --engine http|openai")
+    g.add_argument("--device", default=None, help="local engine device (cpu, cuda)")
+    g.add_argument("--tp-size", type=int, default=None, help="sglang tensor parallel size")
+    g.add_argument("--dp-size", type=int, default=None, help="sglang data parallel size")
+
+
+def engine_from_args(args: argparse.Namespace) -> Any:
+    from ..engines import make_engine
+
+    opts: dict[str, Any] = {}
+    if args.engine == "local":
+        if args.engine_url:
+            raise UsageError("--engine-url: only for --engine http or openai")
+        if args.model:
+            opts["model"] = args.model
+        if args.device:
+            opts["device"] = args.device
+    elif args.engine == "sglang":
+        if not args.model:
+            raise UsageError("--model: required with --engine sglang (a model path)")
+        opts["model_path"] = args.model
+        if args.tp_size:
+            opts["tp_size"] = args.tp_size
+        if args.dp_size:
+            opts["dp_size"] = args.dp_size
+    else:
+        if not args.engine_url:
+            raise UsageError(f"--engine-url: required with --engine {args.engine}")
+        opts["url" if args.engine == "http" else "base_url"] = args.engine_url
+        if args.model:
+            opts["model"] = args.model
+    try:
+        return make_engine(args.engine, **opts)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+
+
+def err(msg: str) -> None:
+    print(f"srca: error: {msg}", file=sys.stderr)
