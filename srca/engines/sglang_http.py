@@ -1,0 +1,359 @@
+"""SGLangServerEngine: a running SGLang server (or sglang-router) over its native ``/generate``.
+
+One HTTP request per sample (``GenRequest.n`` samples become ``n`` requests on the same
+``input_ids``), sent through one pooled ``httpx.AsyncClient``, so a router in front can place
+every sample and the server batches them all.
+
+* **Retries**: 429, 502, 503 and 504 answers and connection failures are retried with
+  exponential backoff (``backoff_s * 2**attempt``, at most 8 s, ``Retry-After`` honoured), each
+  try under a fresh ``rid``. When the server stays unreachable the error is a
+  :class:`ConnectionError` naming the URL.
+* **Cancellation**: cancelling the awaiting task sends ``POST /abort_request {"rid": ...}`` for
+  every request in flight (SGLang would otherwise notice the closed connection only later).
+* **Replicas and affinity**: ``url`` may list several servers; every request of one
+  ``GenRequest.group`` then goes to one of them (:class:`~srca.engines.sglang_common.ReplicaRouter`).
+  A single server started with ``--dp-size N`` gets the same treatment through
+  ``routed_dp_rank`` when ``dp_size=N`` is given here. Behind sglang-router (one URL, dp_size 1)
+  the router places requests (its default ``cache_aware`` policy keeps shared prefixes
+  together); set ``routing_header`` to send the group in a header for a router configured to
+  hash on it.
+* **Counters** (:meth:`stats`): per replica (URL or dp rank) counted here on the client, since
+  the router does not report per-worker counts on ``/generate``; when the server puts
+  ``dp_rank`` in ``meta_info`` the samples each rank served are counted too.
+* **Tokenizer**: loaded locally with ``AutoTokenizer`` from ``tokenizer``, else from the model
+  path the server reports on ``/model_info``; if that fails, the server's ``/tokenize`` and
+  ``/detokenize`` (SGLang 0.5.x has both; blocking calls); if neither works, text mode
+  (``EngineInfo(token_ids=False)``, ``encode``/``decode`` raise).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from typing import Any, Sequence
+
+from .base import EngineInfo, GenRequest, GenResult
+from .sglang_common import ReplicaRouter, apply_chat_template, new_rid, sampling_params, to_result
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = (429, 502, 503, 504)
+
+
+def _down(url: str, err: BaseException) -> ConnectionError:
+    return ConnectionError(f"SGLang server at {url} is not reachable ({type(err).__name__}: {err}); "
+                           "is it running, and is the URL right?")
+
+
+async def gather_or_cancel(coros: Sequence[Any]) -> list[Any]:
+    """Run ``coros`` concurrently; on the first failure or on cancellation, cancel the rest
+    (so their cancellation handlers run) before raising."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    pending = [t for t in tasks if not t.done()]
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+    for t in tasks:
+        if not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
+    return [t.result() for t in tasks]
+
+
+class SGLangServerEngine:
+    """Client of SGLang's native HTTP API (see module docstring).
+
+    Args:
+        url: base URL (``http://host:30000``) or a list of them (one per replica).
+        model: model name for :attr:`info`; asked from ``/model_info`` when not given.
+        tokenizer: tokenizer folder/name to load locally (default: the server's model path).
+        timeout_s: read timeout of one request (a long generation must fit in it).
+        connect_timeout_s: connect timeout.
+        max_retries: retries after the first try (429/5xx-busy/connection errors).
+        backoff_s: first backoff; doubles each retry.
+        max_connections: connection pool size (requests beyond it wait for a connection).
+        dp_size: data-parallel replicas behind a single URL (``routed_dp_rank`` routing).
+        routing: ``"affinity"``, ``"round_robin"`` or ``"sglang"`` (let the server/router place).
+        ignore_eos: never stop at EOS (benchmarks on dummy weights).
+        routing_header: header carrying ``GenRequest.group`` (for header-hashing routers).
+        api_key: sent as ``Authorization: Bearer`` when the server needs one.
+    """
+
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        model: str | None = None,
+        tokenizer: str | None = None,
+        timeout_s: float = 600.0,
+        connect_timeout_s: float = 5.0,
+        max_retries: int = 4,
+        backoff_s: float = 0.25,
+        max_connections: int = 512,
+        dp_size: int = 1,
+        routing: str = "affinity",
+        ignore_eos: bool = False,
+        routing_header: str | None = None,
+        api_key: str | None = None,
+    ) -> None:
+        import httpx
+
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ValueError("SGLangServerEngine: url must name at least one server")
+        self.urls = [u.rstrip("/") for u in urls]
+        if dp_size < 1:
+            raise ValueError(f"SGLangServerEngine.dp_size: must be >= 1, got {dp_size}")
+        if dp_size > 1 and len(self.urls) > 1:
+            raise ValueError("SGLangServerEngine: use several URLs or dp_size > 1, not both")
+        if max_retries < 0:
+            raise ValueError(f"SGLangServerEngine.max_retries: must be >= 0, got {max_retries}")
+        self.dp_size = dp_size
+        self.router = ReplicaRouter(max(len(self.urls), dp_size), routing)
+        self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        self.timeout_s = timeout_s
+        self.max_retries, self.backoff_s = max_retries, backoff_s
+        self.limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self.ignore_eos = ignore_eos
+        self.routing_header = routing_header
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client: Any = None
+        self._client_loop: Any = None
+        self._sync: Any = None
+        self._bg: set[asyncio.Task] = set()
+        self.retries = 0
+        self.aborts = 0
+        self.errors = 0
+        self.dp_rank_counts: Counter[int] = Counter()
+
+        info: dict[str, Any] = {}
+        if model is None or tokenizer is None:
+            info = self._model_info()
+        self.model = model or info.get("model_path") or self.urls[0]
+        self.tokenizer, self.remote_tokenizer = None, False
+        tok_name = tokenizer or info.get("tokenizer_path") or self.model
+        try:
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(tok_name)
+        except Exception as e:  # not available locally: fall back to the server's tokenizer
+            log.info("SGLangServerEngine: no local tokenizer %r (%s); trying the server's /tokenize", tok_name, e)
+            self.remote_tokenizer = self._probe_remote_tokenizer()
+            if not self.remote_tokenizer:
+                log.warning("SGLangServerEngine: no tokenizer for %s; text mode (token_ids=False)", self.urls[0])
+        has_tok = self.tokenizer is not None or self.remote_tokenizer
+        max_ctx = int(info.get("max_context") or 32768)
+        self.info = EngineInfo(name="sglang_http", model=str(self.model), token_ids=has_tok,
+                               reports_cached_tokens=True, max_context=max_ctx)
+
+    # -- blocking helpers (construction, remote tokenizer) --------------------------------------
+    def _sync_client(self) -> Any:
+        import httpx
+
+        if self._sync is None:
+            self._sync = httpx.Client(timeout=self.timeout, headers=self.headers)
+        return self._sync
+
+    def _model_info(self) -> dict[str, Any]:
+        import httpx
+
+        url = self.urls[0]
+        for path in ("/model_info", "/get_model_info"):
+            try:
+                r = self._sync_client().get(url + path, timeout=httpx.Timeout(10.0, connect=self.timeout.connect))
+            except httpx.TransportError as e:
+                raise _down(url, e) from e
+            if r.status_code == 200:
+                return r.json()
+        log.warning("SGLangServerEngine: %s has no /model_info; pass model= explicitly", url)
+        return {}
+
+    def _probe_remote_tokenizer(self) -> bool:
+        import httpx
+
+        try:
+            r = self._sync_client().post(self.urls[0] + "/tokenize", json={"prompt": "a", "add_special_tokens": False})
+        except httpx.TransportError:
+            return False
+        return r.status_code == 200 and "tokens" in r.json()
+
+    # -- tokenizer --------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        if self.tokenizer is not None:
+            return list(self.tokenizer.encode(text, add_special_tokens=False))
+        if self.remote_tokenizer:
+            r = self._sync_client().post(self.urls[0] + "/tokenize", json={"prompt": text, "add_special_tokens": False})
+            r.raise_for_status()
+            return list(r.json()["tokens"])
+        raise RuntimeError(f"SGLangServerEngine({self.urls[0]}): no tokenizer (text mode); pass tokenizer=")
+
+    def decode(self, ids: Sequence[int]) -> str:
+        if self.tokenizer is not None:
+            return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+        if self.remote_tokenizer:
+            r = self._sync_client().post(self.urls[0] + "/detokenize", json={"tokens": list(ids), "skip_special_tokens": False})
+            r.raise_for_status()
+            return r.json()["text"]
+        raise RuntimeError(f"SGLangServerEngine({self.urls[0]}): no tokenizer (text mode); pass tokenizer=")
+
+    def chat_prompt(self, messages: list[dict]) -> str:
+        """The local tokenizer's chat template, else generic ChatML."""
+        return apply_chat_template(self.tokenizer, messages)
+
+    # -- generation -------------------------------------------------------------------------
+    def _client_now(self) -> Any:
+        """The pooled client of the running loop (a client's connections belong to one loop)."""
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = httpx.AsyncClient(timeout=self.timeout, limits=self.limits, headers=self.headers)
+            self._client_loop = loop
+        return self._client
+
+    def stats(self) -> dict[str, Any]:
+        s = self.router.stats()
+        for rep in s["replicas"]:
+            rep["url"] = self.urls[rep["replica"]] if len(self.urls) > 1 else self.urls[0]
+        s.update(retries=self.retries, aborts=self.aborts, errors=self.errors,
+                 dp_rank_reported=dict(self.dp_rank_counts))
+        return s
+
+    async def generate(self, requests: Sequence[GenRequest]) -> list[list[GenResult]]:
+        client = self._client_now()
+        coros, shape = [], []
+        for req in requests:
+            replica = self.router.pick(req.group)
+            shape.append(req.n)
+            coros.extend(self._sample(client, req, i, replica) for i in range(req.n))
+        flat = await gather_or_cancel(coros)
+        out, pos = [], 0
+        for n in shape:
+            out.append(flat[pos: pos + n])
+            pos += n
+        return out
+
+    def _target(self, replica: int | None) -> tuple[str, int | None]:
+        """(base URL, routed_dp_rank) of a replica."""
+        if replica is None:
+            return self.urls[0], None
+        if len(self.urls) > 1:
+            return self.urls[replica], None
+        return self.urls[0], (replica if self.dp_size > 1 else None)
+
+    async def _sample(self, client: Any, req: GenRequest, i: int, replica: int | None) -> GenResult:
+        import httpx
+
+        url, dp_rank = self._target(replica)
+        body: dict[str, Any] = {
+            "sampling_params": sampling_params(req, i, ignore_eos=self.ignore_eos),
+            "return_logprob": bool(req.logprobs or req.top_logprobs),
+            "stream": False,
+        }
+        if req.top_logprobs:
+            body["top_logprobs_num"] = req.top_logprobs
+        if req.input_ids is not None:
+            body["input_ids"] = list(req.input_ids)
+        else:
+            body["text"] = req.prompt
+        if dp_rank is not None:
+            body["routed_dp_rank"] = dp_rank
+        headers = {self.routing_header: req.group} if (self.routing_header and req.group) else None
+        tokens = req.max_new_tokens
+        self.router.start(replica, 1, tokens)
+        result: list[GenResult] = []
+        try:
+            last_err: BaseException | None = None
+            last_status = None
+            for attempt in range(self.max_retries + 1):
+                if attempt:
+                    self.retries += 1
+                    await asyncio.sleep(self._backoff(attempt, last_status))
+                rid = body["rid"] = new_rid()
+                try:
+                    resp = await client.post(url + "/generate", json=body, headers=headers)
+                except asyncio.CancelledError:
+                    self._abort_later(url, rid)
+                    raise
+                except httpx.TimeoutException as e:
+                    if isinstance(e, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+                        last_err, last_status = e, None
+                        continue
+                    self._abort_later(url, rid)
+                    self.errors += 1
+                    raise TimeoutError(f"SGLang server at {url}: no answer within {self.timeout_s} s") from e
+                except httpx.TransportError as e:  # refused, reset, broken connection
+                    if not isinstance(e, httpx.ConnectError):
+                        self._abort_later(url, rid)  # it may have reached the server
+                    last_err, last_status = e, None
+                    continue
+                if resp.status_code in RETRY_STATUS:
+                    last_err, last_status = None, resp
+                    continue
+                if resp.status_code >= 400:
+                    self.errors += 1
+                    raise RuntimeError(f"SGLang server at {url} answered {resp.status_code} on /generate: {resp.text[:500]}")
+                data = resp.json()
+                if isinstance(data, list):
+                    data = data[0]
+                g = to_result(data, req, decode=self.decode if self.info.token_ids else None)
+                rank = (data.get("meta_info") or {}).get("dp_rank")
+                if isinstance(rank, int):
+                    self.dp_rank_counts[rank] += 1
+                    if replica is None and self.router.n > 1:
+                        self.router.record(rank, [g])
+                result = [g]
+                return g
+            self.errors += 1
+            if last_err is not None:
+                raise _down(url, last_err) from last_err
+            raise RuntimeError(f"SGLang server at {url} still answered {last_status.status_code} after "
+                               f"{self.max_retries + 1} tries: {last_status.text[:300]}")
+        finally:
+            self.router.done(replica, 1, tokens, result)
+
+    def _backoff(self, attempt: int, resp: Any) -> float:
+        if resp is not None:
+            ra = resp.headers.get("retry-after")
+            try:
+                if ra is not None:
+                    return min(float(ra), 30.0)
+            except ValueError:
+                pass
+        base = min(self.backoff_s * (2 ** (attempt - 1)), 8.0)
+        return base * (0.75 + 0.5 * random.random())
+
+    def _abort_later(self, url: str, rid: str) -> None:
+        """Fire ``/abort_request`` for ``rid`` without waiting (we are being cancelled)."""
+        self.aborts += 1
+        t = asyncio.get_running_loop().create_task(self._abort(url, rid))
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+
+    async def _abort(self, url: str, rid: str) -> None:
+        import httpx
+
+        try:
+            await self._client_now().post(url + "/abort_request", json={"rid": rid}, timeout=httpx.Timeout(5.0))
+        except Exception as e:  # best effort: the server may be gone or the request finished
+            log.debug("abort of %s at %s failed: %s", rid, url, e)
+
+    async def close(self) -> None:
+        if self._bg:
+            await asyncio.wait(list(self._bg), timeout=5)
+        if self._client is not None:
+            try:
+                await self._client.aclose()
+            except RuntimeError:  # its loop is gone
+                pass
+            self._client = None
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None

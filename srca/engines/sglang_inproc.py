@@ -1,0 +1,219 @@
+"""SGLangEngine: an in-process ``sglang.Engine`` behind the srca Engine contract.
+
+SGLang is imported when the engine is constructed, never at module import. Scripts that build
+one must guard their entry point with ``if __name__ == "__main__":`` (SGLang spawns its
+scheduler processes).
+
+How requests map onto SGLang (0.5.x):
+
+* each ``GenRequest`` with ``n`` samples becomes ``n`` SGLang requests on the same
+  ``input_ids`` (SGLang's own advice over its ``n`` parameter); the radix cache shares the prefix;
+* sample ``i`` gets ``sampling_seed`` derived from ``(seed, i)``; SGLang honours it only with
+  ``deterministic=True`` (server arg ``enable_deterministic_inference``, which also forces the
+  pytorch sampler), otherwise sampling is not reproducible;
+* counts come from ``meta_info``: ``prompt_tokens``, ``cached_tokens``, and
+  ``generated_tokens == len(output_ids)`` (SGLang's ``completion_tokens``);
+* with ``dp_size > 1`` every request of one ``GenRequest.group`` is sent to one replica with
+  ``routed_dp_rank`` (see :class:`~srca.engines.sglang_common.ReplicaRouter`);
+* cancelling the awaiting task aborts the SGLang requests by ``rid``
+  (``TokenizerManager.abort_request``; SGLang does not abort on cancellation by itself).
+
+SGLang's tokenizer manager binds itself to the first event loop that sends it a request. So
+the engine runs all SGLang calls on one private loop in a background thread, and
+:meth:`generate` can be awaited from any loop (``asyncio.run`` more than once, pytest, a web
+service).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+from typing import Any, Sequence
+
+from .base import EngineInfo, GenRequest, GenResult
+from .sglang_common import ReplicaRouter, apply_chat_template, new_rid, sampling_params, to_result
+
+log = logging.getLogger(__name__)
+
+
+def _max_context(model_path: str, default: int = 32768) -> int:
+    try:
+        with open(os.path.join(model_path, "config.json")) as f:
+            cfg = json.load(f)
+        return int(cfg.get("max_position_embeddings") or default)
+    except (OSError, ValueError, TypeError):
+        return default
+
+
+class SGLangEngine:
+    """In-process SGLang.
+
+    Args:
+        model_path: Hugging Face folder (or hub name) of the model.
+        tp_size, dp_size: tensor- and data-parallel sizes (``dp_size`` replicas of ``tp_size`` GPUs).
+        radix_cache: keep SGLang's prefix cache (RadixAttention) on.
+        attention_backend, sampling_backend: SGLang backends (``"triton"`` needs no FA3 build).
+        mem_fraction_static: share of GPU memory for weights + KV cache (SGLang default if None).
+        load_format: e.g. ``"dummy"`` for random weights (speed work without a checkpoint).
+        routing: ``"affinity"`` (default), ``"round_robin"`` or ``"sglang"`` (SGLang's own
+            load balancer); only matters with ``dp_size > 1``.
+        ignore_eos: never stop at EOS (benchmarks on dummy weights).
+        deterministic: honour per-request seeds (``enable_deterministic_inference``).
+        tokenizer: tokenizer folder/name if not the model's.
+        **server_args: passed to ``sglang.Engine`` unchanged (e.g. ``disable_cuda_graph=True``,
+            ``grammar_backend="none"``, ``context_length=4096``).
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        tp_size: int = 1,
+        dp_size: int = 1,
+        radix_cache: bool = True,
+        attention_backend: str | None = "triton",
+        sampling_backend: str | None = None,
+        mem_fraction_static: float | None = None,
+        load_format: str | None = None,
+        routing: str = "affinity",
+        ignore_eos: bool = False,
+        deterministic: bool = False,
+        tokenizer: str | None = None,
+        log_level: str = "error",
+        **server_args: Any,
+    ) -> None:
+        if tp_size < 1 or dp_size < 1:
+            raise ValueError(f"SGLangEngine: tp_size and dp_size must be >= 1, got {tp_size}, {dp_size}")
+        self.router = ReplicaRouter(dp_size, routing)
+        self.ignore_eos = ignore_eos
+        self.dp_size = dp_size
+        try:
+            import sglang  # noqa: F401  (heavy; only here)
+        except ImportError as e:  # a user-caused condition: raise, don't assert
+            raise ImportError("SGLangEngine needs the 'sglang' package (pip install 'srca[sglang]' on a CUDA machine)") from e
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or model_path)
+        kwargs: dict[str, Any] = dict(model_path=model_path, tp_size=tp_size, dp_size=dp_size,
+                                      disable_radix_cache=not radix_cache, log_level=log_level)
+        if attention_backend is not None:
+            kwargs["attention_backend"] = attention_backend
+        if sampling_backend is not None:
+            kwargs["sampling_backend"] = sampling_backend
+        if mem_fraction_static is not None:
+            kwargs["mem_fraction_static"] = mem_fraction_static
+        if load_format is not None:
+            kwargs["load_format"] = load_format
+        if tokenizer is not None:
+            kwargs["tokenizer_path"] = tokenizer
+        if deterministic:
+            kwargs["enable_deterministic_inference"] = True
+        kwargs.update(server_args)
+        self.server_args = kwargs
+        self.engine = sglang.Engine(**kwargs)
+        self.info = EngineInfo(name="sglang", model=model_path, token_ids=True,
+                               reports_cached_tokens=radix_cache, max_context=_max_context(model_path))
+        # One private loop for every SGLang call (see module docstring).
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="srca-sglang-loop", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    # -- tokenizer --------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def chat_prompt(self, messages: list[dict]) -> str:
+        return apply_chat_template(self.tokenizer, messages)
+
+    # -- generation -------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Per-replica counters: samples sent/finished/in flight, groups held, token counts."""
+        return self.router.stats()
+
+    async def generate(self, requests: Sequence[GenRequest]) -> list[list[GenResult]]:
+        if self._closed:
+            raise RuntimeError("SGLangEngine: generate() after close()")
+        if not requests:
+            return []
+        fut = asyncio.run_coroutine_threadsafe(self._generate(list(requests)), self._loop)
+        # Cancelling the caller cancels the wrapped future, which cancels the task on the
+        # engine loop, whose handler aborts the SGLang requests.
+        return await asyncio.wrap_future(fut)
+
+    async def _generate(self, requests: list[GenRequest]) -> list[list[GenResult]]:
+        # Expand samples and place each request on a replica.
+        per_replica: dict[int | None, list[tuple[int, int]]] = {}
+        for k, req in enumerate(requests):
+            r = self.router.pick(req.group)
+            per_replica.setdefault(r, []).extend((k, i) for i in range(req.n))
+        calls = [self._call(r, requests, slots) for r, slots in per_replica.items()]
+        results: list[list[GenResult | None]] = [[None] * r.n for r in requests]
+        for slots, outs in zip(per_replica.values(), await asyncio.gather(*calls)):
+            for (k, i), res in zip(slots, outs):
+                results[k][i] = res
+        return results  # type: ignore[return-value]
+
+    async def _call(self, replica: int | None, requests: list[GenRequest], slots: list[tuple[int, int]]) -> list[GenResult]:
+        ids, params, want_lp, top_n, rids = [], [], [], [], []
+        for k, i in slots:
+            req = requests[k]
+            ids.append(list(req.input_ids) if req.input_ids is not None else self.encode(req.prompt or ""))
+            params.append(sampling_params(req, i, ignore_eos=self.ignore_eos))
+            want_lp.append(bool(req.logprobs or req.top_logprobs))
+            top_n.append(int(req.top_logprobs))
+            rids.append(new_rid())
+        tokens = sum(p["max_new_tokens"] for p in params)
+        routed = replica if (replica is not None and self.dp_size > 1) else None
+        self.router.start(replica, len(slots), tokens)
+        results: list[GenResult] = []
+        try:
+            outs = await self.engine.async_generate(
+                input_ids=ids, sampling_params=params, return_logprob=want_lp,
+                top_logprobs_num=top_n, rid=rids, routed_dp_rank=routed,
+            )
+            if isinstance(outs, dict):
+                outs = [outs]
+            results = [to_result(o, requests[k], decode=self.decode) for o, (k, _) in zip(outs, slots)]
+            if replica is None and self.dp_size > 1:
+                for o, g in zip(outs, results):
+                    rank = (o.get("meta_info") or {}).get("dp_rank")
+                    if isinstance(rank, int):
+                        self.router.record(rank, [g])
+            return results
+        except BaseException:  # cancelled (or failed): free the scheduler's slots now
+            self._abort(rids)
+            raise
+        finally:
+            self.router.done(replica, len(slots), tokens, results)
+
+    def _abort(self, rids: list[str]) -> None:
+        tm = getattr(self.engine, "tokenizer_manager", None)
+        if tm is None:
+            return
+        for rid in rids:
+            try:
+                tm.abort_request(rid=rid)
+            except Exception as e:  # best effort while unwinding; the request may be gone
+                log.debug("abort of %s failed: %s", rid, e)
+
+    async def flush_cache(self) -> bool:
+        """Empty SGLang's prefix cache (between benchmark runs; fails while requests run)."""
+        # Engine.flush_cache() would use SGLang's own loop; the tokenizer manager lives on ours.
+        coro = self.engine.tokenizer_manager.flush_cache()
+        out = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+        return bool(getattr(out, "success", True))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.to_thread(self.engine.shutdown)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)

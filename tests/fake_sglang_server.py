@@ -1,0 +1,274 @@
+"""A small stand-in for an SGLang server, for CPU tests of the HTTP engines (no model).
+
+Tokens are characters (``id == ord(char)``). The "model" continues every prompt with
+:data:`CONTINUATION` (or the answer chosen by ``sampling_seed`` when sampling), and the server
+answers the way SGLang 0.5.x does:
+
+* ``POST /generate`` (single or batched ``input_ids``/``text``): ``text``, ``output_ids`` and
+  ``meta_info`` with ``finish_reason`` (``{"type": "stop", "matched": str | int}`` /
+  ``{"type": "length", "length": n}`` / ``{"type": "abort"}``), ``prompt_tokens``,
+  ``cached_tokens`` (a token trie plays the radix cache), ``completion_tokens``,
+  ``output_token_logprobs`` and ``output_top_logprobs`` as ``[logprob, id, None]``; the stop
+  string stays in ``text`` only with ``no_stop_trim``, as in SGLang;
+* ``POST /abort_request``, ``GET /model_info``, ``POST /tokenize``, ``POST /detokenize``;
+* ``POST /v1/completions`` (OpenAI completions: ``choices[].text`` without the stop string,
+  ``logprobs.tokens/token_logprobs/top_logprobs``, ``usage`` with optional
+  ``prompt_tokens_details.cached_tokens``, SGLang's ``matched_stop``).
+
+Fault injection through :class:`State`: ``fail_next`` answers 503 that many times; a prompt
+containing ``SLOW`` waits until aborted (or ``slow_s``) before answering.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+CONTINUATION = "First step.\n\nSecond step.\n\nThe answer is \\boxed{42}."
+EOS_ID = 0
+
+
+@dataclass
+class State:
+    fail_next: int = 0
+    fail_status: int = 503
+    slow_s: float = 20.0
+    with_tokenize: bool = True
+    report_cached: bool = True  # /v1/completions usage.prompt_tokens_details.cached_tokens
+    report_matched_stop: bool = True  # /v1/completions choices[].matched_stop
+    bodies: list = field(default_factory=list)
+    completions: list = field(default_factory=list)
+    aborted: list = field(default_factory=list)
+    started_slow: list = field(default_factory=list)
+    trie: dict = field(default_factory=dict)
+    events: dict = field(default_factory=dict)
+    dp_size: int = 1
+
+
+def _match_insert(trie: dict, ids: list[int]) -> int:
+    node, matched, still = trie, 0, True
+    for t in ids:
+        if still and t in node:
+            matched += 1
+        else:
+            still = False
+        node = node.setdefault(t, {})
+    return matched
+
+
+def continuation(prompt: str, params: dict) -> str:
+    seed = params.get("sampling_seed")
+    if params.get("temperature", 1.0) > 0 and seed is not None:
+        return CONTINUATION.replace("42", str(seed % 1000))
+    return CONTINUATION
+
+
+def run_model(state: State, ids: list[int], params: dict) -> dict:
+    """One generation: (text, output ids, finish reason, counts) the way SGLang reports them."""
+    prompt = "".join(chr(i) for i in ids)
+    text = continuation(prompt, params)
+    max_new = int(params.get("max_new_tokens", 128))
+    stops = params.get("stop") or []
+    stops = [stops] if isinstance(stops, str) else stops
+    cut, matched = len(text), None
+    hits = [(text.find(s), s) for s in stops if s and text.find(s) >= 0]
+    if hits:
+        pos, s = min(hits)
+        cut, matched = pos + len(s), s
+    if cut > max_new:
+        cut, matched = max_new, None
+        finish = {"type": "length", "length": max_new}
+    elif matched is not None:
+        finish = {"type": "stop", "matched": matched}
+    elif params.get("ignore_eos"):
+        finish = {"type": "length", "length": max_new}
+    else:
+        finish = {"type": "stop", "matched": EOS_ID}
+    out_text = text[:cut]
+    out_ids = [ord(c) for c in out_text]
+    cached = _match_insert(state.trie, ids)
+    _match_insert(state.trie, ids + out_ids)
+    shown = out_text
+    if matched is not None and not params.get("no_stop_trim"):
+        shown = out_text[: out_text.find(matched)]
+    return dict(text=shown, ids=out_ids, finish=finish, prompt_tokens=len(ids), cached=min(cached, len(ids)))
+
+
+def make_app(state: State):
+    app = FastAPI()
+
+    async def _maybe_slow(rid: str, prompt: str) -> bool:
+        """True when the request was aborted while waiting."""
+        if "SLOW" not in prompt:
+            return False
+        ev = state.events.setdefault(rid, asyncio.Event())
+        state.started_slow.append(rid)
+        try:
+            await asyncio.wait_for(ev.wait(), timeout=state.slow_s)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    @app.post("/generate")
+    async def generate(request: Request):
+        body = await request.json()
+        state.bodies.append(body)
+        if state.fail_next > 0:
+            state.fail_next -= 1
+            return Response(status_code=state.fail_status, content="busy")
+        single = not (isinstance(body.get("input_ids"), list) and body["input_ids"] and isinstance(body["input_ids"][0], list)) \
+            and not isinstance(body.get("text"), list)
+        if body.get("input_ids") is not None:
+            batch_ids = [body["input_ids"]] if single else body["input_ids"]
+        else:
+            texts = [body["text"]] if single else body["text"]
+            batch_ids = [[ord(c) for c in t] for t in texts]
+        n = len(batch_ids)
+        params = body.get("sampling_params") or {}
+        params = params if isinstance(params, list) else [params] * n
+        rids = body.get("rid")
+        rids = [rids] if isinstance(rids, str) else (rids or [f"r{time.time_ns()}_{i}" for i in range(n)])
+        want_lp = body.get("return_logprob", False)
+        want_lp = want_lp if isinstance(want_lp, list) else [want_lp] * n
+        top_n = body.get("top_logprobs_num") or 0
+        top_n = top_n if isinstance(top_n, list) else [top_n] * n
+        outs = []
+        for ids, p, rid, lp, k in zip(batch_ids, params, rids, want_lp, top_n):
+            if await _maybe_slow(rid, "".join(chr(i) for i in ids)):
+                outs.append({"text": "", "output_ids": [], "meta_info": {
+                    "id": rid, "finish_reason": {"type": "abort", "message": "aborted"},
+                    "prompt_tokens": len(ids), "cached_tokens": 0, "completion_tokens": 0}})
+                continue
+            r = run_model(state, ids, p)
+            meta: dict[str, Any] = {
+                "id": rid, "finish_reason": r["finish"], "prompt_tokens": r["prompt_tokens"],
+                "cached_tokens": r["cached"], "completion_tokens": len(r["ids"]),
+            }
+            if state.dp_size > 1 and body.get("routed_dp_rank") is not None:
+                meta["dp_rank"] = body["routed_dp_rank"]
+            if lp:
+                meta["output_token_logprobs"] = [[-0.1, t, None] for t in r["ids"]]
+                meta["input_token_logprobs"] = []
+                if k:
+                    meta["output_top_logprobs"] = [[[-0.1, t, None], [-2.5, t + 1, None]][:k] for t in r["ids"]]
+            outs.append({"text": r["text"], "output_ids": r["ids"], "meta_info": meta})
+        return JSONResponse(outs[0] if single else outs)
+
+    @app.post("/abort_request")
+    async def abort_request(request: Request):
+        body = await request.json()
+        rid = body.get("rid")
+        state.aborted.append(rid)
+        ev = state.events.get(rid)
+        if ev is not None:
+            ev.set()
+        return Response(status_code=200)
+
+    @app.get("/model_info")
+    async def model_info():
+        return {"model_path": "fake-model", "tokenizer_path": "/nonexistent/fake-tokenizer", "is_generation": True}
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request):
+        if not state.with_tokenize:
+            return Response(status_code=404)
+        body = await request.json()
+        toks = [ord(c) for c in body["prompt"]]
+        return {"tokens": toks, "count": len(toks), "max_model_len": 4096}
+
+    @app.post("/detokenize")
+    async def detokenize(request: Request):
+        if not state.with_tokenize:
+            return Response(status_code=404)
+        body = await request.json()
+        return {"text": "".join(chr(i) for i in body["tokens"])}
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        body = await request.json()
+        state.completions.append(body)
+        if state.fail_next > 0:
+            state.fail_next -= 1
+            return Response(status_code=state.fail_status, content="busy")
+        prompt = body["prompt"]
+        ids = [ord(c) for c in prompt]
+        n = int(body.get("n", 1))
+        rid = f"cmpl-{time.time_ns()}"
+        if await _maybe_slow(rid, prompt):
+            return Response(status_code=499)
+        choices, completion_tokens, cached = [], 0, 0
+        for i in range(n):
+            seed = body.get("seed")
+            p = {"max_new_tokens": body.get("max_tokens", 16), "stop": body.get("stop"),
+                 "temperature": body.get("temperature", 1.0),
+                 "sampling_seed": None if seed is None else seed + i, "no_stop_trim": False}
+            r = run_model(state, ids, p)
+            if i == 0:
+                cached = r["cached"]
+            text = r["text"]  # stop string trimmed, as OpenAI servers do
+            toks = list(text)
+            completion_tokens += len(toks)
+            ch: dict[str, Any] = {"index": i, "text": text,
+                                  "finish_reason": "length" if r["finish"]["type"] == "length" else "stop"}
+            if state.report_matched_stop and r["finish"]["type"] == "stop":
+                ch["matched_stop"] = r["finish"]["matched"]
+            if body.get("logprobs") is not None:
+                k = int(body["logprobs"])
+                ch["logprobs"] = {"tokens": toks, "token_logprobs": [-0.1] * len(toks),
+                                  "top_logprobs": [{t: -0.1, t + "~": -2.5} if k > 1 else {t: -0.1} for t in toks],
+                                  "text_offset": list(range(len(toks)))}
+            else:
+                ch["logprobs"] = None
+            choices.append(ch)
+        usage: dict[str, Any] = {"prompt_tokens": len(ids), "completion_tokens": completion_tokens,
+                                 "total_tokens": len(ids) + completion_tokens}
+        if state.report_cached:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        return {"id": rid, "object": "text_completion", "model": body.get("model"), "choices": choices, "usage": usage}
+
+    return app
+
+
+class Server:
+    """Runs an app with uvicorn on 127.0.0.1 (random port) in a background thread."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "Server":
+        self.thread.start()
+        deadline = time.time() + 10
+        while not self.server.started:
+            if time.time() > deadline:
+                raise RuntimeError("fake server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.server.force_exit = True  # do not wait for handlers still sleeping (slow requests)
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

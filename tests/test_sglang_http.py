@@ -1,0 +1,162 @@
+"""SGLangServerEngine against a fake SGLang server (CPU, no model, no SGLang)."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fake_sglang_server import CONTINUATION, Server, State, free_port, make_app
+from srca.engines.base import GenRequest
+from srca.engines.sglang_http import SGLangServerEngine
+
+
+@pytest.fixture
+def server():
+    state = State()
+    with Server(make_app(state)) as srv:
+        srv.state = state
+        yield srv
+
+
+def make(srv, **kw) -> SGLangServerEngine:
+    kw.setdefault("backoff_s", 0.01)
+    return SGLangServerEngine(srv.url, **kw)
+
+
+async def test_generate_maps_meta_info(server):
+    eng = make(server)
+    assert eng.info.token_ids and eng.remote_tokenizer  # fake tokenizer path: falls back to /tokenize
+    assert eng.model == "fake-model"
+    ids = eng.encode("Q: 1+1?\n")
+    assert ids == [ord(c) for c in "Q: 1+1?\n"]
+    [[a, b]] = await eng.generate([GenRequest(input_ids=ids, n=2, temperature=0.7, seed=3, stop=("\n\n",),
+                                              max_new_tokens=64, group="p0")])
+    for g in (a, b):
+        assert g.finish_reason == "stop" and g.stop_str == "\n\n"
+        assert g.text == "First step.\n\n"  # stop string kept, as the contract asks
+        assert g.token_ids == eng.encode(g.text)
+        assert g.generated_tokens == len(g.token_ids) == len(g.logprobs)
+        assert g.prompt_tokens == len(ids)
+    bodies = server.state.bodies
+    assert [b["sampling_params"]["sampling_seed"] for b in bodies] != [bodies[0]["sampling_params"]["sampling_seed"]] * 2
+    assert all(b["sampling_params"]["no_stop_trim"] for b in bodies)
+    assert len({b["rid"] for b in bodies}) == 2
+    # the same prefix again comes from the (fake) radix cache
+    [[c]] = await eng.generate([GenRequest(input_ids=ids + a.token_ids, max_new_tokens=8)])
+    assert c.cached_tokens >= len(ids) + len(a.token_ids) - 1
+    assert c.finish_reason == "length" and c.stop_str is None and c.generated_tokens == 8
+    await eng.close()
+
+
+async def test_eos_text_prompt_and_top_logprobs(server):
+    eng = make(server)
+    [[g]] = await eng.generate([GenRequest(prompt="hello", max_new_tokens=200, top_logprobs=2, top_logprobs_steps=1)])
+    assert g.text == CONTINUATION and g.hit_eos
+    assert len(g.top_logprobs) == 1 and len(g.top_logprobs[0]) == 2
+    assert g.top_logprobs[0][0] == (ord("F"), -0.1) and g.top_logprobs[0][0][1] >= g.top_logprobs[0][1][1]
+    assert server.state.bodies[-1]["text"] == "hello" and server.state.bodies[-1]["top_logprobs_num"] == 2
+    [[h]] = await eng.generate([GenRequest(prompt="hello", max_new_tokens=5, logprobs=False)])
+    assert h.logprobs == [] and server.state.bodies[-1]["return_logprob"] is False
+    await eng.close()
+
+
+async def test_retries_on_503_then_success(server):
+    eng = make(server, max_retries=3)
+    server.state.fail_next = 2
+    [[g]] = await eng.generate([GenRequest(prompt="x", max_new_tokens=4)])
+    assert g.generated_tokens == 4 and eng.retries == 2
+    rids = [b["rid"] for b in server.state.bodies]
+    assert len(set(rids)) == 3  # a fresh rid per try
+    server.state.fail_next = 10
+    eng2 = make(server, max_retries=1)
+    with pytest.raises(RuntimeError, match="503"):
+        await eng2.generate([GenRequest(prompt="x", max_new_tokens=4)])
+    await eng.close()
+    await eng2.close()
+
+
+async def test_cancel_aborts_in_flight_requests(server):
+    eng = make(server)
+    task = asyncio.create_task(eng.generate([GenRequest(prompt="SLOW please", n=2, max_new_tokens=4)]))
+    for _ in range(500):
+        if server.state.started_slow:
+            break
+        await asyncio.sleep(0.01)
+    assert server.state.started_slow
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    sent = {b["rid"] for b in server.state.bodies}
+    for _ in range(500):
+        if set(server.state.aborted) >= sent:
+            break
+        await asyncio.sleep(0.01)
+    assert set(server.state.aborted) >= sent and eng.aborts >= 2
+    await eng.close()
+
+
+def test_server_down_names_the_url():
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ConnectionError, match=url.replace(".", r"\.")):
+        SGLangServerEngine(url)
+
+
+async def test_server_down_at_generate_names_the_url():
+    url = f"http://127.0.0.1:{free_port()}"
+    eng = SGLangServerEngine(url, model="m", tokenizer="/nonexistent/tok", max_retries=1, backoff_s=0.01)
+    assert not eng.info.token_ids  # no tokenizer anywhere: text mode
+    with pytest.raises(ConnectionError, match="not reachable") as e:
+        await eng.generate([GenRequest(prompt="x")])
+    assert url in str(e.value)
+    await eng.close()
+
+
+async def test_text_mode_without_tokenizer(server):
+    server.state.with_tokenize = False
+    eng = make(server)
+    assert not eng.info.token_ids
+    with pytest.raises(RuntimeError, match="text mode"):
+        eng.encode("x")
+    [[g]] = await eng.generate([GenRequest(prompt="hi", max_new_tokens=5)])
+    assert g.text == CONTINUATION[:5]
+    assert "<|im_start|>user\nhi<|im_end|>" in eng.chat_prompt([{"role": "user", "content": "hi"}])
+    await eng.close()
+
+
+async def test_affinity_over_two_servers():
+    s1, s2 = State(), State()
+    with Server(make_app(s1)) as a, Server(make_app(s2)) as b:
+        eng = SGLangServerEngine([a.url, b.url], model="m")
+        reqs = [GenRequest(prompt=f"p{g}-{k}", group=f"g{g}", max_new_tokens=4) for k in range(3) for g in range(4)]
+        await eng.generate(reqs)
+        await eng.generate([GenRequest(prompt=f"p{g}-x", group=f"g{g}", max_new_tokens=4) for g in range(4)])
+        seen1 = {b_["text"].split("-")[0] for b_ in s1.bodies}
+        seen2 = {b_["text"].split("-")[0] for b_ in s2.bodies}
+        assert seen1 and seen2 and not seen1 & seen2  # every group stayed on one server
+        assert len(seen1) == len(seen2) == 2  # new groups were spread
+        st = eng.stats()
+        assert [r["requests"] for r in st["replicas"]] == [8, 8]
+        assert all(r["requests_in_flight"] == 0 and r["tokens_in_flight"] == 0 for r in st["replicas"])
+        await eng.close()
+
+
+async def test_dp_routing_on_one_server(server):
+    server.state.dp_size = 2
+    eng = make(server, dp_size=2)
+    reqs = [GenRequest(prompt=f"q{g}", group=f"g{g}", n=2, max_new_tokens=3) for g in range(4)]
+    await eng.generate(reqs)
+    by_group: dict[str, set] = {}
+    for b in server.state.bodies:
+        by_group.setdefault(b["text"], set()).add(b["routed_dp_rank"])
+    assert all(len(v) == 1 for v in by_group.values())
+    assert sorted(next(iter(v)) for v in by_group.values()) == [0, 0, 1, 1]
+    assert eng.stats()["dp_rank_reported"] == {0: 4, 1: 4}
+    await eng.close()
+
+
+def test_usable_from_several_event_loops(server):
+    eng = make(server)
+    for _ in range(2):  # a new loop each time: the pooled client is rebuilt per loop
+        [[g]] = asyncio.run(eng.generate([GenRequest(prompt="x", max_new_tokens=3)]))
+        assert g.generated_tokens == 3
+    asyncio.run(eng.close())
