@@ -1,0 +1,114 @@
+"""Request schemas, generated from :class:`srca.SearchConfig` (one source of defaults).
+
+The pydantic models check *types* (strictly: ``"4"`` is not an integer, ``1`` is not a boolean);
+:class:`SearchConfig` itself checks *values*. Both kinds of failure become :class:`InputError`,
+answered as 422 with a ``loc`` naming the field.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from srca.config import SearchConfig
+from srca.solver import MAX_PROBLEM_CHARS, check_problem
+
+_FIELD_RE = re.compile(r"^(?:SearchConfig\.)?(\w+): ")
+
+
+class InputError(Exception):
+    """A client's mistake; ``errors`` in FastAPI's ``detail`` format (``loc``, ``msg``, ``type``)."""
+
+    def __init__(self, errors: list[dict[str, Any]], status: int = 422) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+        self.errors = errors
+        self.status = status
+
+    @classmethod
+    def one(cls, field: str | None, msg: str, kind: str = "value_error", status: int = 422) -> "InputError":
+        loc = ["body"] + ([field] if field else [])
+        return cls([{"loc": loc, "msg": msg, "type": kind}], status)
+
+    @classmethod
+    def from_value_error(cls, e: Exception) -> "InputError":
+        """``ValueError('SearchConfig.n: must be >= 1')`` -> loc ``["body", "n"]``."""
+        msg = str(e)
+        m = _FIELD_RE.match(msg)
+        return cls.one(m.group(1) if m else None, msg)
+
+    @classmethod
+    def from_pydantic(cls, e: ValidationError, prefix: tuple[str, ...] = ("body",)) -> "InputError":
+        return cls([{"loc": [*prefix, *e_["loc"]], "msg": e_["msg"], "type": e_["type"]} for e_ in e.errors()])
+
+
+def config_field_definitions(skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """pydantic field definitions for every SearchConfig field, with the dataclass defaults."""
+    hints = typing.get_type_hints(SearchConfig)
+    defs: dict[str, Any] = {}
+    for f in dataclasses.fields(SearchConfig):
+        if f.name in skip:
+            continue
+        defs[f.name] = (hints[f.name], Field(default=f.default, description=f"SearchConfig.{f.name}"))
+    return defs
+
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+@functools.cache
+def solve_request_model() -> type[BaseModel]:
+    """``POST /solve`` and ``POST /jobs`` body: the problem, every SearchConfig field, ``stream``."""
+    return create_model(
+        "SolveRequest", __config__=_STRICT,
+        problem=(str, Field(description=f"the problem statement (1..{MAX_PROBLEM_CHARS} characters)")),
+        stream=(bool, Field(default=False, description="answer with a text/event-stream of search events")),
+        **config_field_definitions(),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SolveInput:
+    problem: str
+    config: SearchConfig
+    stream: bool = False
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError([{"loc": ["body"], "msg": f"invalid JSON: {e}", "type": "json_invalid"}]) from None
+
+
+def build_config(given: dict[str, Any], base: SearchConfig) -> SearchConfig:
+    try:
+        return SearchConfig.from_dict(given, base=base)
+    except (ValueError, TypeError) as e:
+        raise InputError.from_value_error(e) from None
+
+
+def checked_problem(problem: Any, field: str = "problem") -> str:
+    try:
+        return check_problem(problem)
+    except (ValueError, TypeError) as e:
+        msg = str(e).split(": ", 1)[-1]
+        raise InputError.one(field, msg, "string_type" if isinstance(e, TypeError) else "value_error") from None
+
+
+def parse_solve(body: Any, base: SearchConfig) -> SolveInput:
+    """Validate a ``/solve`` body; raises :class:`InputError`."""
+    if not isinstance(body, dict):
+        raise InputError([{"loc": ["body"], "msg": "expected a JSON object", "type": "model_type"}])
+    try:
+        req = solve_request_model().model_validate(body)
+    except ValidationError as e:
+        raise InputError.from_pydantic(e) from None
+    given = req.model_dump(exclude_unset=True)
+    problem = checked_problem(given.pop("problem"))
+    stream = given.pop("stream", False)
+    return SolveInput(problem, build_config(given, base), stream)

@@ -1,0 +1,93 @@
+"""Client disconnects and server-sent events.
+
+A solve must stop when its client goes away. ``until_disconnect`` waits on the ASGI ``receive``
+channel for ``http.disconnect``; ``cancel_on_disconnect`` races it against the work.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from starlette.responses import Response
+
+log = logging.getLogger("srca.service")
+
+
+class ClientGone(Exception):
+    """The client disconnected before the answer was ready."""
+
+
+async def until_disconnect(receive: Callable[[], Awaitable[dict]]) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return
+
+
+async def cancel_on_disconnect(work: Awaitable[Any], receive: Callable[[], Awaitable[dict]]) -> Any:
+    """Await ``work``; if the client disconnects first, cancel it and raise :class:`ClientGone`."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(until_disconnect(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task.done():
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    raise ClientGone()
+
+
+def sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+
+
+_END = object()
+
+
+class EventStreamResponse(Response):
+    """``text/event-stream`` fed by an async generator of ready-made chunks (bytes). The
+    generator runs as a task that is cancelled when the client disconnects, which cancels the
+    solve it drives."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, chunks: Callable[[], AsyncIterator[bytes]], headers: dict[str, str] | None = None) -> None:
+        super().__init__(content=None, status_code=200, headers={"Cache-Control": "no-cache",
+                                                                 "X-Accel-Buffering": "no", **(headers or {})})
+        self.chunks = chunks
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump() -> None:
+            try:
+                async for chunk in self.chunks():
+                    queue.put_nowait(chunk)
+            finally:
+                queue.put_nowait(_END)
+
+        producer = asyncio.ensure_future(pump())
+        watcher = asyncio.ensure_future(until_disconnect(receive))
+        watcher.add_done_callback(lambda _: producer.cancel())
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        try:
+            while True:
+                chunk = await queue.get()
+                if chunk is _END or watcher.done():
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not watcher.done():
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # the client went away while we were writing
+            producer.cancel()
+        finally:
+            watcher.cancel()
+            if not producer.done():
+                producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)

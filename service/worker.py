@@ -1,0 +1,166 @@
+"""JobWorker: runs jobs from the Redis queue in this replica.
+
+Three loops: ``_take`` (BLMOVE a job id, claim it, start a task), ``_heartbeat`` (renew this
+worker's lease; reap workers whose lease expired, putting their jobs back in the queue) and
+``_watch`` (poll the states of the jobs running here: a job cancelled through any replica, or
+taken over by another worker, has its task cancelled, which cancels the engine work).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import traceback
+import uuid
+from typing import Any, Awaitable, Callable
+
+from .jobs import JobStore
+from .redis_conn import RedisUnavailable
+
+log = logging.getLogger("srca.service")
+
+RunJob = Callable[[dict[str, Any]], Awaitable[str]]  # request -> result JSON text
+
+
+class JobWorker:
+    def __init__(self, store: JobStore, run_job: RunJob, concurrency: int, lease_s: float,
+                 on_finish: Callable[[str], Any] | None = None) -> None:
+        self.store = store
+        self.run_job = run_job
+        self.concurrency = concurrency
+        self.lease_s = lease_s
+        self.on_finish = on_finish or (lambda state: None)
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.running: dict[str, asyncio.Task] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        self._loops: list[asyncio.Task] = []
+        self._stopping = False
+
+    @property
+    def redis(self):
+        return self.store.r
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loops = [loop.create_task(self._heartbeat(), name="srca-heartbeat")]
+        if self.concurrency > 0:
+            self._loops += [loop.create_task(self._take(), name="srca-take"),
+                            loop.create_task(self._watch(), name="srca-watch")]
+
+    async def stop(self) -> None:
+        """Stop taking jobs, cancel the running ones and hand them back to the queue."""
+        self._stopping = True
+        for t in self._loops:
+            t.cancel()
+        tasks = list(self.running.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*self._loops, *tasks, return_exceptions=True)
+        try:
+            n = await self.store.release_worker(self.id)
+            if n:
+                log.info("worker %s: handed %d job(s) back to the queue", self.id, n)
+        except RedisUnavailable:
+            pass  # its lease expires and another replica requeues them
+
+    # -- loops ----------------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        period = self.lease_s / 3
+        while True:
+            try:
+                await self.store.heartbeat(self.id, self.lease_s)
+                reaped = await self.store.reap()
+                for w, n in reaped.items():
+                    log.warning("worker %s is gone: %d job(s) back in the queue", w, n)
+            except RedisUnavailable:
+                await self.redis.wait_up()
+                continue
+            except Exception:  # a bug here must not kill the heartbeat
+                log.exception("heartbeat failed")
+            await asyncio.sleep(period)
+
+    async def _take(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                job_id = None
+                while job_id is None:
+                    if not self.redis.up:
+                        await self.redis.wait_up()
+                    try:
+                        job_id = await self.store.take(self.id, timeout_s=1.0)
+                    except RedisUnavailable:
+                        continue
+                try:
+                    state, attempt = await self.store.claim(self.id, job_id)
+                except RedisUnavailable:
+                    # still in our processing list: the reaper puts it back if we die
+                    self._slots.release()
+                    continue
+            except BaseException:
+                self._slots.release()
+                raise
+            if state != "running":
+                if state == "failed":
+                    log.warning("job %s failed: too many attempts", job_id)
+                    self.on_finish("failed")
+                self._slots.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._run(job_id, attempt), name=f"job-{job_id}")
+            self.running[job_id] = task
+
+    async def _run(self, job_id: str, attempt: int) -> None:
+        try:
+            h = await self._retry(lambda: self.store.get(job_id))
+            if h is None:
+                return
+            try:
+                text = await self.run_job(json.loads(h["request"]))
+                state, field, value = "done", "result", text
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.error("job %s failed: %s", job_id, "".join(traceback.format_exception_only(e)).strip())
+                state, field, value = "failed", "error", f"{type(e).__name__}: {e}"
+            ok = await self._retry(lambda: self.store.finish(self.id, job_id, attempt, state, field, value))
+            if ok:
+                log.info("job %s %s (attempt %d, worker %s)", job_id, state, attempt, self.id)
+                self.on_finish(state)
+            else:
+                log.info("job %s: result of attempt %d discarded (cancelled or taken over)", job_id, attempt)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                log.info("job %s: cancelled on worker %s", job_id, self.id)
+            raise
+        finally:
+            self.running.pop(job_id, None)
+            self._slots.release()
+
+    async def _retry(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a Redis step of a job, waiting out outages (the result is kept meanwhile)."""
+        while True:
+            try:
+                return await fn()
+            except RedisUnavailable:
+                await self.redis.wait_up()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            ids = list(self.running)
+            if not ids or not self.redis.up:
+                continue
+            try:
+                states = await self.store.states(ids)
+            except RedisUnavailable:
+                continue
+            for job_id, (state, worker) in zip(ids, states):
+                # done/failed: our own finish may be in flight, leave it be
+                if state == "cancelled" or state is None or (state in ("queued", "running") and worker != self.id):
+                    task = self.running.get(job_id)
+                    if task is not None and not task.done():
+                        log.info("job %s is %s%s: stopping its solve", job_id, state,
+                                 "" if worker == self.id else f" on {worker}")
+                        task.cancel()

@@ -1,0 +1,96 @@
+"""``srca serve``: run the HTTP service (FastAPI + uvicorn) over one engine.
+
+Service flags are generated from :class:`srca.service.ServiceConfig`, search defaults from
+:class:`srca.SearchConfig` (requests override them field by field).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+import typing
+from typing import Any
+
+from .common import UsageError, add_config_args, add_engine_args, config_from_args, engine_from_args
+
+# tests (and only tests) may swap the engine for the scripted fake: "fake" or "fake:<latency_s>"
+TEST_ENGINE_ENV = "SRCA_SERVE_TEST_ENGINE"
+
+
+def _service_config_cls() -> type:
+    from ..service.config import ServiceConfig
+
+    return ServiceConfig
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the HTTP service",
+                       description="Serve /solve, /jobs, the OpenAI-compatible /v1 facade, /healthz, /readyz "
+                                   "and /metrics. API keys: comma-separated in $SRCA_API_KEYS (see --api-keys-env).")
+    g = p.add_argument_group("service (ServiceConfig fields)")
+    cls = _service_config_cls()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        if hint is bool:
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"(default {f.default})")
+            continue
+        base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        extra = " ('none': run without Redis; env SRCA_REDIS_URL)" if f.name == "redis_url" else ""
+        g.add_argument(flag, type=str if f.name == "redis_url" else base, default=None,
+                       metavar=base.__name__.upper(), help=f"(default {f.default!r}){extra}")
+    add_config_args(p)
+    add_engine_args(p)
+    p.set_defaults(func=run)
+
+
+def service_config_from_args(args: argparse.Namespace) -> Any:
+    cls = _service_config_cls()
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    if "redis_url" not in given and os.environ.get("SRCA_REDIS_URL"):
+        given["redis_url"] = os.environ["SRCA_REDIS_URL"]
+    if str(given.get("redis_url", "")).lower() in ("none", "off", "null"):
+        given["redis_url"] = None
+    try:
+        return cls.from_dict(given)
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    test = os.environ.get(TEST_ENGINE_ENV)
+    if test:
+        from ..engines import make_engine
+
+        kind, _, latency = test.partition(":")
+        if kind != "fake":
+            raise UsageError(f"{TEST_ENGINE_ENV}: only 'fake[:latency_s]' is supported")
+        return make_engine("fake", latency_s=float(latency or 0))
+    return engine_from_args(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ..service import create_app
+    except ImportError as e:
+        raise UsageError(f"the service needs its extra: pip install 'srca[service]' ({e})") from None
+    scfg = service_config_from_args(args)
+    cfg = config_from_args(args)
+    level = scfg.log_level.upper()
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    t0 = time.monotonic()
+    print(f"srca serve: loading {args.engine} engine {args.model or ''}".rstrip(), file=sys.stderr, flush=True)
+    engine = _engine(args)
+    print(f"srca serve: engine ready in {time.monotonic() - t0:.1f}s; listening on http://{scfg.host}:{scfg.port} "
+          f"(redis: {scfg.redis_url or 'off'})", file=sys.stderr, flush=True)
+    app = create_app(scfg, engine=engine, search_config=cfg)
+    uvicorn.run(app, host=scfg.host, port=scfg.port, log_level=scfg.log_level.lower(), access_log=False,
+                timeout_graceful_shutdown=10)
+    return 0
