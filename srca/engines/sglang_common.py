@@ -18,6 +18,7 @@ list of those per position; ``meta_info["dp_rank"]`` names the replica when dp_s
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections import OrderedDict
@@ -133,6 +134,28 @@ def apply_chat_template(tokenizer: Any, messages: list[dict]) -> str:
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return chatml(messages)
+
+
+async def gather_or_cancel(coros: Sequence[Any]) -> list[Any]:
+    """Run ``coros`` concurrently; on the first failure or on cancellation, cancel the rest
+    (so their cancellation handlers run) before raising."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    pending = [t for t in tasks if not t.done()]
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+    for t in tasks:
+        if not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
+    return [t.result() for t in tasks]
 
 
 class ReplicaRouter:

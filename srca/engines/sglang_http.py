@@ -34,7 +34,7 @@ from collections import Counter
 from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
-from .sglang_common import ReplicaRouter, apply_chat_template, new_rid, sampling_params, to_result
+from .sglang_common import ReplicaRouter, apply_chat_template, gather_or_cancel, new_rid, sampling_params, to_result
 
 log = logging.getLogger(__name__)
 
@@ -44,28 +44,6 @@ RETRY_STATUS = (429, 502, 503, 504)
 def _down(url: str, err: BaseException) -> ConnectionError:
     return ConnectionError(f"SGLang server at {url} is not reachable ({type(err).__name__}: {err}); "
                            "is it running, and is the URL right?")
-
-
-async def gather_or_cancel(coros: Sequence[Any]) -> list[Any]:
-    """Run ``coros`` concurrently; on the first failure or on cancellation, cancel the rest
-    (so their cancellation handlers run) before raising."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    except asyncio.CancelledError:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    pending = [t for t in tasks if not t.done()]
-    for t in pending:
-        t.cancel()
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
-    for t in tasks:
-        if not t.cancelled() and t.exception() is not None:
-            raise t.exception()  # type: ignore[misc]
-    return [t.result() for t in tasks]
 
 
 class SGLangServerEngine:
