@@ -49,6 +49,8 @@ class State:
     trie: dict = field(default_factory=dict)
     events: dict = field(default_factory=dict)
     dp_size: int = 1
+    script: Any = None  # a ScriptedEngine script: when set, /generate runs it (see run_script)
+    _scripted: Any = None
 
 
 def _match_insert(trie: dict, ids: list[int]) -> int:
@@ -100,6 +102,39 @@ def run_model(state: State, ids: list[int], params: dict) -> dict:
     return dict(text=shown, ids=out_ids, finish=finish, prompt_tokens=len(ids), cached=min(cached, len(ids)))
 
 
+def run_script(state: State, ids: list[int], params: dict, want_lp: bool, top_n: int) -> dict:
+    """/generate through :class:`srca.engines.fake.ScriptedEngine` (the contract suite's stand-in
+    model), answered in SGLang's shape. ``sampling_seed`` plays the request seed (sample 0)."""
+    from srca.engines.base import GenRequest
+    from srca.engines.fake import ScriptedEngine
+
+    if state._scripted is None:
+        state._scripted = ScriptedEngine(state.script)
+    temp = float(params.get("temperature", 1.0))
+    top_k = int(params.get("top_k", -1))
+    req = GenRequest(input_ids=ids, max_new_tokens=int(params.get("max_new_tokens", 128)), temperature=temp,
+                     top_p=float(params.get("top_p", 1.0)), top_k=max(0, top_k), stop=tuple(params.get("stop") or ()),
+                     seed=params.get("sampling_seed"), logprobs=want_lp, top_logprobs=top_n,
+                     top_logprobs_steps=int(params.get("max_new_tokens", 128)))
+    g = state._scripted._one(req, 0)
+    if g.stop_str is not None:
+        finish = {"type": "stop", "matched": g.stop_str}
+    elif g.finish_reason == "length":
+        finish = {"type": "length", "length": req.max_new_tokens}
+    else:
+        finish = {"type": "stop", "matched": EOS_ID}
+    text = g.text
+    if g.stop_str is not None and not params.get("no_stop_trim"):
+        text = text[: text.find(g.stop_str)]
+    meta: dict[str, Any] = {"finish_reason": finish, "prompt_tokens": g.prompt_tokens,
+                            "cached_tokens": g.cached_tokens, "completion_tokens": g.generated_tokens}
+    if want_lp:
+        meta["output_token_logprobs"] = [[lp, t, None] for lp, t in zip(g.logprobs, g.token_ids)]
+        if top_n:
+            meta["output_top_logprobs"] = [[[lp, t, None] for t, lp in alts] for alts in g.top_logprobs]
+    return {"text": text, "output_ids": g.token_ids, "meta_info": meta}
+
+
 def make_app(state: State):
     app = FastAPI()
 
@@ -144,6 +179,11 @@ def make_app(state: State):
                 outs.append({"text": "", "output_ids": [], "meta_info": {
                     "id": rid, "finish_reason": {"type": "abort", "message": "aborted"},
                     "prompt_tokens": len(ids), "cached_tokens": 0, "completion_tokens": 0}})
+                continue
+            if state.script is not None:
+                o = run_script(state, ids, p, bool(lp), int(k or 0))
+                o["meta_info"]["id"] = rid
+                outs.append(o)
                 continue
             r = run_model(state, ids, p)
             meta: dict[str, Any] = {

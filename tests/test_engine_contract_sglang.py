@@ -1,0 +1,132 @@
+"""The Engine contract suite (``engine_contract.py``) on the SGLang backends.
+
+* ``http-fake`` (CPU, always): :class:`SGLangServerEngine` against the fake SGLang server of
+  ``fake_sglang_server.py`` driving the contract's stand-in model, so the whole HTTP mapping
+  (meta_info, stop strings, logprobs, seeds, cached tokens) is checked without a GPU.
+* ``sglang`` (GPU): :class:`SGLangEngine` in process.
+* ``sglang-http`` (GPU): :class:`SGLangServerEngine` against ``python -m sglang.launch_server``
+  started here (or the server at ``$SRCA_SGLANG_URL``).
+
+GPU params need CUDA and an importable ``sglang`` and real weights: ``$SRCA_SGLANG_MODEL``
+(default ``/tmp/q15hf``, see ``../shared/gpu/README.md``). With ``SRCA_SGLANG_DUMMY=1`` they run
+on dummy weights (``load_format="dummy"``, default model ``/tmp/sglmodel``); the tests that
+need a model that can count are then skipped.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engine_contract import *  # noqa: F401,F403  (the contract tests, collected here)
+from fake_sglang_server import Server, State, free_port, make_app
+from srca.engines.sglang_http import SGLangServerEngine
+
+DUMMY = os.environ.get("SRCA_SGLANG_DUMMY") == "1"
+MODEL = os.environ.get("SRCA_SGLANG_MODEL", "/tmp/sglmodel" if DUMMY else "/tmp/q15hf")
+NEEDS_REAL_MODEL = ("test_stop_strings", "test_mixed_batch")  # a random model does not count
+SERVER_ARGS = dict(attention_backend="triton", sampling_backend="pytorch", grammar_backend="none",
+                   disable_cuda_graph=True, mem_fraction_static=0.5)
+
+
+def _gpu_ready() -> None:
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs CUDA")
+    except ImportError:
+        pytest.skip("needs torch with CUDA")
+    try:
+        import sglang  # noqa: F401
+    except ImportError:
+        pytest.skip("needs sglang")
+    if not os.path.exists(os.path.join(MODEL, "config.json")):
+        pytest.skip(f"no model folder at {MODEL} (set SRCA_SGLANG_MODEL, or SRCA_SGLANG_DUMMY=1)")
+
+
+def _http_fake():
+    from test_engine_contract import _script  # the contract's stand-in model
+
+    srv = Server(make_app(State(script=_script))).__enter__()
+    eng = SGLangServerEngine(srv.url, backoff_s=0.01)
+    return eng, lambda: srv.__exit__(None, None, None)
+
+
+def _inproc():
+    _gpu_ready()
+    from srca.engines.sglang_inproc import SGLangEngine
+
+    extra = {"load_format": "dummy"} if DUMMY else {}
+    eng = SGLangEngine(MODEL, deterministic=True, **SERVER_ARGS, **extra)
+    return eng, None
+
+
+def _launched_server():
+    url = os.environ.get("SRCA_SGLANG_URL")
+    if url:
+        return SGLangServerEngine(url), None
+    _gpu_ready()
+    import httpx
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", MODEL, "--host", "127.0.0.1",
+           "--port", str(port), "--enable-deterministic-inference", "--log-level", "warning"]
+    for k, v in SERVER_ARGS.items():
+        flag = "--" + k.replace("_", "-")
+        cmd += [flag] if v is True else [flag, str(v)]
+    if DUMMY:
+        cmd += ["--load-format", "dummy"]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sglang.launch_server exited with {proc.returncode}: {' '.join(cmd)}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.time() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise RuntimeError(f"sglang.launch_server did not become healthy in 300 s: {' '.join(cmd)}")
+        time.sleep(1)
+
+    def stop():
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    return SGLangServerEngine(url), stop
+
+
+ENGINES = [
+    pytest.param(_http_fake, id="http-fake"),
+    pytest.param(_launched_server, id="sglang-http", marks=pytest.mark.gpu),
+    pytest.param(_inproc, id="sglang", marks=pytest.mark.gpu),
+]
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request):
+    eng, stop = request.param()
+    yield eng
+    try:
+        asyncio.run(eng.close())
+    finally:
+        if stop is not None:
+            stop()
+
+
+@pytest.fixture(autouse=True)
+def _skip_model_dependent(request):
+    if DUMMY and request.node.originalname in NEEDS_REAL_MODEL and "http-fake" not in request.node.name:
+        pytest.skip("needs a model that counts (dummy weights)")
