@@ -150,10 +150,30 @@ def make_app(state: State):
         except asyncio.TimeoutError:
             return False
 
+    @app.post("/classify")
+    async def classify(request: Request):
+        """A reward head: logits [wrong, right]; a path whose last step says WRONG is wrong."""
+        body = await request.json()
+        state.bodies.append(body)
+        texts = [body["text"]] if isinstance(body["text"], str) else body["text"]
+        outs = [{"embedding": [2.0, 0.0] if t.endswith("WRONG<extra_0>") else [0.0, 2.0],
+                 "meta_info": {"id": f"c{i}", "prompt_tokens": len(t)}} for i, t in enumerate(texts)]
+        return JSONResponse(outs[0] if isinstance(body["text"], str) else outs)
+
     @app.post("/generate")
     async def generate(request: Request):
         body = await request.json()
         state.bodies.append(body)
+        if body.get("token_ids_logprob"):  # a generative PRM: good/bad token logprobs after the tag
+            good, bad = body["token_ids_logprob"]
+            texts = [body["text"]] if isinstance(body["text"], str) else body["text"]
+            outs = []
+            for t in texts:
+                g, b = (-3.0, -0.05) if t.endswith("WRONG ки") else (-0.05, -3.0)
+                outs.append({"text": "+", "output_ids": [good], "meta_info": {
+                    "finish_reason": {"type": "length", "length": 1}, "prompt_tokens": len(t), "cached_tokens": 0,
+                    "completion_tokens": 1, "output_token_ids_logprobs": [[[g, good, None], [b, bad, None]]]}})
+            return JSONResponse(outs[0] if isinstance(body["text"], str) else outs)
         if state.fail_next > 0:
             state.fail_next -= 1
             return Response(status_code=state.fail_status, content="busy")
