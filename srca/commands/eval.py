@@ -1,0 +1,95 @@
+"""``srca eval math500|gsm8k``: solve a benchmark with one or more methods and budgets, grade
+every answer, write one JSONL line per (problem, method, n) and print the report."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+from .common import UsageError, add_config_args, add_engine_args, config_from_args, engine_from_args
+
+
+def _csv(kind: type):
+    def parse(s: str) -> list:
+        items = [x.strip() for x in s.split(",") if x.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        try:
+            return [kind(x) for x in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {s!r}")
+
+    parse.__name__ = f"{kind.__name__} list"
+    return parse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..data import DATASETS
+
+    p = sub.add_parser("eval", help="evaluate methods on a benchmark",
+                       description="Solve a benchmark with methods x budgets, grade with math-verify, write JSONL.")
+    p.add_argument("dataset", choices=sorted(DATASETS), help="benchmark (its JSONL layout: see srca.data)")
+    p.add_argument("--data", default=None, help="JSONL file (default: $SRCA_DATA_DIR/<file>, else the HF hub)")
+    p.add_argument("--limit", type=int, default=None, help="only the first K problems")
+    p.add_argument("--method", type=_csv(str), default=["srca"],
+                   help="methods or variants, comma-separated (e.g. cot,majority,srca,srca-noacs)")
+    p.add_argument("--n", type=_csv(int), default=[4], help="budgets, comma-separated (e.g. 4,8,16)")
+    p.add_argument("--out", required=True, help="results file (JSONL, one line per problem x method x n)")
+    p.add_argument("--resume", action="store_true", help="keep the lines already in --out, run the rest")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--concurrency", type=int, default=8, help="solves in flight at once (default 8)")
+    p.add_argument("--traces", default=None, metavar="DIR", help="also write each full solution (with trace) here")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_config_args(p, skip=("method", "n"))
+    add_engine_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, engine: Any = None) -> int:
+    """``engine``: use this engine instead of building one from the flags (tests)."""
+    from ..data import DataError, load_problems
+    from ..eval import ResultsError, arun_eval, plan
+    from ..report import render
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit: must be >= 1, got {args.limit}")
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency: must be >= 1, got {args.concurrency}")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite: choose one")
+    seed = args.seed if args.seed is not None else 0
+    base = config_from_args(args, method="srca", n=1, seed=seed)
+    try:
+        problems = load_problems(args.dataset, args.data, args.limit)
+        plan(problems, args.method, args.n, base, seed)  # check methods and budgets before loading a model
+    except (DataError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    t0 = time.monotonic()
+    if engine is None:
+        if not args.quiet:
+            print(f"loading {args.engine} engine {args.model or ''}".rstrip(), file=sys.stderr, flush=True)
+        engine = engine_from_args(args)
+        if not args.quiet:
+            print(f"engine ready in {time.monotonic() - t0:.1f} s; {len(problems)} problem(s), methods "
+                  f"{','.join(args.method)}, n {','.join(map(str, args.n))}", file=sys.stderr, flush=True)
+
+    async def go() -> list[dict]:
+        try:
+            return await arun_eval(problems, args.method, args.n, engine, args.out, base=base, seed=seed,
+                                   concurrency=args.concurrency, resume=args.resume, overwrite=args.overwrite,
+                                   traces_dir=args.traces, progress=not args.quiet)
+        finally:
+            await engine.close()
+
+    try:
+        records = asyncio.run(go())
+    except ResultsError as e:
+        raise UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        print(f"srca: interrupted; finished lines are in {args.out}; rerun with --resume to continue",
+              file=sys.stderr, flush=True)
+        raise
+    print(render(records))
+    return 0

@@ -1,0 +1,57 @@
+"""``srca report FILE... [--plot OUT.png]``: tables (and a plot) over ``srca eval`` results."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import UsageError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="summarize eval results",
+                       description="Accuracy per method x n, per level and subject, tokens, CCA rescue rate.")
+    p.add_argument("files", nargs="+", help="results files written by 'srca eval'")
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="plot accuracy against generated tokens")
+    p.add_argument("--json", action="store_true", help="print the summary rows as JSON instead of tables")
+    p.set_defaults(func=run)
+
+
+def load(files: list[str]) -> list[dict]:
+    """Records of every file; with several files each record is tagged with its file's stem."""
+    from ..eval import ResultsError, read_records
+
+    records: list[dict] = []
+    stems = [Path(f).stem for f in files]
+    tag = len(files) > 1
+    for f, stem in zip(files, stems):
+        if not Path(f).is_file():
+            raise UsageError(f"no such file: {f}")
+        try:
+            recs = read_records(f)
+        except ResultsError as e:
+            raise UsageError(str(e)) from None
+        for r in recs:
+            for k in ("unique_id", "method", "n", "correct", "usage"):
+                if k not in r:
+                    raise UsageError(f"{f}: a line lacks field {k!r}; is it an 'srca eval' results file?")
+            if tag:
+                r["_run"] = stem if stems.count(stem) == 1 else f
+        records.extend(recs)
+    return records
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import plot, render, summarize
+
+    records = load(args.files)
+    if args.json:
+        print(json.dumps(summarize(records), indent=2))
+    else:
+        print(render(records))
+    if args.plot:
+        try:
+            plot(records, args.plot)
+        except RuntimeError as e:
+            raise UsageError(str(e)) from None
+    return 0

@@ -1,0 +1,184 @@
+"""run_eval: solve every (problem, method, n), grade, and write one result line each.
+
+Every job is its own solve on one shared engine, at most ``concurrency`` in flight, so the
+engine batches across problems and methods. Each problem's seed comes from the run's seed and
+the problem's id (:func:`~srca.eval.records.problem_seed`), never from run order.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..config import SearchConfig
+from ..data import Problem
+from ..engines.base import Engine
+from ..solver import Solver
+from .records import (Key, ResultsError, ResultsWriter, canonical_order, config_id, key_of, make_record,
+                      problem_seed, read_records, write_atomic)
+from .variants import check_method, config_for, effective_n
+
+
+@dataclass(frozen=True)
+class Job:
+    problem: Problem
+    method: str
+    n: int
+    config: SearchConfig
+
+    @property
+    def key(self) -> Key:
+        return (self.problem.unique_id, self.method, self.n)
+
+
+def plan(problems: Sequence[Problem], methods: Sequence[str], ns: Sequence[int],
+         base: SearchConfig | None = None, seed: int = 0) -> list[Job]:
+    """Jobs in canonical order: problem, then method, then n (as given). Methods that ignore
+    the budget (``cot``) run once per problem, recorded with n = 1."""
+    if not problems:
+        raise ValueError("no problems to evaluate")
+    if not methods or not ns:
+        raise ValueError("give at least one method and one n")
+    for m in methods:
+        check_method(m)
+    for n in ns:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n: must be an integer >= 1, got {n!r}")
+    jobs: list[Job] = []
+    seen: set[Key] = set()
+    for p in problems:
+        pseed = problem_seed(seed, p.unique_id)
+        for m in methods:
+            for n in ns:
+                k = (p.unique_id, m, effective_n(m, n))
+                if k not in seen:
+                    seen.add(k)
+                    jobs.append(Job(p, m, k[2], config_for(m, n, base, seed=pseed)))
+    return jobs
+
+
+def _label(method: str, n: int) -> str:
+    return method if n == 1 else f"{method}@{n}"
+
+
+class _Progress:
+    """tqdm bar on stderr with running accuracy per method@n in the postfix."""
+
+    def __init__(self, total: int, done: Sequence[dict], enabled: bool) -> None:
+        self.stats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for r in done:
+            self._count(r)
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=len(done), file=sys.stderr, unit="solve", dynamic_ncols=True)
+            self._show()
+
+    def _count(self, r: dict) -> None:
+        s = self.stats[_label(r["method"], r["n"])]
+        s[0] += bool(r["correct"])
+        s[1] += 1
+
+    def _show(self) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(" ".join(f"{k} {100 * c / t:.0f}%" for k, (c, t) in self.stats.items()),
+                                     refresh=False)
+
+    def update(self, r: dict) -> None:
+        self._count(r)
+        if self.bar is not None:
+            self._show()
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _trace_path(d: Path, key: Key) -> Path:
+    uid = re.sub(r"[^A-Za-z0-9._-]+", "_", key[0]).strip("_")
+    return d / f"{uid}.{key[1]}.n{key[2]}.json"
+
+
+def _check_resumable(existing: Sequence[dict], jobs: Sequence[Job], out: Path) -> None:
+    want = {j.key: config_id(j.config.to_dict()) for j in jobs}
+    for r in existing:
+        k = key_of(r)
+        if k in want and r.get("config_id") != want[k]:
+            raise ResultsError(f"{out}: the line for {k} was made with other settings (config {r.get('config_id')}, "
+                               f"now {want[k]}); resume with the same flags or write to another --out")
+
+
+async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Sequence[int],
+                    engine: Engine | Solver, out: str | os.PathLike, *, base: SearchConfig | None = None,
+                    seed: int = 0, concurrency: int = 8, resume: bool = False, overwrite: bool = False,
+                    traces_dir: str | os.PathLike | None = None, progress: bool = True,
+                    on_record: Callable[[dict], Any] | None = None) -> list[dict]:
+    """Evaluate and write ``out`` (JSONL); returns its records in canonical order.
+
+    ``resume``: keep the lines already in ``out`` and run only the missing jobs (a torn last
+    line is dropped). Without ``resume`` or ``overwrite`` an ``out`` with lines is an error.
+    ``traces_dir``: also write each full Solution (with its trace) as JSON there.
+    On cancellation (Ctrl-C) every finished line is already in ``out``."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
+    jobs = plan(problems, methods, ns, base, seed)
+    out = Path(out)
+    existing = read_records(out, repair=resume) if out.exists() else []
+    if existing and not (resume or overwrite):
+        raise ResultsError(f"{out} already holds {len(existing)} result line(s); pass --resume to continue it "
+                           "or --overwrite to start again")
+    if overwrite and not resume:
+        existing = []
+        out.unlink(missing_ok=True)
+    _check_resumable(existing, jobs, out)
+    done = {key_of(r) for r in existing}
+    todo = [j for j in jobs if j.key not in done]
+    planned = [j.key for j in jobs]
+    solver = engine if isinstance(engine, Solver) else Solver(engine=engine)
+    tdir = Path(traces_dir) if traces_dir is not None else None
+    if tdir is not None:
+        tdir.mkdir(parents=True, exist_ok=True)
+    planned_set = set(planned)
+    bar = _Progress(len(jobs), [r for r in existing if key_of(r) in planned_set], progress)
+    writer = ResultsWriter(out)
+    new: list[dict] = []
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(job: Job) -> None:
+        async with sem:
+            sol = await solver.asolve(job.problem.problem, job.config)
+        rec = make_record(job.problem, job.method, job.n, sol, job.config.seed)
+        writer.write(rec)
+        if tdir is not None:
+            _trace_path(tdir, job.key).write_text(json.dumps(sol.to_dict(), ensure_ascii=False), encoding="utf-8")
+        new.append(rec)
+        bar.update(rec)
+        if on_record is not None:
+            on_record(rec)
+
+    try:
+        async with asyncio.TaskGroup() as tg:  # a failure cancels the rest; finished lines stay
+            for job in todo:
+                tg.create_task(one(job))
+    except BaseExceptionGroup as eg:  # surface the first failure itself
+        raise eg.exceptions[0] from None
+    finally:
+        writer.close()
+        bar.close()
+    records = canonical_order(list(existing) + new, planned)
+    write_atomic(out, records)
+    return records
+
+
+def run_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Sequence[int], engine: Engine | Solver,
+             out: str | os.PathLike, **kwargs: Any) -> list[dict]:
+    """Synchronous :func:`arun_eval` (closes nothing: the caller owns the engine)."""
+    return asyncio.run(arun_eval(problems, methods, ns, engine, out, **kwargs))

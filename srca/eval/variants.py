@@ -1,0 +1,54 @@
+"""Method names the evaluation accepts: every search method, plus named variants for
+ablations (``srca-noacs`` is SRCA with ``acs=False``, ...). The table lives in the library so
+the CLI, the benchmarks and the service read the same names."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import SearchConfig
+from ..methods import METHODS
+
+# variant name -> SearchConfig fields it sets (always including ``method``)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "srca-noacs": {"method": "srca", "acs": False},  # plain top-k selection
+    "srca-nocca": {"method": "srca", "cca": False},  # checkpoints guide the search, not the final pool
+    "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: beam search with SRCA's pool rules
+    "srca-vote": {"method": "srca", "decision": "weighted_vote"},  # score-weighted vote over the pool
+    "srca-min": {"method": "srca", "aggregation": "min"},
+    "srca-prod": {"method": "srca", "aggregation": "prod"},
+}
+
+# methods whose budget ignores ``n`` (one greedy path): evaluated once, recorded with n = 1
+BUDGET_FREE = frozenset({"cot"})
+
+
+def method_names() -> list[str]:
+    return sorted(METHODS) + sorted(VARIANTS)
+
+
+def base_method(name: str) -> str:
+    """The search method behind ``name`` (``srca-noacs`` -> ``srca``); unknown names map to themselves."""
+    return VARIANTS.get(name, {}).get("method", name)
+
+
+def check_method(name: str) -> str:
+    if name not in METHODS and name not in VARIANTS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(method_names())}")
+    return name
+
+
+def effective_n(name: str, n: int) -> int:
+    """The budget recorded for ``name`` at ``n`` (1 for methods that ignore ``n``)."""
+    return 1 if base_method(name) in BUDGET_FREE else n
+
+
+def config_for(name: str, n: int, base: SearchConfig | None = None, seed: int | None = None) -> SearchConfig:
+    """The SearchConfig that runs method (or variant) ``name`` at budget ``n``: ``base``'s other
+    fields, then the variant's fields. Raises ``ValueError`` for an unknown name or a budget
+    that does not fit ``base`` (e.g. a fixed ``beam_width`` that does not divide ``n``)."""
+    check_method(name)
+    base = base or SearchConfig()
+    changes: dict[str, Any] = {"method": name, **VARIANTS.get(name, {}), "n": effective_n(name, n)}
+    if seed is not None:
+        changes["seed"] = seed
+    return base.replace(**changes)

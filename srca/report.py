@@ -1,0 +1,176 @@
+"""Report over evaluation result lines (``srca eval`` output): pure functions, then text.
+
+Per method x n: accuracy (with a 95% normal-approximation half-width), the oracle rate (some
+candidate correct), mean generated / prefilled tokens (prefilled = prompt tokens not served
+from a prefix cache), mean scorer calls and the CCA rescue rate: among correct answers of an
+SRCA method, the share that came from a checkpoint while no finished path had a correct answer.
+Also accuracy per level and per subject, and a plot of accuracy against generated tokens.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Sequence
+
+from .eval.variants import base_method
+
+RowKey = tuple[str, str, int]  # (run, method, n)
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def rescue_rate(records: Sequence[dict]) -> float | None:
+    """rescued / correct over ``records`` (None when none is correct)."""
+    correct = sum(1 for r in records if r["correct"])
+    return sum(1 for r in records if r.get("rescued")) / correct if correct else None
+
+
+def summarize_group(records: Sequence[dict]) -> dict[str, Any]:
+    """Aggregate figures of one group of result lines."""
+    k = len(records)
+    acc = sum(1 for r in records if r["correct"]) / k if k else 0.0
+    usage = lambda f: _mean([float(r["usage"].get(f, 0)) for r in records])
+    prefilled = _mean([float(r["usage"].get("prefilled_tokens",
+                                            r["usage"].get("prompt_tokens", 0) - r["usage"].get("cached_tokens", 0)))
+                       for r in records])
+    srca_like = bool(records) and all(base_method(r["method"]) == "srca" for r in records)
+    return {
+        "count": k,
+        "correct": sum(1 for r in records if r["correct"]),
+        "accuracy": acc,
+        "ci95": 1.96 * math.sqrt(acc * (1 - acc) / k) if k else 0.0,
+        "oracle": _mean([1.0 if r.get("any_correct") else 0.0 for r in records]),
+        "generated_tokens": usage("generated_tokens"),
+        "prefilled_tokens": prefilled,
+        "probe_tokens": usage("probe_tokens"),
+        "scorer_calls": usage("scorer_calls"),
+        "from_checkpoint": _mean([1.0 if r.get("from_checkpoint") else 0.0 for r in records]),
+        "rescue_rate": rescue_rate(records) if srca_like else None,
+        "rescued": sum(1 for r in records if r.get("rescued")),
+        "wall_s": _mean([float(r.get("timings", {}).get("total_s", 0.0)) for r in records]),
+    }
+
+
+def _row_order(records: Sequence[dict]) -> list[RowKey]:
+    """Runs and methods in first-seen order, n ascending."""
+    runs: dict[str, None] = {}
+    methods: dict[str, None] = {}
+    for r in records:
+        runs.setdefault(r.get("_run", ""), None)
+        methods.setdefault(r["method"], None)
+    keys = {(r.get("_run", ""), r["method"], int(r["n"])) for r in records}
+    rix, mix = {k: i for i, k in enumerate(runs)}, {k: i for i, k in enumerate(methods)}
+    return sorted(keys, key=lambda k: (rix[k[0]], mix[k[1]], k[2]))
+
+
+def group_by(records: Iterable[dict], key: Callable[[dict], Any]) -> dict[Any, list[dict]]:
+    out: dict[Any, list[dict]] = defaultdict(list)
+    for r in records:
+        out[key(r)].append(r)
+    return out
+
+
+def summarize(records: Sequence[dict]) -> list[dict[str, Any]]:
+    """One row per (run, method, n): its key fields plus :func:`summarize_group`."""
+    groups = group_by(records, lambda r: (r.get("_run", ""), r["method"], int(r["n"])))
+    return [{"run": k[0], "method": k[1], "n": k[2], **summarize_group(groups[k])} for k in _row_order(records)]
+
+
+def breakdown(records: Sequence[dict], field: str) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Accuracy per value of ``field`` (``level``, ``subject``) for each (run, method, n).
+    Returns (values, rows); each row has ``run, method, n`` and ``cells``:
+    value -> (correct, count)."""
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    values = sorted({r.get(field) for r in records}, key=lambda v: (v is None, not num(v), v if num(v) else str(v)))
+    rows = []
+    for k in _row_order(records):
+        mine = [r for r in records if (r.get("_run", ""), r["method"], int(r["n"])) == k]
+        cells = {v: (sum(1 for r in mine if r.get(field) == v and r["correct"]),
+                     sum(1 for r in mine if r.get(field) == v)) for v in values}
+        rows.append({"run": k[0], "method": k[1], "n": k[2], "cells": cells})
+    return values, rows
+
+
+# -- text ----------------------------------------------------------------------------------
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in
+                                  enumerate(zip(cells, widths))).rstrip()
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
+
+
+def _name(row: dict, with_run: bool) -> str:
+    return (f"{row['run']}: " if with_run else "") + f"{row['method']}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def format_summary(rows: Sequence[dict]) -> str:
+    with_run = len({r["run"] for r in rows}) > 1
+    header = ["method", "n", "problems", "accuracy", "±95%", "oracle", "gen tok", "prefill tok", "probe tok",
+              "scorer calls", "from ckpt", "CCA rescue"]
+    body = [[_name(r, with_run), str(r["n"]), str(r["count"]), _pct(r["accuracy"]), f"{100 * r['ci95']:.1f}",
+             _pct(r["oracle"]), f"{r['generated_tokens']:.0f}", f"{r['prefilled_tokens']:.0f}",
+             f"{r['probe_tokens']:.0f}", f"{r['scorer_calls']:.1f}", _pct(r["from_checkpoint"]),
+             "-" if r["rescue_rate"] is None else f"{_pct(r['rescue_rate'])} ({r['rescued']}/{r['correct']})"]
+            for r in rows]
+    return _table(header, body)
+
+
+def format_breakdown(field: str, values: Sequence[Any], rows: Sequence[dict]) -> str:
+    with_run = len({r["run"] for r in rows}) > 1
+    header = ["method", "n", *(f"{field} {v}" for v in values)]
+    body = []
+    for r in rows:
+        cells = []
+        for v in values:
+            c, t = r["cells"][v]
+            cells.append(f"{100 * c / t:.0f}% ({c}/{t})" if t else "-")
+        body.append([_name(r, with_run), str(r["n"]), *cells])
+    return _table(header, body)
+
+
+def render(records: Sequence[dict]) -> str:
+    """The whole text report: summary, per level, per subject."""
+    if not records:
+        return "no result lines"
+    parts = ["Accuracy per method x n (tokens are means per problem; prefill = prompt tokens not from cache)",
+             format_summary(summarize(records))]
+    for field in ("level", "subject"):
+        values, rows = breakdown(records, field)
+        if any(v is not None for v in values):
+            parts += ["", f"Accuracy per {field}", format_breakdown(field, values, rows)]
+    return "\n".join(parts)
+
+
+def plot(records: Sequence[dict], out: str) -> None:
+    """Accuracy against mean generated tokens, one line per (run,) method over its n values."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RuntimeError("--plot needs matplotlib (pip install matplotlib, or the 'plot' extra)") from None
+    rows = summarize(records)
+    with_run = len({r["run"] for r in rows}) > 1
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name, pts in group_by(rows, lambda r: _name(r, with_run)).items():
+        pts = sorted(pts, key=lambda r: r["generated_tokens"])
+        xs, ys = [max(p["generated_tokens"], 1.0) for p in pts], [100 * p["accuracy"] for p in pts]
+        ax.plot(xs, ys, marker="o", label=name)
+        for x, y, p in zip(xs, ys, pts):
+            ax.annotate(f"n={p['n']}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("mean generated tokens per problem (log)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

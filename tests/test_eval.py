@@ -1,0 +1,221 @@
+"""srca eval: planning, result lines, grading flags, resume after an interruption, CLI."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from srca.cli import build_parser, main
+from srca.commands import eval as eval_cmd
+from srca.config import SearchConfig
+from srca.data import read_jsonl
+from srca.eval import ResultsError, arun_eval, comparable, config_for, plan, problem_seed, read_records, run_eval
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _eval_fixtures import engine, write_data  # noqa: E402
+
+FIELDS = {"unique_id", "method", "n", "answer", "gold", "correct", "level", "subject", "usage", "timings",
+          "stop_reason", "from_checkpoint", "rescued", "any_correct", "path_correct", "answers", "seed", "config_id"}
+
+
+@pytest.fixture
+def problems(tmp_path):
+    return read_jsonl(write_data(tmp_path / "data.jsonl"))
+
+
+def test_plan_orders_jobs_and_runs_cot_once(problems):
+    jobs = plan(problems[:2], ["cot", "srca"], [2, 4])
+    assert [j.key for j in jobs] == [
+        ("test/algebra/1.json", "cot", 1), ("test/algebra/1.json", "srca", 2), ("test/algebra/1.json", "srca", 4),
+        ("test/algebra/2.json", "cot", 1), ("test/algebra/2.json", "srca", 2), ("test/algebra/2.json", "srca", 4)]
+    assert jobs[1].config.seed == problem_seed(0, "test/algebra/1.json") == jobs[2].config.seed
+    assert jobs[3].config.seed != jobs[1].config.seed
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        plan(problems, ["nope"], [4])
+    with pytest.raises(ValueError, match="n: must be"):
+        plan(problems, ["srca"], [0])
+
+
+def test_variants_map_to_config_fields():
+    assert config_for("srca-noacs", 4).acs is False and config_for("srca-noacs", 4).method == "srca"
+    assert config_for("srca-nocca", 4).cca is False
+    c = config_for("majority", 8, SearchConfig(temperature=0.5), seed=3)
+    assert (c.method, c.n, c.temperature, c.seed) == ("majority", 8, 0.5, 3)
+    assert config_for("cot", 8).n == 1
+    with pytest.raises(ValueError, match="beam_width"):
+        config_for("srca", 3, SearchConfig(n=4, beam_width=2))
+
+
+def test_problem_seed_depends_on_seed_and_id_only():
+    assert problem_seed(0, "a") == problem_seed(0, "a")
+    assert len({problem_seed(0, "a"), problem_seed(1, "a"), problem_seed(0, "b")}) == 3
+
+
+def test_lines_grade_and_flag_cca_rescue(problems, tmp_path):
+    out = tmp_path / "r.jsonl"
+    recs = run_eval(problems, ["cot", "srca", "srca-nocca", "majority"], [4], engine(), out, progress=False)
+    assert len(recs) == 4 * 4
+    assert read_records(out) == recs
+    by = {(r["unique_id"], r["method"]): r for r in recs}
+    for r in recs:
+        assert FIELDS <= set(r), FIELDS - set(r)
+        assert "trace" not in r and "candidates" not in r
+    rescue = by[("test/algebra/1.json", "srca")]  # paths say 5, checkpoints say 4
+    assert rescue["answer"] == "4" and rescue["correct"] and rescue["from_checkpoint"] and rescue["rescued"]
+    assert rescue["any_correct"] and not rescue["path_correct"]
+    assert {a["answer"]: a["correct"] for a in rescue["answers"]} == {"4": True, "5": False}
+    assert rescue["usage"]["probe_tokens"] > 0 and rescue["stop_reason"] == "finished"
+    nocca = by[("test/algebra/1.json", "srca-nocca")]
+    assert nocca["answer"] == "5" and not nocca["correct"] and not nocca["rescued"]
+    both = by[("test/algebra/2.json", "srca")]  # paths and checkpoints agree on 9: correct, no rescue
+    assert both["correct"] and not both["rescued"] and both["path_correct"]
+    cot = by[("test/algebra/2.json", "cot")]
+    assert cot["n"] == 1 and cot["correct"] and not cot["from_checkpoint"]
+    assert by[("test/geometry/3.json", "cot")]["gold"] == "\\text{square}"
+    assert not by[("test/geometry/3.json", "cot")]["correct"]
+
+
+def test_same_seed_same_lines(problems, tmp_path):
+    a = run_eval(problems, ["majority", "srca"], [2], engine(), tmp_path / "a.jsonl", progress=False, seed=5)
+    b = run_eval(problems, ["majority", "srca"], [2], engine(), tmp_path / "b.jsonl", progress=False, seed=5,
+                 concurrency=1)
+    assert comparable(a) == comparable(b)
+
+
+def _interrupted_run(problems, out: Path, after: int) -> None:
+    async def go():
+        task = None
+
+        def on_record(rec):
+            if len(read_records(out)) >= after:
+                task.cancel()
+
+        task = asyncio.ensure_future(arun_eval(problems, ["cot", "srca"], [2, 4], engine(latency_s=0.001), out,
+                                               progress=False, concurrency=2, on_record=on_record))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(problems, tmp_path):
+    full = tmp_path / "full.jsonl"
+    want = run_eval(problems, ["cot", "srca"], [2, 4], engine(), full, progress=False)
+    part = tmp_path / "part.jsonl"
+    _interrupted_run(problems, part, after=3)
+    kept = read_records(part)
+    assert 3 <= len(kept) < len(want)
+    with part.open("a") as f:  # a write torn by the kill
+        f.write('{"unique_id": "test/algebra/9.json", "method": "sr')
+    with pytest.raises(ResultsError, match="--resume"):
+        run_eval(problems, ["cot", "srca"], [2, 4], engine(), part, progress=False)
+    got = run_eval(problems, ["cot", "srca"], [2, 4], engine(), part, progress=False, resume=True)
+    assert comparable(got) == comparable(want)
+    assert comparable(read_records(part)) == comparable(read_records(full))
+    strip = lambda p: [json.dumps(r) for r in comparable(read_records(p))]
+    assert strip(part) == strip(full)  # same lines, same order
+
+
+def test_resume_refuses_other_settings(problems, tmp_path):
+    out = tmp_path / "r.jsonl"
+    run_eval(problems[:1], ["srca"], [2], engine(), out, progress=False)
+    with pytest.raises(ResultsError, match="other settings"):
+        run_eval(problems[:1], ["srca"], [2], engine(), out, progress=False, resume=True,
+                 base=SearchConfig(temperature=0.3))
+    # overwrite starts again; a resume with the same settings runs nothing new
+    run_eval(problems[:1], ["srca"], [2], engine(), out, progress=False, overwrite=True)
+    eng = engine()
+    run_eval(problems[:1], ["srca"], [2], eng, out, progress=False, resume=True)
+    assert eng.calls == []
+
+
+def test_corrupt_middle_line_is_an_error(tmp_path):
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"unique_id": "a", "method": "cot", "n": 1}\nnot json\n{"unique_id": "b", "method": "cot", "n": 1}\n')
+    with pytest.raises(ResultsError, match=":2: not a result line"):
+        read_records(out)
+
+
+def test_traces_dir(problems, tmp_path):
+    run_eval(problems[:1], ["srca"], [2], engine(), tmp_path / "r.jsonl", progress=False, traces_dir=tmp_path / "tr")
+    (f,) = list((tmp_path / "tr").iterdir())
+    assert f.name == "test_algebra_1.json.srca.n2.json"
+    assert json.loads(f.read_text())["trace"]
+
+
+def _args(*argv):
+    return build_parser().parse_args(["eval", "math500", *argv])
+
+
+def test_cli_eval_and_report(problems, tmp_path, capsys):
+    data = write_data(tmp_path / "d.jsonl")
+    out = tmp_path / "r.jsonl"
+    assert eval_cmd.run(_args("--data", str(data), "--limit", "2", "--method", "cot,srca", "--n", "4",
+                              "--out", str(out), "-q"), engine=engine()) == 0
+    text = capsys.readouterr().out
+    assert "Accuracy per method x n" in text and "Accuracy per level" in text
+    assert [(r["method"], r["n"]) for r in read_records(out)] == [("cot", 1), ("srca", 4)] * 2
+    assert main(["report", str(out), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["method"], r["n"], r["count"]) for r in rows] == [("cot", 1, 2), ("srca", 4, 2)]
+    srca = rows[1]
+    assert srca["correct"] == 2 and srca["rescued"] == 1 and srca["rescue_rate"] == 0.5
+    assert main(["report", str(out), str(tmp_path / "d.jsonl")]) == 2  # not a results file
+    assert "not a result line" in capsys.readouterr().err
+
+
+def test_cli_errors_exit_2(tmp_path, capsys):
+    data = write_data(tmp_path / "d.jsonl")
+    assert main(["eval", "math500", "--data", str(data), "--method", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert main(["eval", "math500", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["eval", "math500", "--data", str(data), "--limit", "0", "--out", str(tmp_path / "o")]) == 2
+    assert main(["report", str(tmp_path / "missing.jsonl")]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "math500", "--data", str(data), "--n", "4,x", "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+
+
+DRIVER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from _eval_fixtures import engine
+    from srca.cli import build_parser
+    from srca.commands import eval as ev
+    args = build_parser().parse_args(["eval", "math500", "--data", {data!r}, "--method", "cot,srca,majority",
+                                      "--n", "2,4", "--out", {out!r}, "--concurrency", "1", "-q"] + sys.argv[1:])
+    sys.exit(ev.run(args, engine=engine(latency_s={lat})))
+""")
+
+
+def test_killed_process_then_resume(tmp_path):
+    """SIGKILL a real `srca eval` process mid-run, resume it: same lines as an uninterrupted run."""
+    data = write_data(tmp_path / "d.jsonl")
+    out, full = tmp_path / "killed.jsonl", tmp_path / "full.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    drv = lambda o, lat: DRIVER.format(tests=str(Path(__file__).parent), data=str(data), out=str(o), lat=lat)
+    proc = subprocess.Popen([sys.executable, "-c", drv(out, 0.02)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 30 and (not out.exists() or len(read_records(out)) < 4):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    n_killed = len(read_records(out))
+    assert 4 <= n_killed < 20
+    assert subprocess.run([sys.executable, "-c", drv(out, 0), "--resume"], env=env, capture_output=True,
+                          timeout=60).returncode == 0
+    assert subprocess.run([sys.executable, "-c", drv(full, 0)], env=env, capture_output=True,
+                          timeout=60).returncode == 0
+    a, b = read_records(out), read_records(full)
+    assert len(a) == 4 * 5
+    assert comparable(a) == comparable(b)

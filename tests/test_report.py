@@ -1,0 +1,94 @@
+"""Report maths over hand-made result lines."""
+import importlib.util
+import math
+
+import pytest
+
+from srca.report import breakdown, render, rescue_rate, summarize, summarize_group
+
+
+def rec(uid, method, n, correct, *, level=1, subject="Algebra", gen=100, prompt=50, cached=10, rescued=False,
+        any_correct=None, from_checkpoint=False):
+    return {"unique_id": uid, "method": method, "n": n, "correct": correct, "level": level, "subject": subject,
+            "rescued": rescued, "from_checkpoint": from_checkpoint,
+            "any_correct": correct if any_correct is None else any_correct,
+            "usage": {"generated_tokens": gen, "prompt_tokens": prompt, "cached_tokens": cached,
+                      "prefilled_tokens": prompt - cached, "probe_tokens": 0, "scorer_calls": 2},
+            "timings": {"total_s": 1.0}}
+
+
+RECORDS = [
+    rec("a", "srca", 4, True, level=1, gen=100, rescued=True, from_checkpoint=True),
+    rec("b", "srca", 4, True, level=2, gen=200, subject="Geometry"),
+    rec("c", "srca", 4, False, level=2, gen=300, any_correct=True),
+    rec("d", "srca", 4, True, level=3, gen=400, rescued=True, from_checkpoint=True),
+    rec("a", "cot", 1, False, level=1, gen=10, prompt=40, cached=0),
+    rec("b", "cot", 1, True, level=2, gen=30, prompt=40, cached=0, subject="Geometry"),
+    rec("a", "srca", 8, True, level=1, gen=900),
+]
+
+
+def test_summary_rows_and_maths():
+    rows = summarize(RECORDS)
+    assert [(r["method"], r["n"]) for r in rows] == [("srca", 4), ("srca", 8), ("cot", 1)]
+    s4 = rows[0]
+    assert (s4["count"], s4["correct"]) == (4, 3)
+    assert s4["accuracy"] == 0.75
+    assert s4["ci95"] == pytest.approx(1.96 * math.sqrt(0.75 * 0.25 / 4))
+    assert s4["oracle"] == 1.0
+    assert s4["generated_tokens"] == 250 and s4["prefilled_tokens"] == 40
+    assert s4["rescue_rate"] == pytest.approx(2 / 3) and s4["rescued"] == 2
+    assert s4["from_checkpoint"] == 0.5
+    cot = rows[2]
+    assert cot["accuracy"] == 0.5 and cot["generated_tokens"] == 20 and cot["prefilled_tokens"] == 40
+    assert cot["rescue_rate"] is None  # not an SRCA method
+
+
+def test_rescue_rate_counts_only_correct_answers():
+    assert rescue_rate([rec("a", "srca", 4, False)]) is None
+    assert rescue_rate([rec("a", "srca", 4, True, rescued=True), rec("b", "srca", 4, True),
+                        rec("c", "srca", 4, False)]) == 0.5
+    assert summarize_group([rec("a", "srca-noacs", 4, True, rescued=True)])["rescue_rate"] == 1.0
+
+
+def test_prefilled_falls_back_to_prompt_minus_cached():
+    r = rec("a", "cot", 1, True, prompt=70, cached=30)
+    del r["usage"]["prefilled_tokens"]
+    assert summarize_group([r])["prefilled_tokens"] == 40
+
+
+def test_breakdown_by_level_and_subject():
+    levels, rows = breakdown(RECORDS, "level")
+    assert levels == [1, 2, 3]
+    srca4 = rows[0]
+    assert srca4["cells"] == {1: (1, 1), 2: (1, 2), 3: (1, 1)}
+    assert rows[2]["cells"][3] == (0, 0)
+    subjects, rows = breakdown(RECORDS, "subject")
+    assert subjects == ["Algebra", "Geometry"]
+
+
+def test_runs_from_several_files_stay_apart():
+    a = [dict(r, _run="x") for r in RECORDS[:2]]
+    b = [dict(r, _run="y") for r in RECORDS[:2]]
+    rows = summarize(a + b)
+    assert [(r["run"], r["method"], r["n"]) for r in rows] == [("x", "srca", 4), ("y", "srca", 4)]
+    assert "x: srca" in render(a + b)
+
+
+def test_render_text():
+    text = render(RECORDS)
+    lines = text.splitlines()
+    assert lines[0].startswith("Accuracy per method x n")
+    assert any(l.split()[:4] == ["srca", "4", "4", "75.0%"] for l in lines)
+    assert "66.7% (2/3)" in text  # rescue column
+    assert "Accuracy per level" in text and "Accuracy per subject" in text
+    assert render([]) == "no result lines"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
+def test_plot_writes_png(tmp_path):
+    from srca.report import plot
+
+    out = tmp_path / "p.png"
+    plot(RECORDS, str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
