@@ -1,0 +1,259 @@
+"""Sampling kernels vs their torch reference (style of FlashInfer's tests/utils/test_sampling.py).
+
+Every behavioural test runs for impl="torch" (reference) and impl="triton". Without CUDA the
+Triton kernel runs under TRITON_INTERPRET=1 (set here before the kernel module is imported, which
+is when Triton reads it); with CUDA the same tests run against the compiled kernel on the GPU.
+"""
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from srca.kernels import sample, sample_fanout, triton_available  # noqa: E402
+from srca.kernels.sampling_ref import allowed_mask_ref  # noqa: E402
+
+CUDA = torch.cuda.is_available()
+DEV = "cuda" if CUDA else "cpu"
+IMPLS = ["torch", pytest.param("triton", marks=pytest.mark.skipif(
+    not triton_available() or (not CUDA and os.environ.get("TRITON_INTERPRET") != "1"),
+    reason="triton unavailable"))]
+NINF = float("-inf")
+
+
+def _interpreted(impl):
+    """The Triton interpreter on CPU is slow: those runs use fewer cases and draws."""
+    return impl == "triton" and not CUDA
+
+
+def _rows(P, V, seed=0, scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(P, V, generator=g) * scale).to(DEV)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_one_hot_rows_exact(impl):
+    P, V = 99, 111
+    hot = torch.randint(0, V, (P,), generator=torch.Generator().manual_seed(1))
+    x = torch.full((P, V), NINF)
+    x[torch.arange(P), hot] = 0.5
+    x = x.to(DEV)
+    cases = [(1.0, 0, 1.0), (0.7, 50, 0.95), (2.0, 0, 0.5), (0.0, 0, 1.0), (1.0, 200, 1.0)]
+    for T, k, p in cases[1:2] if _interpreted(impl) else cases:
+        toks = sample_fanout(x, 3, T, k, p, seed=7, impl=impl)
+        assert toks.shape == (P, 3) and toks.dtype == torch.int64
+        assert torch.equal(toks.cpu(), hot[:, None].expand(P, 3))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_greedy_and_top1_exact_with_ties(impl):
+    P, V = 99, 111
+    x = _rows(P, V).round()  # integer logits: many ties
+    x[:, 5] = x.max(-1).values  # tie the max at a low index too
+    first = x.cpu().argmax(-1)  # torch returns the first maximal index
+    assert torch.equal(sample(x, 0.0, impl=impl).cpu(), first)
+    assert torch.equal(sample(x, 0.8, top_k=1, top_p=0.9, impl=impl).cpu(), first)
+    per_row_t = torch.where(torch.arange(P) % 2 == 0, 0.0, -1.0)  # <= 0: greedy
+    assert torch.equal(sample_fanout(x, 2, per_row_t.to(DEV), impl=impl).cpu(), first[:, None].expand(P, 2))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_degenerate_rows(impl):
+    V = 111
+    x = torch.zeros(3, V)
+    x[0, 17] = 30.0  # all mass on one token at T=1
+    x[1, 40] = 1.0  # a unique max; tiny top_p keeps only it
+    x[2] = 0.0  # all equal, top_k=1 -> index 0
+    x = x.to(DEV)
+    toks = sample_fanout(x, 4, 1.0, torch.tensor([0, 0, 1]).to(DEV),
+                         torch.tensor([1.0, 1e-6, 1.0]).to(DEV), seed=3, impl=impl).cpu()
+    assert toks[0].tolist() == [17] * 4 and toks[1].tolist() == [40] * 4 and toks[2].tolist() == [0] * 4
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_nan_inf_rows_are_reported(impl):
+    P, V = 6, 111
+    x = _rows(P, V)
+    x[1, 7] = float("nan")
+    x[2, 9] = float("inf")
+    x[3] = NINF
+    x[4, ::2] = NINF  # partly -inf is fine: never drawn
+    toks, invalid = sample_fanout(x, 5, 1.0, 0, 1.0, seed=1, return_invalid=True, impl=impl)
+    toks, invalid = toks.cpu(), invalid.cpu()
+    assert invalid.tolist() == [False, True, True, True, False, False]
+    assert (toks[1:4] == -1).all() and (toks[[0, 4, 5]] >= 0).all()
+    assert (toks[4] % 2 == 1).all()
+    t1, inv1 = sample(x, 0.0, return_invalid=True, impl=impl)
+    assert inv1.cpu().tolist() == invalid.tolist() and (t1.cpu()[1:4] == -1).all()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("k,p", [(10, 1.0), (0, 0.7), (20, 0.8), (80, 0.95), (0, 1.0)])
+def test_never_outside_top_k_top_p(impl, k, p):
+    if _interpreted(impl) and (k, p) in [(10, 1.0), (0, 1.0)]:
+        pytest.skip("interpreter: covered by the other cases")
+    P, V = (13 if _interpreted(impl) else 37), 111
+    x = _rows(P, V, seed=k)
+    temps = torch.linspace(0.3, 1.5, P)
+    allowed = allowed_mask_ref(x.cpu(), temps, k, p)
+    toks = sample_fanout(x, 16, temps.to(DEV), k, p, seed=11, impl=impl).cpu()
+    assert allowed.gather(1, toks).all()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_per_row_parameters(impl):
+    P, V = 8, 111
+    x = _rows(P, V, seed=5)
+    T = torch.tensor([0.0, 0.5, 1.0, 1.0, 0.7, 0.7, 2.0, 1.0])
+    K = torch.tensor([0, 5, 1, 0, 20, 0, 3, 111])
+    Pp = torch.tensor([1.0, 1.0, 1.0, 0.3, 0.9, 0.5, 1.0, 0.99])
+    allowed = allowed_mask_ref(x.cpu(), T, K, Pp)
+    toks = sample_fanout(x, 32, T.to(DEV), K.to(DEV), Pp.to(DEV), seed=2, impl=impl).cpu()
+    assert allowed.gather(1, toks).all()
+    assert (toks[0] == x[0].cpu().argmax()).all() and (toks[2] == x[2].cpu().argmax()).all()
+
+
+def _target(x, T, k, p):
+    """float64 target distribution over one row."""
+    allowed = allowed_mask_ref(x[None], T, k, p)[0]
+    w = torch.where(allowed, torch.softmax(x.double() / T, -1), torch.zeros((), dtype=torch.float64))
+    return w / w.sum()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("T,k,p", [(1.0, 0, 1.0), (0.7, 10, 1.0), (1.0, 0, 0.8), (1.3, 30, 0.9)])
+def test_frequencies_match_target(impl, T, k, p):
+    if _interpreted(impl) and k != 10 and p != 0.8:
+        pytest.skip("interpreter: one fast-path and one full-row case")
+    V = 111
+    x = torch.randn(V, generator=torch.Generator().manual_seed(3)) * 1.5
+    N = 800 if _interpreted(impl) else 100_000
+    toks = sample_fanout(x[None].to(DEV), N, T, k, p, seed=21, impl=impl).cpu()[0]
+    freq = torch.bincount(toks, minlength=V).double() / N
+    target = _target(x, T, k, p)
+    tol = 5 * (target * (1 - target) / N).sqrt() + 2e-3
+    assert ((freq - target).abs() <= tol).all(), (freq - target).abs().max()
+    assert freq[target == 0].sum() == 0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_same_seed_same_tokens(impl):
+    x = _rows(5, 111, seed=9, scale=1.0)
+    a = sample_fanout(x, 8, 1.0, 0, 0.95, seed=123, offset=4, impl=impl)
+    b = sample_fanout(x, 8, 1.0, 0, 0.95, seed=123, offset=4, impl=impl)
+    c = sample_fanout(x, 8, 1.0, 0, 0.95, seed=123, offset=5, impl=impl)
+    d = sample_fanout(x, 8, 1.0, 0, 0.95, seed=124, offset=4, impl=impl)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c) and not torch.equal(a, d)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_children_are_independent_draws(impl):
+    x = torch.zeros(1, 111).to(DEV)  # uniform: 64 children should not all coincide
+    toks = sample_fanout(x, 64, 1.0, seed=0, impl=impl).cpu()
+    assert toks.unique().numel() > 30
+
+
+def test_kernel_fast_and_general_paths_give_the_same_tokens():
+    """top_k=10 takes the candidate path; top_p set to exactly the top-10 mass takes the full-row
+    path: both must keep the same set and, keyed by token, draw the same tokens."""
+    if not triton_available() or (not CUDA and os.environ.get("TRITON_INTERPRET") != "1"):
+        pytest.skip("triton unavailable")
+    x = _rows(4, 111, seed=4)
+    probs = torch.softmax(x.cpu().double(), -1).sort(-1, descending=True).values
+    p_top10 = (probs[:, :10].sum(-1) - 0.5 * probs[:, 9]).float()  # reaches mass only at the 10th
+    a = sample_fanout(x, 16, 1.0, 10, 1.0, seed=5, impl="triton")
+    b = sample_fanout(x, 16, 1.0, 0, p_top10.to(DEV), seed=5, impl="triton")
+    assert torch.equal(a, b)
+
+
+def test_half_precision_logits():
+    x = _rows(4, 111, seed=8)
+    for dt in (torch.float16, torch.bfloat16):
+        xh = x.to(dt)
+        assert torch.equal(sample(xh, 0.0).cpu(), xh.float().cpu().argmax(-1))
+        if not CUDA:  # and the kernel, interpreted
+            assert torch.equal(sample(xh, 0.0, top_k=3, impl="triton").cpu(), xh.float().cpu().argmax(-1))
+        assert sample_fanout(xh, 3, 1.0, 5).shape == (4, 3)
+
+
+def test_argument_errors():
+    x = torch.randn(2, 10)
+    with pytest.raises(ValueError):
+        sample(x, top_p=0.0)
+    with pytest.raises(ValueError):
+        sample(x, top_p=1.5)
+    with pytest.raises(ValueError):
+        sample_fanout(x, 0)
+    with pytest.raises(ValueError):
+        sample(x[0])
+    with pytest.raises(ValueError):
+        sample(x, temperature=torch.ones(3))
+    with pytest.raises(ValueError):
+        sample(x, seed=-1)
+    with pytest.raises(ValueError):
+        sample(x, impl="cuda")
+
+
+def test_cpu_default_is_reference():
+    x = torch.randn(3, 50)
+    assert torch.equal(sample_fanout(x, 4, 0.9, 5, 0.9, seed=1),
+                       sample_fanout(x, 4, 0.9, 5, 0.9, seed=1, impl="torch"))
+
+
+# ---- GPU only: the real vocabulary, the compiled kernel ---------------------------------------
+
+REAL_V = 151_936
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_real_vocab_support_and_greedy():
+    P = 33
+    x = torch.randn(P, REAL_V, device="cuda") * 4
+    allowed = allowed_mask_ref(x, 0.7, 50, 0.95)
+    toks = sample_fanout(x, 8, 0.7, 50, 0.95, seed=1)
+    assert allowed.gather(1, toks).all()
+    toks = sample_fanout(x, 8, 1.0, 0, 0.9, seed=1)  # full-row path
+    assert allowed_mask_ref(x, 1.0, 0, 0.9).gather(1, toks).all()
+    assert torch.equal(sample(x, 0.0), x.argmax(-1))
+    assert torch.equal(sample(x, 1.0, top_k=1), x.argmax(-1))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_real_vocab_ties_overflow_candidates():
+    x = torch.zeros(2, REAL_V, device="cuda")  # every chunk overflows its candidate slots
+    x[1, 100_000] = 50.0
+    toks = sample_fanout(x, 4096, 1.0, 50, 1.0, seed=3)
+    assert toks[0].unique().numel() > 3000  # top-50 with ties keeps all: uniform over V
+    assert (toks[1] == 100_000).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_real_vocab_frequencies():
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(REAL_V, generator=g) * 2).cuda()
+    N = 200_000
+    toks = sample_fanout(x[None], N, 0.8, 40, 0.9, seed=9)[0].cpu()
+    target = _target(x.cpu(), 0.8, 40, 0.9)
+    freq = torch.bincount(toks, minlength=REAL_V).double() / N
+    assert ((freq - target).abs() <= 5 * (target * (1 - target) / N).sqrt() + 1e-3).all()
+    assert freq[target == 0].sum() == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_no_host_sync():
+    x = torch.randn(16, REAL_V, device="cuda")
+    sample_fanout(x, 8, 0.7, 50, 0.95, seed=0)  # compile first
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        sample_fanout(x, 8, 0.7, 50, 0.95, seed=0, offset=1)
+        sample(x, torch.full((16,), 0.7, device="cuda"), torch.full((16,), 50, device="cuda"), 0.95, seed=0)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
