@@ -58,8 +58,12 @@ class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(self, chunks: Callable[[], AsyncIterator[bytes]], headers: dict[str, str] | None = None) -> None:
-        super().__init__(content=None, status_code=200, headers={"Cache-Control": "no-cache",
-                                                                 "X-Accel-Buffering": "no", **(headers or {})})
+        self.status_code = 200
+        self.background = None
+        hdrs = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
+                "x-accel-buffering": "no", **{k.lower(): v for k, v in (headers or {}).items()}}
+        # no content-length: the body is open-ended
+        self.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs.items()]
         self.chunks = chunks
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:

@@ -1,0 +1,307 @@
+"""The service over real HTTP (uvicorn in a thread) against a real redis-server, with the
+scripted engine."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+
+import httpx
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("redis")
+
+from redis_fixture import ServerThread, own_redis, redis_url, unique_prefix  # noqa: E402,F401
+
+from srca.engines import make_engine  # noqa: E402
+from srca.service import ServiceConfig, create_app  # noqa: E402
+
+pytestmark = pytest.mark.redis
+
+
+def arith(prompt: str, req, i: int) -> str:
+    """Three steps, then a boxed sum of the last 'What is A+B' in the prompt; probes answer it too."""
+    m = re.findall(r"What is (\d+) ?\+ ?(\d+)", prompt)
+    ans = int(m[-1][0]) + int(m[-1][1]) if m else 0
+    if prompt.endswith("\\boxed{"):
+        return f"{ans}}}"
+    steps = prompt.count("Step ")
+    if steps < 3:
+        return f"Step {steps}: add the numbers.\n\n"
+    return f"The answer is \\boxed{{{ans}}}."
+
+
+def solves_run(engine) -> int:
+    """How many solves reached the engine (each solve tags its requests with its own group)."""
+    return len({r.group for batch in engine.calls for r in batch})
+
+
+@contextlib.contextmanager
+def serve(redis: str | None, engine=None, **cfg):
+    engine = engine or make_engine("fake", script=arith)
+    conf = ServiceConfig(redis_url=redis, redis_prefix=cfg.pop("redis_prefix", unique_prefix()), job_lease_s=1.0,
+                         redis_retry_s=0.2, **cfg)
+    with ServerThread(create_app(conf, engine=engine)) as srv:
+        srv.engine = engine
+        yield srv
+
+
+def wait_job(client: httpx.Client, job_id: str, states=("done", "failed", "cancelled"), timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        if r.json()["state"] in states:
+            return r.json()
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} not in {states}: {r.json()}")
+
+
+# -- /solve ---------------------------------------------------------------------------------
+def test_solve_json_cache_and_curl_style_body(redis_url):
+    with serve(redis_url) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        r = c.post("/solve", json={"problem": "What is 2+3?", "n": 2})
+        assert r.status_code == 200, r.text
+        sol = r.json()
+        assert sol["answer"] == "5" and sol["stop_reason"] == "finished" and sol["config"]["n"] == 2
+        assert sol["usage"]["generated_tokens"] > 0 and r.headers["x-srca-cache"] == "miss"
+        # same problem + config + model + seed: from the cache, no engine work
+        before = solves_run(srv.engine)
+        r2 = c.post("/solve", json={"problem": "What is 2+3?", "n": 2})
+        assert r2.headers["x-srca-cache"] == "hit" and r2.json() == sol
+        assert solves_run(srv.engine) == before
+        # another seed is another key
+        r3 = c.post("/solve", json={"problem": "What is 2+3?", "n": 2, "seed": 7})
+        assert r3.headers["x-srca-cache"] == "miss" and solves_run(srv.engine) == before + 1
+        # curl -d sends application/x-www-form-urlencoded: still read as JSON
+        r4 = c.post("/solve", content=b'{"problem": "What is 4+4?"}',
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+        assert r4.status_code == 200 and r4.json()["answer"] == "8"
+
+
+def test_stream_sse_events_as_they_happen(redis_url):
+    engine = make_engine("fake", script=arith, latency_s=0.05)
+    with serve(redis_url, engine) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        events, arrivals = [], []
+        with c.stream("POST", "/solve", json={"problem": "What is 20+22?", "stream": True, "n": 2}) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            name = None
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    ev = json.loads(line[6:])
+                    assert ev["type"] == name
+                    events.append(ev)
+                    arrivals.append(time.monotonic())
+        kinds = [e["type"] for e in events]
+        assert kinds[-1] == "final" and {"step", "checkpoint", "select"} <= set(kinds)
+        assert events[-1]["answer"] == "42" and events[-1]["solution"]["answer"] == "42"
+        # streamed, not buffered: the first event came well before the last (>= 3 engine calls apart)
+        assert arrivals[-1] - arrivals[0] > 0.1
+
+
+def test_budget_and_deadline_return_best_so_far(redis_url):
+    slow = make_engine("fake", script=arith, latency_s=0.3)
+    with serve(redis_url, slow) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        t0 = time.monotonic()
+        r = c.post("/solve", json={"problem": "What is 1+2?", "deadline_s": 0.8})
+        assert r.status_code == 200 and r.json()["stop_reason"] == "deadline"
+        assert r.json()["answer"] == "3"  # a checkpoint answer from before the deadline
+        assert time.monotonic() - t0 < 2.0
+        r = c.post("/solve", json={"problem": "What is 1+2?", "max_tokens_total": 60})
+        assert r.status_code == 200 and r.json()["stop_reason"] == "budget" and r.json()["answer"] == "3"
+
+
+def test_client_disconnect_cancels_the_solve(redis_url):
+    never_done = make_engine("fake", script=lambda p, r, i: "\\boxed{1}" if p.endswith("{") else "Step.\n\n",
+                             latency_s=0.1)
+    with serve(redis_url, never_done) as srv:
+        async def go():
+            async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
+                with pytest.raises(httpx.TimeoutException):
+                    await c.post("/solve", json={"problem": "loop forever", "max_steps": 1000, "n": 1},
+                                 timeout=0.6)
+
+        asyncio.run(go())
+        time.sleep(0.4)
+        calls = len(never_done.calls)
+        time.sleep(0.5)
+        assert len(never_done.calls) == calls, "engine still working after the client left"
+        m = httpx.get(srv.url + "/metrics").text
+        assert re.search(r"^srca_solves_in_flight 0\.0$", m, re.M)
+
+
+def test_200_concurrent_solves(redis_url):
+    engine = make_engine("fake", script=arith, latency_s=0.01)
+    with serve(redis_url, engine) as srv:
+        async def go():
+            limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+            async with httpx.AsyncClient(base_url=srv.url, timeout=60, limits=limits) as c:
+                rs = await asyncio.gather(*(c.post("/solve", json={"problem": f"What is {i}+{i % 50}?", "n": 2})
+                                            for i in range(200)))
+            return rs
+
+        rs = asyncio.run(go())
+        assert [r.status_code for r in rs] == [200] * 200
+        assert all(r.json()["answer"] == str(i + i % 50) for i, r in enumerate(rs))
+
+
+def test_single_flight_in_process_and_across_replicas(redis_url):
+    slow = make_engine("fake", script=arith, latency_s=0.2)
+    prefix = unique_prefix()
+    with serve(redis_url, slow, redis_prefix=prefix) as a, serve(redis_url, slow, redis_prefix=prefix) as b:
+        async def go():
+            async with httpx.AsyncClient(timeout=30) as c:
+                body = {"problem": "What is 7+8?", "n": 2, "seed": 99}
+                return await asyncio.gather(*(c.post((a.url, b.url)[i % 2] + "/solve", json=body) for i in range(20)))
+
+        rs = asyncio.run(go())
+        assert all(r.status_code == 200 and r.json()["answer"] == "15" for r in rs)
+        assert solves_run(slow) == 1  # 20 requests over two replicas, one solve
+
+
+# -- jobs -----------------------------------------------------------------------------------
+def test_job_lifecycle(redis_url):
+    with serve(redis_url) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        r = c.post("/jobs", json={"problem": "What is 30+12?", "method": "beam", "n": 2})
+        assert r.status_code == 202 and r.headers["location"] == f"/jobs/{r.json()['id']}"
+        job = wait_job(c, r.json()["id"])
+        assert job["state"] == "done" and job["result"]["answer"] == "42" and job["attempts"] == 1
+        assert job["result"]["method"] == "beam"
+        assert c.delete(f"/jobs/{job['id']}").status_code == 409  # already done
+        assert c.get("/jobs/nope").status_code == 404 and c.delete("/jobs/nope").status_code == 404
+
+
+def test_job_cancel_stops_the_engine(redis_url):
+    forever = make_engine("fake", script=lambda p, r, i: "\\boxed{1}" if p.endswith("{") else "Step.\n\n",
+                          latency_s=0.05)
+    with serve(redis_url, forever) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        job_id = c.post("/jobs", json={"problem": "loop", "max_steps": 10000, "n": 1}).json()["id"]
+        wait_job(c, job_id, ("running",))
+        time.sleep(0.2)
+        assert len(forever.calls) > 0
+        r = c.delete(f"/jobs/{job_id}")
+        assert r.status_code == 200 and r.json()["state"] == "cancelled"
+        time.sleep(0.4)  # the worker polls job states every 0.1 s
+        calls = len(forever.calls)
+        time.sleep(0.4)
+        assert len(forever.calls) == calls, "engine still working on a cancelled job"
+        assert c.get(f"/jobs/{job_id}").json()["state"] == "cancelled"
+
+
+def test_redis_outage_solve_works_jobs_503_then_recovers(own_redis):
+    with serve(own_redis.url) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        job_before = c.post("/jobs", json={"problem": "What is 1+1?"}).json()["id"]
+        assert wait_job(c, job_before)["state"] == "done"
+        own_redis.kill()
+        r = c.post("/solve", json={"problem": "What is 3+3?"})
+        assert r.status_code == 200 and r.json()["answer"] == "6" and r.headers["x-srca-cache"] == "miss"
+        r = c.post("/jobs", json={"problem": "What is 3+3?"})
+        assert r.status_code == 503 and r.headers["retry-after"]
+        assert c.get(f"/jobs/{job_before}").status_code == 503
+        ready = c.get("/readyz").json()
+        assert ready["redis"] == "down" and ready["engine"] == "ready"
+        assert c.get("/metrics").status_code == 200
+        own_redis.start()
+        deadline = time.monotonic() + 10
+        while c.post("/jobs", json={"problem": "What is 5+5?"}).status_code != 202:
+            assert time.monotonic() < deadline, "no recovery after Redis came back"
+            time.sleep(0.1)
+        assert c.get("/readyz").json()["redis"] == "up"
+        assert c.get(f"/jobs/{job_before}").json()["state"] == "done"  # appendonly kept it
+        job = c.post("/jobs", json={"problem": "What is 6+6?"}).json()["id"]
+        assert wait_job(c, job)["result"]["answer"] == "12"
+        c.post("/solve", json={"problem": "What is 9+9?"})
+        assert c.post("/solve", json={"problem": "What is 9+9?"}).headers["x-srca-cache"] == "hit"
+
+
+# -- auth, health, metrics ------------------------------------------------------------------
+def test_api_keys_and_rate_limit(redis_url, monkeypatch):
+    monkeypatch.setenv("SRCA_TEST_KEYS", "k-alpha, k-beta")
+    with serve(redis_url, api_keys_env="SRCA_TEST_KEYS", rate_limit_per_min=3) as srv, \
+            httpx.Client(base_url=srv.url, timeout=30) as c:
+        body = {"problem": "What is 1+1?"}
+        assert c.post("/solve", json=body).status_code == 401
+        r = c.post("/solve", json=body, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert c.get("/v1/models").status_code == 401
+        ok = {"Authorization": "Bearer k-alpha"}
+        assert [c.post("/solve", json=body, headers=ok).status_code for _ in range(3)] == [200] * 3
+        r = c.post("/solve", json=body, headers=ok)
+        assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60
+        assert c.post("/solve", json=body, headers={"Authorization": "Bearer k-beta"}).status_code == 200
+        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+
+
+def test_health_ready_metrics(redis_url):
+    with serve(redis_url) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        ready = c.get("/readyz").json()
+        assert ready["ready"] and ready["engine"] == "ready" and ready["redis"] == "up" and ready["model"] == "scripted"
+        c.post("/solve", json={"problem": "What is 2+2?"})
+        c.post("/solve", json={"problem": "What is 2+2?"})
+        c.post("/solve", json={"problem": ""})
+        m = c.get("/metrics").text
+        assert 'srca_requests_total{method="POST",route="/solve",status="200"} 2.0' in m
+        assert 'srca_requests_total{method="POST",route="/solve",status="422"} 1.0' in m
+        assert 'srca_cache_lookups_total{result="hit"} 1.0' in m
+        assert re.search(r'srca_tokens_total\{kind="generated"\} [1-9]', m)
+        assert "srca_request_latency_seconds_bucket" in m and "srca_queue_depth 0.0" in m
+
+
+# -- bad input: every one a 4xx naming the field, never a 500 ----------------------------------
+BAD = [
+    ("/solve", {"problem": ""}, 422, "problem"),
+    ("/solve", {"problem": "   "}, 422, "problem"),
+    ("/solve", {"problem": "x" * 20_001}, 422, "problem"),
+    ("/solve", {}, 422, "problem"),
+    ("/solve", {"problem": 12}, 422, "problem"),
+    ("/solve", {"problem": "q", "n": 0}, 422, "n"),
+    ("/solve", {"problem": "q", "n": 5000}, 422, "n"),
+    ("/solve", {"problem": "q", "n": "4"}, 422, "n"),
+    ("/solve", {"problem": "q", "n": 2.5}, 422, "n"),
+    ("/solve", {"problem": "q", "temperature": "hot"}, 422, "temperature"),
+    ("/solve", {"problem": "q", "temperature": 9}, 422, "temperature"),
+    ("/solve", {"problem": "q", "method": "nope"}, 422, "method"),
+    ("/solve", {"problem": "q", "scorer": "nope"}, 422, "scorer"),
+    ("/solve", {"problem": "q", "bogus": 1}, 422, "bogus"),
+    ("/solve", {"problem": "q", "checkpoints": 1}, 422, "checkpoints"),
+    ("/solve", {"problem": "q", "beam_width": 3}, 422, "beam_width"),
+    ("/solve", {"problem": "q", "deadline_s": -1}, 422, "deadline_s"),
+    ("/solve", {"problem": "q", "max_tokens_total": 0}, 422, "max_tokens_total"),
+    ("/solve", {"problem": "q", "stream": "yes"}, 422, "stream"),
+    ("/solve", b"{not json", 422, None),
+    ("/solve", b"", 422, None),
+    ("/solve", [1, 2], 422, None),
+    ("/solve", {"problem": "q" * 1_100_000}, 413, None),
+    ("/jobs", {"problem": "q", "stream": True}, 422, "stream"),
+    ("/jobs", {"problem": "q", "n": -1}, 422, "n"),
+    ("/v1/chat/completions", {"model": "gpt-4", "messages": [{"role": "user", "content": "q"}]}, 422, "model"),
+    ("/v1/chat/completions", {"model": "srca", "messages": []}, 422, "messages"),
+    ("/v1/chat/completions", {"model": "srca", "messages": [{"role": "system", "content": "q"}]}, 422, "messages"),
+    ("/v1/chat/completions", {"model": "srca", "messages": [{"role": "user", "content": "q"}], "n": 0}, 422, "n"),
+    ("/v1/chat/completions", {"model": "srca", "messages": [{"role": "user", "content": "q"}], "method": "cot"}, 422,
+     "model"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "q"}]}, 422, "model"),
+]
+
+
+def test_bad_inputs_are_4xx_naming_the_field(redis_url):
+    with serve(redis_url) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        for path, body, status, field in BAD:
+            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+            r = c.post(path, content=raw, headers={"content-type": "application/json"})
+            assert r.status_code == status, (path, str(body)[:80], r.status_code, r.text[:300])
+            err = r.json()
+            if field is not None:
+                if path.startswith("/v1/"):
+                    assert err["error"]["param"].split(".")[0] == field, (body, err)
+                else:
+                    assert field in [d["loc"][1] for d in err["detail"] if len(d["loc"]) > 1], (body, err)
+        assert c.get("/jobs/" + "x" * 300).status_code == 404
+        assert c.put("/solve").status_code == 405
+        assert "500" not in c.get("/metrics").text.split("srca_requests_created")[0]
