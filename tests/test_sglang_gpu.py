@@ -1,0 +1,104 @@
+"""SGLang-specific GPU checks (dummy weights, ``$SRCA_SGLANG_DUMMY_MODEL``, default /tmp/sglmodel):
+abort on cancel, replica affinity with dp > 1, and the PRM plumbing (reward head and generative
+mode). The contract suite on SGLang lives in ``test_engine_contract_sglang.py``."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import pytest
+
+from srca.engines.base import GenRequest
+from srca.scorers import ScoreInput
+
+pytestmark = pytest.mark.gpu
+MODEL = os.environ.get("SRCA_SGLANG_DUMMY_MODEL", "/tmp/sglmodel")
+ARGS = dict(load_format="dummy", attention_backend="triton", sampling_backend="pytorch", grammar_backend="none",
+            disable_cuda_graph=True)
+
+
+@pytest.fixture(autouse=True)
+def _needs_sglang():
+    pytest.importorskip("sglang")
+    if not os.path.exists(os.path.join(MODEL, "config.json")):
+        pytest.skip(f"no model folder at {MODEL}")
+
+
+def _engine(**kw):
+    from srca.engines.sglang_inproc import SGLangEngine
+
+    return SGLangEngine(MODEL, mem_fraction_static=kw.pop("mem", 0.4), **ARGS, **kw)
+
+
+def test_cancel_aborts_and_groups_stay_on_one_replica():
+    import torch
+
+    dp = 2 if torch.cuda.device_count() >= 2 else 1
+    eng = _engine(dp_size=dp, ignore_eos=True)
+    tm = eng.engine.tokenizer_manager
+
+    async def cancel_long():
+        task = asyncio.ensure_future(eng.generate([GenRequest(input_ids=list(range(1000, 1100)), max_new_tokens=4000,
+                                                              n=4, temperature=0.8)]))
+        await asyncio.sleep(1.0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        t0 = time.time()
+        # the scheduler answers each abort: the request finishes (running ones also leave the table)
+        while not all(st.finished for st in tm.rid_to_state.values()) and time.time() - t0 < 20:
+            await asyncio.sleep(0.1)
+        return time.time() - t0
+
+    try:
+        waited = asyncio.run(cancel_long())
+        assert all(st.finished for st in tm.rid_to_state.values()), "aborted requests are still running"
+        assert waited < 20
+        # eight solves, three rounds each: every group stays on the replica it started on
+        async def rounds():
+            for k in range(3):
+                reqs = [GenRequest(input_ids=[2000 + g] * 64 + [k], max_new_tokens=8, n=2, temperature=0.8,
+                                   group=f"solve{g}") for g in range(8)]
+                out = await eng.generate(reqs)
+                assert all(len(r) == 2 and r[0].generated_tokens == 8 for r in out)
+
+        asyncio.run(rounds())
+        st = eng.stats()["replicas"]
+        assert sum(r["requests"] for r in st) == 8 * 3 * 2
+        assert all(r["requests_in_flight"] == 0 for r in st)
+        if dp == 2:
+            assert [r["groups"] for r in st] == [4, 4]
+            assert [r["requests"] for r in st] == [24, 24]
+            assert all(r["cached_tokens"] > 0 for r in st)
+    finally:
+        asyncio.run(eng.close())
+
+
+def test_prm_reward_head_plumbing():
+    from srca.scorers_prm import PRMScorer
+
+    override = json.dumps({"architectures": ["LlamaForSequenceClassification"], "num_labels": 2})
+    prm = PRMScorer(model_path=MODEL, mode="reward", json_model_override_args=override, mem_fraction_static=0.3,
+                    load_format="dummy", attention_backend="triton", disable_cuda_graph=True)
+    try:
+        items = [ScoreInput("What is 1+1?", ["1+1 = 2.\n\n", "So 2."]), ScoreInput("What is 2+2?", ["It is 5."]),
+                 ScoreInput("Q", [])]
+        s = asyncio.run(prm.score(items))
+        assert len(s) == 3 and all(0.0 <= x <= 1.0 for x in s) and s[2] == 0.5
+        assert prm.calls == 1
+    finally:
+        asyncio.run(prm.close())
+
+
+def test_prm_generative_plumbing():
+    from srca.scorers_prm import PRMScorer
+
+    prm = PRMScorer(model_path=MODEL, mode="token", mem_fraction_static=0.3, **ARGS)
+    try:
+        s = asyncio.run(prm.score([ScoreInput("What is 1+1?", ["1+1 = 2.", "So 2."]),
+                                   ScoreInput("What is 1+1?", ["1+1 = 3."])]))
+        assert len(s) == 2 and all(0.0 < x < 1.0 for x in s)
+    finally:
+        asyncio.run(prm.close())
