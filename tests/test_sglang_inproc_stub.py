@@ -1,0 +1,178 @@
+"""SGLangEngine on CPU with a stand-in ``sglang`` module: the contract suite and the engine's own
+logic (replica affinity through ``routed_dp_rank``, abort by rid on cancel, any-loop use).
+
+The stand-in ``sglang.Engine.async_generate`` answers like SGLang 0.5.x (batched ``input_ids``,
+per-request ``sampling_params``/``return_logprob``/``top_logprobs_num``/``rid``,
+``routed_dp_rank``) from the contract's scripted model; it binds to the first event loop that
+calls it, as SGLang's tokenizer manager does, so the engine's private loop is exercised too.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import types
+
+import pytest
+
+from engine_contract import *  # noqa: F401,F403  (the contract tests, collected here)
+from fake_sglang_server import State, run_script
+from srca.engines.base import GenRequest
+
+
+class _TokenizerManager:
+    def __init__(self) -> None:
+        self.aborted: list[str] = []
+        self.rid_to_state: dict = {}
+        self.waiters: dict[str, asyncio.Event] = {}
+
+    def abort_request(self, rid: str = "", abort_all: bool = False) -> None:
+        self.aborted.append(rid)
+        if rid in self.waiters:
+            self.waiters[rid].set()
+
+    async def flush_cache(self):
+        return types.SimpleNamespace(success=True)
+
+
+class _StubEngine:
+    def __init__(self, **kwargs) -> None:
+        from test_engine_contract import _script
+
+        self.kwargs = kwargs
+        self.state = State(script=_script)
+        self.tokenizer_manager = _TokenizerManager()
+        self.calls: list[dict] = []
+        self.loop = None
+
+    async def async_generate(self, input_ids=None, sampling_params=None, return_logprob=False, top_logprobs_num=None,
+                             rid=None, routed_dp_rank=None, **_):
+        loop = asyncio.get_running_loop()
+        if self.loop is None:
+            self.loop = loop
+        assert loop is self.loop, "SGLang's tokenizer manager only works on the first loop that used it"
+        dp = self.kwargs.get("dp_size", 1)
+        if routed_dp_rank is not None and not 0 <= routed_dp_rank < dp:
+            raise ValueError(f"routed_dp_rank={routed_dp_rank} out of range [0, {dp})")
+        self.calls.append(dict(n=len(input_ids), routed_dp_rank=routed_dp_rank, rids=list(rid), ids=input_ids))
+        await asyncio.sleep(0.001)
+        outs = []
+        for ids, p, lp, k, r in zip(input_ids, sampling_params, return_logprob, top_logprobs_num, rid):
+            if ids[0] == 7:  # a "long" request: runs until aborted
+                ev = self.tokenizer_manager.waiters.setdefault(r, asyncio.Event())
+                await ev.wait()
+            o = run_script(self.state, ids, p, lp, k)
+            o["meta_info"]["id"] = r
+            outs.append(o)
+        return outs
+
+    def shutdown(self) -> None:
+        pass
+
+
+class _CharTokenizer:
+    chat_template = None
+
+    def encode(self, text, add_special_tokens=False):
+        return [ord(c) for c in text]
+
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(chr(i) for i in ids)
+
+
+@pytest.fixture(scope="module")
+def stub_sglang():
+    import transformers
+
+    mod = types.ModuleType("sglang")
+    mod.Engine = _StubEngine
+    saved = sys.modules.get("sglang")
+    sys.modules["sglang"] = mod
+    orig = transformers.AutoTokenizer.from_pretrained
+    transformers.AutoTokenizer.from_pretrained = staticmethod(lambda *a, **k: _CharTokenizer())
+    yield
+    transformers.AutoTokenizer.from_pretrained = orig
+    if saved is None:
+        sys.modules.pop("sglang", None)
+    else:
+        sys.modules["sglang"] = saved
+
+
+def _make(**kw):
+    from srca.engines.sglang_inproc import SGLangEngine
+
+    return SGLangEngine("/nonexistent/model", **kw)
+
+
+@pytest.fixture(scope="module")
+def engine(stub_sglang):
+    eng = _make()
+    yield eng
+    asyncio.run(eng.close())
+
+
+def test_server_args_passthrough(stub_sglang):
+    eng = _make(dp_size=2, radix_cache=False, load_format="dummy", mem_fraction_static=0.5, deterministic=True,
+                disable_cuda_graph=True)
+    kw = eng.engine.kwargs
+    assert kw["dp_size"] == 2 and kw["disable_radix_cache"] is True and kw["load_format"] == "dummy"
+    assert kw["attention_backend"] == "triton" and kw["enable_deterministic_inference"] is True
+    assert kw["disable_cuda_graph"] is True and kw["mem_fraction_static"] == 0.5
+    assert not eng.info.reports_cached_tokens
+    asyncio.run(eng.close())
+
+
+def test_affinity_routes_groups_with_routed_dp_rank(stub_sglang):
+    eng = _make(dp_size=2)
+
+    async def rounds():
+        for k in range(3):
+            await eng.generate([GenRequest(prompt=f"solve {g} step {k}", group=f"s{g}", n=2, max_new_tokens=3)
+                                for g in range(4)])
+        await eng.generate([GenRequest(prompt="free", max_new_tokens=2)])  # no group: least loaded
+
+    asyncio.run(rounds())
+    placed: dict[str, set] = {}
+    for c in eng.engine.calls:
+        for ids in c["ids"]:
+            text = "".join(chr(i) for i in ids)
+            if text.startswith("solve"):
+                placed.setdefault(text.split()[1], set()).add(c["routed_dp_rank"])
+    assert all(len(r) == 1 for r in placed.values())
+    assert sorted(next(iter(r)) for r in placed.values()) == [0, 0, 1, 1]
+    st = eng.stats()
+    assert [r["groups"] for r in st["replicas"]] == [2, 2]
+    assert sum(r["requests"] for r in st["replicas"]) == 4 * 3 * 2 + 1
+    assert all(r["tokens_in_flight"] == 0 for r in st["replicas"])
+    # the engine keeps working from a second event loop (SGLang stays on the private one)
+    [[g]] = asyncio.run(eng.generate([GenRequest(prompt="again", max_new_tokens=2)]))
+    assert g.generated_tokens == 2
+    asyncio.run(eng.close())
+
+
+def test_round_robin_ignores_groups(stub_sglang):
+    eng = _make(dp_size=2, routing="round_robin")
+    asyncio.run(eng.generate([GenRequest(prompt=f"p{k}", group="same", max_new_tokens=2) for k in range(4)]))
+    assert sorted(c["routed_dp_rank"] for c in eng.engine.calls) == [0, 1]
+    asyncio.run(eng.close())
+
+
+def test_cancel_aborts_by_rid(stub_sglang):
+    eng = _make()
+
+    async def go():
+        task = asyncio.ensure_future(eng.generate([GenRequest(input_ids=[7, 1, 2], n=3, max_new_tokens=5)]))
+        while not eng.engine.calls:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(200):
+            if len(eng.engine.tokenizer_manager.aborted) >= 3:
+                break
+            await asyncio.sleep(0.005)
+
+    asyncio.run(go())
+    assert sorted(eng.engine.tokenizer_manager.aborted) == sorted(eng.engine.calls[0]["rids"])
+    assert eng.stats()["replicas"][0]["requests_in_flight"] == 0
+    asyncio.run(eng.close())
