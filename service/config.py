@@ -20,6 +20,8 @@ class ServiceConfig:
     ``job_concurrency``: jobs this replica's worker runs at once (0: no worker here).
     ``job_lease_s``: a worker that has not renewed its lease for this long is presumed dead
     and its jobs go back to the queue; ``job_attempts``: a job is marked failed after that many.
+    ``lock_ttl_s``: the single-flight lock of a solve (renewed every third of it while the solve
+    runs); replicas waiting on a lock whose holder died take over after at most this long.
     """
 
     host: str = "127.0.0.1"
@@ -36,7 +38,7 @@ class ServiceConfig:
     job_attempts: int = 3
     job_lease_s: float = 10.0
     job_ttl_s: float = 7 * 24 * 3600.0
-    lock_ttl_s: float = 30.0
+    lock_ttl_s: float = 10.0
     redis_retry_s: float = 1.0
     log_level: str = "info"
 
