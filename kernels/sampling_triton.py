@@ -7,7 +7,7 @@ count(chunk >= lo) >= KC, so the chunk's top-KC (hence the row's top-k for k <= 
 Stage 2, ``_select_kernel`` (grid [P]): merges the stats, finds the exact top-k and top-p
 thresholds among the candidates by bisection on order-preserving int keys, then draws the n
 children by Gumbel-max over the kept candidates, each child with its own Philox stream keyed
-by (seed, offset, row, child, token). Rows outside the fast path (top_k off or > KC, or a
+by (seed, offset, row, child, token) (one Philox call feeds 4 children). Rows outside the fast path (top_k off or > KC, or a
 chunk whose candidates overflow CAP) take a general multi-pass path over the full row in the
 same kernel; it uses the same thresholds' definition and the same random stream, so it returns
 the same tokens the fast path would.
@@ -33,14 +33,33 @@ def _key(x):
 
 
 @triton.jit
-def _gumbel(seed, tok, child, row, off):
-    """Gumbel(0, 1) noise for each token index in ``tok``; one Philox stream per (row, child)."""
-    c0 = tok.to(tl.uint32)
-    z = c0 * 0
-    r, _, _, _ = tl.philox(seed, c0, (z + child).to(tl.uint32), (z + row).to(tl.uint32), (z + off).to(tl.uint32))
+def _u2g(r):
     # 23 random bits -> u in [2^-24, 1 - 2^-24], exactly representable: never 0 or 1
     u = (r >> 9).to(tl.float32) * (1.0 / 8388608.0) + (0.5 / 8388608.0)
     return -tl.log(-tl.log(u))
+
+
+@triton.jit
+def _gumbel4(seed, tok, group, row, off):
+    """Gumbel(0, 1) noise for children 4*group .. 4*group+3 at each token index in ``tok``:
+    one Philox call per (seed, token, group, row, offset) gives the four children's streams."""
+    c0 = tok.to(tl.uint32)
+    z = c0 * 0
+    r0, r1, r2, r3 = tl.philox(seed, c0, (z + group).to(tl.uint32), (z + row).to(tl.uint32), (z + off).to(tl.uint32))
+    return _u2g(r0), _u2g(r1), _u2g(r2), _u2g(r3)
+
+
+@triton.jit
+def _draw4(obase, n, cg, kept, z, ti, o, seed, row, off):
+    """Children cg .. cg+3 by Gumbel-max over the kept slots; writes token ids ``ti[argmax]``."""
+    g0, g1, g2, g3 = _gumbel4(seed, ti, cg // 4, row, off)
+    for i in tl.static_range(4):
+        g = g0 if i == 0 else (g1 if i == 1 else (g2 if i == 2 else g3))
+        if cg + i < n:
+            score = tl.where(kept, z + g, float("-inf"))
+            b = tl.argmax(score, 0)
+            tok = tl.sum(tl.where(o == b, ti, 0), 0)
+            tl.store(obase + cg + i, tok.to(tl.int64))
 
 
 @triton.jit
@@ -144,11 +163,8 @@ def _select_kernel(logits_ptr, stride, V, C, n, cmax_ptr, carg_ptr, cbad_ptr, cf
                 lo = tl.where(ok, mid, lo)
                 hi = tl.where(ok, hi, mid - 1)
         kept = key >= lo
-        for c in range(0, n):
-            score = tl.where(kept, z + _gumbel(seed, ti, c, row, off), float("-inf"))
-            b = tl.argmax(score, 0)
-            tok = tl.sum(tl.where(o == b, ti, 0), 0)
-            tl.store(obase + c, tok.to(tl.int64))
+        for cg in range(0, n, 4):
+            _draw4(obase, n, cg, kept, z, ti, o, seed, row, off)
     else:
         # general path: passes over the full row (top_k off or > KC, or candidate overflow)
         rbase = logits_ptr + row.to(tl.int64) * stride
@@ -181,20 +197,24 @@ def _select_kernel(logits_ptr, stride, V, C, n, cmax_ptr, carg_ptr, cbad_ptr, cf
                 ok = tl.sum(acc, 0) >= target
                 lo = tl.where(ok, mid, lo)
                 hi = tl.where(ok, hi, mid - 1)
-        for c in range(0, n):
-            best = tl.full((), float("-inf"), tl.float32)
-            btok = tl.full((), 0, tl.int32)
-            for b0 in range(0, V, BLOCK_G):
-                t = b0 + ob
-                x = tl.load(rbase + t, mask=t < V, other=float("-inf")).to(tl.float32)
-                keep = (_key(x + 0.0) >= lo) & (x > float("-inf"))
-                score = tl.where(keep, (x - M) * invT + _gumbel(seed, t, c, row, off), float("-inf"))
-                bm = tl.max(score, 0)
-                bi = b0 + tl.argmax(score, 0).to(tl.int32)
-                upd = bm > best
-                btok = tl.where(upd, bi, btok)
-                best = tl.where(upd, bm, best)
-            tl.store(obase + c, btok.to(tl.int64))
+        for cg in range(0, n, 4):
+            for i in tl.static_range(4):
+                if cg + i < n:
+                    best = tl.full((), float("-inf"), tl.float32)
+                    btok = tl.full((), 0, tl.int32)
+                    for b0 in range(0, V, BLOCK_G):
+                        t = b0 + ob
+                        x = tl.load(rbase + t, mask=t < V, other=float("-inf")).to(tl.float32)
+                        keep = (_key(x + 0.0) >= lo) & (x > float("-inf"))
+                        g0, g1, g2, g3 = _gumbel4(seed, t, cg // 4, row, off)
+                        g = g0 if i == 0 else (g1 if i == 1 else (g2 if i == 2 else g3))
+                        score = tl.where(keep, (x - M) * invT + g, float("-inf"))
+                        bm = tl.max(score, 0)
+                        bi = b0 + tl.argmax(score, 0).to(tl.int32)
+                        upd = bm > best
+                        btok = tl.where(upd, bi, btok)
+                        best = tl.where(upd, bm, best)
+                    tl.store(obase + cg + i, btok.to(tl.int64))
 
 
 def _next_pow2(x: int) -> int:
@@ -220,7 +240,7 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int):
     seed_eff = (int(seed) ^ ((int(offset) >> 32) * 0x9E3779B97F4A7C15)) & (2**63 - 1)
     off_lo = int(offset) & 0xFFFFFFFF
     _chunk_kernel[(P, C)](logits, logits.stride(0), V, C, cmax, carg, cbad, cfin, ccnt, cval, cidx,
-                          CH=CH, KC=KC, CAP=CAP, ITERS=12, num_warps=8 if CH >= 4096 else 4)
+                          CH=CH, KC=KC, CAP=CAP, ITERS=8, num_warps=8 if CH >= 4096 else 4)
     _select_kernel[(P,)](logits, logits.stride(0), V, C, n, cmax, carg, cbad, cfin, ccnt, cval, cidx,
                          temp, top_k, top_p, seed_eff, off_lo, tokens, invalid,
                          KC=KC, CAP=CAP, CPAD=_next_pow2(C), BLOCK_G=min(BLOCK_G, _next_pow2(V)), KEY_LO=KEY_LOWEST_FINITE,
