@@ -170,3 +170,19 @@ async def test_local_cache_matches_fresh_greedy(local_engine):
     (warm2,), = await local_engine.generate([GenRequest(input_ids=ids + warm1.token_ids[:4], max_new_tokens=6)])
     assert warm2.cached_tokens >= len(ids)
     assert warm2.token_ids == warm1.token_ids[4:]
+
+
+@pytest.mark.slow
+async def test_local_chunked_prefill_and_buffer_growth_agree(local_engine, monkeypatch):
+    """Prefill in chunks and a decode buffer that has to grow give the same greedy tokens."""
+    from srca.engines import local
+
+    prompt = "The quick brown fox jumps over the lazy dog. " * 3
+    local_engine.cache.clear()
+    (ref,), = await local_engine.generate([GenRequest(prompt=prompt, max_new_tokens=12)])
+    local_engine.cache.clear()
+    monkeypatch.setattr(local, "_PREFILL_CHUNK", 7)
+    monkeypatch.setattr(local, "_DECODE_CAP", 3)
+    (a,), (b,) = await local_engine.generate([GenRequest(prompt=prompt, max_new_tokens=12),
+                                              GenRequest(prompt="Hi", max_new_tokens=5)])
+    assert a.token_ids == ref.token_ids and len(b.token_ids) >= 1

@@ -53,6 +53,8 @@ log = logging.getLogger("srca.engines.local")
 
 _MASK64 = (1 << 64) - 1
 _CAND = 256  # candidates looked at before a full sort when sampling with top-p
+_DECODE_CAP = 256  # decode columns allocated up front (the buffer doubles when full)
+_PREFILL_CHUNK = 512  # longest prefill forward (bounds activation memory)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,8 +118,10 @@ def _fanout(logits: torch.Tensor, n: int, temperature: float, top_k: int, top_p:
     except ImportError:  # pragma: no cover - only while srca.kernels is absent
         sample_fanout = None
     if sample_fanout is not None:
-        out = sample_fanout(logits, n, float(temperature), int(top_k), float(top_p), seed=seed, offset=0)
-        return out[0].tolist()
+        out = sample_fanout(logits, n, float(temperature), int(top_k), float(top_p), seed=seed, offset=0)[0].tolist()
+        if min(out) < 0:
+            raise RuntimeError("LocalEngine: the model produced non-finite logits")
+        return out
     return [_sample_row(logits[0], temperature, top_k, top_p, _uniform(_stream_seed(seed, i), 0)) for i in range(n)]
 
 
@@ -250,6 +254,18 @@ class _State:
             self.pos[b] = t
         self.n = P
 
+    def reserve(self, s: int) -> None:
+        """Make room for ``s`` more columns (grow the buffers by doubling)."""
+        cap = self.valid.shape[1]
+        if self.n + s <= cap:
+            return
+        new = max(self.n + s, 2 * cap)
+        buf = self.buf.new_zeros(self.buf.shape[:4] + (new,) + self.buf.shape[5:])
+        buf[:, :, :, :, :self.n] = self.buf[:, :, :, :, :self.n]
+        valid = self.valid.new_zeros((self.valid.shape[0], new))
+        valid[:, :self.n] = self.valid[:, :self.n]
+        self.buf, self.valid = buf, valid
+
     def row_kv(self, b: int) -> torch.Tensor:
         """Compact KV of row ``b``: [layers, 2, H, T, D] (its valid columns, in order)."""
         cols = self.valid[b, :self.n].nonzero().squeeze(1)
@@ -373,6 +389,8 @@ class LocalEngine:
         loop = asyncio.get_running_loop()
         st = self._loops.get(loop)
         if st is None or st.task is None or st.task.done():
+            for old in [lp for lp in self._loops if lp.is_closed()]:
+                del self._loops[old]
             st = self._loops[loop] = _LoopState()
             st.task = loop.create_task(self._scheduler(st))
         futs = [loop.create_future() for _ in items]
@@ -482,11 +500,16 @@ class LocalEngine:
                 inp[b, :s.numel()] = s.to(self.device)
                 st.valid[b, st.n:st.n + s.numel()] = True
             positions = st.pos[:, None] + torch.arange(S, device=self.device)[None, :]
-            last = torch.tensor([s.numel() - 1 for s in suf], device=self.device)
-            lg = self._forward(st, inp, positions, last)
+            last = [s.numel() - 1 for s in suf]
+            for c0 in range(0, S, _PREFILL_CHUNK):  # long prompts in chunks
+                c1 = min(S, c0 + _PREFILL_CHUNK)
+                at = torch.tensor([min(max(t - c0, 0), c1 - c0 - 1) for t in last], device=self.device)
+                lg = self._forward(st, inp[:, c0:c1], positions[:, c0:c1], at)
+                for b, i in enumerate(g):
+                    if c0 <= last[b] < c1:
+                        logits[i] = lg[b]
             for b, i in enumerate(g):
                 kvs[i] = st.row_kv(b)
-                logits[i] = lg[b]
         return matched, kvs, torch.stack(logits)
 
     def _choose(self, rows: list[_Row], reqs: list[GenRequest], logits: torch.Tensor, step: int) -> list[int]:
@@ -544,7 +567,6 @@ class LocalEngine:
 
         # first tokens: fan out each parent into its children
         rows: list[_Row] = []
-        parent_of: list[int] = []
         lse = torch.logsumexp(first_logits, -1)
         for i, r in enumerate(reqs):
             n_rows = 1 if r.greedy else r.n
@@ -557,7 +579,6 @@ class LocalEngine:
             new = [_Row(i, c, _stream_seed(seed, c)) for c in range(n_rows)]
             self._record(new, reqs, lg.expand(n_rows, -1), lse[i:i + 1].expand(n_rows), toks, 0)
             rows.extend(new)
-            parent_of.extend([i] * n_rows)
 
         active: list[_Row] = []
         for row in rows:
@@ -570,9 +591,11 @@ class LocalEngine:
 
         if active:
             need = max(budget[row.req] for row in active)
-            st = _State([kvs[row.req] for row in active], need, self._kv_shape, self.dtype, self.device)
+            st = _State([kvs[row.req] for row in active], min(need, _DECODE_CAP), self._kv_shape, self.dtype,
+                        self.device)
             step = 1
             while active:
+                st.reserve(1)
                 inp = torch.tensor([[row.tokens[-1]] for row in active], device=self.device)
                 st.valid[:, st.n] = True
                 logits = self._forward(st, inp, st.pos[:, None], torch.zeros(len(active), dtype=torch.long, device=self.device))
