@@ -91,13 +91,14 @@ class RedisHandle:
         self._up_event.set()
 
     def mark_down(self, err: BaseException | None = None) -> None:
-        if self._up or self._probe is None or self._probe.done():
-            if self._up:
-                log.warning("redis is down (%s): cache off, job endpoints answer 503 until it returns", err)
-            self._up = False
-            self._up_event.clear()
-            if self._probe is None or self._probe.done():
-                self._probe = asyncio.get_running_loop().create_task(self._probe_loop())
+        was_up, first = self._up, self._probe is None
+        self._up = False
+        self._up_event.clear()
+        if was_up or first:
+            log.warning("redis at %s is unavailable (%s): cache off, job endpoints answer 503 until it returns",
+                        self.url, err)
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._probe_loop())
 
     async def _probe_loop(self) -> None:
         while True:

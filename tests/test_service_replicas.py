@@ -102,3 +102,27 @@ def test_two_replicas_100_jobs_one_killed_each_finished_once(tmp_path, redis_url
     by_a = sum(1 for j in ids if f"job {j} done" in a.log())
     assert 0 < by_a < 100  # both replicas took work
     assert any(v["attempts"] == 2 for v in views), "no job was re-run after the kill"
+
+
+@pytest.mark.slow
+def test_srca_serve_on_the_real_local_model(tmp_path, redis_url):
+    """The fast test model end to end: ``srca serve --model smollm2-135m``, /solve and the facade."""
+    pytest.importorskip("srca.engines.local")
+    openai = pytest.importorskip("openai")
+    svc = ServiceProcess(["--redis-url", redis_url, "--redis-prefix", unique_prefix(), "--model", "smollm2-135m"],
+                         tmp_path / "local.log", env={"SRCA_THREADS": "1"})
+    svc.start(timeout=600)
+    try:
+        r = httpx.post(svc.url + "/solve", timeout=300, json={
+            "problem": "What is 2 + 3?", "method": "srca", "n": 2, "max_steps": 2, "max_step_tokens": 24})
+        assert r.status_code == 200, r.text
+        sol = r.json()
+        assert sol["method"] == "srca" and sol["usage"]["generated_tokens"] > 0
+        assert sol["stop_reason"] in ("finished", "max_steps", "budget")
+        assert httpx.get(svc.url + "/readyz").json()["model"] == "smollm2-135m"
+        client = openai.OpenAI(base_url=svc.url + "/v1", api_key="none", max_retries=0, timeout=300)
+        out = client.chat.completions.create(model="srca-cot", messages=[{"role": "user", "content": "What is 2+3?"}],
+                                             max_tokens=24)
+        assert out.usage.completion_tokens > 0 and out.choices[0].finish_reason in ("stop", "length")
+    finally:
+        svc.stop()
