@@ -211,7 +211,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RedisUnavailable)
     async def _redis(request: Request, e: RedisUnavailable) -> Response:
-        return _error(request, 503, f"{e}: job endpoints are off until it returns (/solve still works)", "service_unavailable",
+        return _error(request, 503, f"{e}: job endpoints need Redis (/solve still works)", "service_unavailable",
                       headers={"Retry-After": "1"})
 
     @app.exception_handler(EngineNotReady)

@@ -78,11 +78,27 @@ class SolveInput:
     stream: bool = False
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def parse_json(raw: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity, no lone surrogates (they could not be sent back as UTF-8),
+    bounded nesting."""
+    def bad(msg: str) -> InputError:
+        return InputError([{"loc": ["body"], "msg": f"invalid JSON: {msg}", "type": "json_invalid"}])
+
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError([{"loc": ["body"], "msg": f"invalid JSON: {e}", "type": "json_invalid"}]) from None
+        data = json.loads(raw, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
+        raise bad(str(e)) from None
+    except RecursionError:
+        raise bad("nested too deeply") from None
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad("a string holds a lone UTF-16 surrogate") from None
+    return data
 
 
 def build_config(given: dict[str, Any], base: SearchConfig) -> SearchConfig:
