@@ -186,3 +186,12 @@ async def test_local_chunked_prefill_and_buffer_growth_agree(local_engine, monke
     (a,), (b,) = await local_engine.generate([GenRequest(prompt=prompt, max_new_tokens=12),
                                               GenRequest(prompt="Hi", max_new_tokens=5)])
     assert a.token_ids == ref.token_ids and len(b.token_ids) >= 1
+
+
+@pytest.mark.slow
+async def test_local_leaves_no_task_behind(local_engine):
+    """The scheduler runs only while there is work, so a closing loop finds nothing pending."""
+    await local_engine.generate([GenRequest(prompt=COUNT, max_new_tokens=2)])
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert asyncio.all_tasks() == {asyncio.current_task()}

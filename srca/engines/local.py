@@ -10,7 +10,8 @@ How a call flows::
                                          4. decode every child of every request together
                                          5. store prompt+generated KV back into the cache
 
-* **Batching across solves.** Every ``generate`` call queues its requests; the scheduler runs all
+* **Batching across solves.** Every ``generate`` call queues its requests; a scheduler task
+  (one per event loop, alive only while there is work, so nothing dangles between calls) runs all
   queued requests (of every caller) as one batch. A caller that is cancelled only loses its
   results; the batch and the other callers carry on.
 * **Prefix cache** (:class:`PrefixCache`): KV tensors keyed by token ids, longest-prefix match,
@@ -300,7 +301,6 @@ class _Row:
 class _LoopState:
     def __init__(self) -> None:
         self.pending: list[tuple[GenRequest, list[int], asyncio.Future]] = []
-        self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
 
 
@@ -351,7 +351,7 @@ class LocalEngine:
         self.cache = PrefixCache(cache_bytes)
         self.max_batch = max_batch
         self.stats = {"batches": 0, "prompt_tokens": 0, "cached_tokens": 0, "generated_tokens": 0,
-                      "decode_steps": 0}
+                      "decode_steps": 0, "prefill_s": 0.0, "decode_s": 0.0}
         self._executor: ThreadPoolExecutor | None = None
         self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._closed = False
@@ -388,14 +388,14 @@ class LocalEngine:
             return []
         loop = asyncio.get_running_loop()
         st = self._loops.get(loop)
-        if st is None or st.task is None or st.task.done():
+        if st is None:
             for old in [lp for lp in self._loops if lp.is_closed()]:
                 del self._loops[old]
             st = self._loops[loop] = _LoopState()
-            st.task = loop.create_task(self._scheduler(st))
         futs = [loop.create_future() for _ in items]
         st.pending.extend((r, ids, f) for (r, ids), f in zip(items, futs))
-        st.wake.set()
+        if st.task is None or st.task.done():  # the scheduler runs only while there is work
+            st.task = loop.create_task(self._scheduler(st))
         try:
             return list(await asyncio.gather(*futs))
         except asyncio.CancelledError:
@@ -407,24 +407,24 @@ class LocalEngine:
         loop = asyncio.get_running_loop()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="srca-local")
-        while True:
-            await st.wake.wait()
-            st.wake.clear()
-            while st.pending:
-                todo = [p for p in st.pending if not p[2].done()]  # drop cancelled callers
-                st.pending.clear()
-                for chunk in self._chunks(todo):
-                    try:
-                        res = await loop.run_in_executor(self._executor, self._run_batch,
-                                                         [(r, ids) for r, ids, _ in chunk])
-                    except Exception as exc:  # a failed batch fails its callers, not the engine
-                        for _, _, f in chunk:
-                            if not f.done():
-                                f.set_exception(exc)
-                    else:
-                        for (_, _, f), out in zip(chunk, res):
-                            if not f.done():
-                                f.set_result(out)
+        while st.pending:  # requests queued while a batch runs form the next batch
+            todo = [p for p in st.pending if not p[2].done()]  # drop cancelled callers
+            st.pending.clear()
+            for chunk in self._chunks(todo):
+                chunk = [p for p in chunk if not p[2].done()]  # callers may leave while we work
+                if not chunk:
+                    continue
+                try:
+                    res = await loop.run_in_executor(self._executor, self._run_batch,
+                                                     [(r, ids) for r, ids, _ in chunk])
+                except Exception as exc:  # a failed batch fails its callers, not the engine
+                    for _, _, f in chunk:
+                        if not f.done():
+                            f.set_exception(exc)
+                else:
+                    for (_, _, f), out in zip(chunk, res):
+                        if not f.done():
+                            f.set_result(out)
 
     def _chunks(self, items: list) -> list[list]:
         chunks, cur, rows = [], [], 0
@@ -563,7 +563,9 @@ class LocalEngine:
         reqs = [r for r, _ in batch]
         prompts = [torch.tensor(ids, dtype=torch.long) for _, ids in batch]
         budget = [min(r.max_new_tokens, self.info.max_context - p.numel()) for r, p in zip(reqs, prompts)]
+        t0 = time.perf_counter()
         matched, kvs, first_logits = self._prefill(prompts)
+        t1 = time.perf_counter()
 
         # first tokens: fan out each parent into its children
         rows: list[_Row] = []
@@ -614,6 +616,13 @@ class LocalEngine:
                     active = [active[b] for b in keep]
                     if active:
                         st.keep(keep)
+
+        t2 = time.perf_counter()
+        self.stats["prefill_s"] += t1 - t0
+        self.stats["decode_s"] += t2 - t1
+        log.debug("batch: %d requests, %d rows, prompt %d tokens (%d cached), prefill %.2fs, decode %.2fs, "
+                  "%d generated", len(reqs), len(rows), sum(p.numel() for p in prompts), sum(matched), t1 - t0,
+                  t2 - t1, sum(len(r.tokens) for r in rows))
 
         # results
         out: list[list[GenResult]] = [[] for _ in reqs]
