@@ -32,6 +32,9 @@ return 1
 # KEYS: job, proc | ARGV: worker, now, max_attempts, id
 _CLAIM = """
 local st = redis.call('HGET', KEYS[1], 'state')
+if st == 'running' and redis.call('HGET', KEYS[1], 'worker') == ARGV[1] then  -- a retried claim
+  return {'running', tonumber(redis.call('HGET', KEYS[1], 'attempts'))}
+end
 if st ~= 'queued' then redis.call('LREM', KEYS[2], 0, ARGV[4]); return {st or 'missing', 0} end
 local a = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 if a > tonumber(ARGV[3]) then
@@ -85,6 +88,20 @@ while true do
 end
 redis.call('SREM', KEYS[3], ARGV[1])
 return n
+"""
+
+# One id a live worker holds but does not run (a lost reply, a cancelled or taken-over job):
+# drop it from the worker's list and, if it still needs running, queue it again.
+# KEYS: job, proc, pending | ARGV: worker, id, now
+_RETURN_ONE = """
+if redis.call('LREM', KEYS[2], 0, ARGV[2]) == 0 then return 0 end
+local h = redis.call('HMGET', KEYS[1], 'state', 'worker')
+if h[1] == 'queued' or (h[1] == 'running' and h[2] == ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'state', 'queued', 'worker', '', 'updated', ARGV[3])
+  redis.call('RPUSH', KEYS[3], ARGV[2])
+  return 1
+end
+return 0
 """
 
 
@@ -180,6 +197,13 @@ class JobStore:
             if n >= 0:
                 out[w] = n
         return out
+
+    async def held(self, worker: str) -> list[str]:
+        return await self.r.call(lambda c: c.lrange(self.proc_key(worker), 0, -1))
+
+    async def return_one(self, worker: str, job_id: str) -> bool:
+        return bool(await self.r.call(lambda c: c.eval(_RETURN_ONE, 3, self.job_key(job_id), self.proc_key(worker),
+                                                       self.pending, worker, job_id, _now())))
 
     async def release_worker(self, worker: str) -> int:
         await self.r.call(lambda c: c.delete(self.lease_key(worker)))

@@ -37,6 +37,8 @@ class JobWorker:
         self._slots = asyncio.Semaphore(concurrency)
         self._loops: list[asyncio.Task] = []
         self._stopping = False
+        self._claiming: set[str] = set()  # taken from the queue, not yet running
+        self._suspects: set[str] = set()  # held but not running at the last heartbeat
 
     @property
     def redis(self):
@@ -74,12 +76,23 @@ class JobWorker:
                 reaped = await self.store.reap()
                 for w, n in reaped.items():
                     log.warning("worker %s is gone: %d job(s) back in the queue", w, n)
+                await self._sweep()
             except RedisUnavailable:
                 await self.redis.wait_up()
                 continue
             except Exception:  # a bug here must not kill the heartbeat
                 log.exception("heartbeat failed")
             await asyncio.sleep(period)
+
+    async def _sweep(self) -> None:
+        """Ids in this worker's list that it does not run, two heartbeats in a row, are handed
+        back (a BLMOVE whose reply was lost) or dropped (cancelled, taken over)."""
+        held = await self.store.held(self.id)
+        idle = {j for j in held if j not in self.running and j not in self._claiming}
+        for j in idle & self._suspects:
+            if await self.store.return_one(self.id, j):
+                log.warning("job %s was held but not running here: back in the queue", j)
+        self._suspects = idle
 
     async def _take(self) -> None:
         while True:
@@ -93,16 +106,14 @@ class JobWorker:
                         job_id = await self.store.take(self.id, timeout_s=1.0)
                     except RedisUnavailable:
                         continue
-                try:
-                    state, attempt = await self.store.claim(self.id, job_id)
-                except RedisUnavailable:
-                    # still in our processing list: the reaper puts it back if we die
-                    self._slots.release()
-                    continue
+                self._claiming.add(job_id)
+                # the claim is idempotent for this worker: retry it through an outage
+                state, attempt = await self._retry(lambda: self.store.claim(self.id, job_id))
             except BaseException:
                 self._slots.release()
                 raise
             if state != "running":
+                self._claiming.discard(job_id)
                 if state == "failed":
                     log.warning("job %s failed: too many attempts", job_id)
                     self.on_finish("failed")
@@ -110,6 +121,7 @@ class JobWorker:
                 continue
             task = asyncio.get_running_loop().create_task(self._run(job_id, attempt), name=f"job-{job_id}")
             self.running[job_id] = task
+            self._claiming.discard(job_id)
 
     async def _run(self, job_id: str, attempt: int) -> None:
         try:

@@ -309,3 +309,24 @@ def test_bad_inputs_are_4xx_naming_the_field(redis_url):
         assert c.get("/jobs/" + "x" * 300).status_code == 404
         assert c.put("/solve").status_code == 405
         assert "500" not in c.get("/metrics").text.split("srca_requests_created")[0]
+
+
+def test_a_held_job_that_is_not_running_goes_back_to_the_queue(redis_url):
+    """A job id stuck in a live worker's list (e.g. a BLMOVE whose reply was lost) is requeued."""
+    import redis as redis_sync
+
+    prefix = unique_prefix()
+    engine = make_engine("fake", script=arith)
+    app = create_app(ServiceConfig(redis_url=redis_url, redis_prefix=prefix, job_lease_s=0.6, job_concurrency=0),
+                     engine=engine)
+    r = redis_sync.Redis.from_url(redis_url, decode_responses=True)
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        job_id = c.post("/jobs", json={"problem": "What is 1+1?"}).json()["id"]
+        worker = app.state.runtime.worker.id
+        assert r.lmove(prefix + "jobs:pending", f"{prefix}jobs:proc:{worker}", "RIGHT", "LEFT") == job_id
+        deadline = time.monotonic() + 5
+        while r.lrange(prefix + "jobs:pending", 0, -1) != [job_id]:
+            assert time.monotonic() < deadline, "held job never requeued"
+            time.sleep(0.05)
+        assert r.llen(f"{prefix}jobs:proc:{worker}") == 0 and c.get(f"/jobs/{job_id}").json()["state"] == "queued"
+    r.close()
