@@ -83,9 +83,9 @@ class SearchConfig:
         if self.deadline_s is not None and (
             isinstance(self.deadline_s, bool)
             or not isinstance(self.deadline_s, (int, float))
-            or not self.deadline_s > 0
+            or not 0 < self.deadline_s < math.inf
         ):
-            bad("deadline_s", f"must be a positive number or null, got {self.deadline_s!r}")
+            bad("deadline_s", f"must be a positive finite number or null, got {self.deadline_s!r}")
         for name in ("step_delimiter", "checkpoint_cue", "prompt"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v:

@@ -19,7 +19,7 @@ def test_defaults_are_valid_and_tree_shape_derives_from_n():
     ("temperature", float("nan")), ("top_p", 0.0), ("top_p", 1.5), ("top_k", -1), ("max_step_tokens", 0),
     ("max_steps", 0), ("probe_max_tokens", 0), ("aggregation", "median"), ("decision", "random"),
     ("step_delimiter", ""), ("checkpoint_cue", ""), ("acs", "yes"), ("seed", -1), ("scorer", "oracle"),
-    ("beam_width", 3), ("expand", 0), ("max_tokens_total", 0), ("deadline_s", 0), ("deadline_s", "soon"),
+    ("beam_width", 3), ("expand", 0), ("max_tokens_total", 0), ("deadline_s", 0), ("deadline_s", "soon"), ("deadline_s", float("inf")),
 ])
 def test_invalid_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=rf"SearchConfig\.{field}"):
