@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from collections import OrderedDict
@@ -309,18 +310,20 @@ class LocalEngine:
 
     ``model``: a registry short name (:data:`srca.models.MODELS`) or a local HF folder.
     ``device``: default CUDA when available, else CPU. ``dtype``: default bfloat16.
-    ``threads``: torch intra-op threads (process-wide; ``None`` leaves torch's setting).
+    ``threads``: torch intra-op threads (process-wide; ``None``: ``$SRCA_THREADS`` if set, else
+    torch's setting; use 1 when other work shares the CPU).
     ``cache_bytes``: prefix-cache budget. ``max_batch``: most rows decoded together
     (larger queues run in several batches).
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: torch.dtype | str | None = None,
-                 threads: int | None = None, cache_bytes: int = 1 << 30, max_batch: int = 16,
-                 **_: object) -> None:
+                 threads: int | None = None, cache_bytes: int = 1 << 30, max_batch: int = 16) -> None:
         if max_batch < 1:
             raise ValueError(f"LocalEngine.max_batch: must be >= 1, got {max_batch}")
         if cache_bytes < 0:
             raise ValueError(f"LocalEngine.cache_bytes: must be >= 0, got {cache_bytes}")
+        if threads is None and os.environ.get("SRCA_THREADS"):
+            threads = int(os.environ["SRCA_THREADS"])
         if threads is not None:
             if threads < 1:
                 raise ValueError(f"LocalEngine.threads: must be >= 1, got {threads}")
