@@ -189,16 +189,18 @@ DRIVER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from _eval_fixtures import engine
-    from srca.cli import build_parser
+    from srca.cli import main
     from srca.commands import eval as ev
-    args = build_parser().parse_args(["eval", "math500", "--data", {data!r}, "--method", "cot,srca,majority",
-                                      "--n", "2,4", "--out", {out!r}, "--concurrency", "1", "-q"] + sys.argv[1:])
-    sys.exit(ev.run(args, engine=engine(latency_s={lat})))
+    ev.engine_from_args = lambda args: engine(latency_s={lat})  # the real CLI path, a scripted engine
+    sys.exit(main(["eval", "math500", "--data", {data!r}, "--method", "cot,srca,majority", "--n", "2,4",
+                   "--out", {out!r}, "--concurrency", "1", "-q"] + sys.argv[1:]))
 """)
 
 
-def test_killed_process_then_resume(tmp_path):
-    """SIGKILL a real `srca eval` process mid-run, resume it: same lines as an uninterrupted run."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_process_then_resume(tmp_path, sig):
+    """Kill (or Ctrl-C) a real `srca eval` process mid-run, resume it: same lines as an
+    uninterrupted run."""
     data = write_data(tmp_path / "d.jsonl")
     out, full = tmp_path / "killed.jsonl", tmp_path / "full.jsonl"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
@@ -208,8 +210,10 @@ def test_killed_process_then_resume(tmp_path):
     t0 = time.monotonic()
     while time.monotonic() - t0 < 30 and (not out.exists() or len(read_records(out)) < 4):
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    proc.send_signal(sig)
+    rc = proc.wait(10)
+    if sig == signal.SIGINT:
+        assert rc == 130 and b"--resume" in proc.stderr.read()
     n_killed = len(read_records(out))
     assert 4 <= n_killed < 20
     assert subprocess.run([sys.executable, "-c", drv(out, 0), "--resume"], env=env, capture_output=True,
@@ -219,3 +223,19 @@ def test_killed_process_then_resume(tmp_path):
     a, b = read_records(out), read_records(full)
     assert len(a) == 4 * 5
     assert comparable(a) == comparable(b)
+
+
+def test_cli_default_out_and_hub_error(tmp_path, monkeypatch, capsys):
+    data = write_data(tmp_path / "d.jsonl")
+    monkeypatch.chdir(tmp_path)
+    assert eval_cmd.run(_args("--data", str(data), "--limit", "1", "--method", "cot,srca", "--n", "2,4", "-q"),
+                        engine=engine()) == 0
+    assert (tmp_path / "math500_cot+srca_n2-4.jsonl").is_file()
+    import srca.data as data_mod
+
+    monkeypatch.delenv("SRCA_DATA_DIR", raising=False)
+    monkeypatch.setattr(data_mod, "load_hf", lambda ds: (_ for _ in ()).throw(
+        data_mod.DataError(f"could not load {ds.hf_path} from the Hugging Face hub; pass --data FILE.jsonl")))
+    assert main(["eval", "math500", "--out", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "HuggingFaceH4/MATH-500" in err and "--data" in err and len(err.strip().splitlines()) == 1

@@ -36,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", type=_csv(str), default=["srca"],
                    help="methods or variants, comma-separated (e.g. cot,majority,srca,srca-noacs)")
     p.add_argument("--n", type=_csv(int), default=[4], help="budgets, comma-separated (e.g. 4,8,16)")
-    p.add_argument("--out", required=True, help="results file (JSONL, one line per problem x method x n)")
+    p.add_argument("--out", default=None, help="results file, JSONL, one line per problem x method x n "
+                                                "(default: ./<dataset>_<methods>_n<budgets>.jsonl)")
     p.add_argument("--resume", action="store_true", help="keep the lines already in --out, run the rest")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--concurrency", type=int, default=8, help="solves in flight at once (default 8)")
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
         raise UsageError(f"--concurrency: must be >= 1, got {args.concurrency}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite: choose one")
+    if args.out is None:
+        args.out = f"{args.dataset}_{'+'.join(args.method)}_n{'-'.join(map(str, args.n))}.jsonl"
     seed = args.seed if args.seed is not None else 0
     base = config_from_args(args, method="srca", n=1, seed=seed)
     try:
@@ -73,7 +76,8 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
         engine = engine_from_args(args)
         if not args.quiet:
             print(f"engine ready in {time.monotonic() - t0:.1f} s; {len(problems)} problem(s), methods "
-                  f"{','.join(args.method)}, n {','.join(map(str, args.n))}", file=sys.stderr, flush=True)
+                  f"{','.join(args.method)}, n {','.join(map(str, args.n))}; writing {args.out}",
+                  file=sys.stderr, flush=True)
 
     async def go() -> list[dict]:
         try:

@@ -96,6 +96,7 @@ class _Progress:
         if self.bar is not None:
             self._show()
             self.bar.update(1)
+            self.bar.refresh()  # solves are slow: always show the newest count and accuracy
 
     def close(self) -> None:
         if self.bar is not None:
