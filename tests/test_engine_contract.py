@@ -195,3 +195,15 @@ async def test_local_leaves_no_task_behind(local_engine):
     for _ in range(3):
         await asyncio.sleep(0)
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+@pytest.mark.slow
+async def test_local_repeated_seeded_request_repeats_exactly(local_engine):
+    """A repeated prompt reuses its first run's KV and logits, so long seeded samples repeat."""
+    prompt = local_engine.chat_prompt([{"role": "user", "content": "What is 7 * 6? Reason step by step."}])
+    req = lambda: GenRequest(prompt=prompt, max_new_tokens=48, temperature=0.8, top_p=0.95, n=2, seed=3)  # noqa: E731
+    local_engine.cache.clear()
+    (a,) = await local_engine.generate([req()])
+    (b,) = await local_engine.generate([req()])
+    assert [r.token_ids for r in a] == [r.token_ids for r in b]
+    assert b[0].cached_tokens == b[0].prompt_tokens

@@ -146,11 +146,35 @@ class PrefixCache:
     search path keeps one entry per leaf.
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, max_logits: int = 64) -> None:
         self.max_bytes = int(max_bytes)
         self.bytes = 0
         self._entries: OrderedDict[int, _Entry] = OrderedDict()  # oldest use first
         self._next = 0
+        # Last-token logits [V] of recent prompts. A repeated prompt then reuses the very numbers
+        # of its first run instead of recomputing its last token under another batch shape
+        # (bf16 results depend on the shape), so a seeded request repeats exactly.
+        self.max_logits = max_logits
+        self._logits: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+
+    @staticmethod
+    def _key(ids: torch.Tensor) -> bytes:
+        return ids.cpu().numpy().tobytes()
+
+    def get_logits(self, ids: torch.Tensor) -> torch.Tensor | None:
+        key = self._key(ids)
+        out = self._logits.get(key)
+        if out is not None:
+            self._logits.move_to_end(key)
+        return out
+
+    def put_logits(self, ids: torch.Tensor, logits: torch.Tensor) -> None:
+        if self.max_logits <= 0:
+            return
+        self._logits[self._key(ids)] = logits
+        self._logits.move_to_end(self._key(ids))
+        while len(self._logits) > self.max_logits:
+            self._logits.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -203,6 +227,7 @@ class PrefixCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._logits.clear()
         self.bytes = 0
 
 
@@ -476,14 +501,21 @@ class LocalEngine:
         matched: list[int] = [0] * R
         kvs: list[torch.Tensor | None] = [None] * R
         logits: list[torch.Tensor | None] = [None] * R
-        pre: list[torch.Tensor] = []
+        pre: list[torch.Tensor | None] = []  # the cached prefix KV of each prompt to prefill
+        L, H, D = self._kv_shape
         for i, ids in enumerate(prompts):
+            memo = self.cache.get_logits(ids)
+            if memo is not None:  # this exact prompt ran before: reuse its KV and logits as they were
+                m, kv = self.cache.match(ids, ids.numel())
+                if m == ids.numel():
+                    matched[i], kvs[i], logits[i] = m, kv[:, :, :, :m].clone(), memo
+                    pre.append(None)
+                    continue
             m, kv = self.cache.match(ids, ids.numel() - 1)
             matched[i] = m
-            L, H, D = self._kv_shape
             pre.append(kv[:, :, :, :m] if kv is not None else torch.zeros((L, 2, H, 0, D), dtype=self.dtype, device=self.device))
         # group by suffix length so padding wastes little compute
-        order = sorted(range(R), key=lambda i: prompts[i].numel() - matched[i])
+        order = sorted((i for i in range(R) if kvs[i] is None), key=lambda i: prompts[i].numel() - matched[i])
         groups, cur = [], []
         for i in order:
             s = prompts[i].numel() - matched[i]
@@ -513,6 +545,8 @@ class LocalEngine:
                         logits[i] = lg[b]
             for b, i in enumerate(g):
                 kvs[i] = st.row_kv(b)
+                logits[i] = logits[i].clone()  # not a view of the whole batch's logits
+                self.cache.put_logits(prompts[i], logits[i])
         return matched, kvs, torch.stack(logits)
 
     def _choose(self, rows: list[_Row], reqs: list[GenRequest], logits: torch.Tensor, step: int) -> list[int]:
