@@ -64,6 +64,9 @@ def test_lines_grade_and_flag_cca_rescue(problems, tmp_path):
     recs = run_eval(problems, ["cot", "srca", "srca-nocca", "majority"], [4], engine(), out, progress=False)
     assert len(recs) == 4 * 4
     assert read_records(out) == recs
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # the atomic rewrite keeps a normal file mode
     by = {(r["unique_id"], r["method"]): r for r in recs}
     for r in recs:
         assert FIELDS <= set(r), FIELDS - set(r)

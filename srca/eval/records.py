@@ -138,6 +138,9 @@ def write_atomic(path: str | os.PathLike, records: Iterable[dict]) -> None:
     """Replace ``path`` with ``records`` in one rename (a reader never sees half a file)."""
     p = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, p.stat().st_mode & 0o777 if p.exists() else 0o666 & ~umask)  # mkstemp makes it 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for rec in records:
