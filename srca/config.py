@@ -31,7 +31,7 @@ class SearchConfig:
     top_p: float = 0.95
     top_k: int = 0
     max_step_tokens: int = 256
-    max_steps: int = 12
+    max_steps: int = 40  # a path also ends at max_new_tokens
     max_new_tokens: int = 1024  # per path (sampling methods: per sample)
     max_tokens_total: int | None = None  # generated tokens for the whole solve, probes included
     deadline_s: float | None = None
