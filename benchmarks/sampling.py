@@ -1,6 +1,10 @@
 """Sampling kernel speed: srca.kernels (Triton) vs the torch reference vs FlashInfer.
 
-Shapes: parents x n in 1x1, 32x8, 256x1, 128x8 over V=151,936 (as ../shared/gpu/sampling_bench.py).
+Shapes: parents x n in 1x1, 32x8, 256x1, 128x8 over V=151,936 (as ../shared/gpu/sampling_bench.py),
+at T=0.7, top_k=50, top_p=0.95 (the targets), plus the engine's settings (top_k off, top_p 0.95) and
+pure temperature sampling at 128x8. For each row the kernel is also timed under every launch config
+in ``sampling_triton.CONFIGS`` (printed as a second table) and back to back (20 calls between two
+events: the GPU time per call without the per-call host gap).
 The Triton kernel reads each parent row once (``sample_fanout``, or ``sample`` when n = 1);
 FlashInfer and the torch reference see the rows repeated n times, as an engine does.
 Median of CUDA-event timings. Writes benchmarks/results/sampling.json (and $OUT/ if set), prints a table.
@@ -20,8 +24,10 @@ import torch
 from srca.kernels import sample, sample_fanout
 
 V = 151_936
-SHAPES = [(1, 1), (32, 8), (256, 1), (128, 8)]
 T, TOP_K, TOP_P = 0.7, 50, 0.95
+# (parents, n, top_k, top_p)
+CASES = [(1, 1, TOP_K, TOP_P), (32, 8, TOP_K, TOP_P), (256, 1, TOP_K, TOP_P), (128, 8, TOP_K, TOP_P),
+         (128, 8, 0, TOP_P), (256, 1, 0, TOP_P), (128, 8, 0, 1.0)]
 
 
 def timeit(fn, reps):
@@ -37,6 +43,23 @@ def timeit(fn, reps):
         e.record()
         torch.cuda.synchronize()
         ts.append(s.elapsed_time(e))
+    return statistics.median(ts)
+
+
+def timeit_b2b(fn, reps, inner=20):
+    """Median ms per call over ``reps`` groups of ``inner`` back-to-back calls."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        for _ in range(inner):
+            fn()
+        e.record()
+        torch.cuda.synchronize()
+        ts.append(s.elapsed_time(e) / inner)
     return statistics.median(ts)
 
 
@@ -60,26 +83,45 @@ def main():
         import flashinfer.sampling as fi
     except Exception as ex:  # report it and keep the other columns
         print("flashinfer import failed:", repr(ex)[:300])
+    from srca.kernels import sampling_triton as st
+    from srca.kernels.sampling import _launch_fanout
+
     torch.manual_seed(0)
     rows = []
-    for P, n in SHAPES:
+    floors = {}
+    for P, n, K, PP in CASES:
         base = torch.randn(P, V, device="cuda") * 4  # [P, V] parent rows
         rep = base.repeat_interleave(n, dim=0)  # [P*n, V] as an engine sees them
-        r = dict(parents=P, n=n, rows=P * n, V=V, temperature=T, top_k=TOP_K, top_p=TOP_P)
+        r = dict(parents=P, n=n, rows=P * n, V=V, temperature=T, top_k=K, top_p=PP)
         if n == 1:
-            kern = lambda: sample(base, T, TOP_K, TOP_P, seed=1)
+            kern = lambda: sample(base, T, K, PP, seed=1)
         else:
-            kern = lambda: sample_fanout(base, n, T, TOP_K, TOP_P, seed=1)
+            kern = lambda: sample_fanout(base, n, T, K, PP, seed=1)
         r["kernel_ms"] = round(timeit(kern, args.reps), 4)
-        r["torch_ref_ms"] = round(timeit(lambda: sample_fanout_ref(rep, 1, T, TOP_K, TOP_P, seed=1), max(5, args.reps // 5)), 4)
+        r["kernel_b2b_ms"] = round(timeit_b2b(kern, max(5, args.reps // 5)), 4)
+        r["configs_ms"] = {}
+        for name, cfg in st.CONFIGS.items():
+            f = lambda: _launch_fanout(base, n, T, K, PP, 1, 0, config=cfg)
+            try:
+                r["configs_ms"][name] = [round(timeit(f, args.reps), 4), round(timeit_b2b(f, max(5, args.reps // 5)), 4)]
+            except Exception as ex:  # a config that does not compile/run: report, go on
+                r["configs_ms"][name] = repr(ex)[:200]
+        r["torch_ref_ms"] = round(timeit(lambda: sample_fanout_ref(rep, 1, T, K, PP, seed=1), max(5, args.reps // 5)), 4)
         if fi is not None:
             try:
-                f = lambda: fi.top_k_top_p_sampling_from_logits(rep / T, top_k=TOP_K, top_p=TOP_P)
+                if K > 0:
+                    f = lambda: fi.top_k_top_p_sampling_from_logits(rep / T, top_k=K, top_p=PP)
+                elif PP < 1:
+                    f = lambda: fi.top_p_sampling_from_probs(torch.softmax(rep / T, -1), top_p=PP)
+                else:
+                    f = lambda: fi.sampling_from_logits(rep / T)
                 r["flashinfer_ms"] = round(timeit(f, args.reps), 4)
                 r["speedup_vs_flashinfer"] = round(r["flashinfer_ms"] / r["kernel_ms"], 2)
             except Exception as ex:
                 r["flashinfer_error"] = repr(ex)[:300]
-        r["read_floor_ms"] = round(read_floor_ms(base.numel() * 4, args.reps), 4)
+        if P not in floors:
+            floors[P] = round(read_floor_ms(base.numel() * 4, args.reps), 4)
+        r["read_floor_ms"] = floors[P]
         r["hbm_3tbs_floor_ms"] = round(base.numel() * 4 / 3.0e12 * 1e3, 4)
         r["kernel_over_floor"] = round(r["kernel_ms"] / r["read_floor_ms"], 2)
         rows.append(r)
@@ -94,15 +136,25 @@ def main():
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "w") as f:
             json.dump(res, f, indent=1)
-    print(f"\n{res['device']}  V={V}  T={T} top_k={TOP_K} top_p={TOP_P}  (median ms)")
-    hdr = f"{'parents x n':>12} {'kernel':>9} {'torch ref':>10} {'flashinfer':>11} {'vs FI':>7} {'read floor':>11} {'/floor':>7}"
+    print(f"\n{res['device']}  V={V}  T={T}  (median ms; b2b = per call, 20 back to back)")
+    hdr = (f"{'parents x n':>12} {'k':>3} {'p':>5} {'kernel':>8} {'b2b':>8} {'torch ref':>10} {'flashinfer':>11} "
+           f"{'vs FI':>7} {'read floor':>11} {'/floor':>7}")
     print(hdr)
     for r in rows:
-        print(f"{r['parents']:>7} x {r['n']:<2} {r['kernel_ms']:>9.4f} {r['torch_ref_ms']:>10.3f} "
-              f"{r.get('flashinfer_ms', float('nan')):>11.4f} {r.get('speedup_vs_flashinfer', float('nan')):>6.2f}x "
-              f"{r['read_floor_ms']:>11.4f} {r['kernel_over_floor']:>6.2f}x")
-    chk = {(r["parents"], r["n"]): r for r in rows}
-    a, b = chk[(128, 8)], chk[(256, 1)]
+        print(f"{r['parents']:>7} x {r['n']:<2} {r['top_k']:>3} {r['top_p']:>5} {r['kernel_ms']:>8.4f} {r['kernel_b2b_ms']:>8.4f} "
+              f"{r['torch_ref_ms']:>10.3f} {r.get('flashinfer_ms', float('nan')):>11.4f} "
+              f"{r.get('speedup_vs_flashinfer', float('nan')):>6.2f}x {r['read_floor_ms']:>11.4f} {r['kernel_over_floor']:>6.2f}x")
+    names = list(rows[0]["configs_ms"])
+    print("\nlaunch configs (CH, warps, maxnreg):", {k: st.CONFIGS[k] for k in names})
+    print(f"{'parents x n':>12} {'k':>3} {'p':>5} " + " ".join(f"{k + ' 1call/b2b':>17}" for k in names))
+    for r in rows:
+        cells = []
+        for k in names:
+            v = r["configs_ms"][k]
+            cells.append(f"{v[0]:>8.4f}/{v[1]:<8.4f}" if isinstance(v, list) else f"{'error':>17}")
+        print(f"{r['parents']:>7} x {r['n']:<2} {r['top_k']:>3} {r['top_p']:>5} " + " ".join(cells))
+    chk = {(r["parents"], r["n"], r["top_k"], r["top_p"]): r for r in rows}
+    a, b = chk[(128, 8, TOP_K, TOP_P)], chk[(256, 1, TOP_K, TOP_P)]
     print("\ngoals: 128x8 >= 4x FlashInfer:", a.get("speedup_vs_flashinfer"),
           "| 128x8 <= 2x one-read floor:", a["kernel_over_floor"],
           "| 256x1 >= 0.9x FlashInfer:", b.get("speedup_vs_flashinfer"))

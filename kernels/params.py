@@ -25,6 +25,11 @@ def _one(name, value, rows, device, dtype):
         if value.shape != (rows,):
             raise ValueError(f"{name} must be a scalar or a [{rows}] tensor, got shape {tuple(value.shape)}")
         return value.to(device=device, dtype=dtype, non_blocking=True)
+    _check_scalar(name, value)
+    return torch.full((rows,), value, device=device, dtype=dtype)
+
+
+def _check_scalar(name, value):
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise ValueError(f"{name} must be a number or a tensor, got {type(value).__name__}")
     if name == "top_p" and not (0.0 < float(value) <= 1.0):
@@ -33,7 +38,20 @@ def _one(name, value, rows, device, dtype):
         raise ValueError(f"top_k must be an int, got {value}")
     if name == "temperature" and value != value:
         raise ValueError("temperature is NaN")
-    return torch.full((rows,), value, device=device, dtype=dtype)
+
+
+def kernel_params(rows, device, temperature, top_k, top_p):
+    """For the kernel: each parameter stays a validated python scalar (no device work, no
+    allocation) or becomes a [rows] tensor of the kernel's dtype on ``device``."""
+    out = []
+    for name, v, dt in (("temperature", temperature, torch.float32), ("top_k", top_k, torch.int64),
+                        ("top_p", top_p, torch.float32)):
+        if isinstance(v, torch.Tensor):
+            out.append(_one(name, v, rows, device, dt))
+        else:
+            _check_scalar(name, v)
+            out.append(float(v) if dt.is_floating_point else int(v))
+    return tuple(out)
 
 
 def row_params(rows, device, temperature, top_k, top_p):

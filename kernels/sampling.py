@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from .params import check_logits, check_seed, row_params
+from .params import check_logits, check_seed, kernel_params
 from .sampling_ref import sample_fanout_ref
 
 _IMPLS = ("auto", "triton", "torch")
@@ -48,14 +48,16 @@ def _use_triton(logits: torch.Tensor, impl: str) -> bool:
     return logits.is_cuda and triton_available()
 
 
-def _launch_fanout(logits, n, temperature, top_k, top_p, seed, offset):
-    """Layer 2: validate, allocate, launch. Returns (tokens [P, n] int64, invalid [P] bool)."""
+def _launch_fanout(logits, n, temperature, top_k, top_p, seed, offset, **cfg):
+    """Layer 2: validate, launch (one kernel; scalar parameters go in as kernel arguments).
+    Returns (tokens [P, n] int64, invalid [P] bool)."""
     P, V = logits.shape
-    temp, k, p = row_params(P, logits.device, temperature, top_k, top_p)
+    temp, k, p = kernel_params(P, logits.device, temperature, top_k, top_p)
     if logits.dtype == torch.float64:
         logits = logits.float()
-    logits = logits.contiguous()
-    return _triton_module().fanout(logits, n, temp, k, p, int(seed), int(offset))
+    if logits.stride(1) != 1:
+        logits = logits.contiguous()
+    return _triton_module().fanout(logits, n, temp, k, p, int(seed), int(offset), **cfg)
 
 
 def sample_fanout(

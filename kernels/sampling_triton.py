@@ -1,28 +1,42 @@
-"""Triton kernels for top-k/top-p sampling with fan-out (see README.md for the algorithm).
+"""Triton kernel for top-k/top-p sampling with fan-out (see README.md for the algorithm).
 
-Stage 1, ``_chunk_kernel`` (grid [P, C]): each program reads one CH-wide chunk of a parent row
-once (the only full read of the logits) and writes per-chunk stats (max, argmax, NaN/+inf
-count, finite count) plus a compacted candidate list: every element >= a bound ``lo`` for which
-count(chunk >= lo) >= KC, so the chunk's top-KC (hence the row's top-k for k <= KC) is inside.
-Stage 2, ``_select_kernel`` (grid [P]): merges the stats, finds the exact top-k and top-p
-thresholds among the candidates by bisection on order-preserving int keys, then draws the n
-children by Gumbel-max over the kept candidates, each child with its own Philox stream keyed
-by (seed, offset, row, child, token) (one Philox call feeds 4 children). Rows outside the fast path (top_k off or > KC, or a
-chunk whose candidates overflow CAP) take a general multi-pass path over the full row in the
-same kernel; it uses the same thresholds' definition and the same random stream, so it returns
-the same tokens the fast path would.
+One launch, grid [P * C]: program (row, chunk) reads one CH-wide chunk of a parent row once (the
+only full read of the logits in the common cases) and writes per-chunk stats (max, argmax, the
+softmax mass relative to the chunk max, a candidate bound ``lo`` and count) plus a compacted
+candidate list: every element >= ``lo``, where count(chunk >= lo) >= KC, so the chunk's top-KC is
+inside. It then bumps a per-row arrival counter (acq_rel atomic); the program that arrives last
+merges the row's stats and candidates ("last block combines", no second launch) and:
+
+* finds the exact top-k threshold (k <= KC) and the exact top-p threshold among the candidates
+  (bisection on order-preserving int32 keys), or, top-k off, the top-p threshold among the
+  candidates when they provably hold the whole kept set (every token >= max_c lo_c is a
+  candidate; the kept mass there must reach top_p of the row's mass, known from the stats);
+* draws the n children by inverse CDF over the kept candidates (one Philox uniform per child,
+  keyed by (seed, offset, row, child): one reduction per child).
+
+Pure temperature rows (top_k off, top_p = 1) and rows outside the candidate path (top_k > KC, a
+kept set larger than the candidates, candidate overflow from massive ties) take the general
+path in the same program: exact thresholds by bisection over passes of the row (none for pure
+temperature), per-chunk kept masses, then two-level inverse-CDF sampling (chunk by mass, then
+token inside the chunk: one chunk read per child, shared by consecutive children in one chunk).
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
 import triton.language as tl
 
-KC = 64  # fast path covers top_k <= KC
-CAP = 128  # candidate slots per chunk
-CH_MAX = 8192  # chunk width (elements) of stage 1
-BLOCK_G = 2048  # block width of the general path
+KC = 64  # candidate path covers top_k <= KC
+CAP = 96  # candidate slots per chunk
 KEY_LOWEST_FINITE = -2139095040  # _key(-FLT_MAX) as int32
+LOG2E = tl.constexpr(1.4426950408889634)
+# Launch config (chunk width, warps, register cap): benchmarks/sampling.py times the alternatives
+# in CONFIGS. The cap keeps two 8-warp programs per SM (ptxas: 128 registers, no spills).
+DEFAULT_CONFIG = (8192, 8, 128)
+CONFIGS = {"A": (8192, 8, 128), "B": (8192, 16, 64), "C": (4096, 4, 128), "D": (8192, 8, None),
+           "E": (16384, 16, None), "F": (4096, 8, None)}
 
 
 @triton.jit
@@ -33,216 +47,333 @@ def _key(x):
 
 
 @triton.jit
-def _u2g(r):
-    # 23 random bits -> u in [2^-24, 1 - 2^-24], exactly representable: never 0 or 1
-    u = (r >> 9).to(tl.float32) * (1.0 / 8388608.0) + (0.5 / 8388608.0)
-    return -tl.log(-tl.log(u))
+def _mid(lo, hi):
+    """ceil((lo + hi) / 2) for int32 without overflow."""
+    return (lo >> 1) + (hi >> 1) + ((lo | hi) & 1)
 
 
 @triton.jit
-def _gumbel4(seed, tok, group, row, off):
-    """Gumbel(0, 1) noise for children 4*group .. 4*group+3 at each token index in ``tok``:
-    one Philox call per (seed, token, group, row, offset) gives the four children's streams."""
-    c0 = tok.to(tl.uint32)
-    z = c0 * 0
-    r0, r1, r2, r3 = tl.philox(seed, c0, (z + group).to(tl.uint32), (z + row).to(tl.uint32), (z + off).to(tl.uint32))
-    return _u2g(r0), _u2g(r1), _u2g(r2), _u2g(r3)
+def _uniform(s0, s1, child, row, off):
+    """U(0, 1) for one child (never 0 or 1): Philox keyed by (seed, child, row, offset)."""
+    seed = (s1.to(tl.uint64) << 31) | s0.to(tl.uint64)
+    c0 = (child + row * 0).to(tl.uint32)
+    r0, r1, r2, r3 = tl.philox(seed, c0, row.to(tl.uint32), off.to(tl.uint32), (c0 * 0 + 0x5EED).to(tl.uint32))
+    return (r0 >> 8).to(tl.float32) * (1.0 / 16777216.0) + (0.5 / 16777216.0)
 
 
 @triton.jit
-def _draw4(obase, n, cg, kept, z, ti, o, seed, row, off):
-    """Children cg .. cg+3 by Gumbel-max over the kept slots; writes token ids ``ti[argmax]``."""
-    g0, g1, g2, g3 = _gumbel4(seed, ti, cg // 4, row, off)
-    for i in tl.static_range(4):
-        g = g0 if i == 0 else (g1 if i == 1 else (g2 if i == 2 else g3))
-        if cg + i < n:
-            score = tl.where(kept, z + g, float("-inf"))
-            b = tl.argmax(score, 0)
-            tok = tl.sum(tl.where(o == b, ti, 0), 0)
-            tl.store(obase + cg + i, tok.to(tl.int64))
+def _store_cands(vbase, ibase, pos, val, tok, keep, USE_ASM: tl.constexpr):
+    """Scattered predicated store of (val, tok) to vbase[pos], ibase[pos] where keep.
+    On the GPU through inline PTX: a plain tl.store with data-dependent addresses makes Triton
+    re-layout the whole [R, G] tile (pointers included) through shared memory, which took the
+    kernel from 80 to 208 registers."""
+    if USE_ASM:
+        vb = vbase.to(tl.int64) + tl.zeros_like(pos).to(tl.int64)
+        ib = ibase.to(tl.int64) + tl.zeros_like(pos).to(tl.int64)
+        tl.inline_asm_elementwise(
+            "{ .reg .pred %p; .reg .b64 %a; setp.ne.s32 %p, $5, 0; "
+            "mad.wide.s32 %a, $3, 4, $1; @%p st.global.b32 [%a], $4; "
+            "mad.wide.s32 %a, $3, 4, $2; @%p st.global.b32 [%a], $6; mov.u32 $0, 0; }",
+            "=r,l,l,r,r,r,r",
+            [vb, ib, pos, val.to(tl.int32, bitcast=True), keep.to(tl.int32), tok],
+            dtype=tl.int32, is_pure=False, pack=1)
+    else:
+        tl.store(vbase + pos, val, mask=keep)
+        tl.store(ibase + pos, tok, mask=keep)
 
 
-@triton.jit
-def _chunk_kernel(logits_ptr, stride, V, C, cmax_ptr, carg_ptr, cbad_ptr, cfin_ptr, ccnt_ptr,
-                  cval_ptr, cidx_ptr, CH: tl.constexpr, KC: tl.constexpr, CAP: tl.constexpr,
-                  ITERS: tl.constexpr):
-    row = tl.program_id(0)
-    ch = tl.program_id(1)
-    offs = ch * CH + tl.arange(0, CH)  # [CH] token ids
-    x = tl.load(logits_ptr + row.to(tl.int64) * stride + offs, mask=offs < V,
-                other=float("-inf")).to(tl.float32)
-    bad = (x != x) | (x == float("inf"))
-    fin = (x > float("-inf")) & (x == x) & (x < float("inf"))
-    xf = tl.where(fin, x + 0.0, float("-inf"))  # + 0.0 folds -0.0 into +0.0
-    m = tl.max(xf, 0)
-    a = tl.argmax(xf, 0)  # first maximal index
-    # Bound: the min of KC group maxima has >= KC elements at or above it.
-    gmax = tl.max(tl.reshape(xf, (KC, CH // KC)), 1)
-    lo = tl.min(gmax, 0)
-    fmin = tl.min(tl.where(fin, xf, float("inf")), 0)
-    lo = tl.where(lo > float("-inf"), lo, fmin)  # a group of only -inf: keep every finite value
-    hi = m
-    for _ in tl.static_range(ITERS):  # tighten lo, keeping count(xf >= lo) >= KC
-        mid = lo * 0.5 + hi * 0.5
-        ok = tl.sum((xf >= mid).to(tl.int32), 0) >= KC
-        lo = tl.where(ok, mid, lo)
-        hi = tl.where(ok, hi, mid)
-    sel = xf >= lo
-    cnt = tl.sum(sel.to(tl.int32), 0)
-    pos = tl.cumsum(sel.to(tl.int32), 0) - 1
-    keep = sel & (pos < CAP)
-    base = (row * C + ch).to(tl.int64)
-    tl.store(cval_ptr + base * CAP + pos, xf, mask=keep)
-    tl.store(cidx_ptr + base * CAP + pos, offs, mask=keep)
-    tl.store(cmax_ptr + base, m)
-    tl.store(carg_ptr + base, ch * CH + a.to(tl.int32))
-    tl.store(cbad_ptr + base, tl.sum(bad.to(tl.int32), 0))
-    tl.store(cfin_ptr + base, tl.sum(fin.to(tl.int32), 0))
-    tl.store(ccnt_ptr + base, cnt)
-
-
-@triton.jit(do_not_specialize=["n", "seed", "off"])
-def _select_kernel(logits_ptr, stride, V, C, n, cmax_ptr, carg_ptr, cbad_ptr, cfin_ptr, ccnt_ptr,
-                   cval_ptr, cidx_ptr, temp_ptr, topk_ptr, topp_ptr, seed, off, out_ptr, inv_ptr,
-                   KC: tl.constexpr, CAP: tl.constexpr, CPAD: tl.constexpr, BLOCK_G: tl.constexpr,
-                   KEY_LO: tl.constexpr):
-    row = tl.program_id(0)
-    cj = tl.arange(0, CPAD)
-    cm = cj < C
-    sbase = row.to(tl.int64) * C
-    cmax = tl.load(cmax_ptr + sbase + cj, mask=cm, other=float("-inf"))
-    carg = tl.load(carg_ptr + sbase + cj, mask=cm, other=2147483647)
-    nbad = tl.sum(tl.load(cbad_ptr + sbase + cj, mask=cm, other=0), 0)
-    nfin = tl.sum(tl.load(cfin_ptr + sbase + cj, mask=cm, other=0), 0)
-    ccnt = tl.load(ccnt_ptr + sbase + cj, mask=cm, other=0)
-    M = tl.max(cmax, 0)
-    amax = tl.min(tl.where(cmax == M, carg, 2147483647), 0)  # lowest index among maxima
-    T = tl.load(temp_ptr + row)
-    k = tl.load(topk_ptr + row)
-    p = tl.load(topp_ptr + row)
-    invalid = (nbad > 0) | (nfin == 0)
+@triton.jit(do_not_specialize=["n", "k_val", "s0", "s1", "off"])
+def _fanout_kernel(logits_ptr, stride, V, C, n,
+                   temp_ptr, temp_val, topk_ptr, k_val, topp_ptr, p_val,
+                   s0, s1, off,
+                   stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr,
+                   T_PTR: tl.constexpr, K_PTR: tl.constexpr, P_PTR: tl.constexpr,
+                   CH: tl.constexpr, G: tl.constexpr, KC: tl.constexpr, CAP: tl.constexpr,
+                   CPAD: tl.constexpr, NS: tl.constexpr, BG: tl.constexpr, NB: tl.constexpr, KEY_LO: tl.constexpr,
+                   FORCE_GENERAL: tl.constexpr, USE_ASM: tl.constexpr):
+    pid = tl.program_id(0)
+    row = pid // C
+    ch = pid % C
+    R: tl.constexpr = CH // G
+    if T_PTR:
+        T = tl.load(temp_ptr + row)
+    else:
+        T = temp_val
+    if K_PTR:
+        k = tl.minimum(tl.maximum(tl.load(topk_ptr + row), -1), V).to(tl.int32)
+    else:
+        k = k_val
+    if P_PTR:
+        p = tl.load(topp_ptr + row)
+    else:
+        p = p_val
     greedy = (T <= 0) | (k == 1)
     topk_on = (k > 0) & (k < V)
-    fast = topk_on & (k <= KC) & (tl.max(ccnt, 0) <= CAP)
-    invT = 1.0 / tl.where(T > 0, T, 1.0)
-    keyM = _key(M).to(tl.int64)
-    obase = out_ptr + row.to(tl.int64) * n
-    tl.store(inv_ptr + row, invalid.to(tl.int8))
-    if invalid:
-        for c in range(0, n):
-            tl.store(obase + c, -1)
-    elif greedy:
-        for c in range(0, n):
-            tl.store(obase + c, amax.to(tl.int64))
-    elif fast:
-        # candidates: [CPAD * CAP] slots, chunk j holds ccnt[j] of them
-        o = tl.arange(0, CPAD * CAP)
-        j = o // CAP
-        s = o % CAP
-        cnt_j = tl.load(ccnt_ptr + sbase + j, mask=j < C, other=0)
-        valid = (j < C) & (s < cnt_j)
-        v = tl.load(cval_ptr + (sbase + j) * CAP + s, mask=valid, other=float("-inf"))
-        ti = tl.load(cidx_ptr + (sbase + j) * CAP + s, mask=valid, other=0)
-        key = tl.where(valid, _key(v), KEY_LO - 1).to(tl.int64)
-        # top-k threshold: the largest key t with count(key >= t) >= k
-        lo = tl.min(tl.where(valid, key, keyM), 0)
-        hi = keyM
-        for _ in range(0, 33):
-            mid = lo + (hi - lo + 1) // 2
-            ok = tl.sum((key >= mid).to(tl.int32), 0) >= k
-            lo = tl.where(ok, mid, lo)
-            hi = tl.where(ok, hi, mid - 1)
-        z = (v - M) * invT
-        w = tl.where(key >= lo, tl.exp(z), 0.0)
-        target = p * tl.sum(w, 0)
-        if p < 1.0:  # top-p threshold: the largest key t with mass(key >= t) >= p * Z
-            hi = keyM
-            for _ in range(0, 33):
-                mid = lo + (hi - lo + 1) // 2
-                ok = tl.sum(tl.where(key >= mid, w, 0.0), 0) >= target
-                lo = tl.where(ok, mid, lo)
-                hi = tl.where(ok, hi, mid - 1)
-        kept = key >= lo
-        for cg in range(0, n, 4):
-            _draw4(obase, n, cg, kept, z, ti, o, seed, row, off)
-    else:
-        # general path: passes over the full row (top_k off or > KC, or candidate overflow)
-        rbase = logits_ptr + row.to(tl.int64) * stride
-        ob = tl.arange(0, BLOCK_G)
-        lo = tl.full((), KEY_LO, tl.int64)
-        if topk_on:
-            hi = keyM
-            for _ in range(0, 33):
-                mid = lo + (hi - lo + 1) // 2
-                cnt = tl.zeros((BLOCK_G,), tl.int32)
-                for b0 in range(0, V, BLOCK_G):
-                    x = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
-                    cnt += (_key(x + 0.0) >= mid).to(tl.int32)
-                ok = tl.sum(cnt, 0) >= k
-                lo = tl.where(ok, mid, lo)
-                hi = tl.where(ok, hi, mid - 1)
-        if p < 1.0:
-            acc = tl.zeros((BLOCK_G,), tl.float32)
-            for b0 in range(0, V, BLOCK_G):
-                x = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
-                acc += tl.where(_key(x + 0.0) >= lo, tl.exp((x - M) * invT), 0.0)
-            target = p * tl.sum(acc, 0)
-            hi = keyM
-            for _ in range(0, 33):
-                mid = lo + (hi - lo + 1) // 2
-                acc = tl.zeros((BLOCK_G,), tl.float32)
-                for b0 in range(0, V, BLOCK_G):
-                    x = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
-                    acc += tl.where(_key(x + 0.0) >= mid, tl.exp((x - M) * invT), 0.0)
-                ok = tl.sum(acc, 0) >= target
-                lo = tl.where(ok, mid, lo)
-                hi = tl.where(ok, hi, mid - 1)
-        for cg in range(0, n, 4):
-            for i in tl.static_range(4):
-                if cg + i < n:
-                    best = tl.full((), float("-inf"), tl.float32)
-                    btok = tl.full((), 0, tl.int32)
-                    for b0 in range(0, V, BLOCK_G):
-                        t = b0 + ob
-                        x = tl.load(rbase + t, mask=t < V, other=float("-inf")).to(tl.float32)
-                        keep = (_key(x + 0.0) >= lo) & (x > float("-inf"))
-                        g0, g1, g2, g3 = _gumbel4(seed, t, cg // 4, row, off)
-                        g = g0 if i == 0 else (g1 if i == 1 else (g2 if i == 2 else g3))
-                        score = tl.where(keep, (x - M) * invT + g, float("-inf"))
-                        bm = tl.max(score, 0)
-                        bi = b0 + tl.argmax(score, 0).to(tl.int32)
-                        upd = bm > best
-                        btok = tl.where(upd, bi, btok)
-                        best = tl.where(upd, bm, best)
-                    tl.store(obase + cg + i, btok.to(tl.int64))
+    kfast = topk_on & (k <= KC)
+    pure = (~topk_on) & (p >= 1.0)
+    cl = LOG2E / tl.where(T > 0, T, 1.0)
+
+    # ---------------- phase 1: one read of this chunk ----------------
+    rr = tl.arange(0, R)
+    gg = tl.arange(0, G)
+    offs = ch * CH + rr[:, None] * G + gg[None, :]  # [R, G] token ids
+    rbase = logits_ptr + row.to(tl.int64) * stride
+    x = tl.load(rbase + offs, mask=offs < V, other=float("-inf")).to(tl.float32)
+    xb = tl.where(x != x, float("inf"), x) + 0.0  # NaN -> +inf (invalid); -0.0 -> +0.0
+    gmax = tl.max(xb, 1)  # [R] group maxima
+    m = tl.max(gmax, 0)
+    sb = (row * C + ch).to(tl.int64)
+    s_c = tl.full((), 0.0, tl.float32)
+    lo = tl.full((), float("-inf"), tl.float32)
+    cnt = tl.full((), 0, tl.int32)
+    if greedy:
+        a = tl.min(tl.where(xb == m, offs, 2147483647), 1)
+        tl.store(carg_ptr + sb, tl.min(a, 0))
+    elif (m < float("inf")) & (m > float("-inf")):
+        need_s = ~kfast
+        if FORCE_GENERAL:
+            need_s = row >= 0
+        if need_s:
+            s_c = tl.sum(tl.sum(tl.exp2((xb - m) * cl), 1), 0)
+        if ~pure:
+            # bound: the KC-th largest group maximum (approx., from below) has >= KC elements above
+            fg = gmax > float("-inf")
+            if tl.sum(fg.to(tl.int32), 0) >= KC:
+                lo = tl.min(tl.where(fg, gmax, float("inf")), 0)
+                hi = m
+                for _ in tl.static_range(NB):
+                    mid = lo * 0.5 + hi * 0.5
+                    ok = tl.sum((gmax >= mid).to(tl.int32), 0) >= KC
+                    lo = tl.where(ok, mid, lo)
+                    hi = tl.where(ok, hi, mid)
+            sel = (xb >= lo) & (xb > float("-inf"))
+            cnt = tl.sum(tl.sum(sel.to(tl.int32), 1), 0)
+            if cnt > CAP:  # rare (ties, or finite values in few groups): bisect on the elements
+                fmin = tl.min(tl.min(tl.where(xb > float("-inf"), xb, float("inf")), 1), 0)
+                lo = tl.maximum(lo, fmin)
+                hi = m
+                for _ in tl.static_range(24):
+                    mid = lo * 0.5 + hi * 0.5
+                    ok = tl.sum(tl.sum((xb >= mid).to(tl.int32), 1), 0) >= KC
+                    lo = tl.where(ok, mid, lo)
+                    hi = tl.where(ok, hi, mid)
+                sel = (xb >= lo) & (xb > float("-inf"))
+                cnt = tl.sum(tl.sum(sel.to(tl.int32), 1), 0)
+            si = sel.to(tl.int32)
+            gcnt = tl.sum(si, 1)
+            gpre = tl.cumsum(gcnt, 0) - gcnt
+            pos = gpre[:, None] + tl.cumsum(si, 1) - 1
+            keep = sel & (pos < CAP)
+            _store_cands(cval_ptr + sb * CAP, cidx_ptr + sb * CAP, pos, xb, offs, keep, USE_ASM)
+    tl.store(stat_ptr + sb * 4 + 0, m)
+    tl.store(stat_ptr + sb * 4 + 1, lo)
+    tl.store(stat_ptr + sb * 4 + 2, s_c)
+    tl.store(stat_ptr + sb * 4 + 3, cnt.to(tl.float32))
+
+    # ---------------- arrival: the last program of the row combines ----------------
+    tl.debug_barrier()
+    arrived = tl.atomic_add(count_ptr + row, 1, sem="acq_rel", scope="gpu")
+    if arrived == C - 1:
+        tl.store(count_ptr + row, 0)  # ready for the next launch
+        cj = tl.arange(0, CPAD)
+        cm = cj < C
+        rb = row.to(tl.int64) * C
+        cmax = tl.load(stat_ptr + (rb + cj) * 4 + 0, mask=cm, other=float("-inf"), cache_modifier=".cg")
+        clo = tl.load(stat_ptr + (rb + cj) * 4 + 1, mask=cm, other=float("-inf"), cache_modifier=".cg")
+        csum = tl.load(stat_ptr + (rb + cj) * 4 + 2, mask=cm, other=0.0, cache_modifier=".cg")
+        ccnt = tl.load(stat_ptr + (rb + cj) * 4 + 3, mask=cm, other=0.0, cache_modifier=".cg")
+        M = tl.max(cmax, 0)
+        invalid = (M == float("inf")) | (M == float("-inf"))
+        obase = out_ptr + row.to(tl.int64) * n
+        tl.store(inv_ptr + row, invalid.to(tl.int8))
+        if invalid:
+            for c in range(0, n):
+                tl.store(obase + c, -1)
+        elif greedy:
+            carg = tl.load(carg_ptr + rb + cj, mask=cm, other=2147483647, cache_modifier=".cg")
+            amax = tl.min(tl.where(cmax == M, carg, 2147483647), 0)
+            for c in range(0, n):
+                tl.store(obase + c, amax.to(tl.int64))
+        else:
+            keyM = _key(M)
+            # row mass relative to M (valid where phase 1 computed it: not kfast)
+            Z = tl.sum(tl.where(cmax > float("-inf"), csum * tl.exp2((cmax - M) * cl), 0.0), 0)
+            use_cand = (~pure) & (tl.max(ccnt, 0) <= CAP) & ((~topk_on) | kfast)
+            if FORCE_GENERAL:
+                use_cand = row < 0
+            done = row < 0
+            if use_cand:
+                L = tl.max(clo, 0)  # every token >= L is a candidate
+                o = tl.arange(0, NS)
+                j = o // CAP
+                s = o % CAP
+                cnt_j = tl.load(stat_ptr + (rb + j) * 4 + 3, mask=j < C, other=0.0, cache_modifier=".cg")
+                valid = (j < C) & (s.to(tl.float32) < cnt_j)
+                v = tl.load(cval_ptr + (rb + j) * CAP + s, mask=valid, other=float("-inf"), cache_modifier=".cg")
+                ti = tl.load(cidx_ptr + (rb + j) * CAP + s, mask=valid, other=0, cache_modifier=".cg")
+                comp = valid & (v >= L)
+                key = tl.where(comp, _key(v), KEY_LO - 1)
+                lo_k = tl.min(tl.where(comp, key, keyM), 0)
+                if topk_on:  # largest t with count(key >= t) >= k
+                    hi_k = keyM
+                    while lo_k < hi_k:
+                        mid = _mid(lo_k, hi_k)
+                        ok = tl.sum((key >= mid).to(tl.int32), 0) >= k
+                        lo_k = tl.where(ok, mid, lo_k)
+                        hi_k = tl.where(ok, hi_k, mid - 1)
+                w = tl.where(key >= lo_k, tl.exp2((v - M) * cl), 0.0)
+                Zk = tl.sum(w, 0)
+                if topk_on:
+                    target = p * Zk
+                else:
+                    target = p * Z
+                if Zk >= target:  # the kept set lies among the candidates
+                    done = row >= 0
+                    if p < 1.0:  # largest t with mass(key >= t) >= target
+                        hi_p = keyM
+                        while lo_k < hi_p:
+                            mid = _mid(lo_k, hi_p)
+                            ok = tl.sum(tl.where(key >= mid, w, 0.0), 0) >= target
+                            lo_k = tl.where(ok, mid, lo_k)
+                            hi_p = tl.where(ok, hi_p, mid - 1)
+                    w2 = tl.where(key >= lo_k, w, 0.0)
+                    cum = tl.cumsum(w2, 0)
+                    tot = tl.sum(w2, 0)
+                    # slots run in token order (chunk-major, compaction keeps order): the first slot
+                    # whose running mass exceeds u * tot holds the smallest such token
+                    last = tl.max(tl.where(w2 > 0, ti, -1), 0)
+                    for c in range(0, n):
+                        u = _uniform(s0, s1, c, row, off)
+                        t = u * tot
+                        b = tl.min(tl.where((w2 > 0) & (cum > t), ti, 2147483647), 0)
+                        b = tl.where(b == 2147483647, last, b)
+                        tl.store(obase + c, b.to(tl.int64))
+            if ~done:
+                # ---------- general path: thresholds over the full row, two-level draw ----------
+                ob = tl.arange(0, BG)
+                thr = tl.full((), KEY_LO, tl.int32)
+                if topk_on:
+                    hi_k = keyM
+                    while thr < hi_k:
+                        mid = _mid(thr, hi_k)
+                        acc = tl.zeros((BG,), tl.int32)
+                        for b0 in range(0, V, BG):
+                            xx = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
+                            acc += (_key(xx + 0.0) >= mid).to(tl.int32)
+                        ok = tl.sum(acc, 0) >= k
+                        thr = tl.where(ok, mid, thr)
+                        hi_k = tl.where(ok, hi_k, mid - 1)
+                if p < 1.0:
+                    facc = tl.zeros((BG,), tl.float32)
+                    for b0 in range(0, V, BG):
+                        xx = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
+                        facc += tl.where(_key(xx + 0.0) >= thr, tl.exp2((xx - M) * cl), 0.0)
+                    target = p * tl.sum(facc, 0)
+                    hi_p = keyM
+                    while thr < hi_p:
+                        mid = _mid(thr, hi_p)
+                        facc = tl.zeros((BG,), tl.float32)
+                        for b0 in range(0, V, BG):
+                            xx = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
+                            facc += tl.where(_key(xx + 0.0) >= mid, tl.exp2((xx - M) * cl), 0.0)
+                        ok = tl.sum(facc, 0) >= target
+                        thr = tl.where(ok, mid, thr)
+                        hi_p = tl.where(ok, hi_p, mid - 1)
+                # per-chunk kept masses
+                if pure:
+                    S = tl.where(cmax > float("-inf"), csum * tl.exp2((cmax - M) * cl), 0.0)
+                else:
+                    S = tl.zeros((CPAD,), tl.float32)
+                    for c in range(0, C):
+                        facc = tl.zeros((BG,), tl.float32)
+                        for b0 in range(0, CH, BG):
+                            tok = c * CH + b0 + ob
+                            xx = tl.load(rbase + tok, mask=tok < V, other=float("-inf")).to(tl.float32)
+                            facc += tl.where(_key(xx + 0.0) >= thr, tl.exp2((xx - M) * cl), 0.0)
+                        S = tl.where(cj == c, tl.sum(facc, 0), S)
+                cumS = tl.cumsum(S, 0)
+                Stot = tl.sum(S, 0)
+                lastc = tl.max(tl.where(S > 0, cj, -1), 0)
+                for c in range(0, n):
+                    u = _uniform(s0, s1, c, row, off)
+                    t = u * Stot
+                    cc = tl.min(tl.where(cumS > t, cj, CPAD), 0)
+                    cc = tl.where(cc >= CPAD, lastc, cc)
+                    before = tl.sum(tl.where(cj == cc, cumS - S, 0.0), 0)
+                    # inside chunk cc: the first token whose running kept mass exceeds t - before
+                    tt = t - before
+                    run = tl.full((), 0.0, tl.float32)
+                    best = tl.full((), 2147483647, tl.int32)
+                    lastt = tl.full((), -1, tl.int32)
+                    for b0 in range(0, CH, BG):
+                        tok = cc * CH + b0 + ob
+                        xx = tl.load(rbase + tok, mask=tok < V, other=float("-inf")).to(tl.float32)
+                        ww = tl.where((_key(xx + 0.0) >= thr) & (xx > float("-inf")), tl.exp2((xx - M) * cl), 0.0)
+                        cw = tl.cumsum(ww, 0) + run
+                        best = tl.minimum(best, tl.min(tl.where((ww > 0) & (cw > tt), tok, 2147483647), 0))
+                        lastt = tl.maximum(lastt, tl.max(tl.where(ww > 0, tok, -1), 0))
+                        run = run + tl.sum(ww, 0)
+                    best = tl.where(best == 2147483647, lastt, best)
+                    tl.store(obase + c, best.to(tl.int64))
 
 
 def _next_pow2(x: int) -> int:
     return 1 << max(0, (x - 1).bit_length())
 
 
-def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int):
-    """Launch both stages. logits: [P, V] contiguous; temp/top_p: [P] f32; top_k: [P] i64.
-    Returns (tokens [P, n] int64, invalid [P] bool)."""
+_WS = {}
+_USE_ASM = os.environ.get("TRITON_INTERPRET", "0") not in ("1", "true", "True")
+
+
+def _workspace(dev, rows: int, C: int):
+    """Cached per (device, stream): stats, argmax, candidates, arrival counters (kept at zero)."""
+    key = (dev, torch.cuda.current_stream(dev).cuda_stream if dev.type == "cuda" else 0)
+    ws = _WS.get(key)
+    need = rows * C
+    if ws is None or ws[0] < need or ws[1] < rows:
+        cap_rc = max(need, 4096)
+        cap_r = max(rows, 256)
+        ws = (cap_rc, cap_r,
+              torch.empty((cap_rc * 4,), device=dev, dtype=torch.float32),
+              torch.empty((cap_rc,), device=dev, dtype=torch.int32),
+              torch.empty((cap_rc * CAP,), device=dev, dtype=torch.float32),
+              torch.empty((cap_rc * CAP,), device=dev, dtype=torch.int32),
+              torch.zeros((cap_r,), device=dev, dtype=torch.int32))
+        _WS[key] = ws
+    return ws[2:]
+
+
+def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None,
+           force_general=False):
+    """One launch. logits: [P, V] with unit stride in V. temp/top_k/top_p: python scalars or [P]
+    tensors (f32 / int / f32). Returns (tokens [P, n] int64, invalid [P] bool)."""
     P, V = logits.shape
     dev = logits.device
     tokens = torch.empty((P, n), device=dev, dtype=torch.int64)
     invalid = torch.empty((P,), device=dev, dtype=torch.int8)
     if P == 0:
         return tokens, invalid.view(torch.bool)
-    CH = max(KC, min(CH_MAX, _next_pow2(V)))
+    CH, nw, maxnreg = config or DEFAULT_CONFIG
+    CH = max(32, min(CH, _next_pow2(V)))
     C = triton.cdiv(V, CH)
-    f32 = dict(device=dev, dtype=torch.float32)
-    i32 = dict(device=dev, dtype=torch.int32)
-    cmax, carg = torch.empty((P, C), **f32), torch.empty((P, C), **i32)
-    cbad, cfin, ccnt = (torch.empty((P, C), **i32) for _ in range(3))
-    cval, cidx = torch.empty((P, C, CAP), **f32), torch.empty((P, C, CAP), **i32)
-    seed_eff = (int(seed) ^ ((int(offset) >> 32) * 0x9E3779B97F4A7C15)) & (2**63 - 1)
-    off_lo = int(offset) & 0xFFFFFFFF
-    _chunk_kernel[(P, C)](logits, logits.stride(0), V, C, cmax, carg, cbad, cfin, ccnt, cval, cidx,
-                          CH=CH, KC=KC, CAP=CAP, ITERS=8, num_warps=8 if CH >= 4096 else 4)
-    _select_kernel[(P,)](logits, logits.stride(0), V, C, n, cmax, carg, cbad, cfin, ccnt, cval, cidx,
-                         temp, top_k, top_p, seed_eff, off_lo, tokens, invalid,
-                         KC=KC, CAP=CAP, CPAD=_next_pow2(C), BLOCK_G=min(BLOCK_G, _next_pow2(V)), KEY_LO=KEY_LOWEST_FINITE,
-                         num_warps=8)
+    G = min(32, CH)
+    if CH < 4096:
+        nw, maxnreg = 4, None
+    extra = {} if maxnreg is None else {"maxnreg": maxnreg}
+    stat, carg, cval, cidx, count = _workspace(dev, P, C)
+    tp, kp, pp = (isinstance(a, torch.Tensor) for a in (temp, top_k, top_p))
+    # every integer argument stays below 2**31 (typed i32: no recompiles as seeds/offsets change)
+    seed_eff = (int(seed) ^ ((int(offset) >> 31) * 0x9E3779B97F4A7C15)) & (2**62 - 1)
+    off_lo = int(offset) & 0x7FFFFFFF
+    s0, s1 = seed_eff & 0x7FFFFFFF, seed_eff >> 31
+    kv = 0 if kp else max(-1, min(int(top_k), 2**31 - 1))
+    _fanout_kernel[(P * C,)](
+        logits, logits.stride(0), V, C, n,
+        temp if tp else tokens, 0.0 if tp else float(temp),
+        top_k if kp else tokens, kv,
+        top_p if pp else tokens, 0.0 if pp else float(top_p),
+        s0, s1, off_lo,
+        stat, carg, cval, cidx, count, tokens, invalid,
+        T_PTR=tp, K_PTR=kp, P_PTR=pp, CH=CH, G=G, KC=KC, CAP=CAP, CPAD=_next_pow2(C), NS=_next_pow2(C * CAP), BG=min(CH, 2048), NB=12,
+        KEY_LO=KEY_LOWEST_FINITE, FORCE_GENERAL=bool(force_general), USE_ASM=_USE_ASM, num_warps=nw, **extra)
     return tokens, invalid.view(torch.bool)

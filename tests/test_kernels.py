@@ -156,17 +156,50 @@ def test_children_are_independent_draws(impl):
     assert toks.unique().numel() > 30
 
 
-def test_kernel_fast_and_general_paths_give_the_same_tokens():
-    """top_k=10 takes the candidate path; top_p set to exactly the top-10 mass takes the full-row
-    path: both must keep the same set and, keyed by token, draw the same tokens."""
+def _kernel_module():
     if not triton_available() or (not CUDA and os.environ.get("TRITON_INTERPRET") != "1"):
         pytest.skip("triton unavailable")
+    from srca.kernels import sampling_triton
+    return sampling_triton
+
+
+def test_kernel_fast_and_general_paths_give_the_same_tokens():
+    """top_k=10 and top_p set to exactly the top-10 mass take the candidate path; forcing the
+    general (full-row, two-level) path must keep the same set and draw the same tokens: every
+    path is an inverse CDF in token order keyed by (seed, offset, row, child)."""
+    st = _kernel_module()
     x = _rows(4, 111, seed=4)
     probs = torch.softmax(x.cpu().double(), -1).sort(-1, descending=True).values
     p_top10 = (probs[:, :10].sum(-1) - 0.5 * probs[:, 9]).float()  # reaches mass only at the 10th
     a = sample_fanout(x, 16, 1.0, 10, 1.0, seed=5, impl="triton")
     b = sample_fanout(x, 16, 1.0, 0, p_top10.to(DEV), seed=5, impl="triton")
+    c = st.fanout(x, 16, 1.0, 10, 1.0, 5, 0, force_general=True)[0]
+    assert torch.equal(a, b) and torch.equal(a, c)
+
+
+@pytest.mark.parametrize("T,k,p", [(0.7, 50, 0.95), (1.0, 0, 0.9), (1.0, 0, 1.0)])
+def test_kernel_multichunk_candidate_and_general_paths_agree(T, k, p):
+    """Several chunks wide enough for the group-maximum bound (CH=2048: 64 groups of 32): the
+    candidate path (merged candidates of 3 chunks) and the forced general path draw the same
+    tokens, inside the reference's allowed set."""
+    st = _kernel_module()
+    x = _rows(2, 5000, seed=6)
+    cfg = (2048, 4, None)
+    a = st.fanout(x, 8, T, k, p, 9, 3, config=cfg)[0]
+    b = st.fanout(x, 8, T, k, p, 9, 3, config=cfg, force_general=True)[0]
     assert torch.equal(a, b)
+    assert allowed_mask_ref(x.cpu(), T, k, p).gather(1, a.cpu()).all()
+
+
+def test_kernel_ties_overflow_falls_back():
+    """All-equal logits overflow the candidate slots: top-5 with ties keeps every token."""
+    _kernel_module()
+    x = torch.zeros(2, 111).to(DEV)
+    x[1, 50] = 1.0
+    toks = sample_fanout(x, 64, 1.0, 5, 1.0, seed=2, impl="triton").cpu()
+    assert toks[0].unique().numel() > 30
+    allowed = allowed_mask_ref(x.cpu(), 1.0, 5, 1.0)
+    assert allowed.gather(1, toks).all()
 
 
 def test_half_precision_logits():
@@ -216,10 +249,28 @@ def test_gpu_real_vocab_support_and_greedy():
     allowed = allowed_mask_ref(x, 0.7, 50, 0.95)
     toks = sample_fanout(x, 8, 0.7, 50, 0.95, seed=1)
     assert allowed.gather(1, toks).all()
-    toks = sample_fanout(x, 8, 1.0, 0, 0.9, seed=1)  # full-row path
+    toks = sample_fanout(x, 8, 1.0, 0, 0.9, seed=1)  # top-p only
     assert allowed_mask_ref(x, 1.0, 0, 0.9).gather(1, toks).all()
+    toks = sample_fanout(x, 8, 0.7, 0, 1.0, seed=1)  # pure temperature (two-level path)
+    assert allowed_mask_ref(x, 0.7, 0, 1.0).gather(1, toks).all()
+    toks = sample_fanout(x, 8, 0.7, 100, 0.95, seed=1)  # top_k > 64: general path
+    assert allowed_mask_ref(x, 0.7, 100, 0.95).gather(1, toks).all()
     assert torch.equal(sample(x, 0.0), x.argmax(-1))
     assert torch.equal(sample(x, 1.0, top_k=1), x.argmax(-1))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_real_vocab_all_configs_and_paths_agree():
+    """Every launch config in sampling_triton.CONFIGS, candidate vs forced general path: the
+    same tokens (inverse CDF in token order), repeated calls too (the arrival counters reset)."""
+    from srca.kernels import sampling_triton as st
+    x = torch.randn(20, REAL_V, device="cuda") * 4
+    for T, k, p in [(0.7, 50, 0.95), (0.7, 0, 0.95), (0.7, 0, 1.0)]:
+        ref = st.fanout(x, 8, T, k, p, 3, 1, force_general=True)[0]
+        for cfg in st.CONFIGS.values():
+            for _ in range(2):
+                assert torch.equal(st.fanout(x, 8, T, k, p, 3, 1, config=cfg)[0], ref), (T, k, p, cfg)
 
 
 @pytest.mark.gpu
