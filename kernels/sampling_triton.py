@@ -34,9 +34,17 @@ KEY_LOWEST_FINITE = -2139095040  # _key(-FLT_MAX) as int32
 LOG2E = tl.constexpr(1.4426950408889634)
 # Launch config (chunk width, warps, register cap): benchmarks/sampling.py times the alternatives
 # in CONFIGS. The cap keeps two 8-warp programs per SM (ptxas: 128 registers, no spills).
+# A config is (CH, num_warps, maxnreg[, P1, SW, VD]): the optional strategy switches (default 0 =
+# the v2 algorithm) are all exact (same thresholds, same tokens):
+#   P1: phase-1 candidate bound by a 7-way search over the group maxima, 6 counts packed in one
+#       int64 block sum (4 block reductions instead of 12 bisection steps);
+#   SW: combine thresholds (top-k count, top-p mass) by an SW-way search: SW thresholds per
+#       [SW, NS] block reduction (~24/log2(SW) reductions instead of ~24);
+#   VD: the children drawn VD at a time (one [VD, NS] reduction per block instead of one per child).
 DEFAULT_CONFIG = (8192, 8, 128)
-CONFIGS = {"A": (8192, 8, 128), "B": (8192, 16, 64), "C": (4096, 4, 128), "D": (8192, 8, None),
-           "E": (16384, 16, None), "F": (4096, 8, None)}
+CONFIGS = {"A": (8192, 8, 128), "B": (8192, 16, 64), "C": (4096, 4, 128),
+           "G": (8192, 8, 128, 1, 16, 8), "H": (8192, 8, 128, 1, 0, 0), "I": (8192, 8, 128, 0, 16, 8),
+           "J": (4096, 4, 128, 1, 16, 8)}
 
 
 @triton.jit
@@ -59,6 +67,36 @@ def _uniform(s0, s1, child, row, off):
     c0 = (child + row * 0).to(tl.uint32)
     r0, r1, r2, r3 = tl.philox(seed, c0, row.to(tl.uint32), off.to(tl.uint32), (c0 * 0 + 0x5EED).to(tl.uint32))
     return (r0 >> 8).to(tl.float32) * (1.0 / 16777216.0) + (0.5 / 16777216.0)
+
+
+@triton.jit
+def _uniform_v(s0, s1, cvec, row, off):
+    """_uniform for a vector of children (the same numbers, elementwise)."""
+    seed = (s1.to(tl.uint64) << 31) | s0.to(tl.uint64)
+    c0 = cvec.to(tl.uint32)
+    r0, r1, r2, r3 = tl.philox(seed, c0, (cvec * 0 + row).to(tl.uint32), (cvec * 0 + off).to(tl.uint32),
+                               (cvec * 0 + 0x5EED).to(tl.uint32))
+    return (r0 >> 8).to(tl.float32) * (1.0 / 16777216.0) + (0.5 / 16777216.0)
+
+
+@triton.jit
+def _search(key, w, target, lo, hi, SW: tl.constexpr, MASS: tl.constexpr):
+    """Largest t in [lo, hi] with f(t) >= target, given f(lo) >= target; f(t) = count(key >= t)
+    (MASS False) or sum(w where key >= t) (MASS True), non-increasing in t. SW thresholds per
+    step, one [SW, N] block reduction each: the interval shrinks SW-fold per reduction."""
+    jj = tl.arange(0, SW)
+    while lo < hi:
+        d = hi.to(tl.int64) - lo.to(tl.int64)
+        mids = (lo.to(tl.int64) + (d * (jj + 1) + (SW - 1)) // SW).to(tl.int32)  # in (lo, hi], last = hi
+        ge = key[None, :] >= mids[:, None]
+        if MASS:
+            tot = tl.sum(tl.where(ge, w[None, :], 0.0), 1)
+        else:
+            tot = tl.sum(ge.to(tl.int32), 1).to(tl.float32)
+        ok = tot >= target
+        lo = tl.max(tl.where(ok, mids, lo), 0)
+        hi = tl.min(tl.where(ok, hi, mids - 1), 0)
+    return lo
 
 
 @triton.jit
@@ -90,7 +128,8 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
                    T_PTR: tl.constexpr, K_PTR: tl.constexpr, P_PTR: tl.constexpr,
                    CH: tl.constexpr, G: tl.constexpr, KC: tl.constexpr, CAP: tl.constexpr,
                    CPAD: tl.constexpr, NS: tl.constexpr, BG: tl.constexpr, NB: tl.constexpr, KEY_LO: tl.constexpr,
-                   FORCE_GENERAL: tl.constexpr, USE_ASM: tl.constexpr):
+                   FORCE_GENERAL: tl.constexpr, USE_ASM: tl.constexpr,
+                   P1: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr):
     pid = tl.program_id(0)
     row = pid // C
     ch = pid % C
@@ -141,11 +180,30 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
             if tl.sum(fg.to(tl.int32), 0) >= KC:
                 lo = tl.min(tl.where(fg, gmax, float("inf")), 0)
                 hi = m
-                for _ in tl.static_range(NB):
-                    mid = lo * 0.5 + hi * 0.5
-                    ok = tl.sum((gmax >= mid).to(tl.int32), 0) >= KC
-                    lo = tl.where(ok, mid, lo)
-                    hi = tl.where(ok, hi, mid)
+                if P1:
+                    # 7-way: counts at lo + j*step (j = 1..6), 10 bits each (R <= 1023), one sum
+                    for _ in tl.static_range(4):
+                        step = (hi - lo) * (1.0 / 7.0)
+                        pk = (gmax >= lo + step).to(tl.int64)
+                        for j in tl.static_range(2, 7):
+                            pk += (gmax >= lo + j * step).to(tl.int64) << (10 * (j - 1))
+                        pks = tl.sum(pk, 0)
+                        nlo = lo
+                        nhi = hi
+                        for j in tl.static_range(1, 7):
+                            okj = ((pks >> (10 * (j - 1))) & 1023) >= KC
+                            nlo = tl.where(okj, lo + j * step, nlo)
+                        for j in tl.static_range(6, 0, -1):
+                            okj = ((pks >> (10 * (j - 1))) & 1023) >= KC
+                            nhi = tl.where(okj, nhi, lo + j * step)
+                        lo = nlo
+                        hi = nhi
+                else:
+                    for _ in tl.static_range(NB):
+                        mid = lo * 0.5 + hi * 0.5
+                        ok = tl.sum((gmax >= mid).to(tl.int32), 0) >= KC
+                        lo = tl.where(ok, mid, lo)
+                        hi = tl.where(ok, hi, mid)
             sel = (xb >= lo) & (xb > float("-inf"))
             cnt = tl.sum(tl.sum(sel.to(tl.int32), 1), 0)
             if cnt > CAP:  # rare (ties, or finite values in few groups): bisect on the elements
@@ -215,12 +273,15 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
                 key = tl.where(comp, _key(v), KEY_LO - 1)
                 lo_k = tl.min(tl.where(comp, key, keyM), 0)
                 if topk_on:  # largest t with count(key >= t) >= k
-                    hi_k = keyM
-                    while lo_k < hi_k:
-                        mid = _mid(lo_k, hi_k)
-                        ok = tl.sum((key >= mid).to(tl.int32), 0) >= k
-                        lo_k = tl.where(ok, mid, lo_k)
-                        hi_k = tl.where(ok, hi_k, mid - 1)
+                    if SW > 0:
+                        lo_k = _search(key, key, k.to(tl.float32), lo_k, keyM, SW, False)
+                    else:
+                        hi_k = keyM
+                        while lo_k < hi_k:
+                            mid = _mid(lo_k, hi_k)
+                            ok = tl.sum((key >= mid).to(tl.int32), 0) >= k
+                            lo_k = tl.where(ok, mid, lo_k)
+                            hi_k = tl.where(ok, hi_k, mid - 1)
                 w = tl.where(key >= lo_k, tl.exp2((v - M) * cl), 0.0)
                 Zk = tl.sum(w, 0)
                 if topk_on:
@@ -230,24 +291,36 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
                 if Zk >= target:  # the kept set lies among the candidates
                     done = row >= 0
                     if p < 1.0:  # largest t with mass(key >= t) >= target
-                        hi_p = keyM
-                        while lo_k < hi_p:
-                            mid = _mid(lo_k, hi_p)
-                            ok = tl.sum(tl.where(key >= mid, w, 0.0), 0) >= target
-                            lo_k = tl.where(ok, mid, lo_k)
-                            hi_p = tl.where(ok, hi_p, mid - 1)
+                        if SW > 0:
+                            lo_k = _search(key, w, target, lo_k, keyM, SW, True)
+                        else:
+                            hi_p = keyM
+                            while lo_k < hi_p:
+                                mid = _mid(lo_k, hi_p)
+                                ok = tl.sum(tl.where(key >= mid, w, 0.0), 0) >= target
+                                lo_k = tl.where(ok, mid, lo_k)
+                                hi_p = tl.where(ok, hi_p, mid - 1)
                     w2 = tl.where(key >= lo_k, w, 0.0)
                     cum = tl.cumsum(w2, 0)
                     tot = tl.sum(w2, 0)
                     # slots run in token order (chunk-major, compaction keeps order): the first slot
                     # whose running mass exceeds u * tot holds the smallest such token
                     last = tl.max(tl.where(w2 > 0, ti, -1), 0)
-                    for c in range(0, n):
-                        u = _uniform(s0, s1, c, row, off)
-                        t = u * tot
-                        b = tl.min(tl.where((w2 > 0) & (cum > t), ti, 2147483647), 0)
-                        b = tl.where(b == 2147483647, last, b)
-                        tl.store(obase + c, b.to(tl.int64))
+                    if VD > 0:
+                        vv = tl.arange(0, VD)
+                        for c0 in range(0, n, VD):
+                            cv = c0 + vv
+                            tv = _uniform_v(s0, s1, cv, row, off) * tot
+                            bv = tl.min(tl.where((w2[None, :] > 0) & (cum[None, :] > tv[:, None]), ti[None, :], 2147483647), 1)
+                            bv = tl.where(bv == 2147483647, last, bv)
+                            tl.store(obase + cv, bv.to(tl.int64), mask=cv < n)
+                    else:
+                        for c in range(0, n):
+                            u = _uniform(s0, s1, c, row, off)
+                            t = u * tot
+                            b = tl.min(tl.where((w2 > 0) & (cum > t), ti, 2147483647), 0)
+                            b = tl.where(b == 2147483647, last, b)
+                            tl.store(obase + c, b.to(tl.int64))
             if ~done:
                 # ---------- general path: thresholds over the full row, two-level draw ----------
                 ob = tl.arange(0, BG)
@@ -353,7 +426,8 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
     invalid = torch.empty((P,), device=dev, dtype=torch.int8)
     if P == 0:
         return tokens, invalid.view(torch.bool)
-    CH, nw, maxnreg = config or DEFAULT_CONFIG
+    CH, nw, maxnreg, *strat = config or DEFAULT_CONFIG
+    P1, SW, VD = (tuple(strat) + (0, 0, 0))[:3]
     CH = max(32, min(CH, _next_pow2(V)))
     C = triton.cdiv(V, CH)
     G = min(32, CH)
@@ -375,5 +449,6 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
         s0, s1, off_lo,
         stat, carg, cval, cidx, count, tokens, invalid,
         T_PTR=tp, K_PTR=kp, P_PTR=pp, CH=CH, G=G, KC=KC, CAP=CAP, CPAD=_next_pow2(C), NS=_next_pow2(C * CAP), BG=min(CH, 2048), NB=12,
-        KEY_LO=KEY_LOWEST_FINITE, FORCE_GENERAL=bool(force_general), USE_ASM=_USE_ASM, num_warps=nw, **extra)
+        KEY_LO=KEY_LOWEST_FINITE, FORCE_GENERAL=bool(force_general), USE_ASM=_USE_ASM,
+        P1=int(P1), SW=int(SW), VD=int(VD), num_warps=nw, **extra)
     return tokens, invalid.view(torch.bool)

@@ -177,18 +177,37 @@ def test_kernel_fast_and_general_paths_give_the_same_tokens():
     assert torch.equal(a, b) and torch.equal(a, c)
 
 
-@pytest.mark.parametrize("T,k,p", [(0.7, 50, 0.95), (1.0, 0, 0.9), (1.0, 0, 1.0)])
-def test_kernel_multichunk_candidate_and_general_paths_agree(T, k, p):
+# strategy switches (P1, SW, VD) of sampling_triton's configs: () is the v2 algorithm
+STRATEGIES = [(), (1, 16, 8), (1, 0, 0), (0, 16, 8), (1, 8, 4)]
+
+
+@pytest.mark.parametrize("strat", [(), (1, 16, 8), (1, 8, 4)])  # together: every switch on and off
+@pytest.mark.parametrize("T,k,p", [(0.7, 50, 0.95), (1.0, 0, 0.9), (1.0, 0, 1.0), (0.7, 7, 0.6)])
+def test_kernel_multichunk_candidate_and_general_paths_agree(T, k, p, strat):
     """Several chunks wide enough for the group-maximum bound (CH=2048: 64 groups of 32): the
     candidate path (merged candidates of 3 chunks) and the forced general path draw the same
-    tokens, inside the reference's allowed set."""
+    tokens, inside the reference's allowed set, under every strategy switch."""
+    if (T, k, p) == (1.0, 0, 1.0) and strat == (1, 8, 4):
+        pytest.skip("pure temperature: no candidate search")
     st = _kernel_module()
     x = _rows(2, 5000, seed=6)
-    cfg = (2048, 4, None)
-    a = st.fanout(x, 8, T, k, p, 9, 3, config=cfg)[0]
-    b = st.fanout(x, 8, T, k, p, 9, 3, config=cfg, force_general=True)[0]
+    cfg = (2048, 4, None) + strat
+    a = st.fanout(x, 11, T, k, p, 9, 3, config=cfg)[0]
+    b = st.fanout(x, 11, T, k, p, 9, 3, config=(2048, 4, None), force_general=True)[0]
     assert torch.equal(a, b)
     assert allowed_mask_ref(x.cpu(), T, k, p).gather(1, a.cpu()).all()
+
+
+@pytest.mark.parametrize("strat", STRATEGIES[1:])
+def test_kernel_strategies_same_tokens_small_rows(strat):
+    """Every strategy switch draws the v2 algorithm's tokens (ties, per-row parameters, one chunk)."""
+    st = _kernel_module()
+    x = _rows(8, 111, seed=5).round()
+    T = torch.tensor([0.0, 0.5, 1.0, 1.0, 0.7, 0.7, 2.0, 1.0]).to(DEV)
+    K = torch.tensor([0, 5, 1, 0, 20, 0, 3, 111]).to(DEV)
+    Pp = torch.tensor([1.0, 1.0, 1.0, 0.3, 0.9, 0.5, 1.0, 0.99]).to(DEV)
+    ref = st.fanout(x, 9, T, K, Pp, 2, 1)[0]
+    assert torch.equal(st.fanout(x, 9, T, K, Pp, 2, 1, config=st.DEFAULT_CONFIG + strat)[0], ref)
 
 
 def test_kernel_ties_overflow_falls_back():
