@@ -19,5 +19,5 @@ python3 -c "import srca.kernels as k; print('srca.kernels from', k.__file__)" 2>
 python3 -P -m pytest tests/test_kernels.py -q -rs -p no:cacheprovider -m "gpu or not gpu" --durations=10 \
   2>&1 | tee "$OUT/test_kernels.log"
 echo "pytest exit: ${PIPESTATUS[0]}" | tee -a "$OUT/test_kernels.log"
-timeout 420 python3 benchmarks/sampling.py --out benchmarks/results/sampling.json 2>&1 | tee "$OUT/sampling_bench.log"
+timeout 540 python3 benchmarks/sampling.py --out benchmarks/results/sampling.json 2>&1 | tee "$OUT/sampling_bench.log"
 echo "bench exit: ${PIPESTATUS[0]}"

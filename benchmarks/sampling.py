@@ -3,7 +3,7 @@
 Shapes: parents x n in 1x1, 32x8, 256x1, 128x8 over V=151,936 (as ../shared/gpu/sampling_bench.py),
 at T=0.7, top_k=50, top_p=0.95 (the targets), plus the engine's settings (top_k off, top_p 0.95) and
 pure temperature sampling at 128x8. For each row the kernel is also timed under every launch config
-in ``sampling_triton.CONFIGS`` (printed as a second table) and back to back (20 calls between two
+in ``sampling_triton.CONFIGS`` (launch shapes and exact algorithm-strategy switches; printed as a second table) and back to back (20 calls between two
 events: the GPU time per call without the per-call host gap).
 The Triton kernel reads each parent row once (``sample_fanout``, or ``sample`` when n = 1);
 FlashInfer and the torch reference see the rows repeated n times, as an engine does.
@@ -145,7 +145,8 @@ def main():
               f"{r['torch_ref_ms']:>10.3f} {r.get('flashinfer_ms', float('nan')):>11.4f} "
               f"{r.get('speedup_vs_flashinfer', float('nan')):>6.2f}x {r['read_floor_ms']:>11.4f} {r['kernel_over_floor']:>6.2f}x")
     names = list(rows[0]["configs_ms"])
-    print("\nlaunch configs (CH, warps, maxnreg):", {k: st.CONFIGS[k] for k in names})
+    print("\nlaunch configs (CH, warps, maxnreg[, P1 packed phase-1 search, SW-way combine search, VD children"
+          " per draw block]; default", st.DEFAULT_CONFIG, "):", {k: st.CONFIGS[k] for k in names})
     print(f"{'parents x n':>12} {'k':>3} {'p':>5} " + " ".join(f"{k + ' 1call/b2b':>17}" for k in names))
     for r in rows:
         cells = []
@@ -155,7 +156,14 @@ def main():
         print(f"{r['parents']:>7} x {r['n']:<2} {r['top_k']:>3} {r['top_p']:>5} " + " ".join(cells))
     chk = {(r["parents"], r["n"], r["top_k"], r["top_p"]): r for r in rows}
     a, b = chk[(128, 8, TOP_K, TOP_P)], chk[(256, 1, TOP_K, TOP_P)]
-    print("\ngoals: 128x8 >= 4x FlashInfer:", a.get("speedup_vs_flashinfer"),
+    best = {}
+    for key in ((128, 8, TOP_K, TOP_P), (256, 1, TOP_K, TOP_P)):
+        cm = {k: v for k, v in chk[key]["configs_ms"].items() if isinstance(v, list)}
+        if cm:
+            bk = min(cm, key=lambda k: cm[k][0])
+            best[key] = (bk, cm[bk], round(cm[bk][0] / chk[key]["read_floor_ms"], 2))
+    print("\nbest config (1call/b2b ms, 1call/floor):", {f"{k[0]}x{k[1]}": v for k, v in best.items()})
+    print("goals: 128x8 >= 4x FlashInfer:", a.get("speedup_vs_flashinfer"),
           "| 128x8 <= 2x one-read floor:", a["kernel_over_floor"],
           "| 256x1 >= 0.9x FlashInfer:", b.get("speedup_vs_flashinfer"))
 

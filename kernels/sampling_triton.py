@@ -42,9 +42,9 @@ LOG2E = tl.constexpr(1.4426950408889634)
 #       [SW, NS] block reduction (~24/log2(SW) reductions instead of ~24);
 #   VD: the children drawn VD at a time (one [VD, NS] reduction per block instead of one per child).
 DEFAULT_CONFIG = (8192, 8, 128)
-CONFIGS = {"A": (8192, 8, 128), "B": (8192, 16, 64), "C": (4096, 4, 128),
+CONFIGS = {"A": (8192, 8, 128), "B": (8192, 16, 64), "C": (4096, 4, 128),  # v2: A best; D, E, F dropped
            "G": (8192, 8, 128, 1, 16, 8), "H": (8192, 8, 128, 1, 0, 0), "I": (8192, 8, 128, 0, 16, 8),
-           "J": (4096, 4, 128, 1, 16, 8)}
+           "J": (4096, 8, 128, 1, 16, 8), "K": (8192, 8, 128, 1, 8, 8)}
 
 
 @triton.jit
