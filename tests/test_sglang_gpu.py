@@ -40,7 +40,7 @@ def test_cancel_aborts_and_groups_stay_on_one_replica():
     tm = eng.engine.tokenizer_manager
 
     async def cancel_long():
-        task = asyncio.ensure_future(eng.generate([GenRequest(input_ids=list(range(1000, 1100)), max_new_tokens=4000,
+        task = asyncio.ensure_future(eng.generate([GenRequest(input_ids=list(range(1000, 1100)), max_new_tokens=3000,
                                                               n=4, temperature=0.8)]))
         await asyncio.sleep(1.0)
         task.cancel()
