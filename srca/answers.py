@@ -42,13 +42,13 @@ def extract_boxed(text: str) -> str | None:
 
 def parse_probe(generated: str) -> str | None:
     """Answer from a checkpoint probe. ``generated`` continues a cue that ends in
-    ``\\boxed{``, so the answer runs to the brace that closes the box. Without a closing
-    brace (probe cut short) the text up to the first newline or ``$`` is used."""
+    ``\\boxed{``, so the answer runs to the brace that closes the box. A probe cut short
+    before the box closes gives no answer: a half-written expression is not a candidate."""
     if generated is None:
         return None
     content, closed = _balanced(generated, 0)
     if not closed:
-        content = re.split(r"\n|\$", content, maxsplit=1)[0]
+        return None
     content = content.strip().rstrip(".").strip()
     return content or None
 

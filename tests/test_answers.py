@@ -24,8 +24,9 @@ def test_extract_boxed_balances_braces(text, want):
     ("", None),
     ("}", None),
     ("   }", None),
-    ("12 apples", "12 apples"),  # cut short: no closing brace
-    ("5\nmore", "5"),
+    ("12 apples", None),  # cut short before the box closed
+    (r"(\sqrt{9}, \tan^{-1", None),
+    ("5\nmore", None),
 ])
 def test_parse_probe(probe, want):
     assert parse_probe(probe) == want

@@ -21,7 +21,7 @@ def _finish_leftovers(ctx: SearchContext, active: list[Node]) -> None:
 
 async def run_beam(ctx: SearchContext) -> None:
     """Step-level beam search: keep the ``beam_width`` best children by path score; stops
-    when ``beam_width`` paths have finished, none is left open, or at ``max_steps``."""
+    when ``n`` paths have finished, none is left open, or at ``max_steps``."""
     await _tree(ctx, probes=False, acs=False, cca=False)
 
 
@@ -53,7 +53,7 @@ async def _tree(ctx: SearchContext, probes: bool, acs: bool, cca: bool) -> None:
                 open_.append(k)
             if cca and k.checkpoint is not None:
                 ctx.add_candidate(k, "checkpoint")
-        if done >= width or not open_:
+        if done >= c.n or not open_:  # like search-and-learn: collect n finished paths
             ctx.stop_reason = "finished"
             return
         chosen = acs_select(open_, width) if acs else topk_select(open_, width)
