@@ -101,11 +101,16 @@ def dumps(rec: dict) -> str:
 def read_records(path: str | os.PathLike, repair: bool = False) -> list[dict]:
     """The complete lines of a results file. A torn last line (no newline, or not JSON: the
     write of a killed run) is skipped, and with ``repair=True`` cut off the file. A bad line
-    anywhere else raises :class:`ResultsError`."""
+    anywhere else raises :class:`ResultsError`. A ``.gz`` file (stored results) is read
+    whole and never repaired."""
     p = Path(path)
     if not p.exists():
         return []
     data = p.read_bytes()
+    if p.suffix == ".gz":
+        import gzip
+
+        data, repair = gzip.decompress(data), False
     out: list[dict] = []
     pos = 0
     while pos < len(data):
