@@ -124,6 +124,25 @@ def canonical(ans: str | None) -> str | None:
     return normalize_text(ans)
 
 
+def _fast_compare(g: object, p: object) -> bool | None:
+    """Decide cheaply when we can: two plain numbers compare numerically (what math-verify's
+    sympy path would conclude, without ``simplify``), and expressions over different free
+    symbols cannot be equal. None: ask math-verify."""
+    from sympy import Expr
+
+    if not (isinstance(g, Expr) and isinstance(p, Expr)):  # equations, sets, intervals: math-verify
+        return None
+    try:
+        if g.is_number and p.is_number:
+            a, b = complex(g.evalf()), complex(p.evalf())  # type: ignore[attr-defined]
+            return abs(a - b) <= 1e-6 * max(1.0, abs(a))
+        if g.free_symbols != p.free_symbols:
+            return False
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        return None
+    return None
+
+
 @lru_cache(maxsize=65536)
 def equivalent(gold: str, pred: str) -> bool:
     """Whether ``pred`` is equivalent to ``gold`` (gold first, as math-verify expects)."""
@@ -134,6 +153,10 @@ def equivalent(gold: str, pred: str) -> bool:
     g, p = _parsed(gold), _parsed(pred)
     if not g or not p:
         return False
+    if not isinstance(g[0], str) and not isinstance(p[0], str):
+        fast = _fast_compare(g[0], p[0])
+        if fast is not None:
+            return fast
     from math_verify import verify
 
     try:
