@@ -30,6 +30,7 @@ import os
 import threading
 from typing import Any, Sequence
 
+from .engines.httpclient import LoopClient
 from .engines.sglang_common import chatml
 
 QWEN_PRM_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -61,6 +62,12 @@ def good_bad_prob(lps: Sequence[Any], good_id: int, bad_id: int) -> float:
     g, b = by_id[good_id], by_id[bad_id]
     m = max(g, b)
     return math.exp(g - m) / (math.exp(g - m) + math.exp(b - m))
+
+
+def httpx_timeout(total_s: float) -> object:
+    import httpx
+
+    return httpx.Timeout(total_s, connect=5.0)
 
 
 class PRMScorer:
@@ -125,8 +132,7 @@ class PRMScorer:
                 self.good_id = self.tokenizer.encode(good_token, add_special_tokens=False)[-1]
                 self.bad_id = self.tokenizer.encode(bad_token, add_special_tokens=False)[-1]
         self._engine = None
-        self._client = None
-        self._client_loop = None
+        self._client = LoopClient(timeout=httpx_timeout(self.timeout_s))
         if model_path is not None:
             import sglang
 
@@ -197,16 +203,12 @@ class PRMScorer:
     async def _http(self, texts: list[str]) -> Any:
         import httpx
 
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=5.0))
-            self._client_loop = loop
         if self.mode == "reward":
             path, body = "/classify", {"text": texts}
         else:
             path, body = "/generate", {"text": texts, **self._gen_args(texts)}
         try:
-            r = await self._client.post(self.url + path, json=body)
+            r = await self._client.get().post(self.url + path, json=body)
         except httpx.ConnectError as e:
             raise ConnectionError(f"PRM server at {self.url} is not reachable ({e}); is it running?") from e
         if r.status_code >= 400:
@@ -214,12 +216,7 @@ class PRMScorer:
         return r.json()
 
     async def close(self) -> None:
-        if self._client is not None:
-            try:
-                await self._client.aclose()
-            except RuntimeError:
-                pass
-            self._client = None
+        await self._client.aclose()
         if self._engine is not None:
             await asyncio.to_thread(self._engine.shutdown)
             self._loop.call_soon_threadsafe(self._loop.stop)

@@ -37,6 +37,7 @@ import random
 from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
+from .httpclient import LoopClient
 from .sglang_common import apply_chat_template, gather_or_cancel
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,7 @@ class OpenAIEngine:
         self.info = EngineInfo(name="openai", model=model, token_ids=False, reports_cached_tokens=False,
                                max_context=max_context)
         self.retries = 0
-        self._client: Any = None
-        self._client_loop: Any = None
+        self._http = LoopClient(timeout=self.timeout, limits=self.limits, headers=self.headers)
         self._warned_cache = False
         self._warned_stop = False
 
@@ -112,17 +112,8 @@ class OpenAIEngine:
         return apply_chat_template(self.tokenizer, messages)
 
     # -- generation -------------------------------------------------------------------------
-    def _client_now(self) -> Any:
-        import httpx
-
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(timeout=self.timeout, limits=self.limits, headers=self.headers)
-            self._client_loop = loop
-        return self._client
-
     async def generate(self, requests: Sequence[GenRequest]) -> list[list[GenResult]]:
-        client = self._client_now()
+        client = self._http.get()
         return await gather_or_cancel([self._one(client, r) for r in requests])
 
     def _body(self, req: GenRequest) -> dict[str, Any]:
@@ -241,9 +232,4 @@ class OpenAIEngine:
         return -1
 
     async def close(self) -> None:
-        if self._client is not None:
-            try:
-                await self._client.aclose()
-            except RuntimeError:
-                pass
-            self._client = None
+        await self._http.aclose()

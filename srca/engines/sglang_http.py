@@ -34,6 +34,7 @@ from collections import Counter
 from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
+from .httpclient import LoopClient
 from .sglang_common import ReplicaRouter, apply_chat_template, gather_or_cancel, new_rid, sampling_params, to_result
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,7 @@ class SGLangServerEngine:
         self.ignore_eos = ignore_eos
         self.routing_header = routing_header
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client: Any = None
-        self._client_loop: Any = None
+        self._http = LoopClient(timeout=self.timeout, limits=self.limits, headers=self.headers)
         self._sync: Any = None
         self._bg: set[asyncio.Task] = set()
         self.retries = 0
@@ -186,16 +186,6 @@ class SGLangServerEngine:
         return apply_chat_template(self.tokenizer, messages)
 
     # -- generation -------------------------------------------------------------------------
-    def _client_now(self) -> Any:
-        """The pooled client of the running loop (a client's connections belong to one loop)."""
-        import httpx
-
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(timeout=self.timeout, limits=self.limits, headers=self.headers)
-            self._client_loop = loop
-        return self._client
-
     def stats(self) -> dict[str, Any]:
         s = self.router.stats()
         for rep in s["replicas"]:
@@ -205,7 +195,7 @@ class SGLangServerEngine:
         return s
 
     async def generate(self, requests: Sequence[GenRequest]) -> list[list[GenResult]]:
-        client = self._client_now()
+        client = self._http.get()
         coros, shape = [], []
         for req in requests:
             replica = self.router.pick(req.group)
@@ -319,19 +309,14 @@ class SGLangServerEngine:
         import httpx
 
         try:
-            await self._client_now().post(url + "/abort_request", json={"rid": rid}, timeout=httpx.Timeout(5.0))
+            await self._http.get().post(url + "/abort_request", json={"rid": rid}, timeout=httpx.Timeout(5.0))
         except Exception as e:  # best effort: the server may be gone or the request finished
             log.debug("abort of %s at %s failed: %s", rid, url, e)
 
     async def close(self) -> None:
         if self._bg:
             await asyncio.wait(list(self._bg), timeout=5)
-        if self._client is not None:
-            try:
-                await self._client.aclose()
-            except RuntimeError:  # its loop is gone
-                pass
-            self._client = None
+        await self._http.aclose()
         if self._sync is not None:
             self._sync.close()
             self._sync = None
