@@ -66,7 +66,7 @@ def engine(request):
 
 
 def test_prefix_cache_longest_match_and_lru():
-    from srca.engines.local import PrefixCache
+    from srca.engines.prefix_cache import PrefixCache
 
     def kv(n):  # [layers, 2, heads, n, dim], 4 bytes per element
         return torch.arange(n, dtype=torch.float32).reshape(1, 1, 1, n, 1).expand(2, 2, 1, n, 1).contiguous()
@@ -92,7 +92,7 @@ def test_prefix_cache_longest_match_and_lru():
 
 
 def test_sample_row_semantics():
-    from srca.engines.local import _sample_row, _stream_seed, _uniform
+    from srca.engines.local_sampling import _sample_row, _stream_seed, _uniform
     from srca.kernels.sampling_ref import allowed_mask_ref
 
     g = torch.Generator().manual_seed(0)

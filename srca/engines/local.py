@@ -41,7 +41,6 @@ import logging
 import os
 import secrets
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -50,185 +49,13 @@ import torch
 
 from ..models import DEFAULT_MODEL, load_model
 from .base import EngineInfo, GenRequest, GenResult
+from .local_sampling import _fanout, _sample_row, _stream_seed, _uniform
+from .prefix_cache import PrefixCache
 
 log = logging.getLogger("srca.engines.local")
 
-_MASK64 = (1 << 64) - 1
-_CAND = 256  # candidates looked at before a full sort when sampling with top-p
 _DECODE_CAP = 256  # decode columns allocated up front (the buffer doubles when full)
 _PREFILL_CHUNK = 512  # longest prefill forward (bounds activation memory)
-
-
-# ---------------------------------------------------------------------------------------------
-# sampling helpers
-
-
-def _mix64(x: int) -> int:
-    """splitmix64 finaliser: a well-spread 64-bit hash of ``x``."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def _stream_seed(seed: int, child: int) -> int:
-    """Seed of sample ``child`` of a request with ``seed`` (non-negative, < 2**63)."""
-    return _mix64(_mix64(seed & _MASK64) ^ child) >> 1
-
-
-def _uniform(stream: int, step: int) -> float:
-    """A uniform draw in [0, 1) for ``step`` of a stream (counter based, no state)."""
-    return (_mix64(stream ^ _mix64(step)) >> 11) * (1.0 / (1 << 53))
-
-
-def _sample_row(x: torch.Tensor, temperature: float, top_k: int, top_p: float, u: float) -> int:
-    """One token from logits ``x`` [V] (float32): keep logits >= the k-th largest (ties kept),
-    softmax at ``temperature``, keep the smallest most-probable set reaching ``top_p`` (ties kept),
-    draw by inverse CDF with the uniform ``u``. Same semantics as ``srca.kernels.sample``."""
-    V = x.numel()
-    z = x / temperature
-    if 0 < top_k < V:
-        vals, idx = z.topk(min(V, top_k + 16))  # sorted; a few extra for ties at the k-th
-        vals, idx = vals[vals >= vals[top_k - 1]], idx[vals >= vals[top_k - 1]]
-        probs = torch.softmax(vals, 0)
-    elif top_p < 1.0:
-        lse = torch.logsumexp(z, 0)
-        vals, idx = z.topk(min(V, _CAND))
-        probs = (vals - lse).exp()
-        if float(probs.sum()) < top_p and V > _CAND:  # nucleus reaches past the candidates
-            vals, idx = z.sort(descending=True)
-            probs = (vals - lse).exp()
-    else:
-        cdf = torch.softmax(z, 0).cumsum(0)
-        j = int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])]), right=True)[0])
-        return min(j, V - 1)
-    if top_p < 1.0:
-        cum = probs.cumsum(0)
-        total = 1.0 if not 0 < top_k < V else float(cum[-1])
-        j = int((cum < top_p * total).sum().clamp(max=probs.numel() - 1))
-        keep = probs >= probs[j]
-        probs, idx = probs[keep], idx[keep]
-    cdf = probs.cumsum(0)
-    j = int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])]), right=True)[0])
-    return int(idx[min(j, idx.numel() - 1)])
-
-
-def _fanout(logits: torch.Tensor, n: int, temperature: float, top_k: int, top_p: float, seed: int) -> list[int]:
-    """First tokens of ``n`` children of one parent. logits: [1, V] float32."""
-    try:  # the shared kernel (Triton on CUDA, torch reference on CPU)
-        from ..kernels import sample_fanout
-    except ImportError:  # pragma: no cover - only while srca.kernels is absent
-        sample_fanout = None
-    if sample_fanout is not None:
-        out = sample_fanout(logits, n, float(temperature), int(top_k), float(top_p), seed=seed, offset=0)[0].tolist()
-        if min(out) < 0:
-            raise RuntimeError("LocalEngine: the model produced non-finite logits")
-        return out
-    return [_sample_row(logits[0], temperature, top_k, top_p, _uniform(_stream_seed(seed, i), 0)) for i in range(n)]
-
-
-# ---------------------------------------------------------------------------------------------
-# prefix cache
-
-
-@dataclass
-class _Entry:
-    ids: torch.Tensor  # [T] int64, the tokens whose KV is held
-    kv: torch.Tensor  # [layers, 2, kv_heads, T, head_dim]
-    nbytes: int
-
-
-class PrefixCache:
-    """KV of token sequences, found by longest common prefix, LRU-evicted to ``max_bytes``.
-
-    An entry serves any prefix of itself. Storing a sequence drops entries that are prefixes of
-    it (the new one serves them) and is skipped when an entry already extends it, so a growing
-    search path keeps one entry per leaf.
-    """
-
-    def __init__(self, max_bytes: int, max_logits: int = 64) -> None:
-        self.max_bytes = int(max_bytes)
-        self.bytes = 0
-        self._entries: OrderedDict[int, _Entry] = OrderedDict()  # oldest use first
-        self._next = 0
-        # Last-token logits [V] of recent prompts. A repeated prompt then reuses the very numbers
-        # of its first run instead of recomputing its last token under another batch shape
-        # (bf16 results depend on the shape), so a seeded request repeats exactly.
-        self.max_logits = max_logits
-        self._logits: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-
-    @staticmethod
-    def _key(ids: torch.Tensor) -> bytes:
-        return ids.cpu().numpy().tobytes()
-
-    def get_logits(self, ids: torch.Tensor) -> torch.Tensor | None:
-        key = self._key(ids)
-        out = self._logits.get(key)
-        if out is not None:
-            self._logits.move_to_end(key)
-        return out
-
-    def put_logits(self, ids: torch.Tensor, logits: torch.Tensor) -> None:
-        if self.max_logits <= 0:
-            return
-        self._logits[self._key(ids)] = logits
-        self._logits.move_to_end(self._key(ids))
-        while len(self._logits) > self.max_logits:
-            self._logits.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @staticmethod
-    def _common(a: torch.Tensor, b: torch.Tensor) -> int:
-        m = min(a.numel(), b.numel())
-        if m == 0:
-            return 0
-        neq = (a[:m] != b[:m]).nonzero()
-        return m if neq.numel() == 0 else int(neq[0, 0])
-
-    def match(self, ids: torch.Tensor, limit: int) -> tuple[int, torch.Tensor | None]:
-        """Longest cached prefix of ``ids`` (at most ``limit`` tokens): ``(length, kv)`` with kv
-        ``[layers, 2, kv_heads, T >= length, head_dim]`` (use ``[..., :length, :]``)."""
-        best, best_key = 0, None
-        for key, e in self._entries.items():
-            if min(e.ids.numel(), limit) <= best:
-                continue
-            k = min(self._common(e.ids, ids), limit)
-            if k > best:
-                best, best_key = k, key
-        if best_key is None:
-            return 0, None
-        self._entries.move_to_end(best_key)
-        return best, self._entries[best_key].kv
-
-    def insert(self, ids: torch.Tensor, kv: torch.Tensor) -> None:
-        """Hold ``kv`` [layers, 2, kv_heads, len(ids), head_dim] for ``ids``."""
-        n = ids.numel()
-        if n == 0:
-            return
-        for key, e in list(self._entries.items()):
-            c = self._common(e.ids, ids)
-            if c == n and e.ids.numel() >= n:  # already served by a longer (or equal) entry
-                self._entries.move_to_end(key)
-                return
-            if c == e.ids.numel():  # e is a prefix of the new sequence
-                self.bytes -= e.nbytes
-                del self._entries[key]
-        nbytes = kv.numel() * kv.element_size()
-        if nbytes > self.max_bytes:
-            return
-        self._entries[self._next] = _Entry(ids.clone(), kv, nbytes)
-        self._next += 1
-        self.bytes += nbytes
-        while self.bytes > self.max_bytes:
-            _, old = self._entries.popitem(last=False)
-            self.bytes -= old.nbytes
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._logits.clear()
-        self.bytes = 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,72 @@
+"""Sampling for the local engine: counter-based draws, so a row's tokens do not depend on what
+else is in the batch; the first token of a fan-out comes from :func:`srca.kernels.sample_fanout`."""
+from __future__ import annotations
+
+import torch
+
+_MASK64 = (1 << 64) - 1
+_CAND = 256  # candidates looked at before a full sort when sampling with top-p
+
+
+def _mix64(x: int) -> int:
+    """splitmix64 finaliser: a well-spread 64-bit hash of ``x``."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _stream_seed(seed: int, child: int) -> int:
+    """Seed of sample ``child`` of a request with ``seed`` (non-negative, < 2**63)."""
+    return _mix64(_mix64(seed & _MASK64) ^ child) >> 1
+
+
+def _uniform(stream: int, step: int) -> float:
+    """A uniform draw in [0, 1) for ``step`` of a stream (counter based, no state)."""
+    return (_mix64(stream ^ _mix64(step)) >> 11) * (1.0 / (1 << 53))
+
+
+def _sample_row(x: torch.Tensor, temperature: float, top_k: int, top_p: float, u: float) -> int:
+    """One token from logits ``x`` [V] (float32): keep logits >= the k-th largest (ties kept),
+    softmax at ``temperature``, keep the smallest most-probable set reaching ``top_p`` (ties kept),
+    draw by inverse CDF with the uniform ``u``. Same semantics as ``srca.kernels.sample``."""
+    V = x.numel()
+    z = x / temperature
+    if 0 < top_k < V:
+        vals, idx = z.topk(min(V, top_k + 16))  # sorted; a few extra for ties at the k-th
+        vals, idx = vals[vals >= vals[top_k - 1]], idx[vals >= vals[top_k - 1]]
+        probs = torch.softmax(vals, 0)
+    elif top_p < 1.0:
+        lse = torch.logsumexp(z, 0)
+        vals, idx = z.topk(min(V, _CAND))
+        probs = (vals - lse).exp()
+        if float(probs.sum()) < top_p and V > _CAND:  # nucleus reaches past the candidates
+            vals, idx = z.sort(descending=True)
+            probs = (vals - lse).exp()
+    else:
+        cdf = torch.softmax(z, 0).cumsum(0)
+        j = int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])]), right=True)[0])
+        return min(j, V - 1)
+    if top_p < 1.0:
+        cum = probs.cumsum(0)
+        total = 1.0 if not 0 < top_k < V else float(cum[-1])
+        j = int((cum < top_p * total).sum().clamp(max=probs.numel() - 1))
+        keep = probs >= probs[j]
+        probs, idx = probs[keep], idx[keep]
+    cdf = probs.cumsum(0)
+    j = int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])]), right=True)[0])
+    return int(idx[min(j, idx.numel() - 1)])
+
+
+def _fanout(logits: torch.Tensor, n: int, temperature: float, top_k: int, top_p: float, seed: int) -> list[int]:
+    """First tokens of ``n`` children of one parent. logits: [1, V] float32."""
+    try:  # the shared kernel (Triton on CUDA, torch reference on CPU)
+        from ..kernels import sample_fanout
+    except ImportError:  # pragma: no cover - only while srca.kernels is absent
+        sample_fanout = None
+    if sample_fanout is not None:
+        out = sample_fanout(logits, n, float(temperature), int(top_k), float(top_p), seed=seed, offset=0)[0].tolist()
+        if min(out) < 0:
+            raise RuntimeError("LocalEngine: the model produced non-finite logits")
+        return out
+    return [_sample_row(logits[0], temperature, top_k, top_p, _uniform(_stream_seed(seed, i), 0)) for i in range(n)]
