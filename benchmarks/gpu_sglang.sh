@@ -54,3 +54,7 @@ exit $rc
 
 # Wheels for the tests (built here, sent as .gpu-wheels/; pure Python):
 #   python3 -m pip download -q --no-deps -d .gpu-wheels pytest pytest-asyncio pluggy iniconfig
+# sglang.launch_server (the HTTP tests) also imports packages the shared bundle does not carry;
+# on 2026-11-21 these were needed (Python 3.12, manylinux x86_64 wheels):
+#   jsonschema jsonschema-specifications referencing rpds-py soundfile cffi pycparser python-multipart
+# and the evaluation needs math-verify latex2sympy2_extended antlr4-python3-runtime==4.13.2.
