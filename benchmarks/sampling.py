@@ -32,18 +32,7 @@ CASES = [(1, 1, TOP_K, TOP_P), (32, 8, TOP_K, TOP_P), (256, 1, TOP_K, TOP_P), (1
 
 def timeit(fn, reps):
     """Median ms over ``reps`` CUDA-event timed calls, after warm-up."""
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize()
-        ts.append(s.elapsed_time(e))
-    return statistics.median(ts)
+    return timeit_b2b(fn, reps, inner=1)
 
 
 def timeit_b2b(fn, reps, inner=20):

@@ -27,8 +27,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+
+from srca.engines.fake import match_and_insert
 
 CONTINUATION = "First step.\n\nSecond step.\n\nThe answer is \\boxed{42}."
 EOS_ID = 0
@@ -53,15 +56,6 @@ class State:
     _scripted: Any = None
 
 
-def _match_insert(trie: dict, ids: list[int]) -> int:
-    node, matched, still = trie, 0, True
-    for t in ids:
-        if still and t in node:
-            matched += 1
-        else:
-            still = False
-        node = node.setdefault(t, {})
-    return matched
 
 
 def continuation(prompt: str, params: dict) -> str:
@@ -94,8 +88,8 @@ def run_model(state: State, ids: list[int], params: dict) -> dict:
         finish = {"type": "stop", "matched": EOS_ID}
     out_text = text[:cut]
     out_ids = [ord(c) for c in out_text]
-    cached = _match_insert(state.trie, ids)
-    _match_insert(state.trie, ids + out_ids)
+    cached = match_and_insert(state.trie, ids)
+    match_and_insert(state.trie, ids + out_ids)
     shown = out_text
     if matched is not None and not params.get("no_stop_trim"):
         shown = out_text[: out_text.find(matched)]
@@ -332,3 +326,12 @@ def free_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+@pytest.fixture
+def server():
+    """A fake SGLang server on a free port; its State is ``server.state``."""
+    state = State()
+    with Server(make_app(state)) as srv:
+        srv.state = state
+        yield srv

@@ -6,17 +6,9 @@ import logging
 
 import pytest
 
-from fake_sglang_server import Server, State, free_port, make_app
+from fake_sglang_server import free_port, server  # noqa: F401 (server is a fixture)
 from srca.engines.base import GenRequest
 from srca.engines.openai_compat import OpenAIEngine
-
-
-@pytest.fixture
-def server():
-    state = State()
-    with Server(make_app(state)) as srv:
-        srv.state = state
-        yield srv
 
 
 def make(srv, **kw) -> OpenAIEngine:

@@ -5,17 +5,9 @@ import math
 
 import pytest
 
-from fake_sglang_server import Server, State, free_port, make_app
+from fake_sglang_server import free_port, server  # noqa: F401 (server is a fixture)
 from srca.scorers import ScoreInput
 from srca.scorers_prm import PRMScorer, good_bad_prob, reward_to_prob
-
-
-@pytest.fixture
-def server():
-    state = State()
-    with Server(make_app(state)) as srv:
-        srv.state = state
-        yield srv
 
 
 def items():

@@ -5,17 +5,9 @@ import asyncio
 
 import pytest
 
-from fake_sglang_server import CONTINUATION, Server, State, free_port, make_app
+from fake_sglang_server import CONTINUATION, Server, State, free_port, make_app, server  # noqa: F401 (server is a fixture)
 from srca.engines.base import GenRequest
 from srca.engines.sglang_http import SGLangServerEngine
-
-
-@pytest.fixture
-def server():
-    state = State()
-    with Server(make_app(state)) as srv:
-        srv.state = state
-        yield srv
 
 
 def make(srv, **kw) -> SGLangServerEngine:

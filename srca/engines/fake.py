@@ -17,6 +17,18 @@ from .base import EngineInfo, GenRequest, GenResult
 Script = Callable[[str, GenRequest, int], object]
 
 
+def match_and_insert(trie: dict, ids: Sequence[int]) -> int:
+    """Length of the longest prefix of ``ids`` already in ``trie``; then inserts ``ids``."""
+    node, matched, still = trie, 0, True
+    for t in ids:
+        if still and t in node:
+            matched += 1
+        else:
+            still = False
+        node = node.setdefault(t, {})
+    return matched
+
+
 class ScriptedEngine:
     def __init__(self, script: Script | None = None, *, model: str = "scripted", latency_s: float = 0.0,
                  default_logprob: float = -0.1, **_: object) -> None:
@@ -40,14 +52,7 @@ class ScriptedEngine:
 
     # -- prefix cache simulation -------------------------------------------------------------
     def _match_and_insert(self, ids: Sequence[int]) -> int:
-        node, matched, still = self._trie, 0, True
-        for t in ids:
-            if still and t in node:
-                matched += 1
-            else:
-                still = False
-            node = node.setdefault(t, {})
-        return matched
+        return match_and_insert(self._trie, ids)
 
     def _one(self, req: GenRequest, i: int) -> GenResult:
         prompt_ids = list(req.input_ids) if req.input_ids is not None else self.encode(req.prompt or "")
