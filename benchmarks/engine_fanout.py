@@ -8,16 +8,22 @@ each expanding into 4 candidates of 64 tokens, a greedy 8-token checkpoint probe
 * **controller**: ``Solver.asolve_many`` with ``method="srca"``, ``n=16``, ``beam_width=4``,
   ``expand=4``, ``max_steps=4``, ``max_step_tokens=64``, probes on, over :class:`SGLangEngine`.
   Dummy weights emit random tokens, so the shape is forced: a step delimiter that never
-  matches (steps end at length), ``ignore_eos``, ``max_new_tokens = 4 * 64``.
+  matches (steps end at length), ``max_new_tokens = 4 * 64``, and ``ignore_eos`` where stop
+  strings go as strings (with ``stop_mode="tokens"`` SGLang must see EOS, which dummy weights
+  sample about once per 10^5 tokens).
 
-Each engine configuration runs in its own process (``--child``): radix cache on, radix off, and
-with ``--dp N > 1`` one dp=N engine where the reference runs unpinned (SGLang's round robin) and
-pinned per problem, and the controller runs with ``routing="sglang"`` (round robin) and
-``routing="affinity"`` (each solve on one replica). The prefix cache is flushed between runs.
-Writes ``benchmarks/results/engine_fanout.json`` and prints a table with the ratios
-controller/reference (wall time) and the share of prompt tokens served from the cache.
+Each engine configuration runs in its own process (``--child``); the prefix cache is flushed
+between runs. ``--suite ratios`` (one GPU): the reference, the reference with the controller's
+extras (logprobs, stop strings), the controller with stop strings and with stop token ids, under
+SGLang's pytorch sampler (as ``fanout.py``) and its flashinfer sampler, and radix on/off.
+``--suite dp --dp 2,4``: dp=1 and each dp=N engine, the reference unpinned (SGLang's round robin)
+and pinned per problem, the controller with ``routing="sglang"`` (round robin) and
+``routing="affinity"`` (each solve on one replica).
+Writes JSON (``--out``) and prints a table with the ratios controller/reference (wall time),
+the speed-up over dp=1, and the share of prompt tokens served from the cache.
 
-    python benchmarks/engine_fanout.py --model /tmp/sglmodel --dp 2
+    python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite ratios
+    python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite dp --dp 2,4 --problems 128
 """
 from __future__ import annotations
 
@@ -44,16 +50,19 @@ def problems(n: int, words: int, seed: int = 0) -> list[str]:
 
 # -- child: one engine, several timed runs -------------------------------------------------------
 
-def _engine(a, dp: int, radix: bool):
+def _engine(a, spec: dict):
     from srca.engines.sglang_inproc import SGLangEngine
 
-    return SGLangEngine(a.model, dp_size=dp, radix_cache=radix, load_format="dummy", attention_backend="triton",
-                        sampling_backend="pytorch", grammar_backend="none", disable_cuda_graph=not a.cuda_graph,
-                        mem_fraction_static=a.mem, ignore_eos=True)
+    return SGLangEngine(a.model, dp_size=spec["dp"], radix_cache=spec["radix"], load_format="dummy",
+                        attention_backend="triton", sampling_backend=spec["sampler"], grammar_backend="none",
+                        disable_cuda_graph=not a.cuda_graph, mem_fraction_static=a.mem, ignore_eos=True)
 
 
-def reference(eng, a, pin: bool) -> dict:
-    """The raw fan-out loop of ``fanout.py`` on the engine's SGLang, phase by phase."""
+def reference(eng, a, pin: bool, extra: str = "") -> dict:
+    """The raw fan-out loop of ``fanout.py`` on the engine's SGLang, phase by phase.
+
+    ``extra`` adds what the controller asks of SGLang on top: ``"lp"`` token logprobs,
+    ``"lp+stop"`` logprobs and the step delimiter as a stop string (diagnostic rows)."""
     dp = eng.dp_size
     rng = random.Random(1)
     V = 150000
@@ -65,13 +74,16 @@ def reference(eng, a, pin: bool) -> dict:
             groups = {r: [i for i, o in enumerate(owners) if o % dp == r] for r in range(dp)}
             groups = {r: idx for r, idx in groups.items() if idx}
             parts = await asyncio.gather(*[eng.engine.async_generate(input_ids=[ids[i] for i in idx], sampling_params=params,
-                                                                     routed_dp_rank=r) for r, idx in groups.items()])
+                                                                     return_logprob=want_lp, routed_dp_rank=r)
+                                           for r, idx in groups.items()])
             outs = [None] * len(ids)
             for idx, part in zip(groups.values(), parts):
                 for i, o in zip(idx, part):
                     outs[i] = o
             return outs
-        return await eng.engine.async_generate(input_ids=ids, sampling_params=params)
+        return await eng.engine.async_generate(input_ids=ids, sampling_params=params, return_logprob=want_lp)
+
+    want_lp = "lp" in extra
 
     def call(ids, params, owners):
         outs = asyncio.run_coroutine_threadsafe(agen(ids, params, owners), eng._loop).result()
@@ -88,6 +100,9 @@ def reference(eng, a, pin: bool) -> dict:
     beams = [[[rng.randrange(1000, V) for _ in range(a.prompt_tokens)]] for _ in range(a.problems)]
     step_p = {"max_new_tokens": a.step_tokens, "temperature": 0.8, "ignore_eos": True}
     probe_p = {"max_new_tokens": a.probe_tokens, "temperature": 0.0, "ignore_eos": True}
+    if "stop" in extra:
+        step_p["stop"] = [NEVER]
+        probe_p["stop"] = ["}\n", "}$", "\n\n"]
     for _ in range(a.steps):
         reqs = [p for prob in beams for p in prob for _ in range(a.expand)]
         owners = [k for k, prob in enumerate(beams) for _ in prob for _ in range(a.expand)]
@@ -127,18 +142,31 @@ def child(a, spec: dict) -> None:
     from srca.engines.sglang_common import ReplicaRouter
 
     t0 = time.time()
-    eng = _engine(a, spec["dp"], spec["radix"])
+    eng = _engine(a, spec)
     start_s = time.time() - t0
     # warm-up: kernels compile on first use (not timed)
     asyncio.run(eng.generate([GenRequest(input_ids=list(range(1000, 1032)), max_new_tokens=4, n=2, temperature=0.8)]))
+    # and the controller's one-time costs (math-verify import, stop-token tables), not timed
+    from srca import SearchConfig, Solver
+
+    for mode in ("strings", "tokens"):
+        eng.stop_mode = mode
+        Solver(engine=eng, config=SearchConfig(method="srca", n=2, beam_width=1, expand=2, max_steps=1, max_step_tokens=8,
+                                               probe_max_tokens=4, step_delimiter=NEVER, max_new_tokens=8)).solve("2+2?")
     for run in spec["runs"]:
         asyncio.run(eng.flush_cache())
         eng.router = ReplicaRouter(spec["dp"], run.get("routing", "affinity"))
+        # stop strings as token ids only work without ignore_eos (SGLang then skips token stops);
+        # dummy weights hit EOS about once per 10^5 tokens, so the shape barely moves
+        eng.stop_mode = run.get("stop_mode", "strings")
+        eng.ignore_eos = eng.stop_mode == "strings"
         if run["kind"] == "reference":
-            res = reference(eng, a, pin=run.get("pin", False))
+            res = reference(eng, a, pin=run.get("pin", False), extra=run.get("extra", ""))
         else:
             res = controller(eng, a)
-        res.update(name=run["name"], kind=run["kind"], dp=spec["dp"], radix=spec["radix"], engine_start_s=round(start_s, 1),
+        res.update(name=run["name"], kind=run["kind"], dp=spec["dp"], radix=spec["radix"], sampler=spec["sampler"],
+                   stop_mode=eng.stop_mode if run["kind"] == "controller" else None, extra=run.get("extra", ""),
+                   engine_start_s=round(start_s, 1),
                    cached_share=round(res["cached_tokens"] / max(1, res["prompt_tokens"]), 4),
                    gen_tok_per_s=round(res["generated_tokens"] / max(1e-9, res["wall_s"]), 1))
         if run["kind"] == "controller":
@@ -150,37 +178,55 @@ def child(a, spec: dict) -> None:
 # -- parent: run the children, gather, print ---------------------------------------------------
 
 def specs(a) -> list[dict]:
-    out = [
-        dict(dp=1, radix=True, runs=[dict(name="reference radix=on", kind="reference"),
-                                     dict(name="controller radix=on", kind="controller")]),
-        dict(dp=1, radix=False, runs=[dict(name="reference radix=off", kind="reference"),
-                                      dict(name="controller radix=off", kind="controller")]),
-    ]
-    if a.dp > 1:
-        out.append(dict(dp=a.dp, radix=True, runs=[
-            dict(name=f"reference dp={a.dp} round-robin", kind="reference", pin=False),
-            dict(name=f"reference dp={a.dp} pinned", kind="reference", pin=True),
-            dict(name=f"controller dp={a.dp} round-robin", kind="controller", routing="sglang"),
-            dict(name=f"controller dp={a.dp} affinity", kind="controller", routing="affinity"),
-        ]))
+    """``--suite ratios``: the controller against the reference on one GPU, with SGLang's pytorch
+    sampler (as ``fanout.py``) and its flashinfer sampler, and with the radix cache off.
+    ``--suite dp``: dp=1 and each dp=N of ``--dp``, round robin and per-solve affinity."""
+    ctl = lambda name, **kw: dict(name=name, kind="controller", **kw)  # noqa: E731
+    ref = lambda name, **kw: dict(name=name, kind="reference", **kw)  # noqa: E731
+    if a.suite == "ratios":
+        return [
+            dict(dp=1, radix=True, sampler="pytorch", runs=[
+                ref("reference"), ref("reference +logprobs", extra="lp"),
+                ref("reference +logprobs +stop strings", extra="lp+stop"),
+                ctl("controller stop strings", stop_mode="strings"), ctl("controller stop tokens", stop_mode="tokens")]),
+            dict(dp=1, radix=True, sampler="flashinfer", runs=[
+                ref("reference"), ctl("controller stop strings", stop_mode="strings"),
+                ctl("controller stop tokens", stop_mode="tokens")]),
+            dict(dp=1, radix=False, sampler="pytorch", runs=[
+                ref("reference radix=off"), ctl("controller radix=off", stop_mode="tokens")]),
+        ]
+    out = [dict(dp=1, radix=True, sampler=a.sampler, runs=[ref("reference"), ctl("controller", stop_mode="tokens")])]
+    for n in a.dp:
+        out.append(dict(dp=n, radix=True, sampler=a.sampler, runs=[
+            ref("reference round-robin", pin=False), ref("reference pinned", pin=True),
+            ctl("controller round-robin", routing="sglang", stop_mode="tokens"),
+            ctl("controller affinity", routing="affinity", stop_mode="tokens")]))
     return out
 
 
 def table(rows: list[dict]) -> str:
-    ref = {(r["dp"], r["radix"], r["name"].split()[-1] if r["dp"] > 1 else ""): r
-           for r in rows if r["kind"] == "reference"}
-    base = next((r for r in rows if r["name"] == "controller radix=on"), None)
-    lines = [f"{'run':34} {'wall s':>7} {'gen tok/s':>10} {'cached':>7} {'calls':>6} {'ctl/ref':>8} {'vs dp1':>7}"]
+    """One line per run; ``ctl/ref``: wall time over the plain reference of the same engine
+    (dp=N: the pinned reference for affinity, the round-robin one otherwise); ``vs dp1``:
+    speed-up over the dp=1 controller with the same sampler."""
+    def same_engine(r, q):
+        return (r["dp"], r["radix"], r["sampler"]) == (q["dp"], q["radix"], q["sampler"])
+
+    lines = [f"{'dp':>2} {'sampler':10} {'run':36} {'wall s':>7} {'gen tok/s':>10} {'cached':>7} {'calls':>6} "
+             f"{'ctl/ref':>8} {'vs dp1':>7}"]
     for r in rows:
-        ratio = ""
+        ratio = speed = ""
         if r["kind"] == "controller":
-            key = (r["dp"], r["radix"], "pinned" if r["name"].endswith("affinity") else "round-robin") if r["dp"] > 1 \
-                else (r["dp"], r["radix"], "")
-            if key in ref:
-                ratio = f"{r['wall_s'] / ref[key]['wall_s']:.2f}x"
-        speed = f"{base['wall_s'] / r['wall_s']:.2f}x" if (base and r["kind"] == "controller" and r["dp"] > 1) else ""
-        lines.append(f"{r['name']:34} {r['wall_s']:>7.2f} {r['gen_tok_per_s']:>10.0f} {r['cached_share']:>7.1%} "
-                     f"{r['engine_calls']:>6} {ratio:>8} {speed:>7}")
+            want = ("pinned" if "affinity" in r["name"] else "round-robin") if r["dp"] > 1 else None
+            refs = [q for q in rows if q["kind"] == "reference" and same_engine(r, q) and not q.get("extra")
+                    and (want is None or q["name"].endswith(want))]
+            if refs:
+                ratio = f"{r['wall_s'] / refs[0]['wall_s']:.2f}x"
+            base = [q for q in rows if q["kind"] == "controller" and q["dp"] == 1 and q["radix"]
+                    and q["sampler"] == r["sampler"] and q.get("stop_mode") == r.get("stop_mode")]
+            if r["dp"] > 1 and base:
+                speed = f"{base[0]['wall_s'] / r['wall_s']:.2f}x"
+        lines.append(f"{r['dp']:>2} {r['sampler']:10} {r['name']:36} {r['wall_s']:>7.2f} {r['gen_tok_per_s']:>10.0f} "
+                     f"{r['cached_share']:>7.1%} {r['engine_calls']:>6} {ratio:>8} {speed:>7}")
     return "\n".join(lines)
 
 
@@ -197,7 +243,10 @@ def main() -> None:
     ap.add_argument("--probe-tokens", type=int, default=8)
     ap.add_argument("--mem", type=float, default=0.6)
     ap.add_argument("--cuda-graph", action="store_true")
-    ap.add_argument("--dp", type=int, default=1)
+    ap.add_argument("--suite", choices=["ratios", "dp"], default="ratios")
+    ap.add_argument("--dp", type=lambda v: [int(x) for x in v.split(",")], default=[2],
+                    help="replica counts for --suite dp, e.g. 2,4")
+    ap.add_argument("--sampler", default="flashinfer", help="SGLang sampling backend for --suite dp")
     ap.add_argument("--only", default=None, help="comma list of spec indexes to run (debug)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "engine_fanout.json"))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)

@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--prompt", default="qwen")
     ap.add_argument("--mem", type=float, default=0.85)
+    ap.add_argument("--dp", type=int, default=1, help="SGLang data-parallel replicas (one per GPU)")
     ap.add_argument("--engine", default="sglang", choices=["sglang", "local"], help="local: a CPU dry run")
     a = ap.parse_args()
 
@@ -44,8 +45,9 @@ def main() -> None:
     if a.engine == "local":
         engine = make_engine("local", model=a.model)
     else:
-        engine = make_engine("sglang", model_path=a.model, mem_fraction_static=a.mem, sampling_backend="flashinfer")
-    print(f"engine ready in {time.monotonic() - t0:.1f} s; {len(problems)} problems", flush=True)
+        engine = make_engine("sglang", model_path=a.model, mem_fraction_static=a.mem, sampling_backend="flashinfer",
+                             dp_size=a.dp)
+    print(f"engine ready in {time.monotonic() - t0:.1f} s (dp={a.dp}); {len(problems)} problems", flush=True)
     base = SearchConfig(prompt=a.prompt, seed=0)
     for spec in a.jobs.split(","):
         m, n, *lim = spec.split(":")

@@ -28,6 +28,9 @@ class ScoreInput:
 
 @runtime_checkable
 class Scorer(Protocol):
+    """``uses_logprobs`` (optional attribute, default True): whether :meth:`score` reads the
+    policy's token log-probabilities; when False the search does not ask the engine for them."""
+
     name: str
 
     async def score(self, items: Sequence[ScoreInput]) -> list[float]:
@@ -52,6 +55,7 @@ class SelfConfidenceScorer:
     """
 
     name = "self_confidence"
+    uses_logprobs = True
 
     def __init__(self, **_: Any) -> None:
         pass

@@ -91,6 +91,7 @@ class PRMScorer:
     """
 
     name = "prm"
+    uses_logprobs = False  # it reads the path's text
 
     def __init__(self, model_path: str | None = None, *, url: str | None = None, mode: str = "reward",
                  tokenizer: str | None = None, step_separator: str | None = None,

@@ -81,7 +81,9 @@ class Solver:
         cfg = self._config(config, overrides)
         method = METHODS[cfg.method]
         t0 = time.monotonic()
-        ctx = SearchContext(problem, cfg, self.engine, self.scorer_for(cfg.scorer), on_event)
+        scorer = self.scorer_for(cfg.scorer)
+        ctx = SearchContext(problem, cfg, self.engine, scorer, on_event,
+                            want_logprobs=method.scores and bool(getattr(scorer, "uses_logprobs", True)))
         try:
             await method.run(ctx)
         except StopSearch as stop:

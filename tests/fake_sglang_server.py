@@ -106,12 +106,17 @@ def run_script(state: State, ids: list[int], params: dict, want_lp: bool, top_n:
         state._scripted = ScriptedEngine(state.script)
     temp = float(params.get("temperature", 1.0))
     top_k = int(params.get("top_k", -1))
+    # stop_token_ids: tokens are characters here, so a stop token is a one-character stop string
+    stop_ids = {int(t) for t in params.get("stop_token_ids") or ()}
+    stops = tuple(params.get("stop") or ()) + tuple(chr(t) for t in sorted(stop_ids))
     req = GenRequest(input_ids=ids, max_new_tokens=int(params.get("max_new_tokens", 128)), temperature=temp,
-                     top_p=float(params.get("top_p", 1.0)), top_k=max(0, top_k), stop=tuple(params.get("stop") or ()),
+                     top_p=float(params.get("top_p", 1.0)), top_k=max(0, top_k), stop=stops,
                      seed=params.get("sampling_seed"), logprobs=want_lp, top_logprobs=top_n,
                      top_logprobs_steps=int(params.get("max_new_tokens", 128)))
     g = state._scripted._one(req, 0)
-    if g.stop_str is not None:
+    if g.stop_str is not None and len(g.stop_str) == 1 and ord(g.stop_str) in stop_ids:
+        finish = {"type": "stop", "matched": ord(g.stop_str)}  # a token match reports the id
+    elif g.stop_str is not None:
         finish = {"type": "stop", "matched": g.stop_str}
     elif g.finish_reason == "length":
         finish = {"type": "length", "length": req.max_new_tokens}

@@ -25,11 +25,12 @@ import pytest
 
 from engine_contract import *  # noqa: F401,F403  (the contract tests, collected here)
 from fake_sglang_server import Server, State, free_port, make_app
+from srca.engines.base import GenRequest
 from srca.engines.sglang_http import SGLangServerEngine
 
 DUMMY = os.environ.get("SRCA_SGLANG_DUMMY") == "1"
 MODEL = os.environ.get("SRCA_SGLANG_MODEL", "/tmp/sglmodel" if DUMMY else "/tmp/q15hf")
-NEEDS_REAL_MODEL = ("test_stop_strings", "test_mixed_batch")  # a random model does not count
+NEEDS_REAL_MODEL = ("test_stop_strings", "test_mixed_batch", "test_stop_modes_agree")  # a random model does not count
 SERVER_ARGS = dict(attention_backend="triton", sampling_backend="pytorch", grammar_backend="none",
                    disable_cuda_graph=True, mem_fraction_static=0.5)
 
@@ -130,3 +131,27 @@ def engine(request):
 def _skip_model_dependent(request):
     if DUMMY and request.node.originalname in NEEDS_REAL_MODEL and "http-fake" not in request.node.name:
         pytest.skip("needs a model that counts (dummy weights)")
+
+
+def test_stop_modes_agree(engine):
+    """Stop strings sent as ``stop_token_ids`` (the default) or as strings give the same
+    greedy results, the step delimiter and probe stops of the search included."""
+    from engine_contract import COUNT
+
+    prompts = [COUNT, "Solve step by step. What is 12 * 7 + 5?\n\n", "List three primes, one per line:\n"]
+    stops = [("\n\n",), ("}\n", "}$", "\n\n"), (", 1", "\n")]
+
+    def reqs():
+        return [GenRequest(prompt=p, max_new_tokens=48, stop=s) for p in prompts for s in stops]
+
+    saved = engine.stop_mode
+    try:
+        engine.stop_mode = "tokens"
+        by_tokens = asyncio.run(engine.generate(reqs()))
+        engine.stop_mode = "strings"
+        by_strings = asyncio.run(engine.generate(reqs()))
+    finally:
+        engine.stop_mode = saved
+    got = [[(r.text, r.token_ids, r.finish_reason, r.stop_str) for r in rs] for rs in by_tokens]
+    assert got == [[(r.text, r.token_ids, r.finish_reason, r.stop_str) for r in rs] for rs in by_strings]
+    assert any(r.stop_str is not None for (r,) in by_tokens)

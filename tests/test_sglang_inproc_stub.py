@@ -53,7 +53,8 @@ class _StubEngine:
         dp = self.kwargs.get("dp_size", 1)
         if routed_dp_rank is not None and not 0 <= routed_dp_rank < dp:
             raise ValueError(f"routed_dp_rank={routed_dp_rank} out of range [0, {dp})")
-        self.calls.append(dict(n=len(input_ids), routed_dp_rank=routed_dp_rank, rids=list(rid), ids=input_ids))
+        self.calls.append(dict(n=len(input_ids), routed_dp_rank=routed_dp_rank, rids=list(rid), ids=input_ids,
+                               params=sampling_params))
         await asyncio.sleep(0.001)
         outs = []
         for ids, p, lp, k, r in zip(input_ids, sampling_params, return_logprob, top_logprobs_num, rid):
@@ -77,6 +78,12 @@ class _CharTokenizer:
 
     def decode(self, ids, skip_special_tokens=False):
         return "".join(chr(i) for i in ids)
+
+    def batch_decode(self, seqs, skip_special_tokens=False):
+        return [self.decode(s) for s in seqs]
+
+    def __len__(self):
+        return 0x250  # Latin: every character the contract's texts use
 
 
 @pytest.fixture(scope="module")
@@ -175,4 +182,27 @@ def test_cancel_aborts_by_rid(stub_sglang):
     asyncio.run(go())
     assert sorted(eng.engine.tokenizer_manager.aborted) == sorted(eng.engine.calls[0]["rids"])
     assert eng.stats()["replicas"][0]["requests_in_flight"] == 0
+    asyncio.run(eng.close())
+
+
+def test_stop_modes_agree(stub_sglang):
+    """Stop strings sent as ``stop_token_ids`` (default) or as strings: the same results."""
+    from engine_contract import COUNT
+
+    eng = _make()
+    reqs = lambda: [GenRequest(prompt=COUNT, max_new_tokens=40, stop=("9", "8")),  # noqa: E731
+                    GenRequest(prompt=COUNT, max_new_tokens=40, stop=("9, 1",)),  # spans tokens
+                    GenRequest(prompt=COUNT, max_new_tokens=6, stop=("@@never@@",))]
+    by_tokens = asyncio.run(eng.generate(reqs()))
+    sent = eng.engine.calls[-1]["params"]
+    assert "stop" not in sent[0] and sorted(sent[0]["stop_token_ids"]) == [ord("8"), ord("9")]
+    assert "stop_token_ids" not in sent[1] and "stop" not in sent[1]
+    eng.stop_mode = "strings"
+    by_strings = asyncio.run(eng.generate(reqs()))
+    assert eng.engine.calls[-1]["params"][1]["stop"] == ["9, 1"]
+    for (a,), (b,) in zip(by_tokens, by_strings):
+        assert (a.text, a.token_ids, a.finish_reason, a.stop_str) == (b.text, b.token_ids, b.finish_reason, b.stop_str)
+    assert by_tokens[0][0].stop_str == "8" and by_tokens[1][0].text.endswith("9, 1")
+    with pytest.raises(ValueError, match="stop_mode"):
+        _make(stop_mode="regex")
     asyncio.run(eng.close())

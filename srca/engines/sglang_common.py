@@ -2,7 +2,10 @@
 
 * :func:`sampling_params` maps a :class:`GenRequest` sample onto SGLang's sampling params.
 * :func:`to_result` maps one SGLang output dict (``text``, ``output_ids``, ``meta_info``) onto a
-  :class:`GenResult`.
+  :class:`GenResult`, cutting it after the first stop string however the engine stopped.
+* :class:`StopTokens` turns stop strings into ``stop_token_ids`` (the vocabulary entries whose
+  text contains one), so SGLang's scheduler checks a set per token instead of detokenizing the
+  tail of every running request at every decode step.
 * :class:`ReplicaRouter` keeps every request of one solve (``GenRequest.group``) on one replica
   so that replica's radix cache holds the solve's whole tree; a new group goes to the replica
   with the least work in flight.
@@ -27,6 +30,7 @@ from typing import Any, Iterable, Sequence
 from .base import GenRequest, GenResult
 
 ROUTINGS = ("affinity", "round_robin", "sglang")
+STOP_MODES = ("tokens", "strings")
 
 
 def sample_seed(seed: int | None, i: int) -> int | None:
@@ -36,11 +40,14 @@ def sample_seed(seed: int | None, i: int) -> int | None:
     return (int(seed) * 1_000_003 + i) & 0x7FFFFFFF
 
 
-def sampling_params(req: GenRequest, i: int, *, ignore_eos: bool = False) -> dict[str, Any]:
+def sampling_params(req: GenRequest, i: int, *, ignore_eos: bool = False,
+                    stop_tokens: "StopTokens | None" = None) -> dict[str, Any]:
     """SGLang sampling params for sample ``i`` of ``req``.
 
     ``no_stop_trim`` keeps the matched stop string in ``text`` (SGLang trims it by default);
     :func:`to_result` then cuts the text right after it, as the Engine contract asks.
+    With ``stop_tokens``, the stop strings go as ``stop_token_ids`` instead (see
+    :class:`StopTokens`).
     """
     p: dict[str, Any] = {
         "max_new_tokens": req.max_new_tokens,
@@ -50,7 +57,12 @@ def sampling_params(req: GenRequest, i: int, *, ignore_eos: bool = False) -> dic
         "no_stop_trim": True,
     }
     if req.stop:
-        p["stop"] = list(req.stop)
+        if stop_tokens is not None:
+            ids = stop_tokens.ids(req.stop)
+            if ids:
+                p["stop_token_ids"] = ids
+        else:
+            p["stop"] = list(req.stop)
     if ignore_eos:
         p["ignore_eos"] = True
     s = sample_seed(req.seed, i)
@@ -77,17 +89,74 @@ def _finish(meta: dict) -> tuple[str, Any]:
     return kind, matched
 
 
-def cut_after_stop(text: str, stop: str) -> str:
-    """``text`` up to and including the first occurrence of ``stop`` (SGLang stops at the
-    first match, so later text, if any, is what the last token decoded to past it)."""
-    pos = text.find(stop)
-    return text if pos < 0 else text[: pos + len(stop)]
+def first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
+    """``(end, stop)`` of the stop string that is complete earliest in ``text``, or None."""
+    best: tuple[int, str] | None = None
+    for s in stops:
+        pos = text.find(s) if s else -1
+        if pos >= 0 and (best is None or pos + len(s) < best[0]):
+            best = (pos + len(s), s)
+    return best
+
+
+def tokens_to_stop(ids: Sequence[int], stops: Sequence[str], decode) -> int:
+    """The fewest leading tokens of ``ids`` whose decoding holds a stop string (``len(ids)`` when
+    only the whole does): where an engine that checks stop strings per token would have stopped."""
+    def hit(k: int) -> bool:
+        return first_stop(decode(list(ids[:k])), stops) is not None
+
+    n = len(ids)
+    if n <= 1 or not hit(n - 1):
+        return n
+    lo, hi = 1, n - 1  # hit(hi) holds; find the smallest k with hit(k)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if hit(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+class StopTokens:
+    """Stop strings as token ids: every vocabulary entry whose own text contains one.
+
+    SGLang checks ``stop`` strings by detokenizing the tail of each running request at every
+    decode step, in the scheduler's loop; ``stop_token_ids`` is a set lookup. The two agree on
+    every stop string that lies inside one token (a blank line, or a full stop and a blank line, in
+    byte-level BPE vocabularies). A stop string spread over several tokens is not seen by the
+    server; :func:`to_result` still cuts the output after it (the server ran past it, which
+    costs tokens, not correctness). The vocabulary is decoded once, on first use.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self._texts: list[str] | None = None
+        self._ids: dict[tuple[str, ...], list[int]] = {}
+
+    def texts(self) -> list[str]:
+        if self._texts is None:
+            n = len(self.tokenizer)
+            self._texts = list(self.tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False))
+        return self._texts
+
+    def ids(self, stops: Sequence[str]) -> list[int]:
+        key = tuple(sorted({s for s in stops if s}))
+        got = self._ids.get(key)
+        if got is None:
+            got = [i for i, t in enumerate(self.texts()) if any(s in t for s in key)]
+            self._ids[key] = got
+        return got
 
 
 def to_result(out: dict, req: GenRequest, *, decode=None) -> GenResult:
     """Map one SGLang output dict onto a :class:`GenResult`.
 
-    ``decode(ids)`` is used only when the output has no ``text``.
+    The result ends right after the first stop string of ``req`` wherever it is: SGLang reports
+    a string match (``stop``) or a token match (``stop_token_ids``, :class:`StopTokens`), or ran
+    past a stop string spread over tokens; then ``token_ids`` (and logprobs) are cut to the token
+    that completes it, found with ``decode``. ``decode(ids)`` also gives the text when the output
+    has none.
     """
     meta = out.get("meta_info") or {}
     ids = out.get("output_ids")
@@ -97,18 +166,25 @@ def to_result(out: dict, req: GenRequest, *, decode=None) -> GenResult:
         text = decode(ids) if decode is not None else ""
     finish, matched = _finish(meta)
     stop_str = None
-    if finish == "stop" and isinstance(matched, str) and matched in req.stop:
-        stop_str = matched
-        text = cut_after_stop(text, matched)
     logprobs: list[float] = []
     if req.logprobs:
         logprobs = [float(x[0]) if x[0] is not None else 0.0 for x in meta.get("output_token_logprobs") or []]
+    hit = first_stop(text, req.stop) if req.stop else None
+    if hit is not None:
+        end, stop_str = hit
+        string_match = finish == "stop" and isinstance(matched, str) and matched in req.stop
+        if not string_match and decode is not None and ids:  # the server may have run past it
+            k = tokens_to_stop(ids, req.stop, decode)
+            ids, logprobs = ids[:k], logprobs[:k]
+        finish, text = "stop", text[:end]
     top: list[list[tuple[int, float]]] = []
     if req.top_logprobs:
         for pos in (meta.get("output_top_logprobs") or [])[: req.top_logprobs_steps]:
             alts = [(int(t[1]), float(t[0])) for t in (pos or []) if t[0] is not None]
             alts.sort(key=lambda a: -a[1])
             top.append(alts[: req.top_logprobs])
+        if ids:
+            top = top[: len(ids)]
     generated = len(ids) if out.get("output_ids") is not None else int(meta.get("completion_tokens", 0))
     return GenResult(
         text=text,

@@ -35,7 +35,8 @@ from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
 from .httpclient import LoopClient
-from .sglang_common import ReplicaRouter, apply_chat_template, gather_or_cancel, new_rid, sampling_params, to_result
+from .sglang_common import (STOP_MODES, ReplicaRouter, StopTokens, apply_chat_template, gather_or_cancel, new_rid,
+                            sampling_params, to_result)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ class SGLangServerEngine:
         max_connections: connection pool size (requests beyond it wait for a connection).
         dp_size: data-parallel replicas behind a single URL (``routed_dp_rank`` routing).
         routing: ``"affinity"``, ``"round_robin"`` or ``"sglang"`` (let the server/router place).
-        ignore_eos: never stop at EOS (benchmarks on dummy weights).
+        ignore_eos: never stop at EOS (benchmarks on dummy weights); stop strings then go as strings.
+        stop_mode: ``"tokens"`` (stop strings as ``stop_token_ids``, needs the local tokenizer; see
+            :class:`~srca.engines.sglang_common.StopTokens`) or ``"strings"``.
         routing_header: header carrying ``GenRequest.group`` (for header-hashing routers).
         api_key: sent as ``Authorization: Bearer`` when the server needs one.
     """
@@ -79,6 +82,7 @@ class SGLangServerEngine:
         dp_size: int = 1,
         routing: str = "affinity",
         ignore_eos: bool = False,
+        stop_mode: str = "tokens",
         routing_header: str | None = None,
         api_key: str | None = None,
     ) -> None:
@@ -94,7 +98,10 @@ class SGLangServerEngine:
             raise ValueError("SGLangServerEngine: use several URLs or dp_size > 1, not both")
         if max_retries < 0:
             raise ValueError(f"SGLangServerEngine.max_retries: must be >= 0, got {max_retries}")
+        if stop_mode not in STOP_MODES:
+            raise ValueError(f"SGLangServerEngine.stop_mode: must be one of {STOP_MODES}, got {stop_mode!r}")
         self.dp_size = dp_size
+        self.stop_mode = stop_mode
         self.router = ReplicaRouter(max(len(self.urls), dp_size), routing)
         self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self.timeout_s = timeout_s
@@ -126,6 +133,7 @@ class SGLangServerEngine:
             self.remote_tokenizer = self._probe_remote_tokenizer()
             if not self.remote_tokenizer:
                 log.warning("SGLangServerEngine: no tokenizer for %s; text mode (token_ids=False)", self.urls[0])
+        self.stop_tokens = StopTokens(self.tokenizer) if self.tokenizer is not None else None
         has_tok = self.tokenizer is not None or self.remote_tokenizer
         max_ctx = int(info.get("max_context") or 32768)
         self.info = EngineInfo(name="sglang_http", model=str(self.model), token_ids=has_tok,
@@ -208,6 +216,9 @@ class SGLangServerEngine:
             pos += n
         return out
 
+    def _stop_tokens(self) -> StopTokens | None:
+        return self.stop_tokens if (self.stop_mode == "tokens" and not self.ignore_eos) else None
+
     def _target(self, replica: int | None) -> tuple[str, int | None]:
         """(base URL, routed_dp_rank) of a replica."""
         if replica is None:
@@ -221,7 +232,7 @@ class SGLangServerEngine:
 
         url, dp_rank = self._target(replica)
         body: dict[str, Any] = {
-            "sampling_params": sampling_params(req, i, ignore_eos=self.ignore_eos),
+            "sampling_params": sampling_params(req, i, ignore_eos=self.ignore_eos, stop_tokens=self._stop_tokens()),
             "return_logprob": bool(req.logprobs or req.top_logprobs),
             "stream": False,
         }

@@ -11,6 +11,8 @@ How requests map onto SGLang (0.5.x):
 * sample ``i`` gets ``sampling_seed`` derived from ``(seed, i)``; SGLang honours it only with
   ``deterministic=True`` (server arg ``enable_deterministic_inference``, which also forces the
   pytorch sampler), otherwise sampling is not reproducible;
+* stop strings go to SGLang as ``stop_token_ids`` (``stop_mode="tokens"``, the default; see
+  :class:`~srca.engines.sglang_common.StopTokens`) or as ``stop`` strings (``"strings"``);
 * counts come from ``meta_info``: ``prompt_tokens``, ``cached_tokens``, and
   ``generated_tokens == len(output_ids)`` (SGLang's ``completion_tokens``);
 * with ``dp_size > 1`` every request of one ``GenRequest.group`` is sent to one replica with
@@ -33,7 +35,7 @@ import threading
 from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
-from .sglang_common import ReplicaRouter, apply_chat_template, new_rid, sampling_params, to_result
+from .sglang_common import STOP_MODES, ReplicaRouter, StopTokens, apply_chat_template, new_rid, sampling_params, to_result
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,10 @@ class SGLangEngine:
         load_format: e.g. ``"dummy"`` for random weights (speed work without a checkpoint).
         routing: ``"affinity"`` (default), ``"round_robin"`` or ``"sglang"`` (SGLang's own
             load balancer); only matters with ``dp_size > 1``.
-        ignore_eos: never stop at EOS (benchmarks on dummy weights).
+        ignore_eos: never stop at EOS (benchmarks on dummy weights); SGLang then also ignores
+            ``stop_token_ids``, so stop strings are sent as strings.
+        stop_mode: ``"tokens"`` (stop strings as ``stop_token_ids``, no per-step detokenizing
+            in the scheduler) or ``"strings"`` (SGLang's ``stop``). Same results either way.
         deterministic: honour per-request seeds (``enable_deterministic_inference``).
         tokenizer: tokenizer folder/name if not the model's.
         **server_args: passed to ``sglang.Engine`` unchanged (e.g. ``disable_cuda_graph=True``,
@@ -78,6 +83,7 @@ class SGLangEngine:
         load_format: str | None = None,
         routing: str = "affinity",
         ignore_eos: bool = False,
+        stop_mode: str = "tokens",
         deterministic: bool = False,
         tokenizer: str | None = None,
         log_level: str = "error",
@@ -85,6 +91,8 @@ class SGLangEngine:
     ) -> None:
         if tp_size < 1 or dp_size < 1:
             raise ValueError(f"SGLangEngine: tp_size and dp_size must be >= 1, got {tp_size}, {dp_size}")
+        if stop_mode not in STOP_MODES:
+            raise ValueError(f"SGLangEngine.stop_mode: must be one of {STOP_MODES}, got {stop_mode!r}")
         self.router = ReplicaRouter(dp_size, routing)
         self.ignore_eos = ignore_eos
         self.dp_size = dp_size
@@ -95,6 +103,10 @@ class SGLangEngine:
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or model_path)
+        self.stop_mode = stop_mode
+        self.stop_tokens = StopTokens(self.tokenizer)
+        if stop_mode == "tokens":
+            self.stop_tokens.texts()  # decode the vocabulary now, not in the first solve
         kwargs: dict[str, Any] = dict(model_path=model_path, tp_size=tp_size, dp_size=dp_size,
                                       disable_radix_cache=not radix_cache, log_level=log_level)
         if attention_backend is not None:
@@ -131,6 +143,9 @@ class SGLangEngine:
         return apply_chat_template(self.tokenizer, messages)
 
     # -- generation -------------------------------------------------------------------------
+    def _stop_tokens(self) -> StopTokens | None:
+        return self.stop_tokens if (self.stop_mode == "tokens" and not self.ignore_eos) else None
+
     def stats(self) -> dict[str, Any]:
         """Per-replica counters: samples sent/finished/in flight, groups held, token counts."""
         return self.router.stats()
@@ -163,7 +178,7 @@ class SGLangEngine:
         for k, i in slots:
             req = requests[k]
             ids.append(list(req.input_ids) if req.input_ids is not None else self.encode(req.prompt or ""))
-            params.append(sampling_params(req, i, ignore_eos=self.ignore_eos))
+            params.append(sampling_params(req, i, ignore_eos=self.ignore_eos, stop_tokens=self._stop_tokens()))
             want_lp.append(bool(req.logprobs or req.top_logprobs))
             top_n.append(int(req.top_logprobs))
             rids.append(new_rid())

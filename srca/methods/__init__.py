@@ -16,11 +16,12 @@ class Method:
     run: Callable[[SearchContext], Awaitable[None]]
     decision: str | None = None  # fixed decision rule; None: SearchConfig.decision
     summary: str = ""
+    scores: bool = True  # calls the scorer (False: token logprobs are not asked of the engine)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("cot", run_cot, "best_score", "one greedy chain of thought"),
-    Method("majority", run_majority, "majority", "self-consistency: n samples, majority vote"),
+    Method("cot", run_cot, "best_score", "one greedy chain of thought", scores=False),
+    Method("majority", run_majority, "majority", "self-consistency: n samples, majority vote", scores=False),
     Method("best_of_n", run_best_of_n, None, "n samples, the scorer picks"),
     Method("beam", run_beam, None, "step-level beam search with the scorer"),
     Method("dvts", run_dvts, None, "diverse verifier tree search: beam_width independent subtrees"),

@@ -74,7 +74,7 @@ class Node:
 
 class SearchContext:
     def __init__(self, problem: str, config: SearchConfig, engine: Engine, scorer: Scorer,
-                 on_event: EventSink | None = None) -> None:
+                 on_event: EventSink | None = None, want_logprobs: bool = True) -> None:
         from .. import prompts  # srca.prompts
 
         self.problem = problem
@@ -82,6 +82,9 @@ class SearchContext:
         self.engine = engine
         self.scorer = scorer
         self.on_event = on_event
+        # token logprobs only when something reads them (the self-confidence scorer does; a PRM
+        # and plain voting do not): less for the engine to compute and send back
+        self.want_logprobs = want_logprobs
         self.usage = Usage()
         self.solve_id = uuid.uuid4().hex
         self.t0 = time.monotonic()
@@ -104,6 +107,7 @@ class SearchContext:
     def request(self, node: Node, suffix: str = "", suffix_ids: Sequence[int] = (), **params: Any) -> GenRequest:
         """A request continuing ``node``'s path (plus an optional suffix such as the cue)."""
         params.setdefault("group", self.solve_id)
+        params.setdefault("logprobs", self.want_logprobs)
         if self.token_mode:
             ids = self.prompt_ids + [t for n in node.chain() for t in n.ids] + list(suffix_ids)
             return GenRequest(input_ids=ids, **params)

@@ -18,13 +18,14 @@ async def run_cot_decoding(ctx: SearchContext) -> None:
                          f"({ctx.engine.info.name} does not)")
     c = ctx.config
     k = c.n
-    (first,) = await ctx.generate([ctx.request(ctx.root, max_new_tokens=1, temperature=0.0, top_logprobs=k)])
+    (first,) = await ctx.generate([ctx.request(ctx.root, max_new_tokens=1, temperature=0.0, top_logprobs=k,
+                                                  logprobs=True)])
     alts = first[0].top_logprobs[0] if first[0].top_logprobs else []
     alts = sorted(alts, key=lambda t: -t[1])[:k]
     if not alts:
         alts = [(first[0].token_ids[0], first[0].logprobs[0] if first[0].logprobs else 0.0)]
     reqs = [ctx.request(ctx.root, suffix_ids=[tok], max_new_tokens=max(1, c.max_new_tokens - 1), temperature=0.0,
-                        top_logprobs=2, top_logprobs_steps=c.max_new_tokens) for tok, _ in alts]
+                        top_logprobs=2, top_logprobs_steps=c.max_new_tokens, logprobs=True) for tok, _ in alts]
     results = await ctx.generate(reqs)
     nodes = []
     for (tok, lp), (r,) in zip(alts, results):

@@ -1,0 +1,85 @@
+#!/bin/bash
+# One GPU session's work, in steps that can run in the background while parts are still being
+# sent (see ../shared/gpu/README.md for staging SGLang and the model parts). Each step runs from
+# a private copy of the checkout (/tmp/srca-run), so the tree the device tool re-sends on every
+# call never changes under a running job, and writes logs and JSON to /tmp/srca-out.
+#
+#   bash benchmarks/gpu_session.sh start STEP [ARGS]   # STEP in the background (setsid), returns
+#   bash benchmarks/gpu_session.sh STEP [ARGS]         # STEP in the foreground
+#
+# Steps:
+#   fanout            engine_fanout.py --suite ratios on GPU 0 (dummy 1B weights, 64 problems),
+#                     then --suite dp over every GPU (dp=2 and, with 4 GPUs, dp=4; 128 problems)
+#   model             join and convert the Qwen2.5-Coder-1.5B parts in /tmp/mparts -> /tmp/q15hf
+#   tests [GPU]       GPU tests with the real model on one GPU (default: the last)
+#   eval JOBS [MEM]   benchmarks/gpu_eval.py over all 500 MATH-500 problems, dp = every GPU
+#                     but the one named by $TEST_GPU (if set), resumable in /tmp/srca-out/evals
+#   status            what ran, what runs, tails of the logs
+set -uo pipefail
+SRC="$(cd "$(dirname "$0")/.." && pwd)"
+RUN=/tmp/srca-run
+OUTD=/tmp/srca-out
+mkdir -p "$OUTD"
+export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+PY=python3
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+
+if [ "${1:-}" = start ]; then
+  shift
+  setsid nohup bash "$0" "$@" > "$OUTD/$1.log" 2>&1 < /dev/null &
+  echo "started $1 in the background (pid $!), log $OUTD/$1.log"
+  exit 0
+fi
+
+copy() {  # a private copy of the checkout, installed once (editable: srca.prompts etc. map there)
+  if [ ! -f "$RUN/.ready" ]; then
+    rm -rf "$RUN" && mkdir -p "$RUN" && (cd "$SRC" && tar --exclude=./.sglang-bundle --exclude=./.model-parts \
+      --exclude=./.git -cf - .) | (cd "$RUN" && tar -xf -)
+    (cd "$RUN" && $PY -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1) && touch "$RUN/.ready"
+  fi
+  if [ -f "$SRC/.gpu-data/math500.jsonl" ]; then mkdir -p /tmp/data && cp "$SRC/.gpu-data/math500.jsonl" /tmp/data/; fi
+  cd "$RUN"
+}
+
+step=${1:-status}
+shift || true
+echo "== $step $* ($(date -u +%H:%M:%S), $NGPU GPUs)"
+t0=$(date +%s)
+case "$step" in
+  fanout)
+    copy
+    CUDA_VISIBLE_DEVICES=0 $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite ratios \
+      --out "$OUTD/engine_fanout_ratios.json"
+    DPS=2; [ "$NGPU" -ge 4 ] && DPS=2,4
+    [ "$NGPU" -ge 2 ] && $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite dp --dp "$DPS" \
+      --problems 128 --out "$OUTD/engine_fanout_dp.json"
+    ;;
+  model)
+    [ -f /tmp/q15hf/config.json ] || $PY /tmp/mparts/convert_gguf.py /tmp/mparts /tmp/q15hf
+    ;;
+  tests)
+    copy
+    GPU=${1:-$((NGPU - 1))}
+    CUDA_VISIBLE_DEVICES=$GPU SRCA_SGLANG_MODEL=/tmp/q15hf timeout 900 $PY -m pytest -q -rs -p no:cacheprovider \
+      -o addopts="" tests/test_sglang_gpu.py tests/test_engine_contract_sglang.py 2>&1 | tee "$OUTD/gpu_tests.txt"
+    ;;
+  eval)
+    copy
+    JOBS=$1; MEM=${2:-0.85}
+    GPUS=$(seq -s, 0 $((NGPU - 1)))
+    if [ -n "${TEST_GPU:-}" ]; then GPUS=$(seq 0 $((NGPU - 1)) | grep -vx "$TEST_GPU" | paste -sd,); fi
+    DP=$(echo "$GPUS" | tr ',' '\n' | wc -l)
+    CUDA_VISIBLE_DEVICES=$GPUS $PY benchmarks/gpu_eval.py --model /tmp/q15hf --data /tmp/data/math500.jsonl \
+      --out-dir "$OUTD/evals" --jobs "$JOBS" --dp "$DP" --mem "$MEM" --concurrency $((256 * DP)) --budget-s 100000
+    ;;
+  status)
+    ps -eo pid,etimes,args | grep -E "engine_fanout|gpu_eval|pytest" | grep -v grep
+    for f in "$OUTD"/*.log; do echo "--- $f"; tail -n 8 "$f"; done
+    ls -la "$OUTD" "$OUTD/evals" 2>/dev/null
+    nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader
+    ;;
+  *) echo "unknown step $step"; exit 2 ;;
+esac
+rc=$?
+echo "== $step done rc=$rc in $(( $(date +%s) - t0 )) s"
+exit $rc
