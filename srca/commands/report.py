@@ -18,13 +18,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def load(files: list[str]) -> list[dict]:
-    """Records of every file; with several files each record is tagged with its file's stem."""
+    """Records of every file. Files that hold different method x n cells are one study and
+    merge (one line per method over its n in the plot); when two files hold the same cell,
+    each record is tagged with its file's stem so the runs stay apart."""
     from ..eval import ResultsError, read_records
 
-    records: list[dict] = []
+    per_file: list[list[dict]] = []
     stems = [Path(f).stem for f in files]
-    tag = len(files) > 1
-    for f, stem in zip(files, stems):
+    for f in files:
         if not Path(f).is_file():
             raise UsageError(f"no such file: {f}")
         try:
@@ -35,7 +36,13 @@ def load(files: list[str]) -> list[dict]:
             for k in ("unique_id", "method", "n", "correct", "usage"):
                 if k not in r:
                     raise UsageError(f"{f}: a line lacks field {k!r}; is it an 'srca eval' results file?")
-            if tag:
+        per_file.append(recs)
+    cells = [{(r["method"], int(r["n"])) for r in recs} for recs in per_file]
+    overlap = any(cells[i] & cells[j] for i in range(len(cells)) for j in range(i + 1, len(cells)))
+    records: list[dict] = []
+    for f, stem, recs in zip(files, stems, per_file):
+        if overlap:
+            for r in recs:
                 r["_run"] = stem if stems.count(stem) == 1 else f
         records.extend(recs)
     return records
