@@ -72,6 +72,27 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="local engine device (cpu, cuda)")
     g.add_argument("--tp-size", type=int, default=None, help="sglang tensor parallel size")
     g.add_argument("--dp-size", type=int, default=None, help="sglang data parallel size")
+    g.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other engine constructor option, repeatable; VALUE is read as JSON when it parses "
+                        "(true, 0.8, 4), else as a string. E.g. radix_cache=false, mem_fraction_static=0.8, "
+                        "attention_backend=fa3, sampling_backend=flashinfer, stop_mode=strings, timeout_s=60")
+
+
+def engine_options(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as constructor options (VALUE as JSON when it parses)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--engine-option: expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
 
 
 def engine_from_args(args: argparse.Namespace) -> Any:
@@ -99,6 +120,11 @@ def engine_from_args(args: argparse.Namespace) -> Any:
         opts["url" if args.engine == "http" else "base_url"] = args.engine_url
         if args.model:
             opts["model"] = args.model
+    extra = engine_options(getattr(args, "engine_option", []) or [])
+    clash = sorted(set(extra) & set(opts))
+    if clash:
+        raise UsageError(f"--engine-option: {clash[0]} has its own flag or is already set")
+    opts.update(extra)
     try:
         return make_engine(args.engine, **opts)
     except (ValueError, TypeError, FileNotFoundError) as e:
