@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/gpu_sglang.sh            # tests + benchmark (about 8 minutes)
 #   bash benchmarks/gpu_sglang.sh tests      # only the GPU tests (about 4 minutes)
-#   bash benchmarks/gpu_sglang.sh bench      # only benchmarks/engine_fanout.py (about 4 minutes)
+#   bash benchmarks/gpu_sglang.sh bench      # only benchmarks/engine_fanout.py (about 5 minutes, 9 with dp)
 #
 # Model: dummy Llama-3.2-1B-shaped weights at /tmp/sglmodel; when /tmp/q15hf (real
 # Qwen2.5-Coder-1.5B) is staged the contract suite uses it and runs every test.
@@ -44,9 +44,15 @@ fi
 
 if [ "$STAGE" = all ] || [ "$STAGE" = bench ]; then
   t0=$(date +%s)
-  timeout 420 $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --dp "$DP" 2>&1 | tee "$OUT/engine_fanout.log"
+  CUDA_VISIBLE_DEVICES=0 timeout 420 $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite ratios \
+    --out "$OUT/engine_fanout_ratios.json" 2>&1 | tee "$OUT/engine_fanout_ratios.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
-  cp benchmarks/results/engine_fanout.json "$OUT/" 2>/dev/null || true
+  if [ "$DP" -gt 1 ]; then
+    DPS=2; [ "$NGPU" -ge 4 ] && DPS=2,4
+    timeout 420 $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite dp --dp "$DPS" --problems 128 \
+      --out "$OUT/engine_fanout_dp.json" 2>&1 | tee "$OUT/engine_fanout_dp.txt"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+  fi
   echo "== bench: $(( $(date +%s) - t0 )) s"
 fi
 echo "== done rc=$rc"
