@@ -134,6 +134,8 @@ class SGLangServerEngine:
             if not self.remote_tokenizer:
                 log.warning("SGLangServerEngine: no tokenizer for %s; text mode (token_ids=False)", self.urls[0])
         self.stop_tokens = StopTokens(self.tokenizer) if self.tokenizer is not None else None
+        if self.stop_tokens is not None and stop_mode == "tokens":
+            self.stop_tokens.texts()  # decode the vocabulary now, not in the first solve
         has_tok = self.tokenizer is not None or self.remote_tokenizer
         max_ctx = int(info.get("max_context") or 32768)
         self.info = EngineInfo(name="sglang_http", model=str(self.model), token_ids=has_tok,
