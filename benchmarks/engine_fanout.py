@@ -18,12 +18,15 @@ extras (logprobs, stop strings), the controller with stop strings and with stop 
 SGLang's pytorch sampler (as ``fanout.py``) and its flashinfer sampler, and radix on/off.
 ``--suite dp --dp 2,4``: dp=1 and each dp=N engine, the reference unpinned (SGLang's round robin)
 and pinned per problem, the controller with ``routing="sglang"`` (round robin) and
-``routing="affinity"`` (each solve on one replica).
+``routing="affinity"`` (each solve on one replica). ``--suite http --dp 2,4``: dp=1 in process,
+then N single-GPU ``sglang.launch_server`` processes (each with its own tokenizer manager) behind
+:class:`SGLangServerEngine`, round robin and affinity across the URLs.
 Writes JSON (``--out``) and prints a table with the ratios controller/reference (wall time),
 the speed-up over dp=1, and the share of prompt tokens served from the cache.
 
     python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite ratios
     python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite dp --dp 2,4 --problems 128
+    python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite http --dp 2,4 --problems 128
 """
 from __future__ import annotations
 
@@ -137,12 +140,69 @@ def controller(eng, a) -> dict:
     return dict(wall_s=round(wall, 3), **u)
 
 
+def _servers(a, spec: dict):
+    """``spec["dp"]`` single-GPU SGLang servers (one per GPU, each with its own tokenizer
+    manager) and an :class:`SGLangServerEngine` over all of them; returns (engine, stop)."""
+    import signal
+    import urllib.request
+
+    from srca.engines.sglang_http import SGLangServerEngine
+
+    procs, urls = [], []
+    for gpu in range(spec["dp"]):
+        port = 31000 + gpu
+        cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", a.model, "--load-format", "dummy",
+               "--port", str(port), "--host", "127.0.0.1", "--base-gpu-id", str(gpu), "--attention-backend", "triton",
+               "--sampling-backend", spec["sampler"], "--grammar-backend", "none", "--mem-fraction-static", str(a.mem),
+               "--log-level", "error"]
+        if not a.cuda_graph:
+            cmd.append("--disable-cuda-graph")
+        if not spec["radix"]:
+            cmd.append("--disable-radix-cache")
+        procs.append(subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL))
+        urls.append(f"http://127.0.0.1:{port}")
+
+    def stop():
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+    deadline = time.time() + 600
+    for p, url in zip(procs, urls):
+        while True:
+            if p.poll() is not None:
+                stop()
+                raise RuntimeError(f"sglang.launch_server for {url} exited with {p.returncode}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                stop()
+                raise RuntimeError(f"{url} not healthy after 600 s")
+            time.sleep(1)
+    return SGLangServerEngine(urls, max_connections=4096), stop
+
+
 def child(a, spec: dict) -> None:
     from srca.engines.base import GenRequest
     from srca.engines.sglang_common import ReplicaRouter
 
     t0 = time.time()
-    eng = _engine(a, spec)
+    stop_servers = None
+    if spec.get("http"):
+        eng, stop_servers = _servers(a, spec)
+    else:
+        eng = _engine(a, spec)
     start_s = time.time() - t0
     # warm-up: kernels compile on first use (not timed)
     asyncio.run(eng.generate([GenRequest(input_ids=list(range(1000, 1032)), max_new_tokens=4, n=2, temperature=0.8)]))
@@ -166,13 +226,15 @@ def child(a, spec: dict) -> None:
             res = controller(eng, a)
         res.update(name=run["name"], kind=run["kind"], dp=spec["dp"], radix=spec["radix"], sampler=spec["sampler"],
                    stop_mode=eng.stop_mode if run["kind"] == "controller" else None, extra=run.get("extra", ""),
-                   engine_start_s=round(start_s, 1),
+                   http=bool(spec.get("http")), engine_start_s=round(start_s, 1),
                    cached_share=round(res["cached_tokens"] / max(1, res["prompt_tokens"]), 4),
                    gen_tok_per_s=round(res["generated_tokens"] / max(1e-9, res["wall_s"]), 1))
         if run["kind"] == "controller":
             res["replicas"] = eng.stats()["replicas"]
         print("RESULT " + json.dumps(res), flush=True)
     asyncio.run(eng.close())
+    if stop_servers is not None:
+        stop_servers()
 
 
 # -- parent: run the children, gather, print ---------------------------------------------------
@@ -180,7 +242,8 @@ def child(a, spec: dict) -> None:
 def specs(a) -> list[dict]:
     """``--suite ratios``: the controller against the reference on one GPU, with SGLang's pytorch
     sampler (as ``fanout.py``) and its flashinfer sampler, and with the radix cache off.
-    ``--suite dp``: dp=1 and each dp=N of ``--dp``, round robin and per-solve affinity."""
+    ``--suite dp``: dp=1 and each dp=N of ``--dp``, round robin and per-solve affinity.
+    ``--suite http``: dp=1 in process, then N single-GPU servers behind the HTTP engine."""
     ctl = lambda name, **kw: dict(name=name, kind="controller", **kw)  # noqa: E731
     ref = lambda name, **kw: dict(name=name, kind="reference", **kw)  # noqa: E731
     if a.suite == "ratios":
@@ -196,6 +259,12 @@ def specs(a) -> list[dict]:
                 ref("reference radix=off"), ctl("controller radix=off", stop_mode="tokens")]),
         ]
     out = [dict(dp=1, radix=True, sampler=a.sampler, runs=[ref("reference"), ctl("controller", stop_mode="tokens")])]
+    if a.suite == "http":  # one server per GPU, the HTTP engine spreading solves over them
+        for n in a.dp:
+            out.append(dict(dp=n, radix=True, sampler=a.sampler, http=True, runs=[
+                ctl("controller http round-robin", routing="round_robin", stop_mode="tokens"),
+                ctl("controller http affinity", routing="affinity", stop_mode="tokens")]))
+        return out
     for n in a.dp:
         out.append(dict(dp=n, radix=True, sampler=a.sampler, runs=[
             ref("reference round-robin", pin=False), ref("reference pinned", pin=True),
@@ -243,7 +312,7 @@ def main() -> None:
     ap.add_argument("--probe-tokens", type=int, default=8)
     ap.add_argument("--mem", type=float, default=0.6)
     ap.add_argument("--cuda-graph", action="store_true")
-    ap.add_argument("--suite", choices=["ratios", "dp"], default="ratios")
+    ap.add_argument("--suite", choices=["ratios", "dp", "http"], default="ratios")
     ap.add_argument("--dp", type=lambda v: [int(x) for x in v.split(",")], default=[2],
                     help="replica counts for --suite dp, e.g. 2,4")
     ap.add_argument("--sampler", default="flashinfer", help="SGLang sampling backend for --suite dp")

@@ -9,7 +9,8 @@
 #
 # Steps:
 #   fanout            engine_fanout.py --suite ratios on GPU 0 (dummy 1B weights, 64 problems),
-#                     then --suite dp over every GPU (dp=2 and, with 4 GPUs, dp=4; 128 problems)
+#                     then --suite dp over every GPU (dp=2 and, with 4 GPUs, dp=4; 128 problems), then
+#                     --suite http (one SGLang server per GPU behind the HTTP engine)
 #   model             join and convert the Qwen2.5-Coder-1.5B parts in /tmp/mparts -> /tmp/q15hf
 #   tests [GPU]       GPU tests with the real model on one GPU (default: the last)
 #   eval JOBS [MEM]   benchmarks/gpu_eval.py over all 500 MATH-500 problems, one replica per GPU
@@ -54,6 +55,8 @@ case "$step" in
     DPS=2; [ "$NGPU" -ge 4 ] && DPS=2,4
     [ "$NGPU" -ge 2 ] && $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite dp --dp "$DPS" \
       --problems 128 --out "$OUTD/engine_fanout_dp.json"
+    [ "$NGPU" -ge 2 ] && $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite http --dp "$DPS" \
+      --problems 128 --out "$OUTD/engine_fanout_http.json"
     ;;
   model)
     [ -f /tmp/q15hf/config.json ] || $PY /tmp/mparts/convert_gguf.py /tmp/mparts /tmp/q15hf

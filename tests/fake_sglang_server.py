@@ -48,6 +48,7 @@ class State:
     bodies: list = field(default_factory=list)
     completions: list = field(default_factory=list)
     aborted: list = field(default_factory=list)
+    flushes: int = 0
     started_slow: list = field(default_factory=list)
     trie: dict = field(default_factory=dict)
     events: dict = field(default_factory=dict)
@@ -218,6 +219,13 @@ def make_app(state: State):
                     meta["output_top_logprobs"] = [[[-0.1, t, None], [-2.5, t + 1, None]][:k] for t in r["ids"]]
             outs.append({"text": r["text"], "output_ids": r["ids"], "meta_info": meta})
         return JSONResponse(outs[0] if single else outs)
+
+    @app.post("/flush_cache")
+    async def flush_cache():
+        """Empties the prefix trie (SGLang refuses while requests run; the fake never does)."""
+        state.trie.clear()
+        state.flushes += 1
+        return Response(status_code=200)
 
     @app.post("/abort_request")
     async def abort_request(request: Request):

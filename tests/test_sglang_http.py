@@ -129,6 +129,11 @@ async def test_affinity_over_two_servers():
         st = eng.stats()
         assert [r["requests"] for r in st["replicas"]] == [8, 8]
         assert all(r["requests_in_flight"] == 0 and r["tokens_in_flight"] == 0 for r in st["replicas"])
+        # flush_cache empties every server's prefix cache: the same prompt is prefilled again
+        [[before]] = await eng.generate([GenRequest(prompt="p0-x", group="g0", max_new_tokens=4)])
+        assert await eng.flush_cache() and (s1.flushes, s2.flushes) == (1, 1)
+        [[after]] = await eng.generate([GenRequest(prompt="p0-x", group="g0", max_new_tokens=4)])
+        assert before.cached_tokens == before.prompt_tokens and after.cached_tokens == 0
         await eng.close()
 
 

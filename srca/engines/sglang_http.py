@@ -300,6 +300,16 @@ class SGLangServerEngine:
         finally:
             self.router.done(replica, 1, tokens, result)
 
+    async def flush_cache(self) -> bool:
+        """Empty every server's prefix cache (``/flush_cache``; between benchmark runs). True
+        when all of them did (SGLang refuses while requests run)."""
+        client = self._http.get()
+        ok = True
+        for url in self.urls:
+            resp = await client.post(url + "/flush_cache")
+            ok = ok and resp.status_code == 200
+        return ok
+
     def _backoff(self, attempt: int, resp: Any) -> float:
         if resp is not None:
             ra = resp.headers.get("retry-after")
