@@ -1,8 +1,7 @@
 """Scorers: rate the last step of each path. A registry maps names to factories.
 
 ``self_confidence`` is the PRM-free default: it reads the policy's own token log-probabilities,
-so it costs no extra model call. ``consensus`` (also PRM-free) scores agreement between the
-answers of the paths scored together. A process reward model (``prm``, :mod:`srca.scorers_prm`)
+so it costs no extra model call. A process reward model (``prm``, :mod:`srca.scorers_prm`)
 implements the same protocol. Path scores are aggregated from step scores by the controller
 (``SearchConfig.aggregation``: last, min, prod or mean).
 """
@@ -73,38 +72,6 @@ class SelfConfidenceScorer:
         return out
 
 
-class ConsensusScorer:
-    """PRM-free score from agreement: among the ``m`` paths scored together (one solve's
-    candidates at one step), the number ``k`` whose answer (checkpoint, or final) is equivalent
-    to this path's, this one included, plus its self-confidence ``c`` in [0, 1]
-    (:class:`SelfConfidenceScorer`) as the tie-break: ``(k + c) / (m + 1)``. More agreement
-    always wins; equal agreement goes to the more confident path. A path without an answer
-    counts as a group of one. The vote of self-consistency, applied at every step instead of
-    only at the end; no model call. Unmeasured on MATH-500 so far (the measured default is
-    ``self_confidence``).
-    """
-
-    name = "consensus"
-    uses_logprobs = True
-
-    def __init__(self, **_: Any) -> None:
-        self._conf = SelfConfidenceScorer()
-
-    async def score(self, items: Sequence[ScoreInput]) -> list[float]:
-        from .answers import cluster
-
-        if not items:
-            return []
-        conf = await self._conf.score(items)
-        labels = cluster([it.answer for it in items])
-        size: dict[int, int] = {}
-        for g in labels:
-            if g >= 0:
-                size[g] = size.get(g, 0) + 1
-        m = len(items)
-        return [((size[g] if g >= 0 else 1) + min(max(c, 0.0), 1.0)) / (m + 1) for g, c in zip(labels, conf)]
-
-
 def aggregate(step_scores: Sequence[float], how: str) -> float:
     """Path score from its step scores."""
     if not step_scores:
@@ -129,7 +96,6 @@ def _lazy(module: str, cls: str) -> Callable[..., Scorer]:
 
 SCORERS: dict[str, Callable[..., Scorer]] = {
     "self_confidence": SelfConfidenceScorer,
-    "consensus": ConsensusScorer,
     "prm": _lazy("srca.scorers_prm", "PRMScorer"),
 }
 

@@ -47,7 +47,6 @@ def test_plan_orders_jobs_and_runs_cot_once(problems):
 def test_variants_map_to_config_fields():
     assert config_for("srca-noacs", 4).acs is False and config_for("srca-noacs", 4).method == "srca"
     assert config_for("srca-nocca", 4).cca is False
-    assert config_for("srca-consensus", 4).scorer == "consensus" and config_for("beam-consensus", 4).method == "beam"
     c = config_for("majority", 8, SearchConfig(temperature=0.5), seed=3)
     assert (c.method, c.n, c.temperature, c.seed) == ("majority", 8, 0.5, 3)
     assert config_for("cot", 8).n == 1

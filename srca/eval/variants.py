@@ -16,8 +16,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "srca-vote": {"method": "srca", "decision": "weighted_vote"},  # score-weighted vote over the pool
     "srca-min": {"method": "srca", "aggregation": "min"},
     "srca-prod": {"method": "srca", "aggregation": "prod"},
-    "srca-consensus": {"method": "srca", "scorer": "consensus"},  # agreement between paths, not confidence
-    "beam-consensus": {"method": "beam", "scorer": "consensus"},
 }
 
 # methods whose budget ignores ``n`` (one greedy path): evaluated once, recorded with n = 1
