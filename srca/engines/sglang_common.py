@@ -47,7 +47,7 @@ def sampling_params(req: GenRequest, i: int, *, ignore_eos: bool = False,
     ``no_stop_trim`` keeps the matched stop string in ``text`` (SGLang trims it by default);
     :func:`to_result` then cuts the text right after it, as the Engine contract asks.
     With ``stop_tokens``, the stop strings go as ``stop_token_ids`` instead (see
-    :class:`StopTokens`).
+    :class:`StopTokens`), except with ``ignore_eos``: SGLang then skips token stops too.
     """
     p: dict[str, Any] = {
         "max_new_tokens": req.max_new_tokens,
@@ -57,7 +57,7 @@ def sampling_params(req: GenRequest, i: int, *, ignore_eos: bool = False,
         "no_stop_trim": True,
     }
     if req.stop:
-        if stop_tokens is not None:
+        if stop_tokens is not None and not ignore_eos:
             ids = stop_tokens.ids(req.stop)
             if ids:
                 p["stop_token_ids"] = ids

@@ -218,9 +218,6 @@ class SGLangServerEngine:
             pos += n
         return out
 
-    def _stop_tokens(self) -> StopTokens | None:
-        return self.stop_tokens if (self.stop_mode == "tokens" and not self.ignore_eos) else None
-
     def _target(self, replica: int | None) -> tuple[str, int | None]:
         """(base URL, routed_dp_rank) of a replica."""
         if replica is None:
@@ -234,7 +231,8 @@ class SGLangServerEngine:
 
         url, dp_rank = self._target(replica)
         body: dict[str, Any] = {
-            "sampling_params": sampling_params(req, i, ignore_eos=self.ignore_eos, stop_tokens=self._stop_tokens()),
+            "sampling_params": sampling_params(req, i, ignore_eos=self.ignore_eos,
+                                               stop_tokens=self.stop_tokens if self.stop_mode == "tokens" else None),
             "return_logprob": bool(req.logprobs or req.top_logprobs),
             "stream": False,
         }

@@ -143,9 +143,6 @@ class SGLangEngine:
         return apply_chat_template(self.tokenizer, messages)
 
     # -- generation -------------------------------------------------------------------------
-    def _stop_tokens(self) -> StopTokens | None:
-        return self.stop_tokens if (self.stop_mode == "tokens" and not self.ignore_eos) else None
-
     def stats(self) -> dict[str, Any]:
         """Per-replica counters: samples sent/finished/in flight, groups held, token counts."""
         return self.router.stats()
@@ -178,7 +175,8 @@ class SGLangEngine:
         for k, i in slots:
             req = requests[k]
             ids.append(list(req.input_ids) if req.input_ids is not None else self.encode(req.prompt or ""))
-            params.append(sampling_params(req, i, ignore_eos=self.ignore_eos, stop_tokens=self._stop_tokens()))
+            params.append(sampling_params(req, i, ignore_eos=self.ignore_eos,
+                                          stop_tokens=self.stop_tokens if self.stop_mode == "tokens" else None))
             want_lp.append(bool(req.logprobs or req.top_logprobs))
             top_n.append(int(req.top_logprobs))
             rids.append(new_rid())
