@@ -19,8 +19,9 @@ SGLang's pytorch sampler (as ``fanout.py``) and its flashinfer sampler, and radi
 ``--suite dp --dp 2,4``: dp=1 and each dp=N engine, the reference unpinned (SGLang's round robin)
 and pinned per problem, the controller with ``routing="sglang"`` (round robin) and
 ``routing="affinity"`` (each solve on one replica). ``--suite http --dp 1,2,4``: dp=1 in process,
-then N single-GPU ``sglang.launch_server`` processes (each with its own tokenizer manager) behind
-:class:`SGLangServerEngine`, round robin and affinity across the URLs.
+then max(N) single-GPU ``sglang.launch_server`` processes (each with its own tokenizer manager,
+started once) behind :class:`SGLangServerEngine`, each N on the first N of them, round robin
+and affinity across the URLs.
 Writes JSON (``--out``) and prints a table with the ratios controller/reference (wall time),
 the speed-up over dp=1, and the share of prompt tokens served from the cache.
 
@@ -213,9 +214,15 @@ def child(a, spec: dict) -> None:
         eng.stop_mode = mode
         Solver(engine=eng, config=SearchConfig(method="srca", n=2, beam_width=1, expand=2, max_steps=1, max_step_tokens=8,
                                                probe_max_tokens=4, step_delimiter=NEVER, max_new_tokens=8)).solve("2+2?")
+    all_urls = list(getattr(eng, "urls", []))
     for run in spec["runs"]:
+        dp = run.get("dp", spec["dp"])
+        if spec.get("http"):  # the servers started once; this run uses the first dp of them
+            eng.urls = all_urls[:dp]
+        if spec.get("http"):
+            eng.batch = run.get("batch", True)  # False: one HTTP request per sample (diagnostic row)
         asyncio.run(eng.flush_cache())
-        eng.router = ReplicaRouter(spec["dp"], run.get("routing", "affinity"))
+        eng.router = ReplicaRouter(dp, run.get("routing", "affinity"))
         # stop strings as token ids only work without ignore_eos (SGLang then skips token stops);
         # dummy weights hit EOS about once per 10^5 tokens, so the shape barely moves
         eng.stop_mode = run.get("stop_mode", "strings")
@@ -224,7 +231,7 @@ def child(a, spec: dict) -> None:
             res = reference(eng, a, pin=run.get("pin", False), extra=run.get("extra", ""))
         else:
             res = controller(eng, a)
-        res.update(name=run["name"], kind=run["kind"], dp=spec["dp"], radix=spec["radix"], sampler=spec["sampler"],
+        res.update(name=run["name"], kind=run["kind"], dp=dp, radix=spec["radix"], sampler=spec["sampler"],
                    stop_mode=eng.stop_mode if run["kind"] == "controller" else None, extra=run.get("extra", ""),
                    http=bool(spec.get("http")), engine_start_s=round(start_s, 1),
                    cached_share=round(res["cached_tokens"] / max(1, res["prompt_tokens"]), 4),
@@ -259,12 +266,15 @@ def specs(a) -> list[dict]:
                 ref("reference radix=off"), ctl("controller radix=off", stop_mode="tokens")]),
         ]
     out = [dict(dp=1, radix=True, sampler=a.sampler, runs=[ref("reference"), ctl("controller", stop_mode="tokens")])]
-    if a.suite == "http":  # one server per GPU, the HTTP engine spreading solves over them
+    if a.suite == "http":  # one server per GPU, started once; each dp uses the first dp of them
+        runs = []
         for n in a.dp:
-            runs = [ctl("controller http affinity", routing="affinity", stop_mode="tokens")]
             if n > 1:
-                runs.insert(0, ctl("controller http round-robin", routing="round_robin", stop_mode="tokens"))
-            out.append(dict(dp=n, radix=True, sampler=a.sampler, http=True, runs=runs))
+                runs.append(ctl("controller http round-robin", routing="round_robin", stop_mode="tokens", dp=n))
+            runs.append(ctl("controller http affinity", routing="affinity", stop_mode="tokens", dp=n))
+        if 1 in a.dp:  # what batching per replica buys, same run: one request per sample
+            runs.insert(1, ctl("controller http per-sample", routing="affinity", stop_mode="tokens", dp=1, batch=False))
+        out.append(dict(dp=max(a.dp), radix=True, sampler=a.sampler, http=True, runs=runs))
         return out
     for n in a.dp:
         out.append(dict(dp=n, radix=True, sampler=a.sampler, runs=[

@@ -10,6 +10,20 @@ from srca.engines.base import GenRequest
 from srca.engines.sglang_http import SGLangServerEngine
 
 
+def items(bodies: list[dict]) -> list[dict]:
+    """One dict per sample from /generate bodies, single or batched (``prompt``: ids or text)."""
+    out = []
+    for b in bodies:
+        key = "input_ids" if "input_ids" in b else "text"
+        batched = isinstance(b["rid"], list)
+        prompts = b[key] if batched else [b[key]]
+        rids = b["rid"] if batched else [b["rid"]]
+        params = b["sampling_params"] if batched else [b["sampling_params"]]
+        for j, (pr, rid, sp) in enumerate(zip(prompts, rids, params)):
+            out.append(dict(prompt=pr, rid=rid, sampling_params=sp, routed_dp_rank=b.get("routed_dp_rank")))
+    return out
+
+
 def make(srv, **kw) -> SGLangServerEngine:
     kw.setdefault("backoff_s", 0.01)
     return SGLangServerEngine(srv.url, **kw)
@@ -29,10 +43,12 @@ async def test_generate_maps_meta_info(server):
         assert g.token_ids == eng.encode(g.text)
         assert g.generated_tokens == len(g.token_ids) == len(g.logprobs)
         assert g.prompt_tokens == len(ids)
-    bodies = server.state.bodies
-    assert [b["sampling_params"]["sampling_seed"] for b in bodies] != [bodies[0]["sampling_params"]["sampling_seed"]] * 2
-    assert all(b["sampling_params"]["no_stop_trim"] for b in bodies)
-    assert len({b["rid"] for b in bodies}) == 2
+    assert len(server.state.bodies) == 1  # the two samples went as one batched request
+    samples = items(server.state.bodies)
+    assert len(samples) == 2 and samples[0]["prompt"] == samples[1]["prompt"] == ids
+    assert samples[0]["sampling_params"]["sampling_seed"] != samples[1]["sampling_params"]["sampling_seed"]
+    assert all(x["sampling_params"]["no_stop_trim"] for x in samples)
+    assert len({x["rid"] for x in samples}) == 2
     # the same prefix again comes from the (fake) radix cache
     [[c]] = await eng.generate([GenRequest(input_ids=ids + a.token_ids, max_new_tokens=8)])
     assert c.cached_tokens >= len(ids) + len(a.token_ids) - 1
@@ -78,7 +94,7 @@ async def test_cancel_aborts_in_flight_requests(server):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    sent = {b["rid"] for b in server.state.bodies}
+    sent = {x["rid"] for x in items(server.state.bodies)}
     for _ in range(500):
         if set(server.state.aborted) >= sent:
             break
@@ -122,12 +138,13 @@ async def test_affinity_over_two_servers():
         reqs = [GenRequest(prompt=f"p{g}-{k}", group=f"g{g}", max_new_tokens=4) for k in range(3) for g in range(4)]
         await eng.generate(reqs)
         await eng.generate([GenRequest(prompt=f"p{g}-x", group=f"g{g}", max_new_tokens=4) for g in range(4)])
-        seen1 = {b_["text"].split("-")[0] for b_ in s1.bodies}
-        seen2 = {b_["text"].split("-")[0] for b_ in s2.bodies}
+        seen1 = {x["prompt"].split("-")[0] for x in items(s1.bodies)}
+        seen2 = {x["prompt"].split("-")[0] for x in items(s2.bodies)}
         assert seen1 and seen2 and not seen1 & seen2  # every group stayed on one server
         assert len(seen1) == len(seen2) == 2  # new groups were spread
         st = eng.stats()
         assert [r["requests"] for r in st["replicas"]] == [8, 8]
+        assert len(s1.bodies) == len(s2.bodies) == 2  # one batched request per server and call
         assert all(r["requests_in_flight"] == 0 and r["tokens_in_flight"] == 0 for r in st["replicas"])
         # flush_cache empties every server's prefix cache: the same prompt is prefilled again
         [[before]] = await eng.generate([GenRequest(prompt="p0-x", group="g0", max_new_tokens=4)])
@@ -143,8 +160,8 @@ async def test_dp_routing_on_one_server(server):
     reqs = [GenRequest(prompt=f"q{g}", group=f"g{g}", n=2, max_new_tokens=3) for g in range(4)]
     await eng.generate(reqs)
     by_group: dict[str, set] = {}
-    for b in server.state.bodies:
-        by_group.setdefault(b["text"], set()).add(b["routed_dp_rank"])
+    for x in items(server.state.bodies):
+        by_group.setdefault(x["prompt"], set()).add(x["routed_dp_rank"])
     assert all(len(v) == 1 for v in by_group.values())
     assert sorted(next(iter(v)) for v in by_group.values()) == [0, 0, 1, 1]
     assert eng.stats()["dp_rank_reported"] == {0: 4, 1: 4}
@@ -157,3 +174,36 @@ def test_usable_from_several_event_loops(server):
         [[g]] = asyncio.run(eng.generate([GenRequest(prompt="x", max_new_tokens=3)]))
         assert g.generated_tokens == 3
     asyncio.run(eng.close())
+
+
+async def test_batching_per_replica_and_per_sample_mode(server):
+    ids = [ord(c) for c in "Q?"]
+    reqs = [GenRequest(input_ids=ids, n=3, max_new_tokens=4, group="a"), GenRequest(prompt="text prompt", max_new_tokens=4)]
+    eng = make(server)
+    [[a0, a1, a2], [t]] = await eng.generate(reqs)
+    # one batch for the token-id prompts, one for the text prompt (a SGLang batch is one kind)
+    assert len(server.state.bodies) == 2 and len(server.state.bodies[0]["input_ids"]) == 3
+    assert a0.generated_tokens == a1.generated_tokens == t.generated_tokens == 4
+    server.state.bodies.clear()
+    server.state.fail_next = 1  # a busy answer retries the whole batch under fresh rids
+    await eng.generate(reqs[:1])
+    first, second = server.state.bodies
+    assert len(first["rid"]) == 3 and not set(first["rid"]) & set(second["rid"]) and eng.retries == 1
+    await eng.close()
+    server.state.bodies.clear()
+    per_sample = make(server, batch=False)
+    [[b0, b1, b2], [u]] = await per_sample.generate(reqs)
+    assert len(server.state.bodies) == 4 and all(isinstance(b["rid"], str) for b in server.state.bodies)
+    assert [g.text for g in (b0, b1, b2, u)] == [g.text for g in (a0, a1, a2, t)]
+    await per_sample.close()
+
+
+async def test_server_placed_batches_keep_one_group_each(server):
+    """routing="sglang": the server (or a router) places requests; a batch never mixes solves."""
+    server.state.dp_size = 2
+    eng = make(server, dp_size=2, routing="sglang")
+    reqs = [GenRequest(prompt=f"q{g}", group=f"g{g}", n=2, max_new_tokens=3) for g in range(3)]
+    await eng.generate(reqs)
+    assert sorted(tuple(b["text"]) for b in server.state.bodies) == [("q0", "q0"), ("q1", "q1"), ("q2", "q2")]
+    assert all("routed_dp_rank" not in b for b in server.state.bodies)
+    await eng.close()

@@ -1,12 +1,16 @@
 """SGLangServerEngine: a running SGLang server (or sglang-router) over its native ``/generate``.
 
-One HTTP request per sample (``GenRequest.n`` samples become ``n`` requests on the same
-``input_ids``), sent through one pooled ``httpx.AsyncClient``, so a router in front can place
-every sample and the server batches them all.
+The samples of one ``generate()`` call that go to one replica travel as **one batched
+``/generate``** (SGLang's list form: ``input_ids``, ``sampling_params``, ``rid`` one entry per
+sample), as the in-process engine hands them to ``async_generate``: one search phase of one solve
+is one HTTP request, not one per sample (per-sample requests made the client, not the GPU, the
+limit: see benchmarks/README.md). A router in front (sglang-router) sends a batch to one worker,
+routed on its first sequence, which is where a solve's requests belong. ``batch=False`` sends one
+request per sample instead. Requests go through one pooled ``httpx.AsyncClient`` per event loop.
 
 * **Retries**: 429, 502, 503 and 504 answers and connection failures are retried with
   exponential backoff (``backoff_s * 2**attempt``, at most 8 s, ``Retry-After`` honoured), each
-  try under a fresh ``rid``. When the server stays unreachable the error is a
+  try (of the whole batch) under fresh ``rid``s. When the server stays unreachable the error is a
   :class:`ConnectionError` naming the URL.
 * **Cancellation**: cancelling the awaiting task sends ``POST /abort_request {"rid": ...}`` for
   every request in flight (SGLang would otherwise notice the closed connection only later).
@@ -67,6 +71,8 @@ class SGLangServerEngine:
             :class:`~srca.engines.sglang_common.StopTokens`) or ``"strings"``.
         routing_header: header carrying ``GenRequest.group`` (for header-hashing routers).
         api_key: sent as ``Authorization: Bearer`` when the server needs one.
+        batch: one batched ``/generate`` per replica and ``generate()`` call (default), or one
+            request per sample (``False``: a router in front then places every sample itself).
     """
 
     def __init__(
@@ -85,6 +91,7 @@ class SGLangServerEngine:
         stop_mode: str = "tokens",
         routing_header: str | None = None,
         api_key: str | None = None,
+        batch: bool = True,
     ) -> None:
         import httpx
 
@@ -109,6 +116,7 @@ class SGLangServerEngine:
         self.limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self.ignore_eos = ignore_eos
         self.routing_header = routing_header
+        self.batch = bool(batch)
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = LoopClient(timeout=self.timeout, limits=self.limits, headers=self.headers)
         self._sync: Any = None
@@ -206,17 +214,22 @@ class SGLangServerEngine:
 
     async def generate(self, requests: Sequence[GenRequest]) -> list[list[GenResult]]:
         client = self._http.get()
-        coros, shape = [], []
-        for req in requests:
+        # Samples grouped per replica (and prompt kind: a SGLang batch is all ids or all text);
+        # each group is one batched POST, or one POST per sample when ``batch`` is off.
+        groups: dict[tuple, list[tuple[int, int]]] = {}
+        for k, req in enumerate(requests):
             replica = self.router.pick(req.group)
-            shape.append(req.n)
-            coros.extend(self._sample(client, req, i, replica) for i in range(req.n))
-        flat = await gather_or_cancel(coros)
-        out, pos = [], 0
-        for n in shape:
-            out.append(flat[pos: pos + n])
-            pos += n
-        return out
+            for i in range(req.n):
+                # placed by the server/router (replica None): one batch per solve, routed on it
+                key = ((replica, req.input_ids is not None, req.group if replica is None else None)
+                       if self.batch else (replica, k, i))
+                groups.setdefault(key, []).append((k, i))
+        calls = [self._post(client, key[0], requests, slots) for key, slots in groups.items()]
+        results: list[list[GenResult | None]] = [[None] * r.n for r in requests]
+        for slots, outs in zip(groups.values(), await gather_or_cancel(calls)):
+            for (k, i), g in zip(slots, outs):
+                results[k][i] = g
+        return results  # type: ignore[return-value]
 
     def _target(self, replica: int | None) -> tuple[str, int | None]:
         """(base URL, routed_dp_rank) of a replica."""
@@ -226,28 +239,43 @@ class SGLangServerEngine:
             return self.urls[replica], None
         return self.urls[0], (replica if self.dp_size > 1 else None)
 
-    async def _sample(self, client: Any, req: GenRequest, i: int, replica: int | None) -> GenResult:
+    def _body(self, requests: Sequence[GenRequest], slots: list[tuple[int, int]]) -> dict[str, Any]:
+        """The ``/generate`` body for ``slots`` ((request, sample) pairs): SGLang's single form for
+        one sample, its batch form (lists, one entry per sample) for several."""
+        params, prompts, want_lp, top_n = [], [], [], []
+        for k, i in slots:
+            req = requests[k]
+            params.append(sampling_params(req, i, ignore_eos=self.ignore_eos,
+                                          stop_tokens=self.stop_tokens if self.stop_mode == "tokens" else None))
+            prompts.append(list(req.input_ids) if req.input_ids is not None else req.prompt)
+            want_lp.append(bool(req.logprobs or req.top_logprobs))
+            top_n.append(int(req.top_logprobs))
+        key = "input_ids" if requests[slots[0][0]].input_ids is not None else "text"
+        if len(slots) == 1:
+            body: dict[str, Any] = {key: prompts[0], "sampling_params": params[0], "return_logprob": want_lp[0]}
+            if top_n[0]:
+                body["top_logprobs_num"] = top_n[0]
+        else:
+            body = {key: prompts, "sampling_params": params, "return_logprob": want_lp}
+            if any(top_n):
+                body["top_logprobs_num"] = top_n
+        body["stream"] = False
+        return body
+
+    async def _post(self, client: Any, replica: int | None, requests: Sequence[GenRequest],
+                    slots: list[tuple[int, int]]) -> list[GenResult]:
+        """One POST /generate for ``slots`` on ``replica``, retried as a whole (fresh rids)."""
         import httpx
 
         url, dp_rank = self._target(replica)
-        body: dict[str, Any] = {
-            "sampling_params": sampling_params(req, i, ignore_eos=self.ignore_eos,
-                                               stop_tokens=self.stop_tokens if self.stop_mode == "tokens" else None),
-            "return_logprob": bool(req.logprobs or req.top_logprobs),
-            "stream": False,
-        }
-        if req.top_logprobs:
-            body["top_logprobs_num"] = req.top_logprobs
-        if req.input_ids is not None:
-            body["input_ids"] = list(req.input_ids)
-        else:
-            body["text"] = req.prompt
+        body = self._body(requests, slots)
         if dp_rank is not None:
             body["routed_dp_rank"] = dp_rank
-        headers = {self.routing_header: req.group} if (self.routing_header and req.group) else None
-        tokens = req.max_new_tokens
-        self.router.start(replica, 1, tokens)
-        result: list[GenResult] = []
+        group = requests[slots[0][0]].group
+        headers = {self.routing_header: group} if (self.routing_header and group) else None
+        tokens = sum(requests[k].max_new_tokens for k, _ in slots)
+        self.router.start(replica, len(slots), tokens)
+        results: list[GenResult] = []
         try:
             last_err: BaseException | None = None
             last_status = None
@@ -255,22 +283,23 @@ class SGLangServerEngine:
                 if attempt:
                     self.retries += 1
                     await asyncio.sleep(self._backoff(attempt, last_status))
-                rid = body["rid"] = new_rid()
+                rids = [new_rid() for _ in slots]
+                body["rid"] = rids[0] if len(slots) == 1 else rids
                 try:
                     resp = await client.post(url + "/generate", json=body, headers=headers)
                 except asyncio.CancelledError:
-                    self._abort_later(url, rid)
+                    self._abort_later(url, rids)
                     raise
                 except httpx.TimeoutException as e:
                     if isinstance(e, (httpx.ConnectTimeout, httpx.PoolTimeout)):
                         last_err, last_status = e, None
                         continue
-                    self._abort_later(url, rid)
+                    self._abort_later(url, rids)
                     self.errors += 1
                     raise TimeoutError(f"SGLang server at {url}: no answer within {self.timeout_s} s") from e
                 except httpx.TransportError as e:  # refused, reset, broken connection
                     if not isinstance(e, httpx.ConnectError):
-                        self._abort_later(url, rid)  # it may have reached the server
+                        self._abort_later(url, rids)  # it may have reached the server
                     last_err, last_status = e, None
                     continue
                 if resp.status_code in RETRY_STATUS:
@@ -280,23 +309,26 @@ class SGLangServerEngine:
                     self.errors += 1
                     raise RuntimeError(f"SGLang server at {url} answered {resp.status_code} on /generate: {resp.text[:500]}")
                 data = resp.json()
-                if isinstance(data, list):
-                    data = data[0]
-                g = to_result(data, req, decode=self.decode if self.info.token_ids else None)
-                rank = (data.get("meta_info") or {}).get("dp_rank")
-                if isinstance(rank, int):
-                    self.dp_rank_counts[rank] += 1
-                    if replica is None and self.router.n > 1:
-                        self.router.record(rank, [g])
-                result = [g]
-                return g
+                outs = data if isinstance(data, list) else [data]
+                if len(outs) != len(slots):
+                    self.errors += 1
+                    raise RuntimeError(f"SGLang server at {url} answered {len(outs)} results for {len(slots)} samples")
+                decode = self.decode if self.info.token_ids else None
+                results = [to_result(o, requests[k], decode=decode) for o, (k, _) in zip(outs, slots)]
+                for o, g in zip(outs, results):
+                    rank = (o.get("meta_info") or {}).get("dp_rank")
+                    if isinstance(rank, int):
+                        self.dp_rank_counts[rank] += 1
+                        if replica is None and self.router.n > 1:
+                            self.router.record(rank, [g])
+                return results
             self.errors += 1
             if last_err is not None:
                 raise _down(url, last_err) from last_err
             raise RuntimeError(f"SGLang server at {url} still answered {last_status.status_code} after "
                                f"{self.max_retries + 1} tries: {last_status.text[:300]}")
         finally:
-            self.router.done(replica, 1, tokens, result)
+            self.router.done(replica, len(slots), tokens, results)
 
     async def flush_cache(self) -> bool:
         """Empty every server's prefix cache (``/flush_cache``; between benchmark runs). True
@@ -319,12 +351,13 @@ class SGLangServerEngine:
         base = min(self.backoff_s * (2 ** (attempt - 1)), 8.0)
         return base * (0.75 + 0.5 * random.random())
 
-    def _abort_later(self, url: str, rid: str) -> None:
-        """Fire ``/abort_request`` for ``rid`` without waiting (we are being cancelled)."""
-        self.aborts += 1
-        t = asyncio.get_running_loop().create_task(self._abort(url, rid))
-        self._bg.add(t)
-        t.add_done_callback(self._bg.discard)
+    def _abort_later(self, url: str, rids: list[str]) -> None:
+        """Fire ``/abort_request`` for each of ``rids`` without waiting (we are being cancelled)."""
+        self.aborts += len(rids)
+        for rid in rids:
+            t = asyncio.get_running_loop().create_task(self._abort(url, rid))
+            self._bg.add(t)
+            t.add_done_callback(self._bg.discard)
 
     async def _abort(self, url: str, rid: str) -> None:
         import httpx
