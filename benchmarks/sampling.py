@@ -3,7 +3,8 @@
 Shapes: parents x n in 1x1, 32x8, 256x1, 128x8 over V=151,936 (as ../shared/gpu/sampling_bench.py),
 at T=0.7, top_k=50, top_p=0.95 (the targets), plus the engine's settings (top_k off, top_p 0.95) and
 pure temperature sampling at 128x8. For each row the kernel is also timed under every launch config
-in ``sampling_triton.CONFIGS`` (launch shapes and exact algorithm-strategy switches; printed as a second table) and back to back (20 calls between two
+in ``sampling_triton.CONFIGS`` (launch shapes and exact algorithm-strategy switches, the split-launch
+configs L-O included; printed as a second table) and back to back (20 calls between two
 events: the GPU time per call without the per-call host gap).
 The Triton kernel reads each parent row once (``sample_fanout``, or ``sample`` when n = 1);
 FlashInfer and the torch reference see the rows repeated n times, as an engine does.
@@ -135,7 +136,8 @@ def main():
               f"{r.get('speedup_vs_flashinfer', float('nan')):>6.2f}x {r['read_floor_ms']:>11.4f} {r['kernel_over_floor']:>6.2f}x")
     names = list(rows[0]["configs_ms"])
     print("\nlaunch configs (CH, warps, maxnreg[, P1 packed phase-1 search, SW-way combine search, VD children"
-          " per draw block]; default", st.DEFAULT_CONFIG, "):", {k: st.CONFIGS[k] for k in names})
+          " per draw block, CW split launches: combine warps]; default", st.DEFAULT_CONFIG, "):",
+          {k: st.CONFIGS[k] for k in names})
     print(f"{'parents x n':>12} {'k':>3} {'p':>5} " + " ".join(f"{k + ' 1call/b2b':>17}" for k in names))
     for r in rows:
         cells = []

@@ -49,7 +49,8 @@ def _use_triton(logits: torch.Tensor, impl: str) -> bool:
 
 
 def _launch_fanout(logits, n, temperature, top_k, top_p, seed, offset, **cfg):
-    """Layer 2: validate, launch (one kernel; scalar parameters go in as kernel arguments).
+    """Layer 2: validate, launch (one kernel, three for a split ``config``; scalar parameters go
+    in as kernel arguments; no host sync).
     Returns (tokens [P, n] int64, invalid [P] bool)."""
     P, V = logits.shape
     temp, k, p = kernel_params(P, logits.device, temperature, top_k, top_p)

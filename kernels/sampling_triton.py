@@ -19,6 +19,12 @@ kept set larger than the candidates, candidate overflow from massive ties) take 
 path in the same program: exact thresholds by bisection over passes of the row (none for pure
 temperature), per-chunk kept masses, then two-level inverse-CDF sampling (chunk by mass, then
 token inside the chunk: one chunk read per child, shared by consecutive children in one chunk).
+
+Split configs (CW > 0, opt-in): the same phase 1 without the arrival counter, then the combine as
+its own launch (``_combine_kernel`` MODE 1, grid [P], CW warps), which flags rows needing the general
+path in the arrival-counter array, then a third launch (MODE 2, grid [P], 8 warps) that runs the
+general path for the flagged rows only and clears the flags. Same code (``_combine_row``), same
+tokens; no host sync.
 """
 from __future__ import annotations
 
@@ -34,17 +40,26 @@ KEY_LOWEST_FINITE = -2139095040  # _key(-FLT_MAX) as int32
 LOG2E = tl.constexpr(1.4426950408889634)
 # Launch config (chunk width, warps, register cap): benchmarks/sampling.py times the alternatives
 # in CONFIGS. The cap keeps two 8-warp programs per SM (ptxas: 128 registers, no spills).
-# A config is (CH, num_warps, maxnreg[, P1, SW, VD]): the optional strategy switches (default 0 =
+# A config is (CH, num_warps, maxnreg[, P1, SW, VD, CW]): the optional strategy switches (default 0 =
 # the v2 algorithm) are all exact (same thresholds, same tokens):
 #   P1: phase-1 candidate bound by a 7-way search over the group maxima, 6 counts packed in one
 #       int64 block sum (4 block reductions instead of 12 bisection steps);
 #   SW: combine thresholds (top-k count, top-p mass) by an SW-way search: SW thresholds per
 #       [SW, NS] block reduction (~24/log2(SW) reductions instead of ~24);
 #   VD: the children drawn VD at a time (one [VD, NS] reduction per block instead of one per child).
+#   CW: split launches (no host sync): phase 1 (grid P*C) without the arrival counter, then the
+#       combine as its own launch, grid P, CW warps (1-4: reductions in-thread + warp shuffles, all
+#       rows in one short wave; top-k bisection stops once exactly k keys are >= mid), flagging rows
+#       that need the general path in count[row]; a third launch (grid P, 8 warps) runs the general
+#       path for the flagged rows only. SW/VD stay 0 there ([SW|VD, NS] tiles do not fit 1 warp).
 DEFAULT_CONFIG = (8192, 8, 128)
 CONFIGS = {"A": (8192, 8, 128), "B": (8192, 16, 64), "C": (4096, 4, 128),  # v2: A best; D, E, F dropped
            "G": (8192, 8, 128, 1, 16, 8), "H": (8192, 8, 128, 1, 0, 0), "I": (8192, 8, 128, 0, 16, 8),
-           "J": (4096, 8, 128, 1, 16, 8), "K": (8192, 8, 128, 1, 8, 8)}
+           "J": (4096, 8, 128, 1, 16, 8), "K": (8192, 8, 128, 1, 8, 8),
+           # split launches (CW > 0): phase 1, then the combine with CW warps per row, then the
+           # general path (8 warps) for the rows the combine flagged; not yet measured on a GPU
+           "L": (8192, 8, 128, 0, 0, 0, 1), "M": (8192, 8, 128, 0, 0, 0, 2),
+           "N": (8192, 8, 128, 1, 0, 0, 1), "O": (8192, 8, 128, 0, 0, 0, 4)}
 
 
 @triton.jit
@@ -129,7 +144,7 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
                    CH: tl.constexpr, G: tl.constexpr, KC: tl.constexpr, CAP: tl.constexpr,
                    CPAD: tl.constexpr, NS: tl.constexpr, BG: tl.constexpr, NB: tl.constexpr, KEY_LO: tl.constexpr,
                    FORCE_GENERAL: tl.constexpr, USE_ASM: tl.constexpr,
-                   P1: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr):
+                   P1: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr, SPLIT: tl.constexpr):
     pid = tl.program_id(0)
     row = pid // C
     ch = pid % C
@@ -228,21 +243,85 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
     tl.store(stat_ptr + sb * 4 + 2, s_c)
     tl.store(stat_ptr + sb * 4 + 3, cnt.to(tl.float32))
 
-    # ---------------- arrival: the last program of the row combines ----------------
-    tl.debug_barrier()
-    arrived = tl.atomic_add(count_ptr + row, 1, sem="acq_rel", scope="gpu")
-    if arrived == C - 1:
-        tl.store(count_ptr + row, 0)  # ready for the next launch
-        cj = tl.arange(0, CPAD)
-        cm = cj < C
-        rb = row.to(tl.int64) * C
+    if SPLIT == 0:
+        # ---------------- arrival: the last program of the row combines ----------------
+        tl.debug_barrier()
+        arrived = tl.atomic_add(count_ptr + row, 1, sem="acq_rel", scope="gpu")
+        if arrived == C - 1:
+            tl.store(count_ptr + row, 0)  # ready for the next launch
+            _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
+                         stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr,
+                         CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, 0, 0)
+
+
+@triton.jit(do_not_specialize=["n", "k_val", "s0", "s1", "off"])
+def _combine_kernel(logits_ptr, stride, V, C, n,
+                    temp_ptr, temp_val, topk_ptr, k_val, topp_ptr, p_val,
+                    s0, s1, off,
+                    stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr,
+                    T_PTR: tl.constexpr, K_PTR: tl.constexpr, P_PTR: tl.constexpr,
+                    CH: tl.constexpr, KC: tl.constexpr, CAP: tl.constexpr,
+                    CPAD: tl.constexpr, NS: tl.constexpr, BG: tl.constexpr, KEY_LO: tl.constexpr,
+                    FORCE_GENERAL: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr,
+                    MODE: tl.constexpr, EX: tl.constexpr):
+    """Split launch (config field CW > 0), grid [P], one program per row after the phase-1 launch:
+    MODE 1 (few warps): the combine's candidate path; rows that need the general path are flagged
+    in count[row] (kept at zero otherwise). MODE 2 (8 warps): the general path for flagged rows
+    (others exit at once), resetting the flag."""
+    row = tl.program_id(0)
+    if T_PTR:
+        T = tl.load(temp_ptr + row)
+    else:
+        T = temp_val
+    if K_PTR:
+        k = tl.minimum(tl.maximum(tl.load(topk_ptr + row), -1), V).to(tl.int32)
+    else:
+        k = k_val
+    if P_PTR:
+        p = tl.load(topp_ptr + row)
+    else:
+        p = p_val
+    _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
+                 stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr,
+                 CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, MODE, EX)
+
+
+@triton.jit
+def _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
+                 stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr,
+                 CH: tl.constexpr, KC: tl.constexpr, CAP: tl.constexpr, CPAD: tl.constexpr,
+                 NS: tl.constexpr, BG: tl.constexpr, KEY_LO: tl.constexpr,
+                 FORCE_GENERAL: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr,
+                 MODE: tl.constexpr, EX: tl.constexpr):
+    """Combine one row from the phase-1 stats and candidates. MODE 0: fused (candidate path, else
+    the general path in the same program); MODE 1: candidate path, flag the row in count[row] if it
+    needs the general path; MODE 2: general path only for flagged rows. EX: the top-k bisection
+    stops as soon as exactly k candidates are >= mid (the same kept set, fewer reductions)."""
+    greedy = (T <= 0) | (k == 1)
+    topk_on = (k > 0) & (k < V)
+    kfast = topk_on & (k <= KC)
+    pure = (~topk_on) & (p >= 1.0)
+    cl = LOG2E / tl.where(T > 0, T, 1.0)
+    rbase = logits_ptr + row.to(tl.int64) * stride
+    obase = out_ptr + row.to(tl.int64) * n
+    cj = tl.arange(0, CPAD)
+    cm = cj < C
+    rb = row.to(tl.int64) * C
+    if MODE == 2:
+        if tl.load(count_ptr + row) != 0:
+            tl.store(count_ptr + row, 0)
+            cmax = tl.load(stat_ptr + (rb + cj) * 4 + 0, mask=cm, other=float("-inf"))
+            csum = tl.load(stat_ptr + (rb + cj) * 4 + 2, mask=cm, other=0.0)
+            M = tl.max(cmax, 0)
+            _general_row(rbase, obase, V, n, M, cl, k, p, topk_on, pure, cmax, csum, cj,
+                         s0, s1, off, row, CH, CPAD, BG, KEY_LO)
+    else:
         cmax = tl.load(stat_ptr + (rb + cj) * 4 + 0, mask=cm, other=float("-inf"), cache_modifier=".cg")
         clo = tl.load(stat_ptr + (rb + cj) * 4 + 1, mask=cm, other=float("-inf"), cache_modifier=".cg")
         csum = tl.load(stat_ptr + (rb + cj) * 4 + 2, mask=cm, other=0.0, cache_modifier=".cg")
         ccnt = tl.load(stat_ptr + (rb + cj) * 4 + 3, mask=cm, other=0.0, cache_modifier=".cg")
         M = tl.max(cmax, 0)
         invalid = (M == float("inf")) | (M == float("-inf"))
-        obase = out_ptr + row.to(tl.int64) * n
         tl.store(inv_ptr + row, invalid.to(tl.int8))
         if invalid:
             for c in range(0, n):
@@ -268,7 +347,8 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
                 cnt_j = tl.load(stat_ptr + (rb + j) * 4 + 3, mask=j < C, other=0.0, cache_modifier=".cg")
                 valid = (j < C) & (s.to(tl.float32) < cnt_j)
                 v = tl.load(cval_ptr + (rb + j) * CAP + s, mask=valid, other=float("-inf"), cache_modifier=".cg")
-                ti = tl.load(cidx_ptr + (rb + j) * CAP + s, mask=valid, other=0, cache_modifier=".cg")
+                if MODE == 0:
+                    ti = tl.load(cidx_ptr + (rb + j) * CAP + s, mask=valid, other=0, cache_modifier=".cg")
                 comp = valid & (v >= L)
                 key = tl.where(comp, _key(v), KEY_LO - 1)
                 lo_k = tl.min(tl.where(comp, key, keyM), 0)
@@ -279,9 +359,13 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
                         hi_k = keyM
                         while lo_k < hi_k:
                             mid = _mid(lo_k, hi_k)
-                            ok = tl.sum((key >= mid).to(tl.int32), 0) >= k
+                            cnt_m = tl.sum((key >= mid).to(tl.int32), 0)
+                            ok = cnt_m >= k
                             lo_k = tl.where(ok, mid, lo_k)
-                            hi_k = tl.where(ok, hi_k, mid - 1)
+                            if EX:  # exactly k at or above mid: {key >= mid} is the kept set
+                                hi_k = tl.where(ok, tl.where(cnt_m == k, mid, hi_k), mid - 1)
+                            else:
+                                hi_k = tl.where(ok, hi_k, mid - 1)
                 w = tl.where(key >= lo_k, tl.exp2((v - M) * cl), 0.0)
                 Zk = tl.sum(w, 0)
                 if topk_on:
@@ -301,6 +385,8 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
                                 lo_k = tl.where(ok, mid, lo_k)
                                 hi_p = tl.where(ok, hi_p, mid - 1)
                     w2 = tl.where(key >= lo_k, w, 0.0)
+                    if MODE != 0:  # token ids loaded only now (fewer live registers with 1 warp)
+                        ti = tl.load(cidx_ptr + (rb + j) * CAP + s, mask=w2 > 0, other=0, cache_modifier=".cg")
                     cum = tl.cumsum(w2, 0)
                     tot = tl.sum(w2, 0)
                     # slots run in token order (chunk-major, compaction keeps order): the first slot
@@ -322,72 +408,85 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
                             b = tl.where(b == 2147483647, last, b)
                             tl.store(obase + c, b.to(tl.int64))
             if ~done:
-                # ---------- general path: thresholds over the full row, two-level draw ----------
-                ob = tl.arange(0, BG)
-                thr = tl.full((), KEY_LO, tl.int32)
-                if topk_on:
-                    hi_k = keyM
-                    while thr < hi_k:
-                        mid = _mid(thr, hi_k)
-                        acc = tl.zeros((BG,), tl.int32)
-                        for b0 in range(0, V, BG):
-                            xx = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
-                            acc += (_key(xx + 0.0) >= mid).to(tl.int32)
-                        ok = tl.sum(acc, 0) >= k
-                        thr = tl.where(ok, mid, thr)
-                        hi_k = tl.where(ok, hi_k, mid - 1)
-                if p < 1.0:
-                    facc = tl.zeros((BG,), tl.float32)
-                    for b0 in range(0, V, BG):
-                        xx = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
-                        facc += tl.where(_key(xx + 0.0) >= thr, tl.exp2((xx - M) * cl), 0.0)
-                    target = p * tl.sum(facc, 0)
-                    hi_p = keyM
-                    while thr < hi_p:
-                        mid = _mid(thr, hi_p)
-                        facc = tl.zeros((BG,), tl.float32)
-                        for b0 in range(0, V, BG):
-                            xx = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
-                            facc += tl.where(_key(xx + 0.0) >= mid, tl.exp2((xx - M) * cl), 0.0)
-                        ok = tl.sum(facc, 0) >= target
-                        thr = tl.where(ok, mid, thr)
-                        hi_p = tl.where(ok, hi_p, mid - 1)
-                # per-chunk kept masses
-                if pure:
-                    S = tl.where(cmax > float("-inf"), csum * tl.exp2((cmax - M) * cl), 0.0)
+                if MODE == 0:
+                    _general_row(rbase, obase, V, n, M, cl, k, p, topk_on, pure, cmax, csum, cj,
+                                 s0, s1, off, row, CH, CPAD, BG, KEY_LO)
                 else:
-                    S = tl.zeros((CPAD,), tl.float32)
-                    for c in range(0, C):
-                        facc = tl.zeros((BG,), tl.float32)
-                        for b0 in range(0, CH, BG):
-                            tok = c * CH + b0 + ob
-                            xx = tl.load(rbase + tok, mask=tok < V, other=float("-inf")).to(tl.float32)
-                            facc += tl.where(_key(xx + 0.0) >= thr, tl.exp2((xx - M) * cl), 0.0)
-                        S = tl.where(cj == c, tl.sum(facc, 0), S)
-                cumS = tl.cumsum(S, 0)
-                Stot = tl.sum(S, 0)
-                lastc = tl.max(tl.where(S > 0, cj, -1), 0)
-                for c in range(0, n):
-                    u = _uniform(s0, s1, c, row, off)
-                    t = u * Stot
-                    cc = tl.min(tl.where(cumS > t, cj, CPAD), 0)
-                    cc = tl.where(cc >= CPAD, lastc, cc)
-                    before = tl.sum(tl.where(cj == cc, cumS - S, 0.0), 0)
-                    # inside chunk cc: the first token whose running kept mass exceeds t - before
-                    tt = t - before
-                    run = tl.full((), 0.0, tl.float32)
-                    best = tl.full((), 2147483647, tl.int32)
-                    lastt = tl.full((), -1, tl.int32)
-                    for b0 in range(0, CH, BG):
-                        tok = cc * CH + b0 + ob
-                        xx = tl.load(rbase + tok, mask=tok < V, other=float("-inf")).to(tl.float32)
-                        ww = tl.where((_key(xx + 0.0) >= thr) & (xx > float("-inf")), tl.exp2((xx - M) * cl), 0.0)
-                        cw = tl.cumsum(ww, 0) + run
-                        best = tl.minimum(best, tl.min(tl.where((ww > 0) & (cw > tt), tok, 2147483647), 0))
-                        lastt = tl.maximum(lastt, tl.max(tl.where(ww > 0, tok, -1), 0))
-                        run = run + tl.sum(ww, 0)
-                    best = tl.where(best == 2147483647, lastt, best)
-                    tl.store(obase + c, best.to(tl.int64))
+                    tl.store(count_ptr + row, 1)  # the MODE 2 launch draws this row
+
+
+@triton.jit
+def _general_row(rbase, obase, V, n, M, cl, k, p, topk_on, pure, cmax, csum, cj,
+                 s0, s1, off, row, CH: tl.constexpr, CPAD: tl.constexpr, BG: tl.constexpr,
+                 KEY_LO: tl.constexpr):
+    """General path: thresholds over the full row, per-chunk kept masses, two-level draw."""
+    keyM = _key(M)
+    ob = tl.arange(0, BG)
+    thr = tl.full((), KEY_LO, tl.int32)
+    if topk_on:
+        hi_k = keyM
+        while thr < hi_k:
+            mid = _mid(thr, hi_k)
+            acc = tl.zeros((BG,), tl.int32)
+            for b0 in range(0, V, BG):
+                xx = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
+                acc += (_key(xx + 0.0) >= mid).to(tl.int32)
+            ok = tl.sum(acc, 0) >= k
+            thr = tl.where(ok, mid, thr)
+            hi_k = tl.where(ok, hi_k, mid - 1)
+    if p < 1.0:
+        facc = tl.zeros((BG,), tl.float32)
+        for b0 in range(0, V, BG):
+            xx = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
+            facc += tl.where(_key(xx + 0.0) >= thr, tl.exp2((xx - M) * cl), 0.0)
+        target = p * tl.sum(facc, 0)
+        hi_p = keyM
+        while thr < hi_p:
+            mid = _mid(thr, hi_p)
+            facc = tl.zeros((BG,), tl.float32)
+            for b0 in range(0, V, BG):
+                xx = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
+                facc += tl.where(_key(xx + 0.0) >= mid, tl.exp2((xx - M) * cl), 0.0)
+            ok = tl.sum(facc, 0) >= target
+            thr = tl.where(ok, mid, thr)
+            hi_p = tl.where(ok, hi_p, mid - 1)
+    # per-chunk kept masses
+    C = tl.cdiv(V, CH)
+    if pure:
+        S = tl.where(cmax > float("-inf"), csum * tl.exp2((cmax - M) * cl), 0.0)
+    else:
+        S = tl.zeros((CPAD,), tl.float32)
+        for c in range(0, C):
+            facc = tl.zeros((BG,), tl.float32)
+            for b0 in range(0, CH, BG):
+                tok = c * CH + b0 + ob
+                xx = tl.load(rbase + tok, mask=tok < V, other=float("-inf")).to(tl.float32)
+                facc += tl.where(_key(xx + 0.0) >= thr, tl.exp2((xx - M) * cl), 0.0)
+            S = tl.where(cj == c, tl.sum(facc, 0), S)
+    cumS = tl.cumsum(S, 0)
+    Stot = tl.sum(S, 0)
+    lastc = tl.max(tl.where(S > 0, cj, -1), 0)
+    for c in range(0, n):
+        u = _uniform(s0, s1, c, row, off)
+        t = u * Stot
+        cc = tl.min(tl.where(cumS > t, cj, CPAD), 0)
+        cc = tl.where(cc >= CPAD, lastc, cc)
+        before = tl.sum(tl.where(cj == cc, cumS - S, 0.0), 0)
+        # inside chunk cc: the first token whose running kept mass exceeds t - before
+        tt = t - before
+        run = tl.full((), 0.0, tl.float32)
+        best = tl.full((), 2147483647, tl.int32)
+        lastt = tl.full((), -1, tl.int32)
+        for b0 in range(0, CH, BG):
+            tok = cc * CH + b0 + ob
+            xx = tl.load(rbase + tok, mask=tok < V, other=float("-inf")).to(tl.float32)
+            ww = tl.where((_key(xx + 0.0) >= thr) & (xx > float("-inf")), tl.exp2((xx - M) * cl), 0.0)
+            cw = tl.cumsum(ww, 0) + run
+            best = tl.minimum(best, tl.min(tl.where((ww > 0) & (cw > tt), tok, 2147483647), 0))
+            lastt = tl.maximum(lastt, tl.max(tl.where(ww > 0, tok, -1), 0))
+            run = run + tl.sum(ww, 0)
+        best = tl.where(best == 2147483647, lastt, best)
+        tl.store(obase + c, best.to(tl.int64))
 
 
 def _next_pow2(x: int) -> int:
@@ -418,8 +517,9 @@ def _workspace(dev, rows: int, C: int):
 
 def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None,
            force_general=False):
-    """One launch. logits: [P, V] with unit stride in V. temp/top_k/top_p: python scalars or [P]
-    tensors (f32 / int / f32). Returns (tokens [P, n] int64, invalid [P] bool)."""
+    """One launch (three with a split config: phase 1, combine, general path for flagged rows; no
+    host sync in either case). logits: [P, V] with unit stride in V. temp/top_k/top_p: python
+    scalars or [P] tensors (f32 / int / f32). Returns (tokens [P, n] int64, invalid [P] bool)."""
     P, V = logits.shape
     dev = logits.device
     tokens = torch.empty((P, n), device=dev, dtype=torch.int64)
@@ -427,7 +527,7 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
     if P == 0:
         return tokens, invalid.view(torch.bool)
     CH, nw, maxnreg, *strat = config or DEFAULT_CONFIG
-    P1, SW, VD = (tuple(strat) + (0, 0, 0))[:3]
+    P1, SW, VD, CW = (tuple(strat) + (0, 0, 0, 0))[:4]
     CH = max(32, min(CH, _next_pow2(V)))
     C = triton.cdiv(V, CH)
     G = min(32, CH)
@@ -441,14 +541,23 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
     off_lo = int(offset) & 0x7FFFFFFF
     s0, s1 = seed_eff & 0x7FFFFFFF, seed_eff >> 31
     kv = 0 if kp else max(-1, min(int(top_k), 2**31 - 1))
-    _fanout_kernel[(P * C,)](
-        logits, logits.stride(0), V, C, n,
-        temp if tp else tokens, 0.0 if tp else float(temp),
-        top_k if kp else tokens, kv,
-        top_p if pp else tokens, 0.0 if pp else float(top_p),
-        s0, s1, off_lo,
-        stat, carg, cval, cidx, count, tokens, invalid,
-        T_PTR=tp, K_PTR=kp, P_PTR=pp, CH=CH, G=G, KC=KC, CAP=CAP, CPAD=_next_pow2(C), NS=_next_pow2(C * CAP), BG=min(CH, 2048), NB=12,
-        KEY_LO=KEY_LOWEST_FINITE, FORCE_GENERAL=bool(force_general), USE_ASM=_USE_ASM,
-        P1=int(P1), SW=int(SW), VD=int(VD), num_warps=nw, **extra)
+    if CW and not (tp or kp or pp) and float(temp) > 0 and kv != 1 and (
+            (kv <= 0 or kv >= V) and float(top_p) >= 1.0 or KC < kv < V):
+        CW = 0  # every row takes the general path (pure temperature, top_k > KC): fused launch
+    args = (logits, logits.stride(0), V, C, n,
+            temp if tp else tokens, 0.0 if tp else float(temp),
+            top_k if kp else tokens, kv,
+            top_p if pp else tokens, 0.0 if pp else float(top_p),
+            s0, s1, off_lo,
+            stat, carg, cval, cidx, count, tokens, invalid)
+    common = dict(T_PTR=tp, K_PTR=kp, P_PTR=pp, CH=CH, KC=KC, CAP=CAP, CPAD=_next_pow2(C),
+                  NS=_next_pow2(C * CAP), BG=min(CH, 2048), KEY_LO=KEY_LOWEST_FINITE,
+                  FORCE_GENERAL=bool(force_general), SW=int(SW), VD=int(VD))
+    _fanout_kernel[(P * C,)](*args, G=G, NB=12, USE_ASM=_USE_ASM, P1=int(P1), SPLIT=int(bool(CW)),
+                             num_warps=nw, **common, **extra)
+    if CW:
+        # combine: one row per program, CW warps (reductions mostly in-thread + warp shuffles)
+        _combine_kernel[(P,)](*args, MODE=1, EX=1, num_warps=int(CW), **common)
+        # general path for the rows flagged by the combine (others exit at once)
+        _combine_kernel[(P,)](*args, MODE=2, EX=1, num_warps=nw, **common, **extra)
     return tokens, invalid.view(torch.bool)
