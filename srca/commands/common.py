@@ -68,7 +68,8 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default=None,
                    help="local: qwen2.5-coder-0.5b (default), smollm2-135m, qwen2.5-coder-1.5b or a HF folder; "
                         "sglang: a model path; openai: the served model name")
-    g.add_argument("--engine-url", default=None, help="server URL for --engine http|openai")
+    g.add_argument("--engine-url", default=None,
+                   help="server URL for --engine http|openai (http: several, comma-separated, get solve affinity)")
     g.add_argument("--device", default=None, help="local engine device (cpu, cuda)")
     g.add_argument("--tp-size", type=int, default=None, help="sglang tensor parallel size")
     g.add_argument("--dp-size", type=int, default=None, help="sglang data parallel size")
@@ -117,7 +118,11 @@ def engine_from_args(args: argparse.Namespace) -> Any:
     else:
         if not args.engine_url:
             raise UsageError(f"--engine-url: required with --engine {args.engine}")
-        opts["url" if args.engine == "http" else "base_url"] = args.engine_url
+        if args.engine == "http":  # several servers: comma-separated, each solve stays on one
+            urls = [u.strip() for u in args.engine_url.split(",") if u.strip()]
+            opts["url"] = urls[0] if len(urls) == 1 else urls
+        else:
+            opts["base_url"] = args.engine_url
         if args.model:
             opts["model"] = args.model
     extra = engine_options(getattr(args, "engine_option", []) or [])
