@@ -127,6 +127,48 @@ def test_interrupted_and_resumed_equals_uninterrupted(problems, tmp_path):
     assert strip(part) == strip(full)  # same lines, same order
 
 
+def test_isolate_runs_each_solve_alone_on_a_cold_cache(problems, tmp_path):
+    eng = engine()
+    in_flight, peak = 0, 0
+    real = eng.generate
+
+    async def counting(reqs):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.001)
+            return await real(reqs)
+        finally:
+            in_flight -= 1
+
+    eng.generate = counting
+    recs = run_eval(problems[:3], ["cot", "srca"], [2], eng, tmp_path / "iso.jsonl", progress=False,
+                    concurrency=8, isolate=True)
+    assert len(recs) == 6 and eng.flushes == 6 and peak == 1  # one solve at a time, each after a flush
+    # each solve starts cold: its cache hits are those of the same job run alone on a new engine,
+    # while in a shared run later solves of a problem find its prompt already cached
+    alone = {}
+    for i, p in enumerate(problems[:3]):
+        for m in ("cot", "srca"):
+            [r] = run_eval([p], [m], [2], engine(), tmp_path / f"alone{i}{m}.jsonl", progress=False)
+            alone[(r["unique_id"], r["method"])] = r["usage"]["cached_tokens"]
+    assert {(r["unique_id"], r["method"]): r["usage"]["cached_tokens"] for r in recs} == alone
+    shared = run_eval(problems[:3], ["cot", "srca"], [2], engine(), tmp_path / "shared.jsonl", progress=False)
+    assert {(r["unique_id"], r["method"]): r["usage"]["cached_tokens"] for r in shared} != alone
+
+    class NoFlush:
+        def __init__(self, inner):
+            self.info, self.encode, self.decode = inner.info, inner.encode, inner.decode
+            self.chat_prompt, self.generate, self.close = inner.chat_prompt, inner.generate, inner.close
+
+    with pytest.raises(ValueError, match="flush_cache"):
+        run_eval(problems[:1], ["cot"], [1], NoFlush(engine()), tmp_path / "x.jsonl", progress=False, isolate=True)
+    data = write_data(tmp_path / "d.jsonl")
+    assert main(["eval", "math500", "--data", str(data), "--isolate", "--concurrency", "4",
+                 "--out", str(tmp_path / "o.jsonl")]) == 2
+
+
 def test_resume_refuses_other_settings(problems, tmp_path):
     out = tmp_path / "r.jsonl"
     run_eval(problems[:1], ["srca"], [2], engine(), out, progress=False)

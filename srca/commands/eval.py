@@ -40,7 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                 "(default: ./<dataset>_<methods>_n<budgets>.jsonl)")
     p.add_argument("--resume", action="store_true", help="keep the lines already in --out, run the rest")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--concurrency", type=int, default=8, help="solves in flight at once (default 8)")
+    p.add_argument("--concurrency", type=int, default=None, help="solves in flight at once (default 8)")
+    p.add_argument("--isolate", action="store_true",
+                   help="one solve at a time on a cold prefix cache: results independent of run order, so a "
+                        "killed and resumed run reproduces an uninterrupted one exactly (slower)")
     p.add_argument("--traces", default=None, metavar="DIR", help="also write each full solution (with trace) here")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_config_args(p, skip=("method", "n"))
@@ -56,8 +59,11 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit: must be >= 1, got {args.limit}")
-    if args.concurrency < 1:
+    if args.concurrency is not None and args.concurrency < 1:
         raise UsageError(f"--concurrency: must be >= 1, got {args.concurrency}")
+    if args.isolate and args.concurrency not in (None, 1):
+        raise UsageError("--isolate runs one solve at a time: drop --concurrency")
+    concurrency = 1 if args.isolate else (args.concurrency or 8)
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite: choose one")
     if args.out is None:
@@ -82,8 +88,8 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
     async def go() -> list[dict]:
         try:
             return await arun_eval(problems, args.method, args.n, engine, args.out, base=base, seed=seed,
-                                   concurrency=args.concurrency, resume=args.resume, overwrite=args.overwrite,
-                                   traces_dir=args.traces, progress=not args.quiet)
+                                   concurrency=concurrency, resume=args.resume, overwrite=args.overwrite,
+                                   traces_dir=args.traces, progress=not args.quiet, isolate=args.isolate)
         finally:
             await engine.close()
 

@@ -88,5 +88,11 @@ class ScriptedEngine:
             await asyncio.sleep(self.latency_s)
         return [[self._one(r, i) for i in range(r.n)] for r in requests]
 
+    async def flush_cache(self) -> bool:
+        """Forget every cached prefix (as SGLang's ``/flush_cache``). True."""
+        self._trie.clear()
+        self.flushes = getattr(self, "flushes", 0) + 1
+        return True
+
     async def close(self) -> None:
         return None

@@ -294,6 +294,15 @@ class LocalEngine:
             chunks.append(cur)
         return chunks
 
+    async def flush_cache(self) -> bool:
+        """Empty the prefix cache (KV and memoised logits), on the worker thread so it never
+        overlaps a batch; the next solve then computes everything afresh. True."""
+        if self._executor is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.cache.clear)
+        else:
+            self.cache.clear()
+        return True
+
     async def close(self) -> None:
         self._closed = True
         for loop, st in list(self._loops.items()):

@@ -4,7 +4,9 @@ One line per (problem, method, n), keyed by ``(unique_id, method, n)``. Lines ar
 solves finish (so an interrupted run keeps everything it finished) and, when a run completes,
 the file is rewritten in canonical order in one atomic rename, so a run that was interrupted
 and resumed ends with the same file as one that was not, up to the fields that measure the run
-rather than the result (:data:`RUN_DEPENDENT`: wall-clock times and prefix-cache hits).
+rather than the result (:data:`RUN_DEPENDENT`: wall-clock times and prefix-cache hits), provided
+each solve's result depends only on its seed: on a deterministic engine, or with ``isolate``
+(see :func:`~srca.eval.runner.arun_eval`) on one whose numerics depend on batch composition.
 """
 from __future__ import annotations
 

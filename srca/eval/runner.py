@@ -121,12 +121,18 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
                     engine: Engine | Solver, out: str | os.PathLike, *, base: SearchConfig | None = None,
                     seed: int = 0, concurrency: int = 8, resume: bool = False, overwrite: bool = False,
                     traces_dir: str | os.PathLike | None = None, progress: bool = True,
-                    on_record: Callable[[dict], Any] | None = None) -> list[dict]:
+                    on_record: Callable[[dict], Any] | None = None, isolate: bool = False) -> list[dict]:
     """Evaluate and write ``out`` (JSONL); returns its records in canonical order.
 
     ``resume``: keep the lines already in ``out`` and run only the missing jobs (a torn last
     line is dropped). Without ``resume`` or ``overwrite`` an ``out`` with lines is an error.
     ``traces_dir``: also write each full Solution (with its trace) as JSON there.
+    ``isolate``: each solve alone on a cold cache (one at a time, the engine's ``flush_cache``
+    before each), so its result depends on nothing that ran before or beside it. Engines batch
+    the requests of concurrent solves together and reuse cached prefixes, and a row's logits can
+    differ in the last bits with the batch it sits in (CPU and GPU kernels alike), which after a
+    few thousand sampled tokens can change a path; isolated, a killed and resumed run reproduces
+    an uninterrupted one exactly. Slower: no batching across problems.
     On cancellation (Ctrl-C) every finished line is already in ``out``."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
@@ -151,10 +157,15 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
     bar = _Progress(len(jobs), [r for r in existing if key_of(r) in planned_set], progress)
     writer = ResultsWriter(out)
     new: list[dict] = []
-    sem = asyncio.Semaphore(concurrency)
+    sem = asyncio.Semaphore(1 if isolate else concurrency)
+    flush = getattr(solver.engine, "flush_cache", None) if isolate else None
+    if isolate and flush is None:
+        raise ValueError(f"isolate: the {type(solver.engine).__name__} engine has no flush_cache()")
 
     async def one(job: Job) -> None:
         async with sem:
+            if flush is not None:
+                await flush()
             sol = await solver.asolve(job.problem.problem, job.config)
         rec = make_record(job.problem, job.method, job.n, sol, job.config.seed)
         writer.write(rec)
