@@ -164,6 +164,10 @@ def test_isolate_runs_each_solve_alone_on_a_cold_cache(problems, tmp_path):
 
     with pytest.raises(ValueError, match="flush_cache"):
         run_eval(problems[:1], ["cot"], [1], NoFlush(engine()), tmp_path / "x.jsonl", progress=False, isolate=True)
+    from srca.commands.common import UsageError
+    with pytest.raises(UsageError, match="--isolate"):
+        eval_cmd.run(_args("--data", str(write_data(tmp_path / "d0.jsonl")), "--isolate", "--out",
+                           str(tmp_path / "y.jsonl"), "-q"), engine=NoFlush(engine()))
     data = write_data(tmp_path / "d.jsonl")
     assert main(["eval", "math500", "--data", str(data), "--isolate", "--concurrency", "4",
                  "--out", str(tmp_path / "o.jsonl")]) == 2

@@ -85,6 +85,10 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
                   f"{','.join(args.method)}, n {','.join(map(str, args.n))}; writing {args.out}",
                   file=sys.stderr, flush=True)
 
+    if args.isolate and not hasattr(engine, "flush_cache"):
+        asyncio.run(engine.close())
+        raise UsageError(f"--isolate: the {args.engine} engine cannot empty its prefix cache (no flush_cache)")
+
     async def go() -> list[dict]:
         try:
             return await arun_eval(problems, args.method, args.n, engine, args.out, base=base, seed=seed,
