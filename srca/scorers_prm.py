@@ -30,7 +30,7 @@ import os
 import threading
 from typing import Any, Sequence
 
-from .engines.httpclient import LoopClient
+from .engines.httpclient import ConnectFailed, LoopClient
 from .engines.sglang_common import chatml
 
 QWEN_PRM_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -62,12 +62,6 @@ def good_bad_prob(lps: Sequence[Any], good_id: int, bad_id: int) -> float:
     g, b = by_id[good_id], by_id[bad_id]
     m = max(g, b)
     return math.exp(g - m) / (math.exp(g - m) + math.exp(b - m))
-
-
-def httpx_timeout(total_s: float) -> object:
-    import httpx
-
-    return httpx.Timeout(total_s, connect=5.0)
 
 
 class PRMScorer:
@@ -133,7 +127,7 @@ class PRMScorer:
                 self.good_id = self.tokenizer.encode(good_token, add_special_tokens=False)[-1]
                 self.bad_id = self.tokenizer.encode(bad_token, add_special_tokens=False)[-1]
         self._engine = None
-        self._client = LoopClient(timeout=httpx_timeout(self.timeout_s))
+        self._client = LoopClient(timeout_s=self.timeout_s)
         if model_path is not None:
             import sglang
 
@@ -202,15 +196,13 @@ class PRMScorer:
         return await self._engine.async_generate(prompt=texts, **self._gen_args(texts))
 
     async def _http(self, texts: list[str]) -> Any:
-        import httpx
-
         if self.mode == "reward":
             path, body = "/classify", {"text": texts}
         else:
             path, body = "/generate", {"text": texts, **self._gen_args(texts)}
         try:
             r = await self._client.get().post(self.url + path, json=body)
-        except httpx.ConnectError as e:
+        except ConnectFailed as e:
             raise ConnectionError(f"PRM server at {self.url} is not reachable ({e}); is it running?") from e
         if r.status_code >= 400:
             raise RuntimeError(f"PRM server at {self.url} answered {r.status_code} on {path}: {r.text[:300]}")

@@ -37,7 +37,7 @@ import random
 from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
-from .httpclient import LoopClient
+from .httpclient import ConnectFailed, ConnectionLost, LoopClient, ReadTimedOut
 from .sglang_common import apply_chat_template, gather_or_cancel
 
 log = logging.getLogger(__name__)
@@ -72,17 +72,13 @@ class OpenAIEngine:
         max_context: int = 32768,
         ignore_eos: bool = False,
     ) -> None:
-        import httpx
-
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
         if max_retries < 0:
             raise ValueError(f"OpenAIEngine.max_retries: must be >= 0, got {max_retries}")
         self.model = model
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self.timeout_s = timeout_s
-        self.limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self.max_retries, self.backoff_s = max_retries, backoff_s
         self.ignore_eos = ignore_eos
         self.tokenizer = None
@@ -93,7 +89,8 @@ class OpenAIEngine:
         self.info = EngineInfo(name="openai", model=model, token_ids=False, reports_cached_tokens=False,
                                max_context=max_context)
         self.retries = 0
-        self._http = LoopClient(timeout=self.timeout, limits=self.limits, headers=self.headers)
+        self._http = LoopClient(timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
+                                max_connections=max_connections, headers=self.headers)
         self._warned_cache = False
         self._warned_stop = False
 
@@ -138,8 +135,6 @@ class OpenAIEngine:
         return body
 
     async def _one(self, client: Any, req: GenRequest) -> list[GenResult]:
-        import httpx
-
         url = self.base_url + "/completions"
         body = self._body(req)
         last_err: BaseException | None = None
@@ -150,12 +145,9 @@ class OpenAIEngine:
                 await asyncio.sleep(min(self.backoff_s * 2 ** (attempt - 1), 8.0) * (0.75 + 0.5 * random.random()))
             try:
                 resp = await client.post(url, json=body)
-            except httpx.TimeoutException as e:
-                if isinstance(e, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-                    last_err = e
-                    continue
+            except ReadTimedOut as e:
                 raise TimeoutError(f"OpenAI-compatible server at {url}: no answer within {self.timeout_s} s") from e
-            except httpx.TransportError as e:
+            except (ConnectFailed, ConnectionLost) as e:
                 last_err = e
                 continue
             if resp.status_code in RETRY_STATUS:

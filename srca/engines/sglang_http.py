@@ -6,7 +6,7 @@ sample), as the in-process engine hands them to ``async_generate``: one search p
 is one HTTP request, not one per sample (per-sample requests made the client, not the GPU, the
 limit: see benchmarks/README.md). A router in front (sglang-router) sends a batch to one worker,
 routed on its first sequence, which is where a solve's requests belong. ``batch=False`` sends one
-request per sample instead. Requests go through one pooled ``httpx.AsyncClient`` per event loop.
+request per sample instead. Requests go through one pooled aiohttp session per event loop (:mod:`.httpclient`).
 
 * **Retries**: 429, 502, 503 and 504 answers and connection failures are retried with
   exponential backoff (``backoff_s * 2**attempt``, at most 8 s, ``Retry-After`` honoured), each
@@ -38,7 +38,7 @@ from collections import Counter
 from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
-from .httpclient import LoopClient
+from .httpclient import ConnectFailed, ConnectionLost, LoopClient, ReadTimedOut
 from .sglang_common import (STOP_MODES, ReplicaRouter, StopTokens, apply_chat_template, gather_or_cancel, new_rid,
                             sampling_params, to_result)
 
@@ -110,15 +110,15 @@ class SGLangServerEngine:
         self.dp_size = dp_size
         self.stop_mode = stop_mode
         self.router = ReplicaRouter(max(len(self.urls), dp_size), routing)
-        self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)  # the blocking helpers
         self.timeout_s = timeout_s
         self.max_retries, self.backoff_s = max_retries, backoff_s
-        self.limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self.ignore_eos = ignore_eos
         self.routing_header = routing_header
         self.batch = bool(batch)
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = LoopClient(timeout=self.timeout, limits=self.limits, headers=self.headers)
+        self._http = LoopClient(timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
+                                max_connections=max_connections, headers=self.headers)
         self._sync: Any = None
         self._bg: set[asyncio.Task] = set()
         self.retries = 0
@@ -265,8 +265,6 @@ class SGLangServerEngine:
     async def _post(self, client: Any, replica: int | None, requests: Sequence[GenRequest],
                     slots: list[tuple[int, int]]) -> list[GenResult]:
         """One POST /generate for ``slots`` on ``replica``, retried as a whole (fresh rids)."""
-        import httpx
-
         url, dp_rank = self._target(replica)
         body = self._body(requests, slots)
         if dp_rank is not None:
@@ -290,16 +288,15 @@ class SGLangServerEngine:
                 except asyncio.CancelledError:
                     self._abort_later(url, rids)
                     raise
-                except httpx.TimeoutException as e:
-                    if isinstance(e, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-                        last_err, last_status = e, None
-                        continue
+                except ConnectFailed as e:  # never reached the server (refused, connect timeout)
+                    last_err, last_status = e, None
+                    continue
+                except ReadTimedOut as e:
                     self._abort_later(url, rids)
                     self.errors += 1
                     raise TimeoutError(f"SGLang server at {url}: no answer within {self.timeout_s} s") from e
-                except httpx.TransportError as e:  # refused, reset, broken connection
-                    if not isinstance(e, httpx.ConnectError):
-                        self._abort_later(url, rids)  # it may have reached the server
+                except ConnectionLost as e:  # reset or broken after it may have reached the server
+                    self._abort_later(url, rids)
                     last_err, last_status = e, None
                     continue
                 if resp.status_code in RETRY_STATUS:
@@ -360,10 +357,8 @@ class SGLangServerEngine:
             t.add_done_callback(self._bg.discard)
 
     async def _abort(self, url: str, rid: str) -> None:
-        import httpx
-
         try:
-            await self._http.get().post(url + "/abort_request", json={"rid": rid}, timeout=httpx.Timeout(5.0))
+            await self._http.get().post(url + "/abort_request", json={"rid": rid}, timeout_s=5.0)
         except Exception as e:  # best effort: the server may be gone or the request finished
             log.debug("abort of %s at %s failed: %s", rid, url, e)
 
