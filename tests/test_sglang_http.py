@@ -207,3 +207,51 @@ async def test_server_placed_batches_keep_one_group_each(server):
     assert sorted(tuple(b["text"]) for b in server.state.bodies) == [("q0", "q0"), ("q1", "q1"), ("q2", "q2")]
     assert all("routed_dp_rank" not in b for b in server.state.bodies)
     await eng.close()
+
+
+async def test_read_timeout_is_a_timeout_error_and_aborts(server):
+    eng = make(server, timeout_s=0.5)
+    with pytest.raises(TimeoutError, match="no answer within 0.5 s"):
+        await eng.generate([GenRequest(prompt="SLOW please", n=2, max_new_tokens=4)])
+    sent = {x["rid"] for x in items(server.state.bodies)}
+    for _ in range(500):  # the aborts are sent in the background
+        if set(server.state.aborted) >= sent:
+            break
+        await asyncio.sleep(0.01)
+    assert len(sent) == 2 and set(server.state.aborted) >= sent and eng.errors == 1
+    await eng.close()
+
+
+async def test_connection_lost_is_retried():
+    """A server that accepts and drops every connection: retried, then a ConnectionError naming it."""
+    import socket
+    import threading
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    lsock.settimeout(0.2)
+    stop = threading.Event()
+
+    def drop():  # in a thread: the engine's constructor makes blocking calls too
+        while not stop.is_set():
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                continue
+            conn.recv(100)
+            conn.close()
+
+    t = threading.Thread(target=drop, daemon=True)
+    t.start()
+    url = f"http://127.0.0.1:{lsock.getsockname()[1]}"
+    try:
+        eng = SGLangServerEngine(url, model="m", tokenizer="/nonexistent/tok", max_retries=2, backoff_s=0.01)
+        with pytest.raises(ConnectionError, match="not reachable"):
+            await eng.generate([GenRequest(prompt="x", max_new_tokens=2)])
+        assert eng.retries == 2 and eng.aborts == 3  # it may have reached the server: each try aborted
+        await eng.close()
+    finally:
+        stop.set()
+        t.join(timeout=2)
+        lsock.close()

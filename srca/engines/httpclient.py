@@ -69,9 +69,12 @@ class _Session:
             connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=0),
             headers=dict(headers or {}), timeout=self._timeout(timeout_s))
 
-    def _timeout(self, total_s: float) -> Any:
-        # total: connecting (and waiting for a pooled connection) plus the whole answer
-        return self._aiohttp.ClientTimeout(total=total_s + self.connect_timeout_s, sock_connect=self.connect_timeout_s)
+    def _timeout(self, read_s: float) -> Any:
+        # sock_connect: the TCP connect; sock_read: the wait for the answer once sent (a whole
+        # generation: the server sends nothing before it is done). Waiting for a free pooled
+        # connection is not limited (requests beyond max_connections queue, as with a busy server).
+        return self._aiohttp.ClientTimeout(total=None, connect=None, sock_connect=self.connect_timeout_s,
+                                           sock_read=read_s)
 
     async def post(self, url: str, json: Any = None, headers: Mapping[str, str] | None = None,
                    timeout_s: float | None = None) -> Response:
@@ -83,7 +86,7 @@ class _Session:
             async with self.session.post(url, json=json, headers=headers, **kw) as r:
                 content = await r.read()
                 return Response(r.status, r.headers.copy(), content)
-        except aiohttp.ConnectionTimeoutError as e:  # connect (or pool wait) timed out
+        except aiohttp.ConnectionTimeoutError as e:  # the TCP connect timed out
             raise ConnectTimedOut(f"connect to {url} timed out after {self.connect_timeout_s} s") from e
         except aiohttp.ClientConnectorError as e:  # refused, unreachable, DNS
             raise ConnectFailed(str(e)) from e
@@ -112,7 +115,7 @@ class LoopClient:
 
     Args:
         timeout_s: time for a whole answer once connected (a long generation must fit in it).
-        connect_timeout_s: time to connect (or to wait for a pooled connection).
+        connect_timeout_s: time to make a TCP connection (waiting for a free pooled one is not limited).
         max_connections: connections at once across hosts (requests beyond it wait).
         headers: sent with every request (e.g. ``Authorization``).
     """
