@@ -2,7 +2,7 @@
 per event loop (a session's connections belong to the loop that opened them, and engines are
 used from several loops: ``Solver.solve`` keeps its own).
 
-Why aiohttp and not httpx: with 128 solves in flight, httpx spent 7.0 ms of client CPU per
+Why aiohttp and not httpx: with 128 solves in flight, httpx spent 7.1 ms of client CPU per
 batched request (16 samples), aiohttp 1.2 ms, and the engine with orjson for the bodies 1.1 ms
 (benchmarks/http_client.py, 2-core CPU sandbox, benchmarks/results/http_client_cpu.json). At the
 search's request rates that difference was the HTTP engine's limit.
