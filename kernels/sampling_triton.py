@@ -135,6 +135,25 @@ def _store_cands(vbase, ibase, pos, val, tok, keep, USE_ASM: tl.constexpr):
         tl.store(ibase + pos, tok, mask=keep)
 
 
+@triton.jit
+def _row_params(row, V, temp_ptr, temp_val, topk_ptr, k_val, topp_ptr, p_val,
+                T_PTR: tl.constexpr, K_PTR: tl.constexpr, P_PTR: tl.constexpr):
+    """A row's (temperature, top_k, top_p): from the [P] tensors when given, else the scalars."""
+    if T_PTR:
+        T = tl.load(temp_ptr + row)
+    else:
+        T = temp_val
+    if K_PTR:
+        k = tl.minimum(tl.maximum(tl.load(topk_ptr + row), -1), V).to(tl.int32)
+    else:
+        k = k_val
+    if P_PTR:
+        p = tl.load(topp_ptr + row)
+    else:
+        p = p_val
+    return T, k, p
+
+
 @triton.jit(do_not_specialize=["n", "k_val", "s0", "s1", "off"])
 def _fanout_kernel(logits_ptr, stride, V, C, n,
                    temp_ptr, temp_val, topk_ptr, k_val, topp_ptr, p_val,
@@ -149,18 +168,7 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
     row = pid // C
     ch = pid % C
     R: tl.constexpr = CH // G
-    if T_PTR:
-        T = tl.load(temp_ptr + row)
-    else:
-        T = temp_val
-    if K_PTR:
-        k = tl.minimum(tl.maximum(tl.load(topk_ptr + row), -1), V).to(tl.int32)
-    else:
-        k = k_val
-    if P_PTR:
-        p = tl.load(topp_ptr + row)
-    else:
-        p = p_val
+    T, k, p = _row_params(row, V, temp_ptr, temp_val, topk_ptr, k_val, topp_ptr, p_val, T_PTR, K_PTR, P_PTR)
     greedy = (T <= 0) | (k == 1)
     topk_on = (k > 0) & (k < V)
     kfast = topk_on & (k <= KC)
@@ -269,18 +277,7 @@ def _combine_kernel(logits_ptr, stride, V, C, n,
     in count[row] (kept at zero otherwise). MODE 2 (8 warps): the general path for flagged rows
     (others exit at once), resetting the flag."""
     row = tl.program_id(0)
-    if T_PTR:
-        T = tl.load(temp_ptr + row)
-    else:
-        T = temp_val
-    if K_PTR:
-        k = tl.minimum(tl.maximum(tl.load(topk_ptr + row), -1), V).to(tl.int32)
-    else:
-        k = k_val
-    if P_PTR:
-        p = tl.load(topp_ptr + row)
-    else:
-        p = p_val
+    T, k, p = _row_params(row, V, temp_ptr, temp_val, topk_ptr, k_val, topp_ptr, p_val, T_PTR, K_PTR, P_PTR)
     _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
                  stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr,
                  CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, MODE, EX)
