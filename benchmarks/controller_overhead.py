@@ -23,9 +23,7 @@ import argparse
 import asyncio
 import cProfile
 import io
-import json
 import os
-import platform
 import pstats
 import random
 import sys
@@ -33,6 +31,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from _results import write_result  # noqa: E402
 from engine_fanout import NEVER, problems  # noqa: E402
 
 WORDS = ("so we have the value of x is then and add multiply both sides by two three four five "
@@ -154,13 +153,7 @@ def main() -> None:
         pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(a.profile)
         top = s.getvalue()
         print(top)
-    res = dict(benchmark="controller_overhead", machine=f"{platform.node()} ({os.cpu_count()} cores), Python "
-               f"{platform.python_version()}", args=vars(a), runs=runs, best=row,
-               time=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(res, f, indent=1)
-    print(f"# wrote {a.out}")
+    write_result(a.out, "controller_overhead", a, runs=runs, best=row)
 
 
 if __name__ == "__main__":

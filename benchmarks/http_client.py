@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import random
 import socket
 import subprocess
@@ -26,6 +24,8 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _results import write_result  # noqa: E402
 
 SERVER = textwrap.dedent("""
     import sys, uvicorn
@@ -168,12 +168,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['variant']:58} {r['requests']:>8} {r['wall_s']:>7.2f} {r['client_cpu_s']:>12.2f} "
               f"{r['client_cpu_ms_per_request']:>10.3f}")
-    res = dict(benchmark="http_client", machine=f"{platform.node()} ({os.cpu_count()} cores), Python "
-               f"{platform.python_version()}", args=vars(a), rows=rows, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(res, f, indent=1)
-    print(f"# wrote {a.out}")
+    write_result(a.out, "http_client", a, rows=rows)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,18 @@
+"""Writing a benchmark's JSON result: the record plus the machine it ran on and when."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from typing import Any
+
+
+def write_result(path: str, benchmark: str, args: Any, **fields: Any) -> None:
+    """``{"benchmark", "machine", "args", **fields, "time"}`` as JSON at ``path``; says where."""
+    res = dict(benchmark=benchmark, machine=f"{platform.node()} ({os.cpu_count()} cores), Python "
+               f"{platform.python_version()}", args=vars(args), **fields, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    print(f"# wrote {path}")
