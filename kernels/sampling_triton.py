@@ -36,6 +36,7 @@ import triton.language as tl
 
 KC = 64  # candidate path covers top_k <= KC
 CAP = 96  # candidate slots per chunk
+CD_MAX = 512  # compacted candidate slots per row (split configs with CD > 0)
 KEY_LOWEST_FINITE = -2139095040  # _key(-FLT_MAX) as int32
 LOG2E = tl.constexpr(1.4426950408889634)
 # Launch config (chunk width, warps, register cap): benchmarks/sampling.py times the alternatives
@@ -52,14 +53,20 @@ LOG2E = tl.constexpr(1.4426950408889634)
 #       rows in one short wave; top-k bisection stops once exactly k keys are >= mid), flagging rows
 #       that need the general path in count[row]; a third launch (grid P, 8 warps) runs the general
 #       path for the flagged rows only. SW/VD stay 0 there ([SW|VD, NS] tiles do not fit 1 warp).
+#   CD: (split configs) the combine compacts the candidates >= L (token order kept) into CD
+#       row-private slots when they fit, so its ~46 search steps and n draws reduce CD slots,
+#       not C * CAP (2048 at V = 151,936); more than CD candidates: the full slots as before.
 DEFAULT_CONFIG = (8192, 8, 128)
 CONFIGS = {"A": (8192, 8, 128), "B": (8192, 16, 64), "C": (4096, 4, 128),  # v2: A best; D, E, F dropped
            "G": (8192, 8, 128, 1, 16, 8), "H": (8192, 8, 128, 1, 0, 0), "I": (8192, 8, 128, 0, 16, 8),
            "J": (4096, 8, 128, 1, 16, 8), "K": (8192, 8, 128, 1, 8, 8),
            # split launches (CW > 0): phase 1, then the combine with CW warps per row, then the
-           # general path (8 warps) for the rows the combine flagged; not yet measured on a GPU
+           # general path (8 warps) for the rows the combine flagged (measured: O best of L-O)
            "L": (8192, 8, 128, 0, 0, 0, 1), "M": (8192, 8, 128, 0, 0, 0, 2),
-           "N": (8192, 8, 128, 1, 0, 0, 1), "O": (8192, 8, 128, 0, 0, 0, 4)}
+           "N": (8192, 8, 128, 1, 0, 0, 1), "O": (8192, 8, 128, 0, 0, 0, 4),
+           # split, and the combine first compacts the candidates >= L into CD slots (CD > 0)
+           "P": (8192, 8, 128, 0, 0, 0, 1, 256), "Q": (8192, 8, 128, 0, 0, 0, 2, 256),
+           "R": (8192, 8, 128, 0, 0, 0, 4, 256)}
 
 
 @triton.jit
@@ -258,42 +265,45 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
         if arrived == C - 1:
             tl.store(count_ptr + row, 0)  # ready for the next launch
             _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
-                         stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr,
-                         CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, 0, 0)
+                         stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr, stat_ptr, carg_ptr,
+                         CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, 0, 0, 0, USE_ASM)
 
 
 @triton.jit(do_not_specialize=["n", "k_val", "s0", "s1", "off"])
 def _combine_kernel(logits_ptr, stride, V, C, n,
                     temp_ptr, temp_val, topk_ptr, k_val, topp_ptr, p_val,
                     s0, s1, off,
-                    stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr,
+                    stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr, dval_ptr, didx_ptr,
                     T_PTR: tl.constexpr, K_PTR: tl.constexpr, P_PTR: tl.constexpr,
                     CH: tl.constexpr, KC: tl.constexpr, CAP: tl.constexpr,
                     CPAD: tl.constexpr, NS: tl.constexpr, BG: tl.constexpr, KEY_LO: tl.constexpr,
                     FORCE_GENERAL: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr,
-                    MODE: tl.constexpr, EX: tl.constexpr):
+                    MODE: tl.constexpr, EX: tl.constexpr, CD: tl.constexpr, USE_ASM: tl.constexpr):
     """Split launch (config field CW > 0), grid [P], one program per row after the phase-1 launch:
     MODE 1 (few warps): the combine's candidate path; rows that need the general path are flagged
-    in count[row] (kept at zero otherwise). MODE 2 (8 warps): the general path for flagged rows
-    (others exit at once), resetting the flag."""
+    in count[row] (kept at zero otherwise); CD > 0: the candidates >= L are first compacted into
+    CD row-private slots (dval/didx) when they fit. MODE 2 (8 warps): the general path for flagged
+    rows (others exit at once), resetting the flag."""
     row = tl.program_id(0)
     T, k, p = _row_params(row, V, temp_ptr, temp_val, topk_ptr, k_val, topp_ptr, p_val, T_PTR, K_PTR, P_PTR)
     _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
-                 stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr,
-                 CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, MODE, EX)
+                 stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr, dval_ptr, didx_ptr,
+                 CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, MODE, EX, CD, USE_ASM)
 
 
 @triton.jit
 def _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
-                 stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr,
+                 stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr, dval_ptr, didx_ptr,
                  CH: tl.constexpr, KC: tl.constexpr, CAP: tl.constexpr, CPAD: tl.constexpr,
                  NS: tl.constexpr, BG: tl.constexpr, KEY_LO: tl.constexpr,
                  FORCE_GENERAL: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr,
-                 MODE: tl.constexpr, EX: tl.constexpr):
+                 MODE: tl.constexpr, EX: tl.constexpr, CD: tl.constexpr, USE_ASM: tl.constexpr):
     """Combine one row from the phase-1 stats and candidates. MODE 0: fused (candidate path, else
     the general path in the same program); MODE 1: candidate path, flag the row in count[row] if it
     needs the general path; MODE 2: general path only for flagged rows. EX: the top-k bisection
-    stops as soon as exactly k candidates are >= mid (the same kept set, fewer reductions)."""
+    stops as soon as exactly k candidates are >= mid (the same kept set, fewer reductions).
+    CD > 0 (MODE 1): when the candidates >= L fit in CD slots, they are compacted (token order
+    kept) into dval/didx[row * CD:] and the searches and draws run over CD slots, not NS."""
     greedy = (T <= 0) | (k == 1)
     topk_on = (k > 0) & (k < V)
     kfast = topk_on & (k <= KC)
@@ -344,72 +354,135 @@ def _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
                 cnt_j = tl.load(stat_ptr + (rb + j) * 4 + 3, mask=j < C, other=0.0, cache_modifier=".cg")
                 valid = (j < C) & (s.to(tl.float32) < cnt_j)
                 v = tl.load(cval_ptr + (rb + j) * CAP + s, mask=valid, other=float("-inf"), cache_modifier=".cg")
-                if MODE == 0:
-                    ti = tl.load(cidx_ptr + (rb + j) * CAP + s, mask=valid, other=0, cache_modifier=".cg")
                 comp = valid & (v >= L)
+                tptr = cidx_ptr + (rb + j) * CAP + s
+                if MODE == 0:
+                    ti = tl.load(tptr, mask=valid, other=0, cache_modifier=".cg")
+                else:
+                    ti = o  # token ids loaded by _cand_draw, only for the draw
                 key = tl.where(comp, _key(v), KEY_LO - 1)
-                lo_k = tl.min(tl.where(comp, key, keyM), 0)
-                if topk_on:  # largest t with count(key >= t) >= k
-                    if SW > 0:
-                        lo_k = _search(key, key, k.to(tl.float32), lo_k, keyM, SW, False)
-                    else:
-                        hi_k = keyM
-                        while lo_k < hi_k:
-                            mid = _mid(lo_k, hi_k)
+                if CD > 0:
+                    # narrow: raise lo (keeping count(key >= lo) >= k, or the mass at or above it
+                    # >= top_p of the row's) until {key >= lo} fits CD slots; the exact thresholds
+                    # are >= lo, so they are found among those slots
+                    lo = tl.min(tl.where(comp, key, keyM), 0)
+                    hi = keyM
+                    nlo = tl.sum(comp.to(tl.int32), 0)
+                    if topk_on:
+                        while (nlo > CD) & (lo < hi):
+                            mid = _mid(lo, hi)
                             cnt_m = tl.sum((key >= mid).to(tl.int32), 0)
                             ok = cnt_m >= k
-                            lo_k = tl.where(ok, mid, lo_k)
-                            if EX:  # exactly k at or above mid: {key >= mid} is the kept set
-                                hi_k = tl.where(ok, tl.where(cnt_m == k, mid, hi_k), mid - 1)
-                            else:
-                                hi_k = tl.where(ok, hi_k, mid - 1)
-                w = tl.where(key >= lo_k, tl.exp2((v - M) * cl), 0.0)
-                Zk = tl.sum(w, 0)
-                if topk_on:
-                    target = p * Zk
-                else:
-                    target = p * Z
-                if Zk >= target:  # the kept set lies among the candidates
-                    done = row >= 0
-                    if p < 1.0:  # largest t with mass(key >= t) >= target
-                        if SW > 0:
-                            lo_k = _search(key, w, target, lo_k, keyM, SW, True)
-                        else:
-                            hi_p = keyM
-                            while lo_k < hi_p:
-                                mid = _mid(lo_k, hi_p)
-                                ok = tl.sum(tl.where(key >= mid, w, 0.0), 0) >= target
-                                lo_k = tl.where(ok, mid, lo_k)
-                                hi_p = tl.where(ok, hi_p, mid - 1)
-                    w2 = tl.where(key >= lo_k, w, 0.0)
-                    if MODE != 0:  # token ids loaded only now (fewer live registers with 1 warp)
-                        ti = tl.load(cidx_ptr + (rb + j) * CAP + s, mask=w2 > 0, other=0, cache_modifier=".cg")
-                    cum = tl.cumsum(w2, 0)
-                    tot = tl.sum(w2, 0)
-                    # slots run in token order (chunk-major, compaction keeps order): the first slot
-                    # whose running mass exceeds u * tot holds the smallest such token
-                    last = tl.max(tl.where(w2 > 0, ti, -1), 0)
-                    if VD > 0:
-                        vv = tl.arange(0, VD)
-                        for c0 in range(0, n, VD):
-                            cv = c0 + vv
-                            tv = _uniform_v(s0, s1, cv, row, off) * tot
-                            bv = tl.min(tl.where((w2[None, :] > 0) & (cum[None, :] > tv[:, None]), ti[None, :], 2147483647), 1)
-                            bv = tl.where(bv == 2147483647, last, bv)
-                            tl.store(obase + cv, bv.to(tl.int64), mask=cv < n)
+                            lo = tl.where(ok, mid, lo)
+                            nlo = tl.where(ok, cnt_m, nlo)
+                            hi = tl.where(ok, hi, mid - 1)
                     else:
-                        for c in range(0, n):
-                            u = _uniform(s0, s1, c, row, off)
-                            t = u * tot
-                            b = tl.min(tl.where((w2 > 0) & (cum > t), ti, 2147483647), 0)
-                            b = tl.where(b == 2147483647, last, b)
-                            tl.store(obase + c, b.to(tl.int64))
+                        w = tl.where(comp, tl.exp2((v - M) * cl), 0.0)
+                        target = p * Z
+                        if tl.sum(w, 0) < target:
+                            nlo = CD + 1  # the kept set is not inside the candidates: general path
+                        while (nlo > CD) & (lo < hi):
+                            mid = _mid(lo, hi)
+                            ge = key >= mid
+                            ok = tl.sum(tl.where(ge, w, 0.0), 0) >= target
+                            lo = tl.where(ok, mid, lo)
+                            nlo = tl.where(ok, tl.sum(ge.to(tl.int32), 0), nlo)
+                            hi = tl.where(ok, hi, mid - 1)
+                    if nlo <= CD:
+                        live = comp & (key >= lo)
+                        pos = tl.cumsum(live.to(tl.int32), 0) - 1
+                        tic = tl.load(tptr, mask=live, other=0, cache_modifier=".cg")
+                        dvb = dval_ptr + row.to(tl.int64) * CD
+                        dib = didx_ptr + row.to(tl.int64) * CD
+                        _store_cands(dvb, dib, pos, v, tic, live, USE_ASM)
+                        tl.debug_barrier()  # the compacted slots are read back by other threads
+                        dd = tl.arange(0, CD)
+                        vd = tl.load(dvb + dd, mask=dd < nlo, other=float("-inf"), cache_modifier=".cg")
+                        keyd = tl.where(dd < nlo, _key(vd), KEY_LO - 1)
+                        done = _cand_draw(keyd, vd, dd, dib + dd, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
+                                          row, obase, KEY_LO, SW, VD, EX, True)
+                    else:
+                        done = _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
+                                          row, obase, KEY_LO, SW, VD, EX, MODE != 0)
+                else:
+                    done = _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
+                                      row, obase, KEY_LO, SW, VD, EX, MODE != 0)
             if ~done:
                 if MODE == 0:
                     _general_row(rbase, obase, V, n, M, cl, k, p, topk_on, pure, cmax, csum, cj,
                                  s0, s1, off, row, CH, CPAD, BG, KEY_LO)
                 else:
                     tl.store(count_ptr + row, 1)  # the MODE 2 launch draws this row
+
+
+@triton.jit
+def _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, row, obase,
+               KEY_LO: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr, EX: tl.constexpr,
+               TI_LATE: tl.constexpr):
+    """The candidate path over slots in token order: ``key`` (order-preserving int32 of ``v``;
+    ``KEY_LO - 1`` for an empty slot), every token >= the row's bound L among them. Exact top-k
+    threshold (k <= KC), then the top-p one, then the n children by inverse CDF; tokens go to
+    ``obase``. ``TI_LATE``: the token ids are loaded from ``tptr`` only for the draw (``ti`` is
+    then a placeholder). Returns False where the kept set is not inside the candidates (the
+    caller takes the general path)."""
+    comp = key >= KEY_LO
+    lo_k = tl.min(tl.where(comp, key, keyM), 0)
+    if topk_on:  # largest t with count(key >= t) >= k
+        if SW > 0:
+            lo_k = _search(key, key, k.to(tl.float32), lo_k, keyM, SW, False)
+        else:
+            hi_k = keyM
+            while lo_k < hi_k:
+                mid = _mid(lo_k, hi_k)
+                cnt_m = tl.sum((key >= mid).to(tl.int32), 0)
+                ok = cnt_m >= k
+                lo_k = tl.where(ok, mid, lo_k)
+                if EX:  # exactly k at or above mid: {key >= mid} is the kept set
+                    hi_k = tl.where(ok, tl.where(cnt_m == k, mid, hi_k), mid - 1)
+                else:
+                    hi_k = tl.where(ok, hi_k, mid - 1)
+    w = tl.where(key >= lo_k, tl.exp2((v - M) * cl), 0.0)
+    Zk = tl.sum(w, 0)
+    if topk_on:
+        target = p * Zk
+    else:
+        target = p * Z
+    done = Zk >= target
+    if done:  # the kept set lies among the candidates
+        if p < 1.0:  # largest t with mass(key >= t) >= target
+            if SW > 0:
+                lo_k = _search(key, w, target, lo_k, keyM, SW, True)
+            else:
+                hi_p = keyM
+                while lo_k < hi_p:
+                    mid = _mid(lo_k, hi_p)
+                    ok = tl.sum(tl.where(key >= mid, w, 0.0), 0) >= target
+                    lo_k = tl.where(ok, mid, lo_k)
+                    hi_p = tl.where(ok, hi_p, mid - 1)
+        w2 = tl.where(key >= lo_k, w, 0.0)
+        if TI_LATE:  # token ids loaded only now (fewer live registers with 1 warp)
+            ti = tl.load(tptr, mask=w2 > 0, other=0, cache_modifier=".cg")
+        cum = tl.cumsum(w2, 0)
+        tot = tl.sum(w2, 0)
+        # slots run in token order (chunk-major, compaction keeps order): the first slot
+        # whose running mass exceeds u * tot holds the smallest such token
+        last = tl.max(tl.where(w2 > 0, ti, -1), 0)
+        if VD > 0:
+            vv = tl.arange(0, VD)
+            for c0 in range(0, n, VD):
+                cv = c0 + vv
+                tv = _uniform_v(s0, s1, cv, row, off) * tot
+                bv = tl.min(tl.where((w2[None, :] > 0) & (cum[None, :] > tv[:, None]), ti[None, :], 2147483647), 1)
+                bv = tl.where(bv == 2147483647, last, bv)
+                tl.store(obase + cv, bv.to(tl.int64), mask=cv < n)
+        else:
+            for c in range(0, n):
+                u = _uniform(s0, s1, c, row, off)
+                t = u * tot
+                b = tl.min(tl.where((w2 > 0) & (cum > t), ti, 2147483647), 0)
+                b = tl.where(b == 2147483647, last, b)
+                tl.store(obase + c, b.to(tl.int64))
+    return done
 
 
 @triton.jit
@@ -495,7 +568,8 @@ _USE_ASM = os.environ.get("TRITON_INTERPRET", "0") not in ("1", "true", "True")
 
 
 def _workspace(dev, rows: int, C: int):
-    """Cached per (device, stream): stats, argmax, candidates, arrival counters (kept at zero)."""
+    """Cached per (device, stream): stats, argmax, candidates, arrival counters (kept at zero),
+    and CD_MAX compacted candidate slots per row (split configs with CD > 0)."""
     key = (dev, torch.cuda.current_stream(dev).cuda_stream if dev.type == "cuda" else 0)
     ws = _WS.get(key)
     need = rows * C
@@ -507,7 +581,9 @@ def _workspace(dev, rows: int, C: int):
               torch.empty((cap_rc,), device=dev, dtype=torch.int32),
               torch.empty((cap_rc * CAP,), device=dev, dtype=torch.float32),
               torch.empty((cap_rc * CAP,), device=dev, dtype=torch.int32),
-              torch.zeros((cap_r,), device=dev, dtype=torch.int32))
+              torch.zeros((cap_r,), device=dev, dtype=torch.int32),
+              torch.empty((cap_r * CD_MAX,), device=dev, dtype=torch.float32),
+              torch.empty((cap_r * CD_MAX,), device=dev, dtype=torch.int32))
         _WS[key] = ws
     return ws[2:]
 
@@ -524,14 +600,16 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
     if P == 0:
         return tokens, invalid.view(torch.bool)
     CH, nw, maxnreg, *strat = config or DEFAULT_CONFIG
-    P1, SW, VD, CW = (tuple(strat) + (0, 0, 0, 0))[:4]
+    P1, SW, VD, CW, CD = (tuple(strat) + (0, 0, 0, 0, 0))[:5]
+    if CD and (not CW or CD > CD_MAX or CD & (CD - 1)):
+        raise ValueError(f"config: CD={CD} needs a split config (CW > 0) and a power of two <= {CD_MAX}")
     CH = max(32, min(CH, _next_pow2(V)))
     C = triton.cdiv(V, CH)
     G = min(32, CH)
     if CH < 4096:
         nw, maxnreg = 4, None
     extra = {} if maxnreg is None else {"maxnreg": maxnreg}
-    stat, carg, cval, cidx, count = _workspace(dev, P, C)
+    stat, carg, cval, cidx, count, dval, didx = _workspace(dev, P, C)
     tp, kp, pp = (isinstance(a, torch.Tensor) for a in (temp, top_k, top_p))
     # every integer argument stays below 2**31 (typed i32: no recompiles as seeds/offsets change)
     seed_eff = (int(seed) ^ ((int(offset) >> 31) * 0x9E3779B97F4A7C15)) & (2**62 - 1)
@@ -554,7 +632,9 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
                              num_warps=nw, **common, **extra)
     if CW:
         # combine: one row per program, CW warps (reductions mostly in-thread + warp shuffles)
-        _combine_kernel[(P,)](*args, MODE=1, EX=1, num_warps=int(CW), **common)
+        _combine_kernel[(P,)](*args, dval, didx, MODE=1, EX=1, CD=int(CD), USE_ASM=_USE_ASM, num_warps=int(CW),
+                              **common)
         # general path for the rows flagged by the combine (others exit at once)
-        _combine_kernel[(P,)](*args, MODE=2, EX=1, num_warps=nw, **common, **extra)
+        _combine_kernel[(P,)](*args, dval, didx, MODE=2, EX=1, CD=0, USE_ASM=_USE_ASM, num_warps=nw, **common,
+                              **extra)
     return tokens, invalid.view(torch.bool)

@@ -177,18 +177,20 @@ def test_kernel_fast_and_general_paths_give_the_same_tokens():
     assert torch.equal(a, b) and torch.equal(a, c)
 
 
-# strategy switches (P1, SW, VD[, CW]) of sampling_triton's configs: () is the v2 algorithm;
-# CW > 0: split launches (phase 1, combine with CW warps, general path for flagged rows)
-STRATEGIES = [(), (1, 16, 8), (1, 0, 0), (0, 16, 8), (1, 8, 4), (0, 0, 0, 1), (1, 0, 0, 2)]
+# strategy switches (P1, SW, VD[, CW[, CD]]) of sampling_triton's configs: () is the v2 algorithm;
+# CW > 0: split launches (phase 1, combine with CW warps, general path for flagged rows);
+# CD > 0: the combine compacts the candidates into CD slots once they fit
+STRATEGIES = [(), (1, 16, 8), (1, 0, 0), (0, 16, 8), (1, 8, 4), (0, 0, 0, 1), (1, 0, 0, 2), (0, 0, 0, 1, 64),
+              (0, 0, 0, 2, 8)]
 
 
-@pytest.mark.parametrize("strat", [(), (1, 16, 8), (1, 8, 4), (0, 0, 0, 1)])  # together: every switch on and off
+@pytest.mark.parametrize("strat", [(), (1, 16, 8), (1, 8, 4), (0, 0, 0, 1), (0, 0, 0, 2, 64)])  # every switch on and off
 @pytest.mark.parametrize("T,k,p", [(0.7, 50, 0.95), (1.0, 0, 0.9), (1.0, 0, 1.0), (0.7, 7, 0.6)])
 def test_kernel_multichunk_candidate_and_general_paths_agree(T, k, p, strat):
     """Several chunks wide enough for the group-maximum bound (CH=2048: 64 groups of 32): the
     candidate path (merged candidates of 3 chunks) and the forced general path draw the same
     tokens, inside the reference's allowed set, under every strategy switch."""
-    if (T, k, p) == (1.0, 0, 1.0) and strat in [(1, 8, 4), (0, 0, 0, 1)]:
+    if (T, k, p) == (1.0, 0, 1.0) and strat in [(1, 8, 4), (0, 0, 0, 1), (0, 0, 0, 2, 64)]:
         pytest.skip("pure temperature: no candidate search (split: host-routed to the fused launch)")
     st = _kernel_module()
     x = _rows(2, 5000, seed=6)
@@ -224,8 +226,28 @@ def test_kernel_split_launches_flag_general_rows():
     ref = st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None))[0]
     for _ in range(2):
         assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None, 0, 0, 0, 1))[0], ref)
+        assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None, 0, 0, 0, 2, 128))[0], ref)
     assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None))[0], ref)
     assert allowed_mask_ref(x.cpu(), T.cpu(), K.cpu(), Pp.cpu()).gather(1, ref.cpu()).all()
+
+
+def test_kernel_compacted_combine_used_and_exact():
+    """CD > 0: rows whose narrowed candidates fit CD slots are drawn from the compacted slots
+    (the workspace shows them written), rows that cannot fit (CD < top_k) from the full slots,
+    rows whose top-p set is not among the candidates on the general path; all draw the forced
+    general path's tokens."""
+    st = _kernel_module()
+    x = _rows(3, 20000, seed=13, scale=4.0)
+    for T, k, p, CD, fits in [(0.7, 50, 0.95, 256, True), (1.0, 0, 0.9, 256, True), (0.7, 50, 0.95, 8, False)]:
+        st.fanout(x, 7, T, k, p, 9, 3, config=(2048, 4, None))  # workspace for these rows
+        dval = st._WS[next(kk for kk in st._WS if kk[0] == x.device)][7]
+        dval.fill_(float("nan"))
+        got = st.fanout(x, 7, T, k, p, 9, 3, config=(2048, 4, None, 0, 0, 0, 1, CD))[0]
+        assert torch.equal(got, st.fanout(x, 7, T, k, p, 9, 3, config=(2048, 4, None), force_general=True)[0])
+        written = (~dval[:3 * CD].view(3, CD).isnan()).sum(1)
+        assert bool((written > 0).any()) if fits else bool((written == 0).all())
+    with pytest.raises(ValueError, match="CD"):
+        st.fanout(x, 2, 0.7, 50, 0.95, 1, 0, config=(2048, 4, None, 0, 0, 0, 0, 64))
 
 
 def test_kernel_ties_overflow_falls_back():
