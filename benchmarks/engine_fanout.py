@@ -21,13 +21,16 @@ and pinned per problem, the controller with ``routing="sglang"`` (round robin) a
 ``routing="affinity"`` (each solve on one replica). ``--suite http --dp 1,2,4``: dp=1 in process,
 then max(N) single-GPU ``sglang.launch_server`` processes (each with its own tokenizer manager,
 started once) behind :class:`SGLangServerEngine`, each N on the first N of them, round robin
-and affinity across the URLs.
+and affinity across the URLs. ``--suite load --dp 2,4``: one GPU, the controller on
+``--problems / N`` problems for each N (the load one replica carries at dp=N with affinity) and
+on all of them: ``wall(all) / wall(all / N)`` bounds what dp=N can gain on this workload.
 Writes JSON (``--out``) and prints a table with the ratios controller/reference (wall time),
 the speed-up over dp=1, and the share of prompt tokens served from the cache.
 
     python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite ratios
     python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite dp --dp 2,4 --problems 128
     python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite http --dp 1,2,4 --problems 128
+    python benchmarks/engine_fanout.py --model /tmp/sglmodel --suite load --dp 2,4 --problems 128
 """
 from __future__ import annotations
 
@@ -121,18 +124,18 @@ def reference(eng, a, pin: bool, extra: str = "") -> dict:
                 generated_tokens=st["generated"], engine_calls=st["calls"], requests=st["requests"])
 
 
-def controller(eng, a) -> dict:
+def controller(eng, a, problems_n: int | None = None) -> dict:
     from srca import SearchConfig, Solver
 
     cfg = SearchConfig(method="srca", n=a.beams * a.expand, beam_width=a.beams, expand=a.expand, max_steps=a.steps,
                        max_step_tokens=a.step_tokens, probe_max_tokens=a.probe_tokens, step_delimiter=NEVER,
                        max_new_tokens=a.steps * a.step_tokens, checkpoints=True, temperature=0.8, top_p=1.0)
     solver = Solver(engine=eng, config=cfg)
-    probs = problems(a.problems, a.problem_words)
+    probs = problems(problems_n or a.problems, a.problem_words)
 
     async def go():
         t0 = time.time()
-        sols = await solver.asolve_many(probs, concurrency=a.problems)
+        sols = await solver.asolve_many(probs, concurrency=len(probs))
         return time.time() - t0, sols
 
     wall, sols = asyncio.run(go())
@@ -230,8 +233,9 @@ def child(a, spec: dict) -> None:
         if run["kind"] == "reference":
             res = reference(eng, a, pin=run.get("pin", False), extra=run.get("extra", ""))
         else:
-            res = controller(eng, a)
-        res.update(name=run["name"], kind=run["kind"], dp=dp, radix=spec["radix"], sampler=spec["sampler"],
+            res = controller(eng, a, run.get("problems"))
+        res.update(problems=run.get("problems", a.problems), name=run["name"], kind=run["kind"], dp=dp,
+                   radix=spec["radix"], sampler=spec["sampler"],
                    stop_mode=eng.stop_mode if run["kind"] == "controller" else None, extra=run.get("extra", ""),
                    http=bool(spec.get("http")), engine_start_s=round(start_s, 1),
                    cached_share=round(res["cached_tokens"] / max(1, res["prompt_tokens"]), 4),
@@ -250,7 +254,8 @@ def specs(a) -> list[dict]:
     """``--suite ratios``: the controller against the reference on one GPU, with SGLang's pytorch
     sampler (as ``fanout.py``) and its flashinfer sampler, and with the radix cache off.
     ``--suite dp``: dp=1 and each dp=N of ``--dp``, round robin and per-solve affinity.
-    ``--suite http``: dp=1 in process, then N single-GPU servers behind the HTTP engine."""
+    ``--suite http``: dp=1 in process, then N single-GPU servers behind the HTTP engine.
+    ``--suite load``: one GPU, the controller on ``problems / N`` problems for each N, then all."""
     ctl = lambda name, **kw: dict(name=name, kind="controller", **kw)  # noqa: E731
     ref = lambda name, **kw: dict(name=name, kind="reference", **kw)  # noqa: E731
     if a.suite == "ratios":
@@ -265,6 +270,10 @@ def specs(a) -> list[dict]:
             dict(dp=1, radix=False, sampler="pytorch", runs=[
                 ref("reference radix=off"), ctl("controller radix=off", stop_mode="tokens")]),
         ]
+    if a.suite == "load":
+        sizes = sorted({max(1, a.problems // n) for n in a.dp if n > 1}) + [a.problems]
+        return [dict(dp=1, radix=True, sampler=a.sampler, runs=[
+            ctl(f"controller {m} problems", stop_mode="tokens", problems=m) for m in sizes])]
     out = [dict(dp=1, radix=True, sampler=a.sampler, runs=[ref("reference"), ctl("controller", stop_mode="tokens")])]
     if a.suite == "http":  # one server per GPU, started once; each dp uses the first dp of them
         runs = []
@@ -281,6 +290,9 @@ def specs(a) -> list[dict]:
             ref("reference round-robin", pin=False), ref("reference pinned", pin=True),
             ctl("controller round-robin", routing="sglang", stop_mode="tokens"),
             ctl("controller affinity", routing="affinity", stop_mode="tokens")]))
+    if a.no_reference:  # the controller rows only (large --problems: halves the run)
+        for spec in out:
+            spec["runs"] = [r for r in spec["runs"] if r["kind"] == "controller"]
     return out
 
 
@@ -303,7 +315,8 @@ def table(rows: list[dict]) -> str:
             if refs:
                 ratio = f"{r['wall_s'] / refs[0]['wall_s']:.2f}x"
             base = [q for q in rows if q["kind"] == "controller" and q["dp"] == 1 and q["radix"]
-                    and q["sampler"] == r["sampler"] and q.get("stop_mode") == r.get("stop_mode")]
+                    and q["sampler"] == r["sampler"] and q.get("stop_mode") == r.get("stop_mode")
+                    and q.get("problems") == r.get("problems")]
             # over HTTP, against one server over HTTP when that was measured (same client path)
             base = sorted(base, key=lambda q: q.get("http", False) != r.get("http", False))
             base = [q for q in base if q is not r and (r["dp"] > 1 or (r.get("http") and not q.get("http")))]
@@ -327,10 +340,11 @@ def main() -> None:
     ap.add_argument("--probe-tokens", type=int, default=8)
     ap.add_argument("--mem", type=float, default=0.6)
     ap.add_argument("--cuda-graph", action="store_true")
-    ap.add_argument("--suite", choices=["ratios", "dp", "http"], default="ratios")
+    ap.add_argument("--suite", choices=["ratios", "dp", "http", "load"], default="ratios")
     ap.add_argument("--dp", type=lambda v: [int(x) for x in v.split(",")], default=[2],
                     help="replica counts for --suite dp, e.g. 2,4")
     ap.add_argument("--sampler", default="flashinfer", help="SGLang sampling backend for --suite dp")
+    ap.add_argument("--no-reference", action="store_true", help="--suite dp: skip the raw reference runs")
     ap.add_argument("--only", default=None, help="comma list of spec indexes to run (debug)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "engine_fanout.json"))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -367,6 +381,13 @@ def main() -> None:
     with open(a.out, "w") as f:
         json.dump(report, f, indent=1)
     print(table(rows))
+    if a.suite == "load":  # what dp=N could gain at best: one GPU's time for all over its time for 1/N
+        full = [r for r in rows if r["problems"] == a.problems]
+        for r in rows:
+            if full and r["problems"] < a.problems:
+                print(f"# dp={a.problems // r['problems']} bound: {full[0]['wall_s'] / r['wall_s']:.2f}x "
+                      f"(one GPU, {a.problems} problems {full[0]['wall_s']:.2f} s, {r['problems']} problems "
+                      f"{r['wall_s']:.2f} s)")
     print(f"# wrote {a.out}")
     if failures:
         sys.exit(1)

@@ -13,7 +13,12 @@
 #                     --suite http (one SGLang server per GPU behind the HTTP engine)
 #   http [PROBLEMS] [DPS]  only --suite http (default 128 problems, dp 1,2 and, with 4 GPUs, 4)
 #   dp [PROBLEMS] [DPS]    only --suite dp (same defaults, without dp=1 in the list)
-#   ($FANOUT_ARGS is added to every engine_fanout.py call, e.g. FANOUT_ARGS=--cuda-graph)
+#   load [PROBLEMS] [DPS]  only --suite load on GPU $GPU (default 0): one GPU, the controller on
+#                     PROBLEMS/N problems for each N and on all PROBLEMS
+#   prep              only the private copy of the checkout (before starting steps side by side)
+#   kernels           kernel tests and benchmarks/sampling.py on GPU $GPU (default 0), no SGLang needed
+#   ($FANOUT_ARGS is added to every engine_fanout.py call, e.g. FANOUT_ARGS=--cuda-graph; $TAG to the
+#   JSON and log names, so that steps with other settings can run side by side on other GPUs)
 #   model             join and convert the Qwen2.5-Coder-1.5B parts in /tmp/mparts -> /tmp/q15hf
 #   tests [GPU]       GPU tests with the real model on one GPU (default: the last)
 #   eval JOBS [MEM]   benchmarks/gpu_eval.py over all 500 MATH-500 problems, one replica per GPU
@@ -31,8 +36,8 @@ NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
 
 if [ "${1:-}" = start ]; then
   shift
-  setsid nohup bash "$0" "$@" > "$OUTD/$1.log" 2>&1 < /dev/null &
-  echo "started $1 in the background (pid $!), log $OUTD/$1.log"
+  setsid nohup bash "$0" "$@" > "$OUTD/$1${TAG:-}.log" 2>&1 < /dev/null &
+  echo "started $1 in the background (pid $!), log $OUTD/$1${TAG:-}.log"
   exit 0
 fi
 
@@ -69,13 +74,27 @@ case "$step" in
     copy
     DPS=${2:-1,2}; [ $# -lt 2 ] && [ "$NGPU" -ge 4 ] && DPS=1,2,4
     $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite http --dp "$DPS" \
-      --problems "${1:-128}" --out "$OUTD/engine_fanout_http_${1:-128}.json" ${FANOUT_ARGS:-}
+      --problems "${1:-128}" --out "$OUTD/engine_fanout_http_${1:-128}${TAG:-}.json" ${FANOUT_ARGS:-}
     ;;
   dp)
     copy
     DPS=${2:-2}; [ $# -lt 2 ] && [ "$NGPU" -ge 4 ] && DPS=2,4
     $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite dp --dp "$DPS" \
-      --problems "${1:-128}" --out "$OUTD/engine_fanout_dp_${1:-128}.json" ${FANOUT_ARGS:-}
+      --problems "${1:-128}" --out "$OUTD/engine_fanout_dp_${1:-128}${TAG:-}.json" ${FANOUT_ARGS:-}
+    ;;
+  prep)
+    copy
+    ;;
+  load)
+    copy
+    CUDA_VISIBLE_DEVICES=${GPU:-0} $PY benchmarks/engine_fanout.py --model /tmp/sglmodel --suite load \
+      --dp "${2:-2,4}" --problems "${1:-128}" --out "$OUTD/engine_fanout_load_${1:-128}${TAG:-}.json" ${FANOUT_ARGS:-}
+    ;;
+  kernels)
+    copy
+    mkdir -p "$OUTD/kernels${TAG:-}"
+    CUDA_VISIBLE_DEVICES=${GPU:-0} OUT="$OUTD/kernels${TAG:-}" bash benchmarks/gpu_kernels.sh
+    cp benchmarks/results/sampling.json "$OUTD/kernels${TAG:-}/"
     ;;
   model)
     [ -f /tmp/q15hf/config.json ] || $PY /tmp/mparts/convert_gguf.py /tmp/mparts /tmp/q15hf

@@ -8,8 +8,10 @@ configs L-O included; printed as a second table) and back to back (20 calls betw
 events: the GPU time per call without the per-call host gap).
 The Triton kernel reads each parent row once (``sample_fanout``, or ``sample`` when n = 1);
 FlashInfer and the torch reference see the rows repeated n times, as an engine does.
-Median of CUDA-event timings. Writes benchmarks/results/sampling.json (and $OUT/ if set), prints a table.
-Usage: python benchmarks/sampling.py [--reps 50] [--out PATH]
+Median of CUDA-event timings. Then a per-launch breakdown (torch.profiler, CUDA kernel durations)
+of the fused default and the split configs at 1x1, 256x1 and 128x8: where the GPU time goes
+(phase 1 vs combine). Writes benchmarks/results/sampling.json (and $OUT/ if set), prints tables.
+Usage: python benchmarks/sampling.py [--reps 50] [--out PATH] [--breakdown A,O,R]
 """
 from __future__ import annotations
 
@@ -53,6 +55,33 @@ def timeit_b2b(fn, reps, inner=20):
     return statistics.median(ts)
 
 
+def launch_breakdown(fn, calls: int = 20) -> dict:
+    """Median GPU microseconds per kernel launch of one call of ``fn`` (its launches in order,
+    ``name#i``) and of the call's span (first kernel start to last kernel end), from
+    torch.profiler's CUDA kernel records."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    ks = sorted((e for e in prof.events() if e.device_type == DeviceType.CUDA
+                 and e.name.startswith(("_fanout_kernel", "_combine_kernel"))), key=lambda e: e.time_range.start)
+    per = len(ks) // calls
+    if per == 0:
+        return {"error": f"{len(ks)} kernel records for {calls} calls"}
+    out = {}
+    for i in range(per):
+        out[f"{ks[i].name}#{i}"] = round(statistics.median(ks[c * per + i].time_range.elapsed_us() for c in range(calls)), 2)
+    out["span"] = round(statistics.median(ks[c * per + per - 1].time_range.end - ks[c * per].time_range.start
+                                          for c in range(calls)), 2)
+    return out
+
+
 def read_floor_ms(nbytes: int, reps: int) -> float:
     """Measured one-read floor: a sum over the same bytes (memory-bound read of the parents)."""
     buf = torch.randn(nbytes // 4, device="cuda")
@@ -63,6 +92,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "sampling.json"))
+    ap.add_argument("--breakdown", default="A,O,R", help="configs for the per-launch breakdown ('' for none)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("benchmarks/sampling.py needs CUDA")
@@ -117,10 +147,22 @@ def main():
         rows.append(r)
         print(json.dumps(r), flush=True)
         del base, rep
+    breakdown = []
+    for P, n, K, PP in [c for c in CASES if c[2] == TOP_K and c[0] * c[1] in (1, 256, 1024) and c[:2] != (32, 8)]:
+        base = torch.randn(P, V, device="cuda") * 4
+        for name in [c for c in args.breakdown.split(",") if c]:
+            cfg = st.CONFIGS[name]
+            try:
+                b = launch_breakdown(lambda: _launch_fanout(base, n, T, K, PP, 1, 0, config=cfg))
+            except Exception as ex:  # no CUPTI, or a config that does not run: report, go on
+                b = {"error": repr(ex)[:200]}
+            breakdown.append(dict(parents=P, n=n, top_k=K, top_p=PP, config=name, us=b))
+            print(json.dumps(breakdown[-1]), flush=True)
+        del base
     res = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__,
                triton=__import__("triton").__version__,
                flashinfer=getattr(__import__("flashinfer"), "__version__", None) if fi else None,
-               time=time.strftime("%Y-%m-%d %H:%M:%S"), rows=rows)
+               time=time.strftime("%Y-%m-%d %H:%M:%S"), rows=rows, breakdown=breakdown)
     outs = [args.out] + ([os.path.join(os.environ["OUT"], "sampling.json")] if os.environ.get("OUT") else [])
     for path in outs:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -154,6 +196,11 @@ def main():
             bk = min(cm, key=lambda k: cm[k][0])
             best[key] = (bk, cm[bk], round(cm[bk][0] / chk[key]["read_floor_ms"], 2))
     print("\nbest config (1call/b2b ms, 1call/floor):", {f"{k[0]}x{k[1]}": v for k, v in best.items()})
+    if breakdown:
+        print("\nper-launch GPU microseconds (torch.profiler, median of 20 calls; span = first kernel start"
+              " to last kernel end):")
+        for b in breakdown:
+            print(f"{b['parents']:>7} x {b['n']:<2} {b['config']}: " + "  ".join(f"{k} {v}" for k, v in b["us"].items()))
     print("goals: 128x8 >= 4x FlashInfer:", a.get("speedup_vs_flashinfer"),
           "| 128x8 <= 2x one-read floor:", a["kernel_over_floor"],
           "| 256x1 >= 0.9x FlashInfer:", b.get("speedup_vs_flashinfer"))
