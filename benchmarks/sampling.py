@@ -199,8 +199,8 @@ def main():
     if breakdown:
         print("\nper-launch GPU microseconds (torch.profiler, median of 20 calls; span = first kernel start"
               " to last kernel end):")
-        for b in breakdown:
-            print(f"{b['parents']:>7} x {b['n']:<2} {b['config']}: " + "  ".join(f"{k} {v}" for k, v in b["us"].items()))
+        for d in breakdown:
+            print(f"{d['parents']:>7} x {d['n']:<2} {d['config']}: " + "  ".join(f"{k} {v}" for k, v in d["us"].items()))
     print("goals: 128x8 >= 4x FlashInfer:", a.get("speedup_vs_flashinfer"),
           "| 128x8 <= 2x one-read floor:", a["kernel_over_floor"],
           "| 256x1 >= 0.9x FlashInfer:", b.get("speedup_vs_flashinfer"))

@@ -250,6 +250,20 @@ def test_kernel_compacted_combine_used_and_exact():
         st.fanout(x, 2, 0.7, 50, 0.95, 1, 0, config=(2048, 4, None, 0, 0, 0, 0, 64))
 
 
+def test_kernel_many_parents_default_is_the_split_config():
+    """From SPLIT_MIN_PARENTS rows on, the default launch is the split config R (its combine
+    writes the compacted candidate slots) and draws from the allowed set; fewer rows: the fused
+    A (no compacted slots written)."""
+    st = _kernel_module()
+    x = _rows(st.SPLIT_MIN_PARENTS + 2, 400, seed=14, scale=4.0)
+    for rows, split in [(x[:4].contiguous(), False), (x, True)]:
+        dval = st._workspace(x.device, rows.shape[0], 1)[5]  # the cached one the launch will use
+        dval.fill_(float("nan"))
+        got = st.fanout(rows, 3, 0.7, 20, 0.9, 5, 1)[0]
+        assert bool((~dval.isnan()).any()) == split
+        assert allowed_mask_ref(rows.cpu(), 0.7, 20, 0.9).gather(1, got.cpu()).all()
+
+
 def test_kernel_ties_overflow_falls_back():
     """All-equal logits overflow the candidate slots: top-5 with ties keeps every token."""
     _kernel_module()
