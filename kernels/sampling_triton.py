@@ -383,8 +383,9 @@ def _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
                     else:
                         w = tl.where(comp, tl.exp2((v - M) * cl), 0.0)
                         target = p * Z
-                        if tl.sum(w, 0) < target:
-                            nlo = CD + 1  # the kept set is not inside the candidates: general path
+                        if tl.sum(w, 0) < target:  # the kept set is not inside the candidates:
+                            nlo = CD + 1  # no narrowing, the full slots find that, general path
+                            hi = lo
                         while (nlo > CD) & (lo < hi):
                             mid = _mid(lo, hi)
                             ge = key >= mid
