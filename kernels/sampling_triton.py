@@ -491,6 +491,16 @@ def _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, 
 
 
 @triton.jit
+def _row_mass_at_or_above(rbase, V, t, M, cl, ob, BG: tl.constexpr):
+    """One pass over the row: the softmax mass (relative to the max M) of tokens with key >= t."""
+    facc = tl.zeros((BG,), tl.float32)
+    for b0 in range(0, V, BG):
+        xx = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
+        facc += tl.where(_key(xx + 0.0) >= t, tl.exp2((xx - M) * cl), 0.0)
+    return tl.sum(facc, 0)
+
+
+@triton.jit
 def _general_row(rbase, obase, V, n, M, cl, k, p, topk_on, pure, cmax, csum, cj,
                  s0, s1, off, row, CH: tl.constexpr, CPAD: tl.constexpr, BG: tl.constexpr,
                  KEY_LO: tl.constexpr):
@@ -510,19 +520,11 @@ def _general_row(rbase, obase, V, n, M, cl, k, p, topk_on, pure, cmax, csum, cj,
             thr = tl.where(ok, mid, thr)
             hi_k = tl.where(ok, hi_k, mid - 1)
     if p < 1.0:
-        facc = tl.zeros((BG,), tl.float32)
-        for b0 in range(0, V, BG):
-            xx = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
-            facc += tl.where(_key(xx + 0.0) >= thr, tl.exp2((xx - M) * cl), 0.0)
-        target = p * tl.sum(facc, 0)
+        target = p * _row_mass_at_or_above(rbase, V, thr, M, cl, ob, BG)
         hi_p = keyM
         while thr < hi_p:
             mid = _mid(thr, hi_p)
-            facc = tl.zeros((BG,), tl.float32)
-            for b0 in range(0, V, BG):
-                xx = tl.load(rbase + b0 + ob, mask=b0 + ob < V, other=float("-inf")).to(tl.float32)
-                facc += tl.where(_key(xx + 0.0) >= mid, tl.exp2((xx - M) * cl), 0.0)
-            ok = tl.sum(facc, 0) >= target
+            ok = _row_mass_at_or_above(rbase, V, mid, M, cl, ob, BG) >= target
             thr = tl.where(ok, mid, thr)
             hi_p = tl.where(ok, hi_p, mid - 1)
     # per-chunk kept masses
