@@ -254,7 +254,8 @@ def specs(a) -> list[dict]:
     """``--suite ratios``: the controller against the reference on one GPU, with SGLang's pytorch
     sampler (as ``fanout.py``) and its flashinfer sampler, and with the radix cache off.
     ``--suite dp``: dp=1 and each dp=N of ``--dp``, round robin and per-solve affinity.
-    ``--suite http``: dp=1 in process, then N single-GPU servers behind the HTTP engine.
+    ``--suite http``: dp=1 in process (not with ``--http-only``), then N single-GPU servers behind
+    the HTTP engine (``--per-sample``: and dp=1 with one HTTP request per sample).
     ``--suite load``: one GPU, the controller on ``problems / N`` problems for each N, then all."""
     ctl = lambda name, **kw: dict(name=name, kind="controller", **kw)  # noqa: E731
     ref = lambda name, **kw: dict(name=name, kind="reference", **kw)  # noqa: E731
@@ -281,9 +282,14 @@ def specs(a) -> list[dict]:
             if n > 1:
                 runs.append(ctl("controller http round-robin", routing="round_robin", stop_mode="tokens", dp=n))
             runs.append(ctl("controller http affinity", routing="affinity", stop_mode="tokens", dp=n))
-        if 1 in a.dp:  # what batching per replica buys, same run: one request per sample
+        if 1 in a.dp and a.per_sample:  # what batching per replica buys, same run: one request per sample
             runs.insert(1, ctl("controller http per-sample", routing="affinity", stop_mode="tokens", dp=1, batch=False))
         out.append(dict(dp=max(a.dp), radix=True, sampler=a.sampler, http=True, runs=runs))
+        if a.http_only:  # without the in-process dp=1 engine (its start and runs)
+            out = out[1:]
+        if a.no_reference:
+            for spec in out:
+                spec["runs"] = [r for r in spec["runs"] if r["kind"] == "controller"]
         return out
     for n in a.dp:
         out.append(dict(dp=n, radix=True, sampler=a.sampler, runs=[
@@ -344,7 +350,10 @@ def main() -> None:
     ap.add_argument("--dp", type=lambda v: [int(x) for x in v.split(",")], default=[2],
                     help="replica counts for --suite dp, e.g. 2,4")
     ap.add_argument("--sampler", default="flashinfer", help="SGLang sampling backend for --suite dp")
-    ap.add_argument("--no-reference", action="store_true", help="--suite dp: skip the raw reference runs")
+    ap.add_argument("--no-reference", action="store_true", help="--suite dp/http: skip the raw reference runs")
+    ap.add_argument("--http-only", action="store_true", help="--suite http: skip the in-process dp=1 engine")
+    ap.add_argument("--per-sample", action="store_true",
+                    help="--suite http with dp 1: add the one-request-per-sample diagnostic row (slow)")
     ap.add_argument("--only", default=None, help="comma list of spec indexes to run (debug)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "engine_fanout.json"))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -361,13 +370,19 @@ def main() -> None:
     for spec in todo:
         cmd = [sys.executable, os.path.abspath(__file__), *argv, "--child", json.dumps(spec)]
         t0 = time.time()
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        got = [json.loads(line[7:]) for line in p.stdout.splitlines() if line.startswith("RESULT ")]
+        got, lines = [], []
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as p:
+            for line in p.stdout:  # each run's row as it comes (progress in the log)
+                lines.append(line)
+                if line.startswith("RESULT "):
+                    got.append(json.loads(line[7:]))
+                    print(f"# {got[-1]['name']} dp={got[-1]['dp']}: {got[-1]['wall_s']} s, "
+                          f"{got[-1]['cached_share']:.1%} cached", flush=True)
         rows += got
         print(f"# dp={spec['dp']} radix={spec['radix']}: {len(got)} runs in {time.time() - t0:.0f} s (rc {p.returncode})",
               flush=True)
         if p.returncode != 0 or len(got) != len(spec["runs"]):
-            failures.append(dict(spec=spec, rc=p.returncode, tail=p.stdout[-2000:]))
+            failures.append(dict(spec=spec, rc=p.returncode, tail="".join(lines)[-2000:]))
     try:
         gpus = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                               text=True, timeout=30).stdout.split("\n")

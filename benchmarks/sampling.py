@@ -10,7 +10,7 @@ The Triton kernel reads each parent row once (``sample_fanout``, or ``sample`` w
 FlashInfer and the torch reference see the rows repeated n times, as an engine does.
 Median of CUDA-event timings. Then a per-launch breakdown (torch.profiler, CUDA kernel durations)
 of the fused default and the split configs at 1x1, 256x1 and 128x8: where the GPU time goes
-(phase 1 vs combine). Writes benchmarks/results/sampling.json (and $OUT/ if set), prints tables.
+(phase 1 vs combine); host microseconds per call with Triton's launch path and the cached direct launch. Writes benchmarks/results/sampling.json (and $OUT/ if set), prints tables.
 Usage: python benchmarks/sampling.py [--reps 50] [--out PATH] [--breakdown A,O,R]
 """
 from __future__ import annotations
@@ -82,17 +82,34 @@ def launch_breakdown(fn, calls: int = 20) -> dict:
     return out
 
 
-def read_floor_ms(nbytes: int, reps: int) -> float:
-    """Measured one-read floor: a sum over the same bytes (memory-bound read of the parents)."""
+def read_floor_ms(nbytes: int, reps: int) -> tuple[float, float]:
+    """Measured one-read floor: a sum over the same bytes (memory-bound read of the parents),
+    one call and back to back."""
     buf = torch.randn(nbytes // 4, device="cuda")
-    return timeit(lambda: buf.sum(), reps)
+    return timeit(lambda: buf.sum(), reps), timeit_b2b(lambda: buf.sum(), max(5, reps // 5))
+
+
+def host_us(fn, calls: int = 200) -> float:
+    """Host microseconds per call (wall time of ``calls`` calls queued without a sync; the GPU
+    queue does not fill at these counts), median of 5."""
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        ts.append((time.perf_counter() - t0) / calls * 1e6)
+        torch.cuda.synchronize()
+    return round(statistics.median(ts), 1)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "sampling.json"))
-    ap.add_argument("--breakdown", default="A,O,R", help="configs for the per-launch breakdown ('' for none)")
+    ap.add_argument("--breakdown", default="A,R,S,T,W,X", help="configs for the per-launch breakdown ('' for none)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("benchmarks/sampling.py needs CUDA")
@@ -140,13 +157,32 @@ def main():
             except Exception as ex:
                 r["flashinfer_error"] = repr(ex)[:300]
         if P not in floors:
-            floors[P] = round(read_floor_ms(base.numel() * 4, args.reps), 4)
-        r["read_floor_ms"] = floors[P]
+            floors[P] = tuple(round(t, 4) for t in read_floor_ms(base.numel() * 4, args.reps))
+        r["read_floor_ms"], r["read_floor_b2b_ms"] = floors[P]
         r["hbm_3tbs_floor_ms"] = round(base.numel() * 4 / 3.0e12 * 1e3, 4)
         r["kernel_over_floor"] = round(r["kernel_ms"] / r["read_floor_ms"], 2)
+        r["b2b_over_floor_b2b"] = round(r["kernel_b2b_ms"] / r["read_floor_b2b_ms"], 2)
         rows.append(r)
         print(json.dumps(r), flush=True)
         del base, rep
+    # host time per call: Triton's own launch path vs the cached direct launch (st._Launcher)
+    host = []
+    for P, n in [(1, 1), (128, 8)]:
+        base = torch.randn(P, V, device="cuda") * 4
+        for name in ["A", "R", "S", "T"]:
+            d = dict(parents=P, n=n, config=name)
+            for fast in (False, True):
+                st.FAST_LAUNCH = fast
+                d["fast" if fast else "triton"] = host_us(lambda: _launch_fanout(base, n, T, TOP_K, TOP_P, 1, 0,
+                                                                                 config=st.CONFIGS[name]))
+            host.append(d)
+            print(json.dumps(d), flush=True)
+        st.FAST_LAUNCH = True
+        d = dict(parents=P, n=n, config="default, public sample_fanout", fast=host_us(
+            lambda: sample_fanout(base, n, T, TOP_K, TOP_P, seed=1)))
+        host.append(d)
+        print(json.dumps(d), flush=True)
+        del base
     breakdown = []
     for P, n, K, PP in [c for c in CASES if c[2] == TOP_K and c[0] * c[1] in (1, 256, 1024) and c[:2] != (32, 8)]:
         base = torch.randn(P, V, device="cuda") * 4
@@ -162,7 +198,7 @@ def main():
     res = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__,
                triton=__import__("triton").__version__,
                flashinfer=getattr(__import__("flashinfer"), "__version__", None) if fi else None,
-               time=time.strftime("%Y-%m-%d %H:%M:%S"), rows=rows, breakdown=breakdown)
+               time=time.strftime("%Y-%m-%d %H:%M:%S"), rows=rows, breakdown=breakdown, host_us=host)
     outs = [args.out] + ([os.path.join(os.environ["OUT"], "sampling.json")] if os.environ.get("OUT") else [])
     for path in outs:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -170,12 +206,13 @@ def main():
             json.dump(res, f, indent=1)
     print(f"\n{res['device']}  V={V}  T={T}  (median ms; b2b = per call, 20 back to back)")
     hdr = (f"{'parents x n':>12} {'k':>3} {'p':>5} {'kernel':>8} {'b2b':>8} {'torch ref':>10} {'flashinfer':>11} "
-           f"{'vs FI':>7} {'read floor':>11} {'/floor':>7}")
+           f"{'vs FI':>7} {'read floor':>11} {'/floor':>7} {'floor b2b':>10} {'b2b/b2b':>8}")
     print(hdr)
     for r in rows:
         print(f"{r['parents']:>7} x {r['n']:<2} {r['top_k']:>3} {r['top_p']:>5} {r['kernel_ms']:>8.4f} {r['kernel_b2b_ms']:>8.4f} "
               f"{r['torch_ref_ms']:>10.3f} {r.get('flashinfer_ms', float('nan')):>11.4f} "
-              f"{r.get('speedup_vs_flashinfer', float('nan')):>6.2f}x {r['read_floor_ms']:>11.4f} {r['kernel_over_floor']:>6.2f}x")
+              f"{r.get('speedup_vs_flashinfer', float('nan')):>6.2f}x {r['read_floor_ms']:>11.4f} {r['kernel_over_floor']:>6.2f}x "
+              f"{r['read_floor_b2b_ms']:>10.4f} {r['b2b_over_floor_b2b']:>7.2f}x")
     names = list(rows[0]["configs_ms"])
     print("\nlaunch configs (CH, warps, maxnreg[, P1 packed phase-1 search, SW-way combine search, VD children"
           " per draw block, CW split launches: combine warps]; default", st.DEFAULT_CONFIG, "):",
@@ -196,13 +233,17 @@ def main():
             bk = min(cm, key=lambda k: cm[k][0])
             best[key] = (bk, cm[bk], round(cm[bk][0] / chk[key]["read_floor_ms"], 2))
     print("\nbest config (1call/b2b ms, 1call/floor):", {f"{k[0]}x{k[1]}": v for k, v in best.items()})
+    print("\nhost microseconds per call (Triton's launch path / cached direct launch):")
+    for d in host:
+        print(f"{d['parents']:>7} x {d['n']:<2} {d['config']}: " + " / ".join(
+            str(d[k]) for k in ("triton", "fast") if k in d))
     if breakdown:
         print("\nper-launch GPU microseconds (torch.profiler, median of 20 calls; span = first kernel start"
               " to last kernel end):")
         for d in breakdown:
             print(f"{d['parents']:>7} x {d['n']:<2} {d['config']}: " + "  ".join(f"{k} {v}" for k, v in d["us"].items()))
     print("goals: 128x8 >= 4x FlashInfer:", a.get("speedup_vs_flashinfer"),
-          "| 128x8 <= 2x one-read floor:", a["kernel_over_floor"],
+          "| 128x8 <= 2x one-read floor:", a["kernel_over_floor"], "(b2b vs b2b:", a["b2b_over_floor_b2b"], ")",
           "| 256x1 >= 0.9x FlashInfer:", b.get("speedup_vs_flashinfer"))
 
 

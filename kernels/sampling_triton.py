@@ -29,14 +29,20 @@ tokens; no host sync.
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 import triton
 import triton.language as tl
+from triton import knobs
+from triton.runtime.driver import driver
 
 KC = 64  # candidate path covers top_k <= KC
 CAP = 96  # candidate slots per chunk
-CD_MAX = 512  # compacted candidate slots per row (split configs with CD > 0)
+CD_MAX = 512  # compacted candidate slots per row (configs with CD > 0)
+R_MAX = 512  # group maxima per chunk (CH / 32) the workspace holds (lean configs, GM > 0)
+GC_MAX = 256  # group slots per row in the workspace (lean configs)
+GC_GROUPS = 128  # the lean combine reads back at most this many groups of 32 tokens per row
 KEY_LOWEST_FINITE = -2139095040  # _key(-FLT_MAX) as int32
 LOG2E = tl.constexpr(1.4426950408889634)
 # Launch config (chunk width, warps, register cap): benchmarks/sampling.py times the alternatives
@@ -56,6 +62,10 @@ LOG2E = tl.constexpr(1.4426950408889634)
 #   CD: (split configs) the combine compacts the candidates >= L (token order kept) into CD
 #       row-private slots when they fit, so its ~46 search steps and n draws reduce CD slots,
 #       not C * CAP (2048 at V = 151,936); more than CD candidates: the full slots as before.
+#   GM: lean phase 1 (split or fused): each program only writes its chunk's max, mass and R = CH/32
+#       group maxima (no per-chunk bound, no candidate compaction); the combine bisects the row's
+#       C * R group maxima for a bound L with KC <= #groups >= L <= GC_GROUPS, reads those groups
+#       back and keeps every token >= L: the same candidate set semantics, so the same tokens.
 DEFAULT_CONFIG = (8192, 8, 128)
 # From SPLIT_MIN_PARENTS parent rows on, the default is the split config R (H200: 128x8 GPU time
 # 0.112 vs 0.121 ms, 256x1 0.171 vs 0.199 ms); below, its three launches cost more host time
@@ -70,7 +80,12 @@ CONFIGS = {"A": (8192, 8, 128), "B": (8192, 16, 64), "C": (4096, 4, 128),  # v2:
            "N": (8192, 8, 128, 1, 0, 0, 1), "O": (8192, 8, 128, 0, 0, 0, 4),
            # split, and the combine first compacts the candidates >= L into CD slots (CD > 0)
            "P": (8192, 8, 128, 0, 0, 0, 1, 256), "Q": (8192, 8, 128, 0, 0, 0, 2, 256),
-           "R": (8192, 8, 128, 0, 0, 0, 4, 256)}
+           "R": (8192, 8, 128, 0, 0, 0, 4, 256),
+           # lean phase 1 (GM = 1): group maxima only; the combine finds the row's bound from them
+           # and reads back the <= GC_GROUPS groups above it (split S, U, W; fused T)
+           "S": (8192, 8, 128, 0, 0, 0, 4, 256, 1), "T": (8192, 8, 128, 0, 0, 0, 0, 256, 1),
+           "U": (8192, 8, 128, 0, 0, 0, 8, 256, 1), "W": (4096, 4, 128, 0, 0, 0, 4, 256, 1),
+           "X": (8192, 8, 64, 0, 0, 0, 4, 256, 1)}  # X: 4 phase-1 programs per SM (64 registers)
 
 
 @triton.jit
@@ -170,11 +185,13 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
                    temp_ptr, temp_val, topk_ptr, k_val, topp_ptr, p_val,
                    s0, s1, off,
                    stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr,
+                   dval_ptr, didx_ptr, gm_ptr, gsc_ptr,
                    T_PTR: tl.constexpr, K_PTR: tl.constexpr, P_PTR: tl.constexpr,
                    CH: tl.constexpr, G: tl.constexpr, KC: tl.constexpr, CAP: tl.constexpr,
                    CPAD: tl.constexpr, NS: tl.constexpr, BG: tl.constexpr, NB: tl.constexpr, KEY_LO: tl.constexpr,
                    FORCE_GENERAL: tl.constexpr, USE_ASM: tl.constexpr,
-                   P1: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr, SPLIT: tl.constexpr):
+                   P1: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr, SPLIT: tl.constexpr,
+                   CD: tl.constexpr, GM: tl.constexpr, NGM: tl.constexpr, GC: tl.constexpr):
     pid = tl.program_id(0)
     row = pid // C
     ch = pid % C
@@ -208,7 +225,9 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
             need_s = row >= 0
         if need_s:
             s_c = tl.sum(tl.sum(tl.exp2((xb - m) * cl), 1), 0)
-        if ~pure:
+        if GM:  # lean phase 1: the group maxima go out as they are; the combine picks the bound
+            tl.store(gm_ptr + sb * R + rr, gmax)
+        elif ~pure:
             # bound: the KC-th largest group maximum (approx., from below) has >= KC elements above
             fg = gmax > float("-inf")
             if tl.sum(fg.to(tl.int32), 0) >= KC:
@@ -269,8 +288,9 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
         if arrived == C - 1:
             tl.store(count_ptr + row, 0)  # ready for the next launch
             _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
-                         stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr, stat_ptr, carg_ptr,
-                         CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, 0, 0, 0, USE_ASM)
+                         stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr, dval_ptr, didx_ptr,
+                         gm_ptr, gsc_ptr, CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, 0, GM, CD,
+                         GM, NGM, GC, USE_ASM)
 
 
 @triton.jit(do_not_specialize=["n", "k_val", "s0", "s1", "off"])
@@ -278,11 +298,13 @@ def _combine_kernel(logits_ptr, stride, V, C, n,
                     temp_ptr, temp_val, topk_ptr, k_val, topp_ptr, p_val,
                     s0, s1, off,
                     stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr, dval_ptr, didx_ptr,
+                    gm_ptr, gsc_ptr,
                     T_PTR: tl.constexpr, K_PTR: tl.constexpr, P_PTR: tl.constexpr,
                     CH: tl.constexpr, KC: tl.constexpr, CAP: tl.constexpr,
                     CPAD: tl.constexpr, NS: tl.constexpr, BG: tl.constexpr, KEY_LO: tl.constexpr,
                     FORCE_GENERAL: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr,
-                    MODE: tl.constexpr, EX: tl.constexpr, CD: tl.constexpr, USE_ASM: tl.constexpr):
+                    MODE: tl.constexpr, EX: tl.constexpr, CD: tl.constexpr,
+                    GM: tl.constexpr, NGM: tl.constexpr, GC: tl.constexpr, USE_ASM: tl.constexpr):
     """Split launch (config field CW > 0), grid [P], one program per row after the phase-1 launch:
     MODE 1 (few warps): the combine's candidate path; rows that need the general path are flagged
     in count[row] (kept at zero otherwise); CD > 0: the candidates >= L are first compacted into
@@ -292,16 +314,18 @@ def _combine_kernel(logits_ptr, stride, V, C, n,
     T, k, p = _row_params(row, V, temp_ptr, temp_val, topk_ptr, k_val, topp_ptr, p_val, T_PTR, K_PTR, P_PTR)
     _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
                  stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr, dval_ptr, didx_ptr,
-                 CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, MODE, EX, CD, USE_ASM)
+                 gm_ptr, gsc_ptr, CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, MODE, EX, CD,
+                 GM, NGM, GC, USE_ASM)
 
 
 @triton.jit
 def _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
                  stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr, dval_ptr, didx_ptr,
-                 CH: tl.constexpr, KC: tl.constexpr, CAP: tl.constexpr, CPAD: tl.constexpr,
+                 gm_ptr, gsc_ptr, CH: tl.constexpr, KC: tl.constexpr, CAP: tl.constexpr, CPAD: tl.constexpr,
                  NS: tl.constexpr, BG: tl.constexpr, KEY_LO: tl.constexpr,
                  FORCE_GENERAL: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr,
-                 MODE: tl.constexpr, EX: tl.constexpr, CD: tl.constexpr, USE_ASM: tl.constexpr):
+                 MODE: tl.constexpr, EX: tl.constexpr, CD: tl.constexpr,
+                 GM: tl.constexpr, NGM: tl.constexpr, GC: tl.constexpr, USE_ASM: tl.constexpr):
     """Combine one row from the phase-1 stats and candidates. MODE 0: fused (candidate path, else
     the general path in the same program); MODE 1: candidate path, flag the row in count[row] if it
     needs the general path; MODE 2: general path only for flagged rows. EX: the top-k bisection
@@ -346,78 +370,154 @@ def _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
             keyM = _key(M)
             # row mass relative to M (valid where phase 1 computed it: not kfast)
             Z = tl.sum(tl.where(cmax > float("-inf"), csum * tl.exp2((cmax - M) * cl), 0.0), 0)
-            use_cand = (~pure) & (tl.max(ccnt, 0) <= CAP) & ((~topk_on) | kfast)
+            if GM:
+                use_cand = (~pure) & ((~topk_on) | kfast)
+            else:
+                use_cand = (~pure) & (tl.max(ccnt, 0) <= CAP) & ((~topk_on) | kfast)
             if FORCE_GENERAL:
                 use_cand = row < 0
             done = row < 0
             if use_cand:
-                L = tl.max(clo, 0)  # every token >= L is a candidate
-                o = tl.arange(0, NS)
-                j = o // CAP
-                s = o % CAP
-                cnt_j = tl.load(stat_ptr + (rb + j) * 4 + 3, mask=j < C, other=0.0, cache_modifier=".cg")
-                valid = (j < C) & (s.to(tl.float32) < cnt_j)
-                v = tl.load(cval_ptr + (rb + j) * CAP + s, mask=valid, other=float("-inf"), cache_modifier=".cg")
-                comp = valid & (v >= L)
-                tptr = cidx_ptr + (rb + j) * CAP + s
-                if MODE == 0:
-                    ti = tl.load(tptr, mask=valid, other=0, cache_modifier=".cg")
+                if GM:
+                    # lean phase 1: the bound L and the candidates {x >= L} from the group maxima
+                    v, comp, ti, fits = _gm_cands(row, rbase, V, C, M, gm_ptr, gsc_ptr, KC, CH // 32, 32,
+                                                  NGM, GC)
+                    if fits:
+                        done = _narrow_draw(v, comp, ti, didx_ptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
+                                            row, obase, dval_ptr, didx_ptr, KEY_LO, SW, VD, EX, CD, False,
+                                            USE_ASM)
                 else:
-                    ti = o  # token ids loaded by _cand_draw, only for the draw
-                key = tl.where(comp, _key(v), KEY_LO - 1)
-                if CD > 0:
-                    # narrow: raise lo (keeping count(key >= lo) >= k, or the mass at or above it
-                    # >= top_p of the row's) until {key >= lo} fits CD slots; the exact thresholds
-                    # are >= lo, so they are found among those slots
-                    lo = tl.min(tl.where(comp, key, keyM), 0)
-                    hi = keyM
-                    nlo = tl.sum(comp.to(tl.int32), 0)
-                    if topk_on:
-                        while (nlo > CD) & (lo < hi):
-                            mid = _mid(lo, hi)
-                            cnt_m = tl.sum((key >= mid).to(tl.int32), 0)
-                            ok = cnt_m >= k
-                            lo = tl.where(ok, mid, lo)
-                            nlo = tl.where(ok, cnt_m, nlo)
-                            hi = tl.where(ok, hi, mid - 1)
+                    L = tl.max(clo, 0)  # every token >= L is a candidate
+                    o = tl.arange(0, NS)
+                    j = o // CAP
+                    s = o % CAP
+                    cnt_j = tl.load(stat_ptr + (rb + j) * 4 + 3, mask=j < C, other=0.0, cache_modifier=".cg")
+                    valid = (j < C) & (s.to(tl.float32) < cnt_j)
+                    v = tl.load(cval_ptr + (rb + j) * CAP + s, mask=valid, other=float("-inf"),
+                                cache_modifier=".cg")
+                    comp = valid & (v >= L)
+                    tptr = cidx_ptr + (rb + j) * CAP + s
+                    if MODE == 0:
+                        ti = tl.load(tptr, mask=valid, other=0, cache_modifier=".cg")
                     else:
-                        w = tl.where(comp, tl.exp2((v - M) * cl), 0.0)
-                        target = p * Z
-                        if tl.sum(w, 0) < target:  # the kept set is not inside the candidates:
-                            nlo = CD + 1  # no narrowing, the full slots find that, general path
-                            hi = lo
-                        while (nlo > CD) & (lo < hi):
-                            mid = _mid(lo, hi)
-                            ge = key >= mid
-                            ok = tl.sum(tl.where(ge, w, 0.0), 0) >= target
-                            lo = tl.where(ok, mid, lo)
-                            nlo = tl.where(ok, tl.sum(ge.to(tl.int32), 0), nlo)
-                            hi = tl.where(ok, hi, mid - 1)
-                    if nlo <= CD:
-                        live = comp & (key >= lo)
-                        pos = tl.cumsum(live.to(tl.int32), 0) - 1
-                        tic = tl.load(tptr, mask=live, other=0, cache_modifier=".cg")
-                        dvb = dval_ptr + row.to(tl.int64) * CD
-                        dib = didx_ptr + row.to(tl.int64) * CD
-                        _store_cands(dvb, dib, pos, v, tic, live, USE_ASM)
-                        tl.debug_barrier()  # the compacted slots are read back by other threads
-                        dd = tl.arange(0, CD)
-                        vd = tl.load(dvb + dd, mask=dd < nlo, other=float("-inf"), cache_modifier=".cg")
-                        keyd = tl.where(dd < nlo, _key(vd), KEY_LO - 1)
-                        done = _cand_draw(keyd, vd, dd, dib + dd, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
-                                          row, obase, KEY_LO, SW, VD, EX, True)
-                    else:
-                        done = _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
-                                          row, obase, KEY_LO, SW, VD, EX, MODE != 0)
-                else:
-                    done = _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
-                                      row, obase, KEY_LO, SW, VD, EX, MODE != 0)
+                        ti = o  # token ids loaded by _cand_draw, only for the draw
+                    done = _narrow_draw(v, comp, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
+                                        row, obase, dval_ptr, didx_ptr, KEY_LO, SW, VD, EX, CD, MODE != 0,
+                                        USE_ASM)
             if ~done:
                 if MODE == 0:
                     _general_row(rbase, obase, V, n, M, cl, k, p, topk_on, pure, cmax, csum, cj,
                                  s0, s1, off, row, CH, CPAD, BG, KEY_LO)
                 else:
                     tl.store(count_ptr + row, 1)  # the MODE 2 launch draws this row
+
+
+@triton.jit
+def _gm_cands(row, rbase, V, C, M, gm_ptr, gsc_ptr, KC: tl.constexpr, R: tl.constexpr, G: tl.constexpr,
+              NGM: tl.constexpr, GC: tl.constexpr):
+    """Candidates of a row from its group maxima (lean phase 1, config field GM): the bound L is
+    raised by bisection over the C * R group maxima while at least KC groups have their maximum
+    >= L (so at least KC tokens are >= L) until at most GC groups do; those groups (token order)
+    are read again (GC * G values, mostly from L2) and every token >= L is a candidate.
+    Returns (values [GC*G], candidate mask, token ids, fits); fits is False when no L leaves
+    <= GC groups (massive ties): the caller takes the general path."""
+    gi = tl.arange(0, NGM)
+    gv = tl.load(gm_ptr + row.to(tl.int64) * C * R + gi, mask=gi < C * R, other=float("-inf"),
+                 cache_modifier=".cg")
+    fin = gv > float("-inf")
+    nlo = tl.sum(fin.to(tl.int32), 0)
+    lo = tl.full((), float("-inf"), tl.float32)
+    if nlo >= KC:  # else every finite group (fewer than KC) is read
+        lo = tl.min(tl.where(fin, gv, float("inf")), 0)
+        hi = M
+        it = 0
+        while (nlo > GC) & (it < 40):
+            mid = lo * 0.5 + hi * 0.5
+            c = tl.sum((gv >= mid).to(tl.int32), 0)
+            ok = c >= KC
+            lo = tl.where(ok, mid, lo)
+            nlo = tl.where(ok, c, nlo)
+            hi = tl.where(ok, hi, mid)
+            it += 1
+    fits = nlo <= GC
+    gsc = gsc_ptr + row.to(tl.int64) * GC
+    if fits:
+        sel = fin & (gv >= lo)
+        pos = tl.cumsum(sel.to(tl.int32), 0) - 1
+        tl.store(gsc + pos, gi, mask=sel)
+        tl.debug_barrier()  # the group list is read back by other threads
+    nread = tl.where(fits, nlo, 0)
+    sl = tl.arange(0, GC * G)
+    slot = sl // G
+    gid = tl.load(gsc + slot, mask=slot < nread, other=0, cache_modifier=".cg")
+    tok = gid * G + sl % G
+    valid = (slot < nread) & (tok < V)
+    x = tl.load(rbase + tok, mask=valid, other=float("-inf")).to(tl.float32) + 0.0
+    comp = valid & (x >= lo) & (x > float("-inf"))
+    return x, comp, tok, fits
+
+
+@triton.jit
+def _narrow_draw(v, comp, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, row, obase,
+                 dval_ptr, didx_ptr, KEY_LO: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr,
+                 EX: tl.constexpr, CD: tl.constexpr, TI_PTR: tl.constexpr, USE_ASM: tl.constexpr):
+    """The candidate path over slots in token order (``comp``: a candidate; every token >= the
+    row's bound is one). CD > 0: first narrow to and compact into CD row-private slots (dval/didx)
+    when possible. ``TI_PTR``: token ids are loaded from ``tptr`` when needed (``ti`` is a
+    placeholder), else ``ti`` holds them. Returns False where the kept set is not inside the
+    candidates (the caller takes the general path)."""
+    key = tl.where(comp, _key(v), KEY_LO - 1)
+    if CD > 0:
+        # narrow: raise lo (keeping count(key >= lo) >= k, or the mass at or above it
+        # >= top_p of the row's) until {key >= lo} fits CD slots; the exact thresholds
+        # are >= lo, so they are found among those slots
+        lo = tl.min(tl.where(comp, key, keyM), 0)
+        hi = keyM
+        nlo = tl.sum(comp.to(tl.int32), 0)
+        if topk_on:
+            while (nlo > CD) & (lo < hi):
+                mid = _mid(lo, hi)
+                cnt_m = tl.sum((key >= mid).to(tl.int32), 0)
+                ok = cnt_m >= k
+                lo = tl.where(ok, mid, lo)
+                nlo = tl.where(ok, cnt_m, nlo)
+                hi = tl.where(ok, hi, mid - 1)
+        else:
+            w = tl.where(comp, tl.exp2((v - M) * cl), 0.0)
+            target = p * Z
+            if tl.sum(w, 0) < target:  # the kept set is not inside the candidates:
+                nlo = CD + 1  # no narrowing, the full slots find that, general path
+                hi = lo
+            while (nlo > CD) & (lo < hi):
+                mid = _mid(lo, hi)
+                ge = key >= mid
+                ok = tl.sum(tl.where(ge, w, 0.0), 0) >= target
+                lo = tl.where(ok, mid, lo)
+                nlo = tl.where(ok, tl.sum(ge.to(tl.int32), 0), nlo)
+                hi = tl.where(ok, hi, mid - 1)
+        if nlo <= CD:
+            live = comp & (key >= lo)
+            pos = tl.cumsum(live.to(tl.int32), 0) - 1
+            if TI_PTR:
+                tic = tl.load(tptr, mask=live, other=0, cache_modifier=".cg")
+            else:
+                tic = ti
+            dvb = dval_ptr + row.to(tl.int64) * CD
+            dib = didx_ptr + row.to(tl.int64) * CD
+            _store_cands(dvb, dib, pos, v, tic, live, USE_ASM)
+            tl.debug_barrier()  # the compacted slots are read back by other threads
+            dd = tl.arange(0, CD)
+            vd = tl.load(dvb + dd, mask=dd < nlo, other=float("-inf"), cache_modifier=".cg")
+            keyd = tl.where(dd < nlo, _key(vd), KEY_LO - 1)
+            done = _cand_draw(keyd, vd, dd, dib + dd, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
+                              row, obase, KEY_LO, SW, VD, EX, True)
+        else:
+            done = _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
+                              row, obase, KEY_LO, SW, VD, EX, TI_PTR)
+    else:
+        done = _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
+                          row, obase, KEY_LO, SW, VD, EX, TI_PTR)
+    return done
 
 
 @triton.jit
@@ -576,8 +676,9 @@ _USE_ASM = os.environ.get("TRITON_INTERPRET", "0") not in ("1", "true", "True")
 
 def _workspace(dev, rows: int, C: int):
     """Cached per (device, stream): stats, argmax, candidates, arrival counters (kept at zero),
-    and CD_MAX compacted candidate slots per row (split configs with CD > 0)."""
-    key = (dev, torch.cuda.current_stream(dev).cuda_stream if dev.type == "cuda" else 0)
+    CD_MAX compacted candidate slots per row (configs with CD > 0), the group maxima (C * R_MAX
+    per row) and GC_MAX group slots per row (lean configs, GM > 0)."""
+    key = (dev, driver.active.get_current_stream(dev.index) if dev.type == "cuda" else 0)
     ws = _WS.get(key)
     need = rows * C
     if ws is None or ws[0] < need or ws[1] < rows:
@@ -590,9 +691,71 @@ def _workspace(dev, rows: int, C: int):
               torch.empty((cap_rc * CAP,), device=dev, dtype=torch.int32),
               torch.zeros((cap_r,), device=dev, dtype=torch.int32),
               torch.empty((cap_r * CD_MAX,), device=dev, dtype=torch.float32),
-              torch.empty((cap_r * CD_MAX,), device=dev, dtype=torch.int32))
+              torch.empty((cap_r * CD_MAX,), device=dev, dtype=torch.int32),
+              torch.empty((cap_rc * R_MAX,), device=dev, dtype=torch.float32),
+              torch.empty((cap_r * GC_MAX,), device=dev, dtype=torch.int32))
         _WS[key] = ws
     return ws[2:]
+
+
+class _Launcher:
+    """``fn[grid](*args, **kw)`` without Triton's per-call argument binding after the first call.
+
+    JITFunction.run binds every argument, builds a specialization key and looks the kernel up on
+    each call (tens of microseconds of host time, the larger part of a small call). Here the
+    CompiledKernel it returns is cached under a key of everything it specializes on (constexprs and
+    options as passed, each tensor's dtype and 16-byte alignment, each int's class: == 1,
+    divisible by 16, 32/64-bit) and then launched the way JITFunction.run launches it
+    (``CompiledKernel.run`` with all arguments in signature order; Triton 3.6 and 3.9). Launch hooks
+    (profilers such as proton) or ``FAST_LAUNCH = False`` take Triton's own path."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.cache = {}
+
+    def __call__(self, grid, args, kw):
+        global FAST_LAUNCH
+        if not (FAST_LAUNCH and _USE_ASM) or _hooked(knobs.runtime.launch_enter_hook) or _hooked(
+                knobs.runtime.launch_exit_hook):
+            return self.fn[grid](*args, **kw)
+        key = (tuple(map(_spec, args)), tuple(kw.items()))
+        hit = self.cache.get(key)
+        if hit is None:  # Triton's own path compiles (or finds) it; later calls skip the binder
+            kern = self.fn[grid](*args, **kw)
+            if kern is not None:
+                self.cache[key] = (kern, self.fn.arg_names[len(args):])
+            return kern
+        kern, names = hit
+        bound = args + tuple(kw[nm] for nm in names)
+        try:
+            dev = driver.active.get_current_device()
+            stream = driver.active.get_current_stream(dev)
+            kern.run(grid[0], 1, 1, stream, kern.function, kern.packed_metadata, None, None, None, *bound)
+        except (TypeError, AttributeError) as ex:  # another Triton's launcher API: Triton's path from now on
+            FAST_LAUNCH = False
+            warnings.warn(f"srca.kernels: direct kernel launch unavailable ({ex!r}); using Triton's launch path")
+            return self.fn[grid](*args, **kw)
+        return kern
+
+
+def _hooked(h) -> bool:
+    """A launch hook is set (None, or an empty HookChain in Triton 3.6+, means none)."""
+    return h is not None and bool(getattr(h, "calls", True))
+
+
+def _spec(a):
+    """What Triton specializes an argument on (see _Launcher)."""
+    t = type(a)
+    if t is int:
+        return (a == 1, a % 16 == 0, -2**31 <= a < 2**31)
+    if t is float or t is bool:
+        return t
+    return (a.dtype, a.data_ptr() % 16 == 0)
+
+
+FAST_LAUNCH = True
+_launch_fanout_kernel = _Launcher(_fanout_kernel)
+_launch_combine_kernel = _Launcher(_combine_kernel)
 
 
 def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None,
@@ -611,16 +774,19 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
     if config is None:
         config = CONFIGS["R"] if P >= SPLIT_MIN_PARENTS else DEFAULT_CONFIG
     CH, nw, maxnreg, *strat = config
-    P1, SW, VD, CW, CD = (tuple(strat) + (0, 0, 0, 0, 0))[:5]
-    if CD and (not CW or CD > CD_MAX or CD & (CD - 1)):
-        raise ValueError(f"config: CD={CD} needs a split config (CW > 0) and a power of two <= {CD_MAX}")
+    P1, SW, VD, CW, CD, GM = (tuple(strat) + (0,) * 6)[:6]
+    if CD and (not (CW or GM) or CD > CD_MAX or CD & (CD - 1)):
+        raise ValueError(f"config: CD={CD} needs a split or lean config (CW or GM > 0) and a power of two "
+                         f"<= {CD_MAX}")
     CH = max(32, min(CH, _next_pow2(V)))
     C = triton.cdiv(V, CH)
     G = min(32, CH)
+    if GM and CH // G > R_MAX:
+        raise ValueError(f"config: a lean config (GM > 0) needs CH <= {32 * R_MAX}")
     if CH < 4096:
         nw, maxnreg = 4, None
     extra = {} if maxnreg is None else {"maxnreg": maxnreg}
-    stat, carg, cval, cidx, count, dval, didx = _workspace(dev, P, C)
+    stat, carg, cval, cidx, count, dval, didx, gm, gsc = _workspace(dev, P, C)
     tp, kp, pp = (isinstance(a, torch.Tensor) for a in (temp, top_k, top_p))
     # every integer argument stays below 2**31 (typed i32: no recompiles as seeds/offsets change)
     seed_eff = (int(seed) ^ ((int(offset) >> 31) * 0x9E3779B97F4A7C15)) & (2**62 - 1)
@@ -635,17 +801,18 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
             top_k if kp else tokens, kv,
             top_p if pp else tokens, 0.0 if pp else float(top_p),
             s0, s1, off_lo,
-            stat, carg, cval, cidx, count, tokens, invalid)
+            stat, carg, cval, cidx, count, tokens, invalid, dval, didx, gm, gsc)
     common = dict(T_PTR=tp, K_PTR=kp, P_PTR=pp, CH=CH, KC=KC, CAP=CAP, CPAD=_next_pow2(C),
                   NS=_next_pow2(C * CAP), BG=min(CH, 2048), KEY_LO=KEY_LOWEST_FINITE,
                   FORCE_GENERAL=bool(force_general), SW=int(SW), VD=int(VD))
-    _fanout_kernel[(P * C,)](*args, G=G, NB=12, USE_ASM=_USE_ASM, P1=int(P1), SPLIT=int(bool(CW)),
-                             num_warps=nw, **common, **extra)
+    lean = dict(GM=int(bool(GM)), NGM=_next_pow2(C * (CH // G)), GC=GC_GROUPS)
+    _launch_fanout_kernel((P * C,), args, dict(G=G, NB=12, USE_ASM=_USE_ASM, P1=int(P1), SPLIT=int(bool(CW)),
+                                               CD=0 if CW else int(CD), num_warps=nw, **common, **lean, **extra))
     if CW:
         # combine: one row per program, CW warps (reductions mostly in-thread + warp shuffles)
-        _combine_kernel[(P,)](*args, dval, didx, MODE=1, EX=1, CD=int(CD), USE_ASM=_USE_ASM, num_warps=int(CW),
-                              **common)
+        _launch_combine_kernel((P,), args, dict(MODE=1, EX=1, CD=int(CD), USE_ASM=_USE_ASM, num_warps=int(CW),
+                                                **common, **lean))
         # general path for the rows flagged by the combine (others exit at once)
-        _combine_kernel[(P,)](*args, dval, didx, MODE=2, EX=1, CD=0, USE_ASM=_USE_ASM, num_warps=nw, **common,
-                              **extra)
+        _launch_combine_kernel((P,), args, dict(MODE=2, EX=1, CD=0, USE_ASM=_USE_ASM, num_warps=nw, **common,
+                                                **lean, **extra))
     return tokens, invalid.view(torch.bool)

@@ -184,7 +184,9 @@ STRATEGIES = [(), (1, 16, 8), (1, 0, 0), (0, 16, 8), (1, 8, 4), (0, 0, 0, 1), (1
               (0, 0, 0, 2, 8)]
 
 
-@pytest.mark.parametrize("strat", [(), (1, 16, 8), (1, 8, 4), (0, 0, 0, 1), (0, 0, 0, 2, 64)])  # every switch on and off
+# every switch on and off; (.., GM=1): the lean phase 1, split and fused, with and without compaction
+@pytest.mark.parametrize("strat", [(), (1, 16, 8), (1, 8, 4), (0, 0, 0, 1), (0, 0, 0, 2, 64), (0, 0, 0, 2, 64, 1),
+                                   (0, 0, 0, 0, 0, 1)])
 @pytest.mark.parametrize("T,k,p", [(0.7, 50, 0.95), (1.0, 0, 0.9), (1.0, 0, 1.0), (0.7, 7, 0.6)])
 def test_kernel_multichunk_candidate_and_general_paths_agree(T, k, p, strat):
     """Several chunks wide enough for the group-maximum bound (CH=2048: 64 groups of 32): the
@@ -227,6 +229,7 @@ def test_kernel_split_launches_flag_general_rows():
     for _ in range(2):
         assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None, 0, 0, 0, 1))[0], ref)
         assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None, 0, 0, 0, 2, 128))[0], ref)
+        assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None, 0, 0, 0, 1, 128, 1))[0], ref)
     assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None))[0], ref)
     assert allowed_mask_ref(x.cpu(), T.cpu(), K.cpu(), Pp.cpu()).gather(1, ref.cpu()).all()
 
@@ -248,6 +251,90 @@ def test_kernel_compacted_combine_used_and_exact():
         assert bool((written > 0).any()) if fits else bool((written == 0).all())
     with pytest.raises(ValueError, match="CD"):
         st.fanout(x, 2, 0.7, 50, 0.95, 1, 0, config=(2048, 4, None, 0, 0, 0, 0, 64))
+
+
+def test_kernel_lean_phase1_candidates_used_and_exact():
+    """GM = 1 (lean phase 1: group maxima only): the combine's bound from the row's group maxima
+    and the groups it reads back; its group list is written (the candidate path ran) for peaked
+    rows, split and fused, with and without compaction, and the tokens are the forced general
+    path's; all-equal rows (no bound leaves <= GC_GROUPS groups) go to the general path and keep
+    every tied token (ref: the forced general path); fewer than KC finite groups read every finite group."""
+    st = _kernel_module()
+    x = _rows(3, 20000, seed=15, scale=4.0)
+    sparse = torch.full((2, 20000), float("-inf"))
+    sparse[:, ::700] = torch.randn(2, 29) * 2  # 29 finite tokens, so 29 finite groups (< KC)
+    sparse = sparse.to(DEV)
+    cases = [(x, 0.7, 50, 0.95, True), (x, 1.0, 0, 0.9, True), (x, 0.7, 7, 0.6, True),
+             (sparse, 1.0, 10, 0.9, True), (torch.zeros(2, 20000).to(DEV), 1.0, 5, 1.0, False)]
+    for rows, T, k, p, fits in cases:
+        P = rows.shape[0]
+        ref = st.fanout(rows, 7, T, k, p, 9, 3, config=(2048, 4, None), force_general=True)[0]
+        for cfg in [(2048, 4, None, 0, 0, 0, 1, 64, 1), (2048, 4, None, 0, 0, 0, 0, 64, 1),
+                    (2048, 4, None, 0, 0, 0, 2, 0, 1)]:
+            gsc = st._workspace(rows.device, P, 10)[8]  # the cached one the launch will use
+            gsc.fill_(-1)
+            got = st.fanout(rows, 7, T, k, p, 9, 3, config=cfg)[0]
+            assert torch.equal(got, ref), (T, k, p, cfg)
+            written = (gsc[:P * st.GC_GROUPS].view(P, -1) >= 0).sum(1)
+            assert bool((written > 0).all()) == fits and bool((written <= st.GC_GROUPS).all())
+        assert allowed_mask_ref(rows.cpu(), T, k, p).gather(1, ref.cpu()).all()
+
+
+def test_launcher_caches_the_compiled_kernel_and_binds_in_signature_order(monkeypatch):
+    """_Launcher: the first call per specialization goes through Triton (fn[grid]), later calls
+    launch the cached compiled kernel with every argument in signature order (constexprs
+    included, as JITFunction.run passes them); a new alignment, dtype or int class (== 1,
+    divisible by 16) is a new specialization; an incompatible launcher API falls back to Triton's
+    path for good."""
+    st = _kernel_module()
+
+    class Kern:
+        function, packed_metadata = "fn", "meta"
+
+        def __init__(self):
+            self.calls = []
+
+        def run(self, *a):
+            self.calls.append(a)
+
+    class Fn:
+        arg_names = ["x_ptr", "n", "A", "B"]
+
+        def __init__(self):
+            self.compiled = []
+
+        def __getitem__(self, grid):
+            def go(*args, **kw):
+                self.compiled.append((grid, args, kw))
+                return Kern()
+            return go
+
+    class Drv:
+        class active:
+            get_current_device = staticmethod(lambda: 0)
+            get_current_stream = staticmethod(lambda d: 77)
+
+    monkeypatch.setattr(st, "_USE_ASM", True)
+    monkeypatch.setattr(st, "FAST_LAUNCH", True)
+    monkeypatch.setattr(st, "driver", Drv)
+    fn = Fn()
+    la = st._Launcher(fn)
+    x = torch.zeros(64)
+    k1 = la((5,), (x, 7), dict(B=2, A=1, num_warps=4))
+    k2 = la((6,), (x, 9), dict(B=2, A=1, num_warps=4))  # same class of n (not 1, not /16): cached
+    assert k1 is k2 and len(fn.compiled) == 1
+    assert k1.calls == [(6, 1, 1, 77, "fn", "meta", None, None, None, x, 9, 1, 2)]
+    la((6,), (x, 16), dict(B=2, A=1, num_warps=4))  # divisible by 16: Triton specializes, so do we
+    la((6,), (x[1:], 9), dict(B=2, A=1, num_warps=4))  # misaligned pointer
+    la((6,), (x.half(), 9), dict(B=2, A=1, num_warps=4))  # dtype
+    assert len(fn.compiled) == 4
+
+    def broken(*a):
+        raise TypeError("launcher signature")
+    k1.run = broken
+    with pytest.warns(UserWarning, match="direct kernel launch"):
+        la((6,), (x, 9), dict(B=2, A=1, num_warps=4))
+    assert st.FAST_LAUNCH is False and len(fn.compiled) == 5
 
 
 def test_kernel_many_parents_default_is_the_split_config():
