@@ -41,8 +41,8 @@ KC = 64  # candidate path covers top_k <= KC
 CAP = 96  # candidate slots per chunk
 CD_MAX = 512  # compacted candidate slots per row (configs with CD > 0)
 R_MAX = 512  # group maxima per chunk (CH / 32) the workspace holds (lean configs, GM > 0)
-GC_MAX = 256  # group slots per row in the workspace (lean configs)
-GC_GROUPS = 128  # the lean combine reads back at most this many groups of 32 tokens per row
+GC_MAX = 512  # group slots per row in the workspace (lean configs)
+GC_GROUPS = 512  # the lean combine reads back at most this many groups of 32 tokens per row
 KEY_LOWEST_FINITE = -2139095040  # _key(-FLT_MAX) as int32
 LOG2E = tl.constexpr(1.4426950408889634)
 # Launch config (chunk width, warps, register cap): benchmarks/sampling.py times the alternatives
@@ -64,8 +64,9 @@ LOG2E = tl.constexpr(1.4426950408889634)
 #       not C * CAP (2048 at V = 151,936); more than CD candidates: the full slots as before.
 #   GM: lean phase 1 (split or fused): each program only writes its chunk's max, mass and R = CH/32
 #       group maxima (no per-chunk bound, no candidate compaction); the combine bisects the row's
-#       C * R group maxima for a bound L with KC <= #groups >= L <= GC_GROUPS, reads those groups
-#       back and keeps every token >= L: the same candidate set semantics, so the same tokens.
+#       C * R group maxima for a bound L (>= k groups above it for top-k; group maxima carrying
+#       top_p of the mass for top-p), reads the <= GC_GROUPS groups above it back and keeps every
+#       token >= L in CD slots: every token >= L is a candidate, so the same tokens as v2.
 DEFAULT_CONFIG = (8192, 8, 128)
 # From SPLIT_MIN_PARENTS parent rows on, the default is the split config R (H200: 128x8 GPU time
 # 0.112 vs 0.121 ms, 256x1 0.171 vs 0.199 ms); below, its three launches cost more host time
@@ -81,11 +82,11 @@ CONFIGS = {"A": (8192, 8, 128), "B": (8192, 16, 64), "C": (4096, 4, 128),  # v2:
            # split, and the combine first compacts the candidates >= L into CD slots (CD > 0)
            "P": (8192, 8, 128, 0, 0, 0, 1, 256), "Q": (8192, 8, 128, 0, 0, 0, 2, 256),
            "R": (8192, 8, 128, 0, 0, 0, 4, 256),
-           # lean phase 1 (GM = 1): group maxima only; the combine finds the row's bound from them
-           # and reads back the <= GC_GROUPS groups above it (split S, U, W; fused T)
-           "S": (8192, 8, 128, 0, 0, 0, 4, 256, 1), "T": (8192, 8, 128, 0, 0, 0, 0, 256, 1),
-           "U": (8192, 8, 128, 0, 0, 0, 8, 256, 1), "W": (4096, 4, 128, 0, 0, 0, 4, 256, 1),
-           "X": (8192, 8, 64, 0, 0, 0, 4, 256, 1)}  # X: 4 phase-1 programs per SM (64 registers)
+           # lean phase 1 (GM = 1): group maxima only; the combine finds the row's bound from them,
+           # reads back the <= GC_GROUPS groups above it into CD slots (split S, V; fused T, Y;
+           # V, Y: 8-way threshold searches, children drawn 8 at a time)
+           "S": (8192, 8, 128, 0, 0, 0, 4, 512, 1), "T": (8192, 8, 128, 0, 0, 0, 0, 512, 1),
+           "V": (8192, 8, 128, 0, 8, 8, 4, 512, 1), "Y": (8192, 8, 128, 0, 8, 8, 0, 512, 1)}
 
 
 @triton.jit
@@ -378,14 +379,10 @@ def _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
                 use_cand = row < 0
             done = row < 0
             if use_cand:
-                if GM:
-                    # lean phase 1: the bound L and the candidates {x >= L} from the group maxima
-                    v, comp, ti, fits = _gm_cands(row, rbase, V, C, M, gm_ptr, gsc_ptr, KC, CH // 32, 32,
-                                                  NGM, GC)
-                    if fits:
-                        done = _narrow_draw(v, comp, ti, didx_ptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
-                                            row, obase, dval_ptr, didx_ptr, KEY_LO, SW, VD, EX, CD, False,
-                                            USE_ASM)
+                if GM:  # lean phase 1: the bound and the candidates from the group maxima
+                    done = _gm_draw(row, rbase, V, C, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, obase,
+                                    gm_ptr, gsc_ptr, dval_ptr, didx_ptr, CH // 32, 32, NGM, GC, CD, KEY_LO,
+                                    SW, VD, EX, USE_ASM)
                 else:
                     L = tl.max(clo, 0)  # every token >= L is a candidate
                     o = tl.arange(0, NS)
@@ -413,48 +410,91 @@ def _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
 
 
 @triton.jit
-def _gm_cands(row, rbase, V, C, M, gm_ptr, gsc_ptr, KC: tl.constexpr, R: tl.constexpr, G: tl.constexpr,
-              NGM: tl.constexpr, GC: tl.constexpr):
-    """Candidates of a row from its group maxima (lean phase 1, config field GM): the bound L is
-    raised by bisection over the C * R group maxima while at least KC groups have their maximum
-    >= L (so at least KC tokens are >= L) until at most GC groups do; those groups (token order)
-    are read again (GC * G values, mostly from L2) and every token >= L is a candidate.
-    Returns (values [GC*G], candidate mask, token ids, fits); fits is False when no L leaves
-    <= GC groups (massive ties): the caller takes the general path."""
+def _gm_draw(row, rbase, V, C, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, obase,
+             gm_ptr, gsc_ptr, dval_ptr, didx_ptr, R: tl.constexpr, G: tl.constexpr, NGM: tl.constexpr,
+             GC: tl.constexpr, CD: tl.constexpr, KEY_LO: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr,
+             EX: tl.constexpr, USE_ASM: tl.constexpr):
+    """The candidate path of a lean config (GM > 0), from the row's C * R group maxima:
+
+    * the bound L: top-k (k <= KC): bisection keeping >= k groups with their maximum >= L (so >= k
+      tokens are >= L) until at most GC // 4 groups are (fewer steps); top-p only: the largest L
+      (bisection) whose group maxima alone carry top_p of the row's mass (a lower bound of the
+      mass of the tokens >= L, so the top-p set is inside {x >= L}), or, where even all group
+      maxima carry less, the bound of the top GC // 8 groups (the exact check below decides);
+    * those <= GC groups (token order) are read back, GB = 32 groups per block, and every token >= L
+      is appended to CD row-private slots (dval/didx);
+    * the exact thresholds and the n draws over those slots (_cand_draw).
+    Returns False where the candidates do not fit (no such L with <= GC groups, more than CD
+    tokens >= L, massive ties) or do not hold the kept set: the caller takes the general path."""
+    GB: tl.constexpr = 32
     gi = tl.arange(0, NGM)
     gv = tl.load(gm_ptr + row.to(tl.int64) * C * R + gi, mask=gi < C * R, other=float("-inf"),
                  cache_modifier=".cg")
     fin = gv > float("-inf")
     nlo = tl.sum(fin.to(tl.int32), 0)
     lo = tl.full((), float("-inf"), tl.float32)
-    if nlo >= KC:  # else every finite group (fewer than KC) is read
-        lo = tl.min(tl.where(fin, gv, float("inf")), 0)
-        hi = M
-        it = 0
-        while (nlo > GC) & (it < 40):
-            mid = lo * 0.5 + hi * 0.5
-            c = tl.sum((gv >= mid).to(tl.int32), 0)
-            ok = c >= KC
-            lo = tl.where(ok, mid, lo)
-            nlo = tl.where(ok, c, nlo)
-            hi = tl.where(ok, hi, mid)
-            it += 1
+    kk = k
+    if ~topk_on:
+        w = tl.where(fin, tl.exp2((gv - M) * cl), 0.0)
+        target = p * Z
+        if tl.sum(w, 0) >= target:
+            # the largest L whose group maxima alone carry top_p of the mass: a lower bound of
+            # mass(x >= L), so the top-p set lies inside {x >= L}
+            lo = tl.min(tl.where(fin, gv, float("inf")), 0)
+            hi = M
+            for _ in range(20):
+                mid = lo * 0.5 + hi * 0.5
+                ok = tl.sum(tl.where(gv >= mid, w, 0.0), 0) >= target
+                lo = tl.where(ok, mid, lo)
+                hi = tl.where(ok, hi, mid)
+            nlo = tl.sum((gv >= lo).to(tl.int32), 0)
+            kk = -1  # bound found
+        else:  # the mass is spread inside groups: try the top GC // 8 groups, the check decides
+            kk = GC // 8
+    if kk > 0:  # >= kk groups with their maximum >= L (so >= kk tokens), at most GC // 4 if possible
+        if nlo >= kk:  # else every finite group (fewer than kk) is read
+            lo = tl.min(tl.where(fin, gv, float("inf")), 0)
+            hi = M
+            it = 0
+            while (nlo > GC // 4) & (it < 40):
+                mid = lo * 0.5 + hi * 0.5
+                c = tl.sum((gv >= mid).to(tl.int32), 0)
+                ok = c >= kk
+                lo = tl.where(ok, mid, lo)
+                nlo = tl.where(ok, c, nlo)
+                hi = tl.where(ok, hi, mid)
+                it += 1
     fits = nlo <= GC
+    nread = tl.where(fits, nlo, 0)
     gsc = gsc_ptr + row.to(tl.int64) * GC
     if fits:
         sel = fin & (gv >= lo)
         pos = tl.cumsum(sel.to(tl.int32), 0) - 1
         tl.store(gsc + pos, gi, mask=sel)
         tl.debug_barrier()  # the group list is read back by other threads
-    nread = tl.where(fits, nlo, 0)
-    sl = tl.arange(0, GC * G)
-    slot = sl // G
-    gid = tl.load(gsc + slot, mask=slot < nread, other=0, cache_modifier=".cg")
-    tok = gid * G + sl % G
-    valid = (slot < nread) & (tok < V)
-    x = tl.load(rbase + tok, mask=valid, other=float("-inf")).to(tl.float32) + 0.0
-    comp = valid & (x >= lo) & (x > float("-inf"))
-    return x, comp, tok, fits
+    dvb = dval_ptr + row.to(tl.int64) * CD
+    dib = didx_ptr + row.to(tl.int64) * CD
+    sl = tl.arange(0, GB * G)
+    tot = tl.full((), 0, tl.int32)
+    for b0 in range(0, nread, GB):
+        slot = b0 + sl // G
+        gid = tl.load(gsc + slot, mask=slot < nread, other=0, cache_modifier=".cg")
+        tok = gid * G + sl % G
+        valid = (slot < nread) & (tok < V)
+        x = tl.load(rbase + tok, mask=valid, other=float("-inf")).to(tl.float32) + 0.0
+        cand = valid & (x >= lo) & (x > float("-inf"))
+        cpos = tot + tl.cumsum(cand.to(tl.int32), 0) - 1
+        _store_cands(dvb, dib, cpos, x, tok, cand & (cpos < CD), USE_ASM)
+        tot += tl.sum(cand.to(tl.int32), 0)
+    tl.debug_barrier()  # the candidate slots are read back by other threads
+    done = row < 0
+    if fits & (tot <= CD):
+        dd = tl.arange(0, CD)
+        vd = tl.load(dvb + dd, mask=dd < tot, other=float("-inf"), cache_modifier=".cg")
+        keyd = tl.where(dd < tot, _key(vd), KEY_LO - 1)
+        done = _cand_draw(keyd, vd, dd, dib + dd, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
+                          row, obase, KEY_LO, SW, VD, EX, True)
+    return done
 
 
 @triton.jit
@@ -712,21 +752,30 @@ class _Launcher:
     def __init__(self, fn):
         self.fn = fn
         self.cache = {}
+        self.plans = {}
 
-    def __call__(self, grid, args, kw):
+    def __call__(self, grid, args, kw, plan=None):
+        """``plan``: a hashable key the caller guarantees to fix every specialization of ``args``
+        and ``kw`` (fanout's launch plan); a known plan skips even the key computation."""
         global FAST_LAUNCH
         if not (FAST_LAUNCH and _USE_ASM) or _hooked(knobs.runtime.launch_enter_hook) or _hooked(
                 knobs.runtime.launch_exit_hook):
             return self.fn[grid](*args, **kw)
-        key = (tuple(map(_spec, args)), tuple(kw.items()))
-        hit = self.cache.get(key)
-        if hit is None:  # Triton's own path compiles (or finds) it; later calls skip the binder
-            kern = self.fn[grid](*args, **kw)
-            if kern is not None:
-                self.cache[key] = (kern, self.fn.arg_names[len(args):])
-            return kern
-        kern, names = hit
-        bound = args + tuple(kw[nm] for nm in names)
+        hit = self.plans.get(plan) if plan is not None else None
+        if hit is None:
+            key = (tuple(map(_spec, args)), tuple(kw.items()))
+            hit = self.cache.get(key)
+            if hit is None:  # Triton's own path compiles (or finds) it; later calls skip the binder
+                kern = self.fn[grid](*args, **kw)
+                if kern is not None:
+                    self.cache[key] = (kern, tuple(kw[nm] for nm in self.fn.arg_names[len(args):]))
+                return kern
+            if plan is not None:
+                if len(self.plans) > 4096:
+                    self.plans.clear()
+                self.plans[plan] = hit
+        kern, tail = hit
+        bound = args + tail
         try:
             dev = driver.active.get_current_device()
             stream = driver.active.get_current_stream(dev)
@@ -771,6 +820,44 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
     invalid = torch.empty((P,), device=dev, dtype=torch.int8)
     if P == 0:
         return tokens, invalid.view(torch.bool)
+    tp, kp, pp = (isinstance(a, torch.Tensor) for a in (temp, top_k, top_p))
+    kv = 0 if kp else max(-1, min(int(top_k), 2**31 - 1))
+    # every row takes the general path (scalar pure temperature, or KC < top_k < V): no split
+    all_general = not (tp or kp or pp) and float(temp) > 0 and kv != 1 and (
+        (kv <= 0 or kv >= V) and float(top_p) >= 1.0 or KC < kv < V)
+    # the launch plan: everything the launches specialize on besides the per-call values
+    pk = (dev, P, V, logits.dtype, logits.stride(0), logits.data_ptr() % 16 == 0, config, bool(force_general),
+          all_general, *((a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, torch.Tensor) else None
+                         for a in (temp, top_k, top_p)))
+    plan = _PLANS.get(pk)
+    if plan is None:
+        plan = _plan(P, V, config, tp, kp, pp, bool(force_general), all_general)
+        if len(_PLANS) > 4096:
+            _PLANS.clear()
+        _PLANS[pk] = plan
+    C, launches = plan
+    stat, carg, cval, cidx, count, dval, didx, gm, gsc = _workspace(dev, P, C)
+    # every integer argument stays below 2**31 (typed i32: no recompiles as seeds/offsets change)
+    seed_eff = (int(seed) ^ ((int(offset) >> 31) * 0x9E3779B97F4A7C15)) & (2**62 - 1)
+    off_lo = int(offset) & 0x7FFFFFFF
+    s0, s1 = seed_eff & 0x7FFFFFFF, seed_eff >> 31
+    args = (logits, logits.stride(0), V, C, n,
+            temp if tp else tokens, 0.0 if tp else float(temp),
+            top_k if kp else tokens, kv,
+            top_p if pp else tokens, 0.0 if pp else float(top_p),
+            s0, s1, off_lo,
+            stat, carg, cval, cidx, count, tokens, invalid, dval, didx, gm, gsc)
+    for i, (launch, grid, kw) in enumerate(launches):
+        launch(grid, args, kw, plan=(pk, i))
+    return tokens, invalid.view(torch.bool)
+
+
+_PLANS = {}
+
+
+def _plan(P, V, config, tp, kp, pp, force_general, all_general):
+    """(C, [(launcher, grid, constexprs and options)]) for fanout: one launch, or three for a split
+    config (phase 1, combine, general path for flagged rows)."""
     if config is None:
         config = CONFIGS["R"] if P >= SPLIT_MIN_PARENTS else DEFAULT_CONFIG
     CH, nw, maxnreg, *strat = config
@@ -786,33 +873,20 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
     if CH < 4096:
         nw, maxnreg = 4, None
     extra = {} if maxnreg is None else {"maxnreg": maxnreg}
-    stat, carg, cval, cidx, count, dval, didx, gm, gsc = _workspace(dev, P, C)
-    tp, kp, pp = (isinstance(a, torch.Tensor) for a in (temp, top_k, top_p))
-    # every integer argument stays below 2**31 (typed i32: no recompiles as seeds/offsets change)
-    seed_eff = (int(seed) ^ ((int(offset) >> 31) * 0x9E3779B97F4A7C15)) & (2**62 - 1)
-    off_lo = int(offset) & 0x7FFFFFFF
-    s0, s1 = seed_eff & 0x7FFFFFFF, seed_eff >> 31
-    kv = 0 if kp else max(-1, min(int(top_k), 2**31 - 1))
-    if CW and not (tp or kp or pp) and float(temp) > 0 and kv != 1 and (
-            (kv <= 0 or kv >= V) and float(top_p) >= 1.0 or KC < kv < V):
+    if CW and all_general:
         CW = 0  # every row takes the general path (pure temperature, top_k > KC): fused launch
-    args = (logits, logits.stride(0), V, C, n,
-            temp if tp else tokens, 0.0 if tp else float(temp),
-            top_k if kp else tokens, kv,
-            top_p if pp else tokens, 0.0 if pp else float(top_p),
-            s0, s1, off_lo,
-            stat, carg, cval, cidx, count, tokens, invalid, dval, didx, gm, gsc)
     common = dict(T_PTR=tp, K_PTR=kp, P_PTR=pp, CH=CH, KC=KC, CAP=CAP, CPAD=_next_pow2(C),
                   NS=_next_pow2(C * CAP), BG=min(CH, 2048), KEY_LO=KEY_LOWEST_FINITE,
-                  FORCE_GENERAL=bool(force_general), SW=int(SW), VD=int(VD))
+                  FORCE_GENERAL=force_general, SW=int(SW), VD=int(VD))
     lean = dict(GM=int(bool(GM)), NGM=_next_pow2(C * (CH // G)), GC=GC_GROUPS)
-    _launch_fanout_kernel((P * C,), args, dict(G=G, NB=12, USE_ASM=_USE_ASM, P1=int(P1), SPLIT=int(bool(CW)),
-                                               CD=0 if CW else int(CD), num_warps=nw, **common, **lean, **extra))
+    launches = [(_launch_fanout_kernel, (P * C,),
+                 dict(G=G, NB=12, USE_ASM=_USE_ASM, P1=int(P1), SPLIT=int(bool(CW)), CD=0 if CW else int(CD),
+                      num_warps=nw, **common, **lean, **extra))]
     if CW:
         # combine: one row per program, CW warps (reductions mostly in-thread + warp shuffles)
-        _launch_combine_kernel((P,), args, dict(MODE=1, EX=1, CD=int(CD), USE_ASM=_USE_ASM, num_warps=int(CW),
-                                                **common, **lean))
+        launches.append((_launch_combine_kernel, (P,), dict(MODE=1, EX=1, CD=int(CD), USE_ASM=_USE_ASM,
+                                                            num_warps=int(CW), **common, **lean)))
         # general path for the rows flagged by the combine (others exit at once)
-        _launch_combine_kernel((P,), args, dict(MODE=2, EX=1, CD=0, USE_ASM=_USE_ASM, num_warps=nw, **common,
-                                                **lean, **extra))
-    return tokens, invalid.view(torch.bool)
+        launches.append((_launch_combine_kernel, (P,), dict(MODE=2, EX=1, CD=0, USE_ASM=_USE_ASM, num_warps=nw,
+                                                            **common, **lean, **extra)))
+    return C, launches
