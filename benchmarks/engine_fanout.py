@@ -375,6 +375,7 @@ def main() -> None:
             for line in p.stdout:  # each run's row as it comes (progress in the log)
                 lines.append(line)
                 if line.startswith("RESULT "):
+                    print(line, end="", flush=True)  # kept in the log even if the run ends early
                     got.append(json.loads(line[7:]))
                     print(f"# {got[-1]['name']} dp={got[-1]['dp']}: {got[-1]['wall_s']} s, "
                           f"{got[-1]['cached_share']:.1%} cached", flush=True)

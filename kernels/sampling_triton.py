@@ -68,9 +68,9 @@ LOG2E = tl.constexpr(1.4426950408889634)
 #       top_p of the mass for top-p), reads the <= GC_GROUPS groups above it back and keeps every
 #       token >= L in CD slots: every token >= L is a candidate, so the same tokens as v2.
 DEFAULT_CONFIG = (8192, 8, 128)
-# From SPLIT_MIN_PARENTS parent rows on, the default is the split config R (H200: 128x8 GPU time
-# 0.112 vs 0.121 ms, 256x1 0.171 vs 0.199 ms); below, its three launches cost more host time
-# than they save (1x1 0.11 vs 0.056 ms, 32x8 0.104 vs 0.092 ms back to back).
+# From SPLIT_MIN_PARENTS parent rows on, the default is a split config (S for top-k rows, R
+# otherwise: default_config); below, a fused one (T / A): three launches cost more host time than
+# they save at small shapes.
 SPLIT_MIN_PARENTS = 128
 CONFIGS = {"A": (8192, 8, 128), "B": (8192, 16, 64), "C": (4096, 4, 128),  # v2: A best; D, E, F dropped
            "G": (8192, 8, 128, 1, 16, 8), "H": (8192, 8, 128, 1, 0, 0), "I": (8192, 8, 128, 0, 16, 8),
@@ -738,6 +738,18 @@ def _workspace(dev, rows: int, C: int):
     return ws[2:]
 
 
+def default_config(P: int, lean_ok: bool):
+    """The launch config ``fanout(config=None)`` uses for P parent rows. ``lean_ok``: every row is
+    top-k <= KC (a scalar top_k, or greedy): the lean configs, split S from SPLIT_MIN_PARENTS rows,
+    fused T below (H200, 128 x 8, k=50: S 0.0765 ms per call / 0.0514 back to back vs R
+    0.1357 / 0.1109; 1 x 1: T 0.0418 / 0.0223 vs A 0.0463 / 0.0239). Otherwise (top-p-only
+    rows, per-row top_k tensors) R / A: a top-p set wider than the lean combine's 512 groups
+    takes the slow general path there (0.79 ms for one 128 x 8 batch with such rows)."""
+    if lean_ok:
+        return CONFIGS["S"] if P >= SPLIT_MIN_PARENTS else CONFIGS["T"]
+    return CONFIGS["R"] if P >= SPLIT_MIN_PARENTS else DEFAULT_CONFIG
+
+
 class _Launcher:
     """``fn[grid](*args, **kw)`` without Triton's per-call argument binding after the first call.
 
@@ -826,12 +838,13 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
     all_general = not (tp or kp or pp) and float(temp) > 0 and kv != 1 and (
         (kv <= 0 or kv >= V) and float(top_p) >= 1.0 or KC < kv < V)
     # the launch plan: everything the launches specialize on besides the per-call values
+    lean_ok = not kp and 1 < kv <= KC  # every row top-k <= KC (or greedy): the lean default applies
     pk = (dev, P, V, logits.dtype, logits.stride(0), logits.data_ptr() % 16 == 0, config, bool(force_general),
-          all_general, *((a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, torch.Tensor) else None
+          all_general, lean_ok, *((a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, torch.Tensor) else None
                          for a in (temp, top_k, top_p)))
     plan = _PLANS.get(pk)
     if plan is None:
-        plan = _plan(P, V, config, tp, kp, pp, bool(force_general), all_general)
+        plan = _plan(P, V, config, tp, kp, pp, bool(force_general), all_general, lean_ok)
         if len(_PLANS) > 4096:
             _PLANS.clear()
         _PLANS[pk] = plan
@@ -855,11 +868,11 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
 _PLANS = {}
 
 
-def _plan(P, V, config, tp, kp, pp, force_general, all_general):
+def _plan(P, V, config, tp, kp, pp, force_general, all_general, lean_ok=False):
     """(C, [(launcher, grid, constexprs and options)]) for fanout: one launch, or three for a split
     config (phase 1, combine, general path for flagged rows)."""
     if config is None:
-        config = CONFIGS["R"] if P >= SPLIT_MIN_PARENTS else DEFAULT_CONFIG
+        config = default_config(P, lean_ok)
     CH, nw, maxnreg, *strat = config
     P1, SW, VD, CW, CD, GM = (tuple(strat) + (0,) * 6)[:6]
     if CD and (not (CW or GM) or CD > CD_MAX or CD & (CD - 1)):

@@ -342,18 +342,26 @@ def test_launcher_caches_the_compiled_kernel_and_binds_in_signature_order(monkey
     assert st.FAST_LAUNCH is False and len(fn.compiled) == 5
 
 
-def test_kernel_many_parents_default_is_the_split_config():
-    """From SPLIT_MIN_PARENTS rows on, the default launch is the split config R (its combine
-    writes the compacted candidate slots) and draws from the allowed set; fewer rows: the fused
-    A (no compacted slots written)."""
+def test_kernel_default_configs():
+    """fanout(config=None): top-k <= KC rows take the lean configs (fused T below
+    SPLIT_MIN_PARENTS rows, split S from there: the lean phase 1 writes the group maxima), other
+    rows R from SPLIT_MIN_PARENTS rows (its combine writes the compacted candidate slots, no
+    group maxima) and the fused A below (neither); all draw from the allowed set."""
     st = _kernel_module()
     x = _rows(st.SPLIT_MIN_PARENTS + 2, 400, seed=14, scale=4.0)
-    for rows, split in [(x[:4].contiguous(), False), (x, True)]:
-        dval = st._workspace(x.device, rows.shape[0], 1)[5]  # the cached one the launch will use
+    assert st.default_config(4, True) == st.CONFIGS["T"] and st.default_config(200, True) == st.CONFIGS["S"]
+    assert st.default_config(4, False) == st.DEFAULT_CONFIG and st.default_config(200, False) == st.CONFIGS["R"]
+    for rows, k, p, lean, split in [(x[:4].contiguous(), 20, 0.9, True, False), (x, 20, 0.9, True, True),
+                                    (x[:4].contiguous(), 0, 0.9, False, False), (x, 0, 0.9, False, True)]:
+        ws = st._workspace(x.device, rows.shape[0], 1)  # the cached one the launch will use
+        dval, gm = ws[5], ws[7]
         dval.fill_(float("nan"))
-        got = st.fanout(rows, 3, 0.7, 20, 0.9, 5, 1)[0]
-        assert bool((~dval.isnan()).any()) == split
-        assert allowed_mask_ref(rows.cpu(), 0.7, 20, 0.9).gather(1, got.cpu()).all()
+        gm.fill_(float("nan"))
+        got = st.fanout(rows, 3, 0.7, k, p, 5, 1)[0]
+        assert bool((~gm.isnan()).any()) == lean
+        if not lean:
+            assert bool((~dval.isnan()).any()) == split
+        assert allowed_mask_ref(rows.cpu(), 0.7, k, p).gather(1, got.cpu()).all()
 
 
 def test_kernel_ties_overflow_falls_back():
