@@ -41,7 +41,6 @@ KC = 64  # candidate path covers top_k <= KC
 CAP = 96  # candidate slots per chunk
 CD_MAX = 512  # compacted candidate slots per row (configs with CD > 0)
 R_MAX = 512  # group maxima per chunk (CH / 32) the workspace holds (lean configs, GM > 0)
-GC_MAX = 512  # group slots per row in the workspace (lean configs)
 GC_GROUPS = 512  # the lean combine reads back at most this many groups of 32 tokens per row
 KEY_LOWEST_FINITE = -2139095040  # _key(-FLT_MAX) as int32
 LOG2E = tl.constexpr(1.4426950408889634)
@@ -489,11 +488,8 @@ def _gm_draw(row, rbase, V, C, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, ob
     tl.debug_barrier()  # the candidate slots are read back by other threads
     done = row < 0
     if fits & (tot <= CD):
-        dd = tl.arange(0, CD)
-        vd = tl.load(dvb + dd, mask=dd < tot, other=float("-inf"), cache_modifier=".cg")
-        keyd = tl.where(dd < tot, _key(vd), KEY_LO - 1)
-        done = _cand_draw(keyd, vd, dd, dib + dd, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
-                          row, obase, KEY_LO, SW, VD, EX, True)
+        done = _slots_draw(dvb, dib, tot, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, row, obase,
+                           KEY_LO, SW, VD, EX, CD)
     return done
 
 
@@ -546,11 +542,8 @@ def _narrow_draw(v, comp, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, of
             dib = didx_ptr + row.to(tl.int64) * CD
             _store_cands(dvb, dib, pos, v, tic, live, USE_ASM)
             tl.debug_barrier()  # the compacted slots are read back by other threads
-            dd = tl.arange(0, CD)
-            vd = tl.load(dvb + dd, mask=dd < nlo, other=float("-inf"), cache_modifier=".cg")
-            keyd = tl.where(dd < nlo, _key(vd), KEY_LO - 1)
-            done = _cand_draw(keyd, vd, dd, dib + dd, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
-                              row, obase, KEY_LO, SW, VD, EX, True)
+            done = _slots_draw(dvb, dib, nlo, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, row, obase,
+                               KEY_LO, SW, VD, EX, CD)
         else:
             done = _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
                               row, obase, KEY_LO, SW, VD, EX, TI_PTR)
@@ -558,6 +551,18 @@ def _narrow_draw(v, comp, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, of
         done = _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
                           row, obase, KEY_LO, SW, VD, EX, TI_PTR)
     return done
+
+
+@triton.jit
+def _slots_draw(dvb, dib, cnt, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, row, obase,
+                KEY_LO: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr, EX: tl.constexpr, CD: tl.constexpr):
+    """_cand_draw over the first ``cnt`` of a row's CD compacted slots (values at ``dvb``, token ids
+    at ``dib``, token order; written before a barrier)."""
+    dd = tl.arange(0, CD)
+    vd = tl.load(dvb + dd, mask=dd < cnt, other=float("-inf"), cache_modifier=".cg")
+    keyd = tl.where(dd < cnt, _key(vd), KEY_LO - 1)
+    return _cand_draw(keyd, vd, dd, dib + dd, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
+                      row, obase, KEY_LO, SW, VD, EX, True)
 
 
 @triton.jit
@@ -717,7 +722,7 @@ _USE_ASM = os.environ.get("TRITON_INTERPRET", "0") not in ("1", "true", "True")
 def _workspace(dev, rows: int, C: int):
     """Cached per (device, stream): stats, argmax, candidates, arrival counters (kept at zero),
     CD_MAX compacted candidate slots per row (configs with CD > 0), the group maxima (C * R_MAX
-    per row) and GC_MAX group slots per row (lean configs, GM > 0)."""
+    per row) and GC_GROUPS group slots per row (lean configs, GM > 0)."""
     key = (dev, driver.active.get_current_stream(dev.index) if dev.type == "cuda" else 0)
     ws = _WS.get(key)
     need = rows * C
@@ -733,14 +738,14 @@ def _workspace(dev, rows: int, C: int):
               torch.empty((cap_r * CD_MAX,), device=dev, dtype=torch.float32),
               torch.empty((cap_r * CD_MAX,), device=dev, dtype=torch.int32),
               torch.empty((cap_rc * R_MAX,), device=dev, dtype=torch.float32),
-              torch.empty((cap_r * GC_MAX,), device=dev, dtype=torch.int32))
+              torch.empty((cap_r * GC_GROUPS,), device=dev, dtype=torch.int32))
         _WS[key] = ws
     return ws[2:]
 
 
 def default_config(P: int, lean_ok: bool):
-    """The launch config ``fanout(config=None)`` uses for P parent rows. ``lean_ok``: every row is
-    top-k <= KC (a scalar top_k, or greedy): the lean configs, split S from SPLIT_MIN_PARENTS rows,
+    """The launch config ``fanout(config=None)`` uses for P parent rows. ``lean_ok``: a scalar
+    top_k in 2..KC (every row top-k <= KC, or greedy by temperature): the lean configs, split S from SPLIT_MIN_PARENTS rows,
     fused T below (H200, 128 x 8, k=50: S 0.0765 ms per call / 0.0514 back to back vs R
     0.1357 / 0.1109; 1 x 1: T 0.0418 / 0.0223 vs A 0.0463 / 0.0239). Otherwise (top-p-only
     rows, per-row top_k tensors) R / A: a top-p set wider than the lean combine's 512 groups
