@@ -109,7 +109,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "sampling.json"))
-    ap.add_argument("--breakdown", default="A,R,S,T,V,Y", help="configs for the per-launch breakdown ('' for none)")
+    ap.add_argument("--breakdown", default="A,R,S,T,SS,SF,TS,RS", help="configs for the per-launch breakdown ('' for none)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("benchmarks/sampling.py needs CUDA")
@@ -169,7 +169,7 @@ def main():
     host = []
     for P, n in [(1, 1), (128, 8)]:
         base = torch.randn(P, V, device="cuda") * 4
-        for name in ["A", "R", "S", "T"]:
+        for name in ["A", "R", "S", "T", "SF", "TS"]:
             d = dict(parents=P, n=n, config=name)
             for fast in (False, True):
                 st.FAST_LAUNCH = fast

@@ -35,6 +35,7 @@ import torch
 import triton
 import triton.language as tl
 from triton import knobs
+from triton.language.standard import _log2
 from triton.runtime.driver import driver
 
 KC = 64  # candidate path covers top_k <= KC
@@ -66,6 +67,11 @@ LOG2E = tl.constexpr(1.4426950408889634)
 #       C * R group maxima for a bound L (>= k groups above it for top-k; group maxima carrying
 #       top_p of the mass for top-p), reads the <= GC_GROUPS groups above it back and keeps every
 #       token >= L in CD slots: every token >= L is a candidate, so the same tokens as v2.
+#   SO: (slot combines: CD > 0) the exact top-k and top-p thresholds from one bitonic sort of the
+#       slot values instead of two bisections (~50 dependent block reductions): same thresholds;
+#       the lean combine reads its groups back 128 per round (one round for the usual <= 128).
+#   FG: (split configs) the combine takes the general path itself for the rows that need it (the
+#       fused launch's code path), so two launches instead of three.
 DEFAULT_CONFIG = (8192, 8, 128)
 # From SPLIT_MIN_PARENTS parent rows on, the default is a split config (S for top-k rows, R
 # otherwise: default_config); below, a fused one (T / A): three launches cost more host time than
@@ -85,7 +91,13 @@ CONFIGS = {"A": (8192, 8, 128), "B": (8192, 16, 64), "C": (4096, 4, 128),  # v2:
            # reads back the <= GC_GROUPS groups above it into CD slots (split S, V; fused T, Y;
            # V, Y: 8-way threshold searches, children drawn 8 at a time)
            "S": (8192, 8, 128, 0, 0, 0, 4, 512, 1), "T": (8192, 8, 128, 0, 0, 0, 0, 512, 1),
-           "V": (8192, 8, 128, 0, 8, 8, 4, 512, 1), "Y": (8192, 8, 128, 0, 8, 8, 0, 512, 1)}
+           "V": (8192, 8, 128, 0, 8, 8, 4, 512, 1), "Y": (8192, 8, 128, 0, 8, 8, 0, 512, 1),
+           # lean with sorted thresholds (SO = 1) and the children drawn 8 at a time: split in three
+           # launches (SS), split in two (SF: the combine takes the general path itself), fused (TS)
+           "SS": (8192, 8, 128, 0, 0, 8, 4, 512, 1, 1), "SF": (8192, 8, 128, 0, 0, 8, 4, 512, 1, 1, 1),
+           "TS": (8192, 8, 128, 0, 0, 8, 0, 512, 1, 1),
+           # R with sorted thresholds over its compacted slots, in two launches (top-p-only rows)
+           "RS": (8192, 8, 128, 0, 0, 8, 4, 256, 0, 1, 1)}
 
 
 @triton.jit
@@ -118,6 +130,39 @@ def _uniform_v(s0, s1, cvec, row, off):
     r0, r1, r2, r3 = tl.philox(seed, c0, (cvec * 0 + row).to(tl.uint32), (cvec * 0 + off).to(tl.uint32),
                                (cvec * 0 + 0x5EED).to(tl.uint32))
     return (r0 >> 8).to(tl.float32) * (1.0 / 16777216.0) + (0.5 / 16777216.0)
+
+
+@triton.jit
+def _index_bit(x, j: tl.constexpr, NB: tl.constexpr):
+    """Bit j of each element's index in x [2**NB] (0/1, x's shape)."""
+    shape: tl.constexpr = [2 ** (NB - 1 - j), 2, 2 ** j]
+    return tl.reshape(tl.broadcast_to(tl.arange(0, 2)[None, :, None], shape), x.shape)
+
+
+@triton.jit
+def _pair_sort(x, desc, j: tl.constexpr, NB: tl.constexpr):
+    """One compare-exchange step of a bitonic network over x [2**NB]: the elements 2**j apart
+    (index bit j) are put in order, descending where ``desc`` != 0. Pair max and min are plain
+    reductions over an axis of 2 (a shuffle; fast under TRITON_INTERPRET too, unlike tl.sort's
+    xor_sum combine, and no arithmetic on the values)."""
+    shape: tl.constexpr = [2 ** (NB - 1 - j), 2, 2 ** j]
+    y = tl.reshape(x, shape)
+    hi = tl.reshape(tl.broadcast_to(tl.max(y, 1)[:, None, :], shape), x.shape)
+    lo = tl.reshape(tl.broadcast_to(tl.min(y, 1)[:, None, :], shape), x.shape)
+    return tl.where((_index_bit(x, j, NB) != 0) != (desc != 0), hi, lo)
+
+
+@triton.jit
+def _sort_desc(x):
+    """x [N] (N a power of two) sorted in descending order: a bitonic sorting network (blocks of
+    2**s alternate direction by index bit s until the last merge)."""
+    NB: tl.constexpr = _log2(x.shape[0])
+    for s in tl.static_range(1, NB):
+        for t in tl.static_range(s):
+            x = _pair_sort(x, _index_bit(x, s, NB), s - 1 - t, NB)
+    for t in tl.static_range(NB):
+        x = _pair_sort(x, 1, NB - 1 - t, NB)
+    return x
 
 
 @triton.jit
@@ -191,7 +236,8 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
                    CPAD: tl.constexpr, NS: tl.constexpr, BG: tl.constexpr, NB: tl.constexpr, KEY_LO: tl.constexpr,
                    FORCE_GENERAL: tl.constexpr, USE_ASM: tl.constexpr,
                    P1: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr, SPLIT: tl.constexpr,
-                   CD: tl.constexpr, GM: tl.constexpr, NGM: tl.constexpr, GC: tl.constexpr):
+                   CD: tl.constexpr, GM: tl.constexpr, NGM: tl.constexpr, GC: tl.constexpr,
+                   SO: tl.constexpr):
     pid = tl.program_id(0)
     row = pid // C
     ch = pid % C
@@ -290,7 +336,7 @@ def _fanout_kernel(logits_ptr, stride, V, C, n,
             _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
                          stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr, dval_ptr, didx_ptr,
                          gm_ptr, gsc_ptr, CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, 0, GM, CD,
-                         GM, NGM, GC, USE_ASM)
+                         GM, NGM, GC, SO, USE_ASM)
 
 
 @triton.jit(do_not_specialize=["n", "k_val", "s0", "s1", "off"])
@@ -304,7 +350,7 @@ def _combine_kernel(logits_ptr, stride, V, C, n,
                     CPAD: tl.constexpr, NS: tl.constexpr, BG: tl.constexpr, KEY_LO: tl.constexpr,
                     FORCE_GENERAL: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr,
                     MODE: tl.constexpr, EX: tl.constexpr, CD: tl.constexpr,
-                    GM: tl.constexpr, NGM: tl.constexpr, GC: tl.constexpr, USE_ASM: tl.constexpr):
+                    GM: tl.constexpr, NGM: tl.constexpr, GC: tl.constexpr, SO: tl.constexpr, USE_ASM: tl.constexpr):
     """Split launch (config field CW > 0), grid [P], one program per row after the phase-1 launch:
     MODE 1 (few warps): the combine's candidate path; rows that need the general path are flagged
     in count[row] (kept at zero otherwise); CD > 0: the candidates >= L are first compacted into
@@ -315,7 +361,7 @@ def _combine_kernel(logits_ptr, stride, V, C, n,
     _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
                  stat_ptr, carg_ptr, cval_ptr, cidx_ptr, count_ptr, out_ptr, inv_ptr, dval_ptr, didx_ptr,
                  gm_ptr, gsc_ptr, CH, KC, CAP, CPAD, NS, BG, KEY_LO, FORCE_GENERAL, SW, VD, MODE, EX, CD,
-                 GM, NGM, GC, USE_ASM)
+                 GM, NGM, GC, SO, USE_ASM)
 
 
 @triton.jit
@@ -325,7 +371,7 @@ def _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
                  NS: tl.constexpr, BG: tl.constexpr, KEY_LO: tl.constexpr,
                  FORCE_GENERAL: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr,
                  MODE: tl.constexpr, EX: tl.constexpr, CD: tl.constexpr,
-                 GM: tl.constexpr, NGM: tl.constexpr, GC: tl.constexpr, USE_ASM: tl.constexpr):
+                 GM: tl.constexpr, NGM: tl.constexpr, GC: tl.constexpr, SO: tl.constexpr, USE_ASM: tl.constexpr):
     """Combine one row from the phase-1 stats and candidates. MODE 0: fused (candidate path, else
     the general path in the same program); MODE 1: candidate path, flag the row in count[row] if it
     needs the general path; MODE 2: general path only for flagged rows. EX: the top-k bisection
@@ -381,7 +427,7 @@ def _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
                 if GM:  # lean phase 1: the bound and the candidates from the group maxima
                     done = _gm_draw(row, rbase, V, C, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, obase,
                                     gm_ptr, gsc_ptr, dval_ptr, didx_ptr, CH // 32, 32, NGM, GC, CD, KEY_LO,
-                                    SW, VD, EX, USE_ASM)
+                                    SW, VD, EX, SO, USE_ASM)
                 else:
                     L = tl.max(clo, 0)  # every token >= L is a candidate
                     o = tl.arange(0, NS)
@@ -399,7 +445,7 @@ def _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
                         ti = o  # token ids loaded by _cand_draw, only for the draw
                     done = _narrow_draw(v, comp, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
                                         row, obase, dval_ptr, didx_ptr, KEY_LO, SW, VD, EX, CD, MODE != 0,
-                                        USE_ASM)
+                                        SO, USE_ASM)
             if ~done:
                 if MODE == 0:
                     _general_row(rbase, obase, V, n, M, cl, k, p, topk_on, pure, cmax, csum, cj,
@@ -412,7 +458,7 @@ def _combine_row(row, logits_ptr, stride, V, C, n, T, k, p, s0, s1, off,
 def _gm_draw(row, rbase, V, C, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, obase,
              gm_ptr, gsc_ptr, dval_ptr, didx_ptr, R: tl.constexpr, G: tl.constexpr, NGM: tl.constexpr,
              GC: tl.constexpr, CD: tl.constexpr, KEY_LO: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr,
-             EX: tl.constexpr, USE_ASM: tl.constexpr):
+             EX: tl.constexpr, SO: tl.constexpr, USE_ASM: tl.constexpr):
     """The candidate path of a lean config (GM > 0), from the row's C * R group maxima:
 
     * the bound L: top-k (k <= KC): bisection keeping >= k groups with their maximum >= L (so >= k
@@ -425,7 +471,7 @@ def _gm_draw(row, rbase, V, C, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, ob
     * the exact thresholds and the n draws over those slots (_cand_draw).
     Returns False where the candidates do not fit (no such L with <= GC groups, more than CD
     tokens >= L, massive ties) or do not hold the kept set: the caller takes the general path."""
-    GB: tl.constexpr = 32
+    GB: tl.constexpr = 128 if SO else 32  # groups read back per round (SO: the usual <= GC // 4 in one)
     gi = tl.arange(0, NGM)
     gv = tl.load(gm_ptr + row.to(tl.int64) * C * R + gi, mask=gi < C * R, other=float("-inf"),
                  cache_modifier=".cg")
@@ -489,14 +535,15 @@ def _gm_draw(row, rbase, V, C, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, ob
     done = row < 0
     if fits & (tot <= CD):
         done = _slots_draw(dvb, dib, tot, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, row, obase,
-                           KEY_LO, SW, VD, EX, CD)
+                           KEY_LO, SW, VD, EX, CD, SO)
     return done
 
 
 @triton.jit
 def _narrow_draw(v, comp, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, row, obase,
                  dval_ptr, didx_ptr, KEY_LO: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr,
-                 EX: tl.constexpr, CD: tl.constexpr, TI_PTR: tl.constexpr, USE_ASM: tl.constexpr):
+                 EX: tl.constexpr, CD: tl.constexpr, TI_PTR: tl.constexpr, SO: tl.constexpr,
+                 USE_ASM: tl.constexpr):
     """The candidate path over slots in token order (``comp``: a candidate; every token >= the
     row's bound is one). CD > 0: first narrow to and compact into CD row-private slots (dval/didx)
     when possible. ``TI_PTR``: token ids are loaded from ``tptr`` when needed (``ti`` is a
@@ -543,41 +590,49 @@ def _narrow_draw(v, comp, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, of
             _store_cands(dvb, dib, pos, v, tic, live, USE_ASM)
             tl.debug_barrier()  # the compacted slots are read back by other threads
             done = _slots_draw(dvb, dib, nlo, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, row, obase,
-                               KEY_LO, SW, VD, EX, CD)
+                               KEY_LO, SW, VD, EX, CD, SO)
         else:
             done = _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
-                              row, obase, KEY_LO, SW, VD, EX, TI_PTR)
+                              row, obase, KEY_LO, SW, VD, EX, TI_PTR, 0)
     else:
         done = _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
-                          row, obase, KEY_LO, SW, VD, EX, TI_PTR)
+                          row, obase, KEY_LO, SW, VD, EX, TI_PTR, 0)
     return done
 
 
 @triton.jit
 def _slots_draw(dvb, dib, cnt, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, row, obase,
-                KEY_LO: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr, EX: tl.constexpr, CD: tl.constexpr):
+                KEY_LO: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr, EX: tl.constexpr, CD: tl.constexpr,
+                SO: tl.constexpr):
     """_cand_draw over the first ``cnt`` of a row's CD compacted slots (values at ``dvb``, token ids
     at ``dib``, token order; written before a barrier)."""
     dd = tl.arange(0, CD)
     vd = tl.load(dvb + dd, mask=dd < cnt, other=float("-inf"), cache_modifier=".cg")
     keyd = tl.where(dd < cnt, _key(vd), KEY_LO - 1)
     return _cand_draw(keyd, vd, dd, dib + dd, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off,
-                      row, obase, KEY_LO, SW, VD, EX, True)
+                      row, obase, KEY_LO, SW, VD, EX, True, SO)
 
 
 @triton.jit
 def _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, row, obase,
                KEY_LO: tl.constexpr, SW: tl.constexpr, VD: tl.constexpr, EX: tl.constexpr,
-               TI_LATE: tl.constexpr):
+               TI_LATE: tl.constexpr, SO: tl.constexpr):
     """The candidate path over slots in token order: ``key`` (order-preserving int32 of ``v``;
     ``KEY_LO - 1`` for an empty slot), every token >= the row's bound L among them. Exact top-k
     threshold (k <= KC), then the top-p one, then the n children by inverse CDF; tokens go to
     ``obase``. ``TI_LATE``: the token ids are loaded from ``tptr`` only for the draw (``ti`` is
-    then a placeholder). Returns False where the kept set is not inside the candidates (the
-    caller takes the general path)."""
+    then a placeholder). ``SO``: both thresholds from one sort of the slot values (descending):
+    the k-th value, then the value where the running mass in that order reaches the target; a
+    bitonic sort of a few hundred slots is a handful of shuffle stages, where the bisections are
+    ~50 dependent block reductions. Same thresholds. Returns False where the kept set is not
+    inside the candidates (the caller takes the general path)."""
     comp = key >= KEY_LO
     lo_k = tl.min(tl.where(comp, key, keyM), 0)
-    if topk_on:  # largest t with count(key >= t) >= k
+    if SO:  # keys sorted (int32: no -inf * 0 in the sort's swaps); empty slots last
+        sk = _sort_desc(key)
+        if topk_on:  # the k-th largest key (an empty slot: fewer than k candidates, all are kept)
+            lo_k = tl.maximum(lo_k, tl.max(tl.where(tl.arange(0, sk.shape[0]) == k - 1, sk, KEY_LO - 1), 0))
+    elif topk_on:  # largest t with count(key >= t) >= k
         if SW > 0:
             lo_k = _search(key, key, k.to(tl.float32), lo_k, keyM, SW, False)
         else:
@@ -600,7 +655,11 @@ def _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, 
     done = Zk >= target
     if done:  # the kept set lies among the candidates
         if p < 1.0:  # largest t with mass(key >= t) >= target
-            if SW > 0:
+            if SO:  # in descending order: the largest key whose running mass reaches target
+                # (_key is its own inverse: the sorted keys' values)
+                ws = tl.where(sk >= lo_k, tl.exp2((_key(sk).to(tl.float32, bitcast=True) - M) * cl), 0.0)
+                lo_k = tl.maximum(lo_k, tl.max(tl.where(tl.cumsum(ws, 0) >= target, sk, KEY_LO - 1), 0))
+            elif SW > 0:
                 lo_k = _search(key, w, target, lo_k, keyM, SW, True)
             else:
                 hi_p = keyM
@@ -751,7 +810,7 @@ def default_config(P: int, lean_ok: bool):
     rows, per-row top_k tensors) R / A: a top-p set wider than the lean combine's 512 groups
     takes the slow general path there (0.79 ms for one 128 x 8 batch with such rows)."""
     if lean_ok:
-        return CONFIGS["S"] if P >= SPLIT_MIN_PARENTS else CONFIGS["T"]
+        return CONFIGS["SF"] if P >= SPLIT_MIN_PARENTS else CONFIGS["TS"]
     return CONFIGS["R"] if P >= SPLIT_MIN_PARENTS else DEFAULT_CONFIG
 
 
@@ -879,7 +938,7 @@ def _plan(P, V, config, tp, kp, pp, force_general, all_general, lean_ok=False):
     if config is None:
         config = default_config(P, lean_ok)
     CH, nw, maxnreg, *strat = config
-    P1, SW, VD, CW, CD, GM = (tuple(strat) + (0,) * 6)[:6]
+    P1, SW, VD, CW, CD, GM, SO, FG = (tuple(strat) + (0,) * 8)[:8]
     if CD and (not (CW or GM) or CD > CD_MAX or CD & (CD - 1)):
         raise ValueError(f"config: CD={CD} needs a split or lean config (CW or GM > 0) and a power of two "
                          f"<= {CD_MAX}")
@@ -896,15 +955,16 @@ def _plan(P, V, config, tp, kp, pp, force_general, all_general, lean_ok=False):
     common = dict(T_PTR=tp, K_PTR=kp, P_PTR=pp, CH=CH, KC=KC, CAP=CAP, CPAD=_next_pow2(C),
                   NS=_next_pow2(C * CAP), BG=min(CH, 2048), KEY_LO=KEY_LOWEST_FINITE,
                   FORCE_GENERAL=force_general, SW=int(SW), VD=int(VD))
-    lean = dict(GM=int(bool(GM)), NGM=_next_pow2(C * (CH // G)), GC=GC_GROUPS)
+    lean = dict(GM=int(bool(GM)), NGM=_next_pow2(C * (CH // G)), GC=GC_GROUPS, SO=int(bool(SO and CD)))
     launches = [(_launch_fanout_kernel, (P * C,),
                  dict(G=G, NB=12, USE_ASM=_USE_ASM, P1=int(P1), SPLIT=int(bool(CW)), CD=0 if CW else int(CD),
                       num_warps=nw, **common, **lean, **extra))]
     if CW:
         # combine: one row per program, CW warps (reductions mostly in-thread + warp shuffles)
-        launches.append((_launch_combine_kernel, (P,), dict(MODE=1, EX=1, CD=int(CD), USE_ASM=_USE_ASM,
+        # (FG: MODE 0, the general path in the same program, as the fused launch does)
+        launches.append((_launch_combine_kernel, (P,), dict(MODE=0 if FG else 1, EX=1, CD=int(CD), USE_ASM=_USE_ASM,
                                                             num_warps=int(CW), **common, **lean)))
-        # general path for the rows flagged by the combine (others exit at once)
-        launches.append((_launch_combine_kernel, (P,), dict(MODE=2, EX=1, CD=0, USE_ASM=_USE_ASM, num_warps=nw,
-                                                            **common, **lean, **extra)))
+        if not FG:  # general path for the rows flagged by the combine (others exit at once)
+            launches.append((_launch_combine_kernel, (P,), dict(MODE=2, EX=1, CD=0, USE_ASM=_USE_ASM,
+                                                                num_warps=nw, **common, **lean, **extra)))
     return C, launches

@@ -163,6 +163,35 @@ def _kernel_module():
     return sampling_triton
 
 
+def test_bitonic_sort_helper_sorts_keys_descending():
+    """_sort_desc (the SO combine's sort of the order-preserving int32 keys): every power-of-two
+    size up to the 512 slots, random full-range keys (no overflow: only max/min), heavy ties, the
+    extremes, already sorted and reversed input: equal to torch's descending sort."""
+    st = _kernel_module()
+    import triton
+    import triton.language as tl
+
+    globals()["_sort_desc"] = st._sort_desc  # a jit function resolves its callees in module globals
+
+    @triton.jit
+    def sort_kernel(x_ptr, o_ptr, N: tl.constexpr):
+        r = tl.arange(0, N)
+        tl.store(o_ptr + r, _sort_desc(tl.load(x_ptr + r)))  # noqa: F821
+
+    g = torch.Generator().manual_seed(3)
+    lo, hi = -2**31, 2**31 - 1
+    for N in [2, 4, 32, 128, 512]:
+        cases = [torch.randint(lo, hi, (N,), generator=g, dtype=torch.int32),
+                 torch.randint(-3, 3, (N,), generator=g, dtype=torch.int32),
+                 torch.tensor([lo, hi] * (N // 2), dtype=torch.int32),
+                 torch.arange(N, dtype=torch.int32), torch.arange(N, 0, -1, dtype=torch.int32)]
+        for x in cases:
+            x = x.to(DEV)
+            out = torch.empty_like(x)
+            sort_kernel[(1,)](x, out, N)
+            assert torch.equal(out.cpu(), x.cpu().sort(descending=True).values), (N, x)
+
+
 def test_kernel_fast_and_general_paths_give_the_same_tokens():
     """top_k=10 and top_p set to exactly the top-10 mass take the candidate path; forcing the
     general (full-row, two-level) path must keep the same set and draw the same tokens: every
@@ -184,9 +213,10 @@ STRATEGIES = [(), (1, 16, 8), (1, 0, 0), (0, 16, 8), (1, 8, 4), (0, 0, 0, 1), (1
               (0, 0, 0, 2, 8)]
 
 
-# every switch on and off; (.., GM=1): the lean phase 1, split and fused, with and without compaction
+# every switch on and off; (.., GM=1): the lean phase 1, split and fused, with and without compaction;
+# (.., SO=1[, FG=1]): sorted thresholds, fused and split in two launches
 @pytest.mark.parametrize("strat", [(), (1, 16, 8), (1, 8, 4), (0, 0, 0, 1), (0, 0, 0, 2, 64), (0, 0, 0, 2, 512, 1),
-                                   (0, 0, 0, 0, 256, 1)])
+                                   (0, 0, 0, 0, 256, 1), (0, 0, 8, 0, 512, 1, 1), (0, 0, 8, 2, 512, 1, 1, 1)])
 @pytest.mark.parametrize("T,k,p", [(0.7, 50, 0.95), (1.0, 0, 0.9), (1.0, 0, 1.0), (0.7, 7, 0.6)])
 def test_kernel_multichunk_candidate_and_general_paths_agree(T, k, p, strat):
     """Several chunks wide enough for the group-maximum bound (CH=2048: 64 groups of 32): the
@@ -230,6 +260,10 @@ def test_kernel_split_launches_flag_general_rows():
         assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None, 0, 0, 0, 1))[0], ref)
         assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None, 0, 0, 0, 2, 128))[0], ref)
         assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None, 0, 0, 0, 1, 512, 1))[0], ref)
+        # FG: the combine draws the general rows itself (two launches), compacted v2 and lean
+        for fg in [(2048, 4, None, 0, 0, 8, 2, 128, 0, 1, 1), (2048, 4, None, 0, 0, 8, 1, 512, 1, 1, 1)]:
+            assert len(st._plan(6, 5000, fg, True, True, True, False, False)[1]) == 2
+            assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=fg)[0], ref)
     assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None))[0], ref)
     assert allowed_mask_ref(x.cpu(), T.cpu(), K.cpu(), Pp.cpu()).gather(1, ref.cpu()).all()
 
@@ -274,7 +308,7 @@ def test_kernel_lean_phase1_candidates_used_and_exact():
         P = rows.shape[0]
         ref = st.fanout(rows, 7, T, k, p, 9, 3, config=(2048, 4, None), force_general=True)[0]
         for cfg in [(2048, 4, None, 0, 0, 0, 1, 512, 1), (2048, 4, None, 0, 0, 0, 0, 512, 1),
-                    (2048, 4, None, 0, 8, 8, 2, 512, 1)]:
+                    (2048, 4, None, 0, 8, 8, 2, 512, 1), (2048, 4, None, 0, 0, 8, 2, 512, 1, 1, 1)]:
             dval = st._workspace(rows.device, P, 10)[5]  # the cached one the launch will use
             dval.fill_(float("nan"))
             got = st.fanout(rows, 7, T, k, p, 9, 3, config=cfg)[0]
@@ -349,7 +383,7 @@ def test_kernel_default_configs():
     group maxima) and the fused A below (neither); all draw from the allowed set."""
     st = _kernel_module()
     x = _rows(st.SPLIT_MIN_PARENTS + 2, 400, seed=14, scale=4.0)
-    assert st.default_config(4, True) == st.CONFIGS["T"] and st.default_config(200, True) == st.CONFIGS["S"]
+    assert st.default_config(4, True) == st.CONFIGS["TS"] and st.default_config(200, True) == st.CONFIGS["SF"]
     assert st.default_config(4, False) == st.DEFAULT_CONFIG and st.default_config(200, False) == st.CONFIGS["R"]
     for rows, k, p, lean, split in [(x[:4].contiguous(), 20, 0.9, True, False), (x, 20, 0.9, True, True),
                                     (x[:4].contiguous(), 0, 0.9, False, False), (x, 0, 0.9, False, True)]:
