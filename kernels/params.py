@@ -6,14 +6,17 @@ import numbers
 import torch
 
 
+_FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
 def check_logits(logits: torch.Tensor, n: int) -> None:
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         raise ValueError(f"logits must be a 2-D tensor [rows, vocab], got {getattr(logits, 'shape', type(logits))}")
     if logits.shape[1] == 0:
         raise ValueError("logits has an empty vocabulary")
-    if logits.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+    if logits.dtype not in _FLOATS:
         raise ValueError(f"logits must be a floating tensor, got {logits.dtype}")
-    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
+    if type(n) is not int and (not isinstance(n, numbers.Integral) or isinstance(n, bool)) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
 
 
@@ -30,7 +33,8 @@ def _one(name, value, rows, device, dtype):
 
 
 def _check_scalar(name, value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+    t = type(value)  # python int / float first: the ABC check below costs a microsecond per call
+    if t is not float and t is not int and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
         raise ValueError(f"{name} must be a number or a tensor, got {type(value).__name__}")
     if name == "top_p" and not (0.0 < float(value) <= 1.0):
         raise ValueError(f"top_p must be in (0, 1], got {value}")
@@ -43,15 +47,22 @@ def _check_scalar(name, value):
 def kernel_params(rows, device, temperature, top_k, top_p):
     """For the kernel: each parameter stays a validated python scalar (no device work, no
     allocation) or becomes a [rows] tensor of the kernel's dtype on ``device``."""
-    out = []
-    for name, v, dt in (("temperature", temperature, torch.float32), ("top_k", top_k, torch.int64),
-                        ("top_p", top_p, torch.float32)):
-        if isinstance(v, torch.Tensor):
-            out.append(_one(name, v, rows, device, dt))
-        else:
-            _check_scalar(name, v)
-            out.append(float(v) if dt.is_floating_point else int(v))
-    return tuple(out)
+    if isinstance(temperature, torch.Tensor):
+        temperature = _one("temperature", temperature, rows, device, torch.float32)
+    else:
+        _check_scalar("temperature", temperature)
+        temperature = float(temperature)
+    if isinstance(top_k, torch.Tensor):
+        top_k = _one("top_k", top_k, rows, device, torch.int64)
+    else:
+        _check_scalar("top_k", top_k)
+        top_k = int(top_k)
+    if isinstance(top_p, torch.Tensor):
+        top_p = _one("top_p", top_p, rows, device, torch.float32)
+    else:
+        _check_scalar("top_p", top_p)
+        top_p = float(top_p)
+    return temperature, top_k, top_p
 
 
 def row_params(rows, device, temperature, top_k, top_p):
@@ -65,7 +76,7 @@ def row_params(rows, device, temperature, top_k, top_p):
 
 def check_seed(seed, offset) -> None:
     for name, v in (("seed", seed), ("offset", offset)):
-        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 0:
+        if type(v) is not int and (not isinstance(v, numbers.Integral) or isinstance(v, bool)) or v < 0:
             raise ValueError(f"{name} must be a non-negative int, got {v!r}")
 
 

@@ -49,9 +49,9 @@ def _use_triton(logits: torch.Tensor, impl: str) -> bool:
 
 
 def _launch_fanout(logits, n, temperature, top_k, top_p, seed, offset, **cfg):
-    """Layer 2: validate, launch (one kernel, three for a split ``config``; scalar parameters go
-    in as kernel arguments; no host sync).
-    Returns (tokens [P, n] int64, invalid [P] bool)."""
+    """Layer 2: validate, launch (one kernel, two or three for a split ``config``; scalar parameters
+    go in as kernel arguments; no host sync).
+    Returns (tokens [P, n] int64, invalid [P] bool, or None with ``want_invalid=False``)."""
     P, V = logits.shape
     temp, k, p = kernel_params(P, logits.device, temperature, top_k, top_p)
     if logits.dtype == torch.float64:
@@ -87,7 +87,8 @@ def sample_fanout(
     if not _use_triton(logits, impl):
         return sample_fanout_ref(logits, n, temperature, top_k, top_p, seed=seed, offset=offset,
                                  return_invalid=return_invalid)
-    tokens, invalid = _launch_fanout(logits, n, temperature, top_k, top_p, seed, offset)
+    tokens, invalid = _launch_fanout(logits, n, temperature, top_k, top_p, seed, offset,
+                                     want_invalid=bool(return_invalid))
     return (tokens, invalid) if return_invalid else tokens
 
 

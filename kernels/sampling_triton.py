@@ -68,8 +68,7 @@ LOG2E = tl.constexpr(1.4426950408889634)
 #       top_p of the mass for top-p), reads the <= GC_GROUPS groups above it back and keeps every
 #       token >= L in CD slots: every token >= L is a candidate, so the same tokens as v2.
 #   SO: (slot combines: CD > 0) the exact top-k and top-p thresholds from one bitonic sort of the
-#       slot values instead of two bisections (~50 dependent block reductions): same thresholds;
-#       the lean combine reads its groups back 128 per round (one round for the usual <= 128).
+#       slot values instead of two bisections (dependent block reductions): same thresholds.
 #   FG: (split configs) the combine takes the general path itself for the rows that need it (the
 #       fused launch's code path), so two launches instead of three.
 DEFAULT_CONFIG = (8192, 8, 128)
@@ -471,7 +470,7 @@ def _gm_draw(row, rbase, V, C, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, ob
     * the exact thresholds and the n draws over those slots (_cand_draw).
     Returns False where the candidates do not fit (no such L with <= GC groups, more than CD
     tokens >= L, massive ties) or do not hold the kept set: the caller takes the general path."""
-    GB: tl.constexpr = 128 if SO else 32  # groups read back per round (SO: the usual <= GC // 4 in one)
+    GB: tl.constexpr = 32  # groups read back per round (128 per round measured slower: a wider scan)
     gi = tl.arange(0, NGM)
     gv = tl.load(gm_ptr + row.to(tl.int64) * C * R + gi, mask=gi < C * R, other=float("-inf"),
                  cache_modifier=".cg")
@@ -778,11 +777,18 @@ _WS = {}
 _USE_ASM = os.environ.get("TRITON_INTERPRET", "0") not in ("1", "true", "True")
 
 
-def _workspace(dev, rows: int, C: int):
+def _current_stream(dev) -> int:
+    """The stream a launch goes to (Triton's: the current device's current stream); 0 off CUDA."""
+    return driver.active.get_current_stream(driver.active.get_current_device()) if dev.type == "cuda" else 0
+
+
+def _workspace(dev, rows: int, C: int, stream=None):
     """Cached per (device, stream): stats, argmax, candidates, arrival counters (kept at zero),
     CD_MAX compacted candidate slots per row (configs with CD > 0), the group maxima (C * R_MAX
-    per row) and GC_GROUPS group slots per row (lean configs, GM > 0)."""
-    key = (dev, driver.active.get_current_stream(dev.index) if dev.type == "cuda" else 0)
+    per row) and GC_GROUPS group slots per row (lean configs, GM > 0); then the same nine as device
+    addresses (ints: the direct launch passes them as they are); then a per-row invalid-flag
+    buffer and its address, for callers that do not ask for the flags."""
+    key = (dev, _current_stream(dev) if stream is None else stream)
     ws = _WS.get(key)
     need = rows * C
     if ws is None or ws[0] < need or ws[1] < rows:
@@ -798,6 +804,8 @@ def _workspace(dev, rows: int, C: int):
               torch.empty((cap_r * CD_MAX,), device=dev, dtype=torch.int32),
               torch.empty((cap_rc * R_MAX,), device=dev, dtype=torch.float32),
               torch.empty((cap_r * GC_GROUPS,), device=dev, dtype=torch.int32))
+        scratch = torch.empty((cap_r,), device=dev, dtype=torch.int8)
+        ws = ws + (tuple(t.data_ptr() for t in ws[2:]), scratch, scratch.data_ptr())
         _WS[key] = ws
     return ws[2:]
 
@@ -830,9 +838,13 @@ class _Launcher:
         self.cache = {}
         self.plans = {}
 
-    def __call__(self, grid, args, kw, plan=None):
+    def __call__(self, grid, args, kw, plan=None, ptrs=None, stream=None):
         """``plan``: a hashable key the caller guarantees to fix every specialization of ``args``
-        and ``kw`` (fanout's launch plan); a known plan skips even the key computation."""
+        and ``kw`` (fanout's launch plan); a known plan skips even the key computation. ``ptrs``:
+        ``args`` with every tensor replaced by its device address, used for the direct launch (the
+        launcher takes an int as it is; a tensor costs a ``data_ptr()`` call and a driver
+        ``cuPointerGetAttribute`` check each, ~15 of them per fanout launch). ``stream``: the
+        current stream when the caller has it."""
         global FAST_LAUNCH
         if not (FAST_LAUNCH and _USE_ASM) or _hooked(knobs.runtime.launch_enter_hook) or _hooked(
                 knobs.runtime.launch_exit_hook):
@@ -851,10 +863,10 @@ class _Launcher:
                     self.plans.clear()
                 self.plans[plan] = hit
         kern, tail = hit
-        bound = args + tail
+        bound = (args if ptrs is None else ptrs) + tail
         try:
-            dev = driver.active.get_current_device()
-            stream = driver.active.get_current_stream(dev)
+            if stream is None:
+                stream = driver.active.get_current_stream(driver.active.get_current_device())
             kern.run(grid[0], 1, 1, stream, kern.function, kern.packed_metadata, None, None, None, *bound)
         except (TypeError, AttributeError) as ex:  # another Triton's launcher API: Triton's path from now on
             FAST_LAUNCH = False
@@ -884,18 +896,18 @@ _launch_combine_kernel = _Launcher(_combine_kernel)
 
 
 def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None,
-           force_general=False):
+           force_general=False, want_invalid=True):
     """One launch (three with a split config: phase 1, combine, general path for flagged rows; no
     host sync in either case). logits: [P, V] with unit stride in V. temp/top_k/top_p: python
     scalars or [P] tensors (f32 / int / f32). ``config`` None: DEFAULT_CONFIG (fused) below
     SPLIT_MIN_PARENTS rows, the split config R from there. Returns (tokens [P, n] int64,
-    invalid [P] bool)."""
+    invalid [P] bool), or (tokens, None) with ``want_invalid=False`` (the flags then go to a
+    workspace buffer: no second allocation, a few microseconds of host time)."""
     P, V = logits.shape
     dev = logits.device
     tokens = torch.empty((P, n), device=dev, dtype=torch.int64)
-    invalid = torch.empty((P,), device=dev, dtype=torch.int8)
     if P == 0:
-        return tokens, invalid.view(torch.bool)
+        return tokens, torch.empty((0,), device=dev, dtype=torch.bool) if want_invalid else None
     tp, kp, pp = (isinstance(a, torch.Tensor) for a in (temp, top_k, top_p))
     kv = 0 if kp else max(-1, min(int(top_k), 2**31 - 1))
     # every row takes the general path (scalar pure temperature, or KC < top_k < V): no split
@@ -903,9 +915,11 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
         (kv <= 0 or kv >= V) and float(top_p) >= 1.0 or KC < kv < V)
     # the launch plan: everything the launches specialize on besides the per-call values
     lean_ok = not kp and 1 < kv <= KC  # every row top-k <= KC (or greedy): the lean default applies
-    pk = (dev, P, V, logits.dtype, logits.stride(0), logits.data_ptr() % 16 == 0, config, bool(force_general),
-          all_general, lean_ok, *((a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, torch.Tensor) else None
-                         for a in (temp, top_k, top_p)))
+    lp = logits.data_ptr()
+    pk = (dev, P, V, logits.dtype, logits.stride(0), lp % 16 == 0, config, bool(force_general), all_general, lean_ok)
+    if tp or kp or pp:
+        pk += tuple((a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, torch.Tensor) else None
+                    for a in (temp, top_k, top_p))
     plan = _PLANS.get(pk)
     if plan is None:
         plan = _plan(P, V, config, tp, kp, pp, bool(force_general), all_general, lean_ok)
@@ -913,7 +927,9 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
             _PLANS.clear()
         _PLANS[pk] = plan
     C, launches = plan
-    stat, carg, cval, cidx, count, dval, didx, gm, gsc = _workspace(dev, P, C)
+    stream = _current_stream(dev)
+    stat, carg, cval, cidx, count, dval, didx, gm, gsc, wsp, scratch, scratch_p = _workspace(dev, P, C, stream)
+    invalid = torch.empty((P,), device=dev, dtype=torch.int8) if want_invalid else scratch
     # every integer argument stays below 2**31 (typed i32: no recompiles as seeds/offsets change)
     seed_eff = (int(seed) ^ ((int(offset) >> 31) * 0x9E3779B97F4A7C15)) & (2**62 - 1)
     off_lo = int(offset) & 0x7FFFFFFF
@@ -924,9 +940,18 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
             top_p if pp else tokens, 0.0 if pp else float(top_p),
             s0, s1, off_lo,
             stat, carg, cval, cidx, count, tokens, invalid, dval, didx, gm, gsc)
+    if _USE_ASM:  # the same arguments with device addresses for tensors (the direct launch's)
+        tok_p = tokens.data_ptr()
+        ptrs = (lp, logits.stride(0), V, C, n,
+                temp.data_ptr() if tp else tok_p, 0.0 if tp else float(temp),
+                top_k.data_ptr() if kp else tok_p, kv,
+                top_p.data_ptr() if pp else tok_p, 0.0 if pp else float(top_p),
+                s0, s1, off_lo, *wsp[:5], tok_p, invalid.data_ptr() if want_invalid else scratch_p, *wsp[5:])
+    else:
+        ptrs = None
     for i, (launch, grid, kw) in enumerate(launches):
-        launch(grid, args, kw, plan=(pk, i))
-    return tokens, invalid.view(torch.bool)
+        launch(grid, args, kw, plan=(pk, i), ptrs=ptrs, stream=stream)
+    return tokens, invalid.view(torch.bool) if want_invalid else None
 
 
 _PLANS = {}

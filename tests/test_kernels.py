@@ -322,7 +322,8 @@ def test_kernel_lean_phase1_candidates_used_and_exact():
 def test_launcher_caches_the_compiled_kernel_and_binds_in_signature_order(monkeypatch):
     """_Launcher: the first call per specialization goes through Triton (fn[grid]), later calls
     launch the cached compiled kernel with every argument in signature order (constexprs
-    included, as JITFunction.run passes them); a new alignment, dtype or int class (== 1,
+    included, as JITFunction.run passes them; tensors as the caller's device addresses when it
+    gives them); a new alignment, dtype or int class (== 1,
     divisible by 16) is a new specialization; an incompatible launcher API falls back to Triton's
     path for good."""
     st = _kernel_module()
@@ -363,6 +364,9 @@ def test_launcher_caches_the_compiled_kernel_and_binds_in_signature_order(monkey
     k2 = la((6,), (x, 9), dict(B=2, A=1, num_warps=4))  # same class of n (not 1, not /16): cached
     assert k1 is k2 and len(fn.compiled) == 1
     assert k1.calls == [(6, 1, 1, 77, "fn", "meta", None, None, None, x, 9, 1, 2)]
+    # device addresses for the tensors and the caller's stream go to the launcher as they are
+    la((6,), (x, 9), dict(B=2, A=1, num_warps=4), ptrs=(4096, 9), stream=5)
+    assert k1.calls[-1] == (6, 1, 1, 5, "fn", "meta", None, None, None, 4096, 9, 1, 2)
     la((6,), (x, 16), dict(B=2, A=1, num_warps=4))  # divisible by 16: Triton specializes, so do we
     la((6,), (x[1:], 9), dict(B=2, A=1, num_warps=4))  # misaligned pointer
     la((6,), (x.half(), 9), dict(B=2, A=1, num_warps=4))  # dtype
@@ -534,3 +538,28 @@ def test_gpu_no_host_sync():
         sample(x, torch.full((16,), 0.7, device="cuda"), torch.full((16,), 50, device="cuda"), 0.95, seed=0)
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_direct_launch_with_addresses_matches_tritons_path():
+    """The direct launch (tensors passed as device addresses, cached workspace addresses) draws
+    the tokens of Triton's own launch path, for scalar and per-row parameters, split and fused
+    configs, across calls that reuse and regrow the workspace."""
+    from srca.kernels import sampling_triton as st
+    g = torch.Generator(device="cuda").manual_seed(1)
+    T = torch.full((130,), 0.7, device="cuda")
+    K = torch.randint(2, 64, (130,), device="cuda")
+    Pp = torch.full((130,), 0.9, device="cuda")
+    for P in [3, 130]:
+        x = torch.randn(P, REAL_V, device="cuda", generator=g) * 4
+        for cfg in [None, st.CONFIGS["SF"], st.CONFIGS["TS"], st.CONFIGS["R"]]:
+            for params in [(0.7, 50, 0.95), (T[:P], K[:P], Pp[:P])]:
+                outs = []
+                for fast in (False, True, True):
+                    st.FAST_LAUNCH = fast
+                    try:
+                        outs.append(st.fanout(x, 8, *params, 5, 2, config=cfg)[0])
+                    finally:
+                        st.FAST_LAUNCH = True
+                assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2]), (P, cfg)
