@@ -72,9 +72,9 @@ LOG2E = tl.constexpr(1.4426950408889634)
 #   FG: (split configs) the combine takes the general path itself for the rows that need it (the
 #       fused launch's code path), so two launches instead of three.
 DEFAULT_CONFIG = (8192, 8, 128)
-# From SPLIT_MIN_PARENTS parent rows on, the default is a split config (S for top-k rows, R
-# otherwise: default_config); below, a fused one (T / A): three launches cost more host time than
-# they save at small shapes.
+# From SPLIT_MIN_PARENTS parent rows on, the default is a split config (SF for top-k rows, R
+# otherwise: default_config); below, a fused one (TS / A): the extra launches cost more host time
+# than they save at small shapes.
 SPLIT_MIN_PARENTS = 128
 CONFIGS = {"A": (8192, 8, 128), "B": (8192, 16, 64), "C": (4096, 4, 128),  # v2: A best; D, E, F dropped
            "G": (8192, 8, 128, 1, 16, 8), "H": (8192, 8, 128, 1, 0, 0), "I": (8192, 8, 128, 0, 16, 8),
@@ -812,9 +812,10 @@ def _workspace(dev, rows: int, C: int, stream=None):
 
 def default_config(P: int, lean_ok: bool):
     """The launch config ``fanout(config=None)`` uses for P parent rows. ``lean_ok``: a scalar
-    top_k in 2..KC (every row top-k <= KC, or greedy by temperature): the lean configs, split S from SPLIT_MIN_PARENTS rows,
-    fused T below (H200, 128 x 8, k=50: S 0.0765 ms per call / 0.0514 back to back vs R
-    0.1357 / 0.1109; 1 x 1: T 0.0418 / 0.0223 vs A 0.0463 / 0.0239). Otherwise (top-p-only
+    top_k in 2..KC (every row top-k <= KC, or greedy by temperature): the lean configs with sorted
+    thresholds, split in two launches (SF) from SPLIT_MIN_PARENTS rows, fused (TS) below (H200,
+    128 x 8, k=50: SF 0.0674 ms per call / 0.0443 back to back vs S 0.0743 / 0.0512 and R
+    0.1326 / 0.1099; 1 x 1: TS 0.0384 / 0.0214 vs T 0.0427 / 0.0226). Otherwise (top-p-only
     rows, per-row top_k tensors) R / A: a top-p set wider than the lean combine's 512 groups
     takes the slow general path there (0.79 ms for one 128 x 8 batch with such rows)."""
     if lean_ok:
@@ -899,8 +900,7 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
            force_general=False, want_invalid=True):
     """One launch (three with a split config: phase 1, combine, general path for flagged rows; no
     host sync in either case). logits: [P, V] with unit stride in V. temp/top_k/top_p: python
-    scalars or [P] tensors (f32 / int / f32). ``config`` None: DEFAULT_CONFIG (fused) below
-    SPLIT_MIN_PARENTS rows, the split config R from there. Returns (tokens [P, n] int64,
+    scalars or [P] tensors (f32 / int / f32). ``config`` None: ``default_config``. Returns (tokens [P, n] int64,
     invalid [P] bool), or (tokens, None) with ``want_invalid=False`` (the flags then go to a
     workspace buffer: no second allocation, a few microseconds of host time)."""
     P, V = logits.shape
