@@ -620,10 +620,10 @@ def _cand_draw(key, v, ti, tptr, M, keyM, cl, k, p, Z, topk_on, n, s0, s1, off, 
     ``KEY_LO - 1`` for an empty slot), every token >= the row's bound L among them. Exact top-k
     threshold (k <= KC), then the top-p one, then the n children by inverse CDF; tokens go to
     ``obase``. ``TI_LATE``: the token ids are loaded from ``tptr`` only for the draw (``ti`` is
-    then a placeholder). ``SO``: both thresholds from one sort of the slot values (descending):
-    the k-th value, then the value where the running mass in that order reaches the target; a
-    bitonic sort of a few hundred slots is a handful of shuffle stages, where the bisections are
-    ~50 dependent block reductions. Same thresholds. Returns False where the kept set is not
+    then a placeholder). ``SO``: both thresholds from one sort of the slot keys (descending):
+    the k-th key, then the key where the running mass in that order reaches the target. Same
+    thresholds as the bisections, at a fixed cost (on an H200 about what the bisections cost on
+    peaked rows: S and SS combine in the same time). Returns False where the kept set is not
     inside the candidates (the caller takes the general path)."""
     comp = key >= KEY_LO
     lo_k = tl.min(tl.where(comp, key, keyM), 0)
