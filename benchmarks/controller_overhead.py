@@ -31,7 +31,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _results import write_result  # noqa: E402
+from _common import write_result  # noqa: E402
 from engine_fanout import NEVER, problems  # noqa: E402
 
 WORDS = ("so we have the value of x is then and add multiply both sides by two three four five "

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,7 +24,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _results import write_result  # noqa: E402
+from _common import free_port, write_result  # noqa: E402
 
 SERVER = textwrap.dedent("""
     import sys, uvicorn
@@ -55,14 +54,6 @@ SERVER = textwrap.dedent("""
     app = Starlette(routes=[Route("/generate", generate, methods=["POST"]), Route("/health", health)])
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error")
 """)
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def body(a) -> dict:

@@ -20,11 +20,12 @@ path in the same program: exact thresholds by bisection over passes of the row (
 temperature), per-chunk kept masses, then two-level inverse-CDF sampling (chunk by mass, then
 token inside the chunk: one chunk read per child, shared by consecutive children in one chunk).
 
-Split configs (CW > 0, opt-in): the same phase 1 without the arrival counter, then the combine as
-its own launch (``_combine_kernel`` MODE 1, grid [P], CW warps), which flags rows needing the general
-path in the arrival-counter array, then a third launch (MODE 2, grid [P], 8 warps) that runs the
-general path for the flagged rows only and clears the flags. Same code (``_combine_row``), same
-tokens; no host sync.
+Split configs (CW > 0; the default from SPLIT_MIN_PARENTS rows): the same phase 1 without the
+arrival counter, then the combine as its own launch (``_combine_kernel`` MODE 1, grid [P], CW warps),
+which flags rows needing the general path in the arrival-counter array, then a third launch (MODE 2,
+grid [P], 8 warps) that runs the general path for the flagged rows only and clears the flags; with
+FG, the combine (MODE 0) runs the general path itself and there is no third launch. Same code
+(``_combine_row``), same tokens; no host sync.
 """
 from __future__ import annotations
 

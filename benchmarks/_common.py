@@ -1,9 +1,11 @@
-"""Writing a benchmark's JSON result: the record plus the machine it ran on and when."""
+"""Shared by the benchmarks: writing a JSON result (the record plus the machine it ran on and
+when) and a free local port for a server they start."""
 from __future__ import annotations
 
 import json
 import os
 import platform
+import socket
 import time
 from typing import Any
 
@@ -16,3 +18,10 @@ def write_result(path: str, benchmark: str, args: Any, **fields: Any) -> None:
     with open(path, "w") as f:
         json.dump(res, f, indent=1)
     print(f"# wrote {path}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
