@@ -1,0 +1,152 @@
+"""The trace viewer: a ``Solution`` as one self-contained HTML page.
+
+The page (``viewer_assets/trace.html``: inline CSS and JS, no network) draws the search tree:
+a column per step, each node coloured by the answer group of its checkpoint (or final) answer,
+kept and pruned beams, finished paths with their scores, the winning candidate and its path,
+and the vote tally of the final pool. It can also follow a live ``POST /solve`` event stream.
+
+>>> html = render_html(solution)          # a Solution or its to_dict()
+>>> write_html(solution, "trace.html")
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .solution import Solution
+
+__all__ = ["page_data", "render_html", "write_html", "winner_index", "load_solution"]
+
+_DATA_SLOT = "__SRCA_DATA__"
+_TITLE_SLOT = "__SRCA_TITLE__"
+
+
+@lru_cache(maxsize=1)
+def _template() -> str:
+    return resources.files("srca").joinpath("viewer_assets/trace.html").read_text(encoding="utf-8")
+
+
+def _as_dict(solution: Solution | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(solution, Solution):
+        return solution.to_dict()
+    if isinstance(solution, dict):
+        if "trace" not in solution and isinstance(solution.get("solution"), dict):
+            return solution["solution"]  # a streamed ``final`` event or an envelope around the Solution
+        if "trace" not in solution or "candidates" not in solution:
+            raise ValueError("not a Solution: expected the keys 'trace' and 'candidates' (Solution.to_dict())")
+        return solution
+    raise TypeError(f"expected a Solution or its dict, got {type(solution).__name__}")
+
+
+def winner_index(d: dict[str, Any]) -> int | None:
+    """Index in ``d["candidates"]`` of the candidate the answer came from: the best-scored member
+    (earliest on ties) of the winning answer's group. That is what ``decide`` returns for every
+    decision rule: best_score takes the pool's maximum, which is also its group's maximum."""
+    cands = d.get("candidates") or []
+    if d.get("answer") is None:
+        return None
+    group = next((c["group"] for c in cands if c["answer"] == d["answer"] and c["canonical"] == d.get("canonical")), None)
+    if group is None:
+        return None
+    best = None
+    for i, c in enumerate(cands):
+        if c["group"] == group and (best is None or c["score"] > cands[best]["score"]):
+            best = i
+    return best
+
+
+def _answer_groups(d: dict[str, Any]) -> dict[str, str]:
+    """Every answer in the tree -> a group key. Pool answers keep the group ``decide`` gave them
+    (math-verify equivalence); an answer only seen in the tree (a pruned checkpoint without CCA,
+    say) joins the pool group with its canonical form, else a group of its own."""
+    from .answers import canonical
+
+    out: dict[str, str] = {}
+    by_canon: dict[str, str] = {}
+    for c in d.get("candidates") or []:
+        key = f"g{c['group']}"
+        out.setdefault(c["answer"], key)
+        if c.get("canonical") is not None:
+            by_canon.setdefault(c["canonical"], key)
+    for t in d.get("trace") or []:
+        a = t.get("answer") if t.get("finished") else t.get("checkpoint")
+        if a is None or a in out:
+            continue
+        canon = canonical(a) or a
+        out[a] = by_canon.get(canon) or f"c:{canon}"
+    return out
+
+
+def _finite(x: Any) -> Any:
+    """JSON has no NaN or infinity (the browser's JSON.parse rejects them): they become null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
+def page_data(solution: Solution | dict[str, Any] | None, stream_url: str | None = None) -> dict[str, Any]:
+    """What the page embeds: the Solution dict as is, plus the renderer's answer groups and winner."""
+    if solution is None:
+        return {"solution": None, "view": {}, "stream_url": stream_url}
+    d = _as_dict(solution)
+    view = {"answer_groups": _answer_groups(d), "winner": winner_index(d)}
+    return _finite({"solution": d, "view": view, "stream_url": stream_url})
+
+
+def _script_json(data: Any) -> str:
+    """JSON safe inside <script>: no ``</script>``, ``<!--`` or ``]]>`` can form, since every
+    ``<``, ``>`` and ``&`` is written as a \\u escape (JSON.parse reads them back unchanged); the
+    line separators U+2028/9 are escaped as well for older parsers."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _html_text(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_html(solution: Solution | dict[str, Any] | None = None, *, title: str | None = None,
+                stream_url: str | None = None) -> str:
+    """The page for ``solution`` (a Solution, its ``to_dict()``, or a dict holding it under
+    ``"solution"``). ``None`` gives an empty page that follows a live solve; ``stream_url``
+    pre-fills the service's ``POST /solve`` URL for that. The page needs no network."""
+    data = page_data(solution, stream_url)
+    if title is None:
+        sol = data["solution"] or {}
+        prob = " ".join(str(sol.get("problem") or "").split())
+        title = f"srca {sol.get('method', 'trace')}" + (f": {prob[:60]}" if prob else "")
+    # split at the data slot before filling anything in, so no text of the problem can be
+    # mistaken for a slot
+    head, _, tail = _template().partition(_DATA_SLOT)
+    return head.replace(_TITLE_SLOT, _html_text(title), 1) + _script_json(data) + tail
+
+
+def write_html(solution: Solution | dict[str, Any], path: str | os.PathLike, **kw: Any) -> Path:
+    """Write :func:`render_html` to ``path`` (parent folders are created); returns the path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(render_html(solution, **kw), encoding="utf-8")
+    return p
+
+
+def load_solution(path: str | os.PathLike) -> dict[str, Any]:
+    """A Solution dict from a JSON file: ``srca solve --json`` output, an ``srca eval --traces``
+    file, a streamed ``final`` event or a job result (``{"result": {...}}``)."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        d = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
+    if isinstance(d, dict) and "trace" not in d and isinstance(d.get("result"), dict):
+        d = d["result"]
+    return _as_dict(d)
