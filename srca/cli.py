@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
 from .commands import SUBCOMMANDS
@@ -30,8 +32,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if len(msg) > 400:
+        msg = msg[:397] + "..."
+    if isinstance(e, ImportError):
+        return f"missing dependency: {msg}; reinstall srca (pip install -e .) to get every dependency"
+    if isinstance(e, (ConnectionError, TimeoutError)):
+        return f"engine unreachable: {msg}"
+    return msg
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests swap it between calls)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _setup_logging(argv: list[str] | None) -> None:
+    """Progress of the model download and conversion (the ``srca`` loggers) on stderr, as
+    ``srca: ...`` lines; ``--quiet`` keeps only warnings."""
+    quiet = any(a in ("-q", "--quiet") for a in (sys.argv[1:] if argv is None else argv))
+    log = logging.getLogger("srca")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        h = _StderrHandler()
+        h.setFormatter(logging.Formatter("srca: %(message)s"))
+        log.addHandler(h)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 2 bad usage (flags, values, names), 1 a runtime failure (a missing
+    dependency, an engine that is down, a model that cannot load), 130 interrupted."""
     args = build_parser().parse_args(argv)
+    _setup_logging(argv)
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
@@ -40,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err("interrupted")
         return 130
+    except Exception as e:  # a runtime failure: one line, not a traceback (SRCA_DEBUG=1 shows it)
+        if os.environ.get("SRCA_DEBUG"):
+            raise
+        err(f"{_one_line(e)} (SRCA_DEBUG=1 shows the traceback)")
+        return 1
 
 
 if __name__ == "__main__":

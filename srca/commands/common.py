@@ -14,6 +14,50 @@ class UsageError(Exception):
     """Bad command-line input: printed as one line, exit code 2."""
 
 
+def field_choices() -> dict[str, list[str]]:
+    """The allowed values of the SearchConfig fields that take a name, read from the library's
+    registries (so ``--help`` and the parser never drift from what the config accepts).
+    ``prompt`` is not here: an operator can add templates ($SRCA_PROMPTS_DIR), see
+    :func:`prompt_names`."""
+    from .. import config
+    from ..methods import METHODS
+    from ..scorers import SCORERS
+
+    out = {"method": sorted(METHODS), "scorer": sorted(SCORERS), "decision": list(config.DECISIONS),
+           "aggregation": list(config.AGGREGATIONS)}
+    if hasattr(config, "CONFIDENCES"):
+        out["confidence"] = list(config.CONFIDENCES)
+    return out
+
+
+def prompt_names() -> list[str]:
+    """Template names ``--prompt`` accepts now."""
+    from .. import prompts
+
+    if hasattr(prompts, "available"):
+        return list(prompts.available())
+    from importlib import resources
+
+    return sorted(p.name[:-5] for p in resources.files(prompts.__name__).iterdir() if p.name.endswith(".json"))
+
+
+def check_before_load(cfg: SearchConfig) -> None:
+    """What can be checked without the model, checked before a model loads for minutes: the
+    prompt template exists and a PRM scorer knows where its model is."""
+    from .. import prompts
+
+    try:
+        prompts.load(cfg.prompt)
+    except ValueError as e:
+        raise UsageError(f"--prompt: {str(e).removeprefix('prompt: ')}") from None
+    if cfg.scorer == "prm":
+        import os
+
+        if not (os.environ.get("SRCA_PRM_URL") or os.environ.get("SRCA_PRM_MODEL")):
+            raise UsageError("--scorer prm: needs a process reward model; set SRCA_PRM_URL (a running SGLang "
+                             "server with the PRM) or SRCA_PRM_MODEL (a model path, served in process by sglang)")
+
+
 def _none_or(kind: type) -> Any:
     def parse(s: str) -> Any:
         if s.lower() in ("none", "null", ""):
@@ -33,6 +77,7 @@ def add_config_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> N
     keep the dataclass default."""
     g = p.add_argument_group("search (SearchConfig fields)")
     hints = typing.get_type_hints(SearchConfig)
+    choices = field_choices()
     for f in dataclasses.fields(SearchConfig):
         if f.name in skip:
             continue
@@ -47,7 +92,17 @@ def add_config_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> N
         conv = _none_or(base) if args else base
         if base is str:
             conv = _unescape
-        g.add_argument(flag, type=conv, default=None, metavar=base.__name__.upper(), help=f"(default {default!r})")
+        if f.name in choices:
+            g.add_argument(flag, type=conv, default=None, choices=choices[f.name],
+                           metavar="{" + ",".join(choices[f.name]) + "}", help=f"(default {default!r})")
+        elif f.name == "prompt":
+            from .. import prompts
+
+            extra = f", or NAME.json in ${prompts.PROMPTS_DIR_ENV}" if hasattr(prompts, "PROMPTS_DIR_ENV") else ""
+            g.add_argument(flag, type=conv, default=None, metavar="NAME",
+                           help=f"prompt template: {', '.join(prompt_names())}{extra} (default {default!r})")
+        else:
+            g.add_argument(flag, type=conv, default=None, metavar=base.__name__.upper(), help=f"(default {default!r})")
 
 
 def config_from_args(args: argparse.Namespace, **forced: Any) -> SearchConfig:
@@ -130,10 +185,41 @@ def engine_from_args(args: argparse.Namespace) -> Any:
     if clash:
         raise UsageError(f"--engine-option: {clash[0]} has its own flag or is already set")
     opts.update(extra)
+    _check_engine_options(args.engine, opts)
     try:
         return make_engine(args.engine, **opts)
     except (ValueError, TypeError, FileNotFoundError) as e:
+        # bad option values (constructors check them first); what fails later, while loading a
+        # model or reaching a server, raises other errors and exits 1 (srca.cli.main)
         raise UsageError(str(e)) from None
+
+
+def _check_engine_options(kind: str, opts: dict[str, Any]) -> None:
+    """Option names against the engine's constructor, and the local model's name, before
+    anything is built (a typo should not cost a model load)."""
+    import inspect
+
+    from ..engines import engine_class
+
+    try:
+        cls = engine_class(kind)
+    except ImportError:  # its module needs a package that is missing: the constructor says which
+        return
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(opts) - set(params))
+        if unknown:
+            known = sorted(k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+            raise UsageError(f"--engine-option: {unknown[0]} is not an option of the {kind} engine; "
+                             f"it takes {', '.join(known)}")
+    if kind == "local" and "model" in opts:
+        from ..models import is_local_model, model_spec
+
+        if not is_local_model(opts["model"]):
+            try:
+                model_spec(str(opts["model"]))
+            except ValueError as e:
+                raise UsageError(f"--model: {str(e).removeprefix('model: ')}") from None
 
 
 def err(msg: str) -> None:

@@ -8,7 +8,8 @@ import sys
 import time
 from typing import Any
 
-from .common import UsageError, add_config_args, add_engine_args, config_from_args, engine_from_args
+from .common import (UsageError, add_config_args, add_engine_args, check_before_load, config_from_args,
+                     engine_from_args)
 
 
 def _csv(kind: type):
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
         args.out = f"{args.dataset}_{'+'.join(args.method)}_n{'-'.join(map(str, args.n))}.jsonl"
     seed = args.seed if args.seed is not None else 0
     base = config_from_args(args, method="srca", n=1, seed=seed)
+    check_before_load(base)
     try:
         problems = load_problems(args.dataset, args.data, args.limit)
         plan(problems, args.method, args.n, base, seed)  # check methods and budgets before loading a model

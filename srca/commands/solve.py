@@ -4,23 +4,87 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from collections import defaultdict
 
-from .common import UsageError, add_config_args, add_engine_args, config_from_args, engine_from_args
+from .common import (UsageError, add_config_args, add_engine_args, check_before_load, config_from_args,
+                     engine_from_args)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("solve", help="solve one problem", description="Solve one problem with a search method.")
     p.add_argument("problem", nargs="?", help="the problem text (read from stdin when omitted or '-')")
     p.add_argument("--json", action="store_true", help="print the Solution as JSON")
+    p.add_argument("--html", default=None, metavar="PATH",
+                   help="also write the search as a trace viewer page (self-contained HTML; see `srca view`)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     add_config_args(p)
     add_engine_args(p)
     p.set_defaults(func=run)
 
 
-def _progress(t0: float):
+class StatusLine:
+    """Progress on stderr. Lines (``line``) stay; the status (``status``) is one line redrawn in
+    place on a terminal (at most a few times a second) and, when stderr is not a terminal (a
+    log, CI), printed as a plain line at most every ``log_every_s`` seconds, so a log gets a
+    few lines rather than hundreds. Thread-safe: the local engine reports from its worker thread."""
+
+    def __init__(self, t0: float, stream=None, tty: bool | None = None, log_every_s: float = 30.0) -> None:
+        self.t0 = t0
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.log_every_s = log_every_s
+        self._lock = threading.Lock()
+        self._shown = False  # a status is drawn on the terminal's current line
+        # a log gets its first status line only once a wait is long enough to need one
+        self._last = float("-inf") if self.tty else time.monotonic()
+
+    def _stamp(self, msg: str) -> str:
+        return f"[{time.monotonic() - self.t0:6.1f}s] {msg}"
+
+    def line(self, msg: str) -> None:
+        with self._lock:
+            self._clear()
+            print(self._stamp(msg), file=self.stream, flush=True)
+
+    def status(self, msg: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < (0.25 if self.tty else self.log_every_s):
+                return
+            self._last = now
+            if self.tty:
+                self.stream.write("\r\033[K" + self._stamp(msg))
+                self.stream.flush()
+                self._shown = True
+            else:
+                print(self._stamp(msg), file=self.stream, flush=True)
+
+    def done(self) -> None:
+        with self._lock:
+            self._clear()
+
+    def _clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self._shown = False
+
+
+def decode_progress(status: StatusLine):
+    """An ``on_progress`` callback for the local engine: tokens generated, rows still running,
+    rate. One-call methods (majority, cot, ...) are one long batch; this is what shows them move."""
+
+    def on_progress(p) -> None:
+        rate = p.generated / p.elapsed_s if p.elapsed_s > 0 else 0.0
+        status.status(f"generating: {p.generated} tokens, {p.active} of {p.rows} continuation(s) running "
+                      f"(each at most {p.max_new_tokens}), {rate:.1f} tok/s")
+
+    return on_progress
+
+
+def _progress(status: StatusLine):
     def on_event(ev: dict) -> None:
         kind = ev["type"]
         if kind == "step":
@@ -34,7 +98,7 @@ def _progress(t0: float):
                                           for k in ev["kept"])
         else:
             return
-        print(f"[{time.monotonic() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+        status.line(msg)
 
     return on_event
 
@@ -74,6 +138,11 @@ def render(sol) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.html is not None:
+        import os.path
+
+        if os.path.isdir(args.html):  # say so now, not after a solve that may take minutes
+            raise UsageError(f"--html: {args.html} is a folder; give the page's file name")
     problem = args.problem
     if problem is None or problem == "-":
         if sys.stdin is None or sys.stdin.isatty():
@@ -82,22 +151,32 @@ def run(args: argparse.Namespace) -> int:
     if not problem.strip():
         raise UsageError("problem: must not be empty")
     cfg = config_from_args(args)
+    check_before_load(cfg)
     from ..solver import Solver
 
     t0 = time.monotonic()
+    status = StatusLine(t0)
     if not args.quiet:
-        print(f"[{0:6.1f}s] loading {args.engine} engine {args.model or ''}".rstrip(), file=sys.stderr, flush=True)
+        status.line(f"loading {args.engine} engine {args.model or ''}".rstrip())
     engine = engine_from_args(args)
     if not args.quiet:
-        print(f"[{time.monotonic() - t0:6.1f}s] engine ready; solving with {cfg.method} (n={cfg.n})",
-              file=sys.stderr, flush=True)
+        status.line(f"engine ready; solving with {cfg.method} (n={cfg.n})")
+        if hasattr(engine, "on_progress"):
+            engine.on_progress = decode_progress(status)
     solver = Solver(engine=engine, config=cfg)
     try:
-        sol = solver.solve(problem, on_event=None if args.quiet else _progress(t0))
+        sol = solver.solve(problem, on_event=None if args.quiet else _progress(status))
     except ValueError as e:
         raise UsageError(str(e)) from None
     finally:
+        status.done()
         solver.close()
+    if args.html is not None:
+        from ..viewer import write_html
+
+        write_html(sol, args.html)
+        if not args.quiet:
+            print(f"wrote the trace page {args.html}", file=sys.stderr, flush=True)
     if args.json:
         d = sol.to_dict()
         d["timings"]["load_s"] = round(time.monotonic() - t0 - sol.timings.get("total_s", 0.0), 3)

@@ -19,6 +19,8 @@ from ..solution import Candidate, TraceNode, Usage
 
 EventSink = Callable[[dict], Any]
 
+ABORT_WAIT_S = 10.0  # how long a deadline waits for an engine to return the rows it stopped
+
 
 class StopSearch(Exception):
     """Raised inside a method when the solve must end early; ``reason`` is a stop_reason."""
@@ -136,23 +138,56 @@ class SearchContext:
         rem = self.remaining_tokens()
         if rem is not None:  # share what is left over everything this call may generate
             want = sum(r.n for r in requests)
-            cap = max(1, rem // want)
+            if rem < want:  # not one token for every sample: running it would overshoot the budget
+                raise StopSearch("budget")
+            cap = rem // want
             for r in requests:
                 r.max_new_tokens = min(r.max_new_tokens, cap)
         t = time.monotonic()
-        call = self.engine.generate(requests)
-        if self.config.deadline_s is not None:
-            left = self.config.deadline_s - (time.monotonic() - self.t0)
-            try:
-                results = await asyncio.wait_for(call, timeout=max(0.0, left))
-            except asyncio.TimeoutError:
-                raise StopSearch("deadline") from None
-        else:
+        call = asyncio.ensure_future(self.engine.generate(requests))
+        try:
+            if self.config.deadline_s is not None:
+                left = self.config.deadline_s - (time.monotonic() - self.t0)
+                await asyncio.wait({call}, timeout=max(0.0, left))
+                if not call.done():
+                    await self._abort(call, probe)
+                    self.timings["engine_s"] += time.monotonic() - t
+                    raise StopSearch("deadline")
             results = await call
+        finally:
+            if not call.done():  # this solve was cancelled: so is its engine work
+                call.cancel()
         self.timings["engine_s"] += time.monotonic() - t
+        self._account(results, probe)
+        return results
+
+    async def _abort(self, call: asyncio.Future, probe: bool) -> None:
+        """The deadline passed while ``call`` ran: stop its requests and count what the engine
+        spent on them. An engine with ``abort(group)`` (local, fake) ends this solve's rows at its
+        next step and returns them (finish_reason ``abort``), so their tokens are counted; any
+        other engine is cancelled (the SGLang and OpenAI engines abort their requests on
+        cancellation) and what it spent cannot be known."""
+        abort = getattr(self.engine, "abort", None)
+        if callable(abort):
+            abort(self.solve_id)
+            try:
+                results = await asyncio.wait_for(asyncio.shield(call), ABORT_WAIT_S)
+            except asyncio.TimeoutError:
+                pass
+            except Exception:  # the engine failed while stopping; the deadline is the news
+                return
+            else:
+                self._account(results, probe)
+                return
+        call.cancel()
+        await asyncio.wait({call}, timeout=ABORT_WAIT_S)
+        if call.done() and not call.cancelled():
+            call.exception()  # retrieved: an engine failing as it stops is not the news here
+
+    def _account(self, results: list[list[GenResult]], probe: bool) -> None:
         u = self.usage
         u.engine_calls += 1
-        u.engine_requests += len(requests)
+        u.engine_requests += len(results)
         for per_req in results:
             for r in per_req:
                 u.prompt_tokens += r.prompt_tokens
@@ -160,7 +195,6 @@ class SearchContext:
                 u.generated_tokens += r.generated_tokens
                 if probe:
                     u.probe_tokens += r.generated_tokens
-        return results
 
     # -- steps ----------------------------------------------------------------------------
     def step_request(self, node: Node, n: int, salt: int = 0) -> GenRequest:
