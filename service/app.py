@@ -21,11 +21,15 @@ from srca.engines.base import Engine
 
 from .auth import AuthError
 from .config import ServiceConfig
+from .engine_guard import EngineFailure, EngineRejected, error_id
+from .http import EdgeMiddleware
+from .http import read_body as _read_body
 from .jobs import job_view
+from .limits import Overloaded, check_request
 from .metrics import MetricsMiddleware
 from .redis_conn import RedisUnavailable
-from .runtime import EngineNotReady, Runtime
-from .schemas import InputError, parse_json, parse_solve, solve_request_model
+from .runtime import EngineNotReady, Runtime, SolveTimeout
+from .schemas import InputError, SolveInput, parse_solve, solve_request_model
 from .streaming import ClientGone, EventStreamResponse, cancel_on_disconnect, sse
 
 log = logging.getLogger("srca.service")
@@ -35,19 +39,6 @@ JSON = "application/json"
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps(data, ensure_ascii=False, separators=(",", ":")), status, headers, JSON)
-
-
-async def read_body(request: Request, max_bytes: int) -> Any:
-    """The JSON body, whatever the Content-Type (``curl -d`` sends a form type)."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise InputError.one(None, f"request body larger than {max_bytes} bytes", "too_large", status=413)
-    raw = await request.body()
-    if len(raw) > max_bytes:
-        raise InputError.one(None, f"request body larger than {max_bytes} bytes", "too_large", status=413)
-    if not raw.strip():
-        raise InputError([{"loc": ["body"], "msg": "a JSON object is required", "type": "missing"}])
-    return parse_json(raw)
 
 
 def create_app(config: ServiceConfig | None = None, *, engine: Engine | None = None,
@@ -70,25 +61,41 @@ def create_app(config: ServiceConfig | None = None, *, engine: Engine | None = N
     app = FastAPI(title="srca", version="0.1.0", lifespan=lifespan,
                   description="SRCA test-time-scaling reasoning service")
     app.state.runtime = rt
+    # the last added is the outermost: the metrics wrap the edge checks (host, origin, the
+    # last-resort 500), so a refused or failed request is counted with the status it got
+    app.add_middleware(EdgeMiddleware, config=config)
     app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
-    _install_error_handlers(app)
+    _install_error_handlers(app, rt)
 
-    async def guard(request: Request) -> None:
+    async def guard(request: Request) -> str | None:
+        """The caller's key id (``None`` when keys are off); 401/429 otherwise."""
         if rt.auth.enabled:
-            await rt.auth.check(request.headers.get("authorization"))
+            return await rt.auth.check(request.headers.get("authorization"))
+        return None
+
+    async def read_body(request: Request, max_bytes: int) -> Any:
+        return await _read_body(request, max_bytes, config.body_timeout_s)
+
+    def checked(inp: SolveInput) -> SolveInput:
+        check_request(inp.problem, inp.config, config.max_n, config.max_request_tokens, config.max_deadline_s)
+        return inp
+
+    def owner(key_id: str | None) -> str | None:
+        """Whose jobs a caller may see: its own when keys are on (``None``: any, keys off)."""
+        return (key_id or "") if rt.auth.enabled else None
 
     solve_body = {"requestBody": {"required": True, "content": {JSON: {"schema": solve_request_model().model_json_schema()}}}}
 
     # -- solve ----------------------------------------------------------------------------
     @app.post("/solve", openapi_extra=solve_body, summary="Solve one problem (JSON, or SSE with stream=true)")
     async def solve(request: Request) -> Response:
-        await guard(request)
-        inp = parse_solve(await read_body(request, config.max_body_bytes), rt.base_config)
+        key_id = await guard(request)
+        inp = checked(parse_solve(await read_body(request, config.max_body_bytes), rt.base_config))
         rt.require_solver()
         if inp.stream:
-            return EventStreamResponse(lambda: _solve_events(rt, inp.problem, inp.config))
+            return EventStreamResponse(lambda: _solve_events(rt, inp.problem, inp.config, key_id))
         try:
-            out = await cancel_on_disconnect(rt.solve(inp.problem, inp.config), request.receive)
+            out = await cancel_on_disconnect(rt.solve(inp.problem, inp.config, key_id), request.receive)
         except ClientGone:
             return Response(status_code=499)
         return Response(out.text, 200, {"X-SRCA-Cache": "hit" if out.cached else "miss"}, JSON)
@@ -96,29 +103,29 @@ def create_app(config: ServiceConfig | None = None, *, engine: Engine | None = N
     # -- jobs -----------------------------------------------------------------------------
     @app.post("/jobs", status_code=202, openapi_extra=solve_body, summary="Queue a solve; poll GET /jobs/{id}")
     async def submit_job(request: Request) -> Response:
-        await guard(request)
-        inp = parse_solve(await read_body(request, config.max_body_bytes), rt.base_config)
+        key_id = await guard(request)
+        inp = checked(parse_solve(await read_body(request, config.max_body_bytes), rt.base_config))
         if inp.stream:
             raise InputError.one("stream", "jobs do not stream; poll GET /jobs/{id}")
         rt.redis.require()
-        job_id = await rt.jobs.submit({"problem": inp.problem, "config": inp.config.to_dict()})
+        job_id = await rt.jobs.submit({"problem": inp.problem, "config": inp.config.to_dict()}, key_id or "")
         return _json({"id": job_id, "state": "queued", "url": f"/jobs/{job_id}"}, 202, {"Location": f"/jobs/{job_id}"})
 
     @app.get("/jobs/{job_id}", summary="A job's state, and its result or error")
     async def get_job(job_id: str, request: Request) -> Response:
-        await guard(request)
-        h = await rt.jobs.get(job_id)
-        if h is None:
-            return _json({"detail": f"no job {job_id!r}"}, 404)
+        key_id = await guard(request)
+        h = await rt.jobs.get(job_id, owner(key_id))
+        if h is None:  # also another key's job: its existence is not told
+            return _json({"detail": f"no job {job_id[:64]!r}"}, 404)
         return _json(job_view(h))
 
     @app.delete("/jobs/{job_id}", summary="Cancel a job (its solve stops on whichever replica runs it)")
     async def cancel_job(job_id: str, request: Request) -> Response:
-        await guard(request)
-        state = await rt.jobs.cancel(job_id)
+        key_id = await guard(request)
+        state = await rt.jobs.cancel(job_id, owner(key_id))
         if state == "missing":
-            return _json({"detail": f"no job {job_id!r}"}, 404)
-        h = await rt.jobs.get(job_id)
+            return _json({"detail": f"no job {job_id[:64]!r}"}, 404)
+        h = await rt.jobs.get(job_id, owner(key_id))
         view = job_view(h) if h else {"id": job_id, "state": state}
         if state != "cancelled":
             view["detail"] = f"job already {state}"
@@ -132,7 +139,7 @@ def create_app(config: ServiceConfig | None = None, *, engine: Engine | None = N
 
     @app.get("/readyz", summary="Engine and Redis state; 503 until the engine is ready")
     async def readyz() -> Response:
-        ready = rt.solver is not None
+        ready = rt.solver is not None and rt.engine_state == "ready"
         body = {"ready": ready, "engine": rt.engine_state, "model": rt.model, "redis": rt.redis.state(),
                 "jobs": "on" if rt.redis.up else "off", "cache": "on" if (config.cache and rt.redis.up) else "off"}
         return _json(body, 200 if ready else 503)
@@ -149,13 +156,16 @@ def create_app(config: ServiceConfig | None = None, *, engine: Engine | None = N
 
     from .openai_facade import make_router
 
-    app.include_router(make_router(rt, guard, read_body))
+    app.include_router(make_router(rt, guard, read_body, checked=lambda p, c: check_request(
+        p, c, config.max_n, config.max_request_tokens, config.max_deadline_s)))
     return app
 
 
-async def _solve_events(rt: Runtime, problem: str, cfg: SearchConfig) -> AsyncIterator[bytes]:
+async def _solve_events(rt: Runtime, problem: str, cfg: SearchConfig, key_id: str | None) -> AsyncIterator[bytes]:
     """SSE chunks of one solve: its step/checkpoint/select events as they happen, then ``final``
-    carrying the whole Solution (or ``error``)."""
+    carrying the whole Solution (or ``error``). The solve is the shared one: a cached result is
+    streamed as its ``final`` at once, and an identical solve already running is joined (its
+    events so far first)."""
     queue: asyncio.Queue = asyncio.Queue()
     final: dict = {}
 
@@ -165,20 +175,38 @@ async def _solve_events(rt: Runtime, problem: str, cfg: SearchConfig) -> AsyncIt
         else:
             queue.put_nowait(ev)
 
-    task = asyncio.ensure_future(rt.solve_streaming(problem, cfg, on_event))
+    task = asyncio.ensure_future(rt.solve(problem, cfg, key_id, on_event=on_event))
     task.add_done_callback(lambda _: queue.put_nowait(None))
     try:
         while (ev := await queue.get()) is not None:
             yield sse(ev["type"], ev)
         try:
             out = task.result()
-        except Exception as e:  # the engine failed: say so in-band, the status is already 200
-            log.exception("streamed solve failed")
-            yield sse("error", {"type": "error", "message": f"{type(e).__name__}: {e}"})
+        except Exception as e:  # the status is already 200: say so in-band, details to the log
+            status, message = _public(e)
+            yield sse("error", {"type": "error", "status": status, "message": message})
             return
-        yield sse("final", {**final, "type": "final", "solution": out.data})
+        d = out.data
+        yield sse("final", {"answer": d.get("answer"), "confidence": d.get("confidence"),
+                            "stop_reason": d.get("stop_reason"), **final, "type": "final",
+                            "cache": "hit" if out.cached else "miss", "solution": d})
     finally:
         task.cancel()
+
+
+def _public(e: BaseException) -> tuple[int, str]:
+    """(status, message) a client may see for a failed solve; the details go to the log."""
+    if isinstance(e, EngineFailure):
+        return 503, str(e)
+    if isinstance(e, SolveTimeout):
+        return 504, str(e)
+    if isinstance(e, Overloaded):
+        return 429, str(e)
+    if isinstance(e, (EngineRejected, InputError)):
+        return 422, str(e)
+    eid = error_id()
+    log.error("solve failed [error id %s]", eid, exc_info=e)
+    return 500, f"internal error (error id {eid})"
 
 
 def _is_facade(request: Request) -> bool:
@@ -192,12 +220,16 @@ def _error(request: Request, status: int, message: str, kind: str, param: str | 
     return _json({"detail": detail if detail is not None else message}, status, headers)
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, rt: Runtime) -> None:
+    retry_engine = str(max(1, int(rt.config.engine_retry_s + 0.999)))
+
     @app.exception_handler(InputError)
     async def _input(request: Request, e: InputError) -> Response:
         first = e.errors[0]["loc"] if e.errors else ["body"]
         param = ".".join(str(x) for x in first[1:]) or None
-        return _error(request, e.status, str(e), "invalid_request_error", param, e.errors)
+        # refused before its body was read to the end: the connection cannot carry another request
+        headers = {"Connection": "close"} if e.status in (408, 413, 415) else None
+        return _error(request, e.status, str(e), "invalid_request_error", param, e.errors, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, e: RequestValidationError) -> Response:
@@ -211,14 +243,27 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RedisUnavailable)
     async def _redis(request: Request, e: RedisUnavailable) -> Response:
-        return _error(request, 503, f"{e}: job endpoints need Redis (/solve still works)", "service_unavailable",
-                      headers={"Retry-After": "1"})
+        # the cause (it names Redis's address) is in the log already
+        return _error(request, 503, "redis is unavailable: job endpoints need Redis (/solve still works)",
+                      "service_unavailable", headers={"Retry-After": "1"})
 
     @app.exception_handler(EngineNotReady)
     async def _engine(request: Request, e: EngineNotReady) -> Response:
         return _error(request, 503, str(e), "service_unavailable", headers={"Retry-After": "5"})
 
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, e: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(request, 500, f"internal error: {type(e).__name__}", "server_error")
+    @app.exception_handler(EngineFailure)
+    async def _engine_failed(request: Request, e: EngineFailure) -> Response:
+        return _error(request, 503, str(e), "service_unavailable", headers={"Retry-After": retry_engine})
+
+    @app.exception_handler(EngineRejected)
+    async def _engine_rejected(request: Request, e: EngineRejected) -> Response:
+        err = InputError.one("problem", f"the engine refused the request: {e}")
+        return _error(request, 422, str(err), "invalid_request_error", "problem", err.errors)
+
+    @app.exception_handler(SolveTimeout)
+    async def _timeout(request: Request, e: SolveTimeout) -> Response:
+        return _error(request, 504, str(e), "timeout")
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(request: Request, e: Overloaded) -> Response:
+        return _error(request, 429, f"{e}; retry shortly", "rate_limit_error", headers={"Retry-After": "1"})

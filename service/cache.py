@@ -44,10 +44,12 @@ return 0
 """
 
 
-def cache_key(problem: str, config: SearchConfig, model: str) -> str:
-    """sha256 of (model, problem, config). ``repr`` of the frozen dataclass lists every field
-    (the seed included) in a fixed order, and is ten times cheaper than ``to_dict`` + JSON."""
-    blob = f"{model}\x00{problem}\x00{config!r}"
+def cache_key(problem: str, config: SearchConfig, model: str, scope: str = "") -> str:
+    """sha256 of (scope, model, problem, config). ``repr`` of the frozen dataclass lists every
+    field (the seed included) in a fixed order, and is ten times cheaper than ``to_dict`` + JSON.
+    ``scope``: the API key's id when results must not be shared between keys (a hit would tell
+    one key what another asked)."""
+    blob = f"{scope}\x00{model}\x00{problem}\x00{config!r}"
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -83,12 +85,25 @@ class Outcome:
         return cls(json.loads(text), text, cached)
 
 
-class _Flight:
-    __slots__ = ("task", "waiters")
+EventSink = Callable[[dict], Any]
 
-    def __init__(self, task: asyncio.Task) -> None:
-        self.task = task
+
+class _Flight:
+    """One running solve and the callers sharing it. ``events``: the search events so far, so a
+    streaming caller that joins late gets them all, then the rest as they happen."""
+
+    __slots__ = ("task", "waiters", "events", "subscribers")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task = None  # type: ignore[assignment]
         self.waiters = 0
+        self.events: list[dict] = []
+        self.subscribers: list[EventSink] = []
+
+    def publish(self, ev: dict) -> None:
+        self.events.append(ev)
+        for sink in list(self.subscribers):
+            sink(ev)
 
 
 class ResultCache:
@@ -122,14 +137,22 @@ class ResultCache:
             pass
 
     # -- single flight --------------------------------------------------------------------
-    async def get_or_solve(self, key: str, solve: Callable[[], Awaitable[Outcome]]) -> Outcome:
-        """The cached result for ``key``, or the result of one shared ``solve()``."""
+    async def get_or_solve(self, key: str, solve: Callable[[EventSink], Awaitable[Outcome]],
+                           on_event: EventSink | None = None) -> Outcome:
+        """The cached result for ``key``, or the result of one shared ``solve(publish)``.
+        ``on_event`` (a streaming caller) receives the shared solve's events, those already
+        published first; a cached result, or one solved by another replica, has none."""
         flight = self._flights.get(key)
         if flight is None or flight.task.done():
-            flight = _Flight(asyncio.get_running_loop().create_task(self._lead(key, solve)))
+            flight = _Flight()
+            flight.task = asyncio.get_running_loop().create_task(self._lead(key, lambda: solve(flight.publish)))
             self._flights[key] = flight
             flight.task.add_done_callback(lambda t, k=key, f=flight: self._flights.pop(k, None)
                                           if self._flights.get(k) is f else None)
+        if on_event is not None:
+            for ev in list(flight.events):
+                on_event(ev)
+            flight.subscribers.append(on_event)
         flight.waiters += 1
         try:
             return await asyncio.shield(flight.task)
@@ -140,6 +163,9 @@ class ResultCache:
             if flight.waiters == 0:  # last caller gone: stop the solve
                 flight.task.cancel()
             raise
+        finally:
+            if on_event is not None and on_event in flight.subscribers:
+                flight.subscribers.remove(on_event)
 
     async def _lead(self, key: str, solve: Callable[[], Awaitable[Outcome]]) -> Outcome:
         if not self.enabled:

@@ -12,6 +12,7 @@ to queued; after ``attempts`` tries it fails).
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -20,11 +21,12 @@ from .redis_conn import RedisHandle
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = frozenset({"done", "failed", "cancelled"})
+JOB_ID_RE = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: anything else cannot be a job
 
-# KEYS: job, pending | ARGV: id, request, now, ttl
+# KEYS: job, pending | ARGV: id, request, now, ttl, owner
 _SUBMIT = """
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', 'queued', 'request', ARGV[2], 'attempts', 0,
-           'created', ARGV[3], 'updated', ARGV[3])
+           'created', ARGV[3], 'updated', ARGV[3], 'owner', ARGV[5])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('LPUSH', KEYS[2], ARGV[1])
 return 1
@@ -47,20 +49,30 @@ end
 redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1], 'started', ARGV[2], 'updated', ARGV[2])
 return {'running', a}
 """
-# KEYS: job, proc | ARGV: worker, attempt, state, field, value, now, id, ttl
+# The worker holding the current attempt writes its outcome. A result ('done') of an older
+# attempt is kept too while the job is still open (queued again, or running elsewhere after a
+# takeover, e.g. when a Redis outage outlasted the lease): it answers the same request, and
+# throwing it away only costs a second solve. The hash then names the worker that finished it,
+# so a worker still running it sees that and stops.
+# KEYS: job, proc, pending | ARGV: worker, attempt, state, field, value, now, id, ttl
 _FINISH = """
 local h = redis.call('HMGET', KEYS[1], 'state', 'worker', 'attempts')
 redis.call('LREM', KEYS[2], 0, ARGV[7])
-if h[1] ~= 'running' or h[2] ~= ARGV[1] or h[3] ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], ARGV[4], ARGV[5], 'updated', ARGV[6], 'finished', ARGV[6])
+local current = h[1] == 'running' and h[2] == ARGV[1] and h[3] == ARGV[2]
+local late = ARGV[3] == 'done' and (h[1] == 'queued' or h[1] == 'running')
+if not current and not late then return 0 end
+if h[1] == 'queued' then redis.call('LREM', KEYS[3], 0, ARGV[7]) end
+redis.call('HSET', KEYS[1], 'state', ARGV[3], ARGV[4], ARGV[5], 'worker', ARGV[1], 'updated', ARGV[6],
+           'finished', ARGV[6])
 redis.call('HINCRBY', KEYS[1], 'completions', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 return 1
 """
-# KEYS: job, pending | ARGV: now, id, ttl
+# KEYS: job, pending | ARGV: now, id, ttl, owner ('*': any)
 _CANCEL = """
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 'missing' end
+if ARGV[4] ~= '*' and (redis.call('HGET', KEYS[1], 'owner') or '') ~= ARGV[4] then return 'missing' end
 if st == 'queued' or st == 'running' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'updated', ARGV[1], 'finished', ARGV[1])
   redis.call('LREM', KEYS[2], 0, ARGV[2])
@@ -129,21 +141,30 @@ class JobStore:
     def lease_key(self, worker: str) -> str:
         return self.r.key("worker", worker)
 
-    async def submit(self, request: dict[str, Any]) -> str:
+    async def submit(self, request: dict[str, Any], owner: str = "") -> str:
+        """Queue a job owned by ``owner`` (an API key's id; ``""`` when keys are off)."""
         job_id = uuid.uuid4().hex
-        body = json.dumps(request, ensure_ascii=False)
+        body = json.dumps({**request, "owner": owner}, ensure_ascii=False)
         await self.r.call(lambda c: c.eval(_SUBMIT, 2, self.job_key(job_id), self.pending, job_id, body, _now(),
-                                           self.ttl))
+                                           self.ttl, owner))
         return job_id
 
-    async def get(self, job_id: str) -> dict[str, Any] | None:
+    async def get(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        """The job's hash; ``None`` when it does not exist or (with ``owner``) is someone else's."""
+        if not JOB_ID_RE.fullmatch(job_id):
+            return None
         h = await self.r.call(lambda c: c.hgetall(self.job_key(job_id)))
-        return h or None
+        if not h or (owner is not None and h.get("owner", "") != owner):
+            return None
+        return h
 
-    async def cancel(self, job_id: str) -> str:
-        """The state after the call: ``cancelled``, or the final state it already had, or ``missing``."""
+    async def cancel(self, job_id: str, owner: str | None = None) -> str:
+        """The state after the call: ``cancelled``, or the final state it already had, or
+        ``missing`` (also when, with ``owner``, it is someone else's: a 404 tells nothing)."""
+        if not JOB_ID_RE.fullmatch(job_id):
+            return "missing"
         return await self.r.call(lambda c: c.eval(_CANCEL, 2, self.job_key(job_id), self.pending, _now(), job_id,
-                                                  self.ttl))
+                                                  self.ttl, "*" if owner is None else owner))
 
     async def depth(self) -> int:
         return int(await self.r.call(lambda c: c.llen(self.pending)))
@@ -159,8 +180,8 @@ class JobStore:
         return st, int(attempt)
 
     async def finish(self, worker: str, job_id: str, attempt: int, state: str, field: str, value: str) -> bool:
-        ok = await self.r.call(lambda c: c.eval(_FINISH, 2, self.job_key(job_id), self.proc_key(worker), worker,
-                                                attempt, state, field, value, _now(), job_id, self.ttl))
+        ok = await self.r.call(lambda c: c.eval(_FINISH, 3, self.job_key(job_id), self.proc_key(worker), self.pending,
+                                                worker, attempt, state, field, value, _now(), job_id, self.ttl))
         return bool(ok)
 
     async def states(self, job_ids: list[str]) -> list[tuple[str | None, str | None]]:

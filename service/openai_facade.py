@@ -58,6 +58,7 @@ class _StreamOptions(BaseModel):
 
 
 _MODEL: type[BaseModel] | None = None
+MAX_MESSAGES = 256  # a conversation longer than this is not a problem statement
 
 
 def chat_request_model() -> type[BaseModel]:
@@ -66,7 +67,7 @@ def chat_request_model() -> type[BaseModel]:
         _MODEL = create_model(
             "ChatCompletionRequest", __config__=ConfigDict(extra="forbid", strict=True),
             model=(str, Field(description="srca, srca-beam, srca-majority, ... (GET /v1/models)")),
-            messages=(list[_Message], Field(min_length=1)),
+            messages=(list[_Message], Field(min_length=1, max_length=MAX_MESSAGES)),
             stream=(bool, False), stream_options=(_StreamOptions | None, None),
             max_tokens=(int | None, None), max_completion_tokens=(int | None, None),
             **{k: (Any, None) for k in IGNORED},
@@ -149,8 +150,9 @@ def _extra(out: Outcome) -> dict[str, Any]:
             "candidates": len(d.get("candidates", []))}
 
 
-def make_router(rt: Any, guard: Callable[[Request], Awaitable[None]],
-                read_body: Callable[[Request, int], Awaitable[Any]]) -> APIRouter:
+def make_router(rt: Any, guard: Callable[[Request], Awaitable[str | None]],
+                read_body: Callable[[Request, int], Awaitable[Any]],
+                checked: Callable[[str, Any], None] = lambda problem, cfg: None) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["openai"])
 
     @router.get("/models")
@@ -172,15 +174,16 @@ def make_router(rt: Any, guard: Callable[[Request], Awaitable[None]],
     @router.post("/chat/completions", openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": chat_request_model().model_json_schema()}}}})
     async def chat(request: Request) -> Response:
-        await guard(request)
+        key_id = await guard(request)
         model, problem, cfg, stream, include_usage = parse_chat(
             await read_body(request, rt.config.max_body_bytes), rt.base_config)
+        checked(problem, cfg)
         rt.require_solver()
         cid, created = "chatcmpl-" + uuid.uuid4().hex, int(time.time())
         if stream:
-            return EventStreamResponse(lambda: _chunks(rt, cid, created, model, problem, cfg, include_usage))
+            return EventStreamResponse(lambda: _chunks(rt, cid, created, model, problem, cfg, include_usage, key_id))
         try:
-            out = await cancel_on_disconnect(rt.solve(problem, cfg), request.receive)
+            out = await cancel_on_disconnect(rt.solve(problem, cfg, key_id), request.receive)
         except ClientGone:
             return Response(status_code=499)
         d = out.data
@@ -203,14 +206,14 @@ def _data(obj: Any) -> bytes:
 
 
 async def _chunks(rt: Any, cid: str, created: int, model: str, problem: str, cfg: Any,
-                  include_usage: bool) -> AsyncIterator[bytes]:
+                  include_usage: bool, key_id: str | None = None) -> AsyncIterator[bytes]:
     def chunk(delta: dict, finish: str | None = None, **extra: Any) -> bytes:
         return _data({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                       "system_fingerprint": None,
                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra})
 
     yield chunk({"role": "assistant", "content": ""})
-    task = asyncio.ensure_future(rt.solve(problem, cfg))
+    task = asyncio.ensure_future(rt.solve(problem, cfg, key_id))
     try:
         while True:  # a comment line now and then keeps proxies from closing a long solve
             done, _ = await asyncio.wait({task}, timeout=15)
@@ -219,8 +222,11 @@ async def _chunks(rt: Any, cid: str, created: int, model: str, problem: str, cfg
             yield b": keepalive\n\n"
         try:
             out = task.result()
-        except Exception as e:
-            yield _data({"error": {"message": f"{type(e).__name__}: {e}", "type": "server_error"}})
+        except Exception as e:  # the status is already 200: say so in-band, details to the log
+            from .app import _public
+
+            status, message = _public(e)
+            yield _data({"error": {"message": message, "type": "server_error", "code": status}})
             return
         d = out.data
         text = answer_text(d)

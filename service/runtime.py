@@ -11,9 +11,11 @@ from srca.engines.base import Engine
 from srca.solver import Solver
 
 from .auth import Auth
-from .cache import Outcome, ResultCache, cache_key
+from .cache import EventSink, Outcome, ResultCache, cache_key
 from .config import ServiceConfig
+from .engine_guard import GuardedEngine
 from .jobs import JobStore
+from .limits import Admission, solve_cost
 from .metrics import Metrics
 from .redis_conn import RedisHandle
 from .worker import JobWorker
@@ -25,6 +27,18 @@ class EngineNotReady(Exception):
     pass
 
 
+class SolveTimeout(Exception):
+    """No answer within the deadline (answered 504). ``str()`` is safe to show a client."""
+
+    public = True  # its message is meant for the client
+
+
+# how long past its deadline a solve may run before it is abandoned: the search checks the
+# deadline between engine calls and bounds each call by it, so this only catches a solve that
+# ignores its deadline (a bug, or an engine call that will not be cancelled)
+DEADLINE_GRACE_S = 5.0
+
+
 class Runtime:
     def __init__(self, config: ServiceConfig, engine: Engine | None = None,
                  engine_factory: Callable[[], Engine] | None = None, base_config: SearchConfig | None = None) -> None:
@@ -32,10 +46,11 @@ class Runtime:
             raise ValueError("create_app: pass exactly one of engine or engine_factory")
         self.config = config
         self.base_config = base_config or SearchConfig()
-        self.engine = engine
+        self.engine: GuardedEngine | None = GuardedEngine(engine, config.engine_retry_s) if engine is not None else None
         self._engine_factory = engine_factory
-        self.engine_state = "ready" if engine is not None else "loading"
-        self.solver: Solver | None = Solver(engine=engine, config=self.base_config) if engine is not None else None
+        self._engine_state = "ready" if engine is not None else "loading"
+        self.solver: Solver | None = Solver(engine=self.engine, config=self.base_config) if engine is not None else None
+        self.admission = Admission(config.max_inflight_tokens)
         self.metrics = Metrics()
         self.redis = RedisHandle(config.redis_url, config.redis_prefix, config.redis_retry_s)
         self.cache = ResultCache(self.redis, config.cache_ttl_s, config.lock_ttl_s, enabled=config.cache,
@@ -63,12 +78,12 @@ class Runtime:
         try:
             engine = await asyncio.to_thread(self._engine_factory)  # type: ignore[arg-type]
         except Exception as e:
-            self.engine_state = f"failed: {type(e).__name__}: {e}"
-            log.error("engine failed to load: %s", e)
+            self._engine_state = "failed to load"  # the cause goes to the log, not to /readyz
+            log.error("engine failed to load: %s: %s", type(e).__name__, e)
             return
-        self.engine = engine
-        self.solver = Solver(engine=engine, config=self.base_config)
-        self.engine_state = "ready"
+        self.engine = GuardedEngine(engine, self.config.engine_retry_s)
+        self.solver = Solver(engine=self.engine, config=self.base_config)
+        self._engine_state = "ready"
         log.info("engine ready: %s %s", engine.info.name, engine.info.model)
         if self.worker is not None:
             self.worker.start()
@@ -79,47 +94,67 @@ class Runtime:
         if self.worker is not None:
             await self.worker.stop()
         await self.redis.close()
-        if self._engine_factory is not None and self.engine is not None:
-            await self.engine.close()
+        if self.engine is not None:
+            if self._engine_factory is not None:
+                await self.engine.close()
+            elif self.engine._probe is not None:  # an engine passed in belongs to the caller
+                self.engine._probe.cancel()
 
     # -- state ----------------------------------------------------------------------------
     @property
     def model(self) -> str:
         return self.engine.info.model if self.engine is not None else "?"
 
+    @property
+    def engine_state(self) -> str:
+        """``loading``, ``failed to load``, ``ready`` or ``down`` (its last call failed)."""
+        return self.engine.state if self.engine is not None else self._engine_state
+
     def require_solver(self) -> Solver:
         if self.solver is None:
             raise EngineNotReady(f"engine is {self.engine_state}")
         return self.solver
 
+    def scope(self, key_id: str | None) -> str:
+        """The cache scope of a caller: its key's id when keys are on and results are not shared."""
+        return (key_id or "") if (self.auth.enabled and not self.config.shared_cache) else ""
+
     # -- solving --------------------------------------------------------------------------
-    async def solve(self, problem: str, cfg: SearchConfig) -> Outcome:
-        """Cached result, or one solve shared by every identical concurrent request."""
-        self.require_solver()
-        return await self.cache.get_or_solve(cache_key(problem, cfg, self.model), lambda: self._solve(problem, cfg))
+    def with_deadline(self, cfg: SearchConfig) -> SearchConfig:
+        """Every solve has a deadline: the request's, else the service's default."""
+        return cfg if cfg.deadline_s is not None else cfg.replace(deadline_s=self.config.default_deadline_s)
 
-    async def solve_streaming(self, problem: str, cfg: SearchConfig, on_event: Callable[[dict], Any]) -> Outcome:
-        """A solve of its own (its events go to ``on_event``); the result still fills the cache."""
+    async def solve(self, problem: str, cfg: SearchConfig, key_id: str | None = None,
+                    on_event: EventSink | None = None, wait: bool = False) -> Outcome:
+        """Cached result, or one solve shared by every identical concurrent request (streaming
+        or not: ``on_event`` gets the shared solve's events). ``wait``: wait for room in the
+        in-flight token budget (jobs) instead of raising ``Overloaded`` (requests)."""
         self.require_solver()
-        out = await self._solve(problem, cfg, on_event)
-        await self.cache.put(cache_key(problem, cfg, self.model), out)
-        return out
+        cfg = self.with_deadline(cfg)
+        key = cache_key(problem, cfg, self.model, self.scope(key_id))
+        return await self.cache.get_or_solve(key, lambda publish: self._solve(problem, cfg, publish, wait), on_event)
 
-    async def _solve(self, problem: str, cfg: SearchConfig, on_event: Callable[[dict], Any] | None = None) -> Outcome:
+    async def _solve(self, problem: str, cfg: SearchConfig, on_event: EventSink | None, wait: bool) -> Outcome:
         solver = self.require_solver()
         assert self._sem is not None
-        async with self._sem:
+        async with self.admission.hold(solve_cost(problem, cfg), wait=wait), self._sem:
             self.metrics.in_flight.inc()
             try:
-                sol = await solver.asolve(problem, cfg, on_event=on_event)
+                sol = await asyncio.wait_for(solver.asolve(problem, cfg, on_event=on_event),
+                                             timeout=cfg.deadline_s + DEADLINE_GRACE_S)
+            except asyncio.TimeoutError:
+                log.error("a solve ran %.1f s past its deadline of %.1f s: abandoned", DEADLINE_GRACE_S, cfg.deadline_s)
+                raise SolveTimeout(f"no answer within the deadline ({cfg.deadline_s:g} s)") from None
             finally:
                 self.metrics.in_flight.dec()
         out = Outcome.of(sol)
         self.metrics.observe_solution(out.data)
+        if out.data.get("stop_reason") == "deadline" and out.data.get("answer") is None:
+            raise SolveTimeout(f"no answer within the deadline ({cfg.deadline_s:g} s)")
         return out
 
     async def run_job(self, request: dict[str, Any]) -> str:
         while self.solver is None:  # jobs wait for the engine
             await asyncio.sleep(0.1)
         cfg = SearchConfig.from_dict(request["config"])
-        return (await self.solve(request["problem"], cfg)).text
+        return (await self.solve(request["problem"], cfg, request.get("owner") or None, wait=True)).text

@@ -20,9 +20,17 @@ from srca.solver import MAX_PROBLEM_CHARS, check_problem
 
 _FIELD_RE = re.compile(r"^(?:SearchConfig\.)?(\w+): ")
 
+# Every string field of a request is bounded (the body-size cap alone would let one field fill a
+# megabyte that a job then keeps in Redis for days). A cue or delimiter is a few words; a prompt
+# is a template name.
+STRING_LIMITS = {"step_delimiter": 32, "checkpoint_cue": 256, "prompt": 64}
+DEFAULT_STRING_LIMIT = 64  # method, scorer, aggregation, decision: names from a fixed set
+
 
 class InputError(Exception):
     """A client's mistake; ``errors`` in FastAPI's ``detail`` format (``loc``, ``msg``, ``type``)."""
+
+    public = True  # its message is meant for the client
 
     def __init__(self, errors: list[dict[str, Any]], status: int = 422) -> None:
         super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
@@ -53,7 +61,10 @@ def config_field_definitions(skip: tuple[str, ...] = ()) -> dict[str, Any]:
     for f in dataclasses.fields(SearchConfig):
         if f.name in skip:
             continue
-        defs[f.name] = (hints[f.name], Field(default=f.default, description=f"SearchConfig.{f.name}"))
+        extra: dict[str, Any] = {}
+        if hints[f.name] is str:
+            extra["max_length"] = STRING_LIMITS.get(f.name, DEFAULT_STRING_LIMIT)
+        defs[f.name] = (hints[f.name], Field(default=f.default, description=f"SearchConfig.{f.name}", **extra))
     return defs
 
 
@@ -103,9 +114,22 @@ def parse_json(raw: bytes) -> Any:
 
 def build_config(given: dict[str, Any], base: SearchConfig) -> SearchConfig:
     try:
-        return SearchConfig.from_dict(given, base=base)
+        cfg = SearchConfig.from_dict(given, base=base)
     except (ValueError, TypeError) as e:
         raise InputError.from_value_error(e) from None
+    check_prompt(cfg.prompt)
+    return cfg
+
+
+def check_prompt(name: str) -> None:
+    """A template name from the shipped set or the operator's folder, checked here so that an
+    unknown one is a 422 now rather than a failed solve (or job) later."""
+    from srca import prompts
+
+    try:
+        prompts.load(name)
+    except ValueError as e:  # the message names no path: only the template names there are
+        raise InputError.one("prompt", str(e)) from None
 
 
 def checked_problem(problem: Any, field: str = "problem") -> str:

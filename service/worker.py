@@ -24,6 +24,17 @@ log = logging.getLogger("srca.service")
 RunJob = Callable[[dict[str, Any]], Awaitable[str]]  # request -> result JSON text
 
 
+def public_error(e: BaseException, what: str) -> str:
+    """What a client may read about a failure: the message of an error meant for clients
+    (``public = True``: engine down, deadline, bad input), else an id; the details go to the log."""
+    if getattr(e, "public", False):
+        log.warning("%s failed: %s", what, e)
+        return str(e)
+    eid = uuid.uuid4().hex[:12]
+    log.error("%s failed [error id %s]: %s", what, eid, "".join(traceback.format_exception_only(e)).strip())
+    return f"internal error (error id {eid})"
+
+
 class JobWorker:
     def __init__(self, store: JobStore, run_job: RunJob, concurrency: int, lease_s: float,
                  on_finish: Callable[[str], Any] | None = None) -> None:
@@ -39,6 +50,7 @@ class JobWorker:
         self._stopping = False
         self._claiming: set[str] = set()  # taken from the queue, not yet running
         self._suspects: set[str] = set()  # held but not running at the last heartbeat
+        self._reap_after = 0.0  # loop time before which this worker declares no other dead
 
     @property
     def redis(self):
@@ -70,15 +82,21 @@ class JobWorker:
     # -- loops ----------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
         period = self.lease_s / 3
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 await self.store.heartbeat(self.id, self.lease_s)
-                reaped = await self.store.reap()
-                for w, n in reaped.items():
-                    log.warning("worker %s is gone: %d job(s) back in the queue", w, n)
+                if loop.time() >= self._reap_after:
+                    reaped = await self.store.reap()
+                    for w, n in reaped.items():
+                        log.warning("worker %s is gone: %d job(s) back in the queue", w, n)
                 await self._sweep()
             except RedisUnavailable:
                 await self.redis.wait_up()
+                # Every lease lapsed during an outage longer than the lease, live workers' too.
+                # Renew ours at once (the loop goes round now), and declare nobody dead before
+                # the others have had a lease (and their own reconnect delay) to renew theirs.
+                self._reap_after = loop.time() + self.lease_s + self.redis.retry_s
                 continue
             except Exception:  # a bug here must not kill the heartbeat
                 log.exception("heartbeat failed")
@@ -134,8 +152,7 @@ class JobWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.error("job %s failed: %s", job_id, "".join(traceback.format_exception_only(e)).strip())
-                state, field, value = "failed", "error", f"{type(e).__name__}: {e}"
+                state, field, value = "failed", "error", public_error(e, f"job {job_id}")
             ok = await self._retry(lambda: self.store.finish(self.id, job_id, attempt, state, field, value))
             if ok:
                 log.info("job %s %s (attempt %d, worker %s)", job_id, state, attempt, self.id)
@@ -169,8 +186,9 @@ class JobWorker:
             except RedisUnavailable:
                 continue
             for job_id, (state, worker) in zip(ids, states):
-                # done/failed: our own finish may be in flight, leave it be
-                if state == "cancelled" or state is None or (state in ("queued", "running") and worker != self.id):
+                # done/failed by us: our own finish may be in flight, leave it be; done by another
+                # worker (a late result of an earlier attempt): nothing left to do here
+                if state in ("cancelled", None) or (state in ("queued", "running", "done") and worker != self.id):
                     task = self.running.get(job_id)
                     if task is not None and not task.done():
                         log.info("job %s is %s%s: stopping its solve", job_id, state,

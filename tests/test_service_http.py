@@ -76,10 +76,10 @@ def test_solve_json_cache_and_curl_style_body(redis_url):
         # another seed is another key
         r3 = c.post("/solve", json={"problem": "What is 2+3?", "n": 2, "seed": 7})
         assert r3.headers["x-srca-cache"] == "miss" and solves_run(srv.engine) == before + 1
-        # curl -d sends application/x-www-form-urlencoded: still read as JSON
+        # a form body (what curl -d sends without -H) is refused: a browser may send one cross-site
         r4 = c.post("/solve", content=b'{"problem": "What is 4+4?"}',
                     headers={"content-type": "application/x-www-form-urlencoded"})
-        assert r4.status_code == 200 and r4.json()["answer"] == "8"
+        assert r4.status_code == 415 and r4.json()["detail"][0]["loc"] == ["header", "content-type"]
 
 
 def test_stream_sse_events_as_they_happen(redis_url):

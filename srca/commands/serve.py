@@ -17,6 +17,7 @@ from typing import Any
 from .common import UsageError, add_config_args, add_engine_args, config_from_args, engine_from_args
 
 # tests (and only tests) may swap the engine for the scripted fake: "fake" or "fake:<latency_s>"
+# ("fake:100000" plays a hung engine)
 TEST_ENGINE_ENV = "SRCA_SERVE_TEST_ENGINE"
 
 
@@ -87,10 +88,18 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     t0 = time.monotonic()
     print(f"srca serve: loading {args.engine} engine {args.model or ''}".rstrip(), file=sys.stderr, flush=True)
-    engine = _engine(args)
+    try:
+        engine = _engine(args)
+    except UsageError:
+        raise
+    except Exception as e:  # an unreachable server, a missing model: one line, not a traceback chain
+        why = " ".join(str(e).split())[:400]
+        print(f"srca serve: the engine did not start: {type(e).__name__}: {why}", file=sys.stderr, flush=True)
+        return 1
     print(f"srca serve: engine ready in {time.monotonic() - t0:.1f}s; listening on http://{scfg.host}:{scfg.port} "
           f"(redis: {scfg.redis_url or 'off'})", file=sys.stderr, flush=True)
+    from ..service.http import uvicorn_config
+
     app = create_app(scfg, engine=engine, search_config=cfg)
-    uvicorn.run(app, host=scfg.host, port=scfg.port, log_level=scfg.log_level.lower(), access_log=False,
-                timeout_graceful_shutdown=10)
+    uvicorn.Server(uvicorn_config(app, scfg)).run()
     return 0
