@@ -20,7 +20,7 @@ from typing import Any
 
 from .solution import Solution
 
-__all__ = ["page_data", "render_html", "write_html", "winner_index", "load_solution"]
+__all__ = ["load_solution", "page_data", "render_html", "solution_dict", "winner_index", "write_html"]
 
 _DATA_SLOT = "__SRCA_DATA__"
 _TITLE_SLOT = "__SRCA_TITLE__"
@@ -31,16 +31,20 @@ def _template() -> str:
     return resources.files("srca").joinpath("viewer_assets/trace.html").read_text(encoding="utf-8")
 
 
-def _as_dict(solution: Solution | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(solution, Solution):
-        return solution.to_dict()
-    if isinstance(solution, dict):
-        if "trace" not in solution and isinstance(solution.get("solution"), dict):
-            return solution["solution"]  # a streamed ``final`` event or an envelope around the Solution
-        if "trace" not in solution or "candidates" not in solution:
-            raise ValueError("not a Solution: expected the keys 'trace' and 'candidates' (Solution.to_dict())")
-        return solution
-    raise TypeError(f"expected a Solution or its dict, got {type(solution).__name__}")
+def solution_dict(obj: Solution | dict[str, Any]) -> dict[str, Any]:
+    """The Solution dict inside ``obj``: a Solution, its ``to_dict()``, or an envelope around it
+    (a job's ``{"result": ...}``, a streamed ``final`` event's ``{"solution": ...}``)."""
+    if isinstance(obj, Solution):
+        return obj.to_dict()
+    if not isinstance(obj, dict):
+        raise TypeError(f"expected a Solution or its dict, got {type(obj).__name__}")
+    if "trace" not in obj:
+        for key in ("solution", "result"):
+            if isinstance(obj.get(key), dict):
+                return solution_dict(obj[key])
+    if not isinstance(obj.get("trace"), list) or not isinstance(obj.get("candidates"), list):
+        raise ValueError("not a Solution: expected the lists 'trace' and 'candidates' (Solution.to_dict())")
+    return obj
 
 
 def winner_index(d: dict[str, Any]) -> int | None:
@@ -97,7 +101,7 @@ def page_data(solution: Solution | dict[str, Any] | None, stream_url: str | None
     """What the page embeds: the Solution dict as is, plus the renderer's answer groups and winner."""
     if solution is None:
         return {"solution": None, "view": {}, "stream_url": stream_url}
-    d = _as_dict(solution)
+    d = solution_dict(solution)
     view = {"answer_groups": _answer_groups(d), "winner": winner_index(d)}
     return _finite({"solution": d, "view": view, "stream_url": stream_url})
 
@@ -141,12 +145,10 @@ def write_html(solution: Solution | dict[str, Any], path: str | os.PathLike, **k
 
 def load_solution(path: str | os.PathLike) -> dict[str, Any]:
     """A Solution dict from a JSON file: ``srca solve --json`` output, an ``srca eval --traces``
-    file, a streamed ``final`` event or a job result (``{"result": {...}}``)."""
+    file, a job (``GET /jobs/{id}``) or a streamed ``final`` event."""
     text = Path(path).read_text(encoding="utf-8")
     try:
         d = json.loads(text)
     except ValueError as e:
         raise ValueError(f"{path}: not JSON ({e})") from None
-    if isinstance(d, dict) and "trace" not in d and isinstance(d.get("result"), dict):
-        d = d["result"]
-    return _as_dict(d)
+    return solution_dict(d)

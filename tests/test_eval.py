@@ -195,9 +195,12 @@ def test_corrupt_middle_line_is_an_error(tmp_path):
 
 def test_traces_dir(problems, tmp_path):
     run_eval(problems[:1], ["srca"], [2], engine(), tmp_path / "r.jsonl", progress=False, traces_dir=tmp_path / "tr")
-    (f,) = list((tmp_path / "tr").iterdir())
+    (f,) = list((tmp_path / "tr").glob("*.json"))
     assert f.name == "test_algebra_1.json.srca.n2.json"
     assert json.loads(f.read_text())["trace"]
+    page = f.with_suffix(".html")  # the trace viewer page beside it
+    assert sorted(p.name for p in (tmp_path / "tr").iterdir()) == [page.name, f.name]
+    assert page.read_text().startswith("<!doctype html>")
 
 
 def _args(*argv):

@@ -20,6 +20,7 @@ from ..config import SearchConfig
 from ..data import Problem
 from ..engines.base import Engine
 from ..solver import Solver
+from ..viewer import write_html
 from .records import (Key, ResultsError, ResultsWriter, canonical_order, config_id, key_of, make_record,
                       problem_seed, read_records, write_atomic)
 from .variants import check_method, config_for, effective_n
@@ -126,7 +127,8 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
 
     ``resume``: keep the lines already in ``out`` and run only the missing jobs (a torn last
     line is dropped). Without ``resume`` or ``overwrite`` an ``out`` with lines is an error.
-    ``traces_dir``: also write each full Solution (with its trace) as JSON there.
+    ``traces_dir``: also write each full Solution (with its trace) as JSON there, and beside it
+    its trace viewer page (the same name with ``.html``; :mod:`srca.viewer`).
     ``isolate``: each solve alone on a cold cache (one at a time, the engine's ``flush_cache``
     before each), so its result depends on nothing that ran before or beside it. Engines batch
     the requests of concurrent solves together and reuse cached prefixes, and a row's logits can
@@ -170,7 +172,9 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
         rec = make_record(job.problem, job.method, job.n, sol, job.config.seed)
         writer.write(rec)
         if tdir is not None:
-            _trace_path(tdir, job.key).write_text(json.dumps(sol.to_dict(), ensure_ascii=False), encoding="utf-8")
+            tpath = _trace_path(tdir, job.key)
+            tpath.write_text(json.dumps(sol.to_dict(), ensure_ascii=False), encoding="utf-8")
+            write_html(sol, tpath.with_suffix(".html"))
         new.append(rec)
         bar.update(rec)
         if on_record is not None:
