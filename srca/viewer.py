@@ -67,22 +67,26 @@ def winner_index(d: dict[str, Any]) -> int | None:
 def _answer_groups(d: dict[str, Any]) -> dict[str, str]:
     """Every answer in the tree -> a group key. Pool answers keep the group ``decide`` gave them
     (math-verify equivalence); an answer only seen in the tree (a pruned checkpoint without CCA,
-    say) joins the pool group with its canonical form, else a group of its own."""
-    from .answers import canonical
+    say) joins the first group it is equivalent to, else starts a group of its own."""
+    from .answers import canonical, equivalent
 
     out: dict[str, str] = {}
-    by_canon: dict[str, str] = {}
+    reps: list[tuple[str, str]] = []  # (an answer of the group, its key), one per group
     for c in d.get("candidates") or []:
         key = f"g{c['group']}"
-        out.setdefault(c["answer"], key)
-        if c.get("canonical") is not None:
-            by_canon.setdefault(c["canonical"], key)
+        if c["answer"] not in out:
+            out[c["answer"]] = key
+            if all(k != key for _, k in reps):
+                reps.append((c["answer"], key))
     for t in d.get("trace") or []:
         a = t.get("answer") if t.get("finished") else t.get("checkpoint")
         if a is None or a in out:
             continue
-        canon = canonical(a) or a
-        out[a] = by_canon.get(canon) or f"c:{canon}"
+        key = next((k for rep, k in reps if equivalent(rep, a)), None)
+        if key is None:
+            key = f"c:{canonical(a) or a}"
+            reps.append((a, key))
+        out[a] = key
     return out
 
 
