@@ -57,15 +57,23 @@ class GuardedEngine:
         cap = getattr(engine, "max_batch", None)
         self.max_rows = cap if isinstance(cap, int) and cap >= 1 else None
 
-    # the tokenizer and the rest of the engine's surface pass straight through
+    # the tokenizer may be the server's too (a remote /tokenize): its failures are engine failures
     def encode(self, text: str) -> list[int]:
-        return self.inner.encode(text)
+        return self._guard(self.inner.encode, text)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.inner.decode(ids)
+        return self._guard(self.inner.decode, ids)
 
     def chat_prompt(self, messages: list[dict]) -> str:
-        return self.inner.chat_prompt(messages)
+        return self._guard(self.inner.chat_prompt, messages)
+
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ValueError as e:
+            raise EngineRejected(str(e)) from None
+        except Exception as e:
+            raise self._failure(e) from None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -108,10 +116,7 @@ class GuardedEngine:
         except ValueError as e:
             raise EngineRejected(str(e)) from None
         except Exception as e:
-            eid = error_id()
-            log.error("engine call failed [error id %s]: %s: %s", eid, type(e).__name__, e)
-            self._mark_down()
-            raise EngineFailure(eid) from None
+            raise self._failure(e) from None
         self.up = True
         out, i = [], 0
         for k in pieces:
@@ -120,6 +125,12 @@ class GuardedEngine:
         return out
 
     # -- health ---------------------------------------------------------------------------
+    def _failure(self, e: BaseException) -> EngineFailure:
+        eid = error_id()
+        log.error("engine call failed [error id %s]: %s: %s", eid, type(e).__name__, e)
+        self._mark_down()
+        return EngineFailure(eid)
+
     def _mark_down(self) -> None:
         if self.up:
             log.warning("engine is down: probing it every %.1f s", self.retry_s)
