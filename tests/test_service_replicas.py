@@ -31,12 +31,14 @@ def test_srca_serve_then_curl(tmp_path, redis_url):
         pytest.skip("curl is not installed")
     svc = replica(tmp_path, "serve", redis_url, unique_prefix(), 0.0).start()
     try:
-        out = subprocess.run(["curl", "-s", f"localhost:{svc.port}/solve", "-d", '{"problem": "What is 2+3?"}'],
+        out = subprocess.run(["curl", "-s", f"localhost:{svc.port}/solve", "-H", "Content-Type: application/json",
+                              "-d", '{"problem": "What is 2+3?"}'],
                              capture_output=True, text=True, timeout=30, check=True).stdout
         sol = json.loads(out)
         assert sol["answer"] == "0" and sol["stop_reason"] == "finished"  # the scripted engine always says 0
         bad = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"localhost:{svc.port}/solve",
-                              "-d", '{"problem": "q", "n": 0}'], capture_output=True, text=True, timeout=30).stdout
+                              "-H", "Content-Type: application/json", "-d", '{"problem": "q", "n": 0}'],
+                             capture_output=True, text=True, timeout=30).stdout
         assert bad == "422"
     finally:
         svc.stop()

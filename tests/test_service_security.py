@@ -440,3 +440,54 @@ def test_14_redis_outage_longer_than_the_lease_reruns_nothing(tmp_path, own_redi
     finally:
         a.stop()
         b.stop()
+
+
+def test_14_a_late_result_of_a_taken_over_job_is_kept(redis_url):
+    """The store itself: a worker declared dead (its job requeued, even claimed again by another)
+    that then finishes writes its result once; the second worker's finish is refused."""
+    from srca.service.jobs import JobStore
+    from srca.service.redis_conn import RedisHandle
+
+    async def go():
+        h = RedisHandle(redis_url, unique_prefix())
+        await h.start()
+        store = JobStore(h)
+        job = await store.submit({"problem": "p", "config": {}})
+        assert await store.take("w1", 1) == job and (await store.claim("w1", job))[0] == "running"
+        assert await store.requeue("w1") == 1  # w1 has no lease: declared dead, its job queued again
+        assert (await store.get(job))["state"] == "queued"
+        assert await store.finish("w1", job, 1, "done", "result", '{"answer": "late"}')  # kept, not discarded
+        view = await store.get(job)
+        assert view["state"] == "done" and view["result"] == '{"answer": "late"}' and view["completions"] == "1"
+        assert await store.depth() == 0  # no longer queued: nobody runs it again
+        # taken over and running elsewhere: the late result still wins, the other finish is refused
+        job2 = await store.submit({"problem": "q", "config": {}})
+        await store.take("w1", 1), await store.claim("w1", job2), await store.requeue("w1")
+        assert await store.take("w2", 1) == job2 and (await store.claim("w2", job2)) == ("running", 2)
+        assert await store.finish("w1", job2, 1, "done", "result", "{}")
+        assert not await store.finish("w2", job2, 2, "done", "result", "{}")
+        assert (await store.get(job2))["completions"] == "1" and (await store.get(job2))["worker"] == "w1"
+        # a failure of a stale attempt is not written over the live one
+        job3 = await store.submit({"problem": "r", "config": {}})
+        await store.take("w1", 1), await store.claim("w1", job3), await store.requeue("w1")
+        assert not await store.finish("w1", job3, 1, "failed", "error", "x")
+        await h.close()
+
+    asyncio.run(go())
+
+
+def test_6_a_large_fan_out_runs_in_batches_of_the_engine_cap():
+    from srca.engines.base import GenRequest
+    from srca.engines.fake import ScriptedEngine
+    from srca.service.engine_guard import GuardedEngine
+
+    inner = ScriptedEngine()
+    inner.max_batch = 16  # as the local engine's batch cap
+    g = GuardedEngine(inner)
+    reqs = [GenRequest(prompt="a", n=40, temperature=0.7, seed=3), GenRequest(prompt="b", n=5, temperature=0.7),
+            GenRequest(prompt="c", n=64, temperature=0.0)]
+    out = asyncio.run(g.generate(reqs))
+    assert [len(o) for o in out] == [40, 5, 64]
+    sent = inner.calls[0]
+    assert [r.n for r in sent] == [16, 16, 8, 5, 64]  # greedy rows decode once: never split
+    assert sent[0].seed == 3 and len({r.seed for r in sent[:3]}) == 3  # each piece samples its own stream
