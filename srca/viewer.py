@@ -90,6 +90,20 @@ def _answer_groups(d: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _decision(d: dict[str, Any]) -> str | None:
+    """The decision rule the solve used: the method's own, else the config's (``auto``: the
+    method's default)."""
+    from .methods import METHODS
+
+    m = METHODS.get(d.get("method"))
+    rule = (d.get("config") or {}).get("decision")
+    if m is not None and m.decision:
+        return m.decision
+    if rule == "auto" and m is not None:
+        return getattr(m, "default_decision", None) or rule
+    return rule
+
+
 def _finite(x: Any) -> Any:
     """JSON has no NaN or infinity (the browser's JSON.parse rejects them): they become null."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -106,7 +120,7 @@ def page_data(solution: Solution | dict[str, Any] | None, stream_url: str | None
     if solution is None:
         return {"solution": None, "view": {}, "stream_url": stream_url}
     d = solution_dict(solution)
-    view = {"answer_groups": _answer_groups(d), "winner": winner_index(d)}
+    view = {"answer_groups": _answer_groups(d), "winner": winner_index(d), "decision": _decision(d)}
     return _finite({"solution": d, "view": view, "stream_url": stream_url})
 
 

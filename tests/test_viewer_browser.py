@@ -1,0 +1,196 @@
+"""The trace viewer in a real browser: headless Chromium renders pages made from scripted-engine
+solves, and the tests assert on the DOM after the page's scripts ran.
+
+Needs Debian's ``chromium`` (``apt-get install chromium``; CI installs it in ``.ci/run``);
+skipped when no Chromium is on PATH (``SRCA_CHROMIUM`` names another binary), except under
+``SRCA_REQUIRE_CHROMIUM=1`` (CI), where that is an error. Screenshots are
+kept as test artifacts in ``tests/artifacts/`` (git-ignored): ``viewer_<method>.png``.
+"""
+import json
+import os
+import shutil
+import subprocess
+import threading
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from srca import SearchConfig, Solver
+from srca.engines.fake import ScriptedEngine
+from srca.viewer import page_data, render_html, winner_index, write_html
+
+from scripts import stepwise
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+def _chromium() -> str | None:
+    for name in (os.environ.get("SRCA_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+CHROMIUM = _chromium()
+if CHROMIUM is None and os.environ.get("SRCA_REQUIRE_CHROMIUM") == "1":  # CI (.ci/run) installs it: never skip there
+    raise RuntimeError("SRCA_REQUIRE_CHROMIUM=1 but no chromium on PATH")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
+
+
+def browser(url: str, tmp_path: Path, *extra: str, timeout: float = 90.0) -> str:
+    """Run headless Chromium on ``url``; returns its stdout (the DOM with --dump-dom)."""
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", *extra, url]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+class Dom(HTMLParser):
+    """The rendered tree's nodes and the tally's rows, by their data attributes."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.nodes: list[dict] = []
+        self.rows: list[dict] = []
+        self.body: dict = {}
+        self.answer = ""
+        self._in_answer = False
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "data-node-id" in a:
+            self.nodes.append(a)
+        elif tag == "tr" and "data-group" in a:
+            self.rows.append(a)
+        elif tag == "body":
+            self.body = a
+        self._in_answer = self._in_answer or a.get("id") == "answer"
+
+    def handle_endtag(self, tag):
+        if tag == "span":
+            self._in_answer = False
+
+    def handle_data(self, data):
+        if self._in_answer:
+            self.answer += data
+
+
+def scripted_solve(method: str, n: int = 4, events: list | None = None):
+    # answers drift by sample before they agree, so the tree carries several answer groups
+    script = stepwise(answers_by_step=lambda k, tag: str(5 + int(tag) % 3) if k < 2 else "7",
+                      final=lambda tag: str(7 + int(tag) % 2), steps_to_finish=4)
+    s = Solver(engine=ScriptedEngine(script), config=SearchConfig(method=method, n=n, max_steps=6))
+    return s.solve("Natalia sold 48 clips in April and half as many in May. How many in all? (x < y & \\frac{a}{b})",
+                   on_event=None if events is None else events.append)
+
+
+def check_page(dom: Dom, sol) -> None:
+    d = page_data(sol)
+    assert dom.body.get("data-ready") == "1", "the page's script did not finish"
+    # one element per trace node, the whole trace
+    assert sorted(int(x["data-node-id"]) for x in dom.nodes) == sorted(t.id for t in sol.trace)
+    # each node carries its answer's group, each group one colour, distinct groups distinct colours
+    want = d["view"]["answer_groups"]
+    colour: dict[str, str] = {}
+    for x, t in zip(sorted(dom.nodes, key=lambda x: int(x["data-node-id"])), sorted(sol.trace, key=lambda t: t.id)):
+        a = t.answer if t.finished else t.checkpoint
+        assert x.get("data-group") == (want[a] if a is not None else None), (t, x)
+        if a is not None:
+            assert colour.setdefault(x["data-group"], x["data-color"]) == x["data-color"]
+            assert x["data-color"].startswith(("#", "hsl"))
+    assert len(colour) >= 2 and len(set(colour.values())) == len(colour)
+    # the tally: one row per pool group, coloured like the tree
+    pool_groups = {f"g{c.group}" for c in sol.candidates}
+    assert {r["data-group"] for r in dom.rows} == pool_groups
+    for r in dom.rows:
+        if r["data-group"] in colour:
+            assert r["data-color"] == colour[r["data-group"]]
+    # the winner: exactly one node, the one its candidate came from; its tally row marked too
+    w = sol.candidates[winner_index(d["solution"])]
+    winners = [x for x in dom.nodes if "winner" in x["class"].split()]
+    assert [int(x["data-node-id"]) for x in winners] == [w.node]
+    assert [r["data-group"] for r in dom.rows if "winner" in r["class"].split()] == [f"g{w.group}"]
+    assert sol.answer in dom.answer
+
+
+@pytest.mark.parametrize("method", ["srca", "beam"])
+def test_page_renders_the_whole_trace(method, tmp_path):
+    sol = scripted_solve(method)
+    page = write_html(sol, tmp_path / "trace.html")
+    dom = Dom(browser(page.as_uri(), tmp_path, "--dump-dom"))
+    check_page(dom, sol)
+    if method == "beam":  # beam search prunes: pruned nodes are drawn as such
+        pruned = [x for x in dom.nodes if x["data-status"] == "pruned"]
+        assert len(pruned) == sum(1 for t in sol.trace if t.depth > 0 and not t.kept and not t.finished) > 0
+    # the screenshot is kept for a person to look at (tests/artifacts/, git-ignored)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"viewer_{method}.png"
+    shot.unlink(missing_ok=True)
+    browser(page.as_uri(), tmp_path, f"--screenshot={shot}", "--window-size=1440,900")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+class _Service(BaseHTTPRequestHandler):
+    """A stand-in for ``srca serve``: the empty viewer page, and ``POST /solve`` answering with
+    the recorded events of a scripted solve as server-sent events."""
+
+    body: bytes = b""
+    seen: list = []
+
+    def do_GET(self):
+        page = render_html(None).encode()
+        self.send_response(200)
+        self.send_header("content-type", "text/html; charset=utf-8")
+        self.send_header("content-length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def do_POST(self):
+        n = int(self.headers.get("content-length") or 0)
+        type(self).seen.append(json.loads(self.rfile.read(n)))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("content-length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):  # keep pytest's output clean
+        pass
+
+
+def sse(events) -> bytes:
+    # the service's own framing (service/streaming.py sse): event line, one data line, blank line
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+
+
+@pytest.mark.parametrize("with_final", [True, False])
+def test_page_follows_a_stream(with_final, tmp_path):
+    events: list = []
+    sol = scripted_solve("beam", events=events)
+    events = [e for e in events if e["type"] != "final"]
+    if with_final:
+        events.append({"type": "final", "answer": sol.answer, "confidence": sol.confidence,
+                       "stop_reason": sol.stop_reason, "solution": sol.to_dict()})
+    handler = type("H", (_Service,), {"body": sse(events), "seen": []})
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_port}/view?stream=1&problem=What%20is%203%2B4%3F&method=beam&n=4"
+        # virtual time lets the fetch and its stream finish before the DOM is dumped
+        dom = Dom(browser(url, tmp_path, "--dump-dom", "--virtual-time-budget=20000"))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert handler.seen == [{"problem": "What is 3+4?", "method": "beam", "n": 4, "stream": True}]
+    if with_final:  # the final event's Solution replaces what the events built
+        check_page(dom, sol)
+    else:  # the tree as the step, checkpoint and select events drew it
+        step_ids = {x["id"] for e in events if e["type"] == "step" for x in e["nodes"]}
+        assert sorted(int(x["data-node-id"]) for x in dom.nodes) == sorted(step_ids | {0})
+        kept = {k["id"] for e in events if e["type"] == "select" for k in e["kept"]}
+        assert kept and {int(x["data-node-id"]) for x in dom.nodes if x["data-status"] == "kept"} == kept
+        assert any(x["data-status"] == "pruned" for x in dom.nodes)
