@@ -491,3 +491,41 @@ def test_6_a_large_fan_out_runs_in_batches_of_the_engine_cap():
     sent = inner.calls[0]
     assert [r.n for r in sent] == [16, 16, 8, 5, 64]  # greedy rows decode once: never split
     assert sent[0].seed == 3 and len({r.seed for r in sent[:3]}) == 3  # each piece samples its own stream
+
+
+# -- 12. a client that goes away stops the local engine's work at the next decode step ----------
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), in seconds."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["/solve", "/v1/chat/completions"])
+def test_12_a_closed_stream_frees_the_local_engine(tmp_path, route):
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc")
+    s = ServiceProcess(["--redis-url", "none", "--engine", "local", "--model", "smollm2-135m"], tmp_path / "local.log",
+                       env={"SRCA_THREADS": "1", "SRCA_SERVE_TEST_ENGINE": ""}).start(timeout=600)
+    try:
+        long = {"method": "majority", "n": 8, "max_new_tokens": 512, "temperature": 1.0, "seed": 1, "stream": True}
+        if route == "/solve":
+            body = {"problem": "Write a very long story about a lighthouse keeper.", **long}
+        else:
+            body = {"model": "srca-majority", "messages": [{"role": "user", "content": "Write a very long story."}],
+                    **{k: v for k, v in long.items() if k != "method"}}
+        pid = s.proc.pid
+        with httpx.stream("POST", s.url + route, json=body, timeout=30) as r:
+            assert r.status_code == 200
+            t0 = _cpu_seconds(pid)
+            time.sleep(2.0)  # the batch (8 rows x 512 tokens: tens of CPU-seconds) is under way
+            assert _cpu_seconds(pid) - t0 > 0.5, "the engine was not working on the stream"
+        time.sleep(1.0)  # the disconnect reaches the solve; its rows end at the next decode step
+        t1 = _cpu_seconds(pid)
+        time.sleep(3.0)
+        assert _cpu_seconds(pid) - t1 < 0.5, "the engine kept decoding for a client that left"
+        assert httpx.get(s.url + "/readyz").status_code == 200
+    finally:
+        s.stop()
