@@ -198,8 +198,9 @@ def plot(records: Sequence[dict], out: str) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
-        raise RuntimeError("--plot needs matplotlib (pip install matplotlib, or the 'plot' extra)") from None
+    except ImportError as e:  # a dependency of srca: only a broken install lacks it
+        raise RuntimeError(f"--plot: matplotlib does not import ({e}); it is a dependency of srca, "
+                           "reinstall it (pip install -e .)") from None
     rows = summarize(records)
     with_run = len({r["run"] for r in rows}) > 1
     fig, ax = plt.subplots(figsize=(6.4, 4.4))

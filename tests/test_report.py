@@ -1,5 +1,4 @@
 """Report maths over hand-made result lines."""
-import importlib.util
 import math
 
 import pytest
@@ -85,7 +84,6 @@ def test_render_text():
     assert render([]) == "no result lines"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
 def test_plot_writes_png(tmp_path):
     from srca.report import plot
 

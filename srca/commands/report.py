@@ -51,14 +51,15 @@ def load(files: list[str]) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     from ..report import plot, render, summarize
 
+    if args.plot:  # a bad path is found before the tables print, not after
+        parent = Path(args.plot).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise UsageError(f"--plot: no such folder {parent}")
     records = load(args.files)
     if args.json:
         print(json.dumps(summarize(records), indent=2))
     else:
         print(render(records))
     if args.plot:
-        try:
-            plot(records, args.plot)
-        except RuntimeError as e:
-            raise UsageError(str(e)) from None
+        plot(records, args.plot)  # a failure here is the install's (exit 1), not the command line's
     return 0
