@@ -86,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
     level = scfg.log_level.upper()
     logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # a service logs each line once, timestamped, through the root handler: drop the CLI's own
+    # "srca: ..." progress handler, which would print every srca log line a second time
+    srca_log = logging.getLogger("srca")
+    for h in list(srca_log.handlers):
+        srca_log.removeHandler(h)
+    srca_log.setLevel(getattr(logging, level, logging.INFO))
     t0 = time.monotonic()
     print(f"srca serve: loading {args.engine} engine {args.model or ''}".rstrip(), file=sys.stderr, flush=True)
     try:
