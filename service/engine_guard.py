@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import uuid
 from typing import Any, Sequence
@@ -113,6 +114,8 @@ class GuardedEngine:
             res = await self.inner.generate(reqs)
         except asyncio.CancelledError:
             raise
+        except (json.JSONDecodeError, UnicodeError) as e:  # ValueErrors, but about the engine's answer
+            raise self._failure(e) from None
         except ValueError as e:
             raise EngineRejected(str(e)) from None
         except Exception as e:
