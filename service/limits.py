@@ -1,7 +1,7 @@
 """Admission: what one request may cost, and what this replica runs at once.
 
 A solve's cost is an estimate of the KV-cache tokens it holds at its peak: ``rows x
-(max_new_tokens + prompt tokens)``, where ``rows`` is the fan-out (``n``; one for ``cot``) and
+(max_new_tokens + probe_max_tokens + prompt tokens)``, where ``rows`` is the fan-out (``n``; one for ``cot``) and
 the prompt is taken as a quarter of the problem's characters plus the template. That is what
 grows an engine's memory (the local engine keeps a KV row per sample; a GPU server's KV pool
 is shared the same way), so it is what the caps count.
@@ -32,7 +32,8 @@ class Overloaded(Exception):
 
 def solve_cost(problem: str, cfg: SearchConfig) -> int:
     rows = 1 if cfg.method == "cot" else cfg.n
-    per_row = cfg.max_new_tokens + len(problem) // 4 + PROMPT_OVERHEAD_TOKENS
+    # a probe's tokens sit on its path's KV for a moment: count them too
+    per_row = cfg.max_new_tokens + cfg.probe_max_tokens + len(problem) // 4 + PROMPT_OVERHEAD_TOKENS
     return rows * per_row
 
 
@@ -42,9 +43,9 @@ def check_request(problem: str, cfg: SearchConfig, max_n: int, max_request_token
         raise InputError.one("n", f"must be <= {max_n} on this service, got {cfg.n}")
     cost = solve_cost(problem, cfg)
     if cost > max_request_tokens:
-        raise InputError.one("max_new_tokens", f"n x (max_new_tokens + prompt) is about {cost} tokens; this service "
-                                               f"takes at most {max_request_tokens} per request (lower n or "
-                                               f"max_new_tokens)")
+        field = "probe_max_tokens" if cfg.probe_max_tokens > cfg.max_new_tokens else "max_new_tokens"
+        raise InputError.one(field, f"n x (max_new_tokens + probe_max_tokens + prompt) is about {cost} tokens; this "
+                                    f"service takes at most {max_request_tokens} per request (lower n or {field})")
     if cfg.deadline_s is not None and cfg.deadline_s > max_deadline_s:
         raise InputError.one("deadline_s", f"must be <= {max_deadline_s} on this service, got {cfg.deadline_s}")
 

@@ -249,6 +249,7 @@ def test_6_admission_caps_are_422_naming_the_field(svc):
         for body, field in (({"n": 4096, "method": "majority", "max_new_tokens": 1024}, "n"),
                             ({"n": 9}, "n"),
                             ({"n": 8, "max_new_tokens": 4000}, "max_new_tokens"),
+                            ({"probe_max_tokens": 10**9}, "probe_max_tokens"),
                             ({"deadline_s": 1e9}, "deadline_s")):
             for path in ("/solve", "/jobs"):
                 r = c.post(path, json={"problem": "What is 1+1?", **body})
