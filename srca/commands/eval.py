@@ -45,7 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--isolate", action="store_true",
                    help="one solve at a time on a cold prefix cache: results independent of run order, so a "
                         "killed and resumed run reproduces an uninterrupted one exactly (slower)")
-    p.add_argument("--traces", default=None, metavar="DIR", help="also write each full solution (with trace) here")
+    p.add_argument("--traces", default=None, metavar="DIR", help="also write each full solution (with trace) here as JSON, "
+                        "and beside it its trace viewer page (.html)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_config_args(p, skip=("method", "n"))
     add_engine_args(p)
