@@ -3,19 +3,21 @@
 Shapes: parents x n in 1x1, 32x8, 256x1, 128x8 over V=151,936 (as ../shared/gpu/sampling_bench.py),
 at T=0.7, top_k=50, top_p=0.95 (the targets), plus the engine's settings (top_k off, top_p 0.95) and
 pure temperature sampling at 128x8. For each row the kernel is also timed under every launch config
-in ``sampling_triton.CONFIGS`` (launch shapes and exact algorithm-strategy switches, the split-launch
-configs L-O included; printed as a second table) and back to back (20 calls between two
-events: the GPU time per call without the per-call host gap).
+in ``sampling_triton.CONFIGS`` (A, R, TS, SF: the ones ``default_config`` picks; printed as a second
+table) and back to back (20 calls between two events: the GPU time per call without the per-call
+host gap). Configs dropped earlier are in kernels/README.md with the figures that decided it.
 The Triton kernel reads each parent row once (``sample_fanout``, or ``sample`` when n = 1);
 FlashInfer and the torch reference see the rows repeated n times, as an engine does.
 Median of CUDA-event timings. Then a per-launch breakdown (torch.profiler, CUDA kernel durations)
-of the fused default and the split configs at 1x1, 256x1 and 128x8: where the GPU time goes
-(phase 1 vs combine); host microseconds per call with Triton's launch path and the cached direct launch. Writes benchmarks/results/sampling.json (and $OUT/ if set), prints tables.
-Usage: python benchmarks/sampling.py [--reps 50] [--out PATH] [--breakdown A,O,R]
+of every config at 1x1, 256x1 and 128x8: where the GPU time goes (phase 1 vs combine); host
+microseconds per call with Triton's launch path and the cached direct launch. Writes
+benchmarks/results/sampling.json (and $OUT/ if set), prints tables.
+Usage: python benchmarks/sampling.py [--reps 50] [--out PATH] [--breakdown A,R,TS,SF]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -109,7 +111,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "sampling.json"))
-    ap.add_argument("--breakdown", default="A,R,S,T,SS,SF,TS,RS", help="configs for the per-launch breakdown ('' for none)")
+    ap.add_argument("--breakdown", default="A,R,TS,SF", help="configs for the per-launch breakdown ('' for none)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("benchmarks/sampling.py needs CUDA")
@@ -121,6 +123,7 @@ def main():
     except Exception as ex:  # report it and keep the other columns
         print("flashinfer import failed:", repr(ex)[:300])
     from srca.kernels import sampling_triton as st
+    from srca.kernels import triton_loader
     from srca.kernels.sampling import _launch_fanout
 
     torch.manual_seed(0)
@@ -165,19 +168,19 @@ def main():
         rows.append(r)
         print(json.dumps(r), flush=True)
         del base, rep
-    # host time per call: Triton's own launch path vs the cached direct launch (st._Launcher)
+    # host time per call: Triton's own launch path vs the cached direct launch (triton_loader.Launcher)
     host = []
     for P, n in [(1, 1), (128, 8)]:
         base = torch.randn(P, V, device="cuda") * 4
-        for name in ["A", "R", "S", "T", "SF", "TS"]:
+        for name in st.CONFIGS:
             d = dict(parents=P, n=n, config=name)
             for fast in (False, True):
-                st.FAST_LAUNCH = fast
+                triton_loader.FAST_LAUNCH = fast
                 d["fast" if fast else "triton"] = host_us(lambda: _launch_fanout(base, n, T, TOP_K, TOP_P, 1, 0,
                                                                                  config=st.CONFIGS[name]))
             host.append(d)
             print(json.dumps(d), flush=True)
-        st.FAST_LAUNCH = True
+        triton_loader.FAST_LAUNCH = True
         d = dict(parents=P, n=n, config="default, public sample_fanout", fast=host_us(
             lambda: sample_fanout(base, n, T, TOP_K, TOP_P, seed=1)))
         host.append(d)
@@ -198,7 +201,8 @@ def main():
     res = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__,
                triton=__import__("triton").__version__,
                flashinfer=getattr(__import__("flashinfer"), "__version__", None) if fi else None,
-               time=time.strftime("%Y-%m-%d %H:%M:%S"), rows=rows, breakdown=breakdown, host_us=host)
+               time=time.strftime("%Y-%m-%d %H:%M:%S"), configs={k: dataclasses.asdict(c) for k, c in st.CONFIGS.items()},
+               rows=rows, breakdown=breakdown, host_us=host)
     outs = [args.out] + ([os.path.join(os.environ["OUT"], "sampling.json")] if os.environ.get("OUT") else [])
     for path in outs:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -214,9 +218,10 @@ def main():
               f"{r.get('speedup_vs_flashinfer', float('nan')):>6.2f}x {r['read_floor_ms']:>11.4f} {r['kernel_over_floor']:>6.2f}x "
               f"{r['read_floor_b2b_ms']:>10.4f} {r['b2b_over_floor_b2b']:>7.2f}x")
     names = list(rows[0]["configs_ms"])
-    print("\nlaunch configs (CH, warps, maxnreg[, P1 packed phase-1 search, SW-way combine search, VD children"
-          " per draw block, CW split launches: combine warps]; default", st.DEFAULT_CONFIG, "):",
-          {k: st.CONFIGS[k] for k in names})
+    print("\nlaunch configs (default: SF / TS for scalar top_k in 2..64, else R / A; split from",
+          st.SPLIT_MIN_PARENTS, "parent rows):")
+    for k in names:
+        print("  ", st.CONFIGS[k])
     print(f"{'parents x n':>12} {'k':>3} {'p':>5} " + " ".join(f"{k + ' 1call/b2b':>17}" for k in names))
     for r in rows:
         cells = []

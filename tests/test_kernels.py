@@ -5,6 +5,7 @@ Triton kernel runs under TRITON_INTERPRET=1 (set here before the kernel module i
 is when Triton reads it); with CUDA the same tests run against the compiled kernel on the GPU.
 """
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -163,15 +164,31 @@ def _kernel_module():
     return sampling_triton
 
 
+def _loader():
+    _kernel_module()
+    from srca.kernels import triton_loader
+    return triton_loader
+
+
+def _cfg(name, **kw):
+    """A config of sampling_triton.CONFIGS with 2048-wide chunks: several chunks on the small
+    rows these tests use (and each group-maximum bound over 64 groups of 32)."""
+    return replace(_kernel_module().CONFIGS[name], chunk=2048, **kw)
+
+
+CONFIG_NAMES = ["A", "R", "TS", "SF"]  # what default_config picks; the tests below cover each
+
+
 def test_bitonic_sort_helper_sorts_keys_descending():
-    """_sort_desc (the SO combine's sort of the order-preserving int32 keys): every power-of-two
-    size up to the 512 slots, random full-range keys (no overflow: only max/min), heavy ties, the
-    extremes, already sorted and reversed input: equal to torch's descending sort."""
-    st = _kernel_module()
+    """_sort_desc (the sorted-threshold combine's sort of the order-preserving int32 keys): every
+    power-of-two size up to the 512 slots, random full-range keys (no overflow: only max/min),
+    heavy ties, the extremes, already sorted and reversed input: equal to torch's descending sort."""
+    _kernel_module()
     import triton
     import triton.language as tl
 
-    globals()["_sort_desc"] = st._sort_desc  # a jit function resolves its callees in module globals
+    from srca.kernels import triton_helpers
+    globals()["_sort_desc"] = triton_helpers._sort_desc  # a jit function resolves its callees in module globals
 
     @triton.jit
     def sort_kernel(x_ptr, o_ptr, N: tl.constexpr):
@@ -206,96 +223,80 @@ def test_kernel_fast_and_general_paths_give_the_same_tokens():
     assert torch.equal(a, b) and torch.equal(a, c)
 
 
-# strategy switches (P1, SW, VD[, CW[, CD]]) of sampling_triton's configs: () is the v2 algorithm;
-# CW > 0: split launches (phase 1, combine with CW warps, general path for flagged rows);
-# CD > 0: the combine compacts the candidates into CD slots once they fit
-STRATEGIES = [(), (1, 16, 8), (1, 0, 0), (0, 16, 8), (1, 8, 4), (0, 0, 0, 1), (1, 0, 0, 2), (0, 0, 0, 1, 64),
-              (0, 0, 0, 2, 8)]
-
-
-# every switch on and off; (.., GM=1): the lean phase 1, split and fused, with and without compaction;
-# (.., SO=1[, FG=1]): sorted thresholds, fused and split in two launches
-@pytest.mark.parametrize("strat", [(), (1, 16, 8), (1, 8, 4), (0, 0, 0, 1), (0, 0, 0, 2, 64), (0, 0, 0, 2, 512, 1),
-                                   (0, 0, 0, 0, 256, 1), (0, 0, 8, 0, 512, 1, 1), (0, 0, 8, 2, 512, 1, 1, 1)])
+@pytest.mark.parametrize("name", CONFIG_NAMES)
 @pytest.mark.parametrize("T,k,p", [(0.7, 50, 0.95), (1.0, 0, 0.9), (1.0, 0, 1.0), (0.7, 7, 0.6)])
-def test_kernel_multichunk_candidate_and_general_paths_agree(T, k, p, strat):
-    """Several chunks wide enough for the group-maximum bound (CH=2048: 64 groups of 32): the
-    candidate path (merged candidates of 3 chunks) and the forced general path draw the same
-    tokens, inside the reference's allowed set, under every strategy switch."""
-    if (T, k, p) == (1.0, 0, 1.0) and strat in [(1, 8, 4), (0, 0, 0, 1), (0, 0, 0, 2, 64)]:
-        pytest.skip("pure temperature: no candidate search (split: host-routed to the fused launch)")
+def test_kernel_multichunk_candidate_and_general_paths_agree(T, k, p, name):
+    """Several chunks (CH=2048 over V=5000): every config (candidate lists of 3 chunks, or the
+    lean group maxima; fused and split) and the forced general path draw the same tokens, inside
+    the reference's allowed set."""
+    if (T, k, p) == (1.0, 0, 1.0) and name in ("R", "SF"):
+        pytest.skip("pure temperature: no candidate search (split configs: host-routed to the fused launch)")
     st = _kernel_module()
     x = _rows(2, 5000, seed=6)
-    cfg = (2048, 4, None) + strat
-    a = st.fanout(x, 11, T, k, p, 9, 3, config=cfg)[0]
-    b = st.fanout(x, 11, T, k, p, 9, 3, config=(2048, 4, None), force_general=True)[0]
+    a = st.fanout(x, 11, T, k, p, 9, 3, config=_cfg(name))[0]
+    b = st.fanout(x, 11, T, k, p, 9, 3, config=_cfg("A"), force_general=True)[0]
     assert torch.equal(a, b)
     assert allowed_mask_ref(x.cpu(), T, k, p).gather(1, a.cpu()).all()
 
 
-@pytest.mark.parametrize("strat", STRATEGIES[1:])
-def test_kernel_strategies_same_tokens_small_rows(strat):
-    """Every strategy switch draws the v2 algorithm's tokens (ties, per-row parameters, one chunk)."""
+@pytest.mark.parametrize("name", CONFIG_NAMES[1:])
+def test_kernel_configs_same_tokens_small_rows(name):
+    """Every config draws config A's tokens (ties, per-row parameters, one chunk)."""
     st = _kernel_module()
     x = _rows(8, 111, seed=5).round()
     T = torch.tensor([0.0, 0.5, 1.0, 1.0, 0.7, 0.7, 2.0, 1.0]).to(DEV)
     K = torch.tensor([0, 5, 1, 0, 20, 0, 3, 111]).to(DEV)
     Pp = torch.tensor([1.0, 1.0, 1.0, 0.3, 0.9, 0.5, 1.0, 0.99]).to(DEV)
-    ref = st.fanout(x, 9, T, K, Pp, 2, 1)[0]
-    assert torch.equal(st.fanout(x, 9, T, K, Pp, 2, 1, config=st.DEFAULT_CONFIG + strat)[0], ref)
+    ref = st.fanout(x, 9, T, K, Pp, 2, 1, config="A")[0]
+    assert torch.equal(st.fanout(x, 9, T, K, Pp, 2, 1, config=name)[0], ref)
 
 
 def test_kernel_split_launches_flag_general_rows():
-    """Split config (CW > 0), per-row parameters over several chunks: candidate rows, a pure
-    temperature row, top_k > 64, a top-p set larger than the candidates and greedy rows all draw
-    the fused v2 kernel's tokens (the combine launch flags the general rows, the third launch
-    draws them); the flags are reset, so repeated split and fused calls agree."""
+    """Split configs, per-row parameters over several chunks: candidate rows, a pure temperature
+    row, top_k > 64, a top-p set larger than the candidates and greedy rows all draw the fused
+    A's tokens. R: the combine flags the general rows and a third launch draws them (the flags
+    are reset, so repeated calls agree); SF: the combine draws them itself (two launches)."""
     st = _kernel_module()
     x = _rows(6, 5000, seed=12)
     T = torch.tensor([0.7, 1.0, 0.7, 1.0, 0.0, 0.9]).to(DEV)
     K = torch.tensor([50, 0, 100, 0, 0, 1]).to(DEV)
     Pp = torch.tensor([0.95, 1.0, 0.9, 0.9, 1.0, 1.0]).to(DEV)
-    ref = st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None))[0]
+    ref = st.fanout(x, 5, T, K, Pp, 4, 2, config=_cfg("A"))[0]
+    assert len(st._plan(6, 5000, _cfg("R"), True, True, True, False, False)[1]) == 3
+    assert len(st._plan(6, 5000, _cfg("SF"), True, True, True, False, False)[1]) == 2
     for _ in range(2):
-        assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None, 0, 0, 0, 1))[0], ref)
-        assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None, 0, 0, 0, 2, 128))[0], ref)
-        assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None, 0, 0, 0, 1, 512, 1))[0], ref)
-        # FG: the combine draws the general rows itself (two launches), compacted v2 and lean
-        for fg in [(2048, 4, None, 0, 0, 8, 2, 128, 0, 1, 1), (2048, 4, None, 0, 0, 8, 1, 512, 1, 1, 1)]:
-            assert len(st._plan(6, 5000, fg, True, True, True, False, False)[1]) == 2
-            assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=fg)[0], ref)
-    assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=(2048, 4, None))[0], ref)
+        for cfg in [_cfg("R"), _cfg("R", combine_warps=1, slots=128), _cfg("SF")]:
+            assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=cfg)[0], ref), cfg
+    assert torch.equal(st.fanout(x, 5, T, K, Pp, 4, 2, config=_cfg("A"))[0], ref)
     assert allowed_mask_ref(x.cpu(), T.cpu(), K.cpu(), Pp.cpu()).gather(1, ref.cpu()).all()
 
 
 def test_kernel_compacted_combine_used_and_exact():
-    """CD > 0: rows whose narrowed candidates fit CD slots are drawn from the compacted slots
-    (the workspace shows them written), rows that cannot fit (CD < top_k) from the full slots,
-    rows whose top-p set is not among the candidates on the general path; all draw the forced
-    general path's tokens."""
-    st = _kernel_module()
+    """R's combine: rows whose narrowed candidates fit its slots are drawn from the compacted
+    slots (the workspace shows them written), rows that cannot fit (slots < top_k) from the full
+    per-chunk lists, rows whose top-p set is not among the candidates on the general path; all
+    draw the forced general path's tokens."""
+    st, loader = _kernel_module(), _loader()
     x = _rows(3, 20000, seed=13, scale=4.0)
-    for T, k, p, CD, fits in [(0.7, 50, 0.95, 256, True), (1.0, 0, 0.9, 256, True), (0.7, 50, 0.95, 8, False)]:
-        st.fanout(x, 7, T, k, p, 9, 3, config=(2048, 4, None))  # workspace for these rows
-        dval = st._WS[next(kk for kk in st._WS if kk[0] == x.device)][7]
+    for T, k, p, slots, fits in [(0.7, 50, 0.95, 256, True), (1.0, 0, 0.9, 256, True), (0.7, 50, 0.95, 8, False)]:
+        st.fanout(x, 7, T, k, p, 9, 3, config=_cfg("A"))  # workspace for these rows
+        dval = next(w for kk, w in loader._WS.items() if kk[0] == x.device).dval
         dval.fill_(float("nan"))
-        got = st.fanout(x, 7, T, k, p, 9, 3, config=(2048, 4, None, 0, 0, 0, 1, CD))[0]
-        assert torch.equal(got, st.fanout(x, 7, T, k, p, 9, 3, config=(2048, 4, None), force_general=True)[0])
-        written = (~dval[:3 * CD].view(3, CD).isnan()).sum(1)
+        got = st.fanout(x, 7, T, k, p, 9, 3, config=_cfg("R", slots=slots))[0]
+        assert torch.equal(got, st.fanout(x, 7, T, k, p, 9, 3, config=_cfg("A"), force_general=True)[0])
+        written = (~dval[:3 * slots].view(3, slots).isnan()).sum(1)
         assert bool((written > 0).any()) if fits else bool((written == 0).all())
-    with pytest.raises(ValueError, match="CD"):
-        st.fanout(x, 2, 0.7, 50, 0.95, 1, 0, config=(2048, 4, None, 0, 0, 0, 0, 64))
 
 
-def test_kernel_lean_phase1_candidates_used_and_exact():
-    """GM = 1 (lean phase 1: group maxima only): the combine's bound from the row's group maxima
-    (top-k: >= k groups above it; top-p only: group maxima carrying top_p of the mass), the groups
-    it reads back and the candidate slots it fills; for peaked rows, split and fused, with 8-way
-    searches, the slots are written (the candidate path ran) and the tokens are the forced general
+def test_kernel_lean_candidates_used_and_exact():
+    """Lean configs (TS fused, SF split; phase 1 writes group maxima only): the combine's bound
+    from the row's group maxima (top-k: >= k groups above it; top-p only: group maxima carrying
+    top_p of the mass), the groups it reads back and the candidate slots it fills; for peaked
+    rows the slots are written (the candidate path ran) and the tokens are the forced general
     path's; all-equal rows (no bound leaves <= GC_GROUPS groups) go to the general path, as flat
     top-p rows do after the top groups fail the exact check; rows with fewer than k finite groups
     read every finite group."""
-    st = _kernel_module()
+    st, loader = _kernel_module(), _loader()
     x = _rows(3, 20000, seed=15, scale=4.0)
     sparse = torch.full((2, 20000), float("-inf"))
     sparse[:, ::700] = torch.randn(2, 29) * 2  # 29 finite tokens, so 29 finite groups (< k = 40)
@@ -306,10 +307,9 @@ def test_kernel_lean_phase1_candidates_used_and_exact():
              (torch.zeros(2, 20000).to(DEV), 1.0, 5, 1.0, False)]
     for rows, T, k, p, fits in cases:
         P = rows.shape[0]
-        ref = st.fanout(rows, 7, T, k, p, 9, 3, config=(2048, 4, None), force_general=True)[0]
-        for cfg in [(2048, 4, None, 0, 0, 0, 1, 512, 1), (2048, 4, None, 0, 0, 0, 0, 512, 1),
-                    (2048, 4, None, 0, 8, 8, 2, 512, 1), (2048, 4, None, 0, 0, 8, 2, 512, 1, 1, 1)]:
-            dval = st._workspace(rows.device, P, 10)[5]  # the cached one the launch will use
+        ref = st.fanout(rows, 7, T, k, p, 9, 3, config=_cfg("A"), force_general=True)[0]
+        for cfg in [_cfg("SF"), _cfg("TS"), _cfg("SF", draw_block=1, sorted_thresholds=False)]:
+            dval = loader.workspace(rows.device, P, 10).dval  # the cached one the launch will use
             dval.fill_(float("nan"))
             got = st.fanout(rows, 7, T, k, p, 9, 3, config=cfg)[0]
             assert torch.equal(got, ref), (T, k, p, cfg)
@@ -319,14 +319,33 @@ def test_kernel_lean_phase1_candidates_used_and_exact():
         assert allowed_mask_ref(rows.cpu(), T, k, p).gather(1, ref.cpu()).all()
 
 
+def test_launch_configs_validate_themselves():
+    """LaunchConfig rejects combinations the kernels do not implement; fanout takes a config, a
+    name or None, never a positional tuple."""
+    st = _kernel_module()
+    bad = [dict(slots=64), dict(slots=100, split=True), dict(slots=1024, split=True), dict(lean=True),
+           dict(sorted_thresholds=True), dict(fold_general=True), dict(chunk=3000), dict(chunk=16),
+           dict(draw_block=3), dict(combine_warps=3), dict(lean=True, slots=512, chunk=32768)]
+    for kw in bad:
+        with pytest.raises(ValueError, match="config X"):
+            st.LaunchConfig("X", **kw)
+    x = _rows(2, 111, seed=2)
+    with pytest.raises(ValueError, match="LaunchConfig"):
+        st.fanout(x, 2, 0.7, 5, 0.9, 1, 0, config=(8192, 8, 128))
+    with pytest.raises(KeyError):
+        st.fanout(x, 2, 0.7, 5, 0.9, 1, 0, config="B")
+    assert torch.equal(st.fanout(x, 2, 0.7, 5, 0.9, 1, 0, config="TS")[0],
+                       st.fanout(x, 2, 0.7, 5, 0.9, 1, 0, config=st.CONFIGS["TS"])[0])
+
+
 def test_launcher_caches_the_compiled_kernel_and_binds_in_signature_order(monkeypatch):
-    """_Launcher: the first call per specialization goes through Triton (fn[grid]), later calls
+    """Launcher: the first call per specialization goes through Triton (fn[grid]), later calls
     launch the cached compiled kernel with every argument in signature order (constexprs
     included, as JITFunction.run passes them; tensors as the caller's device addresses when it
     gives them); a new alignment, dtype or int class (== 1,
     divisible by 16) is a new specialization; an incompatible launcher API falls back to Triton's
     path for good."""
-    st = _kernel_module()
+    loader = _loader()
 
     class Kern:
         function, packed_metadata = "fn", "meta"
@@ -354,11 +373,11 @@ def test_launcher_caches_the_compiled_kernel_and_binds_in_signature_order(monkey
             get_current_device = staticmethod(lambda: 0)
             get_current_stream = staticmethod(lambda d: 77)
 
-    monkeypatch.setattr(st, "_USE_ASM", True)
-    monkeypatch.setattr(st, "FAST_LAUNCH", True)
-    monkeypatch.setattr(st, "driver", Drv)
+    monkeypatch.setattr(loader, "_USE_ASM", True)
+    monkeypatch.setattr(loader, "FAST_LAUNCH", True)
+    monkeypatch.setattr(loader, "driver", Drv)
     fn = Fn()
-    la = st._Launcher(fn)
+    la = loader.Launcher(fn)
     x = torch.zeros(64)
     k1 = la((5,), (x, 7), dict(B=2, A=1, num_warps=4))
     k2 = la((6,), (x, 9), dict(B=2, A=1, num_warps=4))  # same class of n (not 1, not /16): cached
@@ -377,22 +396,23 @@ def test_launcher_caches_the_compiled_kernel_and_binds_in_signature_order(monkey
     k1.run = broken
     with pytest.warns(UserWarning, match="direct kernel launch"):
         la((6,), (x, 9), dict(B=2, A=1, num_warps=4))
-    assert st.FAST_LAUNCH is False and len(fn.compiled) == 5
+    assert loader.FAST_LAUNCH is False and len(fn.compiled) == 5
 
 
 def test_kernel_default_configs():
-    """fanout(config=None): top-k <= KC rows take the lean configs (fused T below
-    SPLIT_MIN_PARENTS rows, split S from there: the lean phase 1 writes the group maxima), other
+    """fanout(config=None): top-k <= KC rows take the lean configs (fused TS below
+    SPLIT_MIN_PARENTS rows, split SF from there: the lean phase 1 writes the group maxima), other
     rows R from SPLIT_MIN_PARENTS rows (its combine writes the compacted candidate slots, no
     group maxima) and the fused A below (neither); all draw from the allowed set."""
-    st = _kernel_module()
+    st, loader = _kernel_module(), _loader()
     x = _rows(st.SPLIT_MIN_PARENTS + 2, 400, seed=14, scale=4.0)
-    assert st.default_config(4, True) == st.CONFIGS["TS"] and st.default_config(200, True) == st.CONFIGS["SF"]
-    assert st.default_config(4, False) == st.DEFAULT_CONFIG and st.default_config(200, False) == st.CONFIGS["R"]
+    assert st.default_config(4, True) is st.CONFIGS["TS"] and st.default_config(200, True) is st.CONFIGS["SF"]
+    assert st.default_config(4, False) is st.CONFIGS["A"] and st.default_config(200, False) is st.CONFIGS["R"]
+    assert sorted(st.CONFIGS) == sorted(CONFIG_NAMES)
     for rows, k, p, lean, split in [(x[:4].contiguous(), 20, 0.9, True, False), (x, 20, 0.9, True, True),
                                     (x[:4].contiguous(), 0, 0.9, False, False), (x, 0, 0.9, False, True)]:
-        ws = st._workspace(x.device, rows.shape[0], 1)  # the cached one the launch will use
-        dval, gm = ws[5], ws[7]
+        ws = loader.workspace(x.device, rows.shape[0], 1)  # the cached one the launch will use
+        dval, gm = ws.dval, ws.gm
         dval.fill_(float("nan"))
         gm.fill_(float("nan"))
         got = st.fanout(rows, 3, 0.7, k, p, 5, 1)[0]
@@ -473,9 +493,9 @@ def test_gpu_real_vocab_support_and_greedy():
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 def test_gpu_real_vocab_all_configs_and_paths_agree():
-    """Every launch config in sampling_triton.CONFIGS, candidate vs forced general path: the
-    same tokens (inverse CDF in token order) up to float rounding flips at a CDF boundary,
-    repeated calls too (the arrival counters reset)."""
+    """Every launch config in sampling_triton.CONFIGS (A, R, TS, SF), candidate vs forced general
+    path: the same tokens (inverse CDF in token order) up to float rounding flips at a CDF
+    boundary, repeated calls too (the arrival counters reset)."""
     from srca.kernels import sampling_triton as st
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(20, REAL_V, device="cuda", generator=g) * 4
@@ -547,6 +567,7 @@ def test_gpu_direct_launch_with_addresses_matches_tritons_path():
     the tokens of Triton's own launch path, for scalar and per-row parameters, split and fused
     configs, across calls that reuse and regrow the workspace."""
     from srca.kernels import sampling_triton as st
+    from srca.kernels import triton_loader as loader
     g = torch.Generator(device="cuda").manual_seed(1)
     T = torch.full((130,), 0.7, device="cuda")
     K = torch.randint(2, 64, (130,), device="cuda")
@@ -557,9 +578,9 @@ def test_gpu_direct_launch_with_addresses_matches_tritons_path():
             for params in [(0.7, 50, 0.95), (T[:P], K[:P], Pp[:P])]:
                 outs = []
                 for fast in (False, True, True):
-                    st.FAST_LAUNCH = fast
+                    loader.FAST_LAUNCH = fast
                     try:
                         outs.append(st.fanout(x, 8, *params, 5, 2, config=cfg)[0])
                     finally:
-                        st.FAST_LAUNCH = True
+                        loader.FAST_LAUNCH = True
                 assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2]), (P, cfg)
