@@ -209,14 +209,37 @@ class JobStore:
             _REQUEUE, 4, self.proc_key(worker), self.pending, self.workers, self.lease_key(worker),
             worker, self.job_prefix, _now(), "1" if force else "0")))
 
-    async def reap(self) -> dict[str, int]:
-        """Requeue the jobs of every worker whose lease expired; ``{worker: jobs requeued}``."""
+    async def reap(self, lapsed_since: dict[str, float] | None = None, now: float = 0.0,
+                   grace_s: float = 0.0) -> dict[str, int]:
+        """Requeue the jobs of every worker whose lease expired; ``{worker: jobs requeued}``.
+
+        With ``lapsed_since`` (the caller's memory of when it first saw each lease missing, on
+        its own clock ``now``) a worker is declared dead only once its lease has been seen
+        missing for ``grace_s``: after a Redis outage longer than the lease every lease is
+        missing, live workers' too, and they need a moment to reconnect and renew theirs."""
         workers = await self.r.call(lambda c: c.smembers(self.workers))
+        if lapsed_since is not None:
+            async def alive(c: Any) -> list[int]:
+                pipe = c.pipeline(transaction=False)
+                for w in workers:
+                    pipe.exists(self.lease_key(w))
+                return await pipe.execute()
+
+            flags = dict(zip(workers, await self.r.call(alive))) if workers else {}
+            for w in list(lapsed_since):
+                if w not in flags or flags[w]:
+                    del lapsed_since[w]  # renewed (or gone from the set): forget it
+            for w, up in flags.items():
+                if not up:
+                    lapsed_since.setdefault(w, now)
+            workers = {w for w, t in lapsed_since.items() if now - t >= grace_s}
         out = {}
         for w in workers:
             n = await self.requeue(w)
             if n >= 0:
                 out[w] = n
+                if lapsed_since is not None:
+                    lapsed_since.pop(w, None)
         return out
 
     async def held(self, worker: str) -> list[str]:

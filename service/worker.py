@@ -50,7 +50,7 @@ class JobWorker:
         self._stopping = False
         self._claiming: set[str] = set()  # taken from the queue, not yet running
         self._suspects: set[str] = set()  # held but not running at the last heartbeat
-        self._reap_after = 0.0  # loop time before which this worker declares no other dead
+        self._lapsed: dict[str, float] = {}  # other workers whose lease was seen missing, and since when
 
     @property
     def redis(self):
@@ -86,18 +86,16 @@ class JobWorker:
         while True:
             try:
                 await self.store.heartbeat(self.id, self.lease_s)
-                if loop.time() >= self._reap_after:
-                    reaped = await self.store.reap()
-                    for w, n in reaped.items():
-                        log.warning("worker %s is gone: %d job(s) back in the queue", w, n)
+                # a worker is dead once its lease has been missing for a whole lease as seen
+                # from here, not at the first look: after a Redis outage longer than the lease
+                # every lease is missing, and live workers renew theirs as soon as they reconnect
+                reaped = await self.store.reap(self._lapsed, loop.time(), self.lease_s)
+                for w, n in reaped.items():
+                    log.warning("worker %s is gone: %d job(s) back in the queue", w, n)
                 await self._sweep()
             except RedisUnavailable:
                 await self.redis.wait_up()
-                # Every lease lapsed during an outage longer than the lease, live workers' too.
-                # Renew ours at once (the loop goes round now), and declare nobody dead before
-                # the others have had a lease (and their own reconnect delay) to renew theirs.
-                self._reap_after = loop.time() + self.lease_s + self.redis.retry_s
-                continue
+                continue  # renew our own lease at once
             except Exception:  # a bug here must not kill the heartbeat
                 log.exception("heartbeat failed")
             await asyncio.sleep(period)

@@ -530,3 +530,30 @@ def test_12_a_closed_stream_frees_the_local_engine(tmp_path, route):
         assert httpx.get(s.url + "/readyz").status_code == 200
     finally:
         s.stop()
+
+
+def test_14_a_worker_is_dead_only_once_its_lease_stayed_missing_for_a_lease(redis_url):
+    from srca.service.jobs import JobStore
+    from srca.service.redis_conn import RedisHandle
+
+    async def go():
+        h = RedisHandle(redis_url, unique_prefix())
+        await h.start()
+        store = JobStore(h)
+        job = await store.submit({"problem": "p", "config": {}})
+        await store.take("w1", 1), await store.claim("w1", job)
+        await store.heartbeat("w1", 0.3)
+        seen: dict[str, float] = {}
+        assert await store.reap(seen, now=0.0, grace_s=1.0) == {} and seen == {}  # alive
+        await asyncio.sleep(0.4)  # its lease lapses (as in an outage longer than the lease)
+        assert await store.reap(seen, now=10.0, grace_s=1.0) == {} and seen == {"w1": 10.0}  # first look
+        await store.heartbeat("w1", 0.3)  # it reconnects and renews in time
+        assert await store.reap(seen, now=11.5, grace_s=1.0) == {} and seen == {}
+        assert (await store.get(job))["state"] == "running"
+        await asyncio.sleep(0.4)  # now it is really gone
+        assert await store.reap(seen, now=20.0, grace_s=1.0) == {}
+        assert await store.reap(seen, now=21.0, grace_s=1.0) == {"w1": 1}
+        assert (await store.get(job))["state"] == "queued" and seen == {}
+        await h.close()
+
+    asyncio.run(go())
