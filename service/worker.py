@@ -1,7 +1,8 @@
 """JobWorker: runs jobs from the Redis queue in this replica.
 
 Three loops: ``_take`` (BLMOVE a job id, claim it, start a task), ``_heartbeat`` (renew this
-worker's lease; reap workers whose lease expired, putting their jobs back in the queue) and
+worker's lease; reap workers whose lease stayed missing for a whole lease, putting their jobs
+back in the queue) and
 ``_watch`` (poll the states of the jobs running here: a job cancelled through any replica, or
 taken over by another worker, has its task cancelled, which cancels the engine work).
 """
