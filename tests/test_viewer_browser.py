@@ -8,9 +8,11 @@ kept as test artifacts in ``tests/artifacts/`` (git-ignored): ``viewer_<method>.
 """
 import json
 import os
+import select
 import shutil
 import subprocess
 import threading
+import time
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,6 +48,83 @@ def browser(url: str, tmp_path: Path, *extra: str, timeout: float = 90.0) -> str
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout
+
+
+class DevTools:
+    """Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: it
+    reads commands on fd 3 and writes replies on fd 4, NUL-terminated JSON), for pages that
+    change after loading: ``--dump-dom`` dumps at load (its virtual time does not reliably wait
+    for a streamed fetch), this waits for what the page says it is done with."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        to_chrome_r, self._w = os.pipe()
+        self._r, from_chrome_w = os.pipe()
+
+        def fds() -> None:  # in the child: the pipe ends at 3 and 4, where Chromium looks
+            a, b = os.dup(to_chrome_r), os.dup(from_chrome_w)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             "--remote-debugging-pipe", f"--user-data-dir={tmp_path / 'devtools-profile'}", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=fds, pass_fds=(3, 4))  # kept open: the pipe ends fds() put there
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buf = b""
+        self._id = 0
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    def call(self, method: str, session: str | None = None, timeout: float = 60.0, **params) -> dict:
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._w, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buf:
+                raw, self._buf = self._buf.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self._id:
+                    assert "error" not in reply, reply
+                    return reply["result"]
+            left = deadline - time.monotonic()
+            assert left > 0, f"no reply to {method} in {timeout} s"
+            ready, _, _ = select.select([self._r], [], [], left)
+            if ready:
+                chunk = os.read(self._r, 1 << 20)
+                assert chunk, "chromium closed the pipe"
+                self._buf += chunk
+
+    def eval(self, expr: str):
+        r = self.call("Runtime.evaluate", session=self.session, expression=expr, returnByValue=True)
+        return r["result"].get("value")
+
+    def dom_when(self, url: str, ready_expr: str, timeout: float = 60.0) -> str:
+        """Open ``url``, wait until ``ready_expr`` is truthy, return the document's HTML."""
+        self.call("Page.navigate", session=self.session, url=url)
+        deadline = time.monotonic() + timeout
+        while not self.eval(ready_expr):
+            assert time.monotonic() < deadline, f"the page never got to {ready_expr!r}"
+            time.sleep(0.1)
+        return self.eval("document.documentElement.outerHTML")
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close", timeout=10)
+        except (AssertionError, OSError):
+            pass  # it may close the pipe before it answers
+        finally:
+            os.close(self._w)
+            os.close(self._r)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class Dom(HTMLParser):
@@ -180,8 +259,11 @@ def test_page_follows_a_stream(with_final, tmp_path):
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{srv.server_port}/view?stream=1&problem=What%20is%203%2B4%3F&method=beam&n=4"
-        # virtual time lets the fetch and its stream finish before the DOM is dumped
-        dom = Dom(browser(url, tmp_path, "--dump-dom", "--virtual-time-budget=20000"))
+        chrome = DevTools(tmp_path)
+        try:  # the page marks body[data-stream] once the stream has ended and its last event is drawn
+            dom = Dom(chrome.dom_when(url, "document.body.dataset.stream === 'ended'"))
+        finally:
+            chrome.close()
     finally:
         srv.shutdown()
         srv.server_close()
