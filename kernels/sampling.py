@@ -1,8 +1,10 @@
 """Top-k / top-p / temperature sampling, with fan-out: one read of a parent row, n children.
 
 Three layers (as FlashInfer's ``sampling.py``):
-1. ``_triton_module()``: cached, lazy import of the Triton kernels (JIT-compiled per config).
-2. ``_launch_fanout()``: allocates outputs, checks shapes/dtypes/devices, launches.
+1. ``triton_loader``: compiled kernels cached per specialization and launched directly, the cached
+   workspace; imported lazily by ``_triton_module()`` (Triton only when a kernel is first needed).
+2. ``_launch_fanout()`` and ``sampling_triton.fanout``: checks shapes/dtypes/devices, allocates the
+   outputs, picks a launch config, launches.
 3. ``sample_fanout()`` / ``sample()``: typed public functions; they pick the Triton kernel for
    CUDA tensors and the torch reference (``sampling_ref``) elsewhere.
 
@@ -49,8 +51,8 @@ def _use_triton(logits: torch.Tensor, impl: str) -> bool:
 
 
 def _launch_fanout(logits, n, temperature, top_k, top_p, seed, offset, **cfg):
-    """Layer 2: validate, launch (one kernel, two or three for a split ``config``; scalar parameters
-    go in as kernel arguments; no host sync).
+    """Layer 2: validate, launch (one kernel, two or three for a split config; scalar parameters
+    go in as kernel arguments; no host sync). ``cfg``: ``sampling_triton.fanout``'s keywords.
     Returns (tokens [P, n] int64, invalid [P] bool, or None with ``want_invalid=False``)."""
     P, V = logits.shape
     temp, k, p = kernel_params(P, logits.device, temperature, top_k, top_p)
