@@ -128,12 +128,12 @@ def answer_text(d: dict[str, Any]) -> str:
         parts.append(nodes[nid]["text"])
         nid = nodes[nid]["parent"]
     text = "".join(reversed(parts))
-    if best["source"] == "checkpoint":
+    if best["source"] in ("checkpoint", "settled"):  # the answer came from a probe
         text += d.get("config", {}).get("checkpoint_cue", "") + best["answer"] + "}"
     return text or (d.get("answer") or "")
 
 
-FINISH = {"finished": "stop", "cancelled": "stop"}
+FINISH = {"finished": "stop", "consensus": "stop", "cancelled": "stop"}
 
 
 def usage(d: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,9 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 AGGREGATIONS = ("last", "min", "prod", "mean")
-DECISIONS = ("best_score", "weighted_vote", "majority")
+# "auto": the method's own rule (srca: confidence_vote; best_of_n, beam, dvts: best_score)
+DECISIONS = ("auto", "confidence_vote", "best_score", "weighted_vote", "majority")
+CONFIDENCES = ("none", "mean", "tail", "lowest")  # srca.methods.consensus.trace_confidence
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,19 @@ class SearchConfig:
     checkpoint_cue: str = "So, the answer is \\boxed{"
     probe_max_tokens: int = 16
     checkpoints: bool = True  # SRCA: probe after every step
-    acs: bool = True  # SRCA: answer-clustered selection (off: plain top-k by score)
-    cca: bool = True  # SRCA: checkpoints join the final candidate pool
+    # SRCA's PRM-free default (srca.methods.lineage): n independent lineages, no pruning by score
+    lineages: bool = True  # False: the paper's beam_width x expand tree with ACS (srca-paper)
+    settle: int = 3  # a lineage stops once its last `settle` checkpoint answers agree (0: never)
+    consensus: float = 0.0  # stop the solve once one answer holds this share of the n lineages (0: off)
+    confidence: str = "tail"  # path confidence for the vote: none | mean | tail | lowest (window)
+    confidence_window: int = 64  # tokens of the tail / sliding window
+    confidence_topk: int = 0  # 0: sampled tokens' logprobs; k: DeepConf's -mean(top-k logprobs)
+    keep_top: float = 0.9  # the vote counts only this most confident share of the lineages
+    checkpoint_weight: float = 0.25  # a lineage cut before it answered votes its last checkpoint at this weight
+    acs: bool = True  # SRCA tree: answer-clustered selection (off: plain top-k by score)
+    cca: bool = True  # SRCA tree: checkpoints join the final candidate pool
     aggregation: str = "last"  # path score from step scores
-    decision: str = "best_score"  # final pick over the candidate pool
+    decision: str = "auto"  # final pick over the candidate pool ("auto": the method's rule)
     scorer: str = "self_confidence"
     prompt: str = "math"
     seed: int = 0
@@ -58,7 +69,7 @@ class SearchConfig:
             bad("method", f"unknown method {self.method!r}; choose one of {sorted(METHODS)}")
         if self.scorer not in SCORERS:
             bad("scorer", f"unknown scorer {self.scorer!r}; choose one of {sorted(SCORERS)}")
-        for name in ("n", "max_step_tokens", "max_steps", "max_new_tokens", "probe_max_tokens"):
+        for name in ("n", "max_step_tokens", "max_steps", "max_new_tokens", "probe_max_tokens", "confidence_window"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 bad(name, f"must be an integer, got {v!r}")
@@ -90,7 +101,21 @@ class SearchConfig:
             v = getattr(self, name)
             if not isinstance(v, str) or not v:
                 bad(name, "must be a non-empty string")
-        for name in ("checkpoints", "acs", "cca"):
+        for name in ("settle", "confidence_topk"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 20:
+                bad(name, f"must be an integer in [0, 20], got {v!r}")
+        if self.settle == 1:
+            bad("settle", "must be 0 (off) or >= 2: one probe cannot agree with itself")
+        for name, lo_open in (("consensus", False), ("keep_top", True), ("checkpoint_weight", False)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                bad(name, f"must be a number, got {v!r}")
+            if not (0 < v <= 1 if lo_open else 0 <= v <= 1):
+                bad(name, f"must be in {'(0, 1]' if lo_open else '[0, 1]'}, got {v}")
+        if self.confidence not in CONFIDENCES:
+            bad("confidence", f"must be one of {CONFIDENCES}, got {self.confidence!r}")
+        for name in ("checkpoints", "acs", "cca", "lineages"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, f"must be true or false, got {getattr(self, name)!r}")
         if self.aggregation not in AGGREGATIONS:

@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-STOP_REASONS = ("finished", "max_steps", "budget", "deadline", "cancelled")
+STOP_REASONS = ("finished", "consensus", "max_steps", "budget", "deadline", "cancelled")
 
 
 @dataclass
@@ -34,8 +34,9 @@ class Usage:
 
 @dataclass
 class Candidate:
-    """One answer in the final pool. ``source``: ``path`` (a path that finished by itself) or
-    ``checkpoint`` (a probe after ``step``). ``votes``: pool members equivalent to this answer.
+    """One answer in the final pool. ``source``: ``path`` (a path that finished by itself),
+    ``settled`` (an SRCA lineage that stopped once its checkpoint probes agreed, with that
+    answer) or ``checkpoint`` (a probe after ``step``). ``votes``: pool members equivalent to this answer.
     ``node``: the trace node it came from."""
 
     answer: str

@@ -88,7 +88,8 @@ class Solver:
             await method.run(ctx)
         except StopSearch as stop:
             ctx.stop_reason = stop.reason
-        winner, conf = decide(ctx.pool, method.decision or cfg.decision)
+        winner, conf = decide(ctx.pool, method.decision_for(cfg), keep_top=cfg.keep_top,
+                            checkpoint_weight=cfg.checkpoint_weight)
         ctx.timings["total_s"] = time.monotonic() - t0
         sol = Solution(
             answer=winner.answer if winner else None, canonical=winner.canonical if winner else None,

@@ -61,7 +61,7 @@ def test_problem_seed_depends_on_seed_and_id_only():
 
 def test_lines_grade_and_flag_cca_rescue(problems, tmp_path):
     out = tmp_path / "r.jsonl"
-    recs = run_eval(problems, ["cot", "srca", "srca-nocca", "majority"], [4], engine(), out, progress=False)
+    recs = run_eval(problems, ["cot", "srca-paper", "srca-nocca", "majority"], [4], engine(), out, progress=False)
     assert len(recs) == 4 * 4
     assert read_records(out) == recs
     umask = os.umask(0)
@@ -71,14 +71,14 @@ def test_lines_grade_and_flag_cca_rescue(problems, tmp_path):
     for r in recs:
         assert FIELDS <= set(r), FIELDS - set(r)
         assert "trace" not in r and "candidates" not in r
-    rescue = by[("test/algebra/1.json", "srca")]  # paths say 5, checkpoints say 4
+    rescue = by[("test/algebra/1.json", "srca-paper")]  # paths say 5, checkpoints say 4
     assert rescue["answer"] == "4" and rescue["correct"] and rescue["from_checkpoint"] and rescue["rescued"]
     assert rescue["any_correct"] and not rescue["path_correct"]
     assert {a["answer"]: a["correct"] for a in rescue["answers"]} == {"4": True, "5": False}
     assert rescue["usage"]["probe_tokens"] > 0 and rescue["stop_reason"] == "finished"
     nocca = by[("test/algebra/1.json", "srca-nocca")]
     assert nocca["answer"] == "5" and not nocca["correct"] and not nocca["rescued"]
-    both = by[("test/algebra/2.json", "srca")]  # paths and checkpoints agree on 9: correct, no rescue
+    both = by[("test/algebra/2.json", "srca-paper")]  # paths and checkpoints agree on 9: correct, no rescue
     assert both["correct"] and not both["rescued"] and both["path_correct"]
     cot = by[("test/algebra/2.json", "cot")]
     assert cot["n"] == 1 and cot["correct"] and not cot["from_checkpoint"]
@@ -210,14 +210,14 @@ def _args(*argv):
 def test_cli_eval_and_report(problems, tmp_path, capsys):
     data = write_data(tmp_path / "d.jsonl")
     out = tmp_path / "r.jsonl"
-    assert eval_cmd.run(_args("--data", str(data), "--limit", "2", "--method", "cot,srca", "--n", "4",
+    assert eval_cmd.run(_args("--data", str(data), "--limit", "2", "--method", "cot,srca-paper", "--n", "4",
                               "--out", str(out), "-q"), engine=engine()) == 0
     text = capsys.readouterr().out
     assert "Accuracy per method x n" in text and "Accuracy per level" in text
-    assert [(r["method"], r["n"]) for r in read_records(out)] == [("cot", 1), ("srca", 4)] * 2
+    assert [(r["method"], r["n"]) for r in read_records(out)] == [("cot", 1), ("srca-paper", 4)] * 2
     assert main(["report", str(out), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["method"], r["n"], r["count"]) for r in rows] == [("cot", 1, 2), ("srca", 4, 2)]
+    assert [(r["method"], r["n"], r["count"]) for r in rows] == [("cot", 1, 2), ("srca-paper", 4, 2)]
     srca = rows[1]
     assert srca["correct"] == 2 and srca["rescued"] == 1 and srca["rescue_rate"] == 0.5
     assert main(["report", str(out), str(tmp_path / "d.jsonl")]) == 2  # not a results file

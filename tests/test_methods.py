@@ -27,7 +27,7 @@ def test_every_method_answers(method):
 
 
 def test_srca_probes_after_every_step_and_discards_the_probe():
-    s, eng = solver(stepwise(), method="srca", n=4, max_steps=5)
+    s, eng = solver(stepwise(), method="srca", lineages=False, n=4, max_steps=5)  # the paper's tree
     sol = s.solve("q")
     probe_batches = [b for b in eng.calls if b[0].temperature == 0.0]
     step_batches = [b for b in eng.calls if b[0].temperature > 0.0]
@@ -52,7 +52,7 @@ def test_cca_rescues_a_checkpoint_answer_the_paths_lost():
             return ("Then \\boxed{9}", -2.0)
         return (f"Step {i}\n\n", -0.05)
 
-    s, _ = solver(script, method="srca", n=4)
+    s, _ = solver(script, method="srca", lineages=False, decision="best_score", n=4)  # srca-paper
     sol = s.solve("q")
     srcs = {c.source for c in sol.candidates}
     assert srcs == {"path", "checkpoint"}
@@ -63,7 +63,8 @@ def test_cca_rescues_a_checkpoint_answer_the_paths_lost():
 
 def test_acs_selection_is_recorded_in_the_trace():
     answers = {"0": "1", "1": "1", "2": "2", "3": "1"}
-    s, _ = solver(stepwise(answers_by_step=lambda k, tag: answers[tag]), method="srca", n=8, beam_width=2, expand=4)
+    s, _ = solver(stepwise(answers_by_step=lambda k, tag: answers[tag]), method="srca", lineages=False, n=8,
+                  beam_width=2, expand=4)
     sol = s.solve("q")
     kept = sorted((t for t in sol.trace if t.depth == 1 and t.kept), key=lambda t: t.selected_rank)
     assert len(kept) == 2 and {t.checkpoint for t in kept} == {"1", "2"}  # both answer groups survive
@@ -93,11 +94,13 @@ def test_usage_accounting_matches_engine_results():
     assert (u.generated_tokens, u.prompt_tokens, u.cached_tokens) == (seen["gen"], seen["prompt"], seen["cached"])
     assert (u.engine_calls, u.engine_requests) == (seen["calls"], seen["requests"])
     assert 0 < u.cached_tokens < u.prompt_tokens
-    assert u.scorer_calls == sum(1 for t in sol.trace if t.depth > 0)
+    assert u.scorer_calls == 0  # SRCA's lineages vote by token confidence: no scorer call
+    paper = Solver(engine=Counting(stepwise()), config=SearchConfig(method="srca", lineages=False, n=4)).solve("q")
+    assert paper.usage.scorer_calls == sum(1 for t in paper.trace if t.depth > 0)
 
 
 def test_token_budget_stops_with_best_so_far():
-    s, _ = solver(stepwise(steps_to_finish=50), method="srca", n=4, max_steps=40)
+    s, _ = solver(stepwise(steps_to_finish=50), method="srca", n=4, max_steps=40, settle=0)
     sol = s.solve("q", max_tokens_total=60)
     assert sol.stop_reason == "budget"
     assert sol.usage.generated_tokens <= 60 + 16  # one last call may share what was left

@@ -8,14 +8,24 @@ from typing import Any
 from ..config import SearchConfig
 from ..methods import METHODS
 
+# The paper's SRCA: a beam_width x expand tree, ACS selection, CCA pool, best-score decision
+# (the scorer is SearchConfig.scorer: self_confidence without a PRM, prm with one)
+PAPER: dict[str, Any] = {"method": "srca", "lineages": False, "decision": "best_score"}
+
 # variant name -> SearchConfig fields it sets (always including ``method``)
 VARIANTS: dict[str, dict[str, Any]] = {
-    "srca-noacs": {"method": "srca", "acs": False},  # plain top-k selection
-    "srca-nocca": {"method": "srca", "cca": False},  # checkpoints guide the search, not the final pool
-    "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: beam search with SRCA's pool rules
-    "srca-vote": {"method": "srca", "decision": "weighted_vote"},  # score-weighted vote over the pool
-    "srca-min": {"method": "srca", "aggregation": "min"},
-    "srca-prod": {"method": "srca", "aggregation": "prod"},
+    # ablations of the default (lineage) SRCA
+    "srca-nosettle": {"method": "srca", "settle": 0},  # lineages run until they answer
+    "srca-noconsensus": {"method": "srca", "consensus": 0.0},  # no solve-level early exit
+    "srca-uniform": {"method": "srca", "confidence": "none", "keep_top": 1.0},  # plain vote of the lineages
+    "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a confidence-weighted majority
+    # the paper's tree and its ablations (the names of the MATH-500 study of 2026-11-21)
+    "srca-paper": PAPER,
+    "srca-noacs": {**PAPER, "acs": False},  # plain top-k selection
+    "srca-nocca": {**PAPER, "cca": False},  # checkpoints guide the search, not the final pool
+    "srca-vote": {**PAPER, "decision": "weighted_vote"},  # score-weighted vote over the pool
+    "srca-min": {**PAPER, "aggregation": "min"},
+    "srca-prod": {**PAPER, "aggregation": "prod"},
 }
 
 # methods whose budget ignores ``n`` (one greedy path): evaluated once, recorded with n = 1

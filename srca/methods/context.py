@@ -295,6 +295,8 @@ class SearchContext:
     def add_candidate(self, node: Node, source: str) -> None:
         from ..answers import canonical
 
+        # source: path (finished by itself), settled (stopped once its probes agreed: the
+        # answer it settled on) or checkpoint (a probe's answer)
         ans = node.answer if source == "path" else node.checkpoint
         if ans is None:
             return

@@ -4,8 +4,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Sequence
 
-from ..answers import cluster
+from ..answers import cluster, equivalent
 from ..solution import Candidate
+from .consensus import Ballot, vote
 from .context import Node
 
 
@@ -47,16 +48,22 @@ def mark_kept(selected: Sequence[Node]) -> None:
         n.selected_rank = rank
 
 
-def decide(pool: list[Candidate], rule: str, semantic: bool = False) -> tuple[Candidate | None, float]:
+def decide(pool: list[Candidate], rule: str, semantic: bool = False, keep_top: float = 1.0,
+           checkpoint_weight: float = 0.0) -> tuple[Candidate | None, float]:
     """Pick the final answer from the candidate pool; returns (winner, confidence).
 
-    Sets each candidate's ``group`` and ``votes``. Rules: ``best_score`` (highest-scored
-    candidate, as in the SRCA paper), ``weighted_vote`` (group with the largest summed score,
-    its best member), ``majority`` (largest group, ties by summed score). ``confidence`` is the
-    winning group's share of the total weight (scores, or counts for majority).
+    Sets each candidate's ``group`` and ``votes``. Rules: ``confidence_vote`` (SRCA's default:
+    :func:`srca.methods.consensus.vote` with the candidates' scores as confidences, the most
+    confident ``keep_top`` share of full answers, ``checkpoint`` candidates as fractional votes
+    of ``checkpoint_weight`` that never win alone), ``best_score`` (highest-scored candidate,
+    as in the SRCA paper), ``weighted_vote`` (group with the largest summed score, its best
+    member), ``majority`` (largest group, ties by summed score). ``confidence`` is the winning
+    group's share of the total weight (scores, or counts for majority).
     """
     if not pool:
         return None, 0.0
+    if rule == "confidence_vote":
+        return _confidence_vote(pool, keep_top, checkpoint_weight)
     labels = cluster([c.answer for c in pool], semantic=semantic)
     size: dict[int, int] = defaultdict(int)
     mass: dict[int, float] = defaultdict(float)
@@ -81,3 +88,14 @@ def decide(pool: list[Candidate], rule: str, semantic: bool = False) -> tuple[Ca
         total = sum(mass.values())
         conf = mass[win.group] / total if total > 0 else size[win.group] / len(pool)
     return win, conf
+
+
+def _confidence_vote(pool: list[Candidate], keep_top: float, checkpoint_weight: float) -> tuple[Candidate | None, float]:
+    ballots = [Ballot(c.answer, "checkpoint" if c.source == "checkpoint" else "path", max(c.score, 0.0)) for c in pool]
+    tally = vote(ballots, equivalent, keep_top=keep_top, checkpoint_weight=checkpoint_weight)
+    size: dict[int, int] = defaultdict(int)
+    for g in tally.groups:
+        size[g] += 1
+    for c, g in zip(pool, tally.groups):
+        c.group, c.votes = g, size[g]
+    return (pool[tally.winner] if tally.winner is not None else None), tally.share

@@ -8,6 +8,7 @@ selection and Checkpoint Candidate Augmentation (CCA) for the final pool.
 from __future__ import annotations
 
 from .context import Node, SearchContext
+from .lineage import run_lineages
 from .select import acs_select, mark_kept, topk_select
 
 
@@ -26,9 +27,13 @@ async def run_beam(ctx: SearchContext) -> None:
 
 
 async def run_srca(ctx: SearchContext) -> None:
-    """SRCA: checkpoint injection after every step, ACS selection, CCA final pool (each
-    switchable with ``checkpoints``, ``acs`` and ``cca``)."""
+    """SRCA. Default (``lineages``): the PRM-free lineage search of :mod:`.lineage`. With
+    ``lineages=False`` the paper's tree: checkpoint injection after every step, ACS selection,
+    CCA final pool (each switchable with ``checkpoints``, ``acs`` and ``cca``)."""
     c = ctx.config
+    if c.lineages:
+        await run_lineages(ctx)
+        return
     await _tree(ctx, probes=c.checkpoints, acs=c.acs, cca=c.cca and c.checkpoints)
 
 

@@ -1,0 +1,142 @@
+"""Score SRCA lineage policies and majority voting over a recorded sample bank, on the CPU.
+
+    python benchmarks/bank_replay.py BANK_DIR --n 16 --tune          # search the rules on the tune half
+    python benchmarks/bank_replay.py BANK_DIR --n 4,8,16 --policy '{"settle": 3, "consensus": 0.5}'
+
+The bank comes from ``benchmarks/gpu_study.py`` (:mod:`srca.eval.bank`). Every policy is replayed
+on the same samples as majority voting, so the comparison is paired: accuracy, mean generated
+tokens (probes included) and the token ratio to majority, wins and losses against it, per half
+of the data (``tune`` / ``test`` by a hash of ``unique_id``: tune on one, report the other).
+``--tune`` runs a coordinate search on the tune half (the vote rule with early exits off, then
+the early exits with that vote) and prints the chosen policy on both halves.
+Writes ``--out`` (JSON) and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import itertools
+import json
+import os
+import sys
+from functools import lru_cache
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from srca.eval.bank import Policy, half, read_bank, replay_lineages, replay_majority, subsets, wilson  # noqa: E402
+from srca.grading import grade  # noqa: E402
+
+
+@lru_cache(maxsize=None)
+def _grade(ans: str | None, gold: str) -> bool:
+    return grade(ans, gold)
+
+
+def score(lines: list[dict], policy: Policy | None, n: int, draws: int) -> dict:
+    """Accuracy and tokens of ``policy`` (None: majority) over ``lines`` at budget ``n``."""
+    per = []
+    for ln in lines:
+        for idx in subsets(ln, n, draws):
+            out = replay_majority(ln, idx) if policy is None else replay_lineages(ln, idx, policy)
+            per.append((ln["unique_id"], _grade(out.answer, ln["answer"]), out.tokens, out.probe_tokens, out.stop))
+    k = sum(c for _, c, *_ in per)
+    lo, hi = wilson(k, len(per))
+    stops: dict[str, int] = {}
+    for *_, s in per:
+        stops[s] = stops.get(s, 0) + 1
+    return {"n": n, "runs": len(per), "accuracy": k / max(1, len(per)), "ci95": [lo, hi],
+            "tokens": sum(t for _, _, t, _, _ in per) / max(1, len(per)),
+            "probe_tokens": sum(p for *_, p, _ in per) / max(1, len(per)), "stops": stops,
+            "correct": [c for _, c, *_ in per]}
+
+
+def compare(pol: dict, maj: dict) -> dict:
+    wins = sum(1 for a, b in zip(pol["correct"], maj["correct"]) if a and not b)
+    losses = sum(1 for a, b in zip(pol["correct"], maj["correct"]) if b and not a)
+    return {"accuracy": round(100 * pol["accuracy"], 2), "ci95": [round(100 * x, 1) for x in pol["ci95"]],
+            "tokens": round(pol["tokens"], 1), "probe_tokens": round(pol["probe_tokens"], 1),
+            "token_ratio": round(pol["tokens"] / maj["tokens"], 3) if maj["tokens"] else None,
+            "vs_majority": f"+{wins}/-{losses}", "stops": pol["stops"]}
+
+
+def tune(lines: list[dict], n: int, draws: int, base: Policy) -> Policy:
+    """Coordinate search on ``lines``: the vote first (no early exits), then the exits."""
+    best, best_acc = base, -1.0
+    votes = itertools.product(["none", "mean", "tail", "lowest"], [32, 128], [1.0, 0.9, 0.75, 0.5], [0.0, 0.25, 0.5])
+    for conf, win, keep, cw in votes:
+        if conf in ("none", "mean") and win != 32:
+            continue
+        p = dataclasses.replace(base, settle=0, consensus=0.0, confidence=conf, confidence_window=win, keep_top=keep,
+                                checkpoint_weight=cw)
+        acc = score(lines, p, n, draws)["accuracy"]
+        print(f"  vote {conf:6s} w={win:3d} keep={keep:.2f} cw={cw:.2f}: {100 * acc:.2f}", flush=True)
+        if acc > best_acc + 1e-9:
+            best, best_acc = p, acc
+    maj = score(lines, None, n, draws)
+    print(f"  majority: {100 * maj['accuracy']:.2f}, {maj['tokens']:.0f} tokens", flush=True)
+    vote_best, exits = best, []
+    for settle, cons in itertools.product([0, 2, 3, 4], [0.0, 0.4, 0.5, 0.6]):
+        p = dataclasses.replace(vote_best, settle=settle, consensus=cons)
+        r = score(lines, p, n, draws)
+        exits.append((p, r))
+        print(f"  exits settle={settle} consensus={cons:.1f}: {100 * r['accuracy']:.2f}, "
+              f"{r['tokens']:.0f} tokens ({r['tokens'] / maj['tokens']:.2f}x majority)", flush=True)
+    # the cheapest policy within 0.2 points of the best accuracy of the vote alone
+    ref = max(r["accuracy"] for p, r in exits if p.settle == 0 and p.consensus == 0)
+    ok = [(r["tokens"], p) for p, r in exits if r["accuracy"] >= ref - 0.002]
+    return min(ok, key=lambda x: x[0])[1] if ok else vote_best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bank", help="bank folder (chunk_*.jsonl.gz) or files")
+    ap.add_argument("--n", default="16")
+    ap.add_argument("--draws", type=int, default=1, help="subsets of n samples per problem (1: the first n)")
+    ap.add_argument("--policy", action="append", default=[], help="JSON fields of a Policy (repeatable)")
+    ap.add_argument("--tune", action="store_true")
+    ap.add_argument("--topk-only", action="store_true", help="only problems whose bank has top-k confidences")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    files = sorted(glob.glob(os.path.join(a.bank, "*.jsonl*"))) if os.path.isdir(a.bank) else [a.bank]
+    lines = read_bank(files)
+    if a.topk_only:
+        lines = [ln for ln in lines if ln["samples"] and ln["samples"][0].get("tc")]
+    halves = {"tune": [ln for ln in lines if half(ln["unique_id"]) == "tune"],
+              "test": [ln for ln in lines if half(ln["unique_id"]) == "test"], "all": lines}
+    print(f"{len(lines)} problems ({len(halves['tune'])} tune, {len(halves['test'])} test), "
+          f"{len(lines[0]['samples']) if lines else 0} samples each", flush=True)
+    ns = [int(x) for x in a.n.split(",")]
+    policies = {"default": Policy()}
+    for i, js in enumerate(a.policy):
+        policies[f"policy{i + 1}"] = dataclasses.replace(Policy(), **json.loads(js))
+    if a.tune:
+        print(f"tuning at n = {ns[-1]} on the tune half", flush=True)
+        policies["tuned"] = tune(halves["tune"], ns[-1], a.draws, Policy(n=ns[-1]))
+        print("tuned:", json.dumps(dataclasses.asdict(policies["tuned"])), flush=True)
+    result = {"bank": files, "problems": len(lines), "draws": a.draws, "rows": []}
+    print(f"\n| half | n | policy | accuracy % | 95% CI | tokens | x majority tokens | vs majority@n | stops |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for hname in ("tune", "test", "all"):
+        hl = halves[hname]
+        if not hl:
+            continue
+        for n in ns:
+            maj = score(hl, None, n, a.draws)
+            rows = [("majority", compare(maj, maj), None)]
+            for name, pol in policies.items():
+                p = dataclasses.replace(pol, n=n)
+                rows.append((name, compare(score(hl, p, n, a.draws), maj), dataclasses.asdict(p)))
+            for name, r, pd in rows:
+                print(f"| {hname} | {n} | {name} | {r['accuracy']:.1f} | {r['ci95'][0]}-{r['ci95'][1]} | {r['tokens']:.0f} "
+                      f"| {r['token_ratio']} | {r['vs_majority']} | {r['stops']} |", flush=True)
+                result["rows"].append({"half": hname, "n": n, "policy": name, "settings": pd, **r})
+    if a.out:
+        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The sample bank: record many full samples per problem once (on a GPU), replay search
+policies over them on a CPU.
+
+A bank line holds, for one problem, ``K`` independent samples of the policy, each cut into the
+steps the online search would see (up to ``step_delimiter`` or ``max_step_tokens``), with a
+greedy checkpoint probe after every step and the per-token confidences the vote reads. Every
+policy whose lineages never interact except through the decision and the early exits (SRCA's
+default, majority voting, confidence-weighted voting, DeepConf-style filtering, consensus
+early exit) is then a deterministic function of the bank, so it can be scored on all of
+MATH-500 in seconds: :func:`replay_lineages` runs the same rules as the online search
+(:mod:`srca.methods.consensus`), step by step, with the same token accounting.
+
+Line format (JSON, one per problem)::
+
+    {"unique_id", "answer" (gold), "level", "subject", "prompt_tokens",
+     "samples": [{"answer": final answer of the whole sample (majority's),
+                  "tokens": generated tokens of the whole sample,
+                  "finish": "stop" | "length",
+                  "steps": [[tokens, end, probe_answer, probe_tokens], ...],
+                  "lp": base64 float16 sampled-token logprobs of the steps kept,
+                  "tc": base64 float16 -mean(top-k logprobs) per token (when recorded)}]}
+
+``end`` of a step: ``""`` (open), ``"path"`` (finished: a boxed answer or EOS; its answer is
+the path's ``extract_answer``, stored in place of the probe answer, which is not run), or
+``"cut"`` (out of tokens). Steps stop at the first finished step, as the online search does.
+"""
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ..answers import equivalent, extract_answer, extract_boxed, parse_probe
+from ..methods.consensus import (Ballot, consensus_reached, settled_answer, token_confidence, trace_confidence,
+                                 vote)
+
+PROBE_STOPS = ("}\n", "}$", "\n\n")  # as SearchContext.probe
+
+
+# -- encoding -------------------------------------------------------------------------------
+def pack(xs: Sequence[float]) -> str:
+    return base64.b64encode(np.asarray(xs, dtype=np.float16).tobytes()).decode()
+
+
+def unpack(s: str | None) -> list[float]:
+    if not s:
+        return []
+    return np.frombuffer(base64.b64decode(s), dtype=np.float16).astype(np.float64).tolist()
+
+
+# -- recording --------------------------------------------------------------------------------
+def split_steps(token_texts: Sequence[str], delimiter: str, max_step_tokens: int, max_new_tokens: int) -> list[int]:
+    """End indices (exclusive) of the steps of a sample, as the online search cuts them: a step
+    ends after the token that completes ``delimiter`` in the step's text (also one spread over
+    two tokens), or after ``max_step_tokens`` tokens, or where the path's tokens run out."""
+    ends: list[int] = []
+    start, text = 0, ""
+    for i, t in enumerate(token_texts[:max_new_tokens]):
+        text += t
+        n = i + 1 - start
+        left = max_new_tokens - start
+        if delimiter in text or n >= min(max_step_tokens, left):
+            ends.append(i + 1)
+            start, text = i + 1, ""
+    if start < min(len(token_texts), max_new_tokens):
+        ends.append(min(len(token_texts), max_new_tokens))
+    return ends
+
+
+@dataclass
+class RecordSettings:
+    samples: int = 16
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 1024
+    max_step_tokens: int = 256
+    step_delimiter: str = "\n\n"
+    checkpoint_cue: str = "So, the answer is \\boxed{"
+    probe_max_tokens: int = 16
+    topk: int = 20  # top-k logprobs per token for DeepConf's confidence (0: none)
+    prompt: str = "math"
+    seed: int = 0
+
+
+async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) -> list[dict]:
+    """Bank lines for ``problems``: one batched sampling call, then one batched probe call."""
+    from .. import prompts
+    from ..engines.base import GenRequest
+    from .records import problem_seed
+
+    prompt_ids = [engine.encode(engine.chat_prompt(prompts.messages(s.prompt, p.problem))) for p in problems]
+    reqs = [GenRequest(input_ids=ids, max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
+                       n=s.samples, seed=problem_seed(s.seed, p.unique_id), logprobs=True, top_logprobs=s.topk,
+                       top_logprobs_steps=s.max_new_tokens if s.topk else 0, group=p.unique_id)
+            for p, ids in zip(problems, prompt_ids)]
+    results = await engine.generate(reqs)
+    cue = engine.encode(s.checkpoint_cue)
+    texts: dict[int, str] = {}
+
+    def tok_text(t: int) -> str:
+        if t not in texts:
+            texts[t] = engine.decode([t])
+        return texts[t]
+
+    lines, probes, where = [], [], []
+    for p, ids, rs in zip(problems, prompt_ids, results):
+        samples = []
+        for r in rs:
+            toks = list(r.token_ids)
+            ends = split_steps([tok_text(t) for t in toks], s.step_delimiter, s.max_step_tokens, s.max_new_tokens)
+            steps, prev, kept = [], 0, 0
+            for j, e in enumerate(ends):
+                step_text = "".join(tok_text(t) for t in toks[prev:e])
+                last = j == len(ends) - 1
+                if extract_boxed(step_text) is not None or (last and r.finish_reason == "stop"):
+                    path_text = "".join(tok_text(t) for t in toks[:e])
+                    steps.append([e - prev, "path", extract_answer(path_text), 0])
+                elif e >= s.max_new_tokens or (last and r.finish_reason != "stop"):
+                    steps.append([e - prev, "cut", None, 0])
+                    probes.append(ids + toks[:e] + cue)
+                    where.append((len(lines), len(samples), len(steps) - 1))
+                else:
+                    steps.append([e - prev, "", None, 0])
+                    probes.append(ids + toks[:e] + cue)
+                    where.append((len(lines), len(samples), len(steps) - 1))
+                prev = kept = e
+                if steps[-1][1]:
+                    break
+            tc = [token_confidence(None, [lp for _, lp in alts]) for alts in r.top_logprobs[:kept]] if s.topk else []
+            samples.append({"answer": extract_answer(r.text), "tokens": r.generated_tokens, "finish": r.finish_reason,
+                            "steps": steps, "lp": pack(r.logprobs[:kept]), "tc": pack(tc) if tc else ""})
+            r.top_logprobs = []  # free them: a bank chunk holds millions
+        lines.append({"unique_id": p.unique_id, "answer": p.answer, "level": p.level, "subject": p.subject,
+                      "prompt_tokens": len(ids), "samples": samples})
+    preqs = [GenRequest(input_ids=x, max_new_tokens=s.probe_max_tokens, temperature=0.0, stop=PROBE_STOPS,
+                        logprobs=False, group=lines[w[0]]["unique_id"]) for x, w in zip(probes, where)]
+    for (li, si, st), (r,) in zip(where, await engine.generate(preqs) if preqs else []):
+        step = lines[li]["samples"][si]["steps"][st]
+        step[2], step[3] = parse_probe(r.text), r.generated_tokens
+    return lines
+
+
+def read_bank(paths: Iterable[str]) -> list[dict]:
+    out = []
+    for path in paths:
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rt") as f:
+            out.extend(json.loads(line) for line in f if line.strip())
+    return out
+
+
+# -- replay -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Policy:
+    """A lineage policy to replay (the fields mirror :class:`srca.SearchConfig`)."""
+
+    n: int = 16
+    checkpoints: bool = True
+    settle: int = 3
+    consensus: float = 0.0
+    confidence: str = "tail"
+    confidence_window: int = 64
+    confidence_topk: bool = False
+    keep_top: float = 0.9
+    checkpoint_weight: float = 0.25
+    weighted: bool = True
+    max_steps: int = 40
+
+    @classmethod
+    def from_config(cls, c: Any) -> "Policy":
+        return cls(n=c.n, checkpoints=c.checkpoints, settle=c.settle, consensus=c.consensus, confidence=c.confidence,
+                   confidence_window=c.confidence_window, confidence_topk=c.confidence_topk > 0, keep_top=c.keep_top,
+                   checkpoint_weight=c.checkpoint_weight, max_steps=c.max_steps)
+
+
+@dataclass
+class Outcome:
+    answer: str | None
+    tokens: int  # generated, probes included
+    probe_tokens: int
+    stop: str
+    ballots: list[Ballot] = field(default_factory=list)
+
+
+def _conf(sample: dict, upto: int, p: Policy) -> float:
+    key = "tc" if p.confidence_topk else "lp"
+    if "_" + key not in sample:
+        sample["_" + key] = unpack(sample.get(key))
+    toks = sample["_" + key][:upto]
+    return trace_confidence(toks, p.confidence, p.confidence_window, topk=p.confidence_topk)
+
+
+def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
+    """SRCA's lineage search over the bank samples ``samples`` of one problem, step-synchronous
+    like the online search (:func:`srca.methods.lineage.run_lineages`)."""
+    eq = equivalent
+    S = [line["samples"][i] for i in samples]
+    depth = [0] * len(S)  # steps taken
+    used = [0] * len(S)  # tokens of the steps taken
+    ckpts: list[list[str | None]] = [[] for _ in S]
+    ended: dict[int, tuple[str, str | None]] = {}  # lineage -> (kind, answer)
+    tokens = probe = 0
+    stop = "max_steps"
+    for _ in range(p.max_steps):
+        for i, smp in enumerate(S):
+            if i in ended:
+                continue
+            ntok, end, ans, ptok = smp["steps"][depth[i]]
+            depth[i] += 1
+            used[i] += ntok
+            tokens += ntok
+            if end == "path":
+                ended[i] = ("path", ans)
+                continue
+            if p.checkpoints:
+                tokens += ptok
+                probe += ptok
+                ckpts[i].append(ans)
+            if end == "cut":
+                ended[i] = ("checkpoint", ckpts[i][-1] if ckpts[i] else None)
+            elif p.checkpoints and (a := settled_answer(ckpts[i], p.settle, eq)) is not None:
+                ended[i] = ("settled", a)
+        if len(ended) == len(S):
+            stop = "finished"
+            break
+        full = [a for k, a in ended.values() if k != "checkpoint" and a is not None]
+        if consensus_reached(full, len(S), p.consensus, eq):
+            stop = "consensus"
+            break
+    ballots = []
+    for i in range(len(S)):
+        kind, ans = ended.get(i, ("checkpoint", ckpts[i][-1] if ckpts[i] else None))
+        if ans is not None:
+            ballots.append(Ballot(ans, kind, _conf(S[i], used[i], p)))
+    t = vote(ballots, eq, keep_top=p.keep_top, checkpoint_weight=p.checkpoint_weight, weighted=p.weighted)
+    return Outcome(ballots[t.winner].answer if t.winner is not None else None, tokens, probe, stop, ballots)
+
+
+def replay_majority(line: dict, samples: Sequence[int]) -> Outcome:
+    """Self-consistency over the same samples: each whole sample's answer, all its tokens."""
+    S = [line["samples"][i] for i in samples]
+    ballots = [Ballot(s["answer"], "path") for s in S if s["answer"] is not None]
+    t = vote(ballots, equivalent, weighted=False)
+    return Outcome(ballots[t.winner].answer if t.winner is not None else None, sum(s["tokens"] for s in S), 0,
+                   "finished", ballots)
+
+
+def subsets(line: dict, n: int, draws: int, seed: int = 0) -> Iterator[list[int]]:
+    """``draws`` subsets of ``n`` sample indices (the first ``n`` first; then random ones)."""
+    k = len(line["samples"])
+    if n > k:
+        raise ValueError(f"bank holds {k} samples per problem, fewer than n = {n}")
+    yield list(range(n))
+    rng = random.Random(f"{seed}:{line['unique_id']}:{n}")
+    for _ in range(draws - 1):
+        yield sorted(rng.sample(range(k), n))
+
+
+def half(unique_id: str) -> str:
+    """``tune`` or ``test``: a fixed split of a data set by a hash of ``unique_id``."""
+    import hashlib
+
+    return "tune" if int(hashlib.sha256(unique_id.encode()).hexdigest(), 16) % 2 == 0 else "test"
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a proportion ``k / n``."""
+    if n == 0:
+        return 0.0, 0.0
+    ph = k / n
+    d = 1 + z * z / n
+    c = (ph + z * z / (2 * n)) / d
+    h = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / d
+    return c - h, c + h
+
+
+__all__ = ["Outcome", "Policy", "RecordSettings", "half", "pack", "read_bank", "record_chunk", "replay_lineages",
+           "replay_majority", "split_steps", "subsets", "unpack", "wilson"]

@@ -1,0 +1,173 @@
+"""PRM-free answer rules of SRCA's default search, as pure functions.
+
+The online search (:mod:`srca.methods.lineage`) and the sample-bank replay
+(:mod:`srca.eval.bank`) call the same functions, so a rule tuned offline is the rule that runs.
+
+What the MATH-500 measurements taught (DESIGN.md): the policy's own per-step confidence
+saturates near 1.0 and is a poor ranker, while *agreement* carries signal. So the rules here
+keep the vote and only weight or filter it:
+
+* :func:`trace_confidence`: DeepConf-style confidence of a whole path from its per-token
+  confidences (the sampled token's log-probability, or ``-mean(top-k logprobs)``), over the
+  tail or the weakest window of the path;
+* :func:`settled_answer`: a path whose last ``k`` checkpoint probes agree has settled on an
+  answer (Dynasor-CoT's probe agreement): it stops there and votes with that answer;
+* :func:`vote`: a confidence-weighted vote over the lineages' answers, the least confident
+  share of them filtered out, checkpoint answers of paths that never finished as fractional
+  votes that can never win alone;
+* :func:`consensus_reached`: stop the solve once enough lineages agree.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..config import CONFIDENCES
+
+Equiv = Callable[[str, str], bool]
+
+
+def token_confidence(logprob: float | None, top: Sequence[float] | None = None) -> float:
+    """One token's confidence. With the ``top`` k log-probabilities of its position (DeepConf):
+    ``-mean(top)`` (large when the distribution is peaked). Without: the sampled token's
+    log-probability (close to 0 when sure)."""
+    if top:
+        return -sum(top) / len(top)
+    return float(logprob) if logprob is not None else 0.0
+
+
+def trace_confidence(tok_conf: Sequence[float], how: str, window: int = 64, topk: bool = False) -> float:
+    """Confidence of a path from its per-token confidences ``tok_conf`` (in order).
+
+    ``how``: ``mean`` over all tokens, ``tail`` (the last ``window`` tokens), ``lowest`` (the
+    weakest sliding window of ``window`` tokens, DeepConf's lowest group confidence), ``none``
+    (1.0: every path weighs the same). Returns a positive weight: ``exp(mean logprob)`` in
+    (0, 1] for sampled-token log-probabilities, the mean ``-mean(top-k)`` for top-k ones.
+    """
+    if how not in CONFIDENCES:
+        raise ValueError(f"confidence: unknown {how!r}; choose one of {CONFIDENCES}")
+    if how == "none" or not tok_conf:
+        return 1.0
+    x = list(tok_conf)
+    if how == "mean":
+        m = sum(x) / len(x)
+    elif how == "tail":
+        t = x[-window:]
+        m = sum(t) / len(t)
+    else:  # lowest window mean, by a running sum
+        w = min(window, len(x))
+        s = sum(x[:w])
+        m = s / w
+        for i in range(w, len(x)):
+            s += x[i] - x[i - w]
+            m = min(m, s / w)
+    return max(m, 1e-9) if topk else math.exp(m)
+
+
+def settled_answer(checkpoints: Sequence[str | None], k: int, equiv: Equiv) -> str | None:
+    """The answer a path has settled on: its last ``k`` checkpoint answers all present and
+    equivalent (``k`` >= 2; 0 or 1 never settles). None otherwise."""
+    if k < 2 or len(checkpoints) < k:
+        return None
+    last = checkpoints[-k:]
+    if any(a is None for a in last):
+        return None
+    ref = last[-1]
+    return ref if all(equiv(ref, a) for a in last[:-1]) else None
+
+
+@dataclass
+class Ballot:
+    """One lineage's vote. ``kind``: ``path`` (finished by itself), ``settled`` (stopped once
+    its probes agreed) or ``checkpoint`` (stopped or cut before it answered: its last
+    checkpoint answer, a fractional vote). ``confidence``: :func:`trace_confidence`."""
+
+    answer: str
+    kind: str
+    confidence: float = 1.0
+
+
+@dataclass
+class Tally:
+    """The result of :func:`vote`. ``groups[i]``: group label of ballot ``i`` (-1 for none);
+    ``weights[g]``: the group's total weight; ``winner``: index of the winning group's most
+    confident full ballot (None when nothing voted); ``share``: the winner's weight share."""
+
+    groups: list[int]
+    weights: dict[int, float]
+    kept: list[bool]
+    winner: int | None
+    share: float
+
+
+def group_labels(answers: Sequence[str], equiv: Equiv) -> list[int]:
+    """Labels such that equivalent answers share one (first-seen order)."""
+    reps: list[str] = []
+    out = []
+    for a in answers:
+        for g, r in enumerate(reps):
+            if equiv(r, a):
+                out.append(g)
+                break
+        else:
+            reps.append(a)
+            out.append(len(reps) - 1)
+    return out
+
+
+def vote(ballots: Sequence[Ballot], equiv: Equiv, keep_top: float = 1.0, checkpoint_weight: float = 0.0,
+         weighted: bool = True) -> Tally:
+    """Confidence-weighted vote over lineages.
+
+    Full ballots (``path``, ``settled``) weigh their confidence (1 when ``weighted`` is off);
+    only the most confident ``keep_top`` share of them counts (at least one; DeepConf's filter).
+    ``checkpoint`` ballots weigh ``checkpoint_weight`` times their confidence and never win
+    alone: a group needs a full ballot to win, unless no full ballot exists at all.
+    Ties: larger weight, then more full ballots, then the group seen first.
+    """
+    if not 0 < keep_top <= 1:
+        raise ValueError(f"keep_top: must be in (0, 1], got {keep_top}")
+    labels = group_labels([b.answer for b in ballots], equiv)
+    full = [i for i, b in enumerate(ballots) if b.kind != "checkpoint"]
+    kept = [False] * len(ballots)
+    n_keep = max(1, math.ceil(keep_top * len(full) - 1e-9)) if full else 0
+    for i in sorted(full, key=lambda i: (-ballots[i].confidence, i))[:n_keep]:
+        kept[i] = True
+    weights: dict[int, float] = {}
+    fulls: dict[int, int] = {}
+    for i, (b, g) in enumerate(zip(ballots, labels)):
+        w = b.confidence if weighted else 1.0
+        if b.kind == "checkpoint":
+            w *= checkpoint_weight
+            kept[i] = checkpoint_weight > 0
+        elif not kept[i]:
+            continue
+        else:
+            fulls[g] = fulls.get(g, 0) + 1
+        weights[g] = weights.get(g, 0.0) + w
+    if not ballots:
+        return Tally(labels, weights, kept, None, 0.0)
+    eligible = [g for g in weights if fulls.get(g)] or list(weights) or sorted(set(labels))
+    order = {g: labels.index(g) for g in set(labels)}
+    win_g = max(eligible, key=lambda g: (weights.get(g, 0.0), fulls.get(g, 0), -order[g]))
+    members = [i for i, g in enumerate(labels) if g == win_g]
+    win = max(members, key=lambda i: (ballots[i].kind != "checkpoint", kept[i], ballots[i].confidence, -i))
+    total = sum(weights.values())
+    share = weights.get(win_g, 0.0) / total if total > 0 else 0.0
+    return Tally(labels, weights, kept, win, share)
+
+
+def consensus_reached(full_answers: Sequence[str], n: int, threshold: float, equiv: Equiv) -> bool:
+    """Whether the solve can stop: the most common answer among the lineages that have ended
+    with an answer of their own (finished or settled) holds at least ``threshold`` of all ``n``
+    lineages (0 or less: never). With ``threshold`` > 0.5 no other answer can catch up."""
+    if threshold <= 0 or not full_answers:
+        return False
+    labels = group_labels(full_answers, equiv)
+    top = max(labels.count(g) for g in set(labels))
+    return top >= threshold * n - 1e-9
+
+
+__all__ = ["CONFIDENCES", "Ballot", "Tally", "consensus_reached", "group_labels", "settled_answer",
+           "token_confidence", "trace_confidence", "vote"]

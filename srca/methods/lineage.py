@@ -1,0 +1,128 @@
+"""SRCA's PRM-free default search: independent lineages, checkpoints, early exits, a weighted vote.
+
+Why not the paper's tree: without a process reward model the policy's own confidence picks the
+beams, and on MATH-500 that collapsed the tree onto two or three first steps and lost 17 points
+to plain majority voting (DESIGN.md). Here the ``n`` lineages never compete for beams, so they
+stay as independent as ``n`` samples, and the checkpoints do what they are good at here:
+
+1. every lineage grows one step (up to ``step_delimiter``) at a time, all lineages of all
+   running solves in one engine call;
+2. after each step a greedy checkpoint probe asks each open lineage for the answer it implies
+   now (the probe is thrown away; with a prefix cache it costs only its own few tokens);
+3. a lineage whose last ``settle`` checkpoint answers agree stops there and votes with that
+   answer (it has settled: Dynasor-CoT's probe agreement), saving the rest of its tokens;
+4. once one answer holds ``consensus`` of the ``n`` lineages the solve stops (ESC-style);
+5. the decision is a confidence-weighted vote (:func:`srca.methods.consensus.vote`): each
+   lineage one ballot, the least confident filtered out, lineages cut before they answered
+   voting their last checkpoint at ``checkpoint_weight``.
+
+Every rule is a pure function in :mod:`srca.methods.consensus`, shared with the sample-bank
+replay (:mod:`srca.eval.bank`) that tunes them offline.
+"""
+from __future__ import annotations
+
+from ..answers import equivalent
+from .consensus import consensus_reached, settled_answer, token_confidence, trace_confidence
+from .context import Node, SearchContext
+from .select import mark_kept
+
+
+class _Lineages:
+    def __init__(self, ctx: SearchContext) -> None:
+        self.ctx = ctx
+        self.c = ctx.config
+        self.tok_conf: dict[int, list[float]] = {}  # node id -> its step's token confidences
+        self.open: list[Node] = []
+        self.ended: list[tuple[Node, str]] = []  # (last node, kind) with kind path | settled | checkpoint
+
+    def step_requests(self) -> list:
+        ctx, c = self.ctx, self.c
+        reqs = [ctx.step_request(ctx.root, c.n)] if not self.open and not self.ended else \
+            [ctx.step_request(p, 1, salt=i) for i, p in enumerate(self.open)]
+        if c.confidence_topk and c.confidence != "none":
+            for r in reqs:  # DeepConf's token confidence needs the top-k at every position
+                r.top_logprobs, r.top_logprobs_steps, r.logprobs = c.confidence_topk, r.max_new_tokens, True
+        rem = ctx.remaining_tokens()
+        if rem is not None and c.checkpoints:
+            # under a token budget keep room for each lineage's next probe: the probe is what
+            # gives a lineage cut by the budget an answer
+            want = sum(r.n for r in reqs)
+            cap = max(1, (rem - want * c.probe_max_tokens) // want)
+            for r in reqs:
+                r.max_new_tokens = min(r.max_new_tokens, cap)
+        return reqs
+
+    async def step(self) -> list[Node]:
+        ctx = self.ctx
+        parents = [ctx.root] if not self.open and not self.ended else self.open
+        results = await ctx.generate(self.step_requests())
+        kids = []
+        for p, rs in zip(parents, results):
+            for r in rs:
+                k = ctx.add_step(p, r)
+                tops = [[lp for _, lp in alts] for alts in r.top_logprobs] if self.c.confidence_topk else []
+                self.tok_conf[k.id] = [token_confidence(lp, tops[i] if i < len(tops) else None)
+                                       for i, lp in enumerate(r.logprobs)]
+                kids.append(k)
+        mark_kept(kids)  # lineages are never pruned
+        ctx.emit({"type": "step", "depth": kids[0].depth if kids else 0, "nodes": [ctx.node_event(k) for k in kids]})
+        return kids
+
+    def confidence(self, node: Node) -> float:
+        toks = [x for n in node.chain() for x in self.tok_conf.get(n.id, [])]
+        return trace_confidence(toks, self.c.confidence, self.c.confidence_window, topk=self.c.confidence_topk > 0)
+
+    def end(self, node: Node, kind: str) -> None:
+        self.ended.append((node, kind))
+
+    def sort(self, kids: list[Node]) -> None:
+        """File each new step: finished, cut, settled, or still open."""
+        c = self.c
+        self.open = []
+        for k in kids:
+            if k.finished:
+                self.end(k, "path")
+            elif k.truncated:
+                self.end(k, "checkpoint")
+            elif c.checkpoints and settled_answer([x.checkpoint for x in k.chain()], c.settle, equivalent):
+                k.answer = k.checkpoint
+                self.end(k, "settled")
+            else:
+                self.open.append(k)
+
+    def full_answers(self) -> list[str]:
+        return [n.answer for n, kind in self.ended if kind != "checkpoint" and n.answer is not None]
+
+    def ballots(self) -> None:
+        """One candidate per lineage; the score is the lineage's confidence."""
+        ctx = self.ctx
+        for node, kind in self.ended + [(n, "checkpoint") for n in self.open]:
+            ans = node.checkpoint if kind == "checkpoint" else node.answer
+            if ans is None:
+                continue
+            node.score = node.path_score = self.confidence(node)
+            ctx.add_candidate(node, kind)
+
+
+async def run_lineages(ctx: SearchContext) -> None:
+    c = ctx.config
+    lin = _Lineages(ctx)
+    ctx.stop_reason = "max_steps"
+    try:
+        for _ in range(c.max_steps):
+            kids = await lin.step()
+            if c.checkpoints:
+                await ctx.probe([k for k in kids if not k.finished])
+            lin.sort(kids)
+            ctx.emit({"type": "select", "depth": kids[0].depth if kids else 0,
+                      "kept": [{"id": n.id, "answer": n.implied_answer} for n in lin.open],
+                      "ended": [{"id": n.id, "kind": kind, "answer": n.answer if kind != "checkpoint" else n.checkpoint}
+                                for n, kind in lin.ended if n.depth == (kids[0].depth if kids else 0)]})
+            if not lin.open:
+                ctx.stop_reason = "finished"
+                return
+            if consensus_reached(lin.full_answers(), c.n, c.consensus, equivalent):
+                ctx.stop_reason = "consensus"
+                return
+    finally:  # also on a budget or deadline stop: every lineage gets its ballot
+        lin.ballots()

@@ -1,0 +1,163 @@
+"""SRCA's default lineage search: its rules (exact values), the search on the scripted engine
+(exact orders, winners and early exits), and the sample-bank replay agreeing with it."""
+import asyncio
+import math
+
+import pytest
+
+from srca import SearchConfig, Solver
+from srca.answers import equivalent
+from srca.data import Problem
+from srca.engines.fake import ScriptedEngine
+from srca.eval.bank import Policy, RecordSettings, record_chunk, replay_lineages, replay_majority, split_steps
+from srca.methods.consensus import Ballot, consensus_reached, settled_answer, trace_confidence, vote
+
+EQ = equivalent
+
+
+# -- rules ------------------------------------------------------------------------------------
+def test_trace_confidence_windows():
+    lp = [-1.0, -1.0, -0.1, -0.1, -0.1, -2.0]
+    assert trace_confidence(lp, "none") == 1.0
+    assert trace_confidence(lp, "mean") == pytest.approx(math.exp(sum(lp) / 6))
+    assert trace_confidence(lp, "tail", window=2) == pytest.approx(math.exp(-1.05))
+    assert trace_confidence(lp, "lowest", window=2) == pytest.approx(math.exp(-1.05))  # last two
+    assert trace_confidence(lp, "lowest", window=3) == pytest.approx(math.exp(-2.2 / 3))  # -.1,-.1,-2
+    assert trace_confidence([3.0, 1.0], "mean", topk=True) == pytest.approx(2.0)  # DeepConf: -mean(top-k)
+    with pytest.raises(ValueError, match="confidence"):
+        trace_confidence(lp, "max")
+
+
+def test_settled_needs_k_agreeing_checkpoints():
+    assert settled_answer(["3", "5", "5"], 2, EQ) == "5"
+    assert settled_answer(["3", "5", "5"], 3, EQ) is None
+    assert settled_answer(["5", "5.0", "5"], 3, EQ) == "5"  # equivalent spellings agree
+    assert settled_answer(["5", None, "5"], 2, EQ) is None
+    assert settled_answer(["5", "5"], 0, EQ) is None  # off
+
+
+def test_vote_weights_filters_and_keeps_checkpoints_from_winning_alone():
+    b = [Ballot("9", "path", 0.1), Ballot("9", "path", 0.1), Ballot("9", "path", 0.1), Ballot("7", "path", 0.9)]
+    assert b[vote(b, EQ).winner].answer == "7"  # 0.9 > 0.3
+    assert b[vote(b, EQ, weighted=False).winner].answer == "9"  # plain majority
+    t = vote(b, EQ, keep_top=0.5)  # the two most confident: 7 (0.9) and one 9 (0.1)
+    assert t.kept == [True, False, False, True] and b[t.winner].answer == "7"
+    assert t.share == pytest.approx(0.9 / 1.0)
+    # a checkpoint-only group never wins while a full ballot exists, however heavy
+    c = [Ballot("4", "checkpoint", 1.0)] * 5 + [Ballot("6", "settled", 0.2)]
+    assert c[vote(c, EQ, checkpoint_weight=1.0).winner].answer == "6"
+    # with no full ballot at all, checkpoints decide
+    assert vote([Ballot("4", "checkpoint", 1.0)], EQ, checkpoint_weight=0.25).winner == 0
+    assert vote([], EQ).winner is None
+
+
+def test_consensus_counts_full_answers_against_all_lineages():
+    assert consensus_reached(["7", "7"], 4, 0.5, EQ)
+    assert not consensus_reached(["7", "8"], 4, 0.5, EQ)
+    assert not consensus_reached(["7", "7"], 5, 0.5, EQ)
+    assert not consensus_reached(["7"] * 4, 4, 0.0, EQ)  # off
+
+
+# -- the online search ------------------------------------------------------------------------
+def lineage_script(final, probe, steps, lp=None):
+    """Lineage ``L`` (its first step names it) writes ``steps(L)`` steps then boxes ``final(L)``;
+    a probe after ``k`` steps answers ``probe(L, k)``. Whole-path requests write the same text
+    in one go, so the online search and a bank recorded from this engine see the same paths."""
+    lp = lp or (lambda L: -0.1)
+
+    def path(L):
+        return "".join(f"L{L} s{k}\n\n" for k in range(1, steps(L))) + f"L{L} \\boxed{{{final(L)}}}"
+
+    def script(prompt, req, i):
+        body = prompt.split("<assistant>", 1)[1]
+        L = int(body[1:].split(" ", 1)[0]) if body.startswith("L") else i
+        if body.endswith("\\boxed{"):
+            return (f"{probe(L, body.count(chr(10) * 2) - 1)}}}", -0.01)
+        rest = path(L)[len(body):]
+        return (rest, lp(L))
+
+    return script
+
+
+def run(script, **cfg):
+    eng = ScriptedEngine(script)
+    return Solver(engine=eng, config=SearchConfig(method="srca", **cfg)).solve("q"), eng
+
+
+def test_lineages_fan_out_once_then_step_each_lineage_without_pruning():
+    sol, eng = run(lineage_script(lambda L: "7", lambda L, k: str(k), lambda L: 3), n=4, settle=0)
+    steps = [b for b in eng.calls if b[0].temperature > 0]
+    assert [(len(b), [r.n for r in b]) for b in steps] == [(1, [4]), (4, [1] * 4), (4, [1] * 4)]
+    assert all(t.kept for t in sol.trace if t.depth > 0)  # no lineage is pruned
+    assert sol.answer == "7" and sol.stop_reason == "finished"
+    assert sorted(c.source for c in sol.candidates) == ["path"] * 4
+
+
+def test_settled_lineages_stop_early_with_their_checkpoint_answer():
+    script = lineage_script(lambda L: "9", lambda L, k: "5", lambda L: 6)
+    long, _ = run(script, n=4, settle=0)
+    short, _ = run(script, n=4, settle=2)
+    assert long.answer == "9" and short.answer == "5"
+    assert [c.source for c in short.candidates] == ["settled"] * 4 and all(c.step == 2 for c in short.candidates)
+    assert short.usage.generated_tokens < long.usage.generated_tokens / 2
+
+
+def test_consensus_stops_the_solve_once_enough_lineages_agree():
+    # lineages 0 and 1 finish with 7 after 2 steps; 2 and 3 would take 8 steps
+    script = lineage_script(lambda L: "7" if L < 2 else "8", lambda L, k: f"{L}{k}", lambda L: 2 if L < 2 else 8)
+    sol, _ = run(script, n=4, settle=0, consensus=0.5)
+    assert sol.stop_reason == "consensus" and sol.answer == "7"
+    assert max(t.depth for t in sol.trace) == 2
+    assert sorted(c.source for c in sol.candidates) == ["checkpoint", "checkpoint", "path", "path"]
+    full, _ = run(script, n=4, settle=0, consensus=0.0)
+    assert full.stop_reason == "finished" and max(t.depth for t in full.trace) == 8
+
+
+def test_confidence_weighted_vote_decides():
+    # three unsure lineages say 9, one sure lineage says 7
+    script = lineage_script(lambda L: "7" if L == 0 else "9", lambda L, k: "1", lambda L: 3,
+                            lp=lambda L: -0.01 if L == 0 else -3.0)
+    sol, _ = run(script, n=4, settle=0, confidence="mean", keep_top=1.0)
+    assert sol.answer == "7"
+    plain, _ = run(script, n=4, settle=0, confidence="none", keep_top=1.0)
+    assert plain.answer == "9"
+    # the paper's CCA pool counts every checkpoint as a full candidate: the probes' "1" drowns both
+    paper, _ = run(script, n=4, lineages=False, decision="majority")
+    assert paper.answer == "1"
+
+
+def test_a_lineage_cut_short_votes_its_checkpoint_but_never_wins_alone():
+    script = lineage_script(lambda L: "7", lambda L, k: "3", lambda L: 2 if L == 0 else 50)
+    sol, _ = run(script, n=2, settle=0, max_new_tokens=40, checkpoint_weight=1.0, confidence="none")
+    kinds = sorted((c.source, c.answer) for c in sol.candidates)
+    assert kinds == [("checkpoint", "3"), ("path", "7")]
+    assert sol.answer == "7"
+
+
+# -- the bank replay agrees with the online search -----------------------------------------------
+def test_split_steps_cuts_like_the_engine():
+    assert split_steps(["a", "\n", "\n", "b", "c"], "\n\n", 256, 1024) == [3, 5]
+    assert split_steps(["a", ".\n\n", "b"], "\n\n", 256, 1024) == [2, 3]
+    assert split_steps(list("abcde"), "\n\n", 2, 1024) == [2, 4, 5]
+    assert split_steps(list("abcde"), "\n\n", 256, 3) == [3]  # the path is out of tokens
+
+
+@pytest.mark.parametrize("settle,consensus", [(0, 0.0), (2, 0.0), (0, 0.5), (3, 0.75)])
+def test_replay_matches_the_online_search(settle, consensus):
+    script = lineage_script(lambda L: str(7 + (L % 3 == 2)), lambda L, k: str((L + k) % 3),
+                            lambda L: 2 + L % 4, lp=lambda L: -0.1 * (L + 1))
+    n = 6
+    eng = ScriptedEngine(script)
+    prob = Problem(unique_id="p1", problem="q", answer="7")
+    s = RecordSettings(samples=n, topk=0, prompt="math")
+    (line,) = asyncio.run(record_chunk(eng, [prob], s))
+    pol = Policy(n=n, settle=settle, consensus=consensus, confidence="mean", keep_top=1.0, checkpoint_weight=0.25)
+    out = replay_lineages(line, list(range(n)), pol)
+    sol, _ = run(script, n=n, settle=settle, consensus=consensus, confidence="mean", keep_top=1.0,
+                 checkpoint_weight=0.25)
+    assert out.answer == sol.answer and out.stop == sol.stop_reason
+    assert out.tokens == sol.usage.generated_tokens and out.probe_tokens == sol.usage.probe_tokens
+    assert sorted((b.kind, b.answer) for b in out.ballots) == sorted(
+        ("settled" if c.source == "settled" else c.source, c.answer) for c in sol.candidates)
+    maj = replay_majority(line, list(range(n)))
+    assert maj.answer == "7" and maj.tokens == sum(x["tokens"] for x in line["samples"])
