@@ -276,3 +276,15 @@ def test_page_follows_a_stream(with_final, tmp_path):
         kept = {k["id"] for e in events if e["type"] == "select" for k in e["kept"]}
         assert kept and {int(x["data-node-id"]) for x in dom.nodes if x["data-status"] == "kept"} == kept
         assert any(x["data-status"] == "pruned" for x in dom.nodes)
+
+
+def test_page_of_a_solve_stopped_before_any_answer(tmp_path):
+    # the token budget runs out after one step: no candidates, no answer, still a page
+    s = Solver(engine=ScriptedEngine(stepwise()), config=SearchConfig(method="beam", n=4, max_tokens_total=3))
+    sol = s.solve("What is 3 + 4?")
+    assert sol.answer is None and not sol.candidates and sol.stop_reason == "budget"
+    dom = Dom(browser(write_html(sol, tmp_path / "t.html").as_uri(), tmp_path, "--dump-dom"))
+    assert dom.body.get("data-ready") == "1"
+    assert sorted(int(x["data-node-id"]) for x in dom.nodes) == [t.id for t in sol.trace]
+    assert not dom.rows and not [x for x in dom.nodes if "winner" in x["class"].split()]
+    assert "none" in dom.answer
