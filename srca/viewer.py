@@ -48,20 +48,21 @@ def solution_dict(obj: Solution | dict[str, Any]) -> dict[str, Any]:
 
 
 def winner_index(d: dict[str, Any]) -> int | None:
-    """Index in ``d["candidates"]`` of the candidate the answer came from: the best-scored member
-    (earliest on ties) of the winning answer's group. That is what ``decide`` returns for every
-    decision rule: best_score takes the pool's maximum, which is also its group's maximum."""
+    """Index in ``d["candidates"]`` of the candidate the answer came from: the member of the
+    winning answer's group that the decision rule picks. ``best_score``, ``weighted_vote`` and
+    ``majority`` take the group's best-scored member (best_score's pool maximum is also its
+    group's); ``confidence_vote`` its most confident full answer (a path or a settled lineage)
+    before any checkpoint. Ties: the earliest."""
     cands = d.get("candidates") or []
     if d.get("answer") is None:
         return None
     group = next((c["group"] for c in cands if c["answer"] == d["answer"] and c["canonical"] == d.get("canonical")), None)
     if group is None:
         return None
-    best = None
-    for i, c in enumerate(cands):
-        if c["group"] == group and (best is None or c["score"] > cands[best]["score"]):
-            best = i
-    return best
+    full_first = _decision(d) == "confidence_vote"
+    members = [i for i, c in enumerate(cands) if c["group"] == group]
+    return max(members, key=lambda i: ((cands[i]["source"] != "checkpoint") if full_first else True,
+                                       cands[i]["score"], -i))
 
 
 def _answer_groups(d: dict[str, Any]) -> dict[str, str]:

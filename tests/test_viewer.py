@@ -101,6 +101,11 @@ def test_winner_is_the_best_member_of_the_winning_group():
         {"answer": "7", "canonical": "7", "score": 0.7, "group": 1, "node": 4, "source": "path", "step": 1}]}
     assert winner_index(d) == 2  # best of group 1, earliest on ties
     assert winner_index({**d, "answer": None}) is None
+    # confidence_vote: the group's most confident full answer, before any checkpoint
+    cv = {**d, "method": "srca", "config": {"decision": "confidence_vote"}}
+    assert winner_index(cv) == 3
+    cv["candidates"] = [dict(c, source="checkpoint") if i == 3 else c for i, c in enumerate(d["candidates"])]
+    assert winner_index(cv) == 1
 
 
 def test_envelopes_and_non_solutions():
