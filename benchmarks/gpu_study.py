@@ -9,7 +9,8 @@
    ``bank/chunk_NNN.jsonl.gz`` as they finish (a restarted run skips finished chunks).
 3. Then runs eval jobs read from ``--queue`` (JSON lines ``{"name", "method", "n", "overrides",
    "limit"}``), re-read before each job, so a tuned configuration can be sent while the bank is
-   still recording; each job is ``srca.eval.arun_eval`` into ``evals/NAME.jsonl`` (resumable).
+   still recording; each job is ``srca.eval.arun_eval`` into ``evals/NAME.jsonl`` (resumable);
+   ``"half": "tune" | "test"`` keeps one half of the problems.
    A line ``{"stop": true}`` ends the run; so does ``--idle-exit`` seconds without a new job.
 
 Progress and one JSON summary line per chunk and job go to stdout (``status.jsonl`` too).
@@ -112,7 +113,8 @@ def main() -> None:
             continue
         j = jobs[0]
         done.add(j["name"])
-        subset = problems[: j["limit"]] if j.get("limit") else problems
+        subset = [p for p in problems if not j.get("half") or half(p.unique_id) == j["half"]]
+        subset = subset[: j["limit"]] if j.get("limit") else subset
         out = os.path.join(a.out_dir, "evals", f"{j['name']}.jsonl")
         t = time.monotonic()
         try:
