@@ -288,3 +288,33 @@ def test_page_of_a_solve_stopped_before_any_answer(tmp_path):
     assert sorted(int(x["data-node-id"]) for x in dom.nodes) == [t.id for t in sol.trace]
     assert not dom.rows and not [x for x in dom.nodes if "winner" in x["class"].split()]
     assert "none" in dom.answer
+
+
+def test_page_follows_the_service_stream(tmp_path):
+    # the real app's POST /solve stream (service/app.py), with the page served from the same
+    # origin (the service refuses cross-origin writes); redis is not needed for a streamed solve
+    pytest.importorskip("fastapi")
+    from fastapi.responses import HTMLResponse
+
+    from redis_fixture import ServerThread
+    from srca.service import ServiceConfig, create_app
+
+    engine = ScriptedEngine(stepwise(answers_by_step=lambda k, tag: str(5 + int(tag) % 3) if k < 2 else "7",
+                                     final=lambda tag: str(7 + int(tag) % 2), steps_to_finish=4))
+    app = create_app(ServiceConfig(redis_url=None), engine=engine)
+    app.add_api_route("/view", lambda: HTMLResponse(render_html(None)), methods=["GET"])
+    with ServerThread(app) as srv:
+        chrome = DevTools(tmp_path)
+        try:
+            html = chrome.dom_when(f"{srv.url}/view?stream=1&problem=What%20is%203%2B4%3F&method=beam&n=4",
+                                   "document.body.dataset.stream === 'ended' || document.body.dataset.stream === 'error'")
+        finally:
+            chrome.close()
+    dom = Dom(html)
+    assert dom.body.get("data-stream") == "ended", html[-3000:]
+    # the same solve again, directly: the page must show what the final event carried
+    sol = Solver(engine=ScriptedEngine(engine.script), config=SearchConfig(method="beam", n=4)).solve("What is 3+4?")
+    assert sorted(int(x["data-node-id"]) for x in dom.nodes) == [t.id for t in sol.trace]
+    assert [int(x["data-node-id"]) for x in dom.nodes if "winner" in x["class"].split()] == \
+        [sol.candidates[winner_index(sol.to_dict())].node]
+    assert sol.answer in dom.answer
