@@ -175,12 +175,18 @@ def check_page(dom: Dom, sol) -> None:
     # each node carries its answer's group, each group one colour, distinct groups distinct colours
     want = d["view"]["answer_groups"]
     colour: dict[str, str] = {}
+    same: dict[str, str] = {}  # the renderer's group -> the page's: the same partition of the answers
     for x, t in zip(sorted(dom.nodes, key=lambda x: int(x["data-node-id"])), sorted(sol.trace, key=lambda t: t.id)):
         a = t.answer if t.finished else t.checkpoint
-        assert x.get("data-group") == (want[a] if a is not None else None), (t, x)
+        assert (x.get("data-group") is None) == (a is None), (t, x)
         if a is not None:
+            key = want[a]
+            if key.startswith("g"):  # a pool group: the candidates' own group, whoever grouped
+                assert x["data-group"] == key, (t, x)
+            assert same.setdefault(key, x["data-group"]) == x["data-group"], (t, x)
             assert colour.setdefault(x["data-group"], x["data-color"]) == x["data-color"]
             assert x["data-color"].startswith(("#", "hsl"))
+    assert len(set(same.values())) == len(same)
     assert len(colour) >= 2 and len(set(colour.values())) == len(colour)
     # the tally: one row per pool group, coloured like the tree
     pool_groups = {f"g{c.group}" for c in sol.candidates}
@@ -246,6 +252,24 @@ def sse(events) -> bytes:
     return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
 
 
+def follow(events: list, tmp_path: Path) -> tuple[Dom, list]:
+    """The empty page opened as ``?stream=1`` beside a stand-in service that answers ``events``:
+    the DOM once the stream has ended, and the request bodies the service saw."""
+    handler = type("H", (_Service,), {"body": sse(events), "seen": []})
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_port}/view?stream=1&problem=What%20is%203%2B4%3F&method=beam&n=4"
+        chrome = DevTools(tmp_path)
+        try:  # the page marks body[data-stream] once the stream has ended and its last event is drawn
+            return Dom(chrome.dom_when(url, "document.body.dataset.stream === 'ended'")), handler.seen
+        finally:
+            chrome.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 @pytest.mark.parametrize("with_final", [True, False])
 def test_page_follows_a_stream(with_final, tmp_path):
     events: list = []
@@ -254,20 +278,8 @@ def test_page_follows_a_stream(with_final, tmp_path):
     if with_final:
         events.append({"type": "final", "answer": sol.answer, "confidence": sol.confidence,
                        "stop_reason": sol.stop_reason, "solution": sol.to_dict()})
-    handler = type("H", (_Service,), {"body": sse(events), "seen": []})
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{srv.server_port}/view?stream=1&problem=What%20is%203%2B4%3F&method=beam&n=4"
-        chrome = DevTools(tmp_path)
-        try:  # the page marks body[data-stream] once the stream has ended and its last event is drawn
-            dom = Dom(chrome.dom_when(url, "document.body.dataset.stream === 'ended'"))
-        finally:
-            chrome.close()
-    finally:
-        srv.shutdown()
-        srv.server_close()
-    assert handler.seen == [{"problem": "What is 3+4?", "method": "beam", "n": 4, "stream": True}]
+    dom, seen = follow(events, tmp_path)
+    assert seen == [{"problem": "What is 3+4?", "method": "beam", "n": 4, "stream": True}]
     if with_final:  # the final event's Solution replaces what the events built
         check_page(dom, sol)
     else:  # the tree as the step, checkpoint and select events drew it
@@ -276,6 +288,29 @@ def test_page_follows_a_stream(with_final, tmp_path):
         kept = {k["id"] for e in events if e["type"] == "select" for k in e["kept"]}
         assert kept and {int(x["data-node-id"]) for x in dom.nodes if x["data-status"] == "kept"} == kept
         assert any(x["data-status"] == "pruned" for x in dom.nodes)
+
+
+def test_answers_that_are_names_of_object_properties(tmp_path):
+    # answers are free text: "constructor" or "__proto__" must be groups like any other
+    sol = scripted_solve("srca")
+    words = iter(["constructor", "__proto__", "toString", "hasOwnProperty"])
+    rename = {}
+    for t in sol.trace:
+        for attr in ("answer", "checkpoint"):
+            a = getattr(t, attr)
+            if a is not None:
+                if a not in rename:
+                    rename[a] = next(words)
+                setattr(t, attr, rename[a])
+    for c in sol.candidates:
+        c.answer = c.canonical = rename[c.answer]
+    sol.answer = sol.canonical = rename[sol.answer]
+    check_page(Dom(browser(write_html(sol, tmp_path / "t.html").as_uri(), tmp_path, "--dump-dom")), sol)
+    # streamed, the page groups answers itself (no renderer's groups in a final event)
+    final = {"type": "final", "answer": sol.answer, "confidence": sol.confidence, "stop_reason": sol.stop_reason,
+             "solution": sol.to_dict()}
+    dom, _ = follow([final], tmp_path)
+    check_page(dom, sol)
 
 
 def test_page_of_a_solve_stopped_before_any_answer(tmp_path):
