@@ -74,6 +74,7 @@ class Outcome:
     data: dict[str, Any]
     text: str
     cached: bool = False
+    solve_id: str | None = None  # the solve that made it, in this replica's logs (none for a hit)
 
     @classmethod
     def of(cls, sol: Solution) -> "Outcome":

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from typing import Any, Callable
 
+from srca import logs
 from srca.config import SearchConfig
 from srca.engines.base import Engine
 from srca.solver import Solver
@@ -132,11 +135,27 @@ class Runtime:
         self.require_solver()
         cfg = self.with_deadline(cfg)
         key = cache_key(problem, cfg, self.model, self.scope(key_id))
-        return await self.cache.get_or_solve(key, lambda publish: self._solve(problem, cfg, publish, wait), on_event)
+        out = await self.cache.get_or_solve(key, lambda publish: self._solve(problem, cfg, publish, wait), on_event)
+        # for the request's access log line: which solve answered it (a joined one included)
+        u = out.data.get("usage", {})
+        logs.annotate(solve_id=out.solve_id, cache="hit" if out.cached else "miss", method=cfg.method, n=cfg.n,
+                      tokens=u.get("generated_tokens"), stop_reason=out.data.get("stop_reason"))
+        return out
 
     async def _solve(self, problem: str, cfg: SearchConfig, on_event: EventSink | None, wait: bool) -> Outcome:
         solver = self.require_solver()
         assert self._sem is not None
+        # the id of this solve in the logs; every line logged while it runs carries it, and the
+        # request that started it notes it even when the solve fails
+        sid = uuid.uuid4().hex[:16]
+        logs.annotate(solve_id=sid)
+        with logs.bind(solve_id=sid):
+            return await self._solve_logged(sid, solver, problem, cfg, on_event, wait)
+
+    async def _solve_logged(self, sid: str, solver: Solver, problem: str, cfg: SearchConfig,
+                            on_event: EventSink | None, wait: bool) -> Outcome:
+        assert self._sem is not None
+        t0 = time.monotonic()
         async with self.admission.hold(solve_cost(problem, cfg), wait=wait), self._sem:
             self.metrics.in_flight.inc()
             try:
@@ -148,7 +167,13 @@ class Runtime:
             finally:
                 self.metrics.in_flight.dec()
         out = Outcome.of(sol)
+        out.solve_id = sid
         self.metrics.observe_solution(out.data)
+        u = out.data.get("usage", {})
+        log.info("solve done", extra={
+            "method": cfg.method, "n": cfg.n, "stop_reason": out.data.get("stop_reason"),
+            "tokens": u.get("generated_tokens"), "prompt_tokens": u.get("prompt_tokens"),
+            "cached_tokens": u.get("cached_tokens"), "latency_ms": round((time.monotonic() - t0) * 1000, 1)})
         if out.data.get("stop_reason") == "deadline" and out.data.get("answer") is None:
             raise SolveTimeout(f"no answer within the deadline ({cfg.deadline_s:g} s)")
         return out

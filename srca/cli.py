@@ -8,7 +8,8 @@ import os
 import sys
 
 from .commands import SUBCOMMANDS
-from .commands.common import UsageError, err
+from . import logs
+from .commands.common import UsageError, add_log_format_arg, err
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.add_parser(sub)
+    # before or after the subcommand: `srca --log-format json serve` or `srca serve --log-format json`
+    add_log_format_arg(p)
+    for sp in sub.choices.values():
+        add_log_format_arg(sp)
     return p
 
 
@@ -43,35 +48,23 @@ def _one_line(e: BaseException) -> str:
     return msg
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time (tests swap it between calls)."""
-
-    @property  # type: ignore[override]
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-def _setup_logging(argv: list[str] | None) -> None:
+def _setup_logging(argv: list[str] | None, fmt: str) -> None:
     """Progress of the model download and conversion (the ``srca`` loggers) on stderr, as
-    ``srca: ...`` lines; ``--quiet`` keeps only warnings."""
+    ``srca: ...`` lines or JSON objects; ``--quiet`` keeps only warnings."""
     quiet = any(a in ("-q", "--quiet") for a in (sys.argv[1:] if argv is None else argv))
-    log = logging.getLogger("srca")
-    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
-        h = _StderrHandler()
-        h.setFormatter(logging.Formatter("srca: %(message)s"))
-        log.addHandler(h)
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    logs.setup(fmt, logging.WARNING if quiet else logging.INFO, logger="srca", text_format=logs.CLI_TEXT)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done, 2 bad usage (flags, values, names), 1 a runtime failure (a missing
     dependency, an engine that is down, a model that cannot load), 130 interrupted."""
     args = build_parser().parse_args(argv)
-    _setup_logging(argv)
+    try:
+        args.log_format = logs.resolve_format(getattr(args, "log_format", None))
+    except ValueError as e:  # a bad $SRCA_LOG_FORMAT (the flag's choices are checked by argparse)
+        err(str(e))
+        return 2
+    _setup_logging(argv, args.log_format)
     try:
         return int(args.func(args) or 0)
     except UsageError as e:

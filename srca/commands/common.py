@@ -222,5 +222,18 @@ def _check_engine_options(kind: str, opts: dict[str, Any]) -> None:
                 raise UsageError(f"--model: {str(e).removeprefix('model: ')}") from None
 
 
+def add_log_format_arg(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a subcommand's unset flag must not hide the one given before the subcommand
+    p.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS,
+                   help="stderr log lines as text (default) or one JSON object a line (env SRCA_LOG_FORMAT)")
+
+
 def err(msg: str) -> None:
+    from .. import logs
+
+    if logs.json_enabled():  # a log collector reading JSON lines gets the error as one of them
+        import logging
+
+        logging.getLogger("srca").error(msg)
+        return
     print(f"srca: error: {msg}", file=sys.stderr)

@@ -83,29 +83,45 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"the service needs its extra: pip install 'srca[service]' ({e})") from None
     scfg = service_config_from_args(args)
     cfg = config_from_args(args)
-    level = scfg.log_level.upper()
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # a service logs each line once, timestamped, through the root handler: drop the CLI's own
-    # "srca: ..." progress handler, which would print every srca log line a second time
-    srca_log = logging.getLogger("srca")
-    for h in list(srca_log.handlers):
-        srca_log.removeHandler(h)
-    srca_log.setLevel(getattr(logging, level, logging.INFO))
+    from .. import logs
+
+    try:
+        fmt = logs.resolve_format(getattr(args, "log_format", None))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    level = getattr(logging, scfg.log_level.upper(), logging.INFO)
+    # a service logs each line once, through the root handler (timestamped text, or JSON): the
+    # CLI's own "srca: ..." progress handler goes, or it would print every srca line twice
+    logs.setup(fmt, level)
+    logs.route_to_root("srca")
+    logging.getLogger("srca").setLevel(level)
+    log = logging.getLogger("srca.serve")
+
+    def say(msg: str, level: int = logging.INFO) -> None:  # start-up lines: as before, or JSON records
+        if fmt == "json":
+            log.log(level, msg)
+        else:
+            print(f"srca serve: {msg}", file=sys.stderr, flush=True)
+
     t0 = time.monotonic()
-    print(f"srca serve: loading {args.engine} engine {args.model or ''}".rstrip(), file=sys.stderr, flush=True)
+    say(f"loading {args.engine} engine {args.model or ''}".rstrip())
     try:
         engine = _engine(args)
     except UsageError:
         raise
     except Exception as e:  # an unreachable server, a missing model: one line, not a traceback chain
         why = " ".join(str(e).split())[:400]
-        print(f"srca serve: the engine did not start: {type(e).__name__}: {why}", file=sys.stderr, flush=True)
+        say(f"the engine did not start: {type(e).__name__}: {why}", logging.ERROR)
         return 1
-    print(f"srca serve: engine ready in {time.monotonic() - t0:.1f}s; listening on http://{scfg.host}:{scfg.port} "
-          f"(redis: {scfg.redis_url or 'off'})", file=sys.stderr, flush=True)
+    say(f"engine ready in {time.monotonic() - t0:.1f}s; listening on http://{scfg.host}:{scfg.port} "
+        f"(redis: {scfg.redis_url or 'off'})")
     from ..service.http import uvicorn_config
 
     app = create_app(scfg, engine=engine, search_config=cfg)
-    uvicorn.Server(uvicorn_config(app, scfg)).run()
+    server_config = uvicorn_config(app, scfg)
+    # uvicorn installs its own handlers and format while building its config: its lines too go
+    # through the root handler, in the chosen format ("uvicorn.access" stays as uvicorn left it,
+    # silent: the service writes its own access line, with the request id)
+    logs.route_to_root("uvicorn", "uvicorn.error")
+    uvicorn.Server(server_config).run()
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import threading
 import time
@@ -44,6 +45,9 @@ class StatusLine:
         return f"[{time.monotonic() - self.t0:6.1f}s] {msg}"
 
     def line(self, msg: str) -> None:
+        if _json_logs():  # --log-format json: each line a JSON record, no redrawn status
+            logging.getLogger("srca.solve").info(msg, extra={"elapsed_s": round(time.monotonic() - self.t0, 1)})
+            return
         with self._lock:
             self._clear()
             print(self._stamp(msg), file=self.stream, flush=True)
@@ -54,7 +58,9 @@ class StatusLine:
             if now - self._last < (0.25 if self.tty else self.log_every_s):
                 return
             self._last = now
-            if self.tty:
+            if _json_logs():
+                logging.getLogger("srca.solve").info(msg, extra={"elapsed_s": round(now - self.t0, 1)})
+            elif self.tty:
                 self.stream.write("\r\033[K" + self._stamp(msg))
                 self.stream.flush()
                 self._shown = True
@@ -70,6 +76,12 @@ class StatusLine:
             self.stream.write("\r\033[K")
             self.stream.flush()
             self._shown = False
+
+
+def _json_logs() -> bool:
+    from ..logs import json_enabled
+
+    return json_enabled()
 
 
 def decode_progress(status: StatusLine):
@@ -176,7 +188,10 @@ def run(args: argparse.Namespace) -> int:
 
         write_html(sol, args.html)
         if not args.quiet:
-            print(f"wrote the trace page {args.html}", file=sys.stderr, flush=True)
+            if _json_logs():
+                status.line(f"wrote the trace page {args.html}")
+            else:
+                print(f"wrote the trace page {args.html}", file=sys.stderr, flush=True)
     if args.json:
         d = sol.to_dict()
         d["timings"]["load_s"] = round(time.monotonic() - t0 - sol.timings.get("total_s", 0.0), 3)
