@@ -27,6 +27,7 @@ from .jobs import job_view
 from .limits import Overloaded, check_request
 from .metrics import MetricsMiddleware
 from .redis_conn import RedisUnavailable
+from .request_log import RequestLogMiddleware
 from .runtime import EngineNotReady, Runtime, SolveTimeout
 from .schemas import InputError, SolveInput, parse_solve, solve_request_model
 from .streaming import ClientGone, EventStreamResponse, cancel_on_disconnect, sse
@@ -57,13 +58,18 @@ def create_app(config: ServiceConfig | None = None, *, engine: Engine | None = N
         finally:
             await rt.stop()
 
-    app = FastAPI(title="srca", version="0.1.0", lifespan=lifespan,
+    # FastAPI's own /docs and /redoc load their scripts from a CDN (a blank page offline): the
+    # service serves its own (see _install_docs)
+    app = FastAPI(title="srca", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="SRCA test-time-scaling reasoning service")
     app.state.runtime = rt
     # the last added is the outermost: the metrics wrap the edge checks (host, origin, the
-    # last-resort 500), so a refused or failed request is counted with the status it got
+    # last-resort 500), so a refused or failed request is counted with the status it got; the
+    # request id wraps them all, so every response carries it and every request is logged
     app.add_middleware(EdgeMiddleware, config=config)
     app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
+    app.add_middleware(RequestLogMiddleware)
+    _install_docs(app)
     _install_error_handlers(app, rt)
 
     async def guard(request: Request) -> str | None:
@@ -191,6 +197,54 @@ async def _solve_events(rt: Runtime, problem: str, cfg: SearchConfig, key_id: st
                             "cache": "hit" if out.cached else "miss", "solution": d})
     finally:
         task.cancel()
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from files served by this service: the scripts ship
+    in the ``fastapi-offline`` package (the service extra), so the pages work with no network.
+    Without that package both answer 404 with the reason, and ``/openapi.json`` still works."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from starlette.responses import HTMLResponse
+
+    try:
+        from importlib.resources import files
+
+        static = files("fastapi_offline") / "static"
+    except ImportError:
+        static = None
+    if static is None or not static.is_dir():
+        @app.get("/docs", include_in_schema=False)
+        @app.get("/redoc", include_in_schema=False)
+        async def no_docs() -> Response:
+            return _json({"detail": "API docs need the fastapi-offline package (pip install 'srca[service]'); "
+                                    "the schema is at /openapi.json"}, 404)
+        return
+    from starlette.staticfiles import StaticFiles
+
+    assets = "/docs-assets"
+    app.mount(assets, StaticFiles(directory=str(static)), name="docs-assets")
+    # validatorUrl off: Swagger UI would otherwise send the schema to its online validator
+    params = {**(app.swagger_ui_parameters or {}), "validatorUrl": None}
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=root + (app.openapi_url or "/openapi.json"), title=app.title + " - API docs",
+            swagger_js_url=f"{root}{assets}/swagger-ui-bundle.js", swagger_css_url=f"{root}{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{assets}/favicon.png", oauth2_redirect_url=app.swagger_ui_oauth2_redirect_url,
+            swagger_ui_parameters=params)
+
+    @app.get(app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=root + (app.openapi_url or "/openapi.json"), title=app.title + " - ReDoc",
+                              redoc_js_url=f"{root}{assets}/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}{assets}/favicon.png", with_google_fonts=False)
 
 
 def _public(e: BaseException) -> tuple[int, str]:
