@@ -23,6 +23,7 @@ from starlette.responses import Response
 from srca.methods import METHODS
 
 from .cache import Outcome
+from .reasoning import Narrator
 from .schemas import InputError, build_config, checked_problem, config_field_definitions
 from .streaming import ClientGone, EventStreamResponse, cancel_on_disconnect
 
@@ -59,6 +60,7 @@ class _StreamOptions(BaseModel):
 
 _MODEL: type[BaseModel] | None = None
 MAX_MESSAGES = 256  # a conversation longer than this is not a problem statement
+KEEPALIVE_S = 15.0  # a quiet stream sends a comment line this often (proxies close idle streams at 30-60 s)
 
 
 def chat_request_model() -> type[BaseModel]:
@@ -207,19 +209,37 @@ def _data(obj: Any) -> bytes:
 
 async def _chunks(rt: Any, cid: str, created: int, model: str, problem: str, cfg: Any,
                   include_usage: bool, key_id: str | None = None) -> AsyncIterator[bytes]:
+    """The stream of one chat completion: the role, then the search as it runs, told as
+    ``reasoning_content`` deltas (see :mod:`.reasoning`: each step's kept text, checkpoint
+    answers, the answers' tally), the decision, then the answer's reasoning as ``content``, the
+    finish reason and (``include_usage``) the usage. The solve is the shared one: a cached
+    result tells its decision at once, a joined solve replays its events so far."""
     def chunk(delta: dict, finish: str | None = None, **extra: Any) -> bytes:
         return _data({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                       "system_fingerprint": None,
                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra})
 
     yield chunk({"role": "assistant", "content": ""})
-    task = asyncio.ensure_future(rt.solve(problem, cfg, key_id))
+    queue: asyncio.Queue = asyncio.Queue()
+
+    def on_event(ev: dict) -> None:
+        queue.put_nowait(ev)
+
+    narrator = Narrator()
+    task = asyncio.ensure_future(rt.solve(problem, cfg, key_id, on_event=on_event))
+    task.add_done_callback(lambda _: queue.put_nowait(None))
     try:
-        while True:  # a comment line now and then keeps proxies from closing a long solve
-            done, _ = await asyncio.wait({task}, timeout=15)
-            if done:
+        while True:
+            try:
+                ev = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except asyncio.TimeoutError:  # a comment line keeps proxies from closing a long, quiet step
+                yield b": keepalive\n\n"
+                continue
+            if ev is None:
                 break
-            yield b": keepalive\n\n"
+            text = narrator.feed(ev)
+            if text:
+                yield chunk({"reasoning_content": text})
         try:
             out = task.result()
         except Exception as e:  # the status is already 200: say so in-band, details to the log
@@ -229,6 +249,7 @@ async def _chunks(rt: Any, cid: str, created: int, model: str, problem: str, cfg
             yield _data({"error": {"message": message, "type": "server_error", "code": status}})
             return
         d = out.data
+        yield chunk({"reasoning_content": narrator.finish(d, out.cached)})
         text = answer_text(d)
         delim = d.get("config", {}).get("step_delimiter") or "\n\n"
         pieces = [p + delim for p in text.split(delim)]

@@ -17,8 +17,23 @@ from typing import Any
 from .common import UsageError, add_config_args, add_engine_args, config_from_args, engine_from_args
 
 # tests (and only tests) may swap the engine for the scripted fake: "fake" or "fake:<latency_s>"
-# ("fake:100000" plays a hung engine)
+# ("fake:100000" plays a hung engine); "fake:<latency_s>:steps=<k>" reasons for k steps before
+# its answer (a search with several steps to stream)
 TEST_ENGINE_ENV = "SRCA_SERVE_TEST_ENGINE"
+
+
+def _stepwise_script(steps: int):
+    """k short steps, then ``\\boxed{0}``; every checkpoint probe answers 0."""
+
+    def script(prompt: str, req: Any, i: int) -> str:
+        if prompt.endswith("\\boxed{"):
+            return "0}"
+        done = prompt.rsplit("<assistant>", 1)[-1].count("Step ")
+        if done < steps:
+            return f"Step {done + 1}: think it over.\n\n"
+        return "The answer is \\boxed{0}."
+
+    return script
 
 
 def _service_config_cls() -> type:
@@ -67,10 +82,12 @@ def _engine(args: argparse.Namespace) -> Any:
     if test:
         from ..engines import make_engine
 
-        kind, _, latency = test.partition(":")
-        if kind != "fake":
-            raise UsageError(f"{TEST_ENGINE_ENV}: only 'fake[:latency_s]' is supported")
-        return make_engine("fake", latency_s=float(latency or 0))
+        kind, _, rest = test.partition(":")
+        latency, _, script = rest.partition(":")
+        if kind != "fake" or (script and not (script.startswith("steps=") and script[6:].isdigit())):
+            raise UsageError(f"{TEST_ENGINE_ENV}: only 'fake[:latency_s[:steps=K]]' is supported")
+        opts: dict[str, Any] = {"script": _stepwise_script(int(script[6:]))} if script else {}
+        return make_engine("fake", latency_s=float(latency or 0), **opts)
     return engine_from_args(args)
 
 
