@@ -35,7 +35,7 @@ from pathlib import Path
 log = logging.getLogger("srca.models")
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
-_LOG_EVERY_S = 15.0  # a progress line this often when stderr is not a terminal
+_LOG_EVERY_S = 30.0  # a progress line this often when stderr is not a terminal (a log: a few lines)
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,9 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                         "sglang: a model path; openai: the served model name")
     g.add_argument("--engine-url", default=None,
                    help="server URL for --engine http|openai (http: several, comma-separated, get solve affinity)")
-    g.add_argument("--device", default=None, help="local engine device (cpu, cuda)")
+    g.add_argument("--device", default=None,
+                   help="local engine device (cpu, cuda); on a CPU that other work shares, set SRCA_THREADS=1 "
+                        "(torch threads; all cores by default)")
     g.add_argument("--tp-size", type=int, default=None, help="sglang tensor parallel size")
     g.add_argument("--dp-size", type=int, default=None, help="sglang data parallel size")
     g.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
