@@ -3,7 +3,7 @@ solves, and the tests assert on the DOM after the page's scripts ran.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``; CI installs it in ``.ci/run``);
 skipped when no Chromium is on PATH (``SRCA_CHROMIUM`` names another binary), except under
-``SRCA_REQUIRE_CHROMIUM=1`` (CI), where that is an error. Screenshots are
+``CI=true`` or ``SRCA_REQUIRE_CHROMIUM=1``, where that is an error. Screenshots are
 kept as test artifacts in ``tests/artifacts/`` (git-ignored): ``viewer_<method>.png``.
 """
 import json
@@ -36,8 +36,10 @@ def _chromium() -> str | None:
 
 
 CHROMIUM = _chromium()
-if CHROMIUM is None and os.environ.get("SRCA_REQUIRE_CHROMIUM") == "1":  # CI (.ci/run) installs it: never skip there
-    raise RuntimeError("SRCA_REQUIRE_CHROMIUM=1 but no chromium on PATH")
+# CI installs it (.ci/run, which runs with CI=true): there a missing browser is an error, never a skip
+REQUIRED = os.environ.get("SRCA_REQUIRE_CHROMIUM") == "1" or os.environ.get("CI", "").lower() in ("1", "true")
+if CHROMIUM is None and REQUIRED:
+    raise RuntimeError("no chromium on PATH, and CI (or SRCA_REQUIRE_CHROMIUM=1) needs the browser test to run")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
 
 
