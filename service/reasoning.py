@@ -147,6 +147,9 @@ class Narrator:
         if len(set(names)) < len(names):  # a tree: several kept paths share a first step, so ids
             names = [f"#{nid}" + (f" (from #{self.nodes[nid]['parent']})" if self.nodes[nid].get("parent") in
                                   self.nodes else "") for nid, _ in told]
+        else:  # lineages in letter order (A before B), wherever they stand
+            order = sorted(range(len(told)), key=lambda i: (len(names[i]), names[i]))
+            told, names = [told[i] for i in order], [names[i] for i in order]
         lines = [self._line(nid, kind, name) for (nid, kind), name in zip(told, names)]
         tally = self._tally(current)
         return "\n".join([f"Step {depth}: {head}", *lines, *([f"  answers now: {tally}"] if tally else [])]) + "\n\n"
