@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     # CLI's own "srca: ..." progress handler goes, or it would print every srca line twice
     logs.setup(fmt, level)
     logs.route_to_root("srca")
+    # Python warnings (a library's deprecation notice) as records too, not raw lines in a JSON log
+    logging.captureWarnings(fmt == "json")
     logging.getLogger("srca").setLevel(level)
     log = logging.getLogger("srca.serve")
 
