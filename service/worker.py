@@ -17,6 +17,8 @@ import traceback
 import uuid
 from typing import Any, Awaitable, Callable
 
+from srca import logs
+
 from .jobs import JobStore
 from .redis_conn import RedisUnavailable
 
@@ -136,7 +138,8 @@ class JobWorker:
                     self.on_finish("failed")
                 self._slots.release()
                 continue
-            task = asyncio.get_running_loop().create_task(self._run(job_id, attempt), name=f"job-{job_id}")
+            with logs.bind(job_id=job_id):  # the task's lines (its solve's included) name the job
+                task = asyncio.get_running_loop().create_task(self._run(job_id, attempt), name=f"job-{job_id}")
             self.running[job_id] = task
             self._claiming.discard(job_id)
 

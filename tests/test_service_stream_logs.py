@@ -231,6 +231,21 @@ def test_json_logs_carry_request_and_solve_ids(service):
 
 
 @pytest.mark.redis
+def test_a_jobs_solve_is_logged_under_the_job_id(service):
+    r = httpx.post(service.url + "/jobs", timeout=30, json={"problem": "What is 3+3? (job)", "n": 2})
+    assert r.status_code == 202
+    job = r.json()["id"]
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{service.url}/jobs/{job}", timeout=30).json()["state"] != "done":
+        assert time.monotonic() < deadline, "the job did not finish"
+        time.sleep(0.1)
+    lines = _log_lines(service, until=lambda lines: any(ln.get("job_id") == job and ln["message"] == "solve done"
+                                                        for ln in lines))
+    solve = [ln for ln in lines if ln.get("job_id") == job and ln["message"] == "solve done"]
+    assert len(solve) == 1 and solve[0]["solve_id"] and solve[0]["method"] == "srca" and solve[0]["tokens"] > 0
+
+
+@pytest.mark.redis
 def test_streams_that_share_a_solve_log_the_same_solve_id(service):
     # (after the joined-stream test: both of its streams were logged when they ended)
     def shared(lines: list[dict]) -> dict[str, int]:
