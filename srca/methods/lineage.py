@@ -63,6 +63,7 @@ class _Lineages:
                 tops = [[lp for _, lp in alts] for alts in r.top_logprobs] if self.c.confidence_topk else []
                 self.tok_conf[k.id] = [token_confidence(lp, tops[i] if i < len(tops) else None)
                                        for i, lp in enumerate(r.logprobs)]
+                k.score = k.path_score = self.confidence(k)  # the lineage's confidence so far
                 kids.append(k)
         mark_kept(kids)  # lineages are never pruned
         ctx.emit({"type": "step", "depth": kids[0].depth if kids else 0, "nodes": [ctx.node_event(k) for k in kids]})
