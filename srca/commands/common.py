@@ -117,7 +117,7 @@ def config_from_args(args: argparse.Namespace, **forced: Any) -> SearchConfig:
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine")
-    g.add_argument("--engine", default="local", choices=["local", "sglang", "http", "openai"],
+    g.add_argument("--engine", default="local", choices=engine_kinds(),
                    help="backend: local transformers (default), in-process sglang, an SGLang server/router "
                         "(http) or an OpenAI-compatible server")
     g.add_argument("--model", default=None,
@@ -153,43 +153,65 @@ def engine_options(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _url_list(value: str) -> str | list[str]:
+    # several servers, comma-separated: each solve stays on one of them
+    urls = [u.strip() for u in value.split(",") if u.strip()]
+    return urls[0] if len(urls) == 1 else urls
+
+
+TEST_ENGINE = "fake"  # the scripted engine: tests reach it through srca serve's SRCA_SERVE_TEST_ENGINE
+
+
+def engine_kinds() -> list[str]:
+    """The ``--engine`` choices: the library's engines (``srca.engines.ENGINES``) but the test one."""
+    from ..engines import ENGINES
+
+    return [k for k in ENGINES if k != TEST_ENGINE]
+
+
+# Which constructor argument each engine flag fills, per kind of engine_kinds(): one table instead
+# of a branch per engine. The constructors' own names stay (they are public API: README's
+# ``Solver(engine="sglang", model_path=M)``). A flag the engine does not take is a usage error.
+ENGINE_FLAGS: dict[str, dict[str, str | tuple[str, Any]]] = {
+    "local": {"model": "model", "device": "device"},
+    "sglang": {"model": "model_path", "tp_size": "tp_size", "dp_size": "dp_size"},
+    "http": {"engine_url": ("url", _url_list), "model": "model"},
+    "openai": {"engine_url": "base_url", "model": "model"},
+}
+# flags an engine cannot go without, with what to give
+_REQUIRED: dict[str, dict[str, str]] = {"sglang": {"model": " (a model path)"}, "http": {"engine_url": ""},
+                                        "openai": {"engine_url": ""}}
+
+
 def engine_from_args(args: argparse.Namespace) -> Any:
     from ..engines import make_engine
 
+    kind = args.engine
+    if kind not in engine_kinds():
+        raise UsageError(f"--engine: unknown engine {kind!r}; choose one of {', '.join(engine_kinds())}")
+    flags = ENGINE_FLAGS.get(kind, {})
     opts: dict[str, Any] = {}
-    if args.engine == "local":
-        if args.engine_url:
-            raise UsageError("--engine-url: only for --engine http or openai")
-        if args.model:
-            opts["model"] = args.model
-        if args.device:
-            opts["device"] = args.device
-    elif args.engine == "sglang":
-        if not args.model:
-            raise UsageError("--model: required with --engine sglang (a model path)")
-        opts["model_path"] = args.model
-        if args.tp_size:
-            opts["tp_size"] = args.tp_size
-        if args.dp_size:
-            opts["dp_size"] = args.dp_size
-    else:
-        if not args.engine_url:
-            raise UsageError(f"--engine-url: required with --engine {args.engine}")
-        if args.engine == "http":  # several servers: comma-separated, each solve stays on one
-            urls = [u.strip() for u in args.engine_url.split(",") if u.strip()]
-            opts["url"] = urls[0] if len(urls) == 1 else urls
-        else:
-            opts["base_url"] = args.engine_url
-        if args.model:
-            opts["model"] = args.model
+    for dest in ("model", "engine_url", "device", "tp_size", "dp_size"):
+        value = getattr(args, dest, None)
+        flag = "--" + dest.replace("_", "-")
+        if value is None or value == "":
+            if dest in _REQUIRED.get(kind, {}):
+                raise UsageError(f"{flag}: required with --engine {kind}{_REQUIRED[kind][dest]}")
+            continue
+        if dest not in flags:
+            takes = ", ".join(k for k, f in ENGINE_FLAGS.items() if dest in f)
+            raise UsageError(f"{flag}: only for --engine {takes}")
+        target = flags[dest]
+        name, convert = target if isinstance(target, tuple) else (target, None)
+        opts[name] = convert(value) if convert else value
     extra = engine_options(getattr(args, "engine_option", []) or [])
     clash = sorted(set(extra) & set(opts))
     if clash:
         raise UsageError(f"--engine-option: {clash[0]} has its own flag or is already set")
     opts.update(extra)
-    _check_engine_options(args.engine, opts)
+    _check_engine_options(kind, opts)
     try:
-        return make_engine(args.engine, **opts)
+        return make_engine(kind, **opts)
     except (ValueError, TypeError, FileNotFoundError) as e:
         # bad option values (constructors check them first); what fails later, while loading a
         # model or reaching a server, raises other errors and exits 1 (srca.cli.main)

@@ -115,6 +115,14 @@ def _progress(status: StatusLine):
     return on_event
 
 
+def _stepwise(name: str) -> bool:
+    """Whether method ``name`` grows its paths step by step (a timeline per step is worth showing)."""
+    from ..methods import METHODS
+
+    method = METHODS.get(name)
+    return method is not None and method.stepwise
+
+
 def render(sol) -> str:
     """A readable summary: answer, votes per group, checkpoint timeline, usage."""
     out = [f"Answer: {sol.answer}    (confidence {sol.confidence:.2f}, method {sol.method}, stop: {sol.stop_reason})"]
@@ -128,7 +136,7 @@ def render(sol) -> str:
             out.append(f"  {g[0].answer!s:<24} {len(g):>3} vote(s)  ({paths} path(s), {len(g) - paths} checkpoint(s))"
                        f"  best score {max(c.score for c in g):.3f}  sum {sum(c.score for c in g):.3f}")
     probed = [t for t in sol.trace if t.checkpoint is not None or t.finished]
-    if probed and sol.method in ("srca", "beam", "dvts"):
+    if probed and _stepwise(sol.method):
         out.append("Checkpoint timeline (answer after each step; * kept, ! finished):")
         by_depth: dict[int, list] = defaultdict(list)
         for t in sol.trace:

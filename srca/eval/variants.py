@@ -28,10 +28,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "srca-prod": {**PAPER, "aggregation": "prod"},
 }
 
-# methods whose budget ignores ``n`` (one greedy path): evaluated once, recorded with n = 1
-BUDGET_FREE = frozenset({"cot"})
-
-
 def method_names() -> list[str]:
     return sorted(METHODS) + sorted(VARIANTS)
 
@@ -48,8 +44,9 @@ def check_method(name: str) -> str:
 
 
 def effective_n(name: str, n: int) -> int:
-    """The budget recorded for ``name`` at ``n`` (1 for methods that ignore ``n``)."""
-    return 1 if base_method(name) in BUDGET_FREE else n
+    """The budget recorded for ``name`` at ``n`` (1 for methods that ignore ``n``: ``Method.ignores_n``)."""
+    method = METHODS.get(base_method(name))
+    return 1 if method is not None and method.ignores_n else n
 
 
 def config_for(name: str, n: int, base: SearchConfig | None = None, seed: int | None = None) -> SearchConfig:

@@ -13,9 +13,7 @@ from .context import SearchContext
 
 
 async def run_cot_decoding(ctx: SearchContext) -> None:
-    if not ctx.token_mode:
-        raise ValueError("method cot_decoding: needs an engine that works on token ids "
-                         f"({ctx.engine.info.name} does not)")
+    # branches on token ids: Method.needs_token_ids (srca.methods) refuses a text-only engine first
     c = ctx.config
     k = c.n
     (first,) = await ctx.generate([ctx.request(ctx.root, max_new_tokens=1, temperature=0.0, top_logprobs=k,
