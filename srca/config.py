@@ -6,6 +6,11 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+# Both registries are leaf modules (they import nothing of srca), so validating names here makes
+# no import cycle: the searches import SearchConfig, and this module never imports the searches.
+from .method_registry import METHODS
+from .scorers import SCORERS
+
 AGGREGATIONS = ("last", "min", "prod", "mean")
 # "auto": the method's own rule (srca: confidence_vote; best_of_n, beam, dvts: best_score)
 DECISIONS = ("auto", "confidence_vote", "best_score", "weighted_vote", "majority")
@@ -59,15 +64,12 @@ class SearchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from .methods import METHODS  # registry lives in the library
-        from .scorers import SCORERS
-
         def bad(name: str, why: str) -> None:
             raise ValueError(f"SearchConfig.{name}: {why}")
 
-        if self.method not in METHODS:
+        if not isinstance(self.method, str) or self.method not in METHODS:
             bad("method", f"unknown method {self.method!r}; choose one of {sorted(METHODS)}")
-        if self.scorer not in SCORERS:
+        if not isinstance(self.scorer, str) or self.scorer not in SCORERS:
             bad("scorer", f"unknown scorer {self.scorer!r}; choose one of {sorted(SCORERS)}")
         for name in ("n", "max_step_tokens", "max_steps", "max_new_tokens", "probe_max_tokens", "confidence_window"):
             v = getattr(self, name)

@@ -13,7 +13,7 @@ from .context import SearchContext
 
 
 async def run_cot_decoding(ctx: SearchContext) -> None:
-    # branches on token ids: Method.needs_token_ids (srca.methods) refuses a text-only engine first
+    # branches on token ids: Method.needs_token_ids (srca.method_registry) refuses a text-only engine first
     c = ctx.config
     k = c.n
     (first,) = await ctx.generate([ctx.request(ctx.root, max_new_tokens=1, temperature=0.0, top_logprobs=k,
