@@ -95,16 +95,26 @@ def _timeout() -> int | None:
     return 5 if threading.current_thread() is threading.main_thread() else None
 
 
+# What math-verify does with bad input: with ``raise_on_error=False`` (its default, used here)
+# ``parse`` returns ``[]`` and ``verify`` returns False for input it cannot parse or compare, its
+# own timeout included. That timeout, ``math_verify.errors.TimeoutException``, is a
+# BaseException, so it is the one thing caught here (were it ever to escape): an answer that
+# takes too long is unparsable, or not equivalent. Anything else raised (an ImportError, the
+# ValueError math-verify raises when its timeout is used off the main thread, a bug in the
+# library) is a fault in grading, not a wrong answer, and surfaces.
+
+
 @lru_cache(maxsize=65536)
 def _parsed(ans: str) -> tuple:
     from math_verify import parse
+    from math_verify.errors import TimeoutException
 
     s = ans.strip()
     if not s.startswith("$"):
         s = f"${s}$"
     try:
         return tuple(parse(s, parsing_timeout=_timeout()))
-    except Exception:  # math-verify raises on pathological input; treat as unparsable
+    except TimeoutException:  # too slow to parse: unparsable
         return ()
 
 
@@ -158,10 +168,11 @@ def equivalent(gold: str, pred: str) -> bool:
         if fast is not None:
             return fast
     from math_verify import verify
+    from math_verify.errors import TimeoutException
 
     try:
         return bool(verify(list(g), list(p), timeout_seconds=_timeout()))
-    except Exception:
+    except TimeoutException:  # too slow to compare: not shown equivalent
         return False
 
 

@@ -111,7 +111,7 @@ def test_server_down_names_the_url():
 
 async def test_server_down_at_generate_names_the_url():
     url = f"http://127.0.0.1:{free_port()}"
-    eng = SGLangServerEngine(url, model="m", tokenizer="/nonexistent/tok", max_retries=1, backoff_s=0.01)
+    eng = SGLangServerEngine(url, model="m", tokenizer=False, max_retries=1, backoff_s=0.01)
     assert not eng.info.token_ids  # no tokenizer anywhere: text mode
     with pytest.raises(ConnectionError, match="not reachable") as e:
         await eng.generate([GenRequest(prompt="x")])
@@ -246,7 +246,7 @@ async def test_connection_lost_is_retried():
     t.start()
     url = f"http://127.0.0.1:{lsock.getsockname()[1]}"
     try:
-        eng = SGLangServerEngine(url, model="m", tokenizer="/nonexistent/tok", max_retries=2, backoff_s=0.01)
+        eng = SGLangServerEngine(url, model="m", tokenizer=False, max_retries=2, backoff_s=0.01)
         with pytest.raises(ConnectionError, match="not reachable"):
             await eng.generate([GenRequest(prompt="x", max_new_tokens=2)])
         assert eng.retries == 2 and eng.aborts == 3  # it may have reached the server: each try aborted

@@ -24,8 +24,9 @@ request per sample instead. Requests go through one pooled aiohttp session per e
 * **Counters** (:meth:`stats`): per replica (URL or dp rank) counted here on the client, since
   the router does not report per-worker counts on ``/generate``; when the server puts
   ``dp_rank`` in ``meta_info`` the samples each rank served are counted too.
-* **Tokenizer**: loaded locally with ``AutoTokenizer`` from ``tokenizer``, else from the model
-  path the server reports on ``/model_info``; if that fails, the server's ``/tokenize`` and
+* **Tokenizer**: loaded locally with ``AutoTokenizer`` from ``tokenizer`` (a name given that
+  does not load is an error), else from the model path the server reports on ``/model_info``;
+  if that path is not on this machine (or ``tokenizer=False``), the server's ``/tokenize`` and
   ``/detokenize`` (SGLang 0.5.x has both; blocking calls); if neither works, text mode
   (``EngineInfo(token_ids=False)``, ``encode``/``decode`` raise).
 """
@@ -52,13 +53,37 @@ def _down(url: str, err: BaseException) -> ConnectionError:
                            "is it running, and is the URL right?")
 
 
+def _local_tokenizer(name: str, named: bool) -> Any:
+    """The tokenizer ``name`` from this machine (a folder, or the hub when it is reachable).
+
+    ``named``: the user gave ``tokenizer=``; failing to load it is their error (``ValueError``),
+    not a reason to go on quietly with another tokenizer. Otherwise ``name`` is only a guess (the
+    server's own path, or the model name) and None says it is not here. Only what
+    ``from_pretrained`` raises for a name it cannot find or read is caught: ``OSError`` (no such
+    folder or hub entry, no hub), ``ValueError`` (files no tokenizer can be built from), and
+    ``ImportError`` (transformers or a tokenizer backend missing); anything else is a bug to see.
+    """
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, ImportError) as e:
+        if named:
+            raise ValueError(f"SGLangServerEngine.tokenizer: cannot load {name!r}: {e}") from e
+        log.info("SGLangServerEngine: no local tokenizer %r (%s); trying the server's /tokenize", name, e)
+        return None
+
+
 class SGLangServerEngine:
     """Client of SGLang's native HTTP API (see module docstring).
 
     Args:
         url: base URL (``http://host:30000``) or a list of them (one per replica).
         model: model name for :attr:`info`; asked from ``/model_info`` when not given.
-        tokenizer: tokenizer folder/name to load locally (default: the server's model path).
+        tokenizer: tokenizer folder/name to load locally (default: the server's model path, and
+            the server's ``/tokenize`` when that path is not on this machine). A name given here
+            that does not load raises ``ValueError``. ``False``: no local tokenizer (the server's
+            ``/tokenize`` when it has one, else text mode).
         timeout_s: read timeout of one request (a long generation must fit in it).
         connect_timeout_s: connect timeout.
         max_retries: retries after the first try (429/5xx-busy/connection errors).
@@ -79,7 +104,7 @@ class SGLangServerEngine:
         self,
         url: str | Sequence[str],
         model: str | None = None,
-        tokenizer: str | None = None,
+        tokenizer: str | bool | None = None,
         timeout_s: float = 600.0,
         connect_timeout_s: float = 5.0,
         max_retries: int = 4,
@@ -127,17 +152,15 @@ class SGLangServerEngine:
         self.dp_rank_counts: Counter[int] = Counter()
 
         info: dict[str, Any] = {}
+        if tokenizer is True or (tokenizer is not None and not isinstance(tokenizer, (str, bool))):
+            raise ValueError(f"SGLangServerEngine.tokenizer: a tokenizer name, False or None, got {tokenizer!r}")
         if model is None or tokenizer is None:
             info = self._model_info()
         self.model = model or info.get("model_path") or self.urls[0]
-        self.tokenizer, self.remote_tokenizer = None, False
-        tok_name = tokenizer or info.get("tokenizer_path") or self.model
-        try:
-            from transformers import AutoTokenizer
-
-            self.tokenizer = AutoTokenizer.from_pretrained(tok_name)
-        except Exception as e:  # not available locally: fall back to the server's tokenizer
-            log.info("SGLangServerEngine: no local tokenizer %r (%s); trying the server's /tokenize", tok_name, e)
+        self.remote_tokenizer, self.tokenizer = False, None
+        if tokenizer is not False:
+            self.tokenizer = _local_tokenizer(tokenizer or info.get("tokenizer_path") or self.model, named=bool(tokenizer))
+        if self.tokenizer is None:  # none on this machine: use the server's tokenizer
             self.remote_tokenizer = self._probe_remote_tokenizer()
             if not self.remote_tokenizer:
                 log.warning("SGLangServerEngine: no tokenizer for %s; text mode (token_ids=False)", self.urls[0])
