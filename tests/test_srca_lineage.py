@@ -161,3 +161,11 @@ def test_replay_matches_the_online_search(settle, consensus):
         ("settled" if c.source == "settled" else c.source, c.answer) for c in sol.candidates)
     maj = replay_majority(line, list(range(n)))
     assert maj.answer == "7" and maj.tokens == sum(x["tokens"] for x in line["samples"])
+
+
+def test_cli_text_names_settled_votes():
+    from srca.commands.solve import render
+
+    sol, _ = run(lineage_script(lambda L: "9", lambda L, k: "5", lambda L: 6), n=4, settle=2)
+    text = render(sol)
+    assert "Answer: 5" in text and "4 vote(s)  (0 path(s), 4 settled, 0 checkpoint(s))" in text
