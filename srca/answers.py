@@ -2,7 +2,7 @@
 
 Parsing and equivalence use Hugging Face ``math-verify``. Answers it cannot parse into a math
 object (free text) fall back to normalized-string equality here, and to embedding clustering in
-:mod:`srca.semantic` when that is enabled.
+:mod:`srca.semantic` with ``cluster(..., semantic=True)`` (the extra ``srca[semantic]``).
 """
 from __future__ import annotations
 

@@ -124,14 +124,6 @@ class _Lock:
         self._fh.close()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class _Progress:
     """Bytes done of a long step, on stderr: one line redrawn in place on a terminal, a log line
     every ``_LOG_EVERY_S`` seconds otherwise; silent unless ``srca.models`` logs INFO."""

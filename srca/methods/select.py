@@ -58,12 +58,14 @@ def decide(pool: list[Candidate], rule: str, semantic: bool = False, keep_top: f
     of ``checkpoint_weight`` that never win alone), ``best_score`` (highest-scored candidate,
     as in the SRCA paper), ``weighted_vote`` (group with the largest summed score, its best
     member), ``majority`` (largest group, ties by summed score). ``confidence`` is the winning
-    group's share of the total weight (scores, or counts for majority).
+    group's share of the total weight (scores, or counts for majority). ``semantic``: answers
+    math-verify cannot parse are grouped by sentence embeddings (:mod:`srca.semantic`, the extra
+    ``srca[semantic]``), under every rule.
     """
     if not pool:
         return None, 0.0
     if rule == "confidence_vote":
-        return _confidence_vote(pool, keep_top, checkpoint_weight)
+        return _confidence_vote(pool, keep_top, checkpoint_weight, semantic)
     labels = cluster([c.answer for c in pool], semantic=semantic)
     size: dict[int, int] = defaultdict(int)
     mass: dict[int, float] = defaultdict(float)
@@ -90,9 +92,19 @@ def decide(pool: list[Candidate], rule: str, semantic: bool = False, keep_top: f
     return win, conf
 
 
-def _confidence_vote(pool: list[Candidate], keep_top: float, checkpoint_weight: float) -> tuple[Candidate | None, float]:
+def _confidence_vote(pool: list[Candidate], keep_top: float, checkpoint_weight: float,
+                     semantic: bool = False) -> tuple[Candidate | None, float]:
     ballots = [Ballot(c.answer, "checkpoint" if c.source == "checkpoint" else "path", max(c.score, 0.0)) for c in pool]
-    tally = vote(ballots, equivalent, keep_top=keep_top, checkpoint_weight=checkpoint_weight)
+    equiv = equivalent
+    if semantic:
+        # embedding clusters are not a pairwise test: cluster the pool's answers once, and two
+        # answers are equivalent when they share a label (None, as with equivalent, never is)
+        answers = [c.answer for c in pool]
+        label = dict(zip(answers, cluster(answers, semantic=True)))
+
+        def equiv(a: str | None, b: str | None) -> bool:
+            return a is not None and b is not None and label[a] == label[b]
+    tally = vote(ballots, equiv, keep_top=keep_top, checkpoint_weight=checkpoint_weight)
     size: dict[int, int] = defaultdict(int)
     for g in tally.groups:
         size[g] += 1

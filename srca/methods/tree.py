@@ -7,17 +7,9 @@ selection and Checkpoint Candidate Augmentation (CCA) for the final pool.
 """
 from __future__ import annotations
 
-from .context import Node, SearchContext
+from .context import SearchContext
 from .lineage import run_lineages
 from .select import acs_select, mark_kept, topk_select
-
-
-def _finish_leftovers(ctx: SearchContext, active: list[Node]) -> None:
-    """Paths still open when the search stops count as path candidates if they already state
-    an answer (a boxed answer counts only once the path has finished)."""
-    for n in active:
-        if n.finished and n.answer is not None:
-            ctx.add_candidate(n, "path")
 
 
 async def run_beam(ctx: SearchContext) -> None:
