@@ -91,7 +91,7 @@ def engine_variant(a, url, batch: bool):
     from srca.engines.base import GenRequest
     from srca.engines.sglang_http import SGLangServerEngine
 
-    eng = SGLangServerEngine(url, model="bench", tokenizer="/nonexistent", stop_mode="strings", batch=batch,
+    eng = SGLangServerEngine(url, model="bench", tokenizer=False, stop_mode="strings", batch=batch,
                              max_connections=4096)
     rng = random.Random(0)
     prompt = [rng.randrange(150000) for _ in range(a.prompt_tokens)]
