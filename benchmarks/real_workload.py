@@ -1,0 +1,850 @@
+"""Real-workload throughput: the search methods against the raw engine, same model, same run.
+
+One engine (in-process SGLang by default), MATH-500 prompts with the chat template and the
+``qwen`` prompt, T 0.7, top-p 0.95, ``--max-new-tokens`` per sample:
+
+1. **raw**: every prompt x ``--samples`` in one ``sglang.Engine.async_generate`` call (the
+   in-process engine's ``.engine``; with ``--server`` one batched ``POST /generate``; with
+   ``--engine local``, a CPU dry run, one batched ``LocalEngine.generate``: said in the output);
+2. **jobs**: ``srca.eval.arun_eval`` for each of ``--jobs`` (default majority, best_of_n,
+   srca (the lineage search), dvts, srca-paper (the paper's tree)) at each ``--concurrency``,
+   all at ``n = --samples``; ``best_of_n`` and the searches ask for token logprobs (their scorer
+   reads them), majority does not. The prefix cache is flushed before each phase.
+
+Per phase it records wall, generated tokens and tok/s, the ratios to the raw phase, the cache
+hit rate (from the result lines' usage), and what explains a difference:
+
+* SGLang's scheduler: its load snapshots polled every ``--poll-s`` (running and waiting
+  requests, KV tokens used, token usage, gen throughput) and its own log lines (``log_level
+  info``, every ``--decode-log-interval`` decode steps: running batch, KV pool use, queue;
+  prefill batches with new vs cached tokens; ``Retract requests`` events), written by every
+  SGLang process to ``WORK/sglang.log`` through ``SGLANG_LOGGING_CONFIG_PATH``;
+* the controller's event loop: a task that sleeps 10 ms in a loop and records how late it
+  wakes (time the loop was blocked or busy), per-thread CPU seconds (main thread = the
+  controller; ``srca-sglang-loop`` = SGLang's tokenizer manager and result mapping) and the
+  SGLang processes' CPU; a stack sampler on the main thread (``--sample-hz``): its busy share
+  and top functions by cumulative samples (answer parsing, math-verify, clustering, result
+  mapping); ``--profile``: cProfile over each job instead (exact, slower; on Python >= 3.12
+  cProfile sees every thread);
+* per-request overheads: engine calls and requests per call (``Solution.usage``), solve
+  latency (``timings``).
+
+JSON (``--out``, rewritten after every phase) and a printed table. On one H200, after staging
+SGLang, the model and the data (shared/gpu/README.md; benchmarks/README.md):
+
+    python benchmarks/real_workload.py --model /tmp/q15hf --data .gpu-data/math500.jsonl
+    python benchmarks/real_workload.py --model /tmp/q15hf --data .gpu-data/math500.jsonl --server
+    python benchmarks/real_workload.py --engine local --model smollm2-135m --limit 2 \
+        --max-new-tokens 64 --samples 2                        # CPU dry run
+
+``--answer-pools FILE.jsonl.gz ...`` first measures, before any engine starts, the controller's
+CPU per solve for clustering and grading stored majority pools (each answer group of a result
+line repeated by its count; caches cleared before and after); ``--answer-pools-only`` stops there.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from _common import free_port, write_result  # noqa: E402
+
+DEFAULT_JOBS = "majority,best_of_n,srca,dvts,srca-paper"
+
+
+def _q(xs: list[float], q: float) -> float:
+    if not xs:
+        return 0.0
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def _stats(xs: list[float], nd: int = 3) -> dict:
+    if not xs:
+        return {"n": 0}
+    return {"n": len(xs), "mean": round(statistics.fmean(xs), nd), "p50": round(_q(xs, 0.5), nd),
+            "p90": round(_q(xs, 0.9), nd), "max": round(max(xs), nd), "min": round(min(xs), nd)}
+
+
+def _thin(rows: list, most: int = 240) -> list:
+    """At most ``most`` evenly spaced rows (time series kept small in the JSON)."""
+    if len(rows) <= most:
+        return rows
+    step = len(rows) / most
+    return [rows[int(i * step)] for i in range(most)]
+
+
+# -- monitors --------------------------------------------------------------------------------------
+
+class LoopLag:
+    """Runs in the controller's event loop: sleeps ``interval`` s and records how late it wakes.
+    A late wake-up means the loop ran something else that long (blocked or busy)."""
+
+    def __init__(self, interval: float = 0.01, threshold: float = 0.002) -> None:
+        self.interval, self.threshold = interval, threshold
+        self.lags: list[tuple[float, float]] = []  # (monotonic t, lag s)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(self.interval)
+            now = loop.time()
+            self.lags.append((now, max(0.0, now - t - self.interval)))
+
+    def summary(self, t0: float) -> dict:
+        lags = [x for _, x in self.lags]
+        blocked = [x for x in lags if x > self.threshold]
+        per_s: dict[int, float] = {}
+        for t, x in self.lags:
+            if x > self.threshold:
+                per_s[int(t - t0)] = per_s.get(int(t - t0), 0.0) + x
+        span = int(self.lags[-1][0] - t0) + 1 if self.lags else 0
+        return {"ticks": len(lags), "interval_s": self.interval, "threshold_s": self.threshold,
+                "blocked_s": round(sum(blocked), 3), "stalls_over_50ms": sum(x > 0.05 for x in lags),
+                "stalls_over_200ms": sum(x > 0.2 for x in lags), "max_lag_s": round(max(lags, default=0.0), 4),
+                "p99_lag_s": round(_q(lags, 0.99), 4),
+                "blocked_s_per_second": _thin([[s, round(per_s.get(s, 0.0), 3)] for s in range(span)])}
+
+
+class StackSampler(threading.Thread):
+    """Samples one thread's Python stack ``hz`` times a second: idle (waiting in the selector)
+    or busy, and per function how many busy samples had it on the stack (cumulative) or on top."""
+
+    SKIP = ("/asyncio/", "/selectors.py", "/threading.py", "/runpy.py", os.path.basename(__file__))
+
+    def __init__(self, ident: int, hz: float) -> None:
+        super().__init__(name="real-workload-sampler", daemon=True)
+        self.target, self.period = ident, 1.0 / hz
+        self.samples = self.idle = 0
+        self.cum: Counter = Counter()
+        self.top: Counter = Counter()
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.period):
+            f = sys._current_frames().get(self.target)
+            if f is None:
+                continue
+            self.samples += 1
+            if f.f_code.co_name == "select" and f.f_code.co_filename.endswith("selectors.py"):
+                self.idle += 1
+                continue
+            seen = set()
+            first = True
+            while f is not None:
+                co = f.f_code
+                key = (co.co_filename, co.co_firstlineno, co.co_name)
+                if first:
+                    self.top[key] += 1
+                    first = False
+                if key not in seen:
+                    seen.add(key)
+                    self.cum[key] += 1
+                f = f.f_back
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=2)
+
+    def summary(self, wall: float, most: int = 25) -> dict:
+        busy = self.samples - self.idle
+        per = wall / self.samples if self.samples else 0.0
+
+        def rows(c: Counter, k: int) -> list:
+            return [{"function": _fname(key), "samples": v, "share_of_wall": round(v / max(1, self.samples), 4),
+                     "est_s": round(v * per, 2)} for key, v in c.most_common(k)]
+
+        interesting = Counter({k: v for k, v in self.cum.items() if _interesting(k)})
+        return {"hz": round(1 / self.period), "samples": self.samples, "busy_share": round(busy / max(1, self.samples), 4),
+                "busy_est_s": round(busy * per, 2), "top_cumulative": rows(interesting, most),
+                "top_self": rows(self.top, most)}
+
+
+def _fname(key: tuple) -> str:
+    path, line, name = key
+    for marker in ("site-packages/", "dist-packages/", ROOT + "/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{path}:{line}({name})"
+
+
+def _interesting(key: tuple) -> bool:
+    """Below the solve entry points: not asyncio/threading plumbing, not this script, not
+    ``arun_eval``'s per-job task, ``Solver.asolve`` or a method's ``run_*`` (they hold everything)."""
+    path, _, name = key
+    if any(s in path for s in StackSampler.SKIP):
+        return False
+    if path.endswith(("srca/eval/runner.py", "srca/solver.py")) or ("srca/methods/" in path and name.startswith("run_")):
+        return False
+    return True
+
+
+def _profile_top(prof: cProfile.Profile, most: int = 30) -> list:
+    st = pstats.Stats(prof)
+    rows = sorted(st.stats.items(), key=lambda kv: -kv[1][3])  # (file, line, name) -> (cc, nc, tt, ct, callers)
+    out = [{"function": _fname(k), "calls": v[1], "tottime_s": round(v[2], 3), "cumtime_s": round(v[3], 3)}
+           for k, v in rows if _interesting(k) and not k[0].startswith("~")]
+    return out[:most]
+
+
+def _thread_cpu(ident: int | None) -> float | None:
+    if ident is None:
+        return None
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+    except (OSError, AttributeError):
+        return None
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's child processes now alive (SGLang's scheduler, detokenizer,
+    or the server), user + system."""
+    try:
+        import psutil
+    except ImportError:
+        return 0.0
+    tot = 0.0
+    for c in psutil.Process().children(recursive=True):
+        try:
+            t = c.cpu_times()
+            tot += t.user + t.system
+        except psutil.Error:
+            pass
+    return tot
+
+
+class CPUClock:
+    """CPU seconds since start: the main thread, the SGLang engine's loop thread, the whole
+    process, and its child processes."""
+
+    def __init__(self, loop_thread: threading.Thread | None) -> None:
+        self.loop_ident = loop_thread.ident if loop_thread is not None else None
+        self.t0 = self._now()
+
+    def _now(self) -> dict:
+        return {"main_thread": _thread_cpu(threading.main_thread().ident), "engine_loop_thread": _thread_cpu(self.loop_ident),
+                "process": time.process_time(), "child_processes": _children_cpu()}
+
+    def since(self) -> dict:
+        now = self._now()
+        return {k: (round(now[k] - self.t0[k], 2) if now[k] is not None and self.t0[k] is not None else None) for k in now}
+
+
+class LoadPoller(threading.Thread):
+    """SGLang's load snapshot every ``period`` s: in process through the tokenizer manager's
+    ``get_loads`` on the engine's loop, over HTTP from ``/v1/loads``."""
+
+    KEYS = ("num_running_reqs", "num_waiting_reqs", "num_used_tokens", "max_total_num_tokens", "token_usage",
+            "gen_throughput", "cache_hit_rate", "utilization")
+
+    def __init__(self, fetch, period: float) -> None:
+        super().__init__(name="real-workload-loads", daemon=True)
+        self.fetch, self.period = fetch, period
+        self.rows: list[dict] = []
+        self.error: str | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.period):
+            try:
+                loads = self.fetch()
+            except Exception as e:  # a monitor must not end the benchmark; the JSON says why it stopped
+                self.error = f"{type(e).__name__}: {e}"
+                return
+            t = time.time()
+            for d in loads:
+                self.rows.append({"t": t, **{k: d.get(k) for k in self.KEYS}})
+
+    def take(self, t0: float, t1: float) -> dict:
+        rows = [r for r in self.rows if t0 <= r["t"] <= t1]
+        out: dict[str, Any] = {"polls": len(rows), "error": self.error}
+        for k in ("num_running_reqs", "num_waiting_reqs", "token_usage", "num_used_tokens", "gen_throughput"):
+            out[k] = _stats([float(r[k]) for r in rows if isinstance(r.get(k), (int, float))])
+        out["series"] = _thin([[round(r["t"] - t0, 1), r["num_running_reqs"], r["num_waiting_reqs"], r["token_usage"],
+                                r["gen_throughput"]] for r in rows])
+        out["series_columns"] = ["t_s", "running", "waiting", "token_usage", "gen_tok_s"]
+        return out
+
+    def stop(self) -> None:
+        self._halt.set()
+
+
+def _as_dicts(loads) -> list[dict]:
+    out = []
+    for x in loads or []:
+        out.append(x.to_dict() if hasattr(x, "to_dict") else dict(x))
+    return out
+
+
+# -- SGLang's log ----------------------------------------------------------------------------------
+
+def sglang_log_config(work: str) -> str:
+    """A logging config every SGLang process loads (``SGLANG_LOGGING_CONFIG_PATH``): INFO and
+    up into ``WORK/sglang.log`` with epoch timestamps, warnings also on stderr."""
+    log = os.path.join(work, "sglang.log")
+    cfg = {"version": 1, "disable_existing_loggers": False,
+           "formatters": {"t": {"format": "%(created).3f %(levelname)s %(message)s"}},
+           "handlers": {"file": {"class": "logging.FileHandler", "filename": log, "formatter": "t", "level": "INFO"},
+                        "err": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "t",
+                                "level": "WARNING"}},
+           "root": {"level": "INFO", "handlers": ["file", "err"]}}
+    path = os.path.join(work, "sglang_logging.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return log
+
+
+_TS = re.compile(r"^(\d{9,11}\.\d+) ")
+_RETRACT = re.compile(r"#retracted_reqs: (\d+)")
+
+
+def _fields(msg: str) -> dict:
+    out = {}
+    for part in msg.split(", ")[1:]:
+        k, sep, v = part.partition(": ")
+        if sep:
+            try:
+                out[k.strip()] = float(v) if v not in ("True", "False") else float(v == "True")
+            except ValueError:
+                pass
+    return out
+
+
+class SGLangLog:
+    """Reads the scheduler's log lines as they are appended, and sums them per phase."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path, self.pos = path, 0
+
+    def take(self, t0: float, t1: float) -> dict:
+        if not self.path or not os.path.exists(self.path):
+            return {"lines": 0, "note": "no SGLang log (local engine, or logging config not loaded)"}
+        with open(self.path, "rb") as f:
+            f.seek(self.pos)
+            data = f.read()
+        self.pos += data.rfind(b"\n") + 1
+        dec, pre, retract = [], [], []
+        for raw in data.decode("utf-8", "replace").splitlines():
+            m = _TS.match(raw)
+            if not m:
+                continue
+            t = float(m.group(1))
+            if not t0 <= t <= t1 + 1:
+                continue
+            if "Decode batch" in raw:
+                dec.append((t, _fields(raw[raw.index("Decode batch"):])))
+            elif "Prefill batch" in raw:
+                pre.append((t, _fields(raw[raw.index("Prefill batch"):])))
+            elif "Retract requests" in raw:
+                r = _RETRACT.search(raw)
+                retract.append((t, int(r.group(1)) if r else 0))
+
+        def col(rows, k):
+            return [f[k] for _, f in rows if k in f]
+
+        return {
+            "decode_logs": len(dec),
+            "running_req": _stats(col(dec, "#running-req"), 1), "token_usage": _stats(col(dec, "token usage"), 3),
+            "kv_tokens": _stats(col(dec, "#token"), 0), "queue_req": _stats(col(dec, "#queue-req"), 1),
+            "gen_throughput": _stats(col(dec, "gen throughput (token/s)"), 0),
+            "cuda_graph_share": round(statistics.fmean(col(dec, "cuda graph")), 3) if col(dec, "cuda graph") else None,
+            "prefill_batches": len(pre), "prefill_new_tokens": int(sum(col(pre, "#new-token"))),
+            "prefill_cached_tokens": int(sum(col(pre, "#cached-token"))),
+            "prefill_queue_req": _stats(col(pre, "#queue-req"), 1),
+            "retractions": len(retract), "retracted_reqs": sum(n for _, n in retract),
+            "decode_series": _thin([[round(t - t0, 1), f.get("#running-req"), f.get("token usage"), f.get("#queue-req"),
+                                     f.get("gen throughput (token/s)")] for t, f in dec]),
+            "decode_series_columns": ["t_s", "running", "token_usage", "queue", "gen_tok_s"],
+            "retract_events": _thin([[round(t - t0, 1), n] for t, n in retract], 100),
+        }
+
+
+# -- engines ---------------------------------------------------------------------------------------
+
+class Setup:
+    """The engine, how to reach its raw generate, and its monitors."""
+
+    def __init__(self, a) -> None:
+        self.a = a
+        self.kind = a.engine + ("-http" if a.server else "")
+        self.proc: subprocess.Popen | None = None
+        self.url: str | None = None
+        self.log_path: str | None = None
+        self.loop_thread: threading.Thread | None = None
+        t0 = time.monotonic()
+        if a.engine == "local":
+            from srca.engines import make_engine
+
+            self.eng = make_engine("local", model=a.model)
+        else:
+            self.log_path = sglang_log_config(a.work_dir)
+            os.environ["SGLANG_LOGGING_CONFIG_PATH"] = os.path.join(a.work_dir, "sglang_logging.json")
+            if a.server:
+                self._start_server()
+            else:
+                from srca.engines.sglang_inproc import SGLangEngine
+
+                extra = {"disable_cuda_graph": True} if a.disable_cuda_graph else {}
+                self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem, sampling_backend=a.sampler,
+                                        attention_backend="triton", grammar_backend="none", log_level="info",
+                                        decode_log_interval=a.decode_log_interval, **extra)
+                self.loop_thread = self.eng._thread
+        self.start_s = round(time.monotonic() - t0, 1)
+
+    def _start_server(self) -> None:
+        import urllib.request
+
+        from srca.engines.sglang_http import SGLangServerEngine
+
+        a = self.a
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", a.model, "--port", str(port),
+               "--host", "127.0.0.1", "--attention-backend", "triton", "--sampling-backend", a.sampler,
+               "--grammar-backend", "none", "--mem-fraction-static", str(a.mem), "--log-level", "info",
+               "--log-level-http", "warning", "--decode-log-interval", str(a.decode_log_interval)]
+        if a.disable_cuda_graph:
+            cmd.append("--disable-cuda-graph")
+        out = open(os.path.join(a.work_dir, "server.out"), "w")
+        self.proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 900
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sglang.launch_server exited with {self.proc.returncode}; see {out.name}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                self.stop_server()
+                raise RuntimeError(f"{self.url} not healthy after 900 s")
+            time.sleep(1)
+        self.eng = SGLangServerEngine(self.url, max_connections=4096)
+
+    def stop_server(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    # scheduler views ------------------------------------------------------------------------------
+    def loads_fetch(self):
+        if self.a.engine == "local":
+            return None
+        if self.url is not None:
+            import urllib.request
+
+            def fetch():
+                with urllib.request.urlopen(self.url + "/v1/loads?include=core", timeout=5) as r:
+                    d = json.loads(r.read())
+                return d.get("loads", d) if isinstance(d, dict) else d
+            return fetch
+        tm = self.eng.engine.tokenizer_manager
+        return lambda: _as_dicts(asyncio.run_coroutine_threadsafe(tm.get_loads(include=["core"]), self.eng._loop).result(5))
+
+    def server_info(self) -> dict:
+        """SGLang's view of itself after start: capacity (max_total_num_tokens, max_running_requests,
+        cuda graph sizes, chunked prefill) and internal state."""
+        if self.a.engine == "local":
+            return {}
+        try:
+            if self.url is not None:
+                import urllib.request
+
+                with urllib.request.urlopen(self.url + "/get_server_info", timeout=30) as r:
+                    return json.loads(r.read())
+            eng = self.eng.engine
+            info = dict(getattr(getattr(eng, "_scheduler_init_result", None), "scheduler_infos", [{}])[0])
+            fut = asyncio.run_coroutine_threadsafe(eng.tokenizer_manager.get_internal_state(), self.eng._loop)
+            info["internal_states"] = fut.result(60)
+            info["server_args"] = dict(self.eng.server_args)
+            return json.loads(json.dumps(info, default=str))
+        except Exception as e:  # informative only
+            return {"error": f"{type(e).__name__}: {e}"}
+
+    # raw generate ---------------------------------------------------------------------------------
+    def raw(self, ids: list[list[int]]) -> dict:
+        """Every prompt x samples in one call; returns token counts."""
+        a = self.a
+        params = {"max_new_tokens": a.max_new_tokens, "temperature": a.temperature, "top_p": a.top_p}
+        batch = [x for x in ids for _ in range(a.samples)]
+        t = time.monotonic()
+        if a.engine == "local":
+            from srca.engines.base import GenRequest
+
+            reqs = [GenRequest(input_ids=x, n=a.samples, logprobs=False, **params) for x in ids]
+            res = asyncio.run(self.eng.generate(reqs))
+            wall = time.monotonic() - t
+            metas = [{"prompt_tokens": r.prompt_tokens, "cached_tokens": r.cached_tokens,
+                      "completion_tokens": r.generated_tokens} for rs in res for r in rs]
+            how = "LocalEngine.generate, one batched call (no SGLang on this machine)"
+        elif self.url is not None:
+            import urllib.request
+
+            body = json.dumps({"input_ids": batch, "sampling_params": params}).encode()
+            req = urllib.request.Request(self.url + "/generate", data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=7200) as r:
+                outs = json.loads(r.read())
+            wall = time.monotonic() - t
+            metas = [o["meta_info"] for o in outs]
+            how = "one batched POST /generate to the same sglang.launch_server"
+        else:
+            coro = self.eng.engine.async_generate(input_ids=batch, sampling_params=params)
+            outs = asyncio.run_coroutine_threadsafe(coro, self.eng._loop).result()
+            wall = time.monotonic() - t
+            metas = [o["meta_info"] for o in outs]
+            how = "sglang.Engine.async_generate, one call (SGLangEngine(...).engine)"
+        gen = sum(int(m.get("completion_tokens", 0)) for m in metas)
+        prompt = sum(int(m.get("prompt_tokens", 0)) for m in metas)
+        cached = sum(int(m.get("cached_tokens", 0)) for m in metas)
+        return {"how": how, "wall_s": round(wall, 2), "requests": len(batch), "generated_tokens": gen,
+                "gen_tok_s": round(gen / wall, 1) if wall > 0 else None, "prompt_tokens": prompt,
+                "cached_tokens": cached, "cache_hit_rate": round(cached / prompt, 4) if prompt else 0.0,
+                "mean_generated_per_sample": round(gen / max(1, len(batch)), 1)}
+
+    def flush(self) -> None:
+        f = getattr(self.eng, "flush_cache", None)
+        if f is not None:
+            asyncio.run(f())
+
+    def close(self) -> None:
+        try:
+            asyncio.run(self.eng.close())
+        finally:
+            self.stop_server()
+
+
+# -- one job ---------------------------------------------------------------------------------------
+
+def run_job(a, st: Setup, problems, method: str, conc: int, base) -> dict:
+    from srca.eval import arun_eval
+
+    out = os.path.join(a.work_dir, f"{method}_n{a.samples}_c{conc}.jsonl")
+    lag = LoopLag()
+    sampler = StackSampler(threading.main_thread().ident, a.sample_hz) if a.sample_hz > 0 and not a.profile else None
+    prof = cProfile.Profile() if a.profile else None
+
+    async def go() -> tuple[list[dict], float]:
+        task = asyncio.create_task(lag.run())
+        if prof is not None:
+            prof.enable()
+        t = time.monotonic()
+        try:
+            recs = await arun_eval(problems, [method], [a.samples], st.eng, out, base=base, seed=0, concurrency=conc,
+                                   overwrite=True, progress=False)
+        finally:
+            wall = time.monotonic() - t
+            if prof is not None:
+                prof.disable()
+            task.cancel()
+        return recs, wall
+
+    cpu = CPUClock(st.loop_thread)
+    t_mono, t_wall = time.monotonic(), time.time()
+    if sampler is not None:
+        sampler.start()
+    try:
+        recs, wall = asyncio.run(go())
+    finally:
+        if sampler is not None:
+            sampler.stop()
+    row: dict[str, Any] = {"job": f"{method}@{a.samples}", "method": method, "concurrency": conc,
+                           "effective_concurrency": min(conc, len(problems)), "problems": len(recs),
+                           "records": out, "t_start": t_wall, "t_end": time.time()}
+    u = {k: sum(r["usage"][k] for r in recs) for k in recs[0]["usage"]} if recs else {}
+    gen = u.get("generated_tokens", 0)
+    row.update(wall_s=round(wall, 2), generated_tokens=gen, gen_tok_s=round(gen / wall, 1) if wall > 0 else None,
+               accuracy=round(sum(r["correct"] for r in recs) / max(1, len(recs)), 4), usage=u,
+               cache_hit_rate=round(u["cached_tokens"] / u["prompt_tokens"], 4) if u.get("prompt_tokens") else 0.0,
+               engine_calls=u.get("engine_calls", 0), engine_requests=u.get("engine_requests", 0),
+               requests_per_call=round(u["engine_requests"] / u["engine_calls"], 2) if u.get("engine_calls") else None,
+               calls_per_solve=round(u.get("engine_calls", 0) / max(1, len(recs)), 2),
+               cpu_s=cpu.since(), loop=lag.summary(t_mono))
+    tot = [r["timings"].get("total_s", 0.0) for r in recs]
+    eng_s = [r["timings"].get("engine_s", 0.0) for r in recs]
+    row["solve_s"] = _stats(tot, 2)
+    row["solve_outside_engine_s"] = _stats([t - e for t, e in zip(tot, eng_s)], 3)
+    if sampler is not None:
+        row["main_thread_samples"] = sampler.summary(wall)
+    if prof is not None:
+        row["profile_top_cumulative"] = _profile_top(prof)
+    return row
+
+
+def top_function(row: dict) -> str:
+    top = (row.get("profile_top_cumulative") or
+           (row.get("main_thread_samples") or {}).get("top_cumulative") or [])
+    if not top:
+        return "(idle)" if row.get("main_thread_samples") else "-"
+    f = top[0]
+    name = f["function"].rsplit("/", 1)[-1]
+    share = f["cumtime_s"] / row["wall_s"] if "cumtime_s" in f else f["share_of_wall"]
+    return f"{name} {100 * share:.0f}%"
+
+
+# -- CPU-side bound: clustering and grading stored pools -------------------------------------------
+
+def answer_pools(a) -> dict:
+    """Per problem: the pool a majority solve clusters (each stored answer group repeated by its
+    path count, in a shuffled arrival order), ``canonical`` per candidate (``add_candidate``),
+    ``cluster`` (``decide``), then the grading ``make_record`` does (each group against the gold,
+    each candidate, the winner). Caches cleared once before the cold pass, as in a fresh process."""
+    t = time.perf_counter()
+    import math_verify  # noqa: F401
+
+    from srca.answers import _parsed, canonical, cluster, equivalent
+    from srca.eval import read_records
+    from srca.grading import grade
+
+    import_s = time.perf_counter() - t
+    files = []
+    for path in a.answer_pools:
+        recs = read_records(path)[: a.pools_limit]
+        rng = random.Random(0)
+        pools = []
+        for r in recs:
+            pool = [g["answer"] for g in r["answers"] for _ in range(g["paths"] + g["checkpoints"])]
+            rng.shuffle(pool)
+            pools.append((pool, r["gold"], r["answer"], r["unique_id"], len(r["answers"])))
+        res: dict[str, Any] = {"file": os.path.relpath(path, ROOT), "problems": len(pools),
+                               "mean_pool": round(statistics.fmean(len(p[0]) for p in pools), 1),
+                               "mean_groups": round(statistics.fmean(len(r["answers"]) for r in recs), 2)}
+        _parsed.cache_clear()
+        equivalent.cache_clear()
+        # second pass: the caches as the first pass left them (LRU, 65,536 entries each)
+        for name in ("cold", "second_pass"):
+            cl, gr = [], []
+            for pool, gold, ans, _, _ in pools:
+                t0 = time.perf_counter()
+                [canonical(x) for x in pool]
+                labels = cluster(pool)
+                t1 = time.perf_counter()
+                reps = {}
+                for x, g in zip(pool, labels):
+                    reps.setdefault(g, x)
+                [grade(x, gold) for x in reps.values()]
+                [grade(x, gold) for x in pool]
+                grade(ans, gold)
+                gr.append(time.perf_counter() - t1)
+                cl.append(t1 - t0)
+            ms = lambda xs: {k: (round(1000 * v, 2) if k != "n" else v) for k, v in _stats(xs, 6).items()}  # noqa: E731
+            tot = [x + y for x, y in zip(cl, gr)]
+            slow = sorted(range(len(pools)), key=lambda i: -tot[i])[:5]
+            res[name] = {"cluster_ms": ms(cl), "grade_ms": ms(gr), "total_s": round(sum(tot), 3),
+                         "per_200_problems_s": round(200 * sum(tot) / max(1, len(pools)), 3),
+                         "share_over_100ms": round(sum(x > 0.1 for x in tot) / max(1, len(tot)), 4),
+                         "slowest": [{"unique_id": pools[i][3], "groups": pools[i][4], "pool": len(pools[i][0]),
+                                      "s": round(tot[i], 3)} for i in slow]}
+        files.append(res)
+    _parsed.cache_clear()  # the engine jobs that follow start cold, as in a fresh process
+    equivalent.cache_clear()
+    return {"math_verify_import_s": round(import_s, 2), "files": files}
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+def _default_data() -> str | None:
+    for p in (os.path.join(ROOT, ".gpu-data", "math500.jsonl"),
+              os.path.join(os.environ.get("SRCA_DATA_DIR", ""), "math500.jsonl"),
+              os.path.join(ROOT, "..", "shared", "data", "math500.jsonl")):
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def print_table(res: dict) -> None:
+    raw = res.get("raw") or {}
+    print(f"\nraw: {raw.get('how')}: {raw.get('requests')} samples in {raw.get('wall_s')} s, "
+          f"{raw.get('generated_tokens')} tokens, {raw.get('gen_tok_s')} tok/s, cache {100 * raw.get('cache_hit_rate', 0):.1f}%")
+    hdr = ["job", "conc", "wall s", "gen tok/s", "x raw wall", "x raw tok/s", "cache %", "loop blocked s", "top CPU function"]
+    lines = [hdr]
+    for r in res["jobs"]:
+        xw = r["wall_s"] / raw["wall_s"] if raw.get("wall_s") else None
+        xt = r["gen_tok_s"] / raw["gen_tok_s"] if raw.get("gen_tok_s") and r.get("gen_tok_s") else None
+        lines.append([r["job"], str(r["effective_concurrency"]), f"{r['wall_s']:.1f}", f"{r['gen_tok_s'] or 0:.0f}",
+                      f"{xw:.2f}" if xw else "-", f"{xt:.2f}" if xt else "-", f"{100 * r['cache_hit_rate']:.1f}",
+                      f"{r['loop']['blocked_s']:.1f}", top_function(r)])
+    w = [max(len(x[i]) for x in lines) for i in range(len(hdr))]
+    for x in lines:
+        print(" | ".join(c.ljust(w[i]) for i, c in enumerate(x)))
+    hdr2 = ["job", "conc", "main CPU s", "engine-loop CPU s", "child CPU s", "main busy %", "calls/solve", "reqs/call",
+            "running (mean/max)", "queue max", "KV use (mean/max)", "retracted"]
+    lines = [hdr2]
+    for r in res["jobs"]:
+        c, s = r["cpu_s"], r.get("sglang_log") or {}
+        run, use, q = s.get("running_req", {}), s.get("token_usage", {}), s.get("queue_req", {})
+        ms = r.get("main_thread_samples")
+        lines.append([r["job"], str(r["effective_concurrency"]), str(c["main_thread"]), str(c["engine_loop_thread"]),
+                      str(c["child_processes"]), f"{100 * ms['busy_share']:.0f}" if ms else "-", str(r["calls_per_solve"]),
+                      str(r["requests_per_call"]), f"{run.get('mean', '-')}/{run.get('max', '-')}", str(q.get("max", "-")),
+                      f"{use.get('mean', '-')}/{use.get('max', '-')}", str(s.get("retracted_reqs", "-"))])
+    w = [max(len(x[i]) for x in lines) for i in range(len(hdr2))]
+    print()
+    for x in lines:
+        print(" | ".join(c.ljust(w[i]) for i, c in enumerate(x)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--engine", default="sglang", choices=["sglang", "local"], help="local: a CPU dry run")
+    ap.add_argument("--server", action="store_true", help="one sglang.launch_server + SGLangServerEngine")
+    ap.add_argument("--model", default=None, help="default /tmp/q15hf (sglang), smollm2-135m (local)")
+    ap.add_argument("--data", default=None, help="MATH-500 JSONL (default .gpu-data/math500.jsonl or ../shared/data)")
+    ap.add_argument("--limit", type=int, default=200)
+    ap.add_argument("--samples", type=int, default=16, help="n of every job and samples per prompt in the raw phase")
+    ap.add_argument("--max-new-tokens", type=int, default=1024)
+    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--prompt", default="qwen")
+    ap.add_argument("--jobs", default=DEFAULT_JOBS, help="methods (or variants) in priority order")
+    ap.add_argument("--concurrency", default="256", help="comma list, e.g. 64,256,1024 (capped at the problem count)")
+    ap.add_argument("--budget-s", type=float, default=900.0, help="start no new job after this many s of jobs (0: no limit)")
+    ap.add_argument("--no-raw", action="store_true")
+    ap.add_argument("--mem", type=float, default=0.85)
+    ap.add_argument("--sampler", default="flashinfer", help="SGLang sampling backend")
+    ap.add_argument("--disable-cuda-graph", action="store_true")
+    ap.add_argument("--decode-log-interval", type=int, default=40)
+    ap.add_argument("--poll-s", type=float, default=1.0, help="SGLang load snapshot period")
+    ap.add_argument("--sample-hz", type=float, default=100.0, help="main-thread stack samples per s (0: off)")
+    ap.add_argument("--profile", action="store_true", help="cProfile each job (replaces the sampler; slower)")
+    ap.add_argument("--work-dir", default="/tmp/real_workload", help="result lines per job, SGLang's log")
+    ap.add_argument("--tag", default=None, help="default h200 / h200_http / cpu_dryrun")
+    ap.add_argument("--out", default=None, help="default benchmarks/results/real_workload_<tag>.json")
+    ap.add_argument("--answer-pools", nargs="+", default=None,
+                    help="first, the CPU-side bound: cluster + grade the answer groups of stored result files "
+                         "(their first --pools-limit lines)")
+    ap.add_argument("--answer-pools-only", action="store_true", help="only that; no engine")
+    ap.add_argument("--pools-limit", type=int, default=500, help="result lines per --answer-pools file")
+    a = ap.parse_args()
+    os.makedirs(a.work_dir, exist_ok=True)
+    if a.server and a.engine != "sglang":
+        ap.error("--server needs --engine sglang")
+    a.model = a.model or ("/tmp/q15hf" if a.engine == "sglang" else "smollm2-135m")
+    a.data = a.data or _default_data()
+    if a.data is None:
+        ap.error("--data: no MATH-500 JSONL found; pass its path")
+    a.tag = a.tag or ("cpu_dryrun" if a.engine == "local" else "h200_http" if a.server else "h200")
+    out_given = a.out
+    a.out = a.out or os.path.join(HERE, "results", f"real_workload_{a.tag}.json")
+    concs = [int(c) for c in a.concurrency.split(",")]
+    if any(c < 1 for c in concs):
+        ap.error("--concurrency: integers >= 1")
+    jobs = [m.strip() for m in a.jobs.split(",") if m.strip()]
+
+    from srca import prompts
+    from srca.config import SearchConfig
+    from srca.data import load_problems
+    from srca.eval import config_for
+
+    for m in jobs:
+        config_for(m, a.samples)
+    pools = None
+    if a.answer_pools:  # before any engine starts: this process's CPU is all its own
+        pools = answer_pools(a)
+        for f in pools["files"]:
+            print(f"# answer pools {f['file']}: {f['problems']} problems, pool {f['mean_pool']}, groups "
+                  f"{f['mean_groups']}; cold: cluster {f['cold']['cluster_ms']} ms, grade {f['cold']['grade_ms']} ms, "
+                  f"{f['cold']['per_200_problems_s']} s per 200 problems; slowest {f['cold']['slowest'][:2]}", flush=True)
+        if a.answer_pools_only:
+            write_result(out_given or os.path.join(HERE, "results", "real_workload_answers.json"),
+                         "real_workload --answer-pools", a, answer_pools=pools)
+            return
+    problems = load_problems("math500", a.data, a.limit)
+    for c in concs:
+        if c > len(problems):
+            print(f"# note: concurrency {c} > {len(problems)} problems: every solve is in flight at once "
+                  f"(use --limit 500 for more)", flush=True)
+    base = SearchConfig(prompt=a.prompt, seed=0, max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p)
+
+    st = Setup(a)
+    res: dict[str, Any] = {"engine": st.kind, "model": a.model, "engine_start_s": st.start_s, "problems": len(problems),
+                           "commit": _commit(), "python": sys.version.split()[0], "answer_pools": pools, "jobs": [],
+                           "skipped": []}
+    print(f"# engine {st.kind} ready in {st.start_s} s; {len(problems)} problems", flush=True)
+    slog = SGLangLog(st.log_path)
+    fetch = st.loads_fetch()
+    poller = LoadPoller(fetch, a.poll_s) if fetch is not None else None
+    try:
+        res["server_info"] = st.server_info()
+        # untimed warm-up: kernels JIT-compile on first use; the controller imports math-verify
+        from srca import Solver
+        from srca.engines.base import GenRequest
+
+        ids = [st.eng.encode(st.eng.chat_prompt(prompts.messages(a.prompt, p.problem))) for p in problems]
+        asyncio.run(st.eng.generate([GenRequest(input_ids=ids[0], max_new_tokens=8, n=2, temperature=0.7)]))
+        Solver(engine=st.eng).solve(problems[0].problem, base.replace(method="majority", n=2, max_new_tokens=16))
+        if poller is not None:
+            poller.start()
+        if not a.no_raw:
+            st.flush()
+            t0 = time.time()
+            res["raw"] = st.raw(ids)
+            t1 = time.time()
+            res["raw"].update(sglang_log=slog.take(t0, t1), sglang_loads=poller.take(t0, t1) if poller else None)
+            print(f"# raw: {json.dumps({k: v for k, v in res['raw'].items() if not isinstance(v, dict)})}", flush=True)
+            write_result(a.out, "real_workload", a, **res)
+        t_jobs = time.monotonic()
+        for conc in concs:
+            for m in jobs:
+                if a.budget_s and time.monotonic() - t_jobs > a.budget_s:
+                    res["skipped"].append(f"{m}@{a.samples} c{conc}")
+                    print(f"# budget spent: not starting {m} at concurrency {conc}", flush=True)
+                    continue
+                st.flush()
+                row = run_job(a, st, problems, m, conc, base)
+                row["sglang_log"] = slog.take(row["t_start"], row["t_end"])
+                row["sglang_loads"] = poller.take(row["t_start"], row["t_end"]) if poller else None
+                raw = res.get("raw") or {}
+                if raw.get("wall_s"):
+                    row["x_raw_wall"] = round(row["wall_s"] / raw["wall_s"], 3)
+                    row["x_raw_tok_s"] = round(row["gen_tok_s"] / raw["gen_tok_s"], 3) if raw.get("gen_tok_s") else None
+                res["jobs"].append(row)
+                print(f"# {row['job']} c{conc}: {row['wall_s']} s, {row['gen_tok_s']} tok/s, x raw wall "
+                      f"{row.get('x_raw_wall')}, loop blocked {row['loop']['blocked_s']} s, main CPU "
+                      f"{row['cpu_s']['main_thread']} s, top {top_function(row)}", flush=True)
+                write_result(a.out, "real_workload", a, **res)
+    finally:
+        if poller is not None:
+            poller.stop()
+        st.close()
+    if a.engine == "local":
+        print("# dry run: the raw phase used the local engine's generate (one batched call), not SGLang")
+    print_table(res)
+    write_result(a.out, "real_workload", a, **res)
+
+
+def _commit() -> str | None:
+    try:
+        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+if __name__ == "__main__":
+    main()
