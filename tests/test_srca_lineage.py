@@ -142,19 +142,23 @@ def test_split_steps_cuts_like_the_engine():
     assert split_steps(list("abcde"), "\n\n", 256, 3) == [3]  # the path is out of tokens
 
 
-@pytest.mark.parametrize("settle,consensus", [(0, 0.0), (2, 0.0), (0, 0.5), (3, 0.75)])
-def test_replay_matches_the_online_search(settle, consensus):
+@pytest.mark.parametrize("settle,consensus,max_new", [(0, 0.0, 1024), (2, 0.0, 1024), (0, 0.5, 1024),
+                                                      (3, 0.75, 1024), (0, 0.0, 30), (2, 0.5, 30)])
+def test_replay_matches_the_online_search(settle, consensus, max_new):
+    # max_new = 30: the longer lineages run out of tokens mid-step ("cut", a checkpoint ballot)
     script = lineage_script(lambda L: str(7 + (L % 3 == 2)), lambda L, k: str((L + k) % 3),
                             lambda L: 2 + L % 4, lp=lambda L: -0.1 * (L + 1))
     n = 6
     eng = ScriptedEngine(script)
     prob = Problem(unique_id="p1", problem="q", answer="7")
-    s = RecordSettings(samples=n, topk=0, prompt="math")
+    s = RecordSettings(samples=n, topk=0, prompt="math", max_new_tokens=max_new)
     (line,) = asyncio.run(record_chunk(eng, [prob], s))
+    if max_new < 1024:
+        assert any(st[1] == "cut" for x in line["samples"] for st in x["steps"])
     pol = Policy(n=n, settle=settle, consensus=consensus, confidence="mean", keep_top=1.0, checkpoint_weight=0.25)
     out = replay_lineages(line, list(range(n)), pol)
     sol, _ = run(script, n=n, settle=settle, consensus=consensus, confidence="mean", keep_top=1.0,
-                 checkpoint_weight=0.25)
+                 checkpoint_weight=0.25, max_new_tokens=max_new)
     assert out.answer == sol.answer and out.stop == sol.stop_reason
     assert out.tokens == sol.usage.generated_tokens and out.probe_tokens == sol.usage.probe_tokens
     assert sorted((b.kind, b.answer) for b in out.ballots) == sorted(
