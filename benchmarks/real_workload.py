@@ -450,7 +450,10 @@ class Setup:
         except ProcessLookupError:
             pass
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     # scheduler views ------------------------------------------------------------------------------
     def loads_fetch(self):
