@@ -146,18 +146,16 @@ class StackSampler(threading.Thread):
             if f.f_code.co_name == "select" and f.f_code.co_filename.endswith("selectors.py"):
                 self.idle += 1
                 continue
-            seen = set()
-            first = True
+            stack = []
             while f is not None:
                 co = f.f_code
-                key = (co.co_filename, co.co_firstlineno, co.co_name)
-                if first:
-                    self.top[key] += 1
-                    first = False
-                if key not in seen:
-                    seen.add(key)
-                    self.cum[key] += 1
+                stack.append((co.co_filename, co.co_firstlineno, co.co_name))
                 f = f.f_back
+            self.top[stack[0]] += 1
+            # outermost first: among functions with equal counts the caller ranks first
+            # (``cluster`` before the parser internals it spends its time in)
+            for key in dict.fromkeys(reversed(stack)):
+                self.cum[key] += 1
 
     def stop(self) -> None:
         self._halt.set()
