@@ -195,12 +195,14 @@ class ResultCache:
             delay = min(delay * 2, 0.1)
 
     async def _solve_locked(self, ck: str, lock: str, solve: Callable[[], Awaitable[Outcome]]) -> Outcome:
-        renew = asyncio.get_running_loop().create_task(self._renew(lock))
+        done = asyncio.Event()
+        renew = asyncio.get_running_loop().create_task(self._renew(lock, done))
         out: Outcome | None = None
         try:
             out = await solve()
             return out
         finally:
+            done.set()  # the renewal ends on this even if a cancel is swallowed in a Redis call
             renew.cancel()
             keep = out is not None and out.data.get("stop_reason") not in UNCACHEABLE_STOPS
             try:  # one round trip: store the result and release the lock
@@ -209,9 +211,13 @@ class ResultCache:
             except RedisUnavailable:
                 pass
 
-    async def _renew(self, lock: str) -> None:
-        while True:
-            await asyncio.sleep(self.lock_ttl_ms / 3000)
+    async def _renew(self, lock: str, done: asyncio.Event) -> None:
+        while not done.is_set():
+            try:
+                await asyncio.wait_for(done.wait(), timeout=self.lock_ttl_ms / 3000)
+                return
+            except asyncio.TimeoutError:
+                pass
             try:
                 await self.redis.call(lambda c: c.eval(_RENEW, 1, lock, self.owner, self.lock_ttl_ms))
             except RedisUnavailable:

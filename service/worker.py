@@ -69,12 +69,7 @@ class JobWorker:
     async def stop(self) -> None:
         """Stop taking jobs, cancel the running ones and hand them back to the queue."""
         self._stopping = True
-        for t in self._loops:
-            t.cancel()
-        tasks = list(self.running.values())
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*self._loops, *tasks, return_exceptions=True)
+        await cancel_all(self._loops + list(self.running.values()))
         try:
             n = await self.store.release_worker(self.id)
             if n:
@@ -86,7 +81,7 @@ class JobWorker:
     async def _heartbeat(self) -> None:
         period = self.lease_s / 3
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping:
             try:
                 await self.store.heartbeat(self.id, self.lease_s)
                 # a worker is dead once its lease has been missing for a whole lease as seen
@@ -114,7 +109,7 @@ class JobWorker:
         self._suspects = idle
 
     async def _take(self) -> None:
-        while True:
+        while not self._stopping:
             await self._slots.acquire()
             try:
                 job_id = None
@@ -196,3 +191,23 @@ class JobWorker:
                         log.info("job %s is %s%s: stopping its solve", job_id, state,
                                  "" if worker == self.id else f" on {worker}")
                         task.cancel()
+
+
+async def cancel_all(tasks: list[asyncio.Task], patience_s: float = 5.0) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again while any is still alive.
+
+    One ``cancel()`` is not always enough: the asyncio Redis client can swallow a cancellation
+    that lands inside a command (the task then stays "cancelling" and sleeps on), and a single
+    ``gather`` would wait for it forever: ``srca serve`` hung on SIGTERM with a job running.
+    After ``patience_s`` the rest are left behind (their leases lapse as for a killed process).
+    """
+    pending = {t for t in tasks if not t.done()}
+    loop = asyncio.get_running_loop()
+    end = loop.time() + patience_s
+    while pending and loop.time() < end:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    if pending:
+        log.warning("%d task(s) did not stop within %.0f s: %s", len(pending), patience_s,
+                    ", ".join(t.get_name() for t in pending))

@@ -72,3 +72,26 @@ def test_facade_maps_model_and_openai_fields():
          "stream_options": {"include_usage": True}}, SearchConfig())
     assert (model, problem, stream, usage) == ("srca-dvts", "What is 1+1?", True, True)
     assert (cfg.method, cfg.max_tokens_total, cfg.temperature, cfg.seed, cfg.n) == ("dvts", 100, 0.2, 3, 6)
+
+
+def test_cancel_all_outlasts_a_swallowed_cancellation():
+    # the asyncio Redis client can swallow a cancel that lands inside a command; srca serve then
+    # hung on SIGTERM waiting for its heartbeat task
+    import asyncio
+
+    from srca.service.worker import cancel_all
+
+    async def stubborn():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass  # swallowed, as the Redis client did
+        await asyncio.sleep(10)
+
+    async def go():
+        t = asyncio.get_running_loop().create_task(stubborn())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(cancel_all([t], patience_s=5), timeout=3)
+        return t.cancelled()
+
+    assert asyncio.run(go())
