@@ -173,3 +173,15 @@ def test_cli_text_names_settled_votes():
     sol, _ = run(lineage_script(lambda L: "9", lambda L, k: "5", lambda L: 6), n=4, settle=2)
     text = render(sol)
     assert "Answer: 5" in text and "4 vote(s)  (0 path(s), 4 settled, 0 checkpoint(s))" in text
+
+
+def test_lineages_ask_for_logprobs_only_when_the_vote_reads_them():
+    script = lineage_script(lambda L: "7", lambda L, k: "1", lambda L: 2)
+    _, eng = run(script, n=2, settle=0)
+    steps = [r for b in eng.calls for r in b if r.temperature > 0]
+    assert steps and all(r.logprobs and r.top_logprobs == 0 for r in steps)
+    _, eng = run(script, n=2, settle=0, confidence_topk=5)
+    steps = [r for b in eng.calls for r in b if r.temperature > 0]
+    assert all(r.top_logprobs == 5 and r.top_logprobs_steps == r.max_new_tokens for r in steps)
+    _, eng = run(script, n=2, settle=0, confidence="none")
+    assert not any(r.logprobs for b in eng.calls for r in b if r.temperature > 0)

@@ -39,9 +39,10 @@ class _Lineages:
         ctx, c = self.ctx, self.c
         reqs = [ctx.step_request(ctx.root, c.n)] if not self.open and not self.ended else \
             [ctx.step_request(p, 1, salt=i) for i, p in enumerate(self.open)]
-        if c.confidence_topk and c.confidence != "none":
-            for r in reqs:  # DeepConf's token confidence needs the top-k at every position
-                r.top_logprobs, r.top_logprobs_steps, r.logprobs = c.confidence_topk, r.max_new_tokens, True
+        for r in reqs:  # the vote reads token confidences whatever the scorer (a PRM reads none)
+            r.logprobs = c.confidence != "none"
+            if c.confidence_topk and r.logprobs:  # DeepConf's confidence: the top-k at every position
+                r.top_logprobs, r.top_logprobs_steps = c.confidence_topk, r.max_new_tokens
         rem = ctx.remaining_tokens()
         if rem is not None and c.checkpoints:
             # under a token budget keep room for each lineage's next probe: the probe is what
