@@ -24,6 +24,7 @@ from functools import lru_cache
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from srca.config import SearchConfig  # noqa: E402
 from srca.eval.bank import Policy, half, read_bank, replay_lineages, replay_majority, subsets, wilson  # noqa: E402
 from srca.grading import grade  # noqa: E402
 
@@ -107,12 +108,13 @@ def main() -> None:
     print(f"{len(lines)} problems ({len(halves['tune'])} tune, {len(halves['test'])} test), "
           f"{len(lines[0]['samples']) if lines else 0} samples each", flush=True)
     ns = [int(x) for x in a.n.split(",")]
-    policies = {"default": Policy()}
+    # "default": SearchConfig's defaults, read from the library (one source of defaults)
+    policies = {"default": Policy.from_config(SearchConfig())}
     for i, js in enumerate(a.policy):
-        policies[f"policy{i + 1}"] = dataclasses.replace(Policy(), **json.loads(js))
+        policies[f"policy{i + 1}"] = dataclasses.replace(policies["default"], **json.loads(js))
     if a.tune:
         print(f"tuning at n = {ns[-1]} on the tune half", flush=True)
-        policies["tuned"] = tune(halves["tune"], ns[-1], a.draws, Policy(n=ns[-1]))
+        policies["tuned"] = tune(halves["tune"], ns[-1], a.draws, Policy.from_config(SearchConfig(n=ns[-1])))
         print("tuned:", json.dumps(dataclasses.asdict(policies["tuned"])), flush=True)
     result = {"bank": files, "problems": len(lines), "draws": a.draws, "rows": []}
     print(f"\n| half | n | policy | accuracy % | 95% CI | tokens | x majority tokens | vs majority@n | stops |")

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from srca import logs
 from srca.config import SearchConfig
 from srca.engines.base import Engine
+from srca.methods.context import ABORT_WAIT_S
 from srca.solver import Solver
 
 from .auth import Auth
@@ -39,7 +40,9 @@ class SolveTimeout(Exception):
 # how long past its deadline a solve may run before it is abandoned: the search checks the
 # deadline between engine calls and bounds each call by it, so this only catches a solve that
 # ignores its deadline (a bug, or an engine call that will not be cancelled)
-DEADLINE_GRACE_S = 5.0
+# past a solve's deadline it first waits up to ABORT_WAIT_S for the engine to return the rows it
+# stopped (their tokens count, the best answer so far is kept): the hard cap must outlast that
+DEADLINE_GRACE_S = ABORT_WAIT_S + 5.0
 
 
 class Runtime:

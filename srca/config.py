@@ -22,8 +22,10 @@ class SearchConfig:
     """How one problem is searched. Validates itself; unknown keys are rejected by :meth:`from_dict`.
 
     Budget ``n`` by method: ``cot`` ignores it (one greedy path); ``majority`` and ``best_of_n``
-    draw ``n`` samples; ``cot_decoding`` branches on the top-``n`` first tokens; tree methods
-    (``beam``, ``dvts``, ``srca``) keep ``beam_width`` paths and expand each into ``expand``
+    draw ``n`` samples; ``cot_decoding`` branches on the top-``n`` first tokens; ``srca`` (by
+    default, ``lineages``) grows ``n`` independent lineages a step at a time and ignores
+    ``beam_width`` and ``expand``; tree methods (``beam``, ``dvts``, ``srca`` with
+    ``lineages=False``) keep ``beam_width`` paths and expand each into ``expand``
     children per step, so ``n = beam_width * expand`` candidates are scored per step (for
     ``dvts`` the ``beam_width`` paths are independent subtrees). Leave ``beam_width`` and
     ``expand`` unset to derive them from ``n`` (``expand`` = the largest divisor of ``n`` not

@@ -29,6 +29,7 @@ class Method:
     summary: str = ""
     scores: bool = True  # calls the scorer (False: token logprobs are not asked of the engine)
     default_decision: str = "best_score"  # the rule SearchConfig.decision "auto" stands for
+    tree_decision: str | None = None  # srca: "auto" with lineages=False (the paper's tree) instead
     ignores_n: bool = False  # one greedy path whatever n is: evaluated once, recorded with n = 1
     # grows its paths a step at a time, so its trace has a checkpoint answer per step (the CLI's
     # timeline): the trees (beam, dvts, srca with lineages=False) and srca's lineages alike
@@ -54,7 +55,11 @@ class Method:
         """The decision rule a solve with ``config`` (a ``SearchConfig``) uses."""
         if self.decision is not None:
             return self.decision
-        return self.default_decision if config.decision == "auto" else config.decision
+        if config.decision != "auto":
+            return config.decision
+        if self.tree_decision is not None and not getattr(config, "lineages", True):
+            return self.tree_decision
+        return self.default_decision
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
@@ -68,7 +73,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            stepwise=True),
     Method("srca", "srca.methods.tree:run_srca", None, "n lineages probed after every step; settled and consensus "
            "early exits; confidence-weighted vote (lineages=False: the paper's ACS tree with CCA)",
-           default_decision="confidence_vote", stepwise=True),
+           default_decision="confidence_vote", tree_decision="best_score", stepwise=True),
     Method("cot_decoding", "srca.methods.cot_decoding:run_cot_decoding", "best_score",
            "branch on the top-n first tokens, pick by answer confidence", needs_token_ids=True),
 ]}

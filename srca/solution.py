@@ -87,11 +87,12 @@ class Solution:
 
     @property
     def from_checkpoint(self) -> bool:
-        """Whether the chosen answer is backed only by checkpoint candidates."""
+        """Whether the chosen answer is backed only by checkpoint candidates (a settled SRCA
+        lineage is a full answer of its own, not a checkpoint)."""
         if self.canonical is None:
             return False
         srcs = {c.source for c in self.candidates if c.canonical == self.canonical}
-        return bool(srcs) and "path" not in srcs
+        return bool(srcs) and not srcs & {"path", "settled"}
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -100,6 +100,7 @@ def test_settled_lineages_stop_early_with_their_checkpoint_answer():
     assert long.answer == "9" and short.answer == "5"
     assert [c.source for c in short.candidates] == ["settled"] * 4 and all(c.step == 2 for c in short.candidates)
     assert short.usage.generated_tokens < long.usage.generated_tokens / 2
+    assert not short.from_checkpoint  # a settled lineage is a full answer, not a checkpoint rescue
 
 
 def test_consensus_stops_the_solve_once_enough_lineages_agree():
@@ -185,3 +186,45 @@ def test_lineages_ask_for_logprobs_only_when_the_vote_reads_them():
     assert all(r.top_logprobs == 5 and r.top_logprobs_steps == r.max_new_tokens for r in steps)
     _, eng = run(script, n=2, settle=0, confidence="none")
     assert not any(r.logprobs for b in eng.calls for r in b if r.temperature > 0)
+
+
+def test_a_deadline_between_a_step_and_its_probe_keeps_the_finished_lineages():
+    # lineages 0 and 1 box 7 at step 2; every probe says 5; the probe after step 2 hangs past
+    # the deadline: the two finished lineages must still vote (they did not before)
+    class SlowSecondProbe(ScriptedEngine):
+        async def generate(self, requests):
+            probes = sum(1 for b in self.calls if b[0].temperature == 0.0)
+            self.latency_s = 5.0 if requests[0].temperature == 0.0 and probes >= 1 else 0.0
+            return await super().generate(requests)
+
+    eng = SlowSecondProbe(lineage_script(lambda L: "7" if L < 2 else "8", lambda L, k: "5",
+                                         lambda L: 2 if L < 2 else 6))
+    sol = Solver(engine=eng, config=SearchConfig(method="srca", n=4, settle=0, deadline_s=1.0)).solve("q")
+    assert sol.stop_reason == "deadline" and sol.answer == "7"
+    assert sorted((c.source, c.answer, c.step) for c in sol.candidates) == [
+        ("checkpoint", "5", 1), ("checkpoint", "5", 1), ("path", "7", 2), ("path", "7", 2)]
+
+
+@pytest.mark.parametrize("confidence,keep_top", [("none", 1.0), ("tail", 0.9)])
+def test_replay_and_online_break_ties_the_same_way(confidence, keep_top):
+    # lineages 0 and 1 answer 8 late, 2 and 3 answer 7 early, all equally sure: a tie that the
+    # vote breaks by ballot order, so both sides must list ballots in lineage order
+    script = lineage_script(lambda L: "8" if L < 2 else "7", lambda L, k: str(10 + L), lambda L: 4 if L < 2 else 2)
+    eng = ScriptedEngine(script)
+    (line,) = asyncio.run(record_chunk(eng, [Problem(unique_id="p", problem="q", answer="7")],
+                                       RecordSettings(samples=4, topk=0, prompt="math")))
+    cfg = dict(n=4, settle=0, confidence=confidence, keep_top=keep_top)
+    out = replay_lineages(line, list(range(4)), Policy.from_config(SearchConfig(**cfg)))
+    sol, _ = run(script, **cfg)
+    assert out.answer == sol.answer == "8"
+    assert [b.answer for b in out.ballots] == [c.answer for c in sol.candidates] == ["8", "8", "7", "7"]
+
+
+def test_auto_decision_follows_the_search_structure():
+    from srca.methods import METHODS
+
+    srca = METHODS["srca"]
+    assert srca.decision_for(SearchConfig()) == "confidence_vote"
+    assert srca.decision_for(SearchConfig(lineages=False)) == "best_score"  # the paper's tree
+    assert srca.decision_for(SearchConfig(lineages=False, decision="majority")) == "majority"
+    assert METHODS["best_of_n"].decision_for(SearchConfig()) == "best_score"

@@ -21,6 +21,10 @@ from ..data import Problem
 from ..grading import grade
 from ..solution import Solution
 
+# candidate sources that are a path's own answer: a finished path, or an SRCA lineage that
+# settled (stopped once its probes agreed); "checkpoint" candidates are probes
+FULL = ("path", "settled")
+
 Key = tuple[str, str, int]
 
 
@@ -58,15 +62,15 @@ def make_record(problem: Problem, method: str, n: int, sol: Solution, seed: int)
         if g is None:
             g = groups[c.group] = {"answer": c.answer, "paths": 0, "checkpoints": 0, "best_score": c.score,
                                    "correct": grade(c.answer, problem.answer)}
-        g["paths" if c.source == "path" else "checkpoints"] += 1
+        g["paths" if c.source in FULL else "checkpoints"] += 1
         g["best_score"] = max(g["best_score"], c.score)
     answers = sorted(groups.values(), key=lambda g: (-(g["paths"] + g["checkpoints"]), -g["best_score"]))
     for g in answers:
         g["best_score"] = round(float(g["best_score"]), 6)
     # per candidate, not per group: a group may mix correct and wrong spellings at its edges
-    path_correct = any(c.source == "path" and grade(c.answer, problem.answer) for c in sol.candidates)
+    path_correct = any(c.source in FULL and grade(c.answer, problem.answer) for c in sol.candidates)
     any_correct = path_correct or any(grade(c.answer, problem.answer) for c in sol.candidates
-                                      if c.source != "path")
+                                      if c.source not in FULL)
     correct = grade(sol.answer, problem.answer)
     from_ckpt = sol.from_checkpoint
     u = sol.usage

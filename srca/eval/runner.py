@@ -7,6 +7,7 @@ the problem's id (:func:`~srca.eval.records.problem_seed`), never from run order
 from __future__ import annotations
 
 import asyncio
+import logging
 import json
 import os
 import re
@@ -24,6 +25,8 @@ from ..viewer import write_html
 from .records import (Key, ResultsError, ResultsWriter, canonical_order, config_id, key_of, make_record,
                       problem_seed, read_records, write_atomic)
 from .variants import check_method, config_for, effective_n
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,10 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
         if tdir is not None:
             tpath = _trace_path(tdir, job.key)
             tpath.write_text(json.dumps(sol.to_dict(), ensure_ascii=False), encoding="utf-8")
-            write_html(sol, tpath.with_suffix(".html"))
+            try:  # the page is a view of the JSON just written: a failure to draw it loses no result
+                write_html(sol, tpath.with_suffix(".html"))
+            except Exception as e:  # noqa: BLE001 - reported, and the run goes on
+                log.warning("trace page for %s not written: %s: %s", job.key, type(e).__name__, e)
         new.append(rec)
         bar.update(rec)
         if on_record is not None:

@@ -16,7 +16,7 @@ PAPER: dict[str, Any] = {"method": "srca", "lineages": False, "decision": "best_
 VARIANTS: dict[str, dict[str, Any]] = {
     # ablations of the default (lineage) SRCA
     "srca-nosettle": {"method": "srca", "settle": 0},  # lineages run until they answer
-    "srca-noconsensus": {"method": "srca", "consensus": 0.0},  # no solve-level early exit
+    "srca-consensus": {"method": "srca", "consensus": 0.5},  # stop once half the lineages agree
     "srca-uniform": {"method": "srca", "confidence": "none", "keep_top": 1.0},  # plain vote of the lineages
     "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a confidence-weighted majority
     # the paper's tree and its ablations (the names of the MATH-500 study of 2026-11-21)

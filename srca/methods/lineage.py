@@ -34,6 +34,8 @@ class _Lineages:
         self.tok_conf: dict[int, list[float]] = {}  # node id -> its step's token confidences
         self.open: list[Node] = []
         self.ended: list[tuple[Node, str]] = []  # (last node, kind) with kind path | settled | checkpoint
+        self.index: dict[int, int] = {}  # node id -> its lineage's index (ballots go in lineage order)
+        self.unsorted: list[Node] = []  # the last step, until sort() files it
 
     def step_requests(self) -> list:
         ctx, c = self.ctx, self.c
@@ -61,11 +63,13 @@ class _Lineages:
         for p, rs in zip(parents, results):
             for r in rs:
                 k = ctx.add_step(p, r)
+                self.index[k.id] = self.index.get(p.id, len(kids))  # a first step starts lineage len(kids)
                 tops = [[lp for _, lp in alts] for alts in r.top_logprobs] if self.c.confidence_topk else []
                 self.tok_conf[k.id] = [token_confidence(lp, tops[i] if i < len(tops) else None)
                                        for i, lp in enumerate(r.logprobs)]
                 k.score = k.path_score = self.confidence(k)  # the lineage's confidence so far
                 kids.append(k)
+        self.unsorted = kids
         mark_kept(kids)  # lineages are never pruned
         ctx.emit({"type": "step", "depth": kids[0].depth if kids else 0, "nodes": [ctx.node_event(k) for k in kids]})
         return kids
@@ -80,7 +84,7 @@ class _Lineages:
     def sort(self, kids: list[Node]) -> None:
         """File each new step: finished, cut, settled, or still open."""
         c = self.c
-        self.open = []
+        self.open, self.unsorted = [], []
         for k in kids:
             if k.finished:
                 self.end(k, "path")
@@ -96,11 +100,20 @@ class _Lineages:
         return [n.answer for n, kind in self.ended if kind != "checkpoint" and n.answer is not None]
 
     def ballots(self) -> None:
-        """One candidate per lineage; the score is the lineage's confidence."""
+        """One candidate per lineage, in lineage order (as the bank replay lists them: the vote
+        breaks ties by order); the score is the lineage's confidence. A stop between a step and
+        its probe (deadline, budget) first files that step: a lineage that finished in it votes
+        its answer; one still open votes its latest checkpoint, from an earlier step if need be."""
         ctx = self.ctx
-        for node, kind in self.ended + [(n, "checkpoint") for n in self.open]:
-            ans = node.checkpoint if kind == "checkpoint" else node.answer
-            if ans is None:
+        if self.unsorted:
+            self.sort(self.unsorted)
+        for node, kind in sorted(self.ended + [(n, "checkpoint") for n in self.open],
+                                 key=lambda x: self.index.get(x[0].id, 0)):
+            if kind == "checkpoint" and not node.probed:  # stopped before its probe: the last one
+                node = next((x for x in reversed(node.chain()) if x.probed), None)
+                if node is None:
+                    continue
+            if (node.checkpoint if kind == "checkpoint" else node.answer) is None:
                 continue
             node.score = node.path_score = self.confidence(node)
             ctx.add_candidate(node, kind)
