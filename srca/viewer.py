@@ -16,6 +16,7 @@ import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from .solution import Solution
@@ -97,12 +98,11 @@ def _decision(d: dict[str, Any]) -> str | None:
     from .methods import METHODS
 
     m = METHODS.get(d.get("method"))
-    rule = (d.get("config") or {}).get("decision")
-    if m is not None and m.decision:
-        return m.decision
-    if rule == "auto" and m is not None:
-        return getattr(m, "default_decision", None) or rule
-    return rule
+    cfg = d.get("config") or {}
+    if m is None:
+        return cfg.get("decision")
+    # the Method's own rule (one place): decision_for reads the config's fields by name
+    return m.decision_for(SimpleNamespace(decision=cfg.get("decision", "auto"), lineages=cfg.get("lineages", True)))
 
 
 def _finite(x: Any) -> Any:
