@@ -18,6 +18,7 @@ import contextlib
 from typing import AsyncIterator
 
 from srca.config import SearchConfig
+from srca.methods import METHODS
 
 from .schemas import InputError
 
@@ -31,7 +32,7 @@ class Overloaded(Exception):
 
 
 def solve_cost(problem: str, cfg: SearchConfig) -> int:
-    rows = 1 if cfg.method == "cot" else cfg.n
+    rows = 1 if METHODS[cfg.method].ignores_n else cfg.n  # the fact lives on the Method
     # a probe's tokens sit on its path's KV for a moment: count them too
     per_row = cfg.max_new_tokens + cfg.probe_max_tokens + len(problem) // 4 + PROMPT_OVERHEAD_TOKENS
     return rows * per_row
