@@ -186,6 +186,8 @@ def test_lineages_ask_for_logprobs_only_when_the_vote_reads_them():
     assert all(r.top_logprobs == 5 and r.top_logprobs_steps == r.max_new_tokens for r in steps)
     _, eng = run(script, n=2, settle=0, confidence="none")
     assert not any(r.logprobs for b in eng.calls for r in b if r.temperature > 0)
+    probes = [r for b in eng.calls for r in b if r.temperature == 0]
+    assert probes and not any(r.logprobs for r in probes)  # nothing reads a probe's logprobs here
 
 
 def test_a_deadline_between_a_step_and_its_probe_keeps_the_finished_lineages():

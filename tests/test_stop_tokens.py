@@ -123,8 +123,10 @@ class NoLogprobScorer:
     ("beam", "textual", False),
 ])
 def test_logprobs_requested_only_when_read(method, scorer, want):
+    # srca here is the paper's tree (lineages=False), which scores with the scorer; the lineage
+    # default reads token confidences itself: see test_srca_lineage.py
     eng = ScriptedEngine(lambda p, r, i: "So the answer is \\boxed{4}." if "Step one." in p else "Step one.\n\nSo the answer is \\boxed{4}.")
-    cfg = SearchConfig(method=method, n=2, beam_width=2, expand=1, max_steps=2)
+    cfg = SearchConfig(method=method, n=2, beam_width=2, expand=1, max_steps=2, lineages=False)
     solver = Solver(engine=eng, config=cfg, scorer=NoLogprobScorer() if scorer == "textual" else scorer)
     sol = solver.solve("What is 2+2?")
     assert sol.answer == "4"

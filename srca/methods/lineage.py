@@ -122,6 +122,8 @@ class _Lineages:
 async def run_lineages(ctx: SearchContext) -> None:
     c = ctx.config
     lin = _Lineages(ctx)
+    # nothing here reads a probe's logprobs (no scorer is called); the steps ask for their own
+    ctx.want_logprobs = False
     ctx.stop_reason = "max_steps"
     try:
         for _ in range(c.max_steps):
