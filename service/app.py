@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import logging
 from typing import Any, AsyncIterator, Callable
@@ -35,6 +36,30 @@ from .streaming import ClientGone, EventStreamResponse, cancel_on_disconnect, ss
 log = logging.getLogger("srca.service")
 
 JSON = "application/json"
+
+
+def wants_html(request: Request) -> bool:
+    """Whether the client asks for a page: ``text/html`` in Accept, ahead of any JSON type (a
+    browser; API clients send ``application/json`` or ``*/*``)."""
+    accept = [a.split(";")[0].strip().lower() for a in request.headers.get("accept", "").split(",")]
+    if "text/html" not in accept:
+        return False
+    json_at = [i for i, a in enumerate(accept) if a == JSON or a.endswith("+json")]
+    return not json_at or accept.index("text/html") < json_at[0]
+
+
+def _job_page(view: dict[str, Any]) -> Response:
+    """A finished job's Solution drawn by the trace viewer; otherwise a small page that reloads."""
+    from srca.viewer import render_html
+
+    if isinstance(view.get("result"), dict):
+        return Response(render_html(view["result"]), 200, media_type="text/html; charset=utf-8")
+    state = html.escape(str(view.get("state")))
+    waiting = state in ("queued", "running")
+    body = ("<!doctype html><meta charset=utf-8>" + ("<meta http-equiv=refresh content=2>" if waiting else "")
+            + f"<title>srca job {state}</title><p>Job {html.escape(str(view.get('id')))} is {state}."
+            + ("" if waiting else f" {html.escape(str(view.get('error') or ''))}") + "</p>")
+    return Response(body, 200, media_type="text/html; charset=utf-8")
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -122,7 +147,19 @@ def create_app(config: ServiceConfig | None = None, *, engine: Engine | None = N
         h = await rt.jobs.get(job_id, owner(key_id))
         if h is None:  # also another key's job: its existence is not told
             return _json({"detail": f"no job {job_id[:64]!r}"}, 404)
-        return _json(job_view(h))
+        view = job_view(h)
+        if wants_html(request):  # a browser: the trace viewer for a finished job
+            return _job_page(view)
+        return _json(view)
+
+    @app.get("/view", include_in_schema=False)
+    async def live_view() -> Response:
+        """The trace viewer, empty, set to follow a solve streamed from this service's POST /solve
+        (same origin, so the service's cross-site write checks let it through)."""
+        from srca.viewer import render_html
+
+        return Response(render_html(None, stream_url="/solve", title="srca: follow a solve"), 200,
+                        media_type="text/html; charset=utf-8")
 
     @app.delete("/jobs/{job_id}", summary="Cancel a job (its solve stops on whichever replica runs it)")
     async def cancel_job(job_id: str, request: Request) -> Response:

@@ -331,3 +331,29 @@ def test_a_held_job_that_is_not_running_goes_back_to_the_queue(redis_url):
             time.sleep(0.05)
         assert r.llen(f"{prefix}jobs:proc:{worker}") == 0 and c.get(f"/jobs/{job_id}").json()["state"] == "queued"
     r.close()
+
+
+# -- the trace viewer from the service (issue 19) ---------------------------------------------
+def test_a_job_as_a_page_for_browsers_and_json_for_clients(redis_url):
+    with serve(redis_url) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        job = c.post("/jobs", json={"problem": "What is 2+3?", "n": 2}).json()["id"]
+        done = wait_job(c, job)
+        assert done["result"]["answer"] == "5"
+        browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        page = c.get(f"/jobs/{job}", headers={"Accept": browser})
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        body = page.text
+        assert "<script" in body and '"answer":"5"' in body.replace(" ", "")  # the Solution is embedded
+        assert not re.search(r"""(src|href)=["']?https?://""", body)  # nothing from another host
+        # API clients keep JSON: no Accept, */*, or JSON ahead of HTML
+        for accept in (None, "*/*", "application/json, text/html"):
+            r = c.get(f"/jobs/{job}", headers={"Accept": accept} if accept else {})
+            assert r.headers["content-type"].startswith("application/json") and r.json() == done
+        # a job still queued: a small page that reloads itself
+        srv.engine.latency_s = 2.0
+        slow = c.post("/jobs", json={"problem": "What is 4+4?"}).json()["id"]
+        waiting = c.get(f"/jobs/{slow}", headers={"Accept": browser})
+        assert waiting.status_code == 200 and "http-equiv=refresh" in waiting.text
+        live = c.get("/view", headers={"Accept": browser})
+        assert live.status_code == 200 and live.headers["content-type"].startswith("text/html")
+        assert '"stream_url":"/solve"' in live.text.replace(" ", "")
