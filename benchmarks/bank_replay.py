@@ -25,8 +25,9 @@ from functools import lru_cache
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from srca.config import SearchConfig  # noqa: E402
-from srca.eval.bank import Policy, half, read_bank, replay_lineages, replay_majority, subsets, wilson  # noqa: E402
+from srca.eval.bank import Policy, half, read_bank, replay_lineages, replay_majority, subsets  # noqa: E402
 from srca.grading import grade  # noqa: E402
+from srca.report import ci95  # noqa: E402
 
 
 @lru_cache(maxsize=None)
@@ -42,7 +43,8 @@ def score(lines: list[dict], policy: Policy | None, n: int, draws: int) -> dict:
             out = replay_majority(ln, idx) if policy is None else replay_lineages(ln, idx, policy)
             per.append((ln["unique_id"], _grade(out.answer, ln["answer"]), out.tokens, out.probe_tokens, out.stop))
     k = sum(c for _, c, *_ in per)
-    lo, hi = wilson(k, len(per))
+    acc = k / max(1, len(per))
+    lo, hi = acc - ci95(acc, len(per)), acc + ci95(acc, len(per))  # the report's interval
     stops: dict[str, int] = {}
     for *_, s in per:
         stops[s] = stops.get(s, 0) + 1

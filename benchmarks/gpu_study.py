@@ -76,6 +76,7 @@ def main() -> None:
         engine = make_engine("sglang", model_path=a.model, mem_fraction_static=a.mem, sampling_backend="flashinfer")
     log(a.out_dir, event="engine_ready", s=round(time.monotonic() - t0, 1), problems=len(problems))
 
+    base = SearchConfig(prompt=a.prompt, seed=0, max_new_tokens=a.max_new_tokens)  # the bank's and the jobs'
     if not a.no_bank:
         order = [p for p in problems if half(p.unique_id) == "tune"] + [p for p in problems if half(p.unique_id) == "test"]
         chunks = [order[i:i + a.bank_chunk] for i in range(0, len(order), a.bank_chunk)]
@@ -83,8 +84,7 @@ def main() -> None:
             path = os.path.join(a.out_dir, "bank", f"chunk_{ci:03d}.jsonl.gz")
             if os.path.exists(path):
                 continue
-            s = RecordSettings(samples=a.bank_samples, prompt=a.prompt, topk=20 if ci < a.bank_topk_chunks else 0,
-                               max_new_tokens=a.max_new_tokens)
+            s = RecordSettings(samples=a.bank_samples, topk=20 if ci < a.bank_topk_chunks else 0, config=base)
             t = time.monotonic()
             lines = asyncio.run(record_chunk(engine, chunk, s))
             tmp = path + ".tmp"
@@ -98,7 +98,6 @@ def main() -> None:
                 wall_s=round(time.monotonic() - t, 1), sample_tokens=gen, probes=probes,
                 halves=sorted({half(p.unique_id) for p in chunk}))
 
-    base = SearchConfig(prompt=a.prompt, seed=0, max_new_tokens=a.max_new_tokens)
     done: set[str] = set()
     idle = time.monotonic()
     while a.queue:

@@ -18,6 +18,11 @@ from .eval.variants import base_method
 RowKey = tuple[str, str, int]  # (run, method, n)
 
 
+def ci95(acc: float, n: int) -> float:
+    """Half-width of the 95% normal interval of an accuracy ``acc`` over ``n`` problems."""
+    return 1.96 * math.sqrt(acc * (1 - acc) / n) if n else 0.0
+
+
 def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
@@ -41,7 +46,7 @@ def summarize_group(records: Sequence[dict]) -> dict[str, Any]:
         "count": k,
         "correct": sum(1 for r in records if r["correct"]),
         "accuracy": acc,
-        "ci95": 1.96 * math.sqrt(acc * (1 - acc) / k) if k else 0.0,
+        "ci95": ci95(acc, k),
         "oracle": _mean([1.0 if r.get("any_correct") else 0.0 for r in records]),
         "generated_tokens": usage("generated_tokens"),
         "prefilled_tokens": prefilled,

@@ -152,7 +152,7 @@ def test_replay_matches_the_online_search(settle, consensus, max_new):
     n = 6
     eng = ScriptedEngine(script)
     prob = Problem(unique_id="p1", problem="q", answer="7")
-    s = RecordSettings(samples=n, topk=0, prompt="math", max_new_tokens=max_new)
+    s = RecordSettings(samples=n, topk=0, config=SearchConfig(prompt="math", max_new_tokens=max_new))
     (line,) = asyncio.run(record_chunk(eng, [prob], s))
     if max_new < 1024:
         assert any(st[1] == "cut" for x in line["samples"] for st in x["steps"])
@@ -214,7 +214,7 @@ def test_replay_and_online_break_ties_the_same_way(confidence, keep_top):
     script = lineage_script(lambda L: "8" if L < 2 else "7", lambda L, k: str(10 + L), lambda L: 4 if L < 2 else 2)
     eng = ScriptedEngine(script)
     (line,) = asyncio.run(record_chunk(eng, [Problem(unique_id="p", problem="q", answer="7")],
-                                       RecordSettings(samples=4, topk=0, prompt="math")))
+                                       RecordSettings(samples=4, topk=0, config=SearchConfig(prompt="math"))))
     cfg = dict(n=4, settle=0, confidence=confidence, keep_top=keep_top)
     out = replay_lineages(line, list(range(4)), Policy.from_config(SearchConfig(**cfg)))
     sol, _ = run(script, **cfg)

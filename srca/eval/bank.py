@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import math
 import random
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
@@ -37,10 +36,11 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..answers import equivalent, extract_answer, extract_boxed, parse_probe
+from ..config import SearchConfig
 from ..methods.consensus import (Ballot, consensus_reached, settled_answer, token_confidence, trace_confidence,
                                  vote)
+from ..methods.context import PROBE_STOPS
 
-PROBE_STOPS = ("}\n", "}$", "\n\n")  # as SearchContext.probe
 
 
 # -- encoding -------------------------------------------------------------------------------
@@ -75,17 +75,13 @@ def split_steps(token_texts: Sequence[str], delimiter: str, max_step_tokens: int
 
 @dataclass
 class RecordSettings:
+    """``samples`` per problem, ``topk`` logprobs per token for DeepConf's confidence (0: none);
+    everything else (sampling, steps, cue, probe length, prompt, seed) from ``config``, the
+    SearchConfig the online search would run with."""
+
     samples: int = 16
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 1024
-    max_step_tokens: int = 256
-    step_delimiter: str = "\n\n"
-    checkpoint_cue: str = "So, the answer is \\boxed{"
-    probe_max_tokens: int = 16
-    topk: int = 20  # top-k logprobs per token for DeepConf's confidence (0: none)
-    prompt: str = "math"
-    seed: int = 0
+    topk: int = 20
+    config: SearchConfig = field(default_factory=SearchConfig)
 
 
 async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) -> list[dict]:
@@ -94,13 +90,14 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
     from ..engines.base import GenRequest
     from .records import problem_seed
 
-    prompt_ids = [engine.encode(engine.chat_prompt(prompts.messages(s.prompt, p.problem))) for p in problems]
-    reqs = [GenRequest(input_ids=ids, max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                       n=s.samples, seed=problem_seed(s.seed, p.unique_id), logprobs=True, top_logprobs=s.topk,
-                       top_logprobs_steps=s.max_new_tokens if s.topk else 0, group=p.unique_id)
+    c = s.config
+    prompt_ids = [engine.encode(engine.chat_prompt(prompts.messages(c.prompt, p.problem))) for p in problems]
+    reqs = [GenRequest(input_ids=ids, max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p,
+                       top_k=c.top_k, n=s.samples, seed=problem_seed(c.seed, p.unique_id), logprobs=True,
+                       top_logprobs=s.topk, top_logprobs_steps=c.max_new_tokens if s.topk else 0, group=p.unique_id)
             for p, ids in zip(problems, prompt_ids)]
     results = await engine.generate(reqs)
-    cue = engine.encode(s.checkpoint_cue)
+    cue = engine.encode(c.checkpoint_cue)
     texts: dict[int, str] = {}
 
     def tok_text(t: int) -> str:
@@ -113,7 +110,7 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
         samples = []
         for r in rs:
             toks = list(r.token_ids)
-            ends = split_steps([tok_text(t) for t in toks], s.step_delimiter, s.max_step_tokens, s.max_new_tokens)
+            ends = split_steps([tok_text(t) for t in toks], c.step_delimiter, c.max_step_tokens, c.max_new_tokens)
             steps, prev, kept = [], 0, 0
             for j, e in enumerate(ends):
                 step_text = "".join(tok_text(t) for t in toks[prev:e])
@@ -121,7 +118,7 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
                 if extract_boxed(step_text) is not None or (last and r.finish_reason == "stop"):
                     path_text = "".join(tok_text(t) for t in toks[:e])
                     steps.append([e - prev, "path", extract_answer(path_text), 0])
-                elif e >= s.max_new_tokens or (last and r.finish_reason != "stop"):
+                elif e >= c.max_new_tokens or (last and r.finish_reason != "stop"):
                     steps.append([e - prev, "cut", None, 0])
                     probes.append(ids + toks[:e] + cue)
                     where.append((len(lines), len(samples), len(steps) - 1))
@@ -138,7 +135,7 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
             r.top_logprobs = []  # free them: a bank chunk holds millions
         lines.append({"unique_id": p.unique_id, "answer": p.answer, "level": p.level, "subject": p.subject,
                       "prompt_tokens": len(ids), "samples": samples})
-    preqs = [GenRequest(input_ids=x, max_new_tokens=s.probe_max_tokens, temperature=0.0, stop=PROBE_STOPS,
+    preqs = [GenRequest(input_ids=x, max_new_tokens=c.probe_max_tokens, temperature=0.0, stop=PROBE_STOPS,
                         logprobs=False, group=lines[w[0]]["unique_id"]) for x, w in zip(probes, where)]
     for (li, si, st), (r,) in zip(where, await engine.generate(preqs) if preqs else []):
         step = lines[li]["samples"][si]["steps"][st]
@@ -271,16 +268,5 @@ def half(unique_id: str) -> str:
     return "tune" if int(hashlib.sha256(unique_id.encode()).hexdigest(), 16) % 2 == 0 else "test"
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson interval of a proportion ``k / n``."""
-    if n == 0:
-        return 0.0, 0.0
-    ph = k / n
-    d = 1 + z * z / n
-    c = (ph + z * z / (2 * n)) / d
-    h = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / d
-    return c - h, c + h
-
-
 __all__ = ["Outcome", "Policy", "RecordSettings", "half", "pack", "read_bank", "record_chunk", "replay_lineages",
-           "replay_majority", "split_steps", "subsets", "unpack", "wilson"]
+           "replay_majority", "split_steps", "subsets", "unpack"]

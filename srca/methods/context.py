@@ -19,6 +19,8 @@ from ..solution import Candidate, TraceNode, Usage
 
 EventSink = Callable[[dict], Any]
 
+# a probe's answer ends where its box closes (or at a blank line)
+PROBE_STOPS = ("}\n", "}$", "\n\n")
 ABORT_WAIT_S = 10.0  # how long a deadline waits for an engine to return the rows it stopped
 
 
@@ -251,7 +253,7 @@ class SearchContext:
             return
         c = self.config
         reqs = [self.request(n, suffix=c.checkpoint_cue, suffix_ids=self.cue_ids, max_new_tokens=c.probe_max_tokens,
-                             temperature=0.0, stop=("}\n", "}$", "\n\n")) for n in todo]
+                             temperature=0.0, stop=PROBE_STOPS) for n in todo]
         res = await self.generate(reqs, probe=True)
         for n, (r,) in zip(todo, res):
             n.probed = True
