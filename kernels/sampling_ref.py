@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from .params import row_params, check_logits, ref_seed
+from srca.seeds import reference_seed
+from .params import check_logits, check_seed, row_params
 
 
 def sample_fanout_ref(
@@ -60,8 +61,9 @@ def sample_fanout_ref(
     w = torch.where(keep, probs, torch.zeros_like(probs))
     w = torch.where(greedy[:, None], torch.ones_like(w), w)  # any valid weights; replaced below
 
+    check_seed(seed, offset)
     gen = torch.Generator(device=logits.device)
-    gen.manual_seed(ref_seed(seed, offset))
+    gen.manual_seed(reference_seed(seed, offset))
     tokens = torch.multinomial(w, n, replacement=True, generator=gen)  # [P, n]
     tokens = torch.where(greedy[:, None], argmax[:, None].expand(P, n), tokens)
     tokens = torch.where(invalid[:, None], torch.full_like(tokens, -1), tokens)

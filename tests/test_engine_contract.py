@@ -92,27 +92,28 @@ def test_prefix_cache_longest_match_and_lru():
 
 
 def test_sample_row_semantics():
-    from srca.engines.local_sampling import _sample_row, _stream_seed, _uniform
+    from srca.engines.local_sampling import _sample_row
+    from srca.seeds import stream_seed, uniform
     from srca.kernels.sampling_ref import allowed_mask_ref
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1000, generator=g) * 3
     for t, k, p in ((1.0, 0, 1.0), (0.7, 20, 1.0), (1.3, 0, 0.8), (0.9, 50, 0.5), (1.0, 1, 1.0)):
         allowed = allowed_mask_ref(x[None], t, k, p)[0]
-        toks = [_sample_row(x, t, k, p, _uniform(_stream_seed(3, 0), s)) for s in range(200)]
+        toks = [_sample_row(x, t, k, p, uniform(stream_seed(3, 0), s)) for s in range(200)]
         assert all(allowed[j] for j in toks), (t, k, p)
-        assert toks == [_sample_row(x, t, k, p, _uniform(_stream_seed(3, 0), s)) for s in range(200)]
+        assert toks == [_sample_row(x, t, k, p, uniform(stream_seed(3, 0), s)) for s in range(200)]
         if int(allowed.sum()) >= 3:
             assert len(set(toks)) > 1
     assert _sample_row(x, 1.0, 1, 1.0, 0.99) == int(x.argmax())
     # frequencies follow the distribution (temperature 1, no cut)
     y = torch.tensor([0.0, 1.0, 2.0, -30.0])
-    draws = [_sample_row(y, 1.0, 0, 1.0, _uniform(_stream_seed(5, 0), s)) for s in range(4000)]
+    draws = [_sample_row(y, 1.0, 0, 1.0, uniform(stream_seed(5, 0), s)) for s in range(4000)]
     freq = torch.bincount(torch.tensor(draws), minlength=4).float() / len(draws)
     assert torch.allclose(freq, torch.softmax(y, 0), atol=0.03)
     # a top-p nucleus past the first candidates falls back to the full sort (flat distribution)
     flat = torch.zeros(5000)
-    toks = {_sample_row(flat, 1.0, 0, 0.9, _uniform(_stream_seed(1, 0), s)) for s in range(300)}
+    toks = {_sample_row(flat, 1.0, 0, 0.9, uniform(stream_seed(1, 0), s)) for s in range(300)}
     assert max(toks) > 256
 
 

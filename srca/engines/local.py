@@ -57,7 +57,8 @@ import torch
 
 from ..models import DEFAULT_MODEL, is_local_model, load_model, model_spec
 from .base import EngineInfo, GenRequest, GenResult
-from .local_sampling import _fanout, _sample_row, _stream_seed, _uniform
+from ..seeds import fanout_seed, stream_seed, uniform
+from .local_sampling import _fanout, _sample_row
 from .prefix_cache import PrefixCache
 
 log = logging.getLogger("srca.engines.local")
@@ -456,7 +457,7 @@ class LocalEngine:
         for b, row in enumerate(rows):
             r = reqs[row.req]
             if not r.greedy:
-                chosen[b] = _sample_row(logits[b], r.temperature, r.top_k, r.top_p, _uniform(row.stream, step))
+                chosen[b] = _sample_row(logits[b], r.temperature, r.top_k, r.top_p, uniform(row.stream, step))
         self._record(rows, reqs, logits, lse, chosen, step)
         return chosen
 
@@ -528,8 +529,8 @@ class LocalEngine:
             if r.greedy:
                 toks = [int(lg.argmax())]
             else:
-                toks = _fanout(lg, n_rows, r.temperature, r.top_k, r.top_p, _stream_seed(seed, 1 << 32))
-            new = [_Row(i, c, _stream_seed(seed, c)) for c in range(n_rows)]
+                toks = _fanout(lg, n_rows, r.temperature, r.top_k, r.top_p, fanout_seed(seed))
+            new = [_Row(i, c, stream_seed(seed, c)) for c in range(n_rows)]
             self._record(new, reqs, lg.expand(n_rows, -1), lse[i:i + 1].expand(n_rows), toks, 0)
             rows.extend(new)
 

@@ -4,26 +4,9 @@ from __future__ import annotations
 
 import torch
 
-_MASK64 = (1 << 64) - 1
+from ..seeds import stream_seed, uniform
+
 _CAND = 256  # candidates looked at before a full sort when sampling with top-p
-
-
-def _mix64(x: int) -> int:
-    """splitmix64 finaliser: a well-spread 64-bit hash of ``x``."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def _stream_seed(seed: int, child: int) -> int:
-    """Seed of sample ``child`` of a request with ``seed`` (non-negative, < 2**63)."""
-    return _mix64(_mix64(seed & _MASK64) ^ child) >> 1
-
-
-def _uniform(stream: int, step: int) -> float:
-    """A uniform draw in [0, 1) for ``step`` of a stream (counter based, no state)."""
-    return (_mix64(stream ^ _mix64(step)) >> 11) * (1.0 / (1 << 53))
 
 
 def _sample_row(x: torch.Tensor, temperature: float, top_k: int, top_p: float, u: float) -> int:
@@ -69,4 +52,4 @@ def _fanout(logits: torch.Tensor, n: int, temperature: float, top_k: int, top_p:
         if min(out) < 0:
             raise RuntimeError("LocalEngine: the model produced non-finite logits")
         return out
-    return [_sample_row(logits[0], temperature, top_k, top_p, _uniform(_stream_seed(seed, i), 0)) for i in range(n)]
+    return [_sample_row(logits[0], temperature, top_k, top_p, uniform(stream_seed(seed, i), 0)) for i in range(n)]

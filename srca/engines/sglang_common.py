@@ -27,17 +27,11 @@ import uuid
 from collections import OrderedDict
 from typing import Any, Iterable, Sequence
 
+from ..seeds import sample_seed
 from .base import GenRequest, GenResult
 
 ROUTINGS = ("affinity", "round_robin", "sglang")
 STOP_MODES = ("tokens", "strings")
-
-
-def sample_seed(seed: int | None, i: int) -> int | None:
-    """Seed of sample ``i`` of a request seeded with ``seed`` (a stream per ``(seed, i)``)."""
-    if seed is None:
-        return None
-    return (int(seed) * 1_000_003 + i) & 0x7FFFFFFF
 
 
 def sampling_params(req: GenRequest, i: int, *, ignore_eos: bool = False,

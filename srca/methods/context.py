@@ -15,6 +15,7 @@ from ..answers import extract_answer, extract_boxed, parse_probe
 from ..config import SearchConfig
 from ..engines.base import Engine, GenRequest, GenResult
 from ..scorers import ScoreInput, Scorer, aggregate
+from ..seeds import request_seed
 from ..solution import Candidate, TraceNode, Usage
 
 EventSink = Callable[[dict], Any]
@@ -118,7 +119,8 @@ class SearchContext:
         return GenRequest(prompt=self.prompt_text + node.path_text() + suffix, **params)
 
     def seed_for(self, node: Node, salt: int = 0) -> int:
-        return (self.config.seed * 1_000_003 + node.id * 7919 + salt) % (2**31 - 1)
+        """The seed of a request continuing ``node`` (:func:`srca.seeds.request_seed`)."""
+        return request_seed(self.config.seed, node.id, salt)
 
     # -- engine calls ---------------------------------------------------------------------
     def remaining_tokens(self) -> int | None:
