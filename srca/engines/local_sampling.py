@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..kernels.sampling_rule import top_k_floor, top_p_floor
 from ..seeds import stream_seed, uniform
 
 _CAND = 256  # candidates looked at before a full sort when sampling with top-p
@@ -12,12 +13,14 @@ _CAND = 256  # candidates looked at before a full sort when sampling with top-p
 def _sample_row(x: torch.Tensor, temperature: float, top_k: int, top_p: float, u: float) -> int:
     """One token from logits ``x`` [V] (float32): keep logits >= the k-th largest (ties kept),
     softmax at ``temperature``, keep the smallest most-probable set reaching ``top_p`` (ties kept),
-    draw by inverse CDF with the uniform ``u``. Same semantics as ``srca.kernels.sample``."""
+    draw by inverse CDF with the uniform ``u``: the rule of ``srca.kernels.sampling_rule`` (its
+    two thresholds), applied to a sorted prefix of the row's candidates."""
     V = x.numel()
     z = x / temperature
     if 0 < top_k < V:
         vals, idx = z.topk(min(V, top_k + 16))  # sorted; a few extra for ties at the k-th
-        vals, idx = vals[vals >= vals[top_k - 1]], idx[vals >= vals[top_k - 1]]
+        kept = vals >= top_k_floor(vals, top_k)
+        vals, idx = vals[kept], idx[kept]
         probs = torch.softmax(vals, 0)
     elif top_p < 1.0:
         lse = torch.logsumexp(z, 0)
@@ -31,11 +34,8 @@ def _sample_row(x: torch.Tensor, temperature: float, top_k: int, top_p: float, u
         j = int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])]), right=True)[0])
         return min(j, V - 1)
     if top_p < 1.0:
-        cum = probs.cumsum(0)
-        total = 1.0 if not 0 < top_k < V else float(cum[-1])
-        j = int((cum < top_p * total).sum().clamp(max=probs.numel() - 1))
-        keep = probs >= probs[j]
-        probs, idx = probs[keep], idx[keep]
+        kept = probs >= top_p_floor(probs, top_p, None if 0 < top_k < V else 1.0)
+        probs, idx = probs[kept], idx[kept]
     cdf = probs.cumsum(0)
     j = int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])]), right=True)[0])
     return int(idx[min(j, idx.numel() - 1)])
