@@ -31,7 +31,7 @@ import threading
 from typing import Any, Sequence
 
 from .engines.httpclient import ConnectFailed, LoopClient
-from .engines.sglang_common import chatml
+from .engines.chat_template import apply_chat_template
 
 QWEN_PRM_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 MODES = ("reward", "token")
@@ -153,11 +153,7 @@ class PRMScorer:
             return f"{problem} {body}"
         msgs = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + \
             [{"role": "user", "content": problem}]
-        if self.tokenizer is not None and getattr(self.tokenizer, "chat_template", None):
-            head = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        else:
-            head = chatml(msgs)
-        return head + body
+        return apply_chat_template(self.tokenizer, msgs) + body
 
     # -- scoring ------------------------------------------------------------------------------
     async def score(self, items: Sequence[Any]) -> list[float]:

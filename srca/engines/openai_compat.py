@@ -38,7 +38,8 @@ from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
 from .httpclient import ConnectFailed, ConnectionLost, LoopClient, ReadTimedOut
-from .sglang_common import apply_chat_template, gather_or_cancel
+from .chat_template import apply_chat_template
+from .gather import gather_or_cancel
 
 log = logging.getLogger(__name__)
 

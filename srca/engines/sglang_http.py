@@ -40,8 +40,9 @@ from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
 from .httpclient import ConnectFailed, ConnectionLost, LoopClient, ReadTimedOut
-from .sglang_common import (STOP_MODES, ReplicaRouter, StopTokens, apply_chat_template, gather_or_cancel, new_rid,
-                            sampling_params, to_result)
+from .chat_template import apply_chat_template
+from .gather import gather_or_cancel
+from .sglang_common import STOP_MODES, ReplicaRouter, StopTokens, new_rid, sampling_params, to_result
 
 log = logging.getLogger(__name__)
 
