@@ -160,3 +160,18 @@ def test_bank_records_multibyte_answers_and_steps(tok):
     assert eng.decode(ids[:steps[0][0]]) == "角度 x = √2 × π\n\n"  # the step ends after its delimiter
     assert sample["answer"] == "√2π"
 
+
+
+@pytest.mark.parametrize("text", ["Let x = 3.\n\nThen 2x + 1 = 7, so \\boxed{7}.", TEXT, "√2 then ascii", "ascii then √"])
+def test_fast_path_gives_the_incremental_spans(tok, text):
+    """Whole-character pieces that add up to the text take the fast path (one decode per
+    distinct token, memoized); any split character falls back to the incremental decoding.
+    Both give the same spans."""
+    from srca.engines.token_spans import _incremental, _piecewise
+
+    ids = tok.encode(text, add_special_tokens=False)
+    memo: dict[int, str] = {}
+    fast = _piecewise(tok, ids, memo)
+    assert (fast is not None) == text.isascii()
+    assert set(memo) == set(ids)
+    assert token_spans(tok, ids, memo) == _incremental(tok, ids)

@@ -68,16 +68,45 @@ class TokenSpans:
         return min(len(self.ends), bisect_left(self.ends, nchars) + 1)
 
 
-def token_spans(decoder: Any, ids: Sequence[int]) -> TokenSpans:
+def token_spans(decoder: Any, ids: Sequence[int], pieces: dict[int, str] | None = None) -> TokenSpans:
     """Decode ``ids`` (``[T]``) once and say which characters each token spells.
+
+    Fast path: when every token decodes alone to whole characters and the pieces add up to the
+    decoded text (byte-level BPE on text without split characters), the pieces are the spans:
+    one decode of the sequence plus one per distinct token, memoized in ``pieces`` (pass one
+    dict for many sequences of one tokenizer). Otherwise the incremental decoding below.
 
     Args:
         decoder: an Engine or a tokenizer: anything with ``decode(list[int]) -> str``.
         ids: token ids.
+        pieces: optional memo ``{token id: decode([id])}`` shared between calls.
     """
     if not callable(getattr(decoder, "decode", None)):
         raise TypeError(f"token_spans: needs an engine or tokenizer with decode(ids), got {type(decoder).__name__}")
     ids = [int(t) for t in ids]
+    fast = _piecewise(decoder, ids, {} if pieces is None else pieces)
+    return fast if fast is not None else _incremental(decoder, ids)
+
+
+def _piecewise(decoder: Any, ids: list[int], pieces: dict[int, str]) -> TokenSpans | None:
+    """The spans from per-token pieces, or None when they do not add up to the decoded text."""
+    for t in ids:
+        if t not in pieces:
+            pieces[t] = decoder.decode([t])
+    parts = [pieces[t] for t in ids]
+    if any(REPLACEMENT in x for x in parts):
+        return None
+    text = "".join(parts)
+    if text != decoder.decode(ids):
+        return None
+    ends, done = [], 0
+    for x in parts:
+        done += len(x)
+        ends.append(done)
+    return TokenSpans(text, tuple(ends), (False,) * len(ids))
+
+
+def _incremental(decoder: Any, ids: list[int]) -> TokenSpans:
     parts: list[str] = []
     ends: list[int] = []
     opens: list[bool] = []

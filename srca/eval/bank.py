@@ -99,12 +99,13 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
             for p, ids in zip(problems, prompt_ids)]
     results = await engine.generate(reqs)
     cue = engine.encode(c.checkpoint_cue)
+    pieces: dict[int, str] = {}  # token id -> its text, shared by every sample (token_spans' memo)
     lines, probes, where = [], [], []
     for p, ids, rs in zip(problems, prompt_ids, results):
         samples = []
         for r in rs:
             toks = list(r.token_ids)
-            spans = token_spans(engine, toks)
+            spans = token_spans(engine, toks, pieces)
             ends = split_steps([spans.text_of(i, i + 1) for i in range(len(toks))], c.step_delimiter,
                                c.max_step_tokens, c.max_new_tokens)
             steps, prev, kept = [], 0, 0
