@@ -60,7 +60,7 @@ class InstantEngine:
         return self.tok.decode(list(ids), skip_special_tokens=False)
 
     def chat_prompt(self, messages: list[dict]) -> str:
-        from srca.engines.sglang_common import apply_chat_template
+        from srca.engines.chat_template import apply_chat_template
 
         return apply_chat_template(self.tok, messages)
 

@@ -78,9 +78,3 @@ def check_seed(seed, offset) -> None:
     for name, v in (("seed", seed), ("offset", offset)):
         if type(v) is not int and (not isinstance(v, numbers.Integral) or isinstance(v, bool)) or v < 0:
             raise ValueError(f"{name} must be a non-negative int, got {v!r}")
-
-
-def ref_seed(seed: int, offset: int) -> int:
-    """The torch.Generator seed the reference uses for (seed, offset)."""
-    check_seed(seed, offset)
-    return (int(seed) * 0x9E3779B97F4A7C15 + int(offset)) % (2**63)

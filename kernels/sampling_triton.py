@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import triton
 
+from srca.seeds import kernel_key
 from . import triton_loader as loader
 from .triton_helpers import KEY_LOWEST_FINITE
 from .triton_loader import CAP, CD_MAX, GC_GROUPS, KC, R_MAX
@@ -142,11 +143,8 @@ def fanout(logits, n, temp, top_k, top_p, seed: int, offset: int, *, config=None
     stream = loader.current_stream(dev)
     ws = loader.workspace(dev, P, C, stream)
     invalid = torch.empty((P,), device=dev, dtype=torch.int8) if want_invalid else ws.scratch
-    # every integer argument stays below 2**31 (typed i32: no recompiles as seeds/offsets change);
-    # the offset's bits above 31 are folded into the 62-bit Philox key
-    seed_eff = (int(seed) ^ ((int(offset) >> 31) * 0x9E3779B97F4A7C15)) & (2**62 - 1)
-    off_lo = int(offset) & 0x7FFFFFFF
-    s0, s1 = seed_eff & 0x7FFFFFFF, seed_eff >> 31
+    # every integer argument stays below 2**31 (typed i32: no recompiles as seeds/offsets change)
+    s0, s1, off_lo = kernel_key(seed, offset)
     wt = ws.tensors
     args = (logits, logits.stride(0), V, C, n,
             temp if tp else tokens, 0.0 if tp else float(temp),

@@ -31,7 +31,9 @@ def _mid(lo, hi):
 def _uniform(s0, s1, child, row, off):
     """U(0, 1), never 0 or 1, for one child or a vector of children: Philox (10 rounds) keyed by
     (seed, child, row, offset). Every path draws child c of a row with this same number, so the
-    candidate and general paths pick the same token (both are inverse CDFs in token order)."""
+    candidate and general paths pick the same token (both are inverse CDFs in token order).
+    Mirrors ``srca.seeds.kernel_uniform`` (s0, s1, off from ``srca.seeds.kernel_key`` on the host);
+    tests/test_kernels.py checks that they agree."""
     seed = (s1.to(tl.uint64) << 31) | s0.to(tl.uint64)
     c0 = (child + row * 0).to(tl.uint32)  # a tensor even for a python int child
     r0, r1, r2, r3 = tl.philox(seed, c0, (c0 * 0 + row).to(tl.uint32), (c0 * 0 + off).to(tl.uint32),

@@ -24,6 +24,7 @@ import uuid
 from typing import Any, Sequence
 
 from srca.engines.base import GenRequest, GenResult
+from srca.seeds import request_seed
 
 log = logging.getLogger("srca.service")
 
@@ -102,7 +103,7 @@ class GuardedEngine:
             k = 0
             for start in range(0, r.n, self.max_rows):
                 # piece 0 keeps the seed, so a request within the cap samples exactly as before
-                seed = r.seed if r.seed is None or k == 0 else (r.seed * 1_000_003 + 7919 * k) % (2**31 - 1)
+                seed = r.seed if r.seed is None or k == 0 else request_seed(r.seed, k)
                 out.append(dataclasses.replace(r, n=min(self.max_rows, r.n - start), seed=seed))
                 k += 1
             pieces.append(k)

@@ -20,7 +20,8 @@ Two ways to read a step reward, both one batched SGLang call per :meth:`score`:
   and its radix cache shares the path prefixes between steps.
 
 Step texts are stripped of surrounding whitespace (the step delimiter) before formatting.
-SGLang is imported only when an in-process PRM is built.
+SGLang is imported only when an in-process PRM is built. Over HTTP, calls are retried by
+:class:`~srca.engines.httpclient.RetryPolicy` like the engines' (scoring is idempotent).
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ import os
 import threading
 from typing import Any, Sequence
 
-from .engines.httpclient import ConnectFailed, LoopClient
-from .engines.sglang_common import chatml
+from .engines.chat_template import apply_chat_template
+from .engines.httpclient import LoopClient, RetryPolicy, retry_policy, send_with_retries
 
 QWEN_PRM_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 MODES = ("reward", "token")
@@ -82,6 +83,9 @@ class PRMScorer:
         chat: format inside the chat template (default: True for reward, False for token).
         label_index: which of two logits means "correct".
         max_batch: paths per SGLang call.
+        timeout_s: read timeout of one HTTP call.
+        retry: the HTTP calls' :class:`~srca.engines.httpclient.RetryPolicy` (or a dict of its
+            fields; default ``RetryPolicy()``).
     """
 
     name = "prm"
@@ -92,7 +96,7 @@ class PRMScorer:
                  system_prompt: str | None = QWEN_PRM_SYSTEM, chat: bool | None = None,
                  good_token: str = "+", bad_token: str = "-", good_token_id: int | None = None,
                  bad_token_id: int | None = None, label_index: int = 1, max_batch: int = 256,
-                 timeout_s: float = 300.0, **server_args: Any) -> None:
+                 timeout_s: float = 300.0, retry: RetryPolicy | dict | None = None, **server_args: Any) -> None:
         if model_path is None and url is None:  # the registry builds scorers without options
             url = os.environ.get("SRCA_PRM_URL") or None
             model_path = None if url else (os.environ.get("SRCA_PRM_MODEL") or None)
@@ -112,6 +116,8 @@ class PRMScorer:
         self.system_prompt = system_prompt
         self.chat = (mode == "reward") if chat is None else chat
         self.label_index, self.max_batch, self.timeout_s = label_index, max_batch, timeout_s
+        self.retry = retry_policy("PRMScorer", retry)
+        self.retries = 0  # HTTP tries repeated
         self.calls = 0  # SGLang calls made
         self.tokenizer = None
         tok_name = tokenizer or model_path
@@ -153,11 +159,7 @@ class PRMScorer:
             return f"{problem} {body}"
         msgs = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + \
             [{"role": "user", "content": problem}]
-        if self.tokenizer is not None and getattr(self.tokenizer, "chat_template", None):
-            head = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        else:
-            head = chatml(msgs)
-        return head + body
+        return apply_chat_template(self.tokenizer, msgs) + body
 
     # -- scoring ------------------------------------------------------------------------------
     async def score(self, items: Sequence[Any]) -> list[float]:
@@ -200,12 +202,14 @@ class PRMScorer:
             path, body = "/classify", {"text": texts}
         else:
             path, body = "/generate", {"text": texts, **self._gen_args(texts)}
-        try:
-            r = await self._client.get().post(self.url + path, json=body)
-        except ConnectFailed as e:
-            raise ConnectionError(f"PRM server at {self.url} is not reachable ({e}); is it running?") from e
-        if r.status_code >= 400:
-            raise RuntimeError(f"PRM server at {self.url} answered {r.status_code} on {path}: {r.text[:300]}")
+        client = self._client.get()
+
+        def retried() -> None:
+            self.retries += 1
+
+        r = await send_with_retries(lambda: client.post(self.url + path, json=body), self.retry,
+                                    what=f"PRM server at {self.url}", path=path, timeout_s=self.timeout_s,
+                                    idempotent=True, on_retry=retried)
         return r.json()
 
     async def close(self) -> None:

@@ -111,7 +111,7 @@ def test_missing_dependency_exits_1_with_one_line(monkeypatch, capsys):
 
 def test_a_model_that_cannot_load_is_a_runtime_failure(monkeypatch, capsys):
     # transformers raises ValueError for a missing accelerate; it must not read as bad usage
-    import srca.engines.local as local
+    import srca.engines.local.engine as local
 
     def load_model(*a, **k):
         raise ValueError("accelerate is required when loading a GGUF file `pip install accelerate`.")

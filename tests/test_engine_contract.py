@@ -66,7 +66,7 @@ def engine(request):
 
 
 def test_prefix_cache_longest_match_and_lru():
-    from srca.engines.prefix_cache import PrefixCache
+    from srca.engines.local import PrefixCache
 
     def kv(n):  # [layers, 2, heads, n, dim], 4 bytes per element
         return torch.arange(n, dtype=torch.float32).reshape(1, 1, 1, n, 1).expand(2, 2, 1, n, 1).contiguous()
@@ -91,28 +91,37 @@ def test_prefix_cache_longest_match_and_lru():
     assert c.match(ids(5, 5, 5), limit=3)[0] == 3
 
 
+def test_prefill_groups_prompts_of_similar_length():
+    from srca.engines.local.runner import length_groups
+
+    # a group ends before a prompt that would pad it past 1.3x its real tokens + 16
+    assert length_groups(list(range(6)), [5, 6, 7, 40, 41, 300]) == [[0, 1, 2], [3, 4], [5]]
+    assert length_groups([], []) == []
+
+
 def test_sample_row_semantics():
-    from srca.engines.local_sampling import _sample_row, _stream_seed, _uniform
+    from srca.engines.local.sampler import sample_row
+    from srca.seeds import stream_seed, uniform
     from srca.kernels.sampling_ref import allowed_mask_ref
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1000, generator=g) * 3
     for t, k, p in ((1.0, 0, 1.0), (0.7, 20, 1.0), (1.3, 0, 0.8), (0.9, 50, 0.5), (1.0, 1, 1.0)):
         allowed = allowed_mask_ref(x[None], t, k, p)[0]
-        toks = [_sample_row(x, t, k, p, _uniform(_stream_seed(3, 0), s)) for s in range(200)]
+        toks = [sample_row(x, t, k, p, uniform(stream_seed(3, 0), s)) for s in range(200)]
         assert all(allowed[j] for j in toks), (t, k, p)
-        assert toks == [_sample_row(x, t, k, p, _uniform(_stream_seed(3, 0), s)) for s in range(200)]
+        assert toks == [sample_row(x, t, k, p, uniform(stream_seed(3, 0), s)) for s in range(200)]
         if int(allowed.sum()) >= 3:
             assert len(set(toks)) > 1
-    assert _sample_row(x, 1.0, 1, 1.0, 0.99) == int(x.argmax())
+    assert sample_row(x, 1.0, 1, 1.0, 0.99) == int(x.argmax())
     # frequencies follow the distribution (temperature 1, no cut)
     y = torch.tensor([0.0, 1.0, 2.0, -30.0])
-    draws = [_sample_row(y, 1.0, 0, 1.0, _uniform(_stream_seed(5, 0), s)) for s in range(4000)]
+    draws = [sample_row(y, 1.0, 0, 1.0, uniform(stream_seed(5, 0), s)) for s in range(4000)]
     freq = torch.bincount(torch.tensor(draws), minlength=4).float() / len(draws)
     assert torch.allclose(freq, torch.softmax(y, 0), atol=0.03)
     # a top-p nucleus past the first candidates falls back to the full sort (flat distribution)
     flat = torch.zeros(5000)
-    toks = {_sample_row(flat, 1.0, 0, 0.9, _uniform(_stream_seed(1, 0), s)) for s in range(300)}
+    toks = {sample_row(flat, 1.0, 0, 0.9, uniform(stream_seed(1, 0), s)) for s in range(300)}
     assert max(toks) > 256
 
 
@@ -175,14 +184,14 @@ async def test_local_cache_matches_fresh_greedy(local_engine):
 @pytest.mark.slow
 async def test_local_chunked_prefill_and_buffer_growth_agree(local_engine, monkeypatch):
     """Prefill in chunks and a decode buffer that has to grow give the same greedy tokens."""
-    from srca.engines import local
+    from srca.engines.local import batch, runner
 
     prompt = "The quick brown fox jumps over the lazy dog. " * 3
     local_engine.cache.clear()
     (ref,), = await local_engine.generate([GenRequest(prompt=prompt, max_new_tokens=12)])
     local_engine.cache.clear()
-    monkeypatch.setattr(local, "_PREFILL_CHUNK", 7)
-    monkeypatch.setattr(local, "_DECODE_CAP", 3)
+    monkeypatch.setattr(runner, "PREFILL_CHUNK", 7)
+    monkeypatch.setattr(batch, "DECODE_CAP", 3)
     (a,), (b,) = await local_engine.generate([GenRequest(prompt=prompt, max_new_tokens=12),
                                               GenRequest(prompt="Hi", max_new_tokens=5)])
     assert a.token_ids == ref.token_ids and len(b.token_ids) >= 1

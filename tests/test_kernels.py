@@ -150,6 +150,20 @@ def test_same_seed_same_tokens(impl):
     assert not torch.equal(a, c) and not torch.equal(a, d)
 
 
+@pytest.mark.parametrize("impl", IMPLS[1:])
+def test_kernel_draws_with_the_uniform_of_srca_seeds(impl):
+    """The in-kernel draw (``triton_helpers._uniform``, keyed on the host by ``srca.seeds.kernel_key``)
+    is ``srca.seeds.kernel_uniform``: on equal logits over V = 256 tokens the inverse CDF in token
+    order picks floor(u * V) (exact: u * 256 is never a whole number)."""
+    from srca.seeds import kernel_uniform
+
+    P, V, n = 3, 256, 5
+    for seed, offset in ((0, 0), (12345, 7), (2**40 + 3, 2**33 + 5)):
+        toks = sample_fanout(torch.zeros(P, V).to(DEV), n, 1.0, 0, 1.0, seed=seed, offset=offset, impl=impl)
+        want = [[int(kernel_uniform(seed, offset, c, r) * V) for c in range(n)] for r in range(P)]
+        assert toks.cpu().tolist() == want, (seed, offset)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_children_are_independent_draws(impl):
     x = torch.zeros(1, 111).to(DEV)  # uniform: 64 children should not all coincide

@@ -56,7 +56,8 @@ def test_conversions_and_validation():
 
 async def test_server_down():
     url = f"http://127.0.0.1:{free_port()}"
-    prm = PRMScorer(url=url)
+    prm = PRMScorer(url=url, retry={"backoff_s": 0.01})
     with pytest.raises(ConnectionError, match=url):
         await prm.score(items()[:1])
+    assert prm.retries == 4  # retried like the engines (RetryPolicy's 5 tries)
     await prm.close()

@@ -24,25 +24,26 @@ What such servers do not say, and how it is handled:
   given, else generic ChatML (``<|im_start|>role\\n...<|im_end|>``), right for Qwen-family
   models and wrong for others: pass ``tokenizer`` for those.
 
-Retries (429/502/503/504 and connection errors, exponential backoff) and the
-:class:`ConnectionError` naming the URL follow :mod:`srca.engines.sglang_http`. A cancelled
+Retries follow :class:`~srca.engines.httpclient.RetryPolicy`, as in every HTTP client here:
+connection failures and 429/502/503/504 answers, exponential backoff with jitter,
+``Retry-After`` honoured; a completion is idempotent, so a try whose connection broke is
+repeated too. Another 4xx raises the server's message at once
+(:class:`~srca.engines.httpclient.HTTPStatusError`), an unreachable server a
+:class:`ConnectionError` naming the URL, a read timeout a :class:`TimeoutError`. A cancelled
 caller closes its connection, which vLLM and SGLang take as an abort.
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import random
 from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
-from .httpclient import ConnectFailed, ConnectionLost, LoopClient, ReadTimedOut
-from .sglang_common import apply_chat_template, gather_or_cancel
+from .chat_template import apply_chat_template
+from .gather import gather_or_cancel
+from .httpclient import LoopClient, RetryPolicy, retry_policy, send_with_retries
 
 log = logging.getLogger(__name__)
-
-RETRY_STATUS = (429, 502, 503, 504)
 
 
 class OpenAIEngine:
@@ -53,7 +54,10 @@ class OpenAIEngine:
         model: the model name the server expects.
         api_key: sent as ``Authorization: Bearer``.
         tokenizer: local tokenizer name/folder for token ids, counts and the chat template.
-        timeout_s, connect_timeout_s, max_retries, backoff_s, max_connections: HTTP behaviour.
+        timeout_s, connect_timeout_s, max_connections: HTTP behaviour.
+        retry: the :class:`~srca.engines.httpclient.RetryPolicy` (or a dict of its fields;
+            default ``RetryPolicy()``); ``max_retries`` (retries after the first try) and
+            ``backoff_s`` are shorthands for its ``attempts - 1`` and ``backoff_s``.
         max_context: reported in :attr:`info`.
         ignore_eos: send ``ignore_eos`` (vLLM/SGLang extension; benchmarks on dummy weights).
     """
@@ -66,20 +70,19 @@ class OpenAIEngine:
         tokenizer: str | None = None,
         timeout_s: float = 600.0,
         connect_timeout_s: float = 5.0,
-        max_retries: int = 4,
-        backoff_s: float = 0.25,
+        max_retries: int | None = None,
+        backoff_s: float | None = None,
         max_connections: int = 256,
         max_context: int = 32768,
         ignore_eos: bool = False,
+        retry: RetryPolicy | dict | None = None,
     ) -> None:
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
-        if max_retries < 0:
-            raise ValueError(f"OpenAIEngine.max_retries: must be >= 0, got {max_retries}")
+        self.retry = retry_policy("OpenAIEngine", retry, max_retries=max_retries, backoff_s=backoff_s)
         self.model = model
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout_s = timeout_s
-        self.max_retries, self.backoff_s = max_retries, backoff_s
         self.ignore_eos = ignore_eos
         self.tokenizer = None
         if tokenizer is not None:
@@ -135,32 +138,15 @@ class OpenAIEngine:
         return body
 
     async def _one(self, client: Any, req: GenRequest) -> list[GenResult]:
-        url = self.base_url + "/completions"
         body = self._body(req)
-        last_err: BaseException | None = None
-        last_resp = None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                self.retries += 1
-                await asyncio.sleep(min(self.backoff_s * 2 ** (attempt - 1), 8.0) * (0.75 + 0.5 * random.random()))
-            try:
-                resp = await client.post(url, json=body)
-            except ReadTimedOut as e:
-                raise TimeoutError(f"OpenAI-compatible server at {url}: no answer within {self.timeout_s} s") from e
-            except (ConnectFailed, ConnectionLost) as e:
-                last_err = e
-                continue
-            if resp.status_code in RETRY_STATUS:
-                last_err, last_resp = None, resp
-                continue
-            if resp.status_code >= 400:
-                raise RuntimeError(f"OpenAI-compatible server at {url} answered {resp.status_code}: {resp.text[:500]}")
-            return self._results(req, resp.json())
-        if last_err is not None:
-            raise ConnectionError(f"OpenAI-compatible server at {url} is not reachable "
-                                  f"({type(last_err).__name__}: {last_err}); is it running?") from last_err
-        raise RuntimeError(f"OpenAI-compatible server at {url} still answered {last_resp.status_code} after "
-                           f"{self.max_retries + 1} tries: {last_resp.text[:300]}")
+
+        def retried() -> None:
+            self.retries += 1
+
+        resp = await send_with_retries(lambda: client.post(self.base_url + "/completions", json=body), self.retry,
+                                       what=f"OpenAI-compatible server at {self.base_url}", path="/completions",
+                                       timeout_s=self.timeout_s, idempotent=True, on_retry=retried)
+        return self._results(req, resp.json())
 
     def _results(self, req: GenRequest, data: dict) -> list[GenResult]:
         usage = data.get("usage") or {}

@@ -9,7 +9,6 @@
 * :class:`ReplicaRouter` keeps every request of one solve (``GenRequest.group``) on one replica
   so that replica's radix cache holds the solve's whole tree; a new group goes to the replica
   with the least work in flight.
-* :func:`chatml` is the generic chat template used when no tokenizer template is available.
 
 Facts about SGLang 0.5.x these rely on (``sglang/srt``): sampling param names (``stop``,
 ``top_k == -1`` for no truncation, ``ignore_eos``, ``no_stop_trim``, ``sampling_seed``, which
@@ -21,23 +20,16 @@ list of those per position; ``meta_info["dp_rank"]`` names the replica when dp_s
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import uuid
 from collections import OrderedDict
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
+from ..seeds import sample_seed
 from .base import GenRequest, GenResult
 
 ROUTINGS = ("affinity", "round_robin", "sglang")
 STOP_MODES = ("tokens", "strings")
-
-
-def sample_seed(seed: int | None, i: int) -> int | None:
-    """Seed of sample ``i`` of a request seeded with ``seed`` (a stream per ``(seed, i)``)."""
-    if seed is None:
-        return None
-    return (int(seed) * 1_000_003 + i) & 0x7FFFFFFF
 
 
 def sampling_params(req: GenRequest, i: int, *, ignore_eos: bool = False,
@@ -197,41 +189,6 @@ def to_result(out: dict, req: GenRequest, *, decode=None) -> GenResult:
         cached_tokens=int(meta.get("cached_tokens", 0) or 0),
         generated_tokens=generated,
     )
-
-
-def chatml(messages: Iterable[dict]) -> str:
-    """Generic ChatML (``<|im_start|>role\\ncontent<|im_end|>``) with the assistant turn open."""
-    body = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-    return body + "<|im_start|>assistant\n"
-
-
-def apply_chat_template(tokenizer: Any, messages: list[dict]) -> str:
-    """The tokenizer's chat template when it has one, else :func:`chatml`."""
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return chatml(messages)
-
-
-async def gather_or_cancel(coros: Sequence[Any]) -> list[Any]:
-    """Run ``coros`` concurrently; on the first failure or on cancellation, cancel the rest
-    (so their cancellation handlers run) before raising."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    except asyncio.CancelledError:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    pending = [t for t in tasks if not t.done()]
-    for t in pending:
-        t.cancel()
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
-    for t in tasks:
-        if not t.cancelled() and t.exception() is not None:
-            raise t.exception()  # type: ignore[misc]
-    return [t.result() for t in tasks]
 
 
 class ReplicaRouter:

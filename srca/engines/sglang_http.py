@@ -8,10 +8,13 @@ limit: see benchmarks/README.md). A router in front (sglang-router) sends a batc
 routed on its first sequence, which is where a solve's requests belong. ``batch=False`` sends one
 request per sample instead. Requests go through one pooled aiohttp session per event loop (:mod:`.httpclient`).
 
-* **Retries**: 429, 502, 503 and 504 answers and connection failures are retried with
-  exponential backoff (``backoff_s * 2**attempt``, at most 8 s, ``Retry-After`` honoured), each
-  try (of the whole batch) under fresh ``rid``s. When the server stays unreachable the error is a
-  :class:`ConnectionError` naming the URL.
+* **Retries** follow :class:`~srca.engines.httpclient.RetryPolicy` (connection failures and
+  429/502/503/504 answers, exponential backoff with jitter, ``Retry-After`` honoured; a
+  ``/generate`` is idempotent, so a try whose connection broke is repeated too), each try (of the
+  whole batch) under fresh ``rid``s, a broken try's rids aborted. Another 4xx raises the server's
+  message at once (:class:`~srca.engines.httpclient.HTTPStatusError`); when the server stays
+  unreachable the error is a :class:`ConnectionError` naming the URL; a read timeout is a
+  :class:`TimeoutError`, not retried.
 * **Cancellation**: cancelling the awaiting task sends ``POST /abort_request {"rid": ...}`` for
   every request in flight (SGLang would otherwise notice the closed connection only later).
 * **Replicas and affinity**: ``url`` may list several servers; every request of one
@@ -34,18 +37,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter
 from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
-from .httpclient import ConnectFailed, ConnectionLost, LoopClient, ReadTimedOut
-from .sglang_common import (STOP_MODES, ReplicaRouter, StopTokens, apply_chat_template, gather_or_cancel, new_rid,
-                            sampling_params, to_result)
+from .chat_template import apply_chat_template
+from .gather import gather_or_cancel
+from .httpclient import ConnectionLost, LoopClient, ReadTimedOut, RetryPolicy, retry_policy, send_with_retries
+from .sglang_common import STOP_MODES, ReplicaRouter, StopTokens, new_rid, sampling_params, to_result
 
 log = logging.getLogger(__name__)
-
-RETRY_STATUS = (429, 502, 503, 504)
 
 
 def _down(url: str, err: BaseException) -> ConnectionError:
@@ -86,8 +87,10 @@ class SGLangServerEngine:
             ``/tokenize`` when it has one, else text mode).
         timeout_s: read timeout of one request (a long generation must fit in it).
         connect_timeout_s: connect timeout.
-        max_retries: retries after the first try (429/5xx-busy/connection errors).
-        backoff_s: first backoff; doubles each retry.
+        retry: the :class:`~srca.engines.httpclient.RetryPolicy` (or a dict of its fields;
+            default ``RetryPolicy()``).
+        max_retries: retries after the first try (shorthand: ``retry.attempts - 1``).
+        backoff_s: first backoff; doubles each retry (shorthand for ``retry.backoff_s``).
         max_connections: connection pool size (requests beyond it wait for a connection).
         dp_size: data-parallel replicas behind a single URL (``routed_dp_rank`` routing).
         routing: ``"affinity"``, ``"round_robin"`` or ``"sglang"`` (let the server/router place).
@@ -107,8 +110,8 @@ class SGLangServerEngine:
         tokenizer: str | bool | None = None,
         timeout_s: float = 600.0,
         connect_timeout_s: float = 5.0,
-        max_retries: int = 4,
-        backoff_s: float = 0.25,
+        max_retries: int | None = None,
+        backoff_s: float | None = None,
         max_connections: int = 512,
         dp_size: int = 1,
         routing: str = "affinity",
@@ -117,6 +120,7 @@ class SGLangServerEngine:
         routing_header: str | None = None,
         api_key: str | None = None,
         batch: bool = True,
+        retry: RetryPolicy | dict | None = None,
     ) -> None:
         import httpx
 
@@ -128,8 +132,7 @@ class SGLangServerEngine:
             raise ValueError(f"SGLangServerEngine.dp_size: must be >= 1, got {dp_size}")
         if dp_size > 1 and len(self.urls) > 1:
             raise ValueError("SGLangServerEngine: use several URLs or dp_size > 1, not both")
-        if max_retries < 0:
-            raise ValueError(f"SGLangServerEngine.max_retries: must be >= 0, got {max_retries}")
+        self.retry = retry_policy("SGLangServerEngine", retry, max_retries=max_retries, backoff_s=backoff_s)
         if stop_mode not in STOP_MODES:
             raise ValueError(f"SGLangServerEngine.stop_mode: must be one of {STOP_MODES}, got {stop_mode!r}")
         self.dp_size = dp_size
@@ -137,7 +140,6 @@ class SGLangServerEngine:
         self.router = ReplicaRouter(max(len(self.urls), dp_size), routing)
         self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)  # the blocking helpers
         self.timeout_s = timeout_s
-        self.max_retries, self.backoff_s = max_retries, backoff_s
         self.ignore_eos = ignore_eos
         self.routing_header = routing_header
         self.batch = bool(batch)
@@ -297,56 +299,39 @@ class SGLangServerEngine:
         tokens = sum(requests[k].max_new_tokens for k, _ in slots)
         self.router.start(replica, len(slots), tokens)
         results: list[GenResult] = []
+
+        async def send() -> Any:  # one try, under fresh rids
+            rids = [new_rid() for _ in slots]
+            body["rid"] = rids[0] if len(slots) == 1 else rids
+            try:
+                return await client.post(url + "/generate", json=body, headers=headers)
+            except (asyncio.CancelledError, ReadTimedOut, ConnectionLost):
+                self._abort_later(url, rids)  # the server may be running them
+                raise
+
+        def retried() -> None:
+            self.retries += 1
+
         try:
-            last_err: BaseException | None = None
-            last_status = None
-            for attempt in range(self.max_retries + 1):
-                if attempt:
-                    self.retries += 1
-                    await asyncio.sleep(self._backoff(attempt, last_status))
-                rids = [new_rid() for _ in slots]
-                body["rid"] = rids[0] if len(slots) == 1 else rids
-                try:
-                    resp = await client.post(url + "/generate", json=body, headers=headers)
-                except asyncio.CancelledError:
-                    self._abort_later(url, rids)
-                    raise
-                except ConnectFailed as e:  # never reached the server (refused, connect timeout)
-                    last_err, last_status = e, None
-                    continue
-                except ReadTimedOut as e:
-                    self._abort_later(url, rids)
-                    self.errors += 1
-                    raise TimeoutError(f"SGLang server at {url}: no answer within {self.timeout_s} s") from e
-                except ConnectionLost as e:  # reset or broken after it may have reached the server
-                    self._abort_later(url, rids)
-                    last_err, last_status = e, None
-                    continue
-                if resp.status_code in RETRY_STATUS:
-                    last_err, last_status = None, resp
-                    continue
-                if resp.status_code >= 400:
-                    self.errors += 1
-                    raise RuntimeError(f"SGLang server at {url} answered {resp.status_code} on /generate: {resp.text[:500]}")
+            try:
+                resp = await send_with_retries(send, self.retry, what=f"SGLang server at {url}", path="/generate",
+                                               timeout_s=self.timeout_s, idempotent=True, on_retry=retried)
                 data = resp.json()
                 outs = data if isinstance(data, list) else [data]
                 if len(outs) != len(slots):
-                    self.errors += 1
                     raise RuntimeError(f"SGLang server at {url} answered {len(outs)} results for {len(slots)} samples")
-                decode = self.decode if self.info.token_ids else None
-                results = [to_result(o, requests[k], decode=decode) for o, (k, _) in zip(outs, slots)]
-                for o, g in zip(outs, results):
-                    rank = (o.get("meta_info") or {}).get("dp_rank")
-                    if isinstance(rank, int):
-                        self.dp_rank_counts[rank] += 1
-                        if replica is None and self.router.n > 1:
-                            self.router.record(rank, [g])
-                return results
-            self.errors += 1
-            if last_err is not None:
-                raise _down(url, last_err) from last_err
-            raise RuntimeError(f"SGLang server at {url} still answered {last_status.status_code} after "
-                               f"{self.max_retries + 1} tries: {last_status.text[:300]}")
+            except Exception:
+                self.errors += 1
+                raise
+            decode = self.decode if self.info.token_ids else None
+            results = [to_result(o, requests[k], decode=decode) for o, (k, _) in zip(outs, slots)]
+            for o, g in zip(outs, results):
+                rank = (o.get("meta_info") or {}).get("dp_rank")
+                if isinstance(rank, int):
+                    self.dp_rank_counts[rank] += 1
+                    if replica is None and self.router.n > 1:
+                        self.router.record(rank, [g])
+            return results
         finally:
             self.router.done(replica, len(slots), tokens, results)
 
@@ -359,17 +344,6 @@ class SGLangServerEngine:
             resp = await client.post(url + "/flush_cache")
             ok = ok and resp.status_code == 200
         return ok
-
-    def _backoff(self, attempt: int, resp: Any) -> float:
-        if resp is not None:
-            ra = resp.headers.get("retry-after")
-            try:
-                if ra is not None:
-                    return min(float(ra), 30.0)
-            except ValueError:
-                pass
-        base = min(self.backoff_s * (2 ** (attempt - 1)), 8.0)
-        return base * (0.75 + 0.5 * random.random())
 
     def _abort_later(self, url: str, rids: list[str]) -> None:
         """Fire ``/abort_request`` for each of ``rids`` without waiting (we are being cancelled)."""

@@ -35,7 +35,8 @@ import threading
 from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
-from .sglang_common import STOP_MODES, ReplicaRouter, StopTokens, apply_chat_template, new_rid, sampling_params, to_result
+from .chat_template import apply_chat_template
+from .sglang_common import STOP_MODES, ReplicaRouter, StopTokens, new_rid, sampling_params, to_result
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..answers import equivalent, extract_answer, extract_boxed, parse_probe
 from ..config import SearchConfig
+from ..engines.token_spans import token_spans
 from ..methods.consensus import (Ballot, consensus_reached, settled_answer, token_confidence, trace_confidence,
                                  vote)
 from ..methods.context import PROBE_STOPS
@@ -98,25 +99,21 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
             for p, ids in zip(problems, prompt_ids)]
     results = await engine.generate(reqs)
     cue = engine.encode(c.checkpoint_cue)
-    texts: dict[int, str] = {}
-
-    def tok_text(t: int) -> str:
-        if t not in texts:
-            texts[t] = engine.decode([t])
-        return texts[t]
-
+    pieces: dict[int, str] = {}  # token id -> its text, shared by every sample (token_spans' memo)
     lines, probes, where = [], [], []
     for p, ids, rs in zip(problems, prompt_ids, results):
         samples = []
         for r in rs:
             toks = list(r.token_ids)
-            ends = split_steps([tok_text(t) for t in toks], c.step_delimiter, c.max_step_tokens, c.max_new_tokens)
+            spans = token_spans(engine, toks, pieces)
+            ends = split_steps([spans.text_of(i, i + 1) for i in range(len(toks))], c.step_delimiter,
+                               c.max_step_tokens, c.max_new_tokens)
             steps, prev, kept = [], 0, 0
             for j, e in enumerate(ends):
-                step_text = "".join(tok_text(t) for t in toks[prev:e])
+                step_text = spans.text_of(prev, e)
                 last = j == len(ends) - 1
                 if extract_boxed(step_text) is not None or (last and r.finish_reason == "stop"):
-                    path_text = "".join(tok_text(t) for t in toks[:e])
+                    path_text = spans.text_of(0, e)
                     steps.append([e - prev, "path", extract_answer(path_text), 0])
                 elif e >= c.max_new_tokens or (last and r.finish_reason != "stop"):
                     steps.append([e - prev, "cut", None, 0])

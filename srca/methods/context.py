@@ -14,7 +14,9 @@ from typing import Any, Callable, Sequence
 from ..answers import extract_answer, extract_boxed, parse_probe
 from ..config import SearchConfig
 from ..engines.base import Engine, GenRequest, GenResult
+from ..engines.token_spans import token_spans
 from ..scorers import ScoreInput, Scorer, aggregate
+from ..seeds import request_seed
 from ..solution import Candidate, TraceNode, Usage
 
 EventSink = Callable[[dict], Any]
@@ -118,7 +120,8 @@ class SearchContext:
         return GenRequest(prompt=self.prompt_text + node.path_text() + suffix, **params)
 
     def seed_for(self, node: Node, salt: int = 0) -> int:
-        return (self.config.seed * 1_000_003 + node.id * 7919 + salt) % (2**31 - 1)
+        """The seed of a request continuing ``node`` (:func:`srca.seeds.request_seed`)."""
+        return request_seed(self.config.seed, node.id, salt)
 
     # -- engine calls ---------------------------------------------------------------------
     def remaining_tokens(self) -> int | None:
@@ -229,20 +232,14 @@ class SearchContext:
 
     def answer_span_logprobs(self, node: Node, answer: str | None) -> list[float] | None:
         """Log-probabilities of the tokens that spell ``answer`` at its last occurrence in the
-        node's step (per-token decoding, so it needs token ids and logprobs)."""
+        node's step (it needs token ids and logprobs)."""
         if answer is None or not node.ids or len(node.logprobs) != len(node.ids):
             return None
         pos = node.text.rfind(answer)
         if pos < 0:
             return None
-        end, lo, hi, out = 0, pos, pos + len(answer), []
-        for t, lp in zip(node.ids, node.logprobs):
-            start, end = end, end + len(self.engine.decode([t]))
-            if end > lo and start < hi:
-                out.append(lp)
-            if start >= hi:
-                break
-        return out or None
+        span = token_spans(self.engine, node.ids).touching(pos, pos + len(answer))
+        return [node.logprobs[i] for i in span] or None
 
     # -- checkpoints ----------------------------------------------------------------------
     async def probe(self, nodes: Sequence[Node]) -> None:
@@ -266,13 +263,7 @@ class SearchContext:
     def _prefix_logprobs(self, r: GenResult, nchars: int) -> list[float]:
         if not self.token_mode or not r.token_ids:
             return list(r.logprobs)
-        out, seen = [], 0
-        for t, lp in zip(r.token_ids, r.logprobs):
-            out.append(lp)
-            seen += len(self.engine.decode([t]))
-            if seen >= nchars:
-                break
-        return out
+        return list(r.logprobs[:token_spans(self.engine, r.token_ids).through(nchars)])
 
     # -- scoring --------------------------------------------------------------------------
     async def score(self, nodes: Sequence[Node]) -> None:

@@ -7,8 +7,10 @@ best and the second-best token probability (``p1 - p2``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ..answers import extract_answer
+from ..engines.token_spans import TokenSpans, token_spans
 from .context import SearchContext
 
 
@@ -28,16 +30,28 @@ async def run_cot_decoding(ctx: SearchContext) -> None:
     nodes = []
     for (tok, lp), (r,) in zip(alts, results):
         ids = [tok] + list(r.token_ids)
-        text = ctx.engine.decode([tok]) + r.text
+        text, spans = _branch_text(ctx.engine, ids, r.text)
         node = ctx.new_node(ctx.root, text=text, ids=ids, logprobs=[lp] + list(r.logprobs))
         node.finished = True
         node.answer = extract_answer(text)
         margins = [0.0] + [_margin(alt) for alt in r.top_logprobs]  # aligned with ids
-        node.score = node.path_score = _answer_confidence(ctx, node, margins)
+        node.score = node.path_score = _answer_confidence(node, margins, spans)
         node.kept = True
         nodes.append(node)
         ctx.add_candidate(node, "path")
     ctx.emit({"type": "step", "depth": 1, "nodes": [ctx.node_event(x) for x in nodes]})
+
+
+def _branch_text(engine: Any, ids: list[int], rest: str) -> tuple[str, TokenSpans]:
+    """The text of a branch, its first token's then ``rest`` (the continuation's own text, of
+    ``ids[1:]``), and the characters each of ``ids`` spells in it."""
+    spans = token_spans(engine, ids)
+    j = next((k for k, o in enumerate(spans.open) if not o), 0)  # the token that ends the first one's character
+    if j == 0:
+        return spans.text_of(0, 1) + rest, spans
+    # the first token ends inside a character that ids[1:j+1] finish: alone, those decode to
+    # U+FFFD at the start of ``rest``, which gives way to the whole character
+    return spans.text_of(0, j + 1) + rest[len(engine.decode(ids[1:j + 1])):], spans
 
 
 def _margin(alts: list[tuple[int, float]]) -> float:
@@ -47,18 +61,13 @@ def _margin(alts: list[tuple[int, float]]) -> float:
     return ps[0] - (ps[1] if len(ps) > 1 else 0.0)
 
 
-def _answer_confidence(ctx: SearchContext, node, margins: list[float]) -> float:
-    """Mean ``p1 - p2`` over the tokens spelling the answer (0 without an answer)."""
+def _answer_confidence(node, margins: list[float], spans: TokenSpans) -> float:
+    """Mean ``p1 - p2`` over the tokens spelling the answer (0 without an answer); ``spans``:
+    the characters each of ``node.ids`` spells in ``node.text``."""
     if node.answer is None:
         return 0.0
     pos = node.text.rfind(node.answer)
     if pos < 0:
         return 0.0
-    lo, hi, end, vals = pos, pos + len(node.answer), 0, []
-    for i, t in enumerate(node.ids):
-        start, end = end, end + len(ctx.engine.decode([t]))
-        if end > lo and start < hi and i < len(margins):
-            vals.append(margins[i])
-        if start >= hi:
-            break
+    vals = [margins[i] for i in spans.touching(pos, pos + len(node.answer)) if i < len(margins)]
     return sum(vals) / len(vals) if vals else 0.0

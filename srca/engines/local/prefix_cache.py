@@ -1,13 +1,15 @@
-"""PrefixCache: KV tensors keyed by token ids; longest-prefix match, LRU, bounded in bytes."""
+"""PrefixCache: KV tensors keyed by token ids; longest-prefix match, LRU, bounded in bytes.
+
+A finished row stores the KV of every token it fed; a later prompt reuses its longest cached
+prefix, so a search path's next step only prefills its new tokens (``cached_tokens`` reports how
+many prompt tokens came from here: at most ``prompt_tokens - 1``).
+"""
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
-
-log = logging.getLogger("srca.engines.local")
 
 
 @dataclass
