@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from srca.config import SearchConfig  # noqa: E402
 from srca.eval.bank import Policy, half, read_bank, replay_lineages, replay_majority, subsets  # noqa: E402
-from srca.grading import grade  # noqa: E402
-from srca.report import ci95  # noqa: E402
+from srca.eval.grading import grade  # noqa: E402
+from srca.eval.report import ci95  # noqa: E402
 
 
 @lru_cache(maxsize=None)

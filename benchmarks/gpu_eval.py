@@ -33,11 +33,11 @@ def main() -> None:
     a = ap.parse_args()
 
     from srca.config import SearchConfig
-    from srca.data import load_problems
+    from srca.eval.data import load_problems
     from srca.engines import make_engine
     from srca.eval import arun_eval
     from srca.eval.records import read_records
-    from srca.report import render
+    from srca.eval.report import render
 
     t0 = time.monotonic()
     os.makedirs(a.out_dir, exist_ok=True)

@@ -61,7 +61,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from srca.config import SearchConfig
-    from srca.data import load_problems
+    from srca.eval.data import load_problems
     from srca.engines import make_engine
     from srca.eval import arun_eval
     from srca.eval.bank import RecordSettings, half, record_chunk

@@ -620,7 +620,7 @@ def answer_pools(a) -> dict:
 
     from srca.answers import _parsed, canonical, cluster, equivalent
     from srca.eval import read_records
-    from srca.grading import grade
+    from srca.eval.grading import grade
 
     import_s = time.perf_counter() - t
     files = []
@@ -759,7 +759,7 @@ def main() -> None:
 
     from srca import prompts
     from srca.config import SearchConfig
-    from srca.data import load_problems
+    from srca.eval.data import load_problems
     from srca.eval import config_for
 
     for m in jobs:

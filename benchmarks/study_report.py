@@ -35,7 +35,7 @@ from bank_replay import score  # noqa: E402
 from srca.config import SearchConfig  # noqa: E402
 from srca.eval.bank import Policy, half, read_bank  # noqa: E402
 from srca.eval.variants import config_for  # noqa: E402
-from srca.report import ci95  # noqa: E402
+from srca.eval.report import ci95  # noqa: E402
 
 HALVES = ("tune", "test", "all")
 # bank rows: name -> SearchConfig variant whose policy is replayed

@@ -16,7 +16,7 @@ import pytest
 from srca.cli import build_parser, main
 from srca.commands import eval as eval_cmd
 from srca.config import SearchConfig
-from srca.data import read_jsonl
+from srca.eval.data import read_jsonl
 from srca.eval import ResultsError, arun_eval, comparable, config_for, plan, problem_seed, read_records, run_eval
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -283,7 +283,7 @@ def test_cli_default_out_and_hub_error(tmp_path, monkeypatch, capsys):
     assert eval_cmd.run(_args("--data", str(data), "--limit", "1", "--method", "cot,srca", "--n", "2,4", "-q"),
                         engine=engine()) == 0
     assert (tmp_path / "math500_cot+srca_n2-4.jsonl").is_file()
-    import srca.data as data_mod
+    import srca.eval.data as data_mod
 
     monkeypatch.delenv("SRCA_DATA_DIR", raising=False)
     monkeypatch.setattr(data_mod, "load_hf", lambda ds: (_ for _ in ()).throw(

@@ -1,8 +1,8 @@
 """Grading: math-verify with the gold first, plus GSM8K-style numbers."""
 import pytest
 
-from srca.data import DataError, gsm8k_answer, load_problems, read_jsonl, record_to_problem
-from srca.grading import grade, is_plain_number, numeric_value
+from srca.eval.data import DataError, gsm8k_answer, load_problems, read_jsonl, record_to_problem
+from srca.eval.grading import grade, is_plain_number, numeric_value
 
 
 @pytest.mark.parametrize("pred, gold", [
@@ -91,7 +91,7 @@ def test_no_path_uses_env_dir_then_a_clear_hub_error(tmp_path, monkeypatch):
     monkeypatch.setenv("SRCA_DATA_DIR", str(tmp_path))
     assert [p.unique_id for p in load_problems("math500")] == ["x"]
     monkeypatch.setenv("SRCA_DATA_DIR", str(tmp_path / "nothing"))
-    import srca.data as data
+    import srca.eval.data as data
 
     monkeypatch.setattr(data, "load_hf", lambda ds: (_ for _ in ()).throw(DataError(f"hub: {ds.hf_path}")))
     with pytest.raises(DataError, match="HuggingFaceH4/MATH-500"):
@@ -101,7 +101,7 @@ def test_no_path_uses_env_dir_then_a_clear_hub_error(tmp_path, monkeypatch):
 def test_hub_error_without_datasets(monkeypatch):
     import builtins
 
-    import srca.data as data
+    import srca.eval.data as data
 
     real = builtins.__import__
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from srca.report import breakdown, redecide, render, rescue_rate, summarize, summarize_group
+from srca.eval.report import breakdown, redecide, render, rescue_rate, summarize, summarize_group
 
 
 def rec(uid, method, n, correct, *, level=1, subject="Algebra", gen=100, prompt=50, cached=10, rescued=False,
@@ -85,7 +85,7 @@ def test_render_text():
 
 
 def test_plot_writes_png(tmp_path):
-    from srca.report import plot
+    from srca.eval.report import plot
 
     out = tmp_path / "p.png"
     plot(RECORDS, str(out))

@@ -7,7 +7,7 @@ import pytest
 
 from srca import SearchConfig, Solver
 from srca.answers import equivalent
-from srca.data import Problem
+from srca.eval.data import Problem
 from srca.engines.fake import ScriptedEngine
 from srca.eval.bank import Policy, RecordSettings, record_chunk, replay_lineages, replay_majority, split_steps
 from srca.methods.consensus import Ballot, consensus_reached, settled_answer, trace_confidence, vote

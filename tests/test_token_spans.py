@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from srca import SearchConfig
-from srca.data import Problem
+from srca.eval.data import Problem
 from srca.engines.base import GenResult
 from srca.engines.fake import ScriptedEngine
 from srca.engines.token_spans import TokenSpans, token_spans

@@ -27,11 +27,11 @@ def _csv(kind: type):
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..data import DATASETS
+    from ..eval.data import DATASETS
 
     p = sub.add_parser("eval", help="evaluate methods on a benchmark",
                        description="Solve a benchmark with methods x budgets, grade with math-verify, write JSONL.")
-    p.add_argument("dataset", choices=sorted(DATASETS), help="benchmark (its JSONL layout: see srca.data)")
+    p.add_argument("dataset", choices=sorted(DATASETS), help="benchmark (its JSONL layout: see srca.eval.data)")
     p.add_argument("--data", default=None, help="JSONL file (default: $SRCA_DATA_DIR/<file>, else the HF hub)")
     p.add_argument("--limit", type=int, default=None, help="only the first K problems")
     p.add_argument("--method", type=_csv(str), default=["srca"],
@@ -55,9 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, engine: Any = None) -> int:
     """``engine``: use this engine instead of building one from the flags (tests)."""
-    from ..data import DataError, load_problems
+    from ..eval.data import DataError, load_problems
     from ..eval import ResultsError, arun_eval, plan
-    from ..report import render
+    from ..eval.report import render
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit: must be >= 1, got {args.limit}")

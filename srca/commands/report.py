@@ -49,7 +49,7 @@ def load(files: list[str]) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import plot, render, summarize
+    from ..eval.report import plot, render, summarize
 
     if args.plot:  # a bad path is found before the tables print, not after
         parent = Path(args.plot).expanduser().resolve().parent

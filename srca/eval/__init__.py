@@ -1,6 +1,7 @@
 """Evaluation on math benchmarks: plan jobs, solve, grade, write result lines (``srca eval``).
 
-The report over those lines lives in :mod:`srca.report`."""
+The datasets are read by :mod:`.data`, answers graded by :mod:`.grading`, and the report over
+those lines is :mod:`.report`."""
 from .records import ResultsError, comparable, make_record, problem_seed, read_records
 from .runner import Job, arun_eval, plan, run_eval
 from .variants import VARIANTS, base_method, config_for, method_names

@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..data import Problem
-from ..grading import grade
 from ..solution import Solution
+from .data import Problem
+from .grading import grade
 
 # candidate sources that are a path's own answer: a finished path, or an SRCA lineage that
 # settled (stopped once its probes agreed); "checkpoint" candidates are probes

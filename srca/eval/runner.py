@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import SearchConfig
-from ..data import Problem
 from ..engines.base import Engine
 from ..solver import Solver
 from ..viewer import write_html
+from .data import Problem
 from .records import (Key, ResultsError, ResultsWriter, canonical_order, config_id, key_of, make_record,
                       problem_seed, read_records, write_atomic)
 from .variants import check_method, config_for, effective_n

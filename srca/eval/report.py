@@ -13,7 +13,7 @@ import math
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
 
-from .eval.variants import base_method
+from .variants import base_method
 
 RowKey = tuple[str, str, int]  # (run, method, n)
 

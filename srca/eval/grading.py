@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from .answers import equivalent
+from ..answers import equivalent
 
 _NUMBER_RE = re.compile(r"^-?\d+(?:\.\d+)?$")
 _THOUSANDS_RE = re.compile(r"(?<![\d.])(\d{1,3})((?:,\d{3})+)(?![\d])")
