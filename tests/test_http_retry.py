@@ -20,7 +20,7 @@ from srca.engines.httpclient import (ConnectFailed, ConnectionLost, HTTPStatusEr
 from srca.engines.openai_compat import OpenAIEngine
 from srca.engines.sglang_http import SGLangServerEngine
 from srca.scorers import ScoreInput
-from srca.scorers_prm import PRMScorer
+from srca.scorers.prm import PRMScorer
 
 FAST = RetryPolicy(attempts=4, backoff_s=0.01)
 

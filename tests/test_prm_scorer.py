@@ -7,7 +7,7 @@ import pytest
 
 from fake_sglang_server import free_port, server  # noqa: F401 (server is a fixture)
 from srca.scorers import ScoreInput
-from srca.scorers_prm import PRMScorer, good_bad_prob, reward_to_prob
+from srca.scorers.prm import PRMScorer, good_bad_prob, reward_to_prob
 
 
 def items():

@@ -78,7 +78,7 @@ def test_cancel_aborts_and_groups_stay_on_one_replica():
 
 
 def test_prm_reward_head_plumbing():
-    from srca.scorers_prm import PRMScorer
+    from srca.scorers.prm import PRMScorer
 
     override = json.dumps({"architectures": ["LlamaForSequenceClassification"], "num_labels": 2})
     prm = PRMScorer(model_path=MODEL, mode="reward", json_model_override_args=override, mem_fraction_static=0.3,
@@ -94,7 +94,7 @@ def test_prm_reward_head_plumbing():
 
 
 def test_prm_generative_plumbing():
-    from srca.scorers_prm import PRMScorer
+    from srca.scorers.prm import PRMScorer
 
     prm = PRMScorer(model_path=MODEL, mode="token", mem_fraction_static=0.3, **ARGS)
     try:

@@ -31,8 +31,8 @@ import os
 import threading
 from typing import Any, Sequence
 
-from .engines.chat_template import apply_chat_template
-from .engines.httpclient import LoopClient, RetryPolicy, retry_policy, send_with_retries
+from ..engines.chat_template import apply_chat_template
+from ..engines.httpclient import LoopClient, RetryPolicy, retry_policy, send_with_retries
 
 QWEN_PRM_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 MODES = ("reward", "token")
