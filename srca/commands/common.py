@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 import sys
 import typing
-from typing import Any
+from typing import Any, Callable
 
 from ..config import SearchConfig
 
@@ -72,42 +72,71 @@ def _unescape(s: str) -> str:
     return s.encode("utf-8").decode("unicode_escape") if "\\" in s else s
 
 
-def add_config_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per SearchConfig field (``--beam-width`` for ``beam_width``); unset flags
-    keep the dataclass default."""
-    g = p.add_argument_group("search (SearchConfig fields)")
-    hints = typing.get_type_hints(SearchConfig)
-    choices = field_choices()
-    for f in dataclasses.fields(SearchConfig):
+def _value_type(hint: Any) -> Any:
+    """The type a flag's value is read as: ``int`` for ``int | None``."""
+    return next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+
+
+def add_dataclass_args(p: argparse.ArgumentParser, cls: type, title: str, *, skip: tuple[str, ...] = (),
+                       convert: Callable[[Any], Callable[[str], Any]] = _value_type,
+                       custom: Callable[[dataclasses.Field, Any], dict[str, Any]] | None = None) -> None:
+    """One flag per field of the dataclass ``cls`` (``--beam-width`` for ``beam_width``), in the
+    argument group ``title``. Every flag defaults to None, so an unset flag keeps the dataclass
+    default (read back with :func:`given_fields`). A ``bool`` field is ``--x/--no-x``; another
+    takes a value read by ``convert(type hint)`` and shows its default in the help;
+    ``custom(field, hint)`` returns ``add_argument`` keywords that replace those for one field."""
+    g = p.add_argument_group(title)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
-        default = f.default
         if hint is bool:
-            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"(default {default})")
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"(default {f.default})")
             continue
-        args = typing.get_args(hint)
-        base = next((a for a in args if a is not type(None)), hint)
-        conv = _none_or(base) if args else base
-        if base is str:
-            conv = _unescape
+        kw: dict[str, Any] = {"type": convert(hint), "default": None, "metavar": _value_type(hint).__name__.upper(),
+                              "help": f"(default {f.default!r})"}
+        kw.update(custom(f, hint) if custom else {})
+        g.add_argument(flag, **kw)
+
+
+def given_fields(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` whose flags were given (see :func:`add_dataclass_args`)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+
+
+def _search_value(hint: Any) -> Callable[[str], Any]:
+    # a string reads backslash escapes (--step-delimiter '\\n\\n'); an optional number also takes "none"
+    base = _value_type(hint)
+    if base is str:
+        return _unescape
+    return _none_or(base) if typing.get_args(hint) else base
+
+
+def add_config_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per SearchConfig field (``--beam-width`` for ``beam_width``); unset flags
+    keep the dataclass default. Names from a registry are choices; ``--prompt`` lists the
+    templates."""
+    choices = field_choices()
+
+    def custom(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
         if f.name in choices:
-            g.add_argument(flag, type=conv, default=None, choices=choices[f.name],
-                           metavar="{" + ",".join(choices[f.name]) + "}", help=f"(default {default!r})")
-        elif f.name == "prompt":
+            return {"choices": choices[f.name], "metavar": "{" + ",".join(choices[f.name]) + "}"}
+        if f.name == "prompt":
             from .. import prompts
 
             extra = f", or NAME.json in ${prompts.PROMPTS_DIR_ENV}" if hasattr(prompts, "PROMPTS_DIR_ENV") else ""
-            g.add_argument(flag, type=conv, default=None, metavar="NAME",
-                           help=f"prompt template: {', '.join(prompt_names())}{extra} (default {default!r})")
-        else:
-            g.add_argument(flag, type=conv, default=None, metavar=base.__name__.upper(), help=f"(default {default!r})")
+            return {"metavar": "NAME",
+                    "help": f"prompt template: {', '.join(prompt_names())}{extra} (default {f.default!r})"}
+        return {}
+
+    add_dataclass_args(p, SearchConfig, "search (SearchConfig fields)", skip=skip, convert=_search_value,
+                       custom=custom)
 
 
 def config_from_args(args: argparse.Namespace, **forced: Any) -> SearchConfig:
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchConfig)
-             if getattr(args, f.name, None) is not None}
+    given = given_fields(args, SearchConfig)
     given.update(forced)
     try:
         return SearchConfig.from_dict(given)

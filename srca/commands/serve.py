@@ -11,10 +11,10 @@ import logging
 import os
 import sys
 import time
-import typing
 from typing import Any
 
-from .common import UsageError, add_config_args, add_engine_args, config_from_args, engine_from_args
+from .common import (UsageError, add_config_args, add_dataclass_args, add_engine_args, config_from_args,
+                     engine_from_args, given_fields)
 
 # tests (and only tests) may swap the engine for the scripted fake: "fake" or "fake:<latency_s>"
 # ("fake:100000" plays a hung engine); "fake:<latency_s>:steps=<k>" reasons for k steps before
@@ -42,23 +42,17 @@ def _service_config_cls() -> type:
     return ServiceConfig
 
 
+def _service_flag(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
+    if f.name == "redis_url":  # read as text: "none" turns Redis off (service_config_from_args)
+        return {"type": str, "help": f"(default {f.default!r}) ('none': run without Redis; env SRCA_REDIS_URL)"}
+    return {}
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the HTTP service",
                        description="Serve /solve, /jobs, the OpenAI-compatible /v1 facade, /healthz, /readyz "
                                    "and /metrics. API keys: comma-separated in $SRCA_API_KEYS (see --api-keys-env).")
-    g = p.add_argument_group("service (ServiceConfig fields)")
-    cls = _service_config_cls()
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
-        if hint is bool:
-            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"(default {f.default})")
-            continue
-        base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-        extra = " ('none': run without Redis; env SRCA_REDIS_URL)" if f.name == "redis_url" else ""
-        g.add_argument(flag, type=str if f.name == "redis_url" else base, default=None,
-                       metavar=base.__name__.upper(), help=f"(default {f.default!r}){extra}")
+    add_dataclass_args(p, _service_config_cls(), "service (ServiceConfig fields)", custom=_service_flag)
     add_config_args(p)
     add_engine_args(p)
     p.set_defaults(func=run)
@@ -66,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def service_config_from_args(args: argparse.Namespace) -> Any:
     cls = _service_config_cls()
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    given = given_fields(args, cls)
     if "redis_url" not in given and os.environ.get("SRCA_REDIS_URL"):
         given["redis_url"] = os.environ["SRCA_REDIS_URL"]
     if str(given.get("redis_url", "")).lower() in ("none", "off", "null"):
