@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-import json
 import logging
 from typing import Any, AsyncIterator, Callable
 
@@ -29,13 +28,12 @@ from .limits import Overloaded, check_request
 from .metrics import MetricsMiddleware
 from .redis_conn import RedisUnavailable
 from .request_log import RequestLogMiddleware
+from .responses import JSON, error_body, html_response, json_response
 from .runtime import EngineNotReady, Runtime, SolveTimeout
 from .schemas import InputError, SolveInput, parse_solve, solve_request_model
 from .streaming import ClientGone, EventStreamResponse, cancel_on_disconnect, sse
 
 log = logging.getLogger("srca.service")
-
-JSON = "application/json"
 
 
 def wants_html(request: Request) -> bool:
@@ -53,17 +51,13 @@ def _job_page(view: dict[str, Any]) -> Response:
     from srca.viewer import render_html
 
     if isinstance(view.get("result"), dict):
-        return Response(render_html(view["result"]), 200, media_type="text/html; charset=utf-8")
+        return html_response(render_html(view["result"]))
     state = html.escape(str(view.get("state")))
     waiting = state in ("queued", "running")
     body = ("<!doctype html><meta charset=utf-8>" + ("<meta http-equiv=refresh content=2>" if waiting else "")
             + f"<title>srca job {state}</title><p>Job {html.escape(str(view.get('id')))} is {state}."
             + ("" if waiting else f" {html.escape(str(view.get('error') or ''))}") + "</p>")
-    return Response(body, 200, media_type="text/html; charset=utf-8")
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(data, ensure_ascii=False, separators=(",", ":")), status, headers, JSON)
+    return html_response(body)
 
 
 def create_app(config: ServiceConfig | None = None, *, engine: Engine | None = None,
@@ -139,18 +133,18 @@ def create_app(config: ServiceConfig | None = None, *, engine: Engine | None = N
             raise InputError.one("stream", "jobs do not stream; poll GET /jobs/{id}")
         rt.redis.require()
         job_id = await rt.jobs.submit({"problem": inp.problem, "config": inp.config.to_dict()}, key_id or "")
-        return _json({"id": job_id, "state": "queued", "url": f"/jobs/{job_id}"}, 202, {"Location": f"/jobs/{job_id}"})
+        return json_response({"id": job_id, "state": "queued", "url": f"/jobs/{job_id}"}, 202, {"Location": f"/jobs/{job_id}"})
 
     @app.get("/jobs/{job_id}", summary="A job's state, and its result or error")
     async def get_job(job_id: str, request: Request) -> Response:
         key_id = await guard(request)
         h = await rt.jobs.get(job_id, owner(key_id))
         if h is None:  # also another key's job: its existence is not told
-            return _json({"detail": f"no job {job_id[:64]!r}"}, 404)
+            return json_response({"detail": f"no job {job_id[:64]!r}"}, 404)
         view = job_view(h)
         if wants_html(request):  # a browser: the trace viewer for a finished job
             return _job_page(view)
-        return _json(view)
+        return json_response(view)
 
     @app.get("/view", include_in_schema=False)
     async def live_view() -> Response:
@@ -158,33 +152,32 @@ def create_app(config: ServiceConfig | None = None, *, engine: Engine | None = N
         (same origin, so the service's cross-site write checks let it through)."""
         from srca.viewer import render_html
 
-        return Response(render_html(None, stream_url="/solve", title="srca: follow a solve"), 200,
-                        media_type="text/html; charset=utf-8")
+        return html_response(render_html(None, stream_url="/solve", title="srca: follow a solve"))
 
     @app.delete("/jobs/{job_id}", summary="Cancel a job (its solve stops on whichever replica runs it)")
     async def cancel_job(job_id: str, request: Request) -> Response:
         key_id = await guard(request)
         state = await rt.jobs.cancel(job_id, owner(key_id))
         if state == "missing":
-            return _json({"detail": f"no job {job_id[:64]!r}"}, 404)
+            return json_response({"detail": f"no job {job_id[:64]!r}"}, 404)
         h = await rt.jobs.get(job_id, owner(key_id))
         view = job_view(h) if h else {"id": job_id, "state": state}
         if state != "cancelled":
             view["detail"] = f"job already {state}"
-            return _json(view, 409)
-        return _json(view)
+            return json_response(view, 409)
+        return json_response(view)
 
     # -- health ---------------------------------------------------------------------------
     @app.get("/healthz", summary="The process answers")
     async def healthz() -> Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     @app.get("/readyz", summary="Engine and Redis state; 503 until the engine is ready")
     async def readyz() -> Response:
         ready = rt.solver is not None and rt.engine_state == "ready"
         body = {"ready": ready, "engine": rt.engine_state, "model": rt.model, "redis": rt.redis.state(),
                 "jobs": "on" if rt.redis.up else "off", "cache": "on" if (config.cache and rt.redis.up) else "off"}
-        return _json(body, 200 if ready else 503)
+        return json_response(body, 200 if ready else 503)
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
@@ -253,7 +246,7 @@ def _install_docs(app: FastAPI) -> None:
         @app.get("/docs", include_in_schema=False)
         @app.get("/redoc", include_in_schema=False)
         async def no_docs() -> Response:
-            return _json({"detail": "API docs need the fastapi-offline package (pip install 'srca[service]'); "
+            return json_response({"detail": "API docs need the fastapi-offline package (pip install 'srca[service]'); "
                                     "the schema is at /openapi.json"}, 404)
         return
     from starlette.staticfiles import StaticFiles
@@ -299,15 +292,9 @@ def _public(e: BaseException) -> tuple[int, str]:
     return 500, f"internal error (error id {eid})"
 
 
-def _is_facade(request: Request) -> bool:
-    return request.url.path.startswith("/v1/")
-
-
 def _error(request: Request, status: int, message: str, kind: str, param: str | None = None,
            detail: Any = None, headers: dict[str, str] | None = None) -> Response:
-    if _is_facade(request):  # OpenAI's error envelope
-        return _json({"error": {"message": message, "type": kind, "param": param, "code": None}}, status, headers)
-    return _json({"detail": detail if detail is not None else message}, status, headers)
+    return json_response(error_body(request.url.path, message, kind, param, detail), status, headers)
 
 
 def _install_error_handlers(app: FastAPI, rt: Runtime) -> None:

@@ -19,6 +19,7 @@ from srca.config import SearchConfig
 from srca.solution import Solution
 
 from .redis_conn import RedisHandle, RedisUnavailable
+from .responses import json_text
 
 log = logging.getLogger("srca.service")
 
@@ -79,7 +80,7 @@ class Outcome:
     @classmethod
     def of(cls, sol: Solution) -> "Outcome":
         d = solution_dict(sol)
-        return cls(d, json.dumps(d, ensure_ascii=False, separators=(",", ":")))
+        return cls(d, json_text(d))
 
     @classmethod
     def from_text(cls, text: str, cached: bool = True) -> "Outcome":

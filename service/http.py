@@ -18,18 +18,18 @@ A response to a request whose body was not read to its end, and every 500, carri
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
 from .config import ServiceConfig
+from .responses import JSON, error_body, json_text
 from .schemas import InputError, parse_json
 
 log = logging.getLogger("srca.service")
 
-JSON_TYPES = ("application/json",)
+JSON_TYPES = (JSON,)
 
 
 async def read_body(request: Any, max_bytes: int, timeout_s: float = 30.0) -> Any:
@@ -67,18 +67,12 @@ async def read_body(request: Any, max_bytes: int, timeout_s: float = 30.0) -> An
 
 # -- ASGI middlewares ----------------------------------------------------------------------------
 async def _send_json(send: Any, status: int, body: dict, close: bool = True) -> None:
-    data = json.dumps(body, separators=(",", ":")).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    data = json_text(body).encode()
+    headers = [(b"content-type", JSON.encode()), (b"content-length", str(len(data)).encode())]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
-
-
-def _error_body(path: str, status: int, message: str, kind: str) -> dict:
-    if path.startswith("/v1/"):  # OpenAI's error envelope
-        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
-    return {"detail": message}
 
 
 class EdgeMiddleware:
@@ -114,15 +108,15 @@ class EdgeMiddleware:
         host = headers.get(b"host", b"").decode("latin-1")
         path = scope.get("path", "")
         if not self.any_host and self._host_name(host) not in self.hosts:
-            await _send_json(send, 400, _error_body(path, 400, "this Host is not served here (allowed_hosts)",
-                                                    "invalid_request_error"))
+            await _send_json(send, 400, error_body(path, "this Host is not served here (allowed_hosts)",
+                                                   "invalid_request_error"))
             return
         origin = headers.get(b"origin")
         if origin is not None and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             o = urlsplit(origin.decode("latin-1"))
             if origin == b"null" or o.netloc.lower() != host.lower():
-                await _send_json(send, 403, _error_body(path, 403, "cross-origin requests are not accepted",
-                                                        "permission_error"))
+                await _send_json(send, 403, error_body(path, "cross-origin requests are not accepted",
+                                                       "permission_error"))
                 return
         started = False
 
@@ -138,7 +132,7 @@ class EdgeMiddleware:
             eid = uuid.uuid4().hex[:12]
             log.exception("unhandled error on %s %s [error id %s]", scope.get("method"), path, eid)
             if not started:
-                await _send_json(send, 500, _error_body(path, 500, f"internal error (error id {eid})", "server_error"))
+                await _send_json(send, 500, error_body(path, f"internal error (error id {eid})", "server_error"))
             else:
                 raise e from None  # the response is under way: the server can only close the connection
 

@@ -11,7 +11,6 @@ The problem is the last user message. ``usage`` reports the tokens the solve spe
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal
@@ -24,8 +23,9 @@ from srca.methods import METHODS
 
 from .cache import Outcome
 from .reasoning import Narrator
+from .responses import error_body, json_response
 from .schemas import InputError, build_config, checked_problem, config_field_definitions
-from .streaming import ClientGone, EventStreamResponse, cancel_on_disconnect
+from .streaming import ClientGone, EventStreamResponse, cancel_on_disconnect, sse_data
 
 # OpenAI request fields that are accepted and ignored (they have no meaning for a search)
 IGNORED = ("user", "metadata", "store", "frequency_penalty", "presence_penalty", "logit_bias", "stop",
@@ -162,16 +162,16 @@ def make_router(rt: Any, guard: Callable[[Request], Awaitable[str | None]],
         await guard(request)
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "srca", "method": m}
                 for n, m in model_names().items()]
-        return _resp({"object": "list", "data": data})
+        return json_response({"object": "list", "data": data})
 
     @router.get("/models/{name}")
     async def get_model(name: str, request: Request) -> Response:
         await guard(request)
         m = model_names().get(name)
         if m is None:
-            return _resp({"error": {"message": f"unknown model {name!r}", "type": "invalid_request_error",
-                                    "param": "model", "code": "model_not_found"}}, 404)
-        return _resp({"id": name, "object": "model", "created": 0, "owned_by": "srca", "method": m})
+            return json_response(error_body(request.url.path, f"unknown model {name!r}", "invalid_request_error",
+                                            "model", code="model_not_found"), 404)
+        return json_response({"id": name, "object": "model", "created": 0, "owned_by": "srca", "method": m})
 
     @router.post("/chat/completions", openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": chat_request_model().model_json_schema()}}}})
@@ -189,7 +189,7 @@ def make_router(rt: Any, guard: Callable[[Request], Awaitable[str | None]],
         except ClientGone:
             return Response(status_code=499)
         d = out.data
-        return _resp({
+        return json_response({
             "id": cid, "object": "chat.completion", "created": created, "model": model, "system_fingerprint": None,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer_text(d)},
                          "finish_reason": FINISH.get(d.get("stop_reason"), "length"), "logprobs": None}],
@@ -197,14 +197,6 @@ def make_router(rt: Any, guard: Callable[[Request], Awaitable[str | None]],
         })
 
     return router
-
-
-def _resp(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data, ensure_ascii=False, separators=(",", ":")), status, media_type="application/json")
-
-
-def _data(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
 async def _chunks(rt: Any, cid: str, created: int, model: str, problem: str, cfg: Any,
@@ -215,7 +207,7 @@ async def _chunks(rt: Any, cid: str, created: int, model: str, problem: str, cfg
     finish reason and (``include_usage``) the usage. The solve is the shared one: a cached
     result tells its decision at once, a joined solve replays its events so far."""
     def chunk(delta: dict, finish: str | None = None, **extra: Any) -> bytes:
-        return _data({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+        return sse_data({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                       "system_fingerprint": None,
                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra})
 
@@ -246,7 +238,7 @@ async def _chunks(rt: Any, cid: str, created: int, model: str, problem: str, cfg
             from .app import _public
 
             status, message = _public(e)
-            yield _data({"error": {"message": message, "type": "server_error", "code": status}})
+            yield sse_data({"error": {"message": message, "type": "server_error", "code": status}})
             return
         d = out.data
         yield chunk({"reasoning_content": narrator.finish(d, out.cached)})
@@ -259,7 +251,7 @@ async def _chunks(rt: Any, cid: str, created: int, model: str, problem: str, cfg
                 yield chunk({"content": piece})
         yield chunk({}, FINISH.get(d.get("stop_reason"), "length"), usage=usage(d), srca=_extra(out))
         if include_usage:
-            yield _data({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            yield sse_data({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                          "choices": [], "usage": usage(d)})
         yield b"data: [DONE]\n\n"
     finally:

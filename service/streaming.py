@@ -6,11 +6,12 @@ channel for ``http.disconnect``; ``cancel_on_disconnect`` races it against the w
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.responses import Response
+
+from .responses import json_text
 
 log = logging.getLogger("srca.service")
 
@@ -44,7 +45,13 @@ async def cancel_on_disconnect(work: Awaitable[Any], receive: Callable[[], Await
 
 
 def sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+    """One server-sent event: its name and its JSON data."""
+    return f"event: {event}\ndata: {json_text(data)}\n\n".encode()
+
+
+def sse_data(data: Any) -> bytes:
+    """One unnamed server-sent event (a ``data:`` line alone, as OpenAI's streams send)."""
+    return b"data: " + json_text(data).encode() + b"\n\n"
 
 
 _END = object()
