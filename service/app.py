@@ -30,7 +30,7 @@ from .redis_conn import RedisUnavailable
 from .request_log import RequestLogMiddleware
 from .responses import JSON, error_body, html_response, json_response
 from .runtime import EngineNotReady, Runtime, SolveTimeout
-from .schemas import InputError, SolveInput, parse_solve, solve_request_model
+from .schemas import InputError, SolveInput, parse_solve, request_body, solve_request_model
 from .streaming import ClientGone, EventStreamResponse, cancel_on_disconnect, sse
 
 log = logging.getLogger("srca.service")
@@ -108,7 +108,7 @@ def create_app(config: ServiceConfig | None = None, *, engine: Engine | None = N
         """Whose jobs a caller may see: its own when keys are on (``None``: any, keys off)."""
         return (key_id or "") if rt.auth.enabled else None
 
-    solve_body = {"requestBody": {"required": True, "content": {JSON: {"schema": solve_request_model().model_json_schema()}}}}
+    solve_body = request_body(solve_request_model())
 
     # -- solve ----------------------------------------------------------------------------
     @app.post("/solve", openapi_extra=solve_body, summary="Solve one problem (JSON, or SSE with stream=true)")

@@ -11,12 +11,13 @@ The problem is the last user message. ``usage`` reports the tokens the solve spe
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.responses import Response
 
 from srca.methods import METHODS
@@ -24,7 +25,8 @@ from srca.methods import METHODS
 from .cache import Outcome
 from .reasoning import Narrator
 from .responses import error_body, json_response
-from .schemas import InputError, build_config, checked_problem, config_field_definitions
+from .schemas import (STRICT, InputError, build_config, checked_problem, config_field_definitions, request_body,
+                      validate)
 from .streaming import ClientGone, EventStreamResponse, cancel_on_disconnect, sse_data
 
 # OpenAI request fields that are accepted and ignored (they have no meaning for a search)
@@ -58,24 +60,22 @@ class _StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-_MODEL: type[BaseModel] | None = None
 MAX_MESSAGES = 256  # a conversation longer than this is not a problem statement
 KEEPALIVE_S = 15.0  # a quiet stream sends a comment line this often (proxies close idle streams at 30-60 s)
 
 
+@functools.cache
 def chat_request_model() -> type[BaseModel]:
-    global _MODEL
-    if _MODEL is None:
-        _MODEL = create_model(
-            "ChatCompletionRequest", __config__=ConfigDict(extra="forbid", strict=True),
-            model=(str, Field(description="srca, srca-beam, srca-majority, ... (GET /v1/models)")),
-            messages=(list[_Message], Field(min_length=1, max_length=MAX_MESSAGES)),
-            stream=(bool, False), stream_options=(_StreamOptions | None, None),
-            max_tokens=(int | None, None), max_completion_tokens=(int | None, None),
-            **{k: (Any, None) for k in IGNORED},
-            **config_field_definitions(skip=("method",)),
-        )
-    return _MODEL
+    """``POST /v1/chat/completions`` body: OpenAI's fields, and every SearchConfig field but ``method``."""
+    return create_model(
+        "ChatCompletionRequest", __config__=STRICT,
+        model=(str, Field(description="srca, srca-beam, srca-majority, ... (GET /v1/models)")),
+        messages=(list[_Message], Field(min_length=1, max_length=MAX_MESSAGES)),
+        stream=(bool, False), stream_options=(_StreamOptions | None, None),
+        max_tokens=(int | None, None), max_completion_tokens=(int | None, None),
+        **{k: (Any, None) for k in IGNORED},
+        **config_field_definitions(skip=("method",)),
+    )
 
 
 def _text(msg: _Message) -> str:
@@ -86,16 +86,13 @@ def _text(msg: _Message) -> str:
 
 def parse_chat(body: Any, base: Any) -> tuple[str, str, Any, bool, bool]:
     """-> (model, problem, SearchConfig, stream, include_usage); raises InputError."""
-    if not isinstance(body, dict):
-        raise InputError([{"loc": ["body"], "msg": "expected a JSON object", "type": "model_type"}])
     try:
-        req = chat_request_model().model_validate(body)
-    except ValidationError as e:
-        errs = e.errors()
-        if any(x["loc"] == ("method",) and x["type"] == "extra_forbidden" for x in errs):
+        req = validate(chat_request_model(), body)
+    except InputError as e:
+        if any(x["loc"] == ["body", "method"] and x["type"] == "extra_forbidden" for x in e.errors):
             raise InputError.one("model", "the model name picks the method (srca, srca-beam, ...); "
                                           "do not send 'method'") from None
-        raise InputError.from_pydantic(e) from None
+        raise
     names = model_names()
     if req.model not in names:
         raise InputError.one("model", f"unknown model {req.model!r}; choose one of {sorted(names)}", "model_not_found")
@@ -173,8 +170,7 @@ def make_router(rt: Any, guard: Callable[[Request], Awaitable[str | None]],
                                             "model", code="model_not_found"), 404)
         return json_response({"id": name, "object": "model", "created": 0, "owned_by": "srca", "method": m})
 
-    @router.post("/chat/completions", openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": chat_request_model().model_json_schema()}}}})
+    @router.post("/chat/completions", openapi_extra=request_body(chat_request_model()))
     async def chat(request: Request) -> Response:
         key_id = await guard(request)
         model, problem, cfg, stream, include_usage = parse_chat(

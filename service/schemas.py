@@ -68,18 +68,35 @@ def config_field_definitions(skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return defs
 
 
-_STRICT = ConfigDict(extra="forbid", strict=True)
+# Request models: built on first use (not at import), once (functools.cache), strict, closed
+STRICT = ConfigDict(extra="forbid", strict=True)
 
 
 @functools.cache
 def solve_request_model() -> type[BaseModel]:
     """``POST /solve`` and ``POST /jobs`` body: the problem, every SearchConfig field, ``stream``."""
     return create_model(
-        "SolveRequest", __config__=_STRICT,
+        "SolveRequest", __config__=STRICT,
         problem=(str, Field(description=f"the problem statement (1..{MAX_PROBLEM_CHARS} characters)")),
         stream=(bool, Field(default=False, description="answer with a text/event-stream of search events")),
         **config_field_definitions(),
     )
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A route's ``openapi_extra``: its JSON body follows ``model`` (the routes read the body
+    themselves, so FastAPI does not see it)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def validate(model: type[BaseModel], body: Any) -> Any:
+    """``body`` as an instance of the request model; raises :class:`InputError`."""
+    if not isinstance(body, dict):
+        raise InputError([{"loc": ["body"], "msg": "expected a JSON object", "type": "model_type"}])
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        raise InputError.from_pydantic(e) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,13 +159,7 @@ def checked_problem(problem: Any, field: str = "problem") -> str:
 
 def parse_solve(body: Any, base: SearchConfig) -> SolveInput:
     """Validate a ``/solve`` body; raises :class:`InputError`."""
-    if not isinstance(body, dict):
-        raise InputError([{"loc": ["body"], "msg": "expected a JSON object", "type": "model_type"}])
-    try:
-        req = solve_request_model().model_validate(body)
-    except ValidationError as e:
-        raise InputError.from_pydantic(e) from None
-    given = req.model_dump(exclude_unset=True)
+    given = validate(solve_request_model(), body).model_dump(exclude_unset=True)
     problem = checked_problem(given.pop("problem"))
     stream = given.pop("stream", False)
     return SolveInput(problem, build_config(given, base), stream)
