@@ -1,4 +1,5 @@
-"""OpenAI-compatible facade: ``GET /v1/models`` and ``POST /v1/chat/completions``.
+"""OpenAI-compatible facade: what ``/v1`` requests and answers mean (the routes are in
+:mod:`.routes.openai`).
 
 The model name picks the search method (``srca``, ``srca-beam``, ``srca-best-of-n`` ...); any
 SearchConfig field can ride along as an extra body field (``extra_body`` in the openai client).
@@ -10,28 +11,21 @@ The problem is the last user message. ``usage`` reports the tokens the solve spe
 """
 from __future__ import annotations
 
-import asyncio
 import functools
-import time
-import uuid
-from typing import Any, AsyncIterator, Awaitable, Callable, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from starlette.responses import Response
 
+from srca.config import SearchConfig
 from srca.methods import METHODS
 
 from .cache import Outcome
-from .reasoning import Narrator
-from .responses import error_body, json_response
-from .schemas import (STRICT, InputError, build_config, checked_problem, config_field_definitions, request_body,
-                      validate)
-from .streaming import ClientGone, EventStreamResponse, cancel_on_disconnect, sse_data
+from .schemas import STRICT, InputError, build_config, checked_problem, config_field_definitions, validate
 
 # OpenAI request fields that are accepted and ignored (they have no meaning for a search)
 IGNORED = ("user", "metadata", "store", "frequency_penalty", "presence_penalty", "logit_bias", "stop",
            "parallel_tool_calls", "service_tier", "logprobs", "top_logprobs", "response_format")
+MAX_MESSAGES = 256  # a conversation longer than this is not a problem statement
 
 
 def model_names() -> dict[str, str]:
@@ -41,6 +35,10 @@ def model_names() -> dict[str, str]:
         if m != "srca":
             out["srca-" + m.replace("_", "-")] = m
     return out
+
+
+def model_card(name: str, method: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "srca", "method": method}
 
 
 class _Part(BaseModel):
@@ -58,10 +56,6 @@ class _Message(BaseModel):
 class _StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
     include_usage: bool = False
-
-
-MAX_MESSAGES = 256  # a conversation longer than this is not a problem statement
-KEEPALIVE_S = 15.0  # a quiet stream sends a comment line this often (proxies close idle streams at 30-60 s)
 
 
 @functools.cache
@@ -84,10 +78,10 @@ def _text(msg: _Message) -> str:
     return msg.content or ""
 
 
-def parse_chat(body: Any, base: Any) -> tuple[str, str, Any, bool, bool]:
+def parse_chat(body: Any, base: SearchConfig) -> tuple[str, str, SearchConfig, bool, bool]:
     """-> (model, problem, SearchConfig, stream, include_usage); raises InputError."""
     try:
-        req = validate(chat_request_model(), body)
+        req: Any = validate(chat_request_model(), body)
     except InputError as e:
         if any(x["loc"] == ["body", "method"] and x["type"] == "extra_forbidden" for x in e.errors):
             raise InputError.one("model", "the model name picks the method (srca, srca-beam, ...); "
@@ -132,7 +126,20 @@ def answer_text(d: dict[str, Any]) -> str:
     return text or (d.get("answer") or "")
 
 
+def answer_pieces(d: dict[str, Any]) -> list[str]:
+    """:func:`answer_text` cut after each step delimiter: the ``content`` deltas of a stream."""
+    text = answer_text(d)
+    delim = d.get("config", {}).get("step_delimiter") or "\n\n"
+    pieces = [p + delim for p in text.split(delim)]
+    pieces[-1] = pieces[-1][: len(pieces[-1]) - len(delim)]
+    return [p for p in pieces if p]
+
+
 FINISH = {"finished": "stop", "consensus": "stop", "cancelled": "stop"}
+
+
+def finish_reason(d: dict[str, Any]) -> str:
+    return FINISH.get(d.get("stop_reason"), "length")
 
 
 def usage(d: dict[str, Any]) -> dict[str, Any]:
@@ -142,113 +149,27 @@ def usage(d: dict[str, Any]) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": u.get("cached_tokens", 0)}}
 
 
-def _extra(out: Outcome) -> dict[str, Any]:
+def srca_summary(out: Outcome) -> dict[str, Any]:
+    """The ``srca`` field of an answer: the decision in the service's own terms."""
     d = out.data
     return {"answer": d.get("answer"), "canonical": d.get("canonical"), "confidence": d.get("confidence"),
             "stop_reason": d.get("stop_reason"), "method": d.get("method"), "cache": "hit" if out.cached else "miss",
             "candidates": len(d.get("candidates", []))}
 
 
-def make_router(rt: Any, guard: Callable[[Request], Awaitable[str | None]],
-                read_body: Callable[[Request, int], Awaitable[Any]],
-                checked: Callable[[str, Any], None] = lambda problem, cfg: None) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["openai"])
-
-    @router.get("/models")
-    async def list_models(request: Request) -> Response:
-        await guard(request)
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "srca", "method": m}
-                for n, m in model_names().items()]
-        return json_response({"object": "list", "data": data})
-
-    @router.get("/models/{name}")
-    async def get_model(name: str, request: Request) -> Response:
-        await guard(request)
-        m = model_names().get(name)
-        if m is None:
-            return json_response(error_body(request.url.path, f"unknown model {name!r}", "invalid_request_error",
-                                            "model", code="model_not_found"), 404)
-        return json_response({"id": name, "object": "model", "created": 0, "owned_by": "srca", "method": m})
-
-    @router.post("/chat/completions", openapi_extra=request_body(chat_request_model()))
-    async def chat(request: Request) -> Response:
-        key_id = await guard(request)
-        model, problem, cfg, stream, include_usage = parse_chat(
-            await read_body(request, rt.config.max_body_bytes), rt.base_config)
-        checked(problem, cfg)
-        rt.require_solver()
-        cid, created = "chatcmpl-" + uuid.uuid4().hex, int(time.time())
-        if stream:
-            return EventStreamResponse(lambda: _chunks(rt, cid, created, model, problem, cfg, include_usage, key_id))
-        try:
-            out = await cancel_on_disconnect(rt.solve(problem, cfg, key_id), request.receive)
-        except ClientGone:
-            return Response(status_code=499)
-        d = out.data
-        return json_response({
-            "id": cid, "object": "chat.completion", "created": created, "model": model, "system_fingerprint": None,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer_text(d)},
-                         "finish_reason": FINISH.get(d.get("stop_reason"), "length"), "logprobs": None}],
-            "usage": usage(d), "srca": _extra(out),
-        })
-
-    return router
+def completion(cid: str, created: int, model: str, out: Outcome) -> dict[str, Any]:
+    """A ``chat.completion`` of one choice: the reasoning behind the answer."""
+    d = out.data
+    return {
+        "id": cid, "object": "chat.completion", "created": created, "model": model, "system_fingerprint": None,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer_text(d)},
+                     "finish_reason": finish_reason(d), "logprobs": None}],
+        "usage": usage(d), "srca": srca_summary(out),
+    }
 
 
-async def _chunks(rt: Any, cid: str, created: int, model: str, problem: str, cfg: Any,
-                  include_usage: bool, key_id: str | None = None) -> AsyncIterator[bytes]:
-    """The stream of one chat completion: the role, then the search as it runs, told as
-    ``reasoning_content`` deltas (see :mod:`.reasoning`: each step's kept text, checkpoint
-    answers, the answers' tally), the decision, then the answer's reasoning as ``content``, the
-    finish reason and (``include_usage``) the usage. The solve is the shared one: a cached
-    result tells its decision at once, a joined solve replays its events so far."""
-    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> bytes:
-        return sse_data({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                      "system_fingerprint": None,
-                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra})
-
-    yield chunk({"role": "assistant", "content": ""})
-    queue: asyncio.Queue = asyncio.Queue()
-
-    def on_event(ev: dict) -> None:
-        queue.put_nowait(ev)
-
-    narrator = Narrator()
-    task = asyncio.ensure_future(rt.solve(problem, cfg, key_id, on_event=on_event))
-    task.add_done_callback(lambda _: queue.put_nowait(None))
-    try:
-        while True:
-            try:
-                ev = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-            except asyncio.TimeoutError:  # a comment line keeps proxies from closing a long, quiet step
-                yield b": keepalive\n\n"
-                continue
-            if ev is None:
-                break
-            text = narrator.feed(ev)
-            if text:
-                yield chunk({"reasoning_content": text})
-        try:
-            out = task.result()
-        except Exception as e:  # the status is already 200: say so in-band, details to the log
-            from .app import _public
-
-            status, message = _public(e)
-            yield sse_data({"error": {"message": message, "type": "server_error", "code": status}})
-            return
-        d = out.data
-        yield chunk({"reasoning_content": narrator.finish(d, out.cached)})
-        text = answer_text(d)
-        delim = d.get("config", {}).get("step_delimiter") or "\n\n"
-        pieces = [p + delim for p in text.split(delim)]
-        pieces[-1] = pieces[-1][: len(pieces[-1]) - len(delim)]
-        for piece in pieces:
-            if piece:
-                yield chunk({"content": piece})
-        yield chunk({}, FINISH.get(d.get("stop_reason"), "length"), usage=usage(d), srca=_extra(out))
-        if include_usage:
-            yield sse_data({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                         "choices": [], "usage": usage(d)})
-        yield b"data: [DONE]\n\n"
-    finally:
-        task.cancel()
+def completion_chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None,
+                     **extra: Any) -> dict[str, Any]:
+    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}

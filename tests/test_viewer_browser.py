@@ -328,7 +328,7 @@ def test_page_of_a_solve_stopped_before_any_answer(tmp_path):
 
 
 def test_page_follows_the_service_stream(tmp_path):
-    # the real app's POST /solve stream (service/app.py), with the page served from the same
+    # the real app's POST /solve stream (service/routes/solve.py), with the page served from the same
     # origin (the service refuses cross-origin writes); redis is not needed for a streamed solve
     pytest.importorskip("fastapi")
     from fastapi.responses import HTMLResponse
