@@ -15,6 +15,7 @@ AGGREGATIONS = ("last", "min", "prod", "mean")
 # "auto": the method's own rule (srca: confidence_vote; best_of_n, beam, dvts: best_score)
 DECISIONS = ("auto", "confidence_vote", "best_score", "weighted_vote", "majority")
 CONFIDENCES = ("none", "mean", "tail", "lowest")  # srca.methods.consensus.trace_confidence
+PROBE_AT = ("cut", "step")  # lineage search: probe only lineages cut by the token limit, or after every step
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,17 @@ class SearchConfig:
     step_delimiter: str = "\n\n"
     checkpoint_cue: str = "So, the answer is \\boxed{"
     probe_max_tokens: int = 16
-    checkpoints: bool = True  # SRCA: probe after every step
-    # SRCA's PRM-free default (srca.methods.lineage): n independent lineages, no pruning by score
+    checkpoints: bool = True  # SRCA: checkpoint probes (the tree: after every step; lineages: see probe_at)
+    # SRCA's PRM-free default (srca.methods.lineage): n independent lineages, no pruning by score.
+    # Defaults tuned on a MATH-500 sample bank (benchmarks/README.md, "The SRCA study")
     lineages: bool = True  # False: the paper's beam_width x expand tree with ACS (srca-paper)
-    settle: int = 3  # a lineage stops once its last `settle` checkpoint answers agree (0: never)
+    probe_at: str = "cut"  # lineages: probe only a lineage the token limit cuts ("cut") or after every step
+    settle: int = 0  # a lineage stops once its last `settle` checkpoint answers agree (0: never; needs probe_at=step)
     consensus: float = 0.0  # stop the solve once one answer holds this share of the n lineages (0: off)
     confidence: str = "tail"  # path confidence for the vote: none | mean | tail | lowest (window)
     confidence_window: int = 64  # tokens of the tail / sliding window
     confidence_topk: int = 0  # 0: sampled tokens' logprobs; k: DeepConf's -mean(top-k logprobs)
-    keep_top: float = 0.9  # the vote counts only this most confident share of the lineages
+    keep_top: float = 0.5  # the vote counts only this most confident share of the lineages
     checkpoint_weight: float = 0.25  # a lineage cut before it answered votes its last checkpoint at this weight
     acs: bool = True  # SRCA tree: answer-clustered selection (off: plain top-k by score)
     cca: bool = True  # SRCA tree: checkpoints join the final candidate pool
@@ -111,6 +114,10 @@ class SearchConfig:
                 bad(name, f"must be an integer in [0, 20], got {v!r}")
         if self.settle == 1:
             bad("settle", "must be 0 (off) or >= 2: one probe cannot agree with itself")
+        if self.probe_at not in PROBE_AT:
+            bad("probe_at", f"must be one of {PROBE_AT}, got {self.probe_at!r}")
+        if self.settle and (self.probe_at != "step" or not self.checkpoints):
+            bad("settle", "needs a probe after every step: set probe_at='step' (and checkpoints on)")
         for name, lo_open in (("consensus", False), ("keep_top", True), ("checkpoint_weight", False)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):

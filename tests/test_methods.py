@@ -148,7 +148,7 @@ def test_bad_problem_is_rejected_at_the_boundary():
 
 
 def test_events_stream_in_order():
-    s, _ = solver(stepwise(), method="srca", n=4)
+    s, _ = solver(stepwise(), method="srca", n=4, probe_at="step")  # a checkpoint event after the first step
     events = []
     s.solve("q", on_event=events.append)
     kinds = [e["type"] for e in events]

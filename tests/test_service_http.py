@@ -86,7 +86,8 @@ def test_stream_sse_events_as_they_happen(redis_url):
     engine = make_engine("fake", script=arith, latency_s=0.05)
     with serve(redis_url, engine) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         events, arrivals = [], []
-        with c.stream("POST", "/solve", json={"problem": "What is 20+22?", "stream": True, "n": 2}) as r:
+        with c.stream("POST", "/solve", json={"problem": "What is 20+22?", "stream": True, "n": 2,
+                                                 "probe_at": "step"}) as r:
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
             name = None
             for line in r.iter_lines():

@@ -96,7 +96,7 @@ def test_lineages_fan_out_once_then_step_each_lineage_without_pruning():
 def test_settled_lineages_stop_early_with_their_checkpoint_answer():
     script = lineage_script(lambda L: "9", lambda L, k: "5", lambda L: 6)
     long, _ = run(script, n=4, settle=0)
-    short, _ = run(script, n=4, settle=2)
+    short, _ = run(script, n=4, settle=2, probe_at="step")
     assert long.answer == "9" and short.answer == "5"
     assert [c.source for c in short.candidates] == ["settled"] * 4 and all(c.step == 2 for c in short.candidates)
     assert short.usage.generated_tokens < long.usage.generated_tokens / 2
@@ -106,10 +106,12 @@ def test_settled_lineages_stop_early_with_their_checkpoint_answer():
 def test_consensus_stops_the_solve_once_enough_lineages_agree():
     # lineages 0 and 1 finish with 7 after 2 steps; 2 and 3 would take 8 steps
     script = lineage_script(lambda L: "7" if L < 2 else "8", lambda L, k: f"{L}{k}", lambda L: 2 if L < 2 else 8)
-    sol, _ = run(script, n=4, settle=0, consensus=0.5)
+    sol, _ = run(script, n=4, settle=0, consensus=0.5, probe_at="step")
     assert sol.stop_reason == "consensus" and sol.answer == "7"
     assert max(t.depth for t in sol.trace) == 2
     assert sorted(c.source for c in sol.candidates) == ["checkpoint", "checkpoint", "path", "path"]
+    lazy, _ = run(script, n=4, settle=0, consensus=0.5)  # probe_at="cut": the stopped lineages hold no probe
+    assert lazy.stop_reason == "consensus" and sorted(c.source for c in lazy.candidates) == ["path", "path"]
     full, _ = run(script, n=4, settle=0, consensus=0.0)
     assert full.stop_reason == "finished" and max(t.depth for t in full.trace) == 8
 
@@ -135,6 +137,29 @@ def test_a_lineage_cut_short_votes_its_checkpoint_but_never_wins_alone():
     assert sol.answer == "7"
 
 
+def test_probe_at_cut_probes_only_the_lineages_the_token_limit_cuts():
+    # lineage 0 boxes 7 after 2 steps; lineages 1-3 never finish within 40 tokens: each is cut
+    # once, probed once (answer 3), and votes that checkpoint, which cannot win alone
+    script = lineage_script(lambda L: "7", lambda L, k: "3", lambda L: 2 if L == 0 else 50)
+    sol, eng = run(script, n=4, max_new_tokens=40, confidence="none", keep_top=1.0, checkpoint_weight=1.0)
+    probes = [r for b in eng.calls for r in b if r.temperature == 0]
+    assert len(probes) == 3
+    assert sorted((c.source, c.answer) for c in sol.candidates) == [("checkpoint", "3")] * 3 + [("path", "7")]
+    assert sol.answer == "7" and sol.usage.probe_tokens > 0
+    every, eng2 = run(script, n=4, max_new_tokens=40, confidence="none", keep_top=1.0, checkpoint_weight=1.0,
+                      probe_at="step")
+    assert len([r for b in eng2.calls for r in b if r.temperature == 0]) > len(probes)
+    assert every.usage.generated_tokens > sol.usage.generated_tokens  # the probes were the difference
+
+
+def test_settle_needs_a_probe_after_every_step():
+    with pytest.raises(ValueError, match="settle"):
+        SearchConfig(settle=3)
+    with pytest.raises(ValueError, match="probe_at"):
+        SearchConfig(probe_at="sometimes")
+    assert SearchConfig(settle=3, probe_at="step").settle == 3
+
+
 # -- the bank replay agrees with the online search -----------------------------------------------
 def test_split_steps_cuts_like_the_engine():
     assert split_steps(["a", "\n", "\n", "b", "c"], "\n\n", 256, 1024) == [3, 5]
@@ -143,9 +168,11 @@ def test_split_steps_cuts_like_the_engine():
     assert split_steps(list("abcde"), "\n\n", 256, 3) == [3]  # the path is out of tokens
 
 
-@pytest.mark.parametrize("settle,consensus,max_new", [(0, 0.0, 1024), (2, 0.0, 1024), (0, 0.5, 1024),
-                                                      (3, 0.75, 1024), (0, 0.0, 30), (2, 0.5, 30)])
-def test_replay_matches_the_online_search(settle, consensus, max_new):
+@pytest.mark.parametrize("settle,consensus,max_new,probe_at,max_steps", [
+    (0, 0.0, 1024, "step", 40), (2, 0.0, 1024, "step", 40), (0, 0.5, 1024, "step", 40), (3, 0.75, 1024, "step", 40),
+    (0, 0.0, 30, "step", 40), (2, 0.5, 30, "step", 40), (0, 0.0, 1024, "cut", 40), (0, 0.5, 1024, "cut", 40),
+    (0, 0.0, 30, "cut", 40), (0, 0.5, 30, "cut", 40), (0, 0.0, 1024, "cut", 2), (2, 0.0, 1024, "step", 2)])
+def test_replay_matches_the_online_search(settle, consensus, max_new, probe_at, max_steps):
     # max_new = 30: the longer lineages run out of tokens mid-step ("cut", a checkpoint ballot)
     script = lineage_script(lambda L: str(7 + (L % 3 == 2)), lambda L, k: str((L + k) % 3),
                             lambda L: 2 + L % 4, lp=lambda L: -0.1 * (L + 1))
@@ -156,10 +183,11 @@ def test_replay_matches_the_online_search(settle, consensus, max_new):
     (line,) = asyncio.run(record_chunk(eng, [prob], s))
     if max_new < 1024:
         assert any(st[1] == "cut" for x in line["samples"] for st in x["steps"])
-    pol = Policy(n=n, settle=settle, consensus=consensus, confidence="mean", keep_top=1.0, checkpoint_weight=0.25)
+    pol = Policy(n=n, settle=settle, consensus=consensus, confidence="mean", keep_top=1.0, checkpoint_weight=0.25,
+                 probe_at=probe_at, max_steps=max_steps)
     out = replay_lineages(line, list(range(n)), pol)
     sol, _ = run(script, n=n, settle=settle, consensus=consensus, confidence="mean", keep_top=1.0,
-                 checkpoint_weight=0.25, max_new_tokens=max_new)
+                 checkpoint_weight=0.25, max_new_tokens=max_new, probe_at=probe_at, max_steps=max_steps)
     assert out.answer == sol.answer and out.stop == sol.stop_reason
     assert out.tokens == sol.usage.generated_tokens and out.probe_tokens == sol.usage.probe_tokens
     assert sorted((b.kind, b.answer) for b in out.ballots) == sorted(
@@ -171,7 +199,7 @@ def test_replay_matches_the_online_search(settle, consensus, max_new):
 def test_cli_text_names_settled_votes():
     from srca.commands.solve import render
 
-    sol, _ = run(lineage_script(lambda L: "9", lambda L, k: "5", lambda L: 6), n=4, settle=2)
+    sol, _ = run(lineage_script(lambda L: "9", lambda L, k: "5", lambda L: 6), n=4, settle=2, probe_at="step")
     text = render(sol)
     assert "Answer: 5" in text and "4 vote(s)  (0 path(s), 4 settled, 0 checkpoint(s))" in text
 
@@ -184,7 +212,7 @@ def test_lineages_ask_for_logprobs_only_when_the_vote_reads_them():
     _, eng = run(script, n=2, settle=0, confidence_topk=5)
     steps = [r for b in eng.calls for r in b if r.temperature > 0]
     assert all(r.top_logprobs == 5 and r.top_logprobs_steps == r.max_new_tokens for r in steps)
-    _, eng = run(script, n=2, settle=0, confidence="none")
+    _, eng = run(script, n=2, settle=0, confidence="none", probe_at="step")
     assert not any(r.logprobs for b in eng.calls for r in b if r.temperature > 0)
     probes = [r for b in eng.calls for r in b if r.temperature == 0]
     assert probes and not any(r.logprobs for r in probes)  # nothing reads a probe's logprobs here
@@ -201,7 +229,8 @@ def test_a_deadline_between_a_step_and_its_probe_keeps_the_finished_lineages():
 
     eng = SlowSecondProbe(lineage_script(lambda L: "7" if L < 2 else "8", lambda L, k: "5",
                                          lambda L: 2 if L < 2 else 6))
-    sol = Solver(engine=eng, config=SearchConfig(method="srca", n=4, settle=0, deadline_s=1.0)).solve("q")
+    sol = Solver(engine=eng, config=SearchConfig(method="srca", n=4, settle=0, deadline_s=1.0,
+                                                 probe_at="step")).solve("q")
     assert sol.stop_reason == "deadline" and sol.answer == "7"
     assert sorted((c.source, c.answer, c.step) for c in sol.candidates) == [
         ("checkpoint", "5", 1), ("checkpoint", "5", 1), ("path", "7", 2), ("path", "7", 2)]

@@ -29,6 +29,8 @@ def solve(method: str, **cfg) -> Solution:
     # answers drift by sample at the first step, so trees carry several answer groups
     script = stepwise(answers_by_step=lambda k, tag: str(5 + int(tag) % 3) if k < 2 else "7",
                       final=lambda tag: str(7 + int(tag) % 2), steps_to_finish=4)
+    if method == "srca":  # the viewer draws each lineage's checkpoint answers: probe after every step
+        cfg.setdefault("probe_at", "step")
     s = Solver(engine=ScriptedEngine(script), config=SearchConfig(method=method, n=4, max_steps=6, **cfg))
     return s.solve("What is $3 + 4$?")
 

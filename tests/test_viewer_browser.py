@@ -164,7 +164,8 @@ def scripted_solve(method: str, n: int = 4, events: list | None = None):
     # answers drift by sample before they agree, so the tree carries several answer groups
     script = stepwise(answers_by_step=lambda k, tag: str(5 + int(tag) % 3) if k < 2 else "7",
                       final=lambda tag: str(7 + int(tag) % 2), steps_to_finish=4)
-    s = Solver(engine=ScriptedEngine(script), config=SearchConfig(method=method, n=n, max_steps=6))
+    extra = {"probe_at": "step"} if method == "srca" else {}  # checkpoints after every step, to draw
+    s = Solver(engine=ScriptedEngine(script), config=SearchConfig(method=method, n=n, max_steps=6, **extra))
     return s.solve("Natalia sold 48 clips in April and half as many in May. How many in all? (x < y & \\frac{a}{b})",
                    on_event=None if events is None else events.append)
 

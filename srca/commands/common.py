@@ -27,6 +27,7 @@ def field_choices() -> dict[str, list[str]]:
            "aggregation": list(config.AGGREGATIONS)}
     if hasattr(config, "CONFIDENCES"):
         out["confidence"] = list(config.CONFIDENCES)
+    out["probe_at"] = list(config.PROBE_AT)
     return out
 
 

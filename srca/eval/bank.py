@@ -156,12 +156,13 @@ class Policy:
 
     n: int = 16
     checkpoints: bool = True
-    settle: int = 3
+    probe_at: str = "cut"
+    settle: int = 0
     consensus: float = 0.0
     confidence: str = "tail"
     confidence_window: int = 64
     confidence_topk: bool = False
-    keep_top: float = 0.9
+    keep_top: float = 0.5
     checkpoint_weight: float = 0.25
     weighted: bool = True
     max_steps: int = 40
@@ -170,7 +171,7 @@ class Policy:
     def from_config(cls, c: Any) -> "Policy":
         """The policy a ``SearchConfig`` runs (the online vote is always confidence-weighted;
         ``confidence="none"`` weighs every lineage 1)."""
-        return cls(n=c.n, checkpoints=c.checkpoints, settle=c.settle, consensus=c.consensus, confidence=c.confidence,
+        return cls(n=c.n, checkpoints=c.checkpoints, probe_at=c.probe_at, settle=c.settle, consensus=c.consensus, confidence=c.confidence,
                    confidence_window=c.confidence_window, confidence_topk=c.confidence_topk > 0, keep_top=c.keep_top,
                    checkpoint_weight=c.checkpoint_weight, weighted=True, max_steps=c.max_steps)
 
@@ -203,7 +204,7 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
     ended: dict[int, tuple[str, str | None]] = {}  # lineage -> (kind, answer)
     tokens = probe = 0
     stop = "max_steps"
-    for _ in range(p.max_steps):
+    for d in range(p.max_steps):
         for i, smp in enumerate(S):
             if i in ended:
                 continue
@@ -214,7 +215,7 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
             if end == "path":
                 ended[i] = ("path", ans)
                 continue
-            if p.checkpoints:
+            if p.checkpoints and (p.probe_at == "step" or end == "cut" or d == p.max_steps - 1):
                 tokens += ptok
                 probe += ptok
                 ckpts[i].append(ans)
@@ -258,11 +259,12 @@ def subsets(line: dict, n: int, draws: int, seed: int = 0) -> Iterator[list[int]
         yield sorted(rng.sample(range(k), n))
 
 
-def half(unique_id: str) -> str:
-    """``tune`` or ``test``: a fixed split of a data set by a hash of ``unique_id``."""
+def half(unique_id: str, salt: str = "") -> str:
+    """``tune`` or ``test``: a fixed split of a data set by a hash of ``unique_id`` (+ ``salt``:
+    another split, e.g. of the problems a partial bank holds)."""
     import hashlib
 
-    return "tune" if int(hashlib.sha256(unique_id.encode()).hexdigest(), 16) % 2 == 0 else "test"
+    return "tune" if int(hashlib.sha256((unique_id + salt).encode()).hexdigest(), 16) % 2 == 0 else "test"
 
 
 __all__ = ["Outcome", "Policy", "RecordSettings", "half", "pack", "read_bank", "record_chunk", "replay_lineages",

@@ -15,10 +15,12 @@ PAPER: dict[str, Any] = {"method": "srca", "lineages": False, "decision": "best_
 # variant name -> SearchConfig fields it sets (always including ``method``)
 VARIANTS: dict[str, dict[str, Any]] = {
     # ablations of the default (lineage) SRCA
-    "srca-nosettle": {"method": "srca", "settle": 0},  # lineages run until they answer
+    "srca-stepwise": {"method": "srca", "probe_at": "step"},  # a checkpoint after every step (same vote)
+    "srca-settle": {"method": "srca", "probe_at": "step", "settle": 3},  # lineages stop once 3 probes agree
     "srca-consensus": {"method": "srca", "consensus": 0.5},  # stop once half the lineages agree
     "srca-uniform": {"method": "srca", "confidence": "none", "keep_top": 1.0},  # plain vote of the lineages
-    "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a confidence-weighted majority
+    "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
+    "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a cut lineage has no vote
     # the paper's tree and its ablations (the names of the MATH-500 study of 2026-11-21)
     "srca-paper": PAPER,
     "srca-noacs": {**PAPER, "acs": False},  # plain top-k selection

@@ -7,10 +7,13 @@ stay as independent as ``n`` samples, and the checkpoints do what they are good 
 
 1. every lineage grows one step (up to ``step_delimiter``) at a time, all lineages of all
    running solves in one engine call;
-2. after each step a greedy checkpoint probe asks each open lineage for the answer it implies
-   now (the probe is thrown away; with a prefix cache it costs only its own few tokens);
-3. a lineage whose last ``settle`` checkpoint answers agree stops there and votes with that
-   answer (it has settled: Dynasor-CoT's probe agreement), saving the rest of its tokens;
+2. a greedy checkpoint probe asks a lineage for the answer it implies now (the probe is thrown
+   away; with a prefix cache it costs only its own few tokens): by default (``probe_at="cut"``)
+   only a lineage the token limit cuts before it answered, which then votes that answer; with
+   ``probe_at="step"`` every open lineage after every step (what the viewer shows, and what
+   ``settle`` needs);
+3. with ``settle`` (and ``probe_at="step"``), a lineage whose last ``settle`` checkpoint answers
+   agree stops there and votes with that answer (Dynasor-CoT's probe agreement);
 4. once one answer holds ``consensus`` of the ``n`` lineages the solve stops (ESC-style);
 5. the decision is a confidence-weighted vote (:func:`srca.methods.consensus.vote`): each
    lineage one ballot, the least confident filtered out, lineages cut before they answered
@@ -36,6 +39,7 @@ class _Lineages:
         self.ended: list[tuple[Node, str]] = []  # (last node, kind) with kind path | settled | checkpoint
         self.index: dict[int, int] = {}  # node id -> its lineage's index (ballots go in lineage order)
         self.unsorted: list[Node] = []  # the last step, until sort() files it
+        self.last_call = False  # the token budget cut the last step: probe every open lineage
 
     def step_requests(self) -> list:
         ctx, c = self.ctx, self.c
@@ -52,6 +56,7 @@ class _Lineages:
             want = sum(r.n for r in reqs)
             cap = max(1, (rem - want * c.probe_max_tokens) // want)
             for r in reqs:
+                self.last_call = self.last_call or cap < r.max_new_tokens  # the budget cuts this step
                 r.max_new_tokens = min(r.max_new_tokens, cap)
         return reqs
 
@@ -126,10 +131,13 @@ async def run_lineages(ctx: SearchContext) -> None:
     ctx.want_logprobs = False
     ctx.stop_reason = "max_steps"
     try:
-        for _ in range(c.max_steps):
+        for depth in range(c.max_steps):
             kids = await lin.step()
-            if c.checkpoints:
-                await ctx.probe([k for k in kids if not k.finished])
+            # probe every open lineage where no step may follow: the last step, a budget-cut step, and
+            # under a deadline every step (the probe is the answer a deadline stop returns)
+            last = depth == c.max_steps - 1 or lin.last_call or c.deadline_s is not None
+            if c.checkpoints:  # every open lineage, or only those the token limit cut (probe_at)
+                await ctx.probe([k for k in kids if not k.finished and (c.probe_at == "step" or k.truncated or last)])
             lin.sort(kids)
             ctx.emit({"type": "select", "depth": kids[0].depth if kids else 0,
                       "kept": [{"id": n.id, "answer": n.implied_answer} for n in lin.open],
