@@ -66,12 +66,12 @@ def compare(pol: dict, maj: dict) -> dict:
 def tune(lines: list[dict], n: int, draws: int, base: Policy) -> Policy:
     """Coordinate search on ``lines``: the vote first (no early exits), then the exits."""
     best, best_acc = base, -1.0
-    votes = itertools.product(["none", "mean", "tail", "lowest"], [32, 128], [1.0, 0.9, 0.75, 0.5], [0.0, 0.25, 0.5])
+    votes = itertools.product(["none", "mean", "tail", "lowest"], [64, 256], [1.0, 0.75, 0.5, 0.3], [0.0, 0.25, 0.5])
     for conf, win, keep, cw in votes:
-        if conf in ("none", "mean") and win != 32:
+        if conf in ("none", "mean") and win != 64 or conf == "none" and keep < 1:
             continue
-        p = dataclasses.replace(base, settle=0, consensus=0.0, confidence=conf, confidence_window=win, keep_top=keep,
-                                checkpoint_weight=cw)
+        p = dataclasses.replace(base, settle=0, consensus=0.0, probe_at="cut", confidence=conf, confidence_window=win,
+                                keep_top=keep, checkpoint_weight=cw)
         acc = score(lines, p, n, draws)["accuracy"]
         print(f"  vote {conf:6s} w={win:3d} keep={keep:.2f} cw={cw:.2f}: {100 * acc:.2f}", flush=True)
         if acc > best_acc + 1e-9:
@@ -79,8 +79,8 @@ def tune(lines: list[dict], n: int, draws: int, base: Policy) -> Policy:
     maj = score(lines, None, n, draws)
     print(f"  majority: {100 * maj['accuracy']:.2f}, {maj['tokens']:.0f} tokens", flush=True)
     vote_best, exits = best, []
-    for settle, cons in itertools.product([0, 2, 3, 4], [0.0, 0.4, 0.5, 0.6]):
-        p = dataclasses.replace(vote_best, settle=settle, consensus=cons)
+    for settle, cons in itertools.product([0, 2, 3, 4, 6], [0.0, 0.5, 0.6, 0.75]):
+        p = dataclasses.replace(vote_best, settle=settle, consensus=cons, probe_at="step" if settle else vote_best.probe_at)
         r = score(lines, p, n, draws)
         exits.append((p, r))
         print(f"  exits settle={settle} consensus={cons:.1f}: {100 * r['accuracy']:.2f}, "
@@ -99,14 +99,15 @@ def main() -> None:
     ap.add_argument("--policy", action="append", default=[], help="JSON fields of a Policy (repeatable)")
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--topk-only", action="store_true", help="only problems whose bank has top-k confidences")
+    ap.add_argument("--split-salt", default="", help="split by hash(unique_id + salt) (srca.eval.bank.half)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     files = sorted(glob.glob(os.path.join(a.bank, "*.jsonl*"))) if os.path.isdir(a.bank) else [a.bank]
     lines = read_bank(files)
     if a.topk_only:
         lines = [ln for ln in lines if ln["samples"] and ln["samples"][0].get("tc")]
-    halves = {"tune": [ln for ln in lines if half(ln["unique_id"]) == "tune"],
-              "test": [ln for ln in lines if half(ln["unique_id"]) == "test"], "all": lines}
+    halves = {"tune": [ln for ln in lines if half(ln["unique_id"], a.split_salt) == "tune"],
+              "test": [ln for ln in lines if half(ln["unique_id"], a.split_salt) == "test"], "all": lines}
     print(f"{len(lines)} problems ({len(halves['tune'])} tune, {len(halves['test'])} test), "
           f"{len(lines[0]['samples']) if lines else 0} samples each", flush=True)
     ns = [int(x) for x in a.n.split(",")]

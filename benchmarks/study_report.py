@@ -39,7 +39,7 @@ from srca.eval.report import ci95  # noqa: E402
 
 HALVES = ("tune", "test", "all")
 # bank rows: name -> SearchConfig variant whose policy is replayed
-BANK_POLICIES = ["srca", "srca-nosettle", "srca-consensus", "srca-uniform", "srca-nockpt"]
+BANK_POLICIES = ["srca", "srca-stepwise", "srca-settle", "srca-consensus", "srca-uniform", "srca-keep90", "srca-nockpt"]
 
 
 def read_lines(path: str) -> list[dict]:
@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--evals", nargs="*", default=[], help="folders of eval result lines")
     ap.add_argument("--paper-tree", nargs="*", default=[], help="eval folders whose 'srca' is the paper's tree")
     ap.add_argument("--bank-n", default="4,8,16", help="budgets of the bank's SRCA rows")
+    ap.add_argument("--split-salt", default="", help="split the problems by hash(unique_id + salt) instead")
     ap.add_argument("--out", required=True)
     ap.add_argument("--plot", default=None)
     a = ap.parse_args()
@@ -121,7 +122,7 @@ def main() -> None:
                 pol = Policy.from_config(config_for(name, n))
                 per = bank_per(lines, pol, n)
                 for h in HALVES:
-                    u = [x for x in uids_all if h == "all" or half(x) == h]
+                    u = [x for x in uids_all if h == "all" or half(x, a.split_salt) == h]
                     r = row(name, "bank", n, per, maj[ref_n], u)
                     if r:
                         rows.append({"half": h, **r, "vs": f"bank majority@{ref_n}"})
@@ -129,7 +130,7 @@ def main() -> None:
                         curves.setdefault(f"{name} (bank)", []).append((r["tokens"], r["accuracy"]))
         for n, per in maj.items():
             for h in HALVES:
-                u = [x for x in uids_all if h == "all" or half(x) == h]
+                u = [x for x in uids_all if h == "all" or half(x, a.split_salt) == h]
                 r = row("majority", "bank", n, per, maj[ref_n], u)
                 rows.append({"half": h, **r, "vs": f"bank majority@{ref_n}"})
                 if h == "test":
@@ -140,7 +141,7 @@ def main() -> None:
         ref = same or [r for r in runs if r["method"] == "majority" and r["n"] == 16]
         uids = uids_all or sorted(run["by_uid"])
         for h in HALVES:
-            u = [x for x in uids if h == "all" or half(x) == h]
+            u = [x for x in uids if h == "all" or half(x, a.split_salt) == h]
             r = row(run["method"], f"cli:{os.path.basename(run['folder'].rstrip('/'))}", run["n"], run["by_uid"],
                     ref[0]["by_uid"] if ref else None, u)
             if r:
