@@ -168,15 +168,17 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(8, 5.5))
-        for name, pts in sorted(curves.items()):
+        fig, ax = plt.subplots(figsize=(9, 6))
+        colors = plt.get_cmap("tab20").colors
+        for i, (name, pts) in enumerate(sorted(curves.items())):
             pts = sorted(pts)
-            style = "-o" if len(pts) > 1 else "s"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name,
-                    lw=2.5 if name.startswith("majority") else 1.2)
+            cli = name.endswith("(cli)")  # CLI runs dashed with squares, bank replays solid with dots
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], ("--s" if cli else "-o") if len(pts) > 1 else "s",
+                    label=name, color=colors[i % len(colors)],
+                    lw=3 if name.startswith(("majority", "srca (")) else 1.2)
         ax.set_xscale("log")
         ax.set_xlabel("mean generated tokens per problem (probes included)")
-        ax.set_ylabel("accuracy % (MATH-500, test half)")
+        ax.set_ylabel("accuracy % (MATH-500, held-out half)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
