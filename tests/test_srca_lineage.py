@@ -259,3 +259,16 @@ def test_auto_decision_follows_the_search_structure():
     assert srca.decision_for(SearchConfig(lineages=False)) == "best_score"  # the paper's tree
     assert srca.decision_for(SearchConfig(lineages=False, decision="majority")) == "majority"
     assert METHODS["best_of_n"].decision_for(SearchConfig()) == "best_score"
+
+
+def test_the_default_vote_keeps_the_most_confident_half():
+    # lineage L samples its tokens at log-probability -0.1 * (L + 1): 0 is the surest. Finals 7, 8,
+    # 9, 9: the default (tail confidence, keep_top 0.5) keeps lineages 0 and 1 only, so the two
+    # unsure 9s do not count and the surest answer wins; a plain vote of all four picks 9
+    script = lineage_script(lambda L: {0: "7", 1: "8"}.get(L, "9"), lambda L, k: "1", lambda L: 3,
+                            lp=lambda L: -0.1 * (L + 1))
+    sol, _ = run(script, n=4)
+    assert SearchConfig().keep_top == 0.5 and SearchConfig().confidence == "tail"
+    assert sol.answer == "7" and sorted(c.answer for c in sol.candidates) == ["7", "8", "9", "9"]
+    plain, _ = run(script, n=4, confidence="none", keep_top=1.0)
+    assert plain.answer == "9"
