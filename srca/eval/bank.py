@@ -171,8 +171,9 @@ class Policy:
     def from_config(cls, c: Any) -> "Policy":
         """The policy a ``SearchConfig`` runs (the online vote is always confidence-weighted;
         ``confidence="none"`` weighs every lineage 1)."""
-        return cls(n=c.n, checkpoints=c.checkpoints, probe_at=c.probe_at, settle=c.settle, consensus=c.consensus, confidence=c.confidence,
-                   confidence_window=c.confidence_window, confidence_topk=c.confidence_topk > 0, keep_top=c.keep_top,
+        return cls(n=c.n, checkpoints=c.checkpoints, probe_at=c.probe_at, settle=c.settle, consensus=c.consensus,
+                   confidence=c.confidence, confidence_window=c.confidence_window,
+                   confidence_topk=c.confidence_topk > 0, keep_top=c.keep_top,
                    checkpoint_weight=c.checkpoint_weight, weighted=True, max_steps=c.max_steps)
 
 
