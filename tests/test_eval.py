@@ -257,7 +257,8 @@ def test_killed_process_then_resume(tmp_path, sig):
     out, full = tmp_path / "killed.jsonl", tmp_path / "full.jsonl"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     drv = lambda o, lat: DRIVER.format(tests=str(Path(__file__).parent), data=str(data), out=str(o), lat=lat)
-    proc = subprocess.Popen([sys.executable, "-c", drv(out, 0.02)], env=env, stdout=subprocess.DEVNULL,
+    # 0.1 s per engine call: the run lasts seconds, so the signal lands mid-run even on a loaded machine
+    proc = subprocess.Popen([sys.executable, "-c", drv(out, 0.1)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 30 and (not out.exists() or len(read_records(out)) < 4):
