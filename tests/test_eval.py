@@ -238,7 +238,10 @@ def test_cli_errors_exit_2(tmp_path, capsys):
 
 
 DRIVER = textwrap.dedent("""
-    import sys
+    import signal, sys
+    # Ctrl-C as at a terminal: a test run started in the background (``cmd &`` in a script) hands
+    # its children SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {tests!r})
     from _eval_fixtures import engine
     from srca.cli import main
