@@ -10,7 +10,8 @@ top-k / top-p / temperature work around them), everything else.
     python benchmarks/sampler_share.py --model /tmp/sglmodel --dummy # Llama-1B shape, no weights
 
 Writes ``--out`` (JSON) and prints a table. Needs a GPU and SGLang. Written against SGLang
-0.5.17's ``Engine.start_profile``/``stop_profile``; not yet run on a GPU (2026-12-03).
+0.5.17's ``Engine.start_profile``/``stop_profile``; not yet run to the end on a GPU: on
+2026-12-03 the dummy-weight engine was still capturing CUDA graphs when its 150 s ran out.
 """
 from __future__ import annotations
 

@@ -126,12 +126,14 @@ def main() -> None:
                     r = row(name, "bank", n, per, maj[ref_n], u)
                     if r:
                         rows.append({"half": h, **r, "vs": f"bank majority@{ref_n}"})
-                    if h == "test":
+                    if r and h == "test":
                         curves.setdefault(f"{name} (bank)", []).append((r["tokens"], r["accuracy"]))
         for n, per in maj.items():
             for h in HALVES:
                 u = [x for x in uids_all if h == "all" or half(x, a.split_salt) == h]
                 r = row("majority", "bank", n, per, maj[ref_n], u)
+                if not r:
+                    continue
                 rows.append({"half": h, **r, "vs": f"bank majority@{ref_n}"})
                 if h == "test":
                     curves.setdefault("majority (bank)", []).append((r["tokens"], r["accuracy"]))

@@ -116,26 +116,24 @@ def scripted():
 
 
 # -- the three clients, driven the same way -----------------------------------------------------
-class SGLangClient:
+class _EngineClient:
+    async def call(self) -> None:
+        [[g]] = await self.obj.generate([GenRequest(prompt="x", max_new_tokens=2)])
+        assert g.text == "ok"
+
+
+class SGLangClient(_EngineClient):
     path = "/generate"
 
     def __init__(self, url: str, retry: RetryPolicy) -> None:
         self.obj = SGLangServerEngine(url, model="m", tokenizer=False, retry=retry)
 
-    async def call(self) -> None:
-        [[g]] = await self.obj.generate([GenRequest(prompt="x", max_new_tokens=2)])
-        assert g.text == "ok"
 
-
-class OpenAIClient:
+class OpenAIClient(_EngineClient):
     path = "/v1/completions"
 
     def __init__(self, url: str, retry: RetryPolicy) -> None:
         self.obj = OpenAIEngine(url, model="m", retry=retry)
-
-    async def call(self) -> None:
-        [[g]] = await self.obj.generate([GenRequest(prompt="x", max_new_tokens=2)])
-        assert g.text == "ok"
 
 
 class PRMClient:

@@ -150,22 +150,25 @@ def read_bank(paths: Iterable[str]) -> list[dict]:
 
 
 # -- replay -----------------------------------------------------------------------------------
+_DEFAULT = SearchConfig()  # the Policy's defaults are SearchConfig's: one place for them
+
+
 @dataclass(frozen=True)
 class Policy:
-    """A lineage policy to replay (the fields mirror :class:`srca.SearchConfig`)."""
+    """A lineage policy to replay (the fields mirror :class:`srca.SearchConfig`, defaults included)."""
 
     n: int = 16
-    checkpoints: bool = True
-    probe_at: str = "cut"
-    settle: int = 0
-    consensus: float = 0.0
-    confidence: str = "tail"
-    confidence_window: int = 64
-    confidence_topk: bool = False
-    keep_top: float = 0.5
-    checkpoint_weight: float = 0.25
+    checkpoints: bool = _DEFAULT.checkpoints
+    probe_at: str = _DEFAULT.probe_at
+    settle: int = _DEFAULT.settle
+    consensus: float = _DEFAULT.consensus
+    confidence: str = _DEFAULT.confidence
+    confidence_window: int = _DEFAULT.confidence_window
+    confidence_topk: bool = _DEFAULT.confidence_topk > 0
+    keep_top: float = _DEFAULT.keep_top
+    checkpoint_weight: float = _DEFAULT.checkpoint_weight
     weighted: bool = True
-    max_steps: int = 40
+    max_steps: int = _DEFAULT.max_steps
 
     @classmethod
     def from_config(cls, c: Any) -> "Policy":
