@@ -332,6 +332,20 @@ class SGLangLog:
     def __init__(self, path: str | None) -> None:
         self.path, self.pos = path, 0
 
+    def start_lines(self, t0: float, most: int = 300) -> list:
+        """Every log line written so far, as ``[s since t0, message]``: where the engine's start
+        went (weights, KV pool, CUDA graph capture, warm-up; SGLang logs each)."""
+        if not self.path or not os.path.exists(self.path):
+            return []
+        with open(self.path, "rb") as f:
+            data = f.read().decode("utf-8", "replace")
+        out = []
+        for raw in data.splitlines():
+            m = _TS.match(raw)
+            if m:
+                out.append([round(float(m.group(1)) - t0, 2), raw[m.end():][:200]])
+        return _thin(out, most)
+
     def take(self, t0: float, t1: float) -> dict:
         if not self.path or not os.path.exists(self.path):
             return {"lines": 0, "note": "no SGLang log (local engine, or logging config not loaded)"}
@@ -383,6 +397,7 @@ class Setup:
     def __init__(self, a) -> None:
         self.a = a
         self.kind = a.engine + ("-http" if a.server else "")
+        self.t_start = time.time()
         self.proc: subprocess.Popen | None = None
         self.url: str | None = None
         self.log_path: str | None = None
@@ -597,6 +612,29 @@ def run_job(a, st: Setup, problems, method: str, conc: int, base) -> dict:
     return row
 
 
+def complete_job(a, st: Setup, problems, method: str, row: dict, base) -> dict:
+    """The job's result lines completed to every problem of ``--complete-limit`` (the timed
+    phase solved the first ``--limit``): the same ``arun_eval`` as ``srca eval``, resumed on the
+    same file, so it ends holding one line per problem for the accuracy report. Timed apart."""
+    from srca.eval import arun_eval
+
+    st.flush()
+    t = time.monotonic()
+    recs = asyncio.run(arun_eval(problems, [method], [a.samples], st.eng, row["records"], base=base, seed=0,
+                                 concurrency=a.complete_concurrency, resume=True, progress=False))
+    wall = time.monotonic() - t
+    new = [r for r in recs if r["unique_id"] not in {p.unique_id for p in problems[: a.limit]}]
+    gen = sum(r["usage"]["generated_tokens"] for r in new)
+    out = {"job": row["job"], "records": row["records"], "problems": len(recs), "new_problems": len(new),
+           "concurrency": a.complete_concurrency, "wall_s": round(wall, 2), "generated_tokens": gen,
+           "gen_tok_s": round(gen / wall, 1) if wall > 0 else None,
+           "accuracy": round(sum(r["correct"] for r in recs) / max(1, len(recs)), 4),
+           "mean_generated_tokens": round(sum(r["usage"]["generated_tokens"] for r in recs) / max(1, len(recs)), 1)}
+    print(f"# completed {row['job']} to {len(recs)} problems: {out['new_problems']} more in {out['wall_s']} s, "
+          f"{out['gen_tok_s']} tok/s; accuracy {out['accuracy']}", flush=True)
+    return out
+
+
 def top_function(row: dict) -> str:
     top = (row.get("profile_top_cumulative") or
            (row.get("main_thread_samples") or {}).get("top_cumulative") or [])
@@ -741,6 +779,10 @@ def main() -> None:
                          "(their first --pools-limit lines)")
     ap.add_argument("--answer-pools-only", action="store_true", help="only that; no engine")
     ap.add_argument("--pools-limit", type=int, default=500, help="result lines per --answer-pools file")
+    ap.add_argument("--complete-jobs", default="", help="methods whose result lines are completed to "
+                    "--complete-limit problems right after their timed phase (an accuracy eval on more problems)")
+    ap.add_argument("--complete-limit", type=int, default=0, help="problems of the completed result lines (e.g. 500)")
+    ap.add_argument("--complete-concurrency", type=int, default=1024)
     a = ap.parse_args()
     os.makedirs(a.work_dir, exist_ok=True)
     if a.server and a.engine != "sglang":
@@ -775,7 +817,9 @@ def main() -> None:
             write_result(out_given or os.path.join(HERE, "results", "real_workload_answers.json"),
                          "real_workload --answer-pools", a, answer_pools=pools)
             return
-    problems = load_problems("math500", a.data, a.limit)
+    complete = [m.strip() for m in (a.complete_jobs or "").split(",") if m.strip()]
+    all_problems = load_problems("math500", a.data, max(a.limit, a.complete_limit or 0))
+    problems = all_problems[: a.limit]
     for c in concs:
         if c > len(problems):
             print(f"# note: concurrency {c} > {len(problems)} problems: every solve is in flight at once "
@@ -785,9 +829,10 @@ def main() -> None:
     st = Setup(a)
     res: dict[str, Any] = {"engine": st.kind, "model": a.model, "engine_start_s": st.start_s, "problems": len(problems),
                            "commit": _commit(), "python": sys.version.split()[0], "answer_pools": pools, "jobs": [],
-                           "skipped": []}
+                           "skipped": [], "completed": []}
     print(f"# engine {st.kind} ready in {st.start_s} s; {len(problems)} problems", flush=True)
     slog = SGLangLog(st.log_path)
+    res["engine_start_log"] = slog.start_lines(st.t_start)
     fetch = st.loads_fetch()
     poller = LoadPoller(fetch, a.poll_s) if fetch is not None else None
     try:
@@ -828,6 +873,8 @@ def main() -> None:
                 print(f"# {row['job']} c{conc}: {row['wall_s']} s, {row['gen_tok_s']} tok/s, x raw wall "
                       f"{row.get('x_raw_wall')}, loop blocked {row['loop']['blocked_s']} s, main CPU "
                       f"{row['cpu_s']['main_thread']} s, top {top_function(row)}", flush=True)
+                if m in complete and conc == concs[0]:
+                    res["completed"].append(complete_job(a, st, all_problems, m, row, base))
                 write_result(a.out, "real_workload", a, **res)
     finally:
         if poller is not None:

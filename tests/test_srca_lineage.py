@@ -9,7 +9,8 @@ from srca import SearchConfig, Solver
 from srca.answers import equivalent
 from srca.eval.data import Problem
 from srca.engines.fake import ScriptedEngine
-from srca.eval.bank import Policy, RecordSettings, record_chunk, replay_lineages, replay_majority, split_steps
+from srca.eval.bank import Policy, RecordSettings, record_chunk, replay_lineages, replay_majority
+from srca.methods.paths import split_steps
 from srca.methods.consensus import Ballot, consensus_reached, settled_answer, trace_confidence, vote
 
 EQ = equivalent
@@ -85,12 +86,64 @@ def run(script, **cfg):
 
 
 def test_lineages_fan_out_once_then_step_each_lineage_without_pruning():
-    sol, eng = run(lineage_script(lambda L: "7", lambda L, k: str(k), lambda L: 3), n=4, settle=0)
+    script = lineage_script(lambda L: "7", lambda L, k: str(k), lambda L: 3)
+    sol, eng = run(script, n=4, probe_at="step")
     steps = [b for b in eng.calls if b[0].temperature > 0]
     assert [(len(b), [r.n for r in b]) for b in steps] == [(1, [4]), (4, [1] * 4), (4, [1] * 4)]
     assert all(t.kept for t in sol.trace if t.depth > 0)  # no lineage is pruned
     assert sol.answer == "7" and sol.stop_reason == "finished"
     assert sorted(c.source for c in sol.candidates) == ["path"] * 4
+    # the default reads no step before a path ends: one request for the n whole lineages, no probe
+    whole, eng = run(script, n=4)
+    assert [(len(b), [r.n for r in b], b[0].max_new_tokens, b[0].stop) for b in eng.calls] == [(1, [4], 1024, ())]
+    assert sorted((t.depth, t.text) for t in whole.trace) == sorted((t.depth, t.text) for t in sol.trace)
+    assert not any(t.checkpoint for t in whole.trace)
+    assert whole.answer == "7" and sorted(c.source for c in whole.candidates) == ["path"] * 4
+
+
+def _stepwise_twin(**cfg):
+    """The same policy forced step by step: a token budget too large to bind stops nothing, but
+    the search must then check it between steps."""
+    return dict(cfg, max_tokens_total=10 ** 9)
+
+
+@pytest.mark.parametrize("max_new,max_steps", [(1024, 40), (30, 40), (1024, 2), (30, 3)])
+def test_whole_lineages_are_the_step_by_step_search(max_new, max_steps):
+    script = lineage_script(lambda L: str(7 + (L % 3 == 2)), lambda L, k: str((L + k) % 3),
+                            lambda L: 2 + L % 4, lp=lambda L: -0.1 * (L + 1))
+    cfg = dict(n=6, confidence="mean", keep_top=1.0, checkpoint_weight=0.25, max_new_tokens=max_new,
+               max_steps=max_steps)
+    whole, eng = run(script, **cfg)
+    steps, eng2 = run(script, **_stepwise_twin(**cfg))
+    assert len([b for b in eng.calls if b[0].temperature > 0]) == 1 < len([b for b in eng2.calls if b[0].temperature > 0])
+    assert (whole.answer, whole.stop_reason) == (steps.answer, steps.stop_reason)
+    assert [(c.source, c.answer, c.step) for c in whole.candidates] == [(c.source, c.answer, c.step) for c in steps.candidates]
+    assert sorted((t.depth, t.text, t.checkpoint or "", t.finished) for t in whole.trace) == \
+        sorted((t.depth, t.text, t.checkpoint or "", t.finished) for t in steps.trace)
+    if max_steps == 40:  # these paths end at their box: the same tokens
+        assert whole.usage.generated_tokens == steps.usage.generated_tokens
+    else:  # max_steps cut some lineages: a whole sample still ran to its end
+        assert whole.usage.generated_tokens > steps.usage.generated_tokens
+    assert whole.usage.probe_tokens == steps.usage.probe_tokens
+
+
+def test_whole_lineages_pay_for_the_text_after_the_box():
+    # each lineage boxes 7 in its second step and then writes on: the step-by-step search stops
+    # at the box, a whole sample runs to its end (as majority's does) and pays for the rest;
+    # the bank replay counts the same
+    def script(prompt, req, i):
+        body = prompt.split("<assistant>", 1)[1]
+        full = "a s1\n\nb \\boxed{7}\n\nc check it again and again"
+        return (full[len(body):] if not req.stop else full[len(body):].split("\n\n")[0] + "\n\n", -0.1)
+
+    whole, _ = run(script, n=2)
+    steps, _ = run(script, **_stepwise_twin(n=2))
+    assert whole.answer == steps.answer == "7" and [c.step for c in whole.candidates] == [2, 2]
+    assert whole.usage.generated_tokens > steps.usage.generated_tokens
+    (line,) = asyncio.run(record_chunk(ScriptedEngine(script), [Problem(unique_id="p", problem="q", answer="7")],
+                                       RecordSettings(samples=2, topk=0, config=SearchConfig(prompt="math"))))
+    assert replay_lineages(line, [0, 1], Policy(n=2)).tokens == whole.usage.generated_tokens
+    assert replay_lineages(line, [0, 1], Policy(n=2, probe_at="step")).tokens < whole.usage.generated_tokens
 
 
 def test_settled_lineages_stop_early_with_their_checkpoint_answer():

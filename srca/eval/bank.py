@@ -35,12 +35,13 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..answers import equivalent, extract_answer, extract_boxed, parse_probe
+from ..answers import equivalent, extract_answer, parse_probe
 from ..config import SearchConfig
 from ..engines.token_spans import token_spans
 from ..methods.consensus import (Ballot, consensus_reached, settled_answer, token_confidence, trace_confidence,
                                  vote)
 from ..methods.context import PROBE_STOPS
+from ..methods.paths import PATH, path_steps, whole_paths
 
 
 
@@ -56,24 +57,6 @@ def unpack(s: str | None) -> list[float]:
 
 
 # -- recording --------------------------------------------------------------------------------
-def split_steps(token_texts: Sequence[str], delimiter: str, max_step_tokens: int, max_new_tokens: int) -> list[int]:
-    """End indices (exclusive) of the steps of a sample, as the online search cuts them: a step
-    ends after the token that completes ``delimiter`` in the step's text (also one spread over
-    two tokens), or after ``max_step_tokens`` tokens, or where the path's tokens run out."""
-    ends: list[int] = []
-    start, text = 0, ""
-    for i, t in enumerate(token_texts[:max_new_tokens]):
-        text += t
-        n = i + 1 - start
-        left = max_new_tokens - start
-        if delimiter in text or n >= min(max_step_tokens, left):
-            ends.append(i + 1)
-            start, text = i + 1, ""
-    if start < min(len(token_texts), max_new_tokens):
-        ends.append(min(len(token_texts), max_new_tokens))
-    return ends
-
-
 @dataclass
 class RecordSettings:
     """``samples`` per problem, ``topk`` logprobs per token for DeepConf's confidence (0: none);
@@ -106,26 +89,18 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
         for r in rs:
             toks = list(r.token_ids)
             spans = token_spans(engine, toks, pieces)
-            ends = split_steps([spans.text_of(i, i + 1) for i in range(len(toks))], c.step_delimiter,
-                               c.max_step_tokens, c.max_new_tokens)
-            steps, prev, kept = [], 0, 0
-            for j, e in enumerate(ends):
-                step_text = spans.text_of(prev, e)
-                last = j == len(ends) - 1
-                if extract_boxed(step_text) is not None or (last and r.finish_reason == "stop"):
-                    path_text = spans.text_of(0, e)
-                    steps.append([e - prev, "path", extract_answer(path_text), 0])
-                elif e >= c.max_new_tokens or (last and r.finish_reason != "stop"):
-                    steps.append([e - prev, "cut", None, 0])
-                    probes.append(ids + toks[:e] + cue)
-                    where.append((len(lines), len(samples), len(steps) - 1))
+            how = path_steps(spans.text_of, len(toks), r.finish_reason == "stop", c.step_delimiter,
+                             c.max_step_tokens, c.max_new_tokens)
+            steps, prev = [], 0
+            for e, end in how:
+                if end == PATH:
+                    steps.append([e - prev, PATH, extract_answer(spans.text_of(0, e)), 0])
                 else:
-                    steps.append([e - prev, "", None, 0])
+                    steps.append([e - prev, end, None, 0])
                     probes.append(ids + toks[:e] + cue)
                     where.append((len(lines), len(samples), len(steps) - 1))
-                prev = kept = e
-                if steps[-1][1]:
-                    break
+                prev = e
+            kept = prev
             tc = [token_confidence(None, [lp for _, lp in alts]) for alts in r.top_logprobs[:kept]] if s.topk else []
             samples.append({"answer": extract_answer(r.text), "tokens": r.generated_tokens, "finish": r.finish_reason,
                             "steps": steps, "lp": pack(r.logprobs[:kept]), "tc": pack(tc) if tc else ""})
@@ -199,7 +174,9 @@ def _conf(sample: dict, upto: int, p: Policy) -> float:
 
 def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
     """SRCA's lineage search over the bank samples ``samples`` of one problem, step-synchronous
-    like the online search (:func:`srca.methods.lineage.run_lineages`)."""
+    like the online search (:func:`srca.methods.lineage.run_lineages`). Tokens as it spends
+    them: the steps taken and the probes, or, where it generates each lineage whole
+    (:func:`srca.methods.paths.whole_paths`), every token of the samples and the probes."""
     eq = equivalent
     S = [line["samples"][i] for i in samples]
     depth = [0] * len(S)  # steps taken
@@ -234,6 +211,8 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
         if consensus_reached(full, len(S), p.consensus, eq):
             stop = "consensus"
             break
+    if whole_paths(p.probe_at, p.settle, p.consensus):  # the online search generates each lineage whole
+        tokens = sum(smp["tokens"] for smp in S) + probe
     ballots = []
     for i in range(len(S)):
         kind, ans = ended.get(i, ("checkpoint", ckpts[i][-1] if ckpts[i] else None))
@@ -272,4 +251,4 @@ def half(unique_id: str, salt: str = "") -> str:
 
 
 __all__ = ["Outcome", "Policy", "RecordSettings", "half", "pack", "read_bank", "record_chunk", "replay_lineages",
-           "replay_majority", "split_steps", "subsets", "unpack"]
+           "replay_majority", "subsets", "unpack"]

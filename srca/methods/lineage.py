@@ -25,8 +25,11 @@ replay (:mod:`srca.eval.bank`) that tunes them offline.
 from __future__ import annotations
 
 from ..answers import equivalent
+from ..engines.base import GenRequest, GenResult
+from ..engines.token_spans import token_spans
 from .consensus import consensus_reached, settled_answer, token_confidence, trace_confidence
 from .context import Node, SearchContext
+from .paths import path_steps, whole_paths
 from .select import mark_kept
 
 
@@ -40,15 +43,14 @@ class _Lineages:
         self.index: dict[int, int] = {}  # node id -> its lineage's index (ballots go in lineage order)
         self.unsorted: list[Node] = []  # the last step, until sort() files it
         self.last_call = False  # the token budget cut the last step: probe every open lineage
+        self.pieces: dict[int, str] = {}  # token id -> its text, shared by the lineages (token_spans' memo)
 
     def step_requests(self) -> list:
         ctx, c = self.ctx, self.c
         reqs = [ctx.step_request(ctx.root, c.n)] if not self.open and not self.ended else \
             [ctx.step_request(p, 1, salt=i) for i, p in enumerate(self.open)]
-        for r in reqs:  # the vote reads token confidences whatever the scorer (a PRM reads none)
-            r.logprobs = c.confidence != "none"
-            if c.confidence_topk and r.logprobs:  # DeepConf's confidence: the top-k at every position
-                r.top_logprobs, r.top_logprobs_steps = c.confidence_topk, r.max_new_tokens
+        for r in reqs:
+            self.ask_confidence(r)
         rem = ctx.remaining_tokens()
         if rem is not None and c.checkpoints:
             # under a token budget keep room for each lineage's next probe: the probe is what
@@ -66,18 +68,59 @@ class _Lineages:
         results = await ctx.generate(self.step_requests())
         kids = []
         for p, rs in zip(parents, results):
-            for r in rs:
-                k = ctx.add_step(p, r)
-                self.index[k.id] = self.index.get(p.id, len(kids))  # a first step starts lineage len(kids)
-                tops = [[lp for _, lp in alts] for alts in r.top_logprobs] if self.c.confidence_topk else []
-                self.tok_conf[k.id] = [token_confidence(lp, tops[i] if i < len(tops) else None)
-                                       for i, lp in enumerate(r.logprobs)]
-                k.score = k.path_score = self.confidence(k)  # the lineage's confidence so far
-                kids.append(k)
+            for r in rs:  # a first step starts lineage len(kids)
+                kids.append(self.file(p, r, self.index.get(p.id, len(kids))))
         self.unsorted = kids
         mark_kept(kids)  # lineages are never pruned
         ctx.emit({"type": "step", "depth": kids[0].depth if kids else 0, "nodes": [ctx.node_event(k) for k in kids]})
         return kids
+
+    async def whole(self) -> list[Node]:
+        """Every lineage in one request, generated to its end and cut into the steps the
+        step-by-step search would have seen (:func:`~srca.methods.paths.path_steps`), at most
+        ``max_steps``; returns each lineage's last step. Only where nothing reads a step before
+        its path ends (:func:`~srca.methods.paths.whole_paths`): the engine then batches whole
+        samples as for majority voting, with no step barriers."""
+        ctx, c = self.ctx, self.c
+        req = ctx.request(ctx.root, max_new_tokens=c.max_new_tokens, n=c.n, temperature=c.temperature,
+                          top_p=c.top_p, top_k=c.top_k, seed=ctx.seed_for(ctx.root))
+        self.ask_confidence(req)
+        (results,) = await ctx.generate([req])
+        lasts, nodes = [], []
+        for i, r in enumerate(results):
+            spans = token_spans(ctx.engine, r.token_ids, self.pieces)
+            how = path_steps(spans.text_of, len(r.token_ids), r.hit_eos, c.step_delimiter, c.max_step_tokens,
+                             c.max_new_tokens)[: c.max_steps]
+            node, a = ctx.root, 0
+            for b, _ in how:
+                eos = r.hit_eos and b == len(r.token_ids)
+                piece = GenResult(text=spans.text_of(a, b), token_ids=r.token_ids[a:b], logprobs=r.logprobs[a:b],
+                                  top_logprobs=r.top_logprobs[a:b], finish_reason="stop" if eos else "length")
+                node = self.file(node, piece, i)
+                nodes.append(node)
+                a = b
+            lasts.append(node)
+        mark_kept(nodes)
+        for d in sorted({n.depth for n in nodes}):
+            ctx.emit({"type": "step", "depth": d, "nodes": [ctx.node_event(n) for n in nodes if n.depth == d]})
+        return [n for n in lasts if n is not ctx.root]
+
+    def ask_confidence(self, r: GenRequest) -> None:
+        """The vote reads token confidences whatever the scorer (a PRM reads none)."""
+        c = self.c
+        r.logprobs = c.confidence != "none"
+        if c.confidence_topk and r.logprobs:  # DeepConf's confidence: the top-k at every position
+            r.top_logprobs, r.top_logprobs_steps = c.confidence_topk, r.max_new_tokens
+
+    def file(self, parent: Node, r: GenResult, lineage: int) -> Node:
+        """The step ``r`` of lineage ``lineage`` after ``parent``, with its token confidences."""
+        k = self.ctx.add_step(parent, r)
+        self.index[k.id] = lineage
+        tops = [[lp for _, lp in alts] for alts in r.top_logprobs] if self.c.confidence_topk else []
+        self.tok_conf[k.id] = [token_confidence(lp, tops[i] if i < len(tops) else None)
+                               for i, lp in enumerate(r.logprobs)]
+        k.score = k.path_score = self.confidence(k)  # the lineage's confidence so far
+        return k
 
     def confidence(self, node: Node) -> float:
         toks = [x for n in node.chain() for x in self.tok_conf.get(n.id, [])]
@@ -130,6 +173,10 @@ async def run_lineages(ctx: SearchContext) -> None:
     # nothing here reads a probe's logprobs (no scorer is called); the steps ask for their own
     ctx.want_logprobs = False
     ctx.stop_reason = "max_steps"
+    if ctx.token_mode and whole_paths(c.probe_at, c.settle, c.consensus) and c.deadline_s is None \
+            and c.max_tokens_total is None:  # no stop between steps: each lineage in one go
+        await _run_whole(ctx, lin)
+        return
     try:
         for depth in range(c.max_steps):
             kids = await lin.step()
@@ -151,3 +198,20 @@ async def run_lineages(ctx: SearchContext) -> None:
                 return
     finally:  # also on a budget or deadline stop: every lineage gets its ballot
         lin.ballots()
+
+
+async def _run_whole(ctx: SearchContext, lin: _Lineages) -> None:
+    """The lineages generated whole (:meth:`_Lineages.whole`); a lineage the token limit or
+    ``max_steps`` cut gets its one probe, as in the step-by-step search."""
+    c = ctx.config
+    lasts = await lin.whole()
+    if c.checkpoints:
+        await ctx.probe([k for k in lasts if not k.finished and (k.truncated or k.depth >= c.max_steps)])
+    lin.sort(lasts)
+    ctx.emit({"type": "select", "depth": max((k.depth for k in lasts), default=0),
+              "kept": [{"id": n.id, "answer": n.implied_answer} for n in lin.open],
+              "ended": [{"id": n.id, "kind": kind, "answer": n.answer if kind != "checkpoint" else n.checkpoint}
+                        for n, kind in lin.ended]})
+    if not lin.open:
+        ctx.stop_reason = "finished"
+    lin.ballots()

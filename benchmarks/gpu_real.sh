@@ -1,0 +1,30 @@
+#!/bin/bash
+# Start or poll benchmarks/real_workload.py on the GPU machine (after SGLang, math-verify and the
+# model are staged: ../shared/gpu/README.md, benchmarks/README.md). Like gpu_study.sh it runs from
+# a private copy of the checkout, so the tree the device tool re-sends on every call never changes
+# under the running job.
+#   bash benchmarks/gpu_real.sh start [real_workload.py args]   # in the background (setsid)
+#   bash benchmarks/gpu_real.sh poll                            # log tail; JSON, result lines, log to $OUT
+set -uo pipefail
+SRC="$(cd "$(dirname "$0")/.." && pwd)"
+RUN=/tmp/rw-run
+W=/tmp/real_workload
+export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$W"
+case "${1:-poll}" in
+  start)
+    shift
+    rm -rf "$RUN" && mkdir -p "$RUN" && (cd "$SRC" && tar --exclude=./.sglang-bundle --exclude=./.model-parts \
+      --exclude=./.git --exclude=./.whl --exclude=./.venv -cf - .) | (cd "$RUN" && tar -xf -)
+    (cd "$RUN" && python3 -m pip install -q --no-deps --no-build-isolation -e . > "$W/pip.log" 2>&1)
+    cd "$RUN" && setsid nohup python3 benchmarks/real_workload.py --model /tmp/q15hf --data "$RUN/.gpu-data/math500.jsonl" \
+      --work-dir "$W" --out "$W/real_workload.json" "$@" > "$W/run.out" 2>&1 < /dev/null &
+    echo "started (pid $!)";;
+  poll)
+    grep '^#' "$W/run.out" 2>/dev/null | tail -n 12; tail -n 3 "$W/run.out" 2>/dev/null
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+    if [ -n "${OUT:-}" ]; then
+      (cd "$W" && tar -czf "$OUT/rw.tgz" --exclude='*.tmp' run.out real_workload.json ./*.jsonl sglang.log 2>/dev/null)
+      ls -la "$OUT"
+    fi;;
+esac
