@@ -103,9 +103,20 @@ def main() -> None:
     ap.add_argument("--paper-tree", nargs="*", default=[], help="eval folders whose 'srca' is the paper's tree")
     ap.add_argument("--bank-n", default="4,8,16", help="budgets of the bank's SRCA rows")
     ap.add_argument("--split-salt", default="", help="split the problems by hash(unique_id + salt) instead")
+    ap.add_argument("--tuned-on", default=None, help="file of the unique_ids the rules were picked on (one a line): "
+                    "they are the tune half, every other problem the test half")
     ap.add_argument("--out", required=True)
     ap.add_argument("--plot", default=None)
     a = ap.parse_args()
+    tuned = None
+    if a.tuned_on:
+        with open(a.tuned_on) as f:
+            tuned = {x.strip() for x in f if x.strip()}
+
+    def in_half(uid: str, h: str) -> bool:
+        if h == "all":
+            return True
+        return ("tune" if uid in tuned else "test") == h if tuned is not None else half(uid, a.split_salt) == h
 
     rows: list[dict] = []
     curves: dict[str, list[tuple[float, float]]] = {}
@@ -122,7 +133,7 @@ def main() -> None:
                 pol = Policy.from_config(config_for(name, n))
                 per = bank_per(lines, pol, n)
                 for h in HALVES:
-                    u = [x for x in uids_all if h == "all" or half(x, a.split_salt) == h]
+                    u = [x for x in uids_all if in_half(x, h)]
                     r = row(name, "bank", n, per, maj[ref_n], u)
                     if r:
                         rows.append({"half": h, **r, "vs": f"bank majority@{ref_n}"})
@@ -130,7 +141,7 @@ def main() -> None:
                         curves.setdefault(f"{name} (bank)", []).append((r["tokens"], r["accuracy"]))
         for n, per in maj.items():
             for h in HALVES:
-                u = [x for x in uids_all if h == "all" or half(x, a.split_salt) == h]
+                u = [x for x in uids_all if in_half(x, h)]
                 r = row("majority", "bank", n, per, maj[ref_n], u)
                 if not r:
                     continue
@@ -143,14 +154,15 @@ def main() -> None:
         ref = same or [r for r in runs if r["method"] == "majority" and r["n"] == 16]
         uids = uids_all or sorted(run["by_uid"])
         for h in HALVES:
-            u = [x for x in uids if h == "all" or half(x, a.split_salt) == h]
+            u = [x for x in uids if in_half(x, h)]
             r = row(run["method"], f"cli:{os.path.basename(run['folder'].rstrip('/'))}", run["n"], run["by_uid"],
                     ref[0]["by_uid"] if ref else None, u)
             if r:
                 rows.append({"half": h, **r, "vs": f"cli majority@16 ({os.path.basename(ref[0]['folder'].rstrip('/'))})"
                              if ref else None})
                 if h == "test":
-                    curves.setdefault(f"{run['method']} (cli)", []).append((r["tokens"], r["accuracy"]))
+                    tag = "" if len(a.evals) < 2 else " " + os.path.basename(run["folder"].rstrip("/"))
+                    curves.setdefault(f"{run['method']} (cli{tag})", []).append((r["tokens"], r["accuracy"]))
 
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w") as f:
@@ -174,7 +186,7 @@ def main() -> None:
         colors = plt.get_cmap("tab20").colors
         for i, (name, pts) in enumerate(sorted(curves.items())):
             pts = sorted(pts)
-            cli = name.endswith("(cli)")  # CLI runs dashed with squares, bank replays solid with dots
+            cli = "(cli" in name  # CLI runs dashed with squares, bank replays solid with dots
             ax.plot([p[0] for p in pts], [p[1] for p in pts], ("--s" if cli else "-o") if len(pts) > 1 else "s",
                     label=name, color=colors[i % len(colors)],
                     lw=3 if name.startswith(("majority", "srca (")) else 1.2)
