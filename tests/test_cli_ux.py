@@ -171,3 +171,14 @@ def test_solve_shows_generation_progress(monkeypatch, capsys):
     cap = capsys.readouterr()
     assert "generating: 4 tokens, 4 of 4 continuation(s) running" in cap.err
     assert cap.out.startswith("Answer: 7")
+
+
+def test_progress_names_the_lineages_that_ended_when_none_is_kept():
+    log = io.StringIO()
+    on_event = solve_cmd._progress(StatusLine(0.0, stream=log, tty=False))
+    on_event({"type": "select", "depth": 3, "kept": [{"id": 4, "answer": "7"}], "ended": []})
+    on_event({"type": "select", "depth": 8, "kept": [], "ended": [{"id": 6, "kind": "path", "answer": "72"},
+                                                                   {"id": 9, "kind": "checkpoint", "answer": None}]})
+    on_event({"type": "select", "depth": 9, "kept": [], "ended": []})  # nothing to say: no line
+    lines = [x.split("] ", 1)[1] for x in log.getvalue().splitlines()]
+    assert lines == ["  kept: #4(7)", "  ended: #6(72), #9"]

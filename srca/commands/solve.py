@@ -106,8 +106,11 @@ def _progress(status: StatusLine):
         elif kind == "checkpoint":
             msg = "  checkpoints: " + ", ".join(str(x["answer"]) for x in ev["nodes"])
         elif kind == "select":
-            msg = "  kept: " + ", ".join(f"#{k['id']}" + (f"({k.get('answer')})" if k.get("answer") else "")
-                                          for k in ev["kept"])
+            if not ev["kept"] and not ev.get("ended"):
+                return
+            names = [f"#{k['id']}" + (f"({k.get('answer')})" if k.get("answer") else "") for k in ev["kept"]
+                     or ev["ended"]]
+            msg = ("  kept: " if ev["kept"] else "  ended: ") + ", ".join(names)
         else:
             return
         status.line(msg)
