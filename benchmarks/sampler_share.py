@@ -11,7 +11,8 @@ top-k / top-p / temperature work around them), everything else.
 
 Writes ``--out`` (JSON) and prints a table. Needs a GPU and SGLang. Written against SGLang
 0.5.17's ``Engine.start_profile``/``stop_profile``; not yet run to the end on a GPU: on
-2026-12-03 the dummy-weight engine was still capturing CUDA graphs when its 150 s ran out.
+2026-12-03 the dummy-weight engine was still capturing CUDA graphs when its 150 s ran out (the
+prefill graphs, it later turned out: ``--prefill-graph`` now skips them).
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--backend", default="flashinfer")
+    ap.add_argument("--prefill-graph", default="disabled",
+                    help="SGLang's prefill CUDA graph backend; disabled by default: capturing it took 62.5 s of the "
+                         "1.5B engine's 111 s start on an H200 (real_workload.py), and this measures decode steps")
     ap.add_argument("--prof-dir", default="/tmp/sampler_prof")
     ap.add_argument("--out", default="sampler_share.json")
     a = ap.parse_args()
@@ -54,7 +58,8 @@ def main() -> None:
     import sglang
 
     kw = dict(model_path=a.model, sampling_backend=a.backend, attention_backend="triton", grammar_backend="none",
-              mem_fraction_static=0.8, log_level="error", disable_cuda_graph=False)
+              mem_fraction_static=0.8, log_level="error", disable_cuda_graph=False,
+              cuda_graph_backend_prefill=a.prefill_graph)
     if a.dummy:
         kw["load_format"] = "dummy"
     t0 = time.monotonic()
