@@ -6,7 +6,10 @@ to plain majority voting (DESIGN.md). Here the ``n`` lineages never compete for 
 stay as independent as ``n`` samples, and the checkpoints do what they are good at here:
 
 1. every lineage grows one step (up to ``step_delimiter``) at a time, all lineages of all
-   running solves in one engine call;
+   running solves in one engine call; or, when nothing reads a step before its path ends
+   (:func:`~srca.methods.paths.whole_paths`, no deadline or token budget), all ``n`` lineages
+   in one request of whole samples, cut into the same steps afterwards (one engine call per
+   solve, no step barriers: majority voting's cost);
 2. a greedy checkpoint probe asks a lineage for the answer it implies now (the probe is thrown
    away; with a prefix cache it costs only its own few tokens): by default (``probe_at="cut"``)
    only a lineage the token limit cuts before it answered, which then votes that answer; with
