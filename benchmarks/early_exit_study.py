@@ -32,6 +32,9 @@ Token accounting, as ``replay_lineages``: a lineage pays the tokens of the steps
 (up to its first finished step; a killed one up to the kill), plus probe tokens; lineages still
 running at a stop pay what they generated so far and cast no vote. Majority@16 pays each whole
 sample's ``tokens`` (its ballot: the sample's ``answer``); the bank's kept steps hold 99.9% of them.
+(Without an exit the online default generates each lineage whole and so pays majority's tokens
+plus its probes, as ``replay_lineages`` counts it; here every policy pays its kept steps, so the
+no-exit row reads 0.999 where the study table reads 1.001.)
 Latency proxy: ``waves`` (sequential launches) and ``seq_tokens`` (the longest lineage's tokens
 summed over the waves: the decode steps one waits for).
 
