@@ -59,6 +59,7 @@ class SearchConfig:
     confidence_window: int = 64  # tokens of the tail / sliding window
     confidence_topk: int = 0  # 0: sampled tokens' logprobs; k: DeepConf's -mean(top-k logprobs)
     keep_top: float = 0.5  # the vote counts only this most confident share of the lineages
+    keep_min: int = 8  # ... but never fewer than this many of them (all of them when fewer finished)
     checkpoint_weight: float = 0.25  # a lineage cut before it answered votes its last checkpoint at this weight
     acs: bool = True  # SRCA tree: answer-clustered selection (off: plain top-k by score)
     cca: bool = True  # SRCA tree: checkpoints join the final candidate pool
@@ -76,7 +77,8 @@ class SearchConfig:
             bad("method", f"unknown method {self.method!r}; choose one of {sorted(METHODS)}")
         if not isinstance(self.scorer, str) or self.scorer not in SCORERS:
             bad("scorer", f"unknown scorer {self.scorer!r}; choose one of {sorted(SCORERS)}")
-        for name in ("n", "max_step_tokens", "max_steps", "max_new_tokens", "probe_max_tokens", "confidence_window"):
+        for name in ("n", "max_step_tokens", "max_steps", "max_new_tokens", "probe_max_tokens", "confidence_window",
+                     "keep_min"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 bad(name, f"must be an integer, got {v!r}")

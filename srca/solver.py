@@ -89,7 +89,7 @@ class Solver:
         except StopSearch as stop:
             ctx.stop_reason = stop.reason
         winner, conf = decide(ctx.pool, method.decision_for(cfg), keep_top=cfg.keep_top,
-                            checkpoint_weight=cfg.checkpoint_weight)
+                            checkpoint_weight=cfg.checkpoint_weight, keep_min=cfg.keep_min)
         ctx.timings["total_s"] = time.monotonic() - t0
         sol = Solution(
             answer=winner.answer if winner else None, canonical=winner.canonical if winner else None,

@@ -316,12 +316,35 @@ def test_auto_decision_follows_the_search_structure():
 
 def test_the_default_vote_keeps_the_most_confident_half():
     # lineage L samples its tokens at log-probability -0.1 * (L + 1): 0 is the surest. Finals 7, 8,
-    # 9, 9: the default (tail confidence, keep_top 0.5) keeps lineages 0 and 1 only, so the two
-    # unsure 9s do not count and the surest answer wins; a plain vote of all four picks 9
+    # 9, 9: with keep_min 1, the default filter (tail confidence, keep_top 0.5) keeps lineages 0
+    # and 1 only, so the two unsure 9s do not count and the surest answer wins; the default
+    # keep_min (8) keeps all four of n = 4, and their weights (0.90, 0.82, 0.74 + 0.67) pick 9
     script = lineage_script(lambda L: {0: "7", 1: "8"}.get(L, "9"), lambda L, k: "1", lambda L: 3,
                             lp=lambda L: -0.1 * (L + 1))
-    sol, _ = run(script, n=4)
-    assert SearchConfig().keep_top == 0.5 and SearchConfig().confidence == "tail"
+    assert (SearchConfig().keep_top, SearchConfig().keep_min, SearchConfig().confidence) == (0.5, 8, "tail")
+    sol, _ = run(script, n=4, keep_min=1)
     assert sol.answer == "7" and sorted(c.answer for c in sol.candidates) == ["7", "8", "9", "9"]
+    assert run(script, n=4)[0].answer == "9"
     plain, _ = run(script, n=4, confidence="none", keep_top=1.0)
     assert plain.answer == "9"
+
+
+def test_the_filter_keeps_at_least_keep_min_ballots():
+    # two sure 9s, four unsure 7s, a checkpoint (weight 0 here): the top half is 9, 9 and one 7
+    b = [Ballot("9", "path", 0.9), Ballot("7", "path", 0.5), Ballot("9", "path", 0.8), Ballot("7", "path", 0.5),
+         Ballot("7", "path", 0.5), Ballot("7", "path", 0.5), Ballot("3", "checkpoint", 1.0)]
+    t = vote(b, EQ, keep_top=0.5, keep_min=1)
+    assert t.kept == [True, True, True, False, False, False, False] and b[t.winner].answer == "9"  # 1.7 to 0.5
+    t = vote(b, EQ, keep_top=0.5, keep_min=4)
+    assert t.kept == [True, True, True, True, False, False, False] and b[t.winner].answer == "9"  # 1.7 to 1.0
+    t = vote(b, EQ, keep_top=0.5, keep_min=8)  # more than there are: every full ballot counts
+    assert t.kept == [True] * 6 + [False] and b[t.winner].answer == "7"  # 2.0 to 1.7
+    with pytest.raises(ValueError, match="keep_min"):
+        vote(b, EQ, keep_min=0)
+    with pytest.raises(ValueError, match="keep_min"):
+        SearchConfig(keep_min=0)
+    # the search passes it on: with n = 4 the default keeps every lineage (keep_min 8 > 4)
+    script = lineage_script(lambda L: "7" if L == 0 else "9", lambda L, k: "1", lambda L: 3,
+                            lp=lambda L: -0.01 if L == 0 else -0.5)
+    assert run(script, n=4, keep_min=1)[0].answer == "7"  # the top half: the sure 7 and one 9; 7 weighs more
+    assert run(script, n=4)[0].answer == "9"  # all four: three 9s outweigh the one sure 7

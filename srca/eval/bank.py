@@ -141,6 +141,7 @@ class Policy:
     confidence_window: int = _DEFAULT.confidence_window
     confidence_topk: bool = _DEFAULT.confidence_topk > 0
     keep_top: float = _DEFAULT.keep_top
+    keep_min: int = _DEFAULT.keep_min
     checkpoint_weight: float = _DEFAULT.checkpoint_weight
     weighted: bool = True
     max_steps: int = _DEFAULT.max_steps
@@ -151,7 +152,7 @@ class Policy:
         ``confidence="none"`` weighs every lineage 1)."""
         return cls(n=c.n, checkpoints=c.checkpoints, probe_at=c.probe_at, settle=c.settle, consensus=c.consensus,
                    confidence=c.confidence, confidence_window=c.confidence_window,
-                   confidence_topk=c.confidence_topk > 0, keep_top=c.keep_top,
+                   confidence_topk=c.confidence_topk > 0, keep_top=c.keep_top, keep_min=c.keep_min,
                    checkpoint_weight=c.checkpoint_weight, weighted=True, max_steps=c.max_steps)
 
 
@@ -218,7 +219,8 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
         kind, ans = ended.get(i, ("checkpoint", ckpts[i][-1] if ckpts[i] else None))
         if ans is not None:
             ballots.append(Ballot(ans, kind, _conf(S[i], used[i], p)))
-    t = vote(ballots, eq, keep_top=p.keep_top, checkpoint_weight=p.checkpoint_weight, weighted=p.weighted)
+    t = vote(ballots, eq, keep_top=p.keep_top, checkpoint_weight=p.checkpoint_weight, weighted=p.weighted,
+             keep_min=p.keep_min)
     return Outcome(ballots[t.winner].answer if t.winner is not None else None, tokens, probe, stop, ballots)
 
 

@@ -117,21 +117,24 @@ def group_labels(answers: Sequence[str], equiv: Equiv) -> list[int]:
 
 
 def vote(ballots: Sequence[Ballot], equiv: Equiv, keep_top: float = 1.0, checkpoint_weight: float = 0.0,
-         weighted: bool = True) -> Tally:
+         weighted: bool = True, keep_min: int = 1) -> Tally:
     """Confidence-weighted vote over lineages.
 
     Full ballots (``path``, ``settled``) weigh their confidence (1 when ``weighted`` is off);
-    only the most confident ``keep_top`` share of them counts (at least one; DeepConf's filter).
+    only the most confident ``keep_top`` share of them counts, but never fewer than ``keep_min``
+    of them (all, when fewer exist; DeepConf's filter, which needs enough ballots to filter).
     ``checkpoint`` ballots weigh ``checkpoint_weight`` times their confidence and never win
     alone: a group needs a full ballot to win, unless no full ballot exists at all.
     Ties: larger weight, then more full ballots, then the group seen first.
     """
     if not 0 < keep_top <= 1:
         raise ValueError(f"keep_top: must be in (0, 1], got {keep_top}")
+    if isinstance(keep_min, bool) or not isinstance(keep_min, int) or keep_min < 1:
+        raise ValueError(f"keep_min: must be an integer >= 1, got {keep_min!r}")
     labels = group_labels([b.answer for b in ballots], equiv)
     full = [i for i, b in enumerate(ballots) if b.kind != "checkpoint"]
     kept = [False] * len(ballots)
-    n_keep = max(1, math.ceil(keep_top * len(full) - 1e-9)) if full else 0
+    n_keep = max(math.ceil(keep_top * len(full) - 1e-9), min(keep_min, len(full))) if full else 0
     for i in sorted(full, key=lambda i: (-ballots[i].confidence, i))[:n_keep]:
         kept[i] = True
     weights: dict[int, float] = {}

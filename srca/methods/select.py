@@ -49,12 +49,13 @@ def mark_kept(selected: Sequence[Node]) -> None:
 
 
 def decide(pool: list[Candidate], rule: str, semantic: bool = False, keep_top: float = 1.0,
-           checkpoint_weight: float = 0.0) -> tuple[Candidate | None, float]:
+           checkpoint_weight: float = 0.0, keep_min: int = 1) -> tuple[Candidate | None, float]:
     """Pick the final answer from the candidate pool; returns (winner, confidence).
 
     Sets each candidate's ``group`` and ``votes``. Rules: ``confidence_vote`` (SRCA's default:
     :func:`srca.methods.consensus.vote` with the candidates' scores as confidences, the most
-    confident ``keep_top`` share of full answers, ``checkpoint`` candidates as fractional votes
+    confident ``keep_top`` share of full answers but at least ``keep_min`` of them, ``checkpoint``
+    candidates as fractional votes
     of ``checkpoint_weight`` that never win alone), ``best_score`` (highest-scored candidate,
     as in the SRCA paper), ``weighted_vote`` (group with the largest summed score, its best
     member), ``majority`` (largest group, ties by summed score). ``confidence`` is the winning
@@ -65,7 +66,7 @@ def decide(pool: list[Candidate], rule: str, semantic: bool = False, keep_top: f
     if not pool:
         return None, 0.0
     if rule == "confidence_vote":
-        return _confidence_vote(pool, keep_top, checkpoint_weight, semantic)
+        return _confidence_vote(pool, keep_top, checkpoint_weight, semantic, keep_min)
     labels = cluster([c.answer for c in pool], semantic=semantic)
     size: dict[int, int] = defaultdict(int)
     mass: dict[int, float] = defaultdict(float)
@@ -93,7 +94,7 @@ def decide(pool: list[Candidate], rule: str, semantic: bool = False, keep_top: f
 
 
 def _confidence_vote(pool: list[Candidate], keep_top: float, checkpoint_weight: float,
-                     semantic: bool = False) -> tuple[Candidate | None, float]:
+                     semantic: bool = False, keep_min: int = 1) -> tuple[Candidate | None, float]:
     ballots = [Ballot(c.answer, "checkpoint" if c.source == "checkpoint" else "path", max(c.score, 0.0)) for c in pool]
     equiv = equivalent
     if semantic:
@@ -104,7 +105,7 @@ def _confidence_vote(pool: list[Candidate], keep_top: float, checkpoint_weight: 
 
         def equiv(a: str | None, b: str | None) -> bool:
             return a is not None and b is not None and label[a] == label[b]
-    tally = vote(ballots, equiv, keep_top=keep_top, checkpoint_weight=checkpoint_weight)
+    tally = vote(ballots, equiv, keep_top=keep_top, checkpoint_weight=checkpoint_weight, keep_min=keep_min)
     size: dict[int, int] = defaultdict(int)
     for g in tally.groups:
         size[g] += 1
