@@ -9,7 +9,11 @@ One engine (in-process SGLang by default), MATH-500 prompts with the chat templa
 2. **jobs**: ``srca.eval.arun_eval`` for each of ``--jobs`` (default majority, best_of_n,
    srca (the lineage search), dvts, srca-paper (the paper's tree)) at each ``--concurrency``,
    all at ``n = --samples``; ``best_of_n`` and the searches ask for token logprobs (their scorer
-   reads them), majority does not. The prefix cache is flushed before each phase.
+   reads them), majority does not; srca reads only a tail, which the in-process engine scores by
+   a prefill after sampling (``SGLangEngine.tail_logprobs``): a job ``srca:inline`` runs srca with
+   logprobs returned while decoding instead, in the same run. Before the jobs a check compares
+   the two on greedy samples (``tail_rescore_check`` in the JSON). The prefix cache is flushed
+   before each phase.
 
 Per phase it records wall, generated tokens and tok/s, the ratios to the raw phase, the cache
 hit rate (from the result lines' usage), and what explains a difference:
@@ -561,10 +565,60 @@ class Setup:
 
 # -- one job ---------------------------------------------------------------------------------------
 
-def run_job(a, st: Setup, problems, method: str, conc: int, base) -> dict:
+def split_job(job: str) -> tuple[str, str | None]:
+    """``method`` or ``method:inline`` (the in-process SGLang engine returns logprobs while
+    decoding instead of scoring a tail after sampling: ``SGLangEngine.tail_logprobs``)."""
+    method, _, mode = job.partition(":")
+    if mode not in ("", "inline", "rescore"):
+        raise ValueError(f"--jobs: {job!r}: the suffix after ':' must be inline or rescore")
+    return method, mode or None
+
+
+class TailMode:
+    """Sets ``SGLangEngine.tail_logprobs`` for one job, then puts it back."""
+
+    def __init__(self, eng, mode: str | None) -> None:
+        self.eng, self.mode, self.old = eng, mode, getattr(eng, "tail_logprobs", None)
+        if mode is not None and self.old is None:
+            raise ValueError(f"--jobs: ':{mode}' needs the in-process SGLang engine")
+
+    def __enter__(self):
+        if self.mode is not None:
+            self.eng.tail_logprobs = self.mode
+
+    def __exit__(self, *exc):
+        if self.mode is not None:
+            self.eng.tail_logprobs = self.old
+
+
+def tail_rescore_check(st: Setup, ids: list[list[int]], tokens: int = 48) -> dict:
+    """Greedy samples of the first prompts twice: logprobs inline (greedy: SGLang's decode
+    logprobs are then the model's own, untempered) and scored by the tail prefill. Same tokens,
+    same log-probabilities up to bf16 noise, or the rescoring is wrong."""
+    from srca.engines.base import GenRequest
+
+    if getattr(st.eng, "tail_logprobs", None) is None:
+        return {}
+    reqs = [GenRequest(input_ids=x, max_new_tokens=tokens, temperature=0.0, logprob_tail=tokens) for x in ids[:8]]
+    got = {}
+    for mode in ("inline", "rescore"):
+        with TailMode(st.eng, mode):
+            got[mode] = [rs[0] for rs in asyncio.run(st.eng.generate(reqs))]
+    same = [a.token_ids == b.token_ids for a, b in zip(got["inline"], got["rescore"])]
+    diffs = [abs(x - y) for a, b, ok in zip(got["inline"], got["rescore"], same) if ok
+             for x, y in zip(a.logprobs, b.logprobs)]
+    out = {"samples": len(reqs), "tokens": tokens, "same_tokens": sum(same), "compared": len(diffs),
+           "max_abs_diff": round(max(diffs), 4) if diffs else None,
+           "mean_abs_diff": round(sum(diffs) / len(diffs), 5) if diffs else None}
+    print(f"# tail rescoring check: {json.dumps(out)}", flush=True)
+    return out
+
+
+def run_job(a, st: Setup, problems, job: str, conc: int, base) -> dict:
     from srca.eval import arun_eval
 
-    out = os.path.join(a.work_dir, f"{method}_n{a.samples}_c{conc}.jsonl")
+    method, mode = split_job(job)
+    out = os.path.join(a.work_dir, f"{job.replace(':', '-')}_n{a.samples}_c{conc}.jsonl")
     lag = LoopLag()
     sampler = StackSampler(threading.main_thread().ident, a.sample_hz) if a.sample_hz > 0 and not a.profile else None
     prof = cProfile.Profile() if a.profile else None
@@ -575,8 +629,9 @@ def run_job(a, st: Setup, problems, method: str, conc: int, base) -> dict:
             prof.enable()
         t = time.monotonic()
         try:
-            recs = await arun_eval(problems, [method], [a.samples], st.eng, out, base=base, seed=0, concurrency=conc,
-                                   overwrite=True, progress=False)
+            with TailMode(st.eng, mode):
+                recs = await arun_eval(problems, [method], [a.samples], st.eng, out, base=base, seed=0,
+                                       concurrency=conc, overwrite=True, progress=False)
         finally:
             wall = time.monotonic() - t
             if prof is not None:
@@ -593,7 +648,8 @@ def run_job(a, st: Setup, problems, method: str, conc: int, base) -> dict:
     finally:
         if sampler is not None:
             sampler.stop()
-    row: dict[str, Any] = {"job": f"{method}@{a.samples}", "method": method, "concurrency": conc,
+    row: dict[str, Any] = {"job": f"{job}@{a.samples}", "method": method, "tail_logprobs": getattr(st.eng, "tail_logprobs", None)
+                           if mode is None else mode, "concurrency": conc,
                            "effective_concurrency": min(conc, len(problems)), "problems": len(recs),
                            "records": out, "t_start": t_wall, "t_end": time.time()}
     u = {k: sum(r["usage"][k] for r in recs) for k in recs[0]["usage"]} if recs else {}
@@ -616,16 +672,18 @@ def run_job(a, st: Setup, problems, method: str, conc: int, base) -> dict:
     return row
 
 
-def complete_job(a, st: Setup, problems, method: str, row: dict, base) -> dict:
+def complete_job(a, st: Setup, problems, job: str, row: dict, base) -> dict:
     """The job's result lines completed to every problem of ``--complete-limit`` (the timed
     phase solved the first ``--limit``): the same ``arun_eval`` as ``srca eval``, resumed on the
     same file, so it ends holding one line per problem for the accuracy report. Timed apart."""
     from srca.eval import arun_eval
 
+    method, mode = split_job(job)
     st.flush()
     t = time.monotonic()
-    recs = asyncio.run(arun_eval(problems, [method], [a.samples], st.eng, row["records"], base=base, seed=0,
-                                 concurrency=a.complete_concurrency, resume=True, progress=False))
+    with TailMode(st.eng, mode):
+        recs = asyncio.run(arun_eval(problems, [method], [a.samples], st.eng, row["records"], base=base, seed=0,
+                                     concurrency=a.complete_concurrency, resume=True, progress=False))
     wall = time.monotonic() - t
     new = [r for r in recs if r["unique_id"] not in {p.unique_id for p in problems[: a.limit]}]
     gen = sum(r["usage"]["generated_tokens"] for r in new)
@@ -811,7 +869,12 @@ def main() -> None:
     from srca.eval import config_for
 
     for m in jobs:
-        config_for(m, a.samples)
+        try:
+            config_for(split_job(m)[0], a.samples)
+        except ValueError as e:
+            ap.error(str(e))
+    if any(split_job(m)[1] for m in jobs) and (a.engine != "sglang" or a.server):
+        ap.error("--jobs: a ':inline' job needs the in-process SGLang engine (--engine sglang, no --server)")
     pools = None
     if a.answer_pools:  # before any engine starts: this process's CPU is all its own
         pools = answer_pools(a)
@@ -851,6 +914,7 @@ def main() -> None:
         ids = [st.eng.encode(st.eng.chat_prompt(prompts.messages(a.prompt, p.problem))) for p in problems]
         asyncio.run(st.eng.generate([GenRequest(input_ids=ids[0], max_new_tokens=8, n=2, temperature=0.7)]))
         Solver(engine=st.eng).solve(problems[0].problem, base.replace(method="majority", n=2, max_new_tokens=16))
+        res["tail_rescore_check"] = tail_rescore_check(st, ids)
         if poller is not None:
             poller.start()
         if not a.no_raw:

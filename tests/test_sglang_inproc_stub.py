@@ -34,6 +34,11 @@ class _TokenizerManager:
         return types.SimpleNamespace(success=True)
 
 
+def _prefill_lp(token: int) -> float:
+    """The stand-in model's log-probability of ``token`` in a prefill (the model's own, untempered)."""
+    return -0.05 - (token % 10) / 10
+
+
 class _StubEngine:
     def __init__(self, **kwargs) -> None:
         from test_engine_contract import _script
@@ -45,7 +50,7 @@ class _StubEngine:
         self.loop = None
 
     async def async_generate(self, input_ids=None, sampling_params=None, return_logprob=False, top_logprobs_num=None,
-                             rid=None, routed_dp_rank=None, **_):
+                             rid=None, routed_dp_rank=None, logprob_start_len=None, **_):
         loop = asyncio.get_running_loop()
         if self.loop is None:
             self.loop = loop
@@ -54,8 +59,15 @@ class _StubEngine:
         if routed_dp_rank is not None and not 0 <= routed_dp_rank < dp:
             raise ValueError(f"routed_dp_rank={routed_dp_rank} out of range [0, {dp})")
         self.calls.append(dict(n=len(input_ids), routed_dp_rank=routed_dp_rank, rids=list(rid), ids=input_ids,
-                               params=sampling_params))
+                               params=sampling_params, return_logprob=return_logprob,
+                               logprob_start_len=logprob_start_len))
         await asyncio.sleep(0.001)
+        if all(p.get("max_new_tokens") == 0 for p in sampling_params):  # prefill-only scoring, as SGLang
+            return [{"text": "", "output_ids": [], "meta_info": {
+                "prompt_tokens": len(ids), "cached_tokens": s, "completion_tokens": 0,
+                "input_token_logprobs": [[None if j == s else _prefill_lp(ids[j]), ids[j], None]
+                                         for j in range(s, len(ids))]}}
+                    for ids, s in zip(input_ids, logprob_start_len)]
         outs = []
         for ids, p, lp, k, r in zip(input_ids, sampling_params, return_logprob, top_logprobs_num, rid):
             if ids[0] == 7:  # a "long" request: runs until aborted
@@ -206,3 +218,38 @@ def test_stop_modes_agree(stub_sglang):
     with pytest.raises(ValueError, match="stop_mode"):
         _make(stop_mode="regex")
     asyncio.run(eng.close())
+
+
+def test_tail_logprobs_scored_by_a_prefill_after_sampling(stub_sglang):
+    """A request that reads only its last ``logprob_tail`` logprobs is sampled without
+    ``return_logprob``; one prefill-only request per sample then scores prompt + sample from one
+    token before the tail (SGLang gives None for the first position); the rest is NaN."""
+    import math
+
+    from engine_contract import COUNT
+
+    eng = _make()
+    [[a, b]] = asyncio.run(eng.generate([GenRequest(prompt=COUNT, n=2, max_new_tokens=12, temperature=0.7,
+                                                    logprob_tail=5)]))
+    gen, score = eng.engine.calls[-2:]
+    assert gen["return_logprob"] == [False, False]
+    assert score["params"] == [{"max_new_tokens": 0}] * 2 and score["return_logprob"] == [True, True]
+    prompt = [ord(c) for c in COUNT]
+    for r, ids, start in zip((a, b), score["ids"], score["logprob_start_len"]):
+        assert len(r.token_ids) == 12 and ids == prompt + r.token_ids and start == len(ids) - 5 - 1
+        assert len(r.logprobs) == 12 and all(math.isnan(x) for x in r.logprobs[:7])
+        assert r.logprobs[7:] == [_prefill_lp(t) for t in r.token_ids[7:]]
+    # a tail longer than the sample scores it all; inline mode and top-k requests never rescore
+    [[c]] = asyncio.run(eng.generate([GenRequest(prompt=COUNT, max_new_tokens=3, logprob_tail=64)]))
+    assert eng.engine.calls[-1]["logprob_start_len"] == [len(prompt) - 1]
+    assert c.logprobs == [_prefill_lp(t) for t in c.token_ids]
+    n = len(eng.engine.calls)
+    asyncio.run(eng.generate([GenRequest(prompt=COUNT, max_new_tokens=3, logprob_tail=2, top_logprobs=2)]))
+    eng.tail_logprobs = "inline"
+    [[d]] = asyncio.run(eng.generate([GenRequest(prompt=COUNT, max_new_tokens=3, logprob_tail=2)]))
+    assert len(eng.engine.calls) == n + 2 and eng.engine.calls[-1]["return_logprob"] == [True]
+    assert not any(math.isnan(x) for x in d.logprobs) and len(d.logprobs) == 3
+    with pytest.raises(ValueError, match="tail_logprobs"):
+        _make(tail_logprobs="later")
+    asyncio.run(eng.close())
+

@@ -348,3 +348,50 @@ def test_the_filter_keeps_at_least_keep_min_ballots():
                             lp=lambda L: -0.01 if L == 0 else -0.5)
     assert run(script, n=4, keep_min=1)[0].answer == "7"  # the top half: the sure 7 and one 9; 7 weighs more
     assert run(script, n=4)[0].answer == "9"  # all four: three 9s outweigh the one sure 7
+
+
+class _TailOnly(ScriptedEngine):
+    """Token logprobs that vary along the text (``-0.01 * (id % 17)``); with ``tail_only`` it
+    leaves out (NaN) all but each request's last ``logprob_tail``, as SGLang's tail rescoring does."""
+
+    def __init__(self, script, tail_only):
+        super().__init__(script)
+        self.tail_only = tail_only
+
+    async def generate(self, requests):
+        out = await super().generate(requests)
+        for req, rs in zip(requests, out):
+            for r in rs:
+                if r.logprobs:
+                    r.logprobs = [-0.01 * (t % 17) for t in r.token_ids]
+                    if self.tail_only and req.logprob_tail:
+                        k = len(r.logprobs) - req.logprob_tail
+                        r.logprobs[:max(k, 0)] = [float("nan")] * max(k, 0)
+        return out
+
+
+@pytest.mark.parametrize("stepwise", [False, True])
+def test_a_tail_confidence_reads_only_the_tail_it_asks_for(stepwise):
+    # lineages of 3 steps, each sample writing on after its box: with the engine leaving out all
+    # but the last 2 * window logprobs of each request, every lineage's confidence (and so the
+    # vote) is what it is with every logprob there
+    def script(prompt, req, i):
+        body = prompt.split("<assistant>", 1)[1]
+        L = int(body[1:].split(" ", 1)[0]) if body.startswith("L") else i
+        full = f"L{L} first step of {'x' * (5 * L)}\n\nL{L} more\n\nL{L} so{'y' * L} \\boxed{{{7 + L % 2}}} ok"
+        return full[len(body):] if not req.stop else full[len(body):].split("\n\n")[0] + "\n\n"
+
+    cfg = dict(n=4, confidence_window=10, keep_min=1)
+    cfg = _stepwise_twin(**cfg) if stepwise else cfg
+    sols = {}
+    for tail_only in (False, True):
+        eng = _TailOnly(script, tail_only)
+        sols[tail_only] = Solver(engine=eng, config=SearchConfig(method="srca", **cfg)).solve("q")
+        reqs = [r for b in eng.calls for r in b if r.temperature > 0]
+        assert reqs and all(r.logprob_tail == 20 for r in reqs)
+    full, tail = sols[False], sols[True]
+    assert [c.score for c in tail.candidates] == pytest.approx([c.score for c in full.candidates])
+    assert len({round(c.score, 6) for c in full.candidates}) > 1 and tail.answer == full.answer
+    # a mean confidence reads the whole path: no tail is asked for
+    _, eng = run(lineage_script(lambda L: "7", lambda L, k: "1", lambda L: 2), n=2, confidence="mean")
+    assert all(r.logprob_tail == 0 for b in eng.calls for r in b)

@@ -24,6 +24,10 @@ class GenRequest:
     first ``top_logprobs_steps`` generated positions (CoT-decoding uses the first token's).
     ``group`` names the solve the request belongs to (engines with several replicas keep a
     group on one replica so its prefix cache holds the whole tree).
+    ``logprob_tail > 0`` says only the log-probabilities of the last ``logprob_tail`` generated
+    tokens are read (a tail confidence): an engine may then leave the others out (NaN), as
+    the in-process SGLang engine does to score the tail in one short prefill after sampling
+    instead of carrying a logprob through every decode step.
     """
 
     input_ids: list[int] | None = None
@@ -39,6 +43,7 @@ class GenRequest:
     top_logprobs: int = 0
     top_logprobs_steps: int = 1
     group: str | None = None
+    logprob_tail: int = 0
 
     def __post_init__(self) -> None:
         if (self.input_ids is None) == (self.prompt is None):
@@ -57,6 +62,8 @@ class GenRequest:
             raise ValueError(f"GenRequest.n: must be >= 1, got {self.n}")
         if self.top_logprobs < 0 or self.top_logprobs_steps < 0:
             raise ValueError("GenRequest.top_logprobs: must be >= 0")
+        if self.logprob_tail < 0:
+            raise ValueError(f"GenRequest.logprob_tail: must be >= 0, got {self.logprob_tail}")
         self.stop = tuple(self.stop)
 
     @property
@@ -71,7 +78,8 @@ class GenResult:
     ``token_ids`` are exactly the generated tokens (a path continues from them, so a stop string
     may sit inside the last token); ``text`` is their decoding, cut after the matched stop string.
     ``stop_str`` is the stop string that ended generation, ``None`` for EOS or length.
-    ``logprobs[i]`` is the log-probability of ``token_ids[i]`` (empty when not requested).
+    ``logprobs[i]`` is the log-probability of ``token_ids[i]`` (empty when not requested; NaN
+    before the last ``GenRequest.logprob_tail`` tokens where an engine left those out).
     ``top_logprobs[j]`` lists ``(token_id, logprob)`` of the best alternatives at position ``j``.
     ``prompt_tokens`` counts the prompt, ``cached_tokens`` how many of those came from a prefix
     cache instead of being prefilled, ``generated_tokens == len(token_ids)``.

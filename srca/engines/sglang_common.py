@@ -6,6 +6,9 @@
 * :class:`StopTokens` turns stop strings into ``stop_token_ids`` (the vocabulary entries whose
   text contains one), so SGLang's scheduler checks a set per token instead of detokenizing the
   tail of every running request at every decode step.
+* :func:`tail_rescore` and :func:`with_tail_logprobs`: the last ``GenRequest.logprob_tail``
+  log-probabilities of a sample from one prefill-only request after it (``max_new_tokens = 0``,
+  ``logprob_start_len``) instead of ``return_logprob`` on every decode step;
 * :class:`ReplicaRouter` keeps every request of one solve (``GenRequest.group``) on one replica
   so that replica's radix cache holds the solve's whole tree; a new group goes to the replica
   with the least work in flight.
@@ -17,6 +20,12 @@ the sampler only honours with the server arg ``enable_deterministic_inference``)
 ``{"type": "length", ...}`` or ``{"type": "abort", ...}``; ``meta_info["output_token_logprobs"]``
 holds ``(logprob, token_id, text | None)`` per generated token and ``output_top_logprobs`` a
 list of those per position; ``meta_info["dp_rank"]`` names the replica when dp_size > 1.
+A prefill-only request (``max_new_tokens = 0``) with ``return_logprob`` and
+``logprob_start_len = s`` returns ``meta_info["input_token_logprobs"]`` for positions ``s ..
+len(input_ids) - 1``, the first ``None`` (its logit is not computed), each the model's own
+log-probability (no temperature: ``LogitsProcessor`` applies none, while decode logprobs are
+taken after the temperature), and the prefix is matched in the radix cache only up to ``s``
+(``Req.init_next_round_input``), so the prefill is the tail alone.
 """
 from __future__ import annotations
 
@@ -189,6 +198,35 @@ def to_result(out: dict, req: GenRequest, *, decode=None) -> GenResult:
         cached_tokens=int(meta.get("cached_tokens", 0) or 0),
         generated_tokens=generated,
     )
+
+
+def tail_rescore(prompt_ids: Sequence[int], out_ids: Sequence[int], tail: int) -> tuple[list[int], int, int] | None:
+    """The prefill-only request that scores the last ``tail`` tokens of a sample:
+    ``(input_ids, logprob_start_len, k)`` with ``k = min(tail, len(out_ids))``, or None when
+    there is nothing to score. The start sits one token before the tail: SGLang returns None
+    for the first position it is given."""
+    k = min(tail, len(out_ids))
+    if k <= 0 or not prompt_ids:
+        return None
+    full = list(prompt_ids) + list(out_ids)
+    return full, len(full) - k - 1, k
+
+
+def with_tail_logprobs(out: dict, scored: dict, k: int) -> dict:
+    """``out`` (a sample generated without logprobs) with ``meta_info["output_token_logprobs"]``
+    filled from the prefill-only output ``scored``: the last ``k`` tokens' log-probabilities,
+    NaN before them (and where SGLang gave none). Checks the scored token ids are the sample's."""
+    ids = [int(t) for t in out.get("output_ids") or []]
+    got = ((scored.get("meta_info") or {}).get("input_token_logprobs") or [])[-k:] if k > 0 else []
+    if len(got) != k or [int(x[1]) for x in got] != ids[len(ids) - k:]:
+        raise RuntimeError(f"SGLang tail rescoring: expected the last {k} token ids of the sample back, "
+                           f"got {[x[1] for x in got][:8]}...")
+    nan = float("nan")
+    lps = [(nan, t, None) for t in ids[: len(ids) - k]]
+    lps += [(float(x[0]) if x[0] is not None else nan, int(x[1]), None) for x in got]
+    meta = dict(out.get("meta_info") or {})
+    meta["output_token_logprobs"] = lps
+    return {**out, "meta_info": meta}
 
 
 class ReplicaRouter:

@@ -17,6 +17,14 @@ How requests map onto SGLang (0.5.x):
   ``generated_tokens == len(output_ids)`` (SGLang's ``completion_tokens``);
 * with ``dp_size > 1`` every request of one ``GenRequest.group`` is sent to one replica with
   ``routed_dp_rank`` (see :class:`~srca.engines.sglang_common.ReplicaRouter`);
+* a request that reads only its last ``logprob_tail`` log-probabilities (SRCA's tail
+  confidence) is sampled without ``return_logprob`` and its tail then scored by one
+  prefill-only request per sample (``tail_logprobs="rescore"``, the default; see
+  :func:`~srca.engines.sglang_common.tail_rescore`): on one H200 ``return_logprob`` on every
+  decode step cost srca@16 30% of its wall time (README, "Real workload"), the tail prefill is
+  about 64 tokens per sample, its prefix from the radix cache. These log-probabilities are the
+  model's own (temperature 1, as the local engine returns); SGLang's decode logprobs are taken
+  after the temperature (``tail_logprobs="inline"`` keeps those);
 * cancelling the awaiting task aborts the SGLang requests by ``rid``
   (``TokenizerManager.abort_request``; SGLang does not abort on cancellation by itself).
 
@@ -36,7 +44,10 @@ from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
 from .chat_template import apply_chat_template
-from .sglang_common import STOP_MODES, ReplicaRouter, StopTokens, new_rid, sampling_params, to_result
+from .sglang_common import (STOP_MODES, ReplicaRouter, StopTokens, new_rid, sampling_params, tail_rescore, to_result,
+                            with_tail_logprobs)
+
+TAIL_LOGPROBS = ("rescore", "inline")
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +78,8 @@ class SGLangEngine:
         stop_mode: ``"tokens"`` (stop strings as ``stop_token_ids``, no per-step detokenizing
             in the scheduler) or ``"strings"`` (SGLang's ``stop``). Same results either way.
         deterministic: honour per-request seeds (``enable_deterministic_inference``).
+        tail_logprobs: ``"rescore"`` (a request with ``logprob_tail`` gets its tail scored by a
+            prefill after sampling) or ``"inline"`` (``return_logprob`` while decoding).
         tokenizer: tokenizer folder/name if not the model's.
         **server_args: passed to ``sglang.Engine`` unchanged (e.g. ``disable_cuda_graph=True``,
             ``grammar_backend="none"``, ``context_length=4096``).
@@ -88,12 +101,16 @@ class SGLangEngine:
         deterministic: bool = False,
         tokenizer: str | None = None,
         log_level: str = "error",
+        tail_logprobs: str = "rescore",
         **server_args: Any,
     ) -> None:
         if tp_size < 1 or dp_size < 1:
             raise ValueError(f"SGLangEngine: tp_size and dp_size must be >= 1, got {tp_size}, {dp_size}")
         if stop_mode not in STOP_MODES:
             raise ValueError(f"SGLangEngine.stop_mode: must be one of {STOP_MODES}, got {stop_mode!r}")
+        if tail_logprobs not in TAIL_LOGPROBS:
+            raise ValueError(f"SGLangEngine.tail_logprobs: must be one of {TAIL_LOGPROBS}, got {tail_logprobs!r}")
+        self.tail_logprobs = tail_logprobs
         self.router = ReplicaRouter(dp_size, routing)
         self.ignore_eos = ignore_eos
         self.dp_size = dp_size
@@ -171,14 +188,21 @@ class SGLangEngine:
                 results[k][i] = res
         return results  # type: ignore[return-value]
 
+    def _tail(self, req: GenRequest) -> int:
+        """Tokens of ``req``'s tail to score after sampling (0: logprobs inline, or none)."""
+        if self.tail_logprobs != "rescore" or not req.logprobs or req.top_logprobs:
+            return 0
+        return req.logprob_tail
+
     async def _call(self, replica: int | None, requests: list[GenRequest], slots: list[tuple[int, int]]) -> list[GenResult]:
-        ids, params, want_lp, top_n, rids = [], [], [], [], []
+        ids, params, want_lp, top_n, rids, tails = [], [], [], [], [], []
         for k, i in slots:
             req = requests[k]
             ids.append(list(req.input_ids) if req.input_ids is not None else self.encode(req.prompt or ""))
             params.append(sampling_params(req, i, ignore_eos=self.ignore_eos,
                                           stop_tokens=self.stop_tokens if self.stop_mode == "tokens" else None))
-            want_lp.append(bool(req.logprobs or req.top_logprobs))
+            tails.append(self._tail(req))
+            want_lp.append(bool(req.logprobs or req.top_logprobs) and not tails[-1])
             top_n.append(int(req.top_logprobs))
             rids.append(new_rid())
         tokens = sum(p["max_new_tokens"] for p in params)
@@ -192,6 +216,8 @@ class SGLangEngine:
             )
             if isinstance(outs, dict):
                 outs = [outs]
+            if any(tails):
+                outs = await self._score_tails(ids, list(outs), tails, rids, routed)
             results = [to_result(o, requests[k], decode=self.decode) for o, (k, _) in zip(outs, slots)]
             if replica is None and self.dp_size > 1:
                 for o, g in zip(outs, results):
@@ -204,6 +230,31 @@ class SGLangEngine:
             raise
         finally:
             self.router.done(replica, len(slots), tokens, results)
+
+    async def _score_tails(self, ids: list[list[int]], outs: list[dict], tails: list[int], rids: list[str],
+                           routed: int | None) -> list[dict]:
+        """Fill each sample's last ``tails[j]`` log-probabilities from one prefill-only request
+        per sample, on the replica that holds its prefix (``rids`` gets the new request ids, so
+        a cancel aborts them too)."""
+        todo = []
+        for j, (o, tail) in enumerate(zip(outs, tails)):
+            got = tail_rescore(ids[j], o.get("output_ids") or [], tail) if tail else None
+            if got is not None:
+                todo.append((j, *got))
+        if not todo:
+            return outs
+        new = [new_rid() for _ in todo]
+        rids.extend(new)
+        scored = await self.engine.async_generate(
+            input_ids=[full for _, full, _, _ in todo], sampling_params=[{"max_new_tokens": 0} for _ in todo],
+            return_logprob=[True] * len(todo), logprob_start_len=[start for _, _, start, _ in todo],
+            rid=new, routed_dp_rank=routed,
+        )
+        if isinstance(scored, dict):
+            scored = [scored]
+        for (j, _, _, k), s in zip(todo, scored):
+            outs[j] = with_tail_logprobs(outs[j], s, k)
+        return outs
 
     def _abort(self, rids: list[str]) -> None:
         tm = getattr(self.engine, "tokenizer_manager", None)

@@ -239,7 +239,8 @@ class SearchContext:
         if pos < 0:
             return None
         span = token_spans(self.engine, node.ids).touching(pos, pos + len(answer))
-        return [node.logprobs[i] for i in span] or None
+        lps = [node.logprobs[i] for i in span]
+        return lps if lps and all(x == x for x in lps) else None  # NaN: the engine left it out
 
     # -- checkpoints ----------------------------------------------------------------------
     async def probe(self, nodes: Sequence[Node]) -> None:

@@ -109,11 +109,17 @@ class _Lineages:
         return [n for n in lasts if n is not ctx.root]
 
     def ask_confidence(self, r: GenRequest) -> None:
-        """The vote reads token confidences whatever the scorer (a PRM reads none)."""
+        """The vote reads token confidences whatever the scorer (a PRM reads none). A ``tail``
+        confidence reads only a path's last ``confidence_window`` tokens: each request then
+        asks for its last ``2 * confidence_window`` log-probabilities (``logprob_tail``; twice,
+        so that a path's tail is still covered when its sample ran on past the boxed answer,
+        or its last step was short), which an engine may score after sampling."""
         c = self.c
         r.logprobs = c.confidence != "none"
         if c.confidence_topk and r.logprobs:  # DeepConf's confidence: the top-k at every position
             r.top_logprobs, r.top_logprobs_steps = c.confidence_topk, r.max_new_tokens
+        elif c.confidence == "tail":
+            r.logprob_tail = 2 * c.confidence_window
 
     def file(self, parent: Node, r: GenResult, lineage: int) -> Node:
         """The step ``r`` of lineage ``lineage`` after ``parent``, with its token confidences."""
@@ -121,7 +127,7 @@ class _Lineages:
         self.index[k.id] = lineage
         tops = [[lp for _, lp in alts] for alts in r.top_logprobs] if self.c.confidence_topk else []
         self.tok_conf[k.id] = [token_confidence(lp, tops[i] if i < len(tops) else None)
-                               for i, lp in enumerate(r.logprobs)]
+                               for i, lp in enumerate(r.logprobs) if lp == lp]  # NaN: left out by the engine
         k.score = k.path_score = self.confidence(k)  # the lineage's confidence so far
         return k
 
