@@ -614,6 +614,52 @@ def tail_rescore_check(st: Setup, ids: list[list[int]], tokens: int = 48) -> dic
     return out
 
 
+def sampler_profile(a, st: Setup, ids: list[list[int]]) -> dict:
+    """The share of GPU kernel time spent sampling on this workload (issue 17 item 3): the first
+    ``--sampler-profile`` prompts x ``--samples``, 128 new tokens each (no EOS stop), as one
+    batch under SGLang's torch profiler (GPU activity only), on the engine the jobs ran on.
+    Kernels are classed by name as ``benchmarks/sampler_share.py`` does."""
+    import glob
+
+    from sampler_share import SAMPLING_KEYS, kernel_times
+    from sglang.srt.managers.io_struct import ProfileReq
+
+    d = os.path.join(a.work_dir, "prof")
+    os.makedirs(d, exist_ok=True)
+    batch = [x for x in ids[: a.sampler_profile] for _ in range(a.samples)]
+    params = {"max_new_tokens": 128, "temperature": a.temperature, "top_p": a.top_p, "ignore_eos": True}
+    tm = st.eng.engine.tokenizer_manager
+
+    def run(coro):
+        return asyncio.run_coroutine_threadsafe(coro, st.eng._loop).result(600)
+
+    run(st.eng.engine.async_generate(input_ids=batch, sampling_params=params))  # the prompts now cached
+    t = time.monotonic()
+    run(st.eng.engine.async_generate(input_ids=batch, sampling_params=params))
+    plain_s = time.monotonic() - t
+    run(tm.start_profile(ProfileReq(output_dir=d, activities=["GPU"], with_stack=False, record_shapes=False)))
+    t = time.monotonic()
+    run(st.eng.engine.async_generate(input_ids=batch, sampling_params=params))
+    prof_s = time.monotonic() - t
+    run(tm.stop_profile())
+    time.sleep(5)
+    traces = sorted(glob.glob(os.path.join(d, "**", "*.json*"), recursive=True))
+    totals: dict[str, float] = {}
+    for p in traces:
+        for k, v in kernel_times(p).items():
+            totals[k] = totals.get(k, 0.0) + v
+    all_us = sum(totals.values())
+    samp = {k: v for k, v in totals.items() if any(x in k.lower() for x in SAMPLING_KEYS)}
+    out = {"rows": len(batch), "new_tokens": 128, "wall_s": round(plain_s, 2), "wall_profiled_s": round(prof_s, 2),
+           "traces": len(traces), "gpu_kernel_ms": round(all_us / 1e3, 1),
+           "sampling_kernel_ms": round(sum(samp.values()) / 1e3, 1),
+           "sampling_share": round(sum(samp.values()) / all_us, 4) if all_us else None,
+           "top_sampling_kernels": sorted(((k[:120], round(v / 1e3, 2)) for k, v in samp.items()), key=lambda x: -x[1])[:12],
+           "top_kernels": sorted(((k[:120], round(v / 1e3, 2)) for k, v in totals.items()), key=lambda x: -x[1])[:15]}
+    print(f"# sampler profile: {json.dumps({k: v for k, v in out.items() if not isinstance(v, list)})}", flush=True)
+    return out
+
+
 def run_job(a, st: Setup, problems, job: str, conc: int, base) -> dict:
     from srca.eval import arun_eval
 
@@ -847,6 +893,8 @@ def main() -> None:
                     "--complete-limit problems right after their timed phase (an accuracy eval on more problems)")
     ap.add_argument("--complete-limit", type=int, default=0, help="problems of the completed result lines (e.g. 500)")
     ap.add_argument("--complete-concurrency", type=int, default=1024)
+    ap.add_argument("--sampler-profile", type=int, default=0, help="after the jobs: this many prompts x --samples, "
+                    "128 tokens, under SGLang's torch profiler; the sampling kernels' share of GPU time (0: skip)")
     a = ap.parse_args()
     os.makedirs(a.work_dir, exist_ok=True)
     if a.server and a.engine != "sglang":
@@ -947,6 +995,13 @@ def main() -> None:
                 if m in complete and conc == concs[0]:
                     res["completed"].append(complete_job(a, st, all_problems, m, row, base))
                 write_result(a.out, "real_workload", a, **res)
+        if a.sampler_profile and a.engine == "sglang" and not a.server:
+            try:
+                res["sampler_profile"] = sampler_profile(a, st, ids)
+            except Exception as e:  # the jobs' figures are written already
+                res["sampler_profile"] = {"error": f"{type(e).__name__}: {e}"}
+                print(f"# sampler profile failed: {res['sampler_profile']['error']}", flush=True)
+            write_result(a.out, "real_workload", a, **res)
     finally:
         if poller is not None:
             poller.stop()
