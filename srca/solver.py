@@ -14,7 +14,7 @@ from .engines import make_engine
 from .engines.base import Engine
 from .methods import METHODS, SearchContext
 from .methods.context import EventSink, StopSearch
-from .methods.select import decide
+from .answer_work import AnswerWorkers, decide_pool
 from .scorers import Scorer, make_scorer
 from .solution import Solution
 
@@ -39,10 +39,14 @@ class Solver:
     :func:`~srca.engines.make_engine` (``"local"`` by default, the embedded transformers
     engine; ``engine_options`` go to its constructor, e.g. ``model="smollm2-135m"``).
     ``scorer``: a :class:`~srca.scorers.Scorer` or a name (default: ``config.scorer``).
+    ``answer_workers``: processes for each solve's answer work (canonical forms, clustering, the
+    decision; :mod:`srca.answer_work`): 0 runs it on the event loop; None (default) picks from
+    the cores (none below 8) or ``SRCA_ANSWER_WORKERS``.
     """
 
     def __init__(self, engine: Engine | str | None = None, scorer: Scorer | str | None = None,
-                 config: SearchConfig | None = None, **engine_options: Any) -> None:
+                 config: SearchConfig | None = None, *, answer_workers: int | None = None,
+                 **engine_options: Any) -> None:
         if config is not None and not isinstance(config, SearchConfig):
             raise TypeError(f"config: expected SearchConfig, got {type(config).__name__}")
         self.config = config or SearchConfig()
@@ -58,6 +62,8 @@ class Solver:
         elif scorer is not None:
             self._scorers[self.config.scorer] = scorer
         self._loop: asyncio.AbstractEventLoop | None = None
+        # the answers' CPU work (canonical forms, clustering, the decision) in worker processes
+        self.answer_work = AnswerWorkers(answer_workers)
 
     # -- configuration --------------------------------------------------------------------
     def _config(self, config: SearchConfig | None, overrides: dict[str, Any]) -> SearchConfig:
@@ -88,8 +94,9 @@ class Solver:
             await method.run(ctx)
         except StopSearch as stop:
             ctx.stop_reason = stop.reason
-        winner, conf = decide(ctx.pool, method.decision_for(cfg), keep_top=cfg.keep_top,
-                            checkpoint_weight=cfg.checkpoint_weight, keep_min=cfg.keep_min)
+        ctx.pool[:], win, conf = await self.answer_work.run(decide_pool, ctx.pool, method.decision_for(cfg),
+                                                            cfg.keep_top, cfg.checkpoint_weight, cfg.keep_min)
+        winner = ctx.pool[win] if win is not None else None
         ctx.timings["total_s"] = time.monotonic() - t0
         sol = Solution(
             answer=winner.answer if winner else None, canonical=winner.canonical if winner else None,
@@ -143,9 +150,11 @@ class Solver:
         return self._run(self.asolve_many(list(problems), concurrency, config, progress, **overrides))
 
     async def aclose(self) -> None:
+        self.answer_work.close()
         await self.engine.close()
 
     def close(self) -> None:
+        self.answer_work.close()
         if self._loop is not None and not self._loop.is_closed():
             self._loop.run_until_complete(self.engine.close())
             self._loop.close()

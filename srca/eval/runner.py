@@ -172,7 +172,8 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
             if flush is not None:
                 await flush()
             sol = await solver.asolve(job.problem.problem, job.config)
-        rec = make_record(job.problem, job.method, job.n, sol, job.config.seed)
+        # grading is math-verify again: in the solver's answer workers, off the event loop
+        rec = await solver.answer_work.run(make_record, job.problem, job.method, job.n, sol, job.config.seed)
         writer.write(rec)
         if tdir is not None:
             tpath = _trace_path(tdir, job.key)
@@ -195,6 +196,8 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
     finally:
         writer.close()
         bar.close()
+        if solver is not engine:  # this call's own solver: its workers go with it (the engine stays)
+            solver.answer_work.close()
     records = canonical_order(list(existing) + new, planned)
     write_atomic(out, records)
     return records

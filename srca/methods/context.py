@@ -287,16 +287,14 @@ class SearchContext:
 
     # -- candidates and events ------------------------------------------------------------
     def add_candidate(self, node: Node, source: str) -> None:
-        from ..answers import canonical
-
         # source: path (finished by itself), settled (stopped once its probes agreed: the
         # answer it settled on) or checkpoint (a probe's answer)
         ans = node.answer if source == "path" else node.checkpoint
         if ans is None:
             return
         score = node.path_score if node.path_score is not None else 0.0
-        self.pool.append(Candidate(answer=ans, canonical=canonical(ans) or ans, score=score, source=source,
-                                   step=node.depth, node=node.id))
+        # canonical: set with the decision (srca.answer_work.decide_pool), off the event loop
+        self.pool.append(Candidate(answer=ans, canonical="", score=score, source=source, step=node.depth, node=node.id))
 
     def emit(self, event: dict) -> None:
         if self.on_event is not None:

@@ -1,0 +1,121 @@
+"""The answer-side CPU work of a finished search, off the event loop: worker processes.
+
+After its engine calls a solve still has CPU work to do: parse every candidate answer, cluster
+the equivalent ones and decide (:func:`srca.methods.select.decide`), and, in an evaluation,
+grade them (:func:`srca.eval.records.make_record`). That is math-verify and sympy, pure Python:
+about 90 ms a problem at n = 16 on MATH-500, some answers seconds. On the event loop that runs
+every solve it is serial: on one H200 every solve of a 200-problem majority@16 job finished
+within seconds of the others, and the loop then spent 13.6 s in one stretch on their decisions
+and grades while the GPU sat idle (``benchmarks/results/real_workload_h200_tail.json``: 1.41x the
+raw engine's wall, where the decoding itself took about the raw engine's time).
+
+:class:`AnswerWorkers` runs such a pure function in a pool of worker processes (``spawn``, so
+no engine thread or CUDA state is forked), so a burst of finishing solves spreads over cores
+and the loop stays free to feed the engine. In a worker's main thread math-verify's own
+timeouts (SIGALRM) work, as they do not on a thread. With ``workers=0`` (the default on a
+machine with fewer than 8 cores) the function runs inline, as before. A pool that breaks
+(a worker killed) is replaced on the next call and that call runs inline: no result is lost.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger(__name__)
+
+
+def auto_workers(cpus: int | None = None) -> int:
+    """The default pool size: none below 8 cores (a laptop, the CPU engine, CI: the search's
+    own CPU work is small next to a CPU model's), else a quarter of the cores, at most 8."""
+    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+    return 0 if cpus < 8 else min(8, cpus // 4)
+
+
+def check_workers(n: Any) -> int | None:
+    """``None`` (auto) or an integer >= 0; the ``SRCA_ANSWER_WORKERS`` variable when ``n`` is None."""
+    if n is None:
+        env = os.environ.get("SRCA_ANSWER_WORKERS", "").strip()
+        if not env:
+            return None
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"SRCA_ANSWER_WORKERS: must be an integer >= 0, got {env!r}") from None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"answer_workers: must be an integer >= 0 (0: inline), got {n!r}")
+    return n
+
+
+def _warm() -> None:
+    """Worker start: import math-verify and sympy once, not in the first solve's decision."""
+    from .answers import equivalent
+
+    equivalent("1", "1.0")
+
+
+class AnswerWorkers:
+    """A lazily started process pool for pure functions of a solve's answers.
+
+    ``workers``: processes (0: run inline; None: :func:`auto_workers`, or ``SRCA_ANSWER_WORKERS``).
+    ``await run(fn, *args)`` returns ``fn(*args)``; ``fn`` must be a module-level function and
+    its arguments and result picklable. ``close()`` stops the processes.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        n = check_workers(workers)
+        self.workers = auto_workers() if n is None else n
+        self._pool: ProcessPoolExecutor | None = None
+        self.calls = 0
+        self.inline_calls = 0
+        self.broken = 0
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_warm)
+        return self._pool
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        self.calls += 1
+        if self.workers == 0:
+            self.inline_calls += 1
+            return fn(*args)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor(), fn, *args)
+        except BrokenProcessPool as e:  # a worker died (killed, out of memory): this call inline
+            self.broken += 1
+            self.inline_calls += 1
+            log.warning("answer workers: the pool broke (%s); running this call inline and starting a new pool", e)
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            return fn(*args)
+
+    def stats(self) -> dict[str, int]:
+        return {"workers": self.workers, "calls": self.calls, "inline_calls": self.inline_calls, "broken": self.broken}
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def decide_pool(pool: Sequence[Any], rule: str, keep_top: float, checkpoint_weight: float,
+                keep_min: int) -> tuple[list[Any], int | None, float]:
+    """:func:`srca.methods.select.decide` on a copy of ``pool`` that comes back with its
+    canonical forms, groups and votes set: ``(pool, index of the winner or None, confidence)``."""
+    from .answers import canonical
+    from .methods.select import decide
+
+    pool = list(pool)
+    for c in pool:
+        if not c.canonical:
+            c.canonical = canonical(c.answer) or c.answer
+    winner, conf = decide(pool, rule, keep_top=keep_top, checkpoint_weight=checkpoint_weight, keep_min=keep_min)
+    return pool, next((i for i, c in enumerate(pool) if c is winner), None), conf

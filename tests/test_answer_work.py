@@ -1,0 +1,97 @@
+"""Answer work in worker processes (srca.answer_work): the same decisions, records and
+candidates as inline, the pool size rules, and a broken pool losing nothing."""
+import asyncio
+import json
+import os
+
+import pytest
+
+from srca import SearchConfig, Solver
+from srca.answer_work import AnswerWorkers, auto_workers, check_workers, decide_pool
+from srca.engines.fake import ScriptedEngine
+from srca.eval import arun_eval
+from srca.eval.data import Problem
+from srca.solution import Candidate
+
+
+def _script(prompt, req, i):
+    """Sample i answers one of several spellings of 1/2 or other values; greedy says 0.5."""
+    spell = ["\\frac{1}{2}", "0.5", "\\frac{2}{4}", "3", "\\sqrt{2}/2", "1/2", "x+1", "\\dfrac12"]
+    ans = "0.5" if req.greedy else spell[(i * 5 + (req.seed or 0)) % len(spell)]
+    return f" Work it out.\n\nSo the answer is \\boxed{{{ans}}}.", -0.1 - 0.05 * (i % 3)
+
+
+def _solutions(workers, methods=("majority", "best_of_n", "srca", "cot")):
+    out = []
+    with Solver(engine=ScriptedEngine(_script), answer_workers=workers) as s:
+        for m in methods:
+            out.append(s.solve("q", SearchConfig(method=m, n=8, seed=3)))
+        stats = s.answer_work.stats()
+    return out, stats
+
+
+def test_workers_decide_exactly_as_inline():
+    inline, st0 = _solutions(0)
+    pooled, st2 = _solutions(2)
+    assert st0 == {"workers": 0, "calls": 4, "inline_calls": 4, "broken": 0}
+    assert st2["workers"] == 2 and st2["calls"] == 4 and st2["inline_calls"] == 0
+    for a, b in zip(inline, pooled):
+        assert (a.answer, a.canonical, a.confidence) == (b.answer, b.canonical, b.confidence)
+        assert [(c.answer, c.canonical, c.group, c.votes, c.score) for c in a.candidates] == \
+            [(c.answer, c.canonical, c.group, c.votes, c.score) for c in b.candidates]
+    maj = inline[0]
+    # the spellings of 1/2 are one group, with its canonical form filled in by the decision
+    assert maj.canonical == "1/2" and max(c.votes for c in maj.candidates) == 5
+    assert all(c.canonical for s in inline for c in s.candidates)
+
+
+def test_eval_records_are_the_same_with_workers(tmp_path):
+    probs = [Problem(unique_id=f"p{k}", problem=f"q{k}", answer="\\frac12") for k in range(3)]
+    lines = {}
+    for w in (0, 2):
+        solver = Solver(engine=ScriptedEngine(_script), answer_workers=w)
+        out = tmp_path / f"w{w}.jsonl"
+        asyncio.run(arun_eval(probs, ["majority", "srca"], [4], solver, out, progress=False))
+        lines[w] = [{k: v for k, v in json.loads(x).items() if k != "timings"} for x in out.read_text().splitlines()]
+        solver.close()
+    assert lines[0] == lines[2] and len(lines[0]) == 6 and all(r["correct"] for r in lines[0] if r["method"] == "majority")
+
+
+def _die(_):
+    os._exit(3)
+
+
+def test_a_broken_pool_runs_the_call_inline_and_recovers():
+    w = AnswerWorkers(1)
+    pool = [Candidate(answer="2", canonical="", score=1.0, source="path", step=1, node=1)]
+
+    async def crash_then_decide():  # a worker that dies breaks the pool; the next call runs inline
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(w._executor(), _die, None)
+        with pytest.raises(Exception):
+            await fut
+        return await w.run(decide_pool, pool, "majority", 1.0, 0.0, 1)
+
+    got, win, conf = asyncio.run(crash_then_decide())
+    assert win == 0 and conf == 1.0 and got[0].canonical == "2"
+    assert w.stats()["broken"] == 1 and w.stats()["inline_calls"] == 1
+    # and the next call has a fresh pool
+    got, win, _ = asyncio.run(w.run(decide_pool, pool, "majority", 1.0, 0.0, 1))
+    assert win == 0 and w.stats()["inline_calls"] == 1
+    w.close()
+
+
+def test_pool_size_rules(monkeypatch):
+    assert [auto_workers(c) for c in (1, 2, 4, 7, 8, 16, 64)] == [0, 0, 0, 0, 2, 4, 8]
+    monkeypatch.delenv("SRCA_ANSWER_WORKERS", raising=False)
+    assert check_workers(None) is None and check_workers(3) == 3
+    monkeypatch.setenv("SRCA_ANSWER_WORKERS", "2")
+    assert check_workers(None) == 2 and AnswerWorkers().workers == 2
+    monkeypatch.setenv("SRCA_ANSWER_WORKERS", "two")
+    with pytest.raises(ValueError, match="SRCA_ANSWER_WORKERS"):
+        check_workers(None)
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="answer_workers"):
+            check_workers(bad)
+    with pytest.raises(ValueError, match="answer_workers"):
+        Solver(engine=ScriptedEngine(_script), answer_workers=-2)
