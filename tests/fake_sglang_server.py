@@ -97,6 +97,21 @@ def run_model(state: State, ids: list[int], params: dict) -> dict:
     return dict(text=shown, ids=out_ids, finish=finish, prompt_tokens=len(ids), cached=min(cached, len(ids)))
 
 
+def prefill_lp(token: int) -> float:
+    """The stand-in model's log-probability of ``token`` in a prefill (untempered, as SGLang's)."""
+    return -0.05 - (token % 10) / 10
+
+
+def prefill_only(ids: list[int], start: int) -> dict:
+    """SGLang's answer to a prefill-only request (``max_new_tokens = 0``) with ``return_logprob``
+    and ``logprob_start_len = start``: ``input_token_logprobs`` for positions ``start ..``, the
+    first None; the prefix up to ``start`` counted as cached."""
+    return {"text": "", "output_ids": [], "meta_info": {
+        "finish_reason": {"type": "length", "length": 0}, "prompt_tokens": len(ids), "cached_tokens": start,
+        "completion_tokens": 0,
+        "input_token_logprobs": [[None if j == start else prefill_lp(ids[j]), ids[j], None] for j in range(start, len(ids))]}}
+
+
 def run_script(state: State, ids: list[int], params: dict, want_lp: bool, top_n: int) -> dict:
     """/generate through :class:`srca.engines.fake.ScriptedEngine` (the contract suite's stand-in
     model), answered in SGLang's shape. ``sampling_seed`` plays the request seed (sample 0)."""
@@ -191,6 +206,11 @@ def make_app(state: State):
         rids = [rids] if isinstance(rids, str) else (rids or [f"r{time.time_ns()}_{i}" for i in range(n)])
         want_lp = body.get("return_logprob", False)
         want_lp = want_lp if isinstance(want_lp, list) else [want_lp] * n
+        if params and all(p.get("max_new_tokens") == 0 for p in params):  # prefill-only scoring
+            starts = body.get("logprob_start_len")
+            starts = starts if isinstance(starts, list) else [starts] * n
+            outs = [prefill_only(ids, s) for ids, s in zip(batch_ids, starts)]
+            return JSONResponse(outs[0] if single else outs)
         top_n = body.get("top_logprobs_num") or 0
         top_n = top_n if isinstance(top_n, list) else [top_n] * n
         outs = []

@@ -255,3 +255,33 @@ async def test_connection_lost_is_retried():
         stop.set()
         t.join(timeout=2)
         lsock.close()
+
+
+async def test_tail_logprobs_scored_by_a_prefill_after_sampling(server):
+    """As the in-process engine: a request with ``logprob_tail`` (and token ids) is sampled
+    without logprobs, then one batched prefill-only /generate scores each sample's tail."""
+    import math
+
+    from fake_sglang_server import prefill_lp
+
+    eng = make(server)
+    ids = eng.encode("Q: 1+1?\n")
+    [[a, b]] = await eng.generate([GenRequest(input_ids=ids, n=2, temperature=0.7, seed=3, max_new_tokens=64,
+                                              logprob_tail=4)])
+    gen, score = server.state.bodies[-2:]
+    assert gen["return_logprob"] == [False, False]
+    assert score["sampling_params"] == [{"max_new_tokens": 0}] * 2 and score["return_logprob"] == [True, True]
+    for r, full, start in zip((a, b), score["input_ids"], score["logprob_start_len"]):
+        k = min(4, len(r.token_ids))
+        assert full == ids + r.token_ids and start == len(full) - k - 1
+        assert all(math.isnan(x) for x in r.logprobs[:-k]) and r.logprobs[-k:] == [prefill_lp(t) for t in r.token_ids[-k:]]
+    # text prompts and inline mode keep logprobs on the sampling call
+    n = len(server.state.bodies)
+    [[c]] = await eng.generate([GenRequest(prompt="Q: 2+2?\n", max_new_tokens=8, logprob_tail=4)])
+    eng.tail_logprobs = "inline"
+    [[d]] = await eng.generate([GenRequest(input_ids=ids, max_new_tokens=8, logprob_tail=4)])
+    assert len(server.state.bodies) == n + 2 and server.state.bodies[-1]["return_logprob"] is True
+    assert not any(math.isnan(x) for x in c.logprobs + d.logprobs)
+    with pytest.raises(ValueError, match="tail_logprobs"):
+        make(server, tail_logprobs="never")
+    await eng.close()

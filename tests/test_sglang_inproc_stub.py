@@ -15,7 +15,7 @@ import types
 import pytest
 
 from engine_contract import *  # noqa: F401,F403  (the contract tests, collected here)
-from fake_sglang_server import State, run_script
+from fake_sglang_server import State, prefill_lp as _prefill_lp, prefill_only, run_script
 from srca.engines.base import GenRequest
 
 
@@ -32,11 +32,6 @@ class _TokenizerManager:
 
     async def flush_cache(self):
         return types.SimpleNamespace(success=True)
-
-
-def _prefill_lp(token: int) -> float:
-    """The stand-in model's log-probability of ``token`` in a prefill (the model's own, untempered)."""
-    return -0.05 - (token % 10) / 10
 
 
 class _StubEngine:
@@ -63,11 +58,7 @@ class _StubEngine:
                                logprob_start_len=logprob_start_len))
         await asyncio.sleep(0.001)
         if all(p.get("max_new_tokens") == 0 for p in sampling_params):  # prefill-only scoring, as SGLang
-            return [{"text": "", "output_ids": [], "meta_info": {
-                "prompt_tokens": len(ids), "cached_tokens": s, "completion_tokens": 0,
-                "input_token_logprobs": [[None if j == s else _prefill_lp(ids[j]), ids[j], None]
-                                         for j in range(s, len(ids))]}}
-                    for ids, s in zip(input_ids, logprob_start_len)]
+            return [prefill_only(ids, s) for ids, s in zip(input_ids, logprob_start_len)]
         outs = []
         for ids, p, lp, k, r in zip(input_ids, sampling_params, return_logprob, top_logprobs_num, rid):
             if ids[0] == 7:  # a "long" request: runs until aborted

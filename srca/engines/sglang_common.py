@@ -38,6 +38,7 @@ from ..seeds import sample_seed
 from .base import GenRequest, GenResult
 
 ROUTINGS = ("affinity", "round_robin", "sglang")
+TAIL_LOGPROBS = ("rescore", "inline")  # SGLang engines: how a request's logprob_tail is served
 STOP_MODES = ("tokens", "strings")
 
 
@@ -198,6 +199,15 @@ def to_result(out: dict, req: GenRequest, *, decode=None) -> GenResult:
         cached_tokens=int(meta.get("cached_tokens", 0) or 0),
         generated_tokens=generated,
     )
+
+
+def tail_to_score(req: GenRequest, mode: str, ids: bool = True) -> int:
+    """Tokens of ``req``'s tail to score after sampling (0: logprobs inline, or none): with
+    ``mode == "rescore"``, a request that reads only its last ``logprob_tail`` logprobs and no
+    top-k alternatives, whose prompt ids the engine has (``ids``)."""
+    if mode != "rescore" or not ids or not req.logprobs or req.top_logprobs:
+        return 0
+    return req.logprob_tail
 
 
 def tail_rescore(prompt_ids: Sequence[int], out_ids: Sequence[int], tail: int) -> tuple[list[int], int, int] | None:

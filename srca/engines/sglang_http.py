@@ -44,7 +44,8 @@ from .base import EngineInfo, GenRequest, GenResult
 from .chat_template import apply_chat_template
 from .gather import gather_or_cancel
 from .httpclient import ConnectionLost, LoopClient, ReadTimedOut, RetryPolicy, retry_policy, send_with_retries
-from .sglang_common import STOP_MODES, ReplicaRouter, StopTokens, new_rid, sampling_params, to_result
+from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, ReplicaRouter, StopTokens, new_rid, sampling_params, tail_rescore,
+                            tail_to_score, to_result, with_tail_logprobs)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,10 @@ class SGLangServerEngine:
         api_key: sent as ``Authorization: Bearer`` when the server needs one.
         batch: one batched ``/generate`` per replica and ``generate()`` call (default), or one
             request per sample (``False``: a router in front then places every sample itself).
+        tail_logprobs: ``"rescore"`` (a request with ``logprob_tail`` and token ids is sampled
+            without logprobs and its tail scored by a prefill-only ``/generate`` to the same
+            server after it; see :class:`~srca.engines.sglang_inproc.SGLangEngine`) or
+            ``"inline"``.
     """
 
     def __init__(
@@ -121,6 +126,7 @@ class SGLangServerEngine:
         api_key: str | None = None,
         batch: bool = True,
         retry: RetryPolicy | dict | None = None,
+        tail_logprobs: str = "rescore",
     ) -> None:
         import httpx
 
@@ -135,6 +141,9 @@ class SGLangServerEngine:
         self.retry = retry_policy("SGLangServerEngine", retry, max_retries=max_retries, backoff_s=backoff_s)
         if stop_mode not in STOP_MODES:
             raise ValueError(f"SGLangServerEngine.stop_mode: must be one of {STOP_MODES}, got {stop_mode!r}")
+        if tail_logprobs not in TAIL_LOGPROBS:
+            raise ValueError(f"SGLangServerEngine.tail_logprobs: must be one of {TAIL_LOGPROBS}, got {tail_logprobs!r}")
+        self.tail_logprobs = tail_logprobs
         self.dp_size = dp_size
         self.stop_mode = stop_mode
         self.router = ReplicaRouter(max(len(self.urls), dp_size), routing)
@@ -273,7 +282,7 @@ class SGLangServerEngine:
             params.append(sampling_params(req, i, ignore_eos=self.ignore_eos,
                                           stop_tokens=self.stop_tokens if self.stop_mode == "tokens" else None))
             prompts.append(list(req.input_ids) if req.input_ids is not None else req.prompt)
-            want_lp.append(bool(req.logprobs or req.top_logprobs))
+            want_lp.append(bool(req.logprobs or req.top_logprobs) and not self._tail(req))
             top_n.append(int(req.top_logprobs))
         key = "input_ids" if requests[slots[0][0]].input_ids is not None else "text"
         if len(slots) == 1:
@@ -286,6 +295,9 @@ class SGLangServerEngine:
                 body["top_logprobs_num"] = top_n
         body["stream"] = False
         return body
+
+    def _tail(self, req: GenRequest) -> int:
+        return tail_to_score(req, self.tail_logprobs, ids=req.input_ids is not None)
 
     async def _post(self, client: Any, replica: int | None, requests: Sequence[GenRequest],
                     slots: list[tuple[int, int]]) -> list[GenResult]:
@@ -323,6 +335,9 @@ class SGLangServerEngine:
             except Exception:
                 self.errors += 1
                 raise
+            tails = [self._tail(requests[k]) for k, _ in slots]
+            if any(tails):
+                outs = await self._score_tails(client, url, dp_rank, headers, requests, slots, list(outs), tails)
             decode = self.decode if self.info.token_ids else None
             results = [to_result(o, requests[k], decode=decode) for o, (k, _) in zip(outs, slots)]
             for o, g in zip(outs, results):
@@ -334,6 +349,44 @@ class SGLangServerEngine:
             return results
         finally:
             self.router.done(replica, len(slots), tokens, results)
+
+    async def _score_tails(self, client: Any, url: str, dp_rank: int | None, headers: dict | None,
+                           requests: Sequence[GenRequest], slots: list[tuple[int, int]], outs: list[dict],
+                           tails: list[int]) -> list[dict]:
+        """Each sample's last ``tails[j]`` log-probabilities from one prefill-only ``/generate``
+        (batched) to the server that sampled it; retried like the sampling call."""
+        todo = []
+        for j, ((k, _), o, tail) in enumerate(zip(slots, outs, tails)):
+            got = tail_rescore(requests[k].input_ids or [], o.get("output_ids") or [], tail) if tail else None
+            if got is not None:
+                todo.append((j, *got))
+        if not todo:
+            return outs
+        body: dict[str, Any] = {"input_ids": [full for _, full, _, _ in todo],
+                                "sampling_params": [{"max_new_tokens": 0} for _ in todo],
+                                "return_logprob": [True] * len(todo),
+                                "logprob_start_len": [start for _, _, start, _ in todo], "stream": False}
+        if dp_rank is not None:
+            body["routed_dp_rank"] = dp_rank
+
+        async def send() -> Any:
+            rids = [new_rid() for _ in todo]
+            body["rid"] = rids
+            try:
+                return await client.post(url + "/generate", json=body, headers=headers)
+            except (asyncio.CancelledError, ReadTimedOut, ConnectionLost):
+                self._abort_later(url, rids)
+                raise
+
+        resp = await send_with_retries(send, self.retry, what=f"SGLang server at {url}", path="/generate",
+                                       timeout_s=self.timeout_s, idempotent=True)
+        scored = resp.json()
+        scored = scored if isinstance(scored, list) else [scored]
+        if len(scored) != len(todo):
+            raise RuntimeError(f"SGLang server at {url} answered {len(scored)} results for {len(todo)} tail scorings")
+        for (j, _, _, k), sc in zip(todo, scored):
+            outs[j] = with_tail_logprobs(outs[j], sc, k)
+        return outs
 
     async def flush_cache(self) -> bool:
         """Empty every server's prefix cache (``/flush_cache``; between benchmark runs). True

@@ -44,10 +44,8 @@ from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
 from .chat_template import apply_chat_template
-from .sglang_common import (STOP_MODES, ReplicaRouter, StopTokens, new_rid, sampling_params, tail_rescore, to_result,
-                            with_tail_logprobs)
-
-TAIL_LOGPROBS = ("rescore", "inline")
+from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, ReplicaRouter, StopTokens, new_rid, sampling_params,
+                            tail_rescore, tail_to_score, to_result, with_tail_logprobs)
 
 log = logging.getLogger(__name__)
 
@@ -188,12 +186,6 @@ class SGLangEngine:
                 results[k][i] = res
         return results  # type: ignore[return-value]
 
-    def _tail(self, req: GenRequest) -> int:
-        """Tokens of ``req``'s tail to score after sampling (0: logprobs inline, or none)."""
-        if self.tail_logprobs != "rescore" or not req.logprobs or req.top_logprobs:
-            return 0
-        return req.logprob_tail
-
     async def _call(self, replica: int | None, requests: list[GenRequest], slots: list[tuple[int, int]]) -> list[GenResult]:
         ids, params, want_lp, top_n, rids, tails = [], [], [], [], [], []
         for k, i in slots:
@@ -201,7 +193,7 @@ class SGLangEngine:
             ids.append(list(req.input_ids) if req.input_ids is not None else self.encode(req.prompt or ""))
             params.append(sampling_params(req, i, ignore_eos=self.ignore_eos,
                                           stop_tokens=self.stop_tokens if self.stop_mode == "tokens" else None))
-            tails.append(self._tail(req))
+            tails.append(tail_to_score(req, self.tail_logprobs))
             want_lp.append(bool(req.logprobs or req.top_logprobs) and not tails[-1])
             top_n.append(int(req.top_logprobs))
             rids.append(new_rid())
