@@ -13,7 +13,8 @@ raw engine's wall, where the decoding itself took about the raw engine's time).
 no engine thread or CUDA state is forked), so a burst of finishing solves spreads over cores
 and the loop stays free to feed the engine. In a worker's main thread math-verify's own
 timeouts (SIGALRM) work, as they do not on a thread. With ``workers=0`` (the default on a
-machine with fewer than 8 cores) the function runs inline, as before. A pool that breaks
+machine with fewer than 8 cores) the function runs inline, as before; so does a solve that is
+alone in flight while the pool has not started (a single solve never starts processes). A pool that breaks
 (a worker killed) is replaced on the next call and that call runs inline: no result is lost.
 """
 from __future__ import annotations
@@ -80,9 +81,13 @@ class AnswerWorkers:
                                              initializer=_warm)
         return self._pool
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, fn: Callable[..., Any], *args: Any, alone: bool = False) -> Any:
+        """``fn(*args)`` in a worker; inline with no workers, or when the caller is ``alone``
+        (no other solve in flight) and the pool has not started: a single solve (``srca solve``)
+        has nothing else waiting on the loop, and starting the processes would cost more than
+        the work."""
         self.calls += 1
-        if self.workers == 0:
+        if self.workers == 0 or (alone and self._pool is None):
             self.inline_calls += 1
             return fn(*args)
         loop = asyncio.get_running_loop()

@@ -64,6 +64,7 @@ class Solver:
         self._loop: asyncio.AbstractEventLoop | None = None
         # the answers' CPU work (canonical forms, clustering, the decision) in worker processes
         self.answer_work = AnswerWorkers(answer_workers)
+        self.in_flight = 0  # solves running now (the answer work of one alone stays inline)
 
     # -- configuration --------------------------------------------------------------------
     def _config(self, config: SearchConfig | None, overrides: dict[str, Any]) -> SearchConfig:
@@ -85,6 +86,13 @@ class Solver:
         final) as they happen. Cancelling the task cancels the engine work."""
         problem = check_problem(problem)
         cfg = self._config(config, overrides)
+        self.in_flight += 1
+        try:
+            return await self._asolve(problem, cfg, on_event)
+        finally:
+            self.in_flight -= 1
+
+    async def _asolve(self, problem: str, cfg: SearchConfig, on_event: EventSink | None) -> Solution:
         method = METHODS[cfg.method]
         t0 = time.monotonic()
         scorer = self.scorer_for(cfg.scorer)
@@ -95,7 +103,8 @@ class Solver:
         except StopSearch as stop:
             ctx.stop_reason = stop.reason
         ctx.pool[:], win, conf = await self.answer_work.run(decide_pool, ctx.pool, method.decision_for(cfg),
-                                                            cfg.keep_top, cfg.checkpoint_weight, cfg.keep_min)
+                                                            cfg.keep_top, cfg.checkpoint_weight, cfg.keep_min,
+                                                            alone=self.in_flight <= 1)
         winner = ctx.pool[win] if win is not None else None
         ctx.timings["total_s"] = time.monotonic() - t0
         sol = Solution(

@@ -22,10 +22,11 @@ def _script(prompt, req, i):
 
 
 def _solutions(workers, methods=("majority", "best_of_n", "srca", "cot")):
-    out = []
-    with Solver(engine=ScriptedEngine(_script), answer_workers=workers) as s:
-        for m in methods:
-            out.append(s.solve("q", SearchConfig(method=m, n=8, seed=3)))
+    """The methods' solves in flight together (the engine answers after 20 ms), as an eval's are."""
+    with Solver(engine=ScriptedEngine(_script, latency_s=0.02), answer_workers=workers) as s:
+        async def go():
+            return await asyncio.gather(*(s.asolve("q", SearchConfig(method=m, n=8, seed=3)) for m in methods))
+        out = s._run(go())
         stats = s.answer_work.stats()
     return out, stats
 
@@ -43,16 +44,23 @@ def test_workers_decide_exactly_as_inline():
     # the spellings of 1/2 are one group, with its canonical form filled in by the decision
     assert maj.canonical == "1/2" and max(c.votes for c in maj.candidates) == 5
     assert all(c.canonical for s in inline for c in s.candidates)
+    # a solve alone in flight decides inline: it never starts the processes
+    with Solver(engine=ScriptedEngine(_script), answer_workers=2) as s:
+        alone = s.solve("q", SearchConfig(method="majority", n=8, seed=3))
+        assert s.answer_work.stats()["inline_calls"] == 1 and s.answer_work._pool is None
+    assert (alone.answer, alone.confidence) == (maj.answer, maj.confidence)
 
 
 def test_eval_records_are_the_same_with_workers(tmp_path):
     probs = [Problem(unique_id=f"p{k}", problem=f"q{k}", answer="\\frac12") for k in range(3)]
     lines = {}
     for w in (0, 2):
-        solver = Solver(engine=ScriptedEngine(_script), answer_workers=w)
+        solver = Solver(engine=ScriptedEngine(_script, latency_s=0.02), answer_workers=w)
         out = tmp_path / f"w{w}.jsonl"
         asyncio.run(arun_eval(probs, ["majority", "srca"], [4], solver, out, progress=False))
         lines[w] = [{k: v for k, v in json.loads(x).items() if k != "timings"} for x in out.read_text().splitlines()]
+        st = solver.answer_work.stats()
+        assert st["calls"] == 12 and (st["inline_calls"] == 12 if w == 0 else st["inline_calls"] < 6)
         solver.close()
     assert lines[0] == lines[2] and len(lines[0]) == 6 and all(r["correct"] for r in lines[0] if r["method"] == "majority")
 

@@ -173,7 +173,8 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
                 await flush()
             sol = await solver.asolve(job.problem.problem, job.config)
         # grading is math-verify again: in the solver's answer workers, off the event loop
-        rec = await solver.answer_work.run(make_record, job.problem, job.method, job.n, sol, job.config.seed)
+        rec = await solver.answer_work.run(make_record, job.problem, job.method, job.n, sol, job.config.seed,
+                                           alone=solver.in_flight == 0)
         writer.write(rec)
         if tdir is not None:
             tpath = _trace_path(tdir, job.key)
