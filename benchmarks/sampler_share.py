@@ -12,7 +12,10 @@ top-k / top-p / temperature work around them), everything else.
 Writes ``--out`` (JSON) and prints a table. Needs a GPU and SGLang. Written against SGLang
 0.5.17's ``Engine.start_profile``/``stop_profile``; not yet run to the end on a GPU: on
 2026-12-03 the dummy-weight engine was still capturing CUDA graphs when its 150 s ran out (the
-prefill graphs, it later turned out: ``--prefill-graph`` now skips them).
+prefill graphs, it later turned out: ``--prefill-graph`` now skips them); a later attempt ran
+out of 250 s with no line printed, likely writing a CPU trace with stacks (now GPU activity only,
+and each phase prints its time). ``benchmarks/real_workload.py --sampler-profile N`` measures the
+same share on the real model and prompts, on the engine its jobs ran on.
 """
 from __future__ import annotations
 
@@ -72,11 +75,15 @@ def main() -> None:
     t = time.monotonic()
     eng.generate(input_ids=batch, sampling_params=params)
     plain_s = time.monotonic() - t
-    eng.start_profile()
+    print(f"# engine ready in {start_s:.1f} s; plain run {plain_s:.2f} s; profiling", flush=True)
+    # GPU activity only, no stacks or shapes: a CPU trace with stacks of a thousand rows' decode
+    # steps is what the 2026-12-03 attempt was still writing when its 250 s ran out
+    eng.start_profile(activities=["GPU"], with_stack=False, record_shapes=False)
     t = time.monotonic()
     eng.generate(input_ids=batch, sampling_params=params)
     prof_s = time.monotonic() - t
     eng.stop_profile()
+    print(f"# profiled run {prof_s:.2f} s; reading the traces", flush=True)
     time.sleep(3)
     eng.shutdown()
     traces = sorted(glob.glob(os.path.join(a.prof_dir, "*.json*")))
