@@ -100,6 +100,8 @@ class Runtime:
         if self.worker is not None:
             await self.worker.stop()
         await self.redis.close()
+        if self.solver is not None:
+            self.solver.answer_work.close()  # its worker processes, if it started them
         if self.engine is not None:
             if self._engine_factory is not None:
                 await self.engine.close()

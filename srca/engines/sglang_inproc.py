@@ -20,9 +20,10 @@ How requests map onto SGLang (0.5.x):
 * a request that reads only its last ``logprob_tail`` log-probabilities (SRCA's tail
   confidence) is sampled without ``return_logprob`` and its tail then scored by one
   prefill-only request per sample (``tail_logprobs="rescore"``, the default; see
-  :func:`~srca.engines.sglang_common.tail_rescore`): on one H200 ``return_logprob`` on every
-  decode step cost srca@16 30% of its wall time (README, "Real workload"), the tail prefill is
-  about 64 tokens per sample, its prefix from the radix cache. These log-probabilities are the
+  :func:`~srca.engines.sglang_common.tail_rescore`): on one H200 srca@16 with ``return_logprob``
+  on every decode step took 1.26x the wall of the same search scoring its tails after sampling
+  (README, "Real workload"); the tail prefill is ``logprob_tail`` tokens per sample (srca asks
+  for 128), its prefix from the radix cache. These log-probabilities are the
   model's own (temperature 1, as the local engine returns); SGLang's decode logprobs are taken
   after the temperature (``tail_logprobs="inline"`` keeps those);
 * cancelling the awaiting task aborts the SGLang requests by ``rid``
