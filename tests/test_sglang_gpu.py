@@ -1,6 +1,6 @@
 """SGLang-specific GPU checks (dummy weights, ``$SRCA_SGLANG_DUMMY_MODEL``, default /tmp/sglmodel):
-abort on cancel, replica affinity with dp > 1, and the PRM plumbing (reward head and generative
-mode). The contract suite on SGLang lives in ``test_engine_contract_sglang.py``."""
+abort on cancel, replica affinity with dp > 1, the PRM plumbing (reward head and generative
+mode), and tail logprobs scored after sampling against SGLang's decode logprobs. The contract suite on SGLang lives in ``test_engine_contract_sglang.py``."""
 from __future__ import annotations
 
 import asyncio
@@ -103,3 +103,30 @@ def test_prm_generative_plumbing():
         assert len(s) == 2 and all(0.0 < x < 1.0 for x in s)
     finally:
         asyncio.run(prm.close())
+
+
+def test_tail_logprobs_rescored_match_greedy_decode_logprobs():
+    """The tail scored by a prefill after sampling equals SGLang's own decode logprobs where
+    both are the model's untempered ones (greedy decoding), up to bf16 noise, token for token."""
+    import math
+
+    eng = _engine()
+    try:
+        ids = [[100 + 7 * i + j for j in range(24)] for i in range(4)]
+        reqs = lambda: [GenRequest(input_ids=x, max_new_tokens=24, temperature=0.0, logprob_tail=24)  # noqa: E731
+                        for x in ids]
+        eng.tail_logprobs = "inline"
+        inline = [rs[0] for rs in asyncio.run(eng.generate(reqs()))]
+        eng.tail_logprobs = "rescore"
+        scored = [rs[0] for rs in asyncio.run(eng.generate(reqs()))]
+        same = [a for a, b in zip(inline, scored) if a.token_ids == b.token_ids]
+        assert len(same) >= 2
+        for a, b in zip(inline, scored):
+            if a.token_ids != b.token_ids:
+                continue
+            assert len(b.logprobs) == len(b.token_ids) and not any(math.isnan(x) for x in b.logprobs)
+            # bf16 logits through two kernels (prefill, decode): a relative tolerance; the token
+            # ids the prefill scored are checked against the sample's by the engine itself
+            assert all(abs(x - y) <= 0.05 * max(1.0, abs(x)) for x, y in zip(a.logprobs, b.logprobs))
+    finally:
+        asyncio.run(eng.close())
