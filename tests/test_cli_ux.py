@@ -90,6 +90,18 @@ def test_eval_rejects_prm_without_its_model_before_loading(no_engine, capsys, mo
     assert "SRCA_PRM_URL" in capsys.readouterr().err and no_engine == []
 
 
+def test_eval_rejects_bad_answer_workers_before_loading(no_engine, capsys, monkeypatch, tmp_path):
+    data = write_data(tmp_path / "d.jsonl")
+    args = ["eval", "math500", "--data", str(data), "-q", "--out", str(tmp_path / "o.jsonl")]
+    assert main([*args, "--answer-workers", "-1"]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "--answer-workers" in line and ">= 0" in line
+    monkeypatch.setenv("SRCA_ANSWER_WORKERS", "many")
+    assert main(args) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "SRCA_ANSWER_WORKERS" in line and "'many'" in line and no_engine == []
+
+
 def test_bad_choice_exits_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["solve", "--decision", "coin_flip", "q"])

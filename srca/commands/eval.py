@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "killed and resumed run reproduces an uninterrupted one exactly (slower)")
     p.add_argument("--traces", default=None, metavar="DIR", help="also write each full solution (with trace) here as JSON, "
                         "and beside it its trace viewer page (.html)")
+    p.add_argument("--answer-workers", type=int, default=None, metavar="N",
+                   help="processes for the answers' work, clustering and grading (0: on the event loop; "
+                        "default: a quarter of the cores on 8 or more, else 0; or $SRCA_ANSWER_WORKERS)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_config_args(p, skip=("method", "n"))
     add_engine_args(p)
@@ -68,6 +71,12 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
     concurrency = 1 if args.isolate else (args.concurrency or 8)
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite: choose one")
+    from ..answer_work import check_workers
+
+    try:
+        check_workers(args.answer_workers)  # the flag, or $SRCA_ANSWER_WORKERS: before a model loads
+    except ValueError as e:
+        raise UsageError(str(e).replace("answer_workers:", "--answer-workers:")) from None
     if args.out is None:
         args.out = f"{args.dataset}_{'+'.join(args.method)}_n{'-'.join(map(str, args.n))}.jsonl"
     seed = args.seed if args.seed is not None else 0
@@ -92,13 +101,17 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
         asyncio.run(engine.close())
         raise UsageError(f"--isolate: the {args.engine} engine cannot empty its prefix cache (no flush_cache)")
 
+    from ..solver import Solver
+
+    solver = Solver(engine=engine, answer_workers=args.answer_workers)
+
     async def go() -> list[dict]:
         try:
-            return await arun_eval(problems, args.method, args.n, engine, args.out, base=base, seed=seed,
+            return await arun_eval(problems, args.method, args.n, solver, args.out, base=base, seed=seed,
                                    concurrency=concurrency, resume=args.resume, overwrite=args.overwrite,
                                    traces_dir=args.traces, progress=not args.quiet, isolate=args.isolate)
         finally:
-            await engine.close()
+            await solver.aclose()
 
     try:
         records = asyncio.run(go())
