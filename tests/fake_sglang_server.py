@@ -102,14 +102,24 @@ def prefill_lp(token: int) -> float:
     return -0.05 - (token % 10) / 10
 
 
-def prefill_only(ids: list[int], start: int) -> dict:
+def prefill_top(token: int, k: int) -> list:
+    """The stand-in model's ``k`` best alternatives where ``token`` was read: the token itself
+    at :func:`prefill_lp`, then ``token + 1, ...`` each 1.0 lower."""
+    return [[prefill_lp(token) - a, token + a, None] for a in range(k)]
+
+
+def prefill_only(ids: list[int], start: int, k: int = 0) -> dict:
     """SGLang's answer to a prefill-only request (``max_new_tokens = 0``) with ``return_logprob``
     and ``logprob_start_len = start``: ``input_token_logprobs`` for positions ``start ..``, the
-    first None; the prefix up to ``start`` counted as cached."""
-    return {"text": "", "output_ids": [], "meta_info": {
-        "finish_reason": {"type": "length", "length": 0}, "prompt_tokens": len(ids), "cached_tokens": start,
-        "completion_tokens": 0,
-        "input_token_logprobs": [[None if j == start else prefill_lp(ids[j]), ids[j], None] for j in range(start, len(ids))]}}
+    first None (and with ``top_logprobs_num = k``, ``input_top_logprobs`` alike); the prefix up
+    to ``start`` counted as cached."""
+    meta = {"finish_reason": {"type": "length", "length": 0}, "prompt_tokens": len(ids), "cached_tokens": start,
+            "completion_tokens": 0,
+            "input_token_logprobs": [[None if j == start else prefill_lp(ids[j]), ids[j], None]
+                                     for j in range(start, len(ids))]}
+    if k:
+        meta["input_top_logprobs"] = [None if j == start else prefill_top(ids[j], k) for j in range(start, len(ids))]
+    return {"text": "", "output_ids": [], "meta_info": meta}
 
 
 def run_script(state: State, ids: list[int], params: dict, want_lp: bool, top_n: int) -> dict:
@@ -209,7 +219,9 @@ def make_app(state: State):
         if params and all(p.get("max_new_tokens") == 0 for p in params):  # prefill-only scoring
             starts = body.get("logprob_start_len")
             starts = starts if isinstance(starts, list) else [starts] * n
-            outs = [prefill_only(ids, s) for ids, s in zip(batch_ids, starts)]
+            ks = body.get("top_logprobs_num") or 0
+            ks = ks if isinstance(ks, list) else [ks] * n
+            outs = [prefill_only(ids, s, k) for ids, s, k in zip(batch_ids, starts, ks)]
             return JSONResponse(outs[0] if single else outs)
         top_n = body.get("top_logprobs_num") or 0
         top_n = top_n if isinstance(top_n, list) else [top_n] * n

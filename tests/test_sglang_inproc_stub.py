@@ -15,7 +15,7 @@ import types
 import pytest
 
 from engine_contract import *  # noqa: F401,F403  (the contract tests, collected here)
-from fake_sglang_server import State, prefill_lp as _prefill_lp, prefill_only, run_script
+from fake_sglang_server import State, prefill_lp as _prefill_lp, prefill_only, prefill_top, run_script
 from srca.engines.base import GenRequest
 
 
@@ -58,7 +58,7 @@ class _StubEngine:
                                logprob_start_len=logprob_start_len))
         await asyncio.sleep(0.001)
         if all(p.get("max_new_tokens") == 0 for p in sampling_params):  # prefill-only scoring, as SGLang
-            return [prefill_only(ids, s) for ids, s in zip(input_ids, logprob_start_len)]
+            return [prefill_only(ids, s, k) for ids, s, k in zip(input_ids, logprob_start_len, top_logprobs_num)]
         outs = []
         for ids, p, lp, k, r in zip(input_ids, sampling_params, return_logprob, top_logprobs_num, rid):
             if ids[0] == 7:  # a "long" request: runs until aborted
@@ -234,6 +234,14 @@ def test_tail_logprobs_scored_by_a_prefill_after_sampling(stub_sglang):
     [[c]] = asyncio.run(eng.generate([GenRequest(prompt=COUNT, max_new_tokens=3, logprob_tail=64)]))
     assert eng.engine.calls[-1]["logprob_start_len"] == [len(prompt) - 1]
     assert c.logprobs == [_prefill_lp(t) for t in c.token_ids]
+    # with top-k too (DeepConf's confidence): the tail's alternatives come from the same prefill
+    [[t]] = asyncio.run(eng.generate([GenRequest(prompt=COUNT, max_new_tokens=6, logprob_tail=2, top_logprobs=3,
+                                                 top_logprobs_steps=6)]))
+    assert eng.engine.calls[-2]["return_logprob"] == [False] and eng.engine.calls[-1]["params"] == [{"max_new_tokens": 0}]
+    assert t.top_logprobs[:4] == [[]] * 4 and len(t.top_logprobs) == 6
+    assert t.top_logprobs[4:] == [[(tok + a, lp - a) for a in range(3)] for tok, lp in
+                                  ((x, _prefill_lp(x)) for x in t.token_ids[4:])]
+    assert [x for _, x in (p[0] for p in t.top_logprobs[4:])] == t.logprobs[4:]
     n = len(eng.engine.calls)
     asyncio.run(eng.generate([GenRequest(prompt=COUNT, max_new_tokens=3, logprob_tail=2, top_logprobs=2)]))
     eng.tail_logprobs = "inline"

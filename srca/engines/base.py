@@ -26,8 +26,10 @@ class GenRequest:
     group on one replica so its prefix cache holds the whole tree).
     ``logprob_tail > 0`` says only the log-probabilities of the last ``logprob_tail`` generated
     tokens are read (a tail confidence): an engine may then leave the others out (NaN), as
-    the in-process SGLang engine does to score the tail in one short prefill after sampling
-    instead of carrying a logprob through every decode step.
+    the SGLang engines do to score the tail in one short prefill after sampling instead of
+    carrying a logprob through every decode step; with ``top_logprobs`` too, only the tail's
+    alternatives are read (``top_logprobs_steps`` must then cover every position), and such an
+    engine gives one list per generated token, empty before the tail.
     """
 
     input_ids: list[int] | None = None

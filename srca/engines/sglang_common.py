@@ -203,9 +203,12 @@ def to_result(out: dict, req: GenRequest, *, decode=None) -> GenResult:
 
 def tail_to_score(req: GenRequest, mode: str, ids: bool = True) -> int:
     """Tokens of ``req``'s tail to score after sampling (0: logprobs inline, or none): with
-    ``mode == "rescore"``, a request that reads only its last ``logprob_tail`` logprobs and no
-    top-k alternatives, whose prompt ids the engine has (``ids``)."""
-    if mode != "rescore" or not ids or not req.logprobs or req.top_logprobs:
+    ``mode == "rescore"``, a request that reads only its last ``logprob_tail`` logprobs (and,
+    with ``top_logprobs``, their alternatives at every position), whose prompt ids the engine
+    has (``ids``)."""
+    if mode != "rescore" or not ids or not (req.logprobs or req.top_logprobs):
+        return 0
+    if req.top_logprobs and req.top_logprobs_steps < req.max_new_tokens:  # a head's alternatives (CoT-decoding)
         return 0
     return req.logprob_tail
 
@@ -225,9 +228,12 @@ def tail_rescore(prompt_ids: Sequence[int], out_ids: Sequence[int], tail: int) -
 def with_tail_logprobs(out: dict, scored: dict, k: int) -> dict:
     """``out`` (a sample generated without logprobs) with ``meta_info["output_token_logprobs"]``
     filled from the prefill-only output ``scored``: the last ``k`` tokens' log-probabilities,
-    NaN before them (and where SGLang gave none). Checks the scored token ids are the sample's."""
+    NaN before them (and where SGLang gave none); and ``output_top_logprobs`` from its
+    ``input_top_logprobs`` when it has them (empty lists before the tail). Checks the scored
+    token ids are the sample's."""
     ids = [int(t) for t in out.get("output_ids") or []]
-    got = ((scored.get("meta_info") or {}).get("input_token_logprobs") or [])[-k:] if k > 0 else []
+    smeta = scored.get("meta_info") or {}
+    got = (smeta.get("input_token_logprobs") or [])[-k:] if k > 0 else []
     if len(got) != k or [int(x[1]) for x in got] != ids[len(ids) - k:]:
         raise RuntimeError(f"SGLang tail rescoring: expected the last {k} token ids of the sample back, "
                            f"got {[x[1] for x in got][:8]}...")
@@ -236,6 +242,9 @@ def with_tail_logprobs(out: dict, scored: dict, k: int) -> dict:
     lps += [(float(x[0]) if x[0] is not None else nan, int(x[1]), None) for x in got]
     meta = dict(out.get("meta_info") or {})
     meta["output_token_logprobs"] = lps
+    tops = smeta.get("input_top_logprobs")
+    if tops:
+        meta["output_top_logprobs"] = [[] for _ in ids[: len(ids) - k]] + [list(p or []) for p in tops[-k:]]
     return {**out, "meta_info": meta}
 
 

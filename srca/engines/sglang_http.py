@@ -282,8 +282,9 @@ class SGLangServerEngine:
             params.append(sampling_params(req, i, ignore_eos=self.ignore_eos,
                                           stop_tokens=self.stop_tokens if self.stop_mode == "tokens" else None))
             prompts.append(list(req.input_ids) if req.input_ids is not None else req.prompt)
-            want_lp.append(bool(req.logprobs or req.top_logprobs) and not self._tail(req))
-            top_n.append(int(req.top_logprobs))
+            tail = self._tail(req)
+            want_lp.append(bool(req.logprobs or req.top_logprobs) and not tail)
+            top_n.append(0 if tail else int(req.top_logprobs))
         key = "input_ids" if requests[slots[0][0]].input_ids is not None else "text"
         if len(slots) == 1:
             body: dict[str, Any] = {key: prompts[0], "sampling_params": params[0], "return_logprob": want_lp[0]}
@@ -366,6 +367,9 @@ class SGLangServerEngine:
                                 "sampling_params": [{"max_new_tokens": 0} for _ in todo],
                                 "return_logprob": [True] * len(todo),
                                 "logprob_start_len": [start for _, _, start, _ in todo], "stream": False}
+        top_n = [int(requests[slots[j][0]].top_logprobs) for j, _, _, _ in todo]
+        if any(top_n):
+            body["top_logprobs_num"] = top_n
         if dp_rank is not None:
             body["routed_dp_rank"] = dp_rank
 

@@ -196,7 +196,7 @@ class SGLangEngine:
                                           stop_tokens=self.stop_tokens if self.stop_mode == "tokens" else None))
             tails.append(tail_to_score(req, self.tail_logprobs))
             want_lp.append(bool(req.logprobs or req.top_logprobs) and not tails[-1])
-            top_n.append(int(req.top_logprobs))
+            top_n.append(0 if tails[-1] else int(req.top_logprobs))
             rids.append(new_rid())
         tokens = sum(p["max_new_tokens"] for p in params)
         routed = replica if (replica is not None and self.dp_size > 1) else None
@@ -210,7 +210,8 @@ class SGLangEngine:
             if isinstance(outs, dict):
                 outs = [outs]
             if any(tails):
-                outs = await self._score_tails(ids, list(outs), tails, rids, routed)
+                tops = [int(requests[k].top_logprobs) for k, _ in slots]
+                outs = await self._score_tails(ids, list(outs), tails, tops, rids, routed)
             results = [to_result(o, requests[k], decode=self.decode) for o, (k, _) in zip(outs, slots)]
             if replica is None and self.dp_size > 1:
                 for o, g in zip(outs, results):
@@ -224,11 +225,11 @@ class SGLangEngine:
         finally:
             self.router.done(replica, len(slots), tokens, results)
 
-    async def _score_tails(self, ids: list[list[int]], outs: list[dict], tails: list[int], rids: list[str],
-                           routed: int | None) -> list[dict]:
-        """Fill each sample's last ``tails[j]`` log-probabilities from one prefill-only request
-        per sample, on the replica that holds its prefix (``rids`` gets the new request ids, so
-        a cancel aborts them too)."""
+    async def _score_tails(self, ids: list[list[int]], outs: list[dict], tails: list[int], tops: list[int],
+                           rids: list[str], routed: int | None) -> list[dict]:
+        """Fill each sample's last ``tails[j]`` log-probabilities (and its ``tops[j]`` best
+        alternatives there) from one prefill-only request per sample, on the replica that holds
+        its prefix (``rids`` gets the new request ids, so a cancel aborts them too)."""
         todo = []
         for j, (o, tail) in enumerate(zip(outs, tails)):
             got = tail_rescore(ids[j], o.get("output_ids") or [], tail) if tail else None
@@ -241,7 +242,7 @@ class SGLangEngine:
         scored = await self.engine.async_generate(
             input_ids=[full for _, full, _, _ in todo], sampling_params=[{"max_new_tokens": 0} for _ in todo],
             return_logprob=[True] * len(todo), logprob_start_len=[start for _, _, start, _ in todo],
-            rid=new, routed_dp_rank=routed,
+            top_logprobs_num=[tops[j] for j, _, _, _ in todo], rid=new, routed_dp_rank=routed,
         )
         if isinstance(scored, dict):
             scored = [scored]

@@ -21,6 +21,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "srca-uniform": {"method": "srca", "confidence": "none", "keep_top": 1.0},  # plain vote of the lineages
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
     "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a cut lineage has no vote
+    # DeepConf's token confidence, -mean(top-20 logprobs), over the same tail (scored after sampling)
+    "srca-topk": {"method": "srca", "confidence_topk": 20},
     # the paper's tree and its ablations (the names of the MATH-500 study of 2026-11-21)
     "srca-paper": PAPER,
     "srca-noacs": {**PAPER, "acs": False},  # plain top-k selection

@@ -113,12 +113,13 @@ class _Lineages:
         confidence reads only a path's last ``confidence_window`` tokens: each request then
         asks for its last ``2 * confidence_window`` log-probabilities (``logprob_tail``; twice,
         so that a path's tail is still covered when its sample ran on past the boxed answer,
-        or its last step was short), which an engine may score after sampling."""
+        or its last step was short), and their top-k alternatives with ``confidence_topk``,
+        which an engine may score after sampling."""
         c = self.c
         r.logprobs = c.confidence != "none"
         if c.confidence_topk and r.logprobs:  # DeepConf's confidence: the top-k at every position
             r.top_logprobs, r.top_logprobs_steps = c.confidence_topk, r.max_new_tokens
-        elif c.confidence == "tail":
+        if c.confidence == "tail":
             r.logprob_tail = 2 * c.confidence_window
 
     def file(self, parent: Node, r: GenResult, lineage: int) -> Node:
