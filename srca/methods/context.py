@@ -119,9 +119,11 @@ class SearchContext:
             return GenRequest(input_ids=ids, **params)
         return GenRequest(prompt=self.prompt_text + node.path_text() + suffix, **params)
 
-    def seed_for(self, node: Node, salt: int = 0) -> int:
-        """The seed of a request continuing ``node`` (:func:`srca.seeds.request_seed`)."""
-        return request_seed(self.config.seed, node.id, salt)
+    def seed_for(self, node: Node, salt: int = 0, index: int | None = None) -> int:
+        """The seed of a request continuing ``node`` (:func:`srca.seeds.request_seed`), keyed by
+        the node's id or by ``index`` (a search whose node ids depend on timing, DVTS's
+        independent subtrees, keys its requests by their place instead)."""
+        return request_seed(self.config.seed, node.id if index is None else index, salt)
 
     # -- engine calls ---------------------------------------------------------------------
     def remaining_tokens(self) -> int | None:
@@ -202,12 +204,12 @@ class SearchContext:
                     u.probe_tokens += r.generated_tokens
 
     # -- steps ----------------------------------------------------------------------------
-    def step_request(self, node: Node, n: int, salt: int = 0) -> GenRequest:
+    def step_request(self, node: Node, n: int, salt: int = 0, index: int | None = None) -> GenRequest:
         c = self.config
         left = c.max_new_tokens - node.path_tokens
         return self.request(
             node, max_new_tokens=max(1, min(c.max_step_tokens, left)), temperature=c.temperature,
-            top_p=c.top_p, top_k=c.top_k, n=n, stop=(c.step_delimiter,), seed=self.seed_for(node, salt),
+            top_p=c.top_p, top_k=c.top_k, n=n, stop=(c.step_delimiter,), seed=self.seed_for(node, salt, index),
         )
 
     def add_step(self, parent: Node, r: GenResult) -> Node:
@@ -222,9 +224,10 @@ class SearchContext:
             child.truncated = True  # out of tokens: the path ends without an answer of its own
         return child
 
-    async def expand(self, parents: Sequence[Node], n: int) -> list[list[Node]]:
-        """Expand every parent into ``n`` sampled children, in one engine call."""
-        res = await self.generate([self.step_request(p, n, salt=i) for i, p in enumerate(parents)])
+    async def expand(self, parents: Sequence[Node], n: int, salt: int = 0, index: int | None = None) -> list[list[Node]]:
+        """Expand every parent into ``n`` sampled children, in one engine call (parent ``i``'s
+        request salted ``salt + i``; seeds keyed by ``index`` when given, see :meth:`seed_for`)."""
+        res = await self.generate([self.step_request(p, n, salt=salt + i, index=index) for i, p in enumerate(parents)])
         kids = [[self.add_step(p, r) for r in rs] for p, rs in zip(parents, res)]
         self.emit({"type": "step", "depth": parents[0].depth + 1 if parents else 0,
                    "nodes": [self.node_event(k) for ks in kids for k in ks]})

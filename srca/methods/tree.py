@@ -7,7 +7,8 @@ selection and Checkpoint Candidate Augmentation (CCA) for the final pool.
 """
 from __future__ import annotations
 
-from .context import SearchContext
+from ..engines.gather import gather_or_cancel
+from .context import Node, SearchContext
 from .lineage import run_lineages
 from .select import acs_select, mark_kept, topk_select
 
@@ -62,25 +63,35 @@ async def _tree(ctx: SearchContext, probes: bool, acs: bool, cca: bool) -> None:
 
 async def run_dvts(ctx: SearchContext) -> None:
     """Diverse Verifier Tree Search: ``beam_width`` independent subtrees; each keeps its best
-    child of ``expand`` per step until it finishes. All live subtrees step together."""
+    child of ``expand`` per step until it finishes. The subtrees run as tasks of their own, so
+    none waits at a step for the others (the engine batches whatever is pending); a subtree's
+    request at depth ``d`` is seeded by ``(d, subtree)``, not by node ids, whose order then
+    depends on timing. The finished paths join the pool in subtree order."""
     c = ctx.config
     width, expand = c.tree_shape
-    active = [ctx.root] * width
-    ctx.stop_reason = "max_steps"
-    for _ in range(c.max_steps):
-        groups = await ctx.expand(active, expand)
-        await ctx.score([k for ks in groups for k in ks])
-        nxt = []
-        for ks in groups:
-            (best,) = topk_select(ks, 1)
+    found: list[Node | None] = [None] * width
+    live = [True] * width
+
+    async def subtree(t: int) -> None:
+        node = ctx.root
+        for d in range(c.max_steps):
+            (kids,) = await ctx.expand([node], expand, salt=t, index=d)
+            await ctx.score(kids)
+            (best,) = topk_select(kids, 1)
             mark_kept([best])
+            ctx.emit({"type": "select", "depth": best.depth, "subtree": t,
+                      "kept": [{"id": best.id, "score": best.path_score}] if not best.finished and not best.truncated else []})
             if best.finished:
+                found[t] = best
+            if best.finished or best.truncated:
+                live[t] = False
+                return
+            node = best
+
+    try:
+        await gather_or_cancel([subtree(t) for t in range(width)])
+    finally:  # a stop (deadline, budget) keeps what finished, in the same order
+        for best in found:
+            if best is not None:
                 ctx.add_candidate(best, "path")
-            elif not best.truncated:
-                nxt.append(best)
-        ctx.emit({"type": "select", "depth": nxt[0].depth if nxt else 0,
-                  "kept": [{"id": n.id, "score": n.path_score} for n in nxt]})
-        if not nxt:
-            ctx.stop_reason = "finished"
-            return
-        active = nxt
+    ctx.stop_reason = "max_steps" if any(live) else "finished"
