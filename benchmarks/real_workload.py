@@ -566,11 +566,12 @@ class Setup:
 # -- one job ---------------------------------------------------------------------------------------
 
 def split_job(job: str) -> tuple[str, str | None]:
-    """``method`` or ``method:inline`` (the in-process SGLang engine returns logprobs while
-    decoding instead of scoring a tail after sampling: ``SGLangEngine.tail_logprobs``)."""
+    """``method`` or ``method:MODE``: the in-process SGLang engine's ``tail_logprobs`` for that job
+    (``inline``: logprobs while decoding; ``rescore_all``: every sample's logprobs, whole, by a
+    prefill after sampling, e.g. ``best_of_n:rescore_all``)."""
     method, _, mode = job.partition(":")
-    if mode not in ("", "inline", "rescore"):
-        raise ValueError(f"--jobs: {job!r}: the suffix after ':' must be inline or rescore")
+    if mode not in ("", "inline", "rescore", "rescore_all"):
+        raise ValueError(f"--jobs: {job!r}: the suffix after ':' must be inline, rescore or rescore_all")
     return method, mode or None
 
 
@@ -922,7 +923,7 @@ def main() -> None:
         except ValueError as e:
             ap.error(str(e))
     if any(split_job(m)[1] for m in jobs) and (a.engine != "sglang" or a.server):
-        ap.error("--jobs: a ':inline' job needs the in-process SGLang engine (--engine sglang, no --server)")
+        ap.error("--jobs: a 'method:mode' job needs the in-process SGLang engine (--engine sglang, no --server)")
     pools = None
     if a.answer_pools:  # before any engine starts: this process's CPU is all its own
         pools = answer_pools(a)

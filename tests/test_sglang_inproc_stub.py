@@ -248,6 +248,11 @@ def test_tail_logprobs_scored_by_a_prefill_after_sampling(stub_sglang):
     [[d]] = asyncio.run(eng.generate([GenRequest(prompt=COUNT, max_new_tokens=3, logprob_tail=2)]))
     assert len(eng.engine.calls) == n + 2 and eng.engine.calls[-1]["return_logprob"] == [True]
     assert not any(math.isnan(x) for x in d.logprobs) and len(d.logprobs) == 3
+    # rescore_all: a request naming no tail gets its whole sample scored after sampling
+    eng.tail_logprobs = "rescore_all"
+    [[e]] = asyncio.run(eng.generate([GenRequest(prompt=COUNT, max_new_tokens=5, temperature=0.7)]))
+    assert eng.engine.calls[-2]["return_logprob"] == [False] and eng.engine.calls[-1]["logprob_start_len"] == [len(prompt) - 1]
+    assert e.logprobs == [_prefill_lp(t) for t in e.token_ids] and len(e.logprobs) == 5
     with pytest.raises(ValueError, match="tail_logprobs"):
         _make(tail_logprobs="later")
     asyncio.run(eng.close())

@@ -38,7 +38,10 @@ from ..seeds import sample_seed
 from .base import GenRequest, GenResult
 
 ROUTINGS = ("affinity", "round_robin", "sglang")
-TAIL_LOGPROBS = ("rescore", "inline")  # SGLang engines: how a request's logprob_tail is served
+# SGLang engines: how logprobs are served. rescore: a request's logprob_tail by a prefill after
+# sampling; inline: return_logprob while decoding; rescore_all: every logprob request so, whole
+# (an experiment for best_of_n, which reads every token's: real_workload.py job best_of_n:rescore_all)
+TAIL_LOGPROBS = ("rescore", "inline", "rescore_all")
 STOP_MODES = ("tokens", "strings")
 
 
@@ -205,11 +208,13 @@ def tail_to_score(req: GenRequest, mode: str, ids: bool = True) -> int:
     """Tokens of ``req``'s tail to score after sampling (0: logprobs inline, or none): with
     ``mode == "rescore"``, a request that reads only its last ``logprob_tail`` logprobs (and,
     with ``top_logprobs``, their alternatives at every position), whose prompt ids the engine
-    has (``ids``)."""
-    if mode != "rescore" or not ids or not (req.logprobs or req.top_logprobs):
+    has (``ids``); with ``"rescore_all"`` any such request, its whole sample when it names no tail."""
+    if mode == "inline" or not ids or not (req.logprobs or req.top_logprobs):
         return 0
     if req.top_logprobs and req.top_logprobs_steps < req.max_new_tokens:  # a head's alternatives (CoT-decoding)
         return 0
+    if mode == "rescore_all":
+        return req.logprob_tail or req.max_new_tokens
     return req.logprob_tail
 
 

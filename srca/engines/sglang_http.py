@@ -104,8 +104,8 @@ class SGLangServerEngine:
             request per sample (``False``: a router in front then places every sample itself).
         tail_logprobs: ``"rescore"`` (a request with ``logprob_tail`` and token ids is sampled
             without logprobs and its tail scored by a prefill-only ``/generate`` to the same
-            server after it; see :class:`~srca.engines.sglang_inproc.SGLangEngine`) or
-            ``"inline"``.
+            server after it; see :class:`~srca.engines.sglang_inproc.SGLangEngine`), ``"inline"``
+            or ``"rescore_all"``.
     """
 
     def __init__(

@@ -78,7 +78,8 @@ class SGLangEngine:
             in the scheduler) or ``"strings"`` (SGLang's ``stop``). Same results either way.
         deterministic: honour per-request seeds (``enable_deterministic_inference``).
         tail_logprobs: ``"rescore"`` (a request with ``logprob_tail`` gets its tail scored by a
-            prefill after sampling) or ``"inline"`` (``return_logprob`` while decoding).
+            prefill after sampling), ``"inline"`` (``return_logprob`` while decoding) or
+            ``"rescore_all"`` (every logprob request scored after sampling, whole: an experiment).
         tokenizer: tokenizer folder/name if not the model's.
         **server_args: passed to ``sglang.Engine`` unchanged (e.g. ``disable_cuda_graph=True``,
             ``grammar_backend="none"``, ``context_length=4096``).
