@@ -1,19 +1,27 @@
-"""Client disconnects and server-sent events.
+"""Client disconnects, server-sent events, and a solve as a stream.
 
 A solve must stop when its client goes away. ``until_disconnect`` waits on the ASGI ``receive``
 channel for ``http.disconnect``; ``cancel_on_disconnect`` races it against the work.
+:func:`solve_stream` runs one solve and yields its events as they happen, keepalive ticks while
+it is quiet, then its outcome or its error: what ``POST /solve`` and ``/v1/chat/completions``
+stream, each in its own format.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.responses import Response
 
+from .errors import public_error
 from .responses import json_text
 
 log = logging.getLogger("srca.service")
+
+KEEPALIVE_S = 15.0  # a quiet stream sends a comment line this often (proxies close idle streams at 30-60 s)
+KEEPALIVE = b": keepalive\n\n"
 
 
 class ClientGone(Exception):
@@ -102,3 +110,46 @@ class EventStreamResponse(Response):
             if not producer.done():
                 producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
+
+
+@dataclass
+class Streamed:
+    """One item of :func:`solve_stream`: ``kind`` ``event`` (a search event), ``keepalive``
+    (nothing happened for a while), ``done`` (``out``: the runtime's outcome) or ``error``
+    (``status`` and the public ``message``; the details went to the log)."""
+
+    kind: str
+    event: dict | None = None
+    out: Any = None
+    status: int = 0
+    message: str = ""
+
+
+async def solve_stream(rt: Any, problem: str, cfg: Any, key_id: str | None,
+                       keepalive_s: float | None = None) -> AsyncIterator[Streamed]:
+    """One solve through ``rt.solve`` (the shared one: a cached result ends at once, an identical
+    running solve is joined, its events so far first), as :class:`Streamed` items. Closing the
+    generator (the client went away) cancels the solve."""
+    queue: asyncio.Queue = asyncio.Queue()
+    task = asyncio.ensure_future(rt.solve(problem, cfg, key_id, on_event=queue.put_nowait))
+    task.add_done_callback(lambda _: queue.put_nowait(None))
+    wait = KEEPALIVE_S if keepalive_s is None else keepalive_s
+    try:
+        while True:
+            try:
+                ev = await asyncio.wait_for(queue.get(), wait)
+            except asyncio.TimeoutError:
+                yield Streamed("keepalive")
+                continue
+            if ev is None:
+                break
+            yield Streamed("event", event=ev)
+        try:
+            out = task.result()
+        except Exception as e:  # the status is already 200: the caller says so in-band
+            status, message = public_error(e)
+            yield Streamed("error", status=status, message=message)
+            return
+        yield Streamed("done", out=out)
+    finally:
+        task.cancel()

@@ -105,6 +105,18 @@ def test_stream_sse_events_as_they_happen(redis_url):
         assert arrivals[-1] - arrivals[0] > 0.1
 
 
+def test_a_quiet_stream_sends_keepalive_comments(redis_url, monkeypatch):
+    import srca.service.streaming as streaming
+
+    monkeypatch.setattr(streaming, "KEEPALIVE_S", 0.05)  # each engine call below takes 0.3 s
+    engine = make_engine("fake", script=arith, latency_s=0.3)
+    with serve(redis_url, engine) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        with c.stream("POST", "/solve", json={"problem": "What is 1+2?", "stream": True, "n": 2}) as r:
+            lines = [x for x in r.iter_lines() if x]
+    assert lines.count(": keepalive") >= 3 and lines[-2] == "event: final"
+    assert json.loads(lines[-1][6:])["answer"] == "3"
+
+
 def test_budget_and_deadline_return_best_so_far(redis_url):
     slow = make_engine("fake", script=arith, latency_s=0.3)
     with serve(redis_url, slow) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:

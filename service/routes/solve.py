@@ -2,7 +2,6 @@
 of the search as it runs."""
 from __future__ import annotations
 
-import asyncio
 from typing import AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -10,12 +9,11 @@ from starlette.responses import Response
 
 from srca.config import SearchConfig
 
-from ..errors import public_error
 from ..gate import Gate
 from ..responses import JSON
 from ..runtime import Runtime
 from ..schemas import request_body, solve_request_model
-from ..streaming import ClientGone, EventStreamResponse, cancel_on_disconnect, sse
+from ..streaming import KEEPALIVE, ClientGone, EventStreamResponse, cancel_on_disconnect, solve_stream, sse
 
 
 def router(rt: Runtime, gate: Gate) -> APIRouter:
@@ -39,33 +37,22 @@ def router(rt: Runtime, gate: Gate) -> APIRouter:
 
 
 async def solve_events(rt: Runtime, problem: str, cfg: SearchConfig, key_id: str | None) -> AsyncIterator[bytes]:
-    """SSE chunks of one solve: its step/checkpoint/select events as they happen, then ``final``
-    carrying the whole Solution (or ``error``). The solve is the shared one: a cached result is
-    streamed as its ``final`` at once, and an identical solve already running is joined (its
-    events so far first)."""
-    queue: asyncio.Queue = asyncio.Queue()
+    """SSE chunks of one solve: its step/checkpoint/select events as they happen (a comment line
+    while it is quiet), then ``final`` carrying the whole Solution (or ``error``). The solve is
+    the shared one (:func:`~srca.service.streaming.solve_stream`)."""
     final: dict = {}
-
-    def on_event(ev: dict) -> None:
-        if ev.get("type") == "final":
-            final.update(ev)
+    async for s in solve_stream(rt, problem, cfg, key_id):
+        if s.kind == "keepalive":
+            yield KEEPALIVE
+        elif s.kind == "event":
+            if s.event.get("type") == "final":
+                final.update(s.event)
+            else:
+                yield sse(s.event["type"], s.event)
+        elif s.kind == "error":
+            yield sse("error", {"type": "error", "status": s.status, "message": s.message})
         else:
-            queue.put_nowait(ev)
-
-    task = asyncio.ensure_future(rt.solve(problem, cfg, key_id, on_event=on_event))
-    task.add_done_callback(lambda _: queue.put_nowait(None))
-    try:
-        while (ev := await queue.get()) is not None:
-            yield sse(ev["type"], ev)
-        try:
-            out = task.result()
-        except Exception as e:  # the status is already 200: say so in-band, details to the log
-            status, message = public_error(e)
-            yield sse("error", {"type": "error", "status": status, "message": message})
-            return
-        d = out.data
-        yield sse("final", {"answer": d.get("answer"), "confidence": d.get("confidence"),
-                            "stop_reason": d.get("stop_reason"), **final, "type": "final",
-                            "cache": "hit" if out.cached else "miss", "solution": d})
-    finally:
-        task.cancel()
+            d = s.out.data
+            yield sse("final", {"answer": d.get("answer"), "confidence": d.get("confidence"),
+                                "stop_reason": d.get("stop_reason"), **final, "type": "final",
+                                "cache": "hit" if s.out.cached else "miss", "solution": d})
