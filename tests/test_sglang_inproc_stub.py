@@ -230,6 +230,8 @@ def test_tail_logprobs_scored_by_a_prefill_after_sampling(stub_sglang):
         assert len(r.token_ids) == 12 and ids == prompt + r.token_ids and start == len(ids) - 5 - 1
         assert len(r.logprobs) == 12 and all(math.isnan(x) for x in r.logprobs[:7])
         assert r.logprobs[7:] == [_prefill_lp(t) for t in r.token_ids[7:]]
+        # the scoring prefill counts as engine work: prompt + sample, all but its last 6 cached
+        assert r.prompt_tokens == 2 * len(prompt) + 12 and r.cached_tokens >= len(prompt) + 12 - 6
     # a tail longer than the sample scores it all; inline mode and top-k requests never rescore
     [[c]] = asyncio.run(eng.generate([GenRequest(prompt=COUNT, max_new_tokens=3, logprob_tail=64)]))
     assert eng.engine.calls[-1]["logprob_start_len"] == [len(prompt) - 1]

@@ -84,7 +84,8 @@ class GenResult:
     before the last ``GenRequest.logprob_tail`` tokens where an engine left those out).
     ``top_logprobs[j]`` lists ``(token_id, logprob)`` of the best alternatives at position ``j``.
     ``prompt_tokens`` counts the prompt, ``cached_tokens`` how many of those came from a prefix
-    cache instead of being prefilled, ``generated_tokens == len(token_ids)``.
+    cache instead of being prefilled (both including a tail-scoring prefill where an engine ran
+    one, see ``GenRequest.logprob_tail``), ``generated_tokens == len(token_ids)``.
     """
 
     text: str

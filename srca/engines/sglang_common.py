@@ -234,8 +234,9 @@ def with_tail_logprobs(out: dict, scored: dict, k: int) -> dict:
     """``out`` (a sample generated without logprobs) with ``meta_info["output_token_logprobs"]``
     filled from the prefill-only output ``scored``: the last ``k`` tokens' log-probabilities,
     NaN before them (and where SGLang gave none); and ``output_top_logprobs`` from its
-    ``input_top_logprobs`` when it has them (empty lists before the tail). Checks the scored
-    token ids are the sample's."""
+    ``input_top_logprobs`` when it has them (empty lists before the tail). Its prompt and cached
+    tokens are added to the sample's (``prefilled = prompt - cached`` then counts the tail
+    prefill). Checks the scored token ids are the sample's."""
     ids = [int(t) for t in out.get("output_ids") or []]
     smeta = scored.get("meta_info") or {}
     got = (smeta.get("input_token_logprobs") or [])[-k:] if k > 0 else []
@@ -247,6 +248,8 @@ def with_tail_logprobs(out: dict, scored: dict, k: int) -> dict:
     lps += [(float(x[0]) if x[0] is not None else nan, int(x[1]), None) for x in got]
     meta = dict(out.get("meta_info") or {})
     meta["output_token_logprobs"] = lps
+    for key in ("prompt_tokens", "cached_tokens"):  # the engine's work includes the scoring prefill
+        meta[key] = int(meta.get(key, 0) or 0) + int(smeta.get(key, 0) or 0)
     tops = smeta.get("input_top_logprobs")
     if tops:
         meta["output_top_logprobs"] = [[] for _ in ids[: len(ids) - k]] + [list(p or []) for p in tops[-k:]]
