@@ -295,3 +295,33 @@ def test_cli_default_out_and_hub_error(tmp_path, monkeypatch, capsys):
     assert main(["eval", "math500", "--out", str(tmp_path / "o.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "HuggingFaceH4/MATH-500" in err and "--data" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_progress_is_json_lines_with_json_logs(tmp_path, monkeypatch):
+    """With --log-format json, stderr holds only JSON objects: a record per finished solve
+    instead of the progress bar."""
+    import io
+    import json
+    import logging
+
+    from srca import logs
+
+    monkeypatch.setattr(logs, "_format", logs.current_format())
+    buf = io.StringIO()
+    monkeypatch.setattr("sys.stderr", buf)
+    lg = logging.getLogger("srca")
+    saved = (list(lg.handlers), lg.level)
+    logs.setup("json", logging.INFO, logger="srca")  # what the CLI sets up for --log-format json
+    try:
+        data = write_data(tmp_path / "d.jsonl")
+        assert eval_cmd.run(_args("--data", str(data), "--limit", "2", "--method", "majority", "--n", "2",
+                                  "--out", str(tmp_path / "o.jsonl")), engine=engine()) == 0
+    finally:
+        for h in list(lg.handlers):
+            lg.removeHandler(h)
+        for h in saved[0]:
+            lg.addHandler(h)
+        lg.setLevel(saved[1])
+    lines = [json.loads(x) for x in buf.getvalue().splitlines() if x.strip()]
+    solved = [x for x in lines if x["message"].startswith("solved")]
+    assert [(x["done"], x["total"]) for x in solved] == [(1, 2), (2, 2)] and "majority@2" in solved[-1]["accuracy"]

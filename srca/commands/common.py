@@ -282,6 +282,18 @@ def add_log_format_arg(p: argparse.ArgumentParser) -> None:
                    help="stderr log lines as text (default) or one JSON object a line (env SRCA_LOG_FORMAT)")
 
 
+def note(msg: str, **fields: Any) -> None:
+    """A progress line on stderr, or with ``--log-format json`` a log record (``fields`` as its keys)."""
+    from .. import logs
+
+    if logs.json_enabled():
+        import logging
+
+        logging.getLogger("srca").info(msg, extra=fields)
+        return
+    print(msg, file=sys.stderr, flush=True)
+
+
 def err(msg: str) -> None:
     from .. import logs
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from .common import (UsageError, add_config_args, add_engine_args, check_before_load, config_from_args,
-                     engine_from_args)
+                     engine_from_args, note)
 
 
 def _csv(kind: type):
@@ -90,12 +90,12 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
     t0 = time.monotonic()
     if engine is None:
         if not args.quiet:
-            print(f"loading {args.engine} engine {args.model or ''}".rstrip(), file=sys.stderr, flush=True)
+            note(f"loading {args.engine} engine {args.model or ''}".rstrip(), engine=args.engine, model=args.model)
         engine = engine_from_args(args)
         if not args.quiet:
-            print(f"engine ready in {time.monotonic() - t0:.1f} s; {len(problems)} problem(s), methods "
-                  f"{','.join(args.method)}, n {','.join(map(str, args.n))}; writing {args.out}",
-                  file=sys.stderr, flush=True)
+            note(f"engine ready in {time.monotonic() - t0:.1f} s; {len(problems)} problem(s), methods "
+                 f"{','.join(args.method)}, n {','.join(map(str, args.n))}; writing {args.out}",
+                 start_s=round(time.monotonic() - t0, 1), problems=len(problems), out=args.out)
 
     if args.isolate and not hasattr(engine, "flush_cache"):
         asyncio.run(engine.close())

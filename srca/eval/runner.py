@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..logs import json_enabled
 from ..config import SearchConfig
 from ..engines.base import Engine
 from ..solver import Solver
@@ -79,7 +80,10 @@ class _Progress:
         for r in done:
             self._count(r)
         self.bar = None
-        if enabled:
+        self.total, self.done = total, len(done)
+        # with --log-format json a log collector reads stderr: a record per solve, not a bar
+        self.log = enabled and json_enabled()
+        if enabled and not self.log:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=len(done), file=sys.stderr, unit="solve", dynamic_ncols=True)
@@ -92,11 +96,19 @@ class _Progress:
 
     def _show(self) -> None:
         if self.bar is not None:
-            self.bar.set_postfix_str(" ".join(f"{k} {100 * c / t:.0f}%" for k, (c, t) in self.stats.items()),
-                                     refresh=False)
+            self.bar.set_postfix_str(self.accuracy(), refresh=False)
+
+    def accuracy(self) -> str:
+        return " ".join(f"{k} {100 * c / t:.0f}%" for k, (c, t) in self.stats.items())
 
     def update(self, r: dict) -> None:
         self._count(r)
+        self.done += 1
+        if self.log:
+            log.info("solved %d of %d", self.done, self.total,
+                     extra={"done": self.done, "total": self.total, "unique_id": r["unique_id"],
+                            "method": _label(r["method"], r["n"]), "correct": bool(r["correct"]),
+                            "accuracy": self.accuracy()})
         if self.bar is not None:
             self._show()
             self.bar.update(1)
