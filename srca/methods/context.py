@@ -92,6 +92,7 @@ class SearchContext:
         # and plain voting do not): less for the engine to compute and send back
         self.want_logprobs = want_logprobs
         self.usage = Usage()
+        self.reserved_tokens = 0  # what the engine calls in flight may still generate (the budget's share)
         self.solve_id = uuid.uuid4().hex
         self.t0 = time.monotonic()
         self.timings: dict[str, float] = {"engine_s": 0.0, "scorer_s": 0.0}
@@ -127,9 +128,11 @@ class SearchContext:
 
     # -- engine calls ---------------------------------------------------------------------
     def remaining_tokens(self) -> int | None:
+        """The token budget left: less what was generated and what the calls in flight may
+        still generate (a search with concurrent calls, DVTS's subtrees, never overshoots)."""
         if self.config.max_tokens_total is None:
             return None
-        return self.config.max_tokens_total - self.usage.generated_tokens
+        return self.config.max_tokens_total - self.usage.generated_tokens - self.reserved_tokens
 
     def check_limits(self) -> None:
         rem = self.remaining_tokens()
@@ -150,6 +153,8 @@ class SearchContext:
             cap = rem // want
             for r in requests:
                 r.max_new_tokens = min(r.max_new_tokens, cap)
+        reserve = sum(r.max_new_tokens * r.n for r in requests) if rem is not None else 0
+        self.reserved_tokens += reserve
         t = time.monotonic()
         call = asyncio.ensure_future(self.engine.generate(requests))
         try:
@@ -162,6 +167,7 @@ class SearchContext:
                     raise StopSearch("deadline")
             results = await call
         finally:
+            self.reserved_tokens -= reserve
             if not call.done():  # this solve was cancelled: so is its engine work
                 call.cancel()
         self.timings["engine_s"] += time.monotonic() - t

@@ -8,7 +8,7 @@ selection and Checkpoint Candidate Augmentation (CCA) for the final pool.
 from __future__ import annotations
 
 from ..engines.gather import gather_or_cancel
-from .context import Node, SearchContext
+from .context import Node, SearchContext, StopSearch
 from .lineage import run_lineages
 from .select import acs_select, mark_kept, topk_select
 
@@ -66,16 +66,25 @@ async def run_dvts(ctx: SearchContext) -> None:
     child of ``expand`` per step until it finishes. The subtrees run as tasks of their own, so
     none waits at a step for the others (the engine batches whatever is pending); a subtree's
     request at depth ``d`` is seeded by ``(d, subtree)``, not by node ids, whose order then
-    depends on timing. The finished paths join the pool in subtree order."""
+    depends on timing. The finished paths join the pool in subtree order. A subtree the token
+    budget stops ends there while the others finish their calls (the calls in flight hold their
+    share of the budget: :meth:`SearchContext.remaining_tokens`)."""
     c = ctx.config
     width, expand = c.tree_shape
     found: list[Node | None] = [None] * width
     live = [True] * width
+    spent = [False] * width  # stopped by the token budget
 
     async def subtree(t: int) -> None:
         node = ctx.root
         for d in range(c.max_steps):
-            (kids,) = await ctx.expand([node], expand, salt=t, index=d)
+            try:
+                (kids,) = await ctx.expand([node], expand, salt=t, index=d)
+            except StopSearch as stop:  # out of budget: this subtree ends, the others finish their calls
+                if stop.reason != "budget":
+                    raise
+                spent[t] = True
+                return
             await ctx.score(kids)
             (best,) = topk_select(kids, 1)
             mark_kept([best])
@@ -94,4 +103,4 @@ async def run_dvts(ctx: SearchContext) -> None:
         for best in found:
             if best is not None:
                 ctx.add_candidate(best, "path")
-    ctx.stop_reason = "max_steps" if any(live) else "finished"
+    ctx.stop_reason = "budget" if any(spent) else "max_steps" if any(live) else "finished"
