@@ -33,6 +33,16 @@ def test_deadline_before_the_first_step_aborts_and_counts_the_engine_work(method
     assert sol.usage.prompt_tokens > 0 and sol.usage.engine_calls == 1
 
 
+def test_a_deadline_stops_every_dvts_subtree_and_counts_all_their_work():
+    # DVTS's two subtrees are two calls in flight when the deadline passes: each is aborted and
+    # counted, none is cancelled by the other's stop
+    eng = ScriptedEngine(stepwise(), latency_s=60.0)
+    sol = Solver(engine=eng, config=SearchConfig(method="dvts", n=8, expand=4, deadline_s=0.2)).solve("What is 3 + 4?")
+    assert sol.stop_reason == "deadline" and sol.usage.engine_calls == 2 and len(eng.results) == 2
+    assert set(eng.aborted) == {eng.calls[0][0].group}
+    assert sol.usage.generated_tokens == _engine_generated(eng) > 0
+
+
 class _Stuck:
     """An engine without ``abort``: its call never returns unless cancelled."""
 

@@ -67,40 +67,41 @@ async def run_dvts(ctx: SearchContext) -> None:
     none waits at a step for the others (the engine batches whatever is pending); a subtree's
     request at depth ``d`` is seeded by ``(d, subtree)``, not by node ids, whose order then
     depends on timing. The finished paths join the pool in subtree order. A subtree the token
-    budget stops ends there while the others finish their calls (the calls in flight hold their
-    share of the budget: :meth:`SearchContext.remaining_tokens`)."""
+    budget or the deadline stops ends there while the others finish or stop their own calls (and
+    count their tokens; the calls in flight hold their share of the budget:
+    :meth:`SearchContext.remaining_tokens`); the solve then stops for that reason."""
     c = ctx.config
     width, expand = c.tree_shape
     found: list[Node | None] = [None] * width
     live = [True] * width
-    spent = [False] * width  # stopped by the token budget
+    stops: list[str] = []  # why subtrees were stopped (budget, deadline)
 
     async def subtree(t: int) -> None:
         node = ctx.root
-        for d in range(c.max_steps):
-            try:
+        try:
+            for d in range(c.max_steps):
                 (kids,) = await ctx.expand([node], expand, salt=t, index=d)
-            except StopSearch as stop:  # out of budget: this subtree ends, the others finish their calls
-                if stop.reason != "budget":
-                    raise
-                spent[t] = True
-                return
-            await ctx.score(kids)
-            (best,) = topk_select(kids, 1)
-            mark_kept([best])
-            ctx.emit({"type": "select", "depth": best.depth, "subtree": t,
-                      "kept": [{"id": best.id, "score": best.path_score}] if not best.finished and not best.truncated else []})
-            if best.finished:
-                found[t] = best
-            if best.finished or best.truncated:
-                live[t] = False
-                return
-            node = best
+                await ctx.score(kids)
+                (best,) = topk_select(kids, 1)
+                mark_kept([best])
+                ctx.emit({"type": "select", "depth": best.depth, "subtree": t,
+                          "kept": [{"id": best.id, "score": best.path_score}]
+                          if not best.finished and not best.truncated else []})
+                if best.finished:
+                    found[t] = best
+                if best.finished or best.truncated:
+                    live[t] = False
+                    return
+                node = best
+        except StopSearch as stop:
+            stops.append(stop.reason)
 
     try:
         await gather_or_cancel([subtree(t) for t in range(width)])
-    finally:  # a stop (deadline, budget) keeps what finished, in the same order
+    finally:  # also on a failure or a cancel: keep what finished, in the same order
         for best in found:
             if best is not None:
                 ctx.add_candidate(best, "path")
-    ctx.stop_reason = "budget" if any(spent) else "max_steps" if any(live) else "finished"
+    if stops:
+        raise StopSearch("deadline" if "deadline" in stops else stops[0])
+    ctx.stop_reason = "max_steps" if any(live) else "finished"
