@@ -1,9 +1,11 @@
 """Step-level tree searches: beam search, DVTS and SRCA.
 
-All three grow paths one step (up to ``step_delimiter``) at a time, expand every kept path into
-``expand`` sampled children in one engine call, score the children and keep ``beam_width`` of
-them. SRCA adds checkpoint probes after every step, Answer-Clustered Search (ACS) for the
-selection and Checkpoint Candidate Augmentation (CCA) for the final pool.
+All three grow paths one step (up to ``step_delimiter``) at a time, expand a kept path into
+``expand`` sampled children, score the children and keep the best. Beam search and SRCA's tree
+expand every kept path in one engine call and keep ``beam_width``; DVTS keeps one per subtree,
+each subtree stepping on its own. SRCA adds checkpoint probes after every step,
+Answer-Clustered Search (ACS) for the selection and Checkpoint Candidate Augmentation (CCA) for
+the final pool.
 """
 from __future__ import annotations
 
