@@ -355,7 +355,9 @@ class SGLangServerEngine:
                            requests: Sequence[GenRequest], slots: list[tuple[int, int]], outs: list[dict],
                            tails: list[int]) -> list[dict]:
         """Each sample's last ``tails[j]`` log-probabilities from one prefill-only ``/generate``
-        (batched) to the server that sampled it; retried like the sampling call."""
+        (batched) to the URL that sampled it (behind sglang-router the router places it: its
+        cache-aware policy sends it where the prefix is cached; elsewhere it is recomputed, the
+        same values at more cost); retried like the sampling call."""
         todo = []
         for j, ((k, _), o, tail) in enumerate(zip(slots, outs, tails)):
             got = tail_rescore(requests[k].input_ids or [], o.get("output_ids") or [], tail) if tail else None
