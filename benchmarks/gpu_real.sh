@@ -21,7 +21,7 @@ case "${1:-poll}" in
       --work-dir "$W" --out "$W/real_workload.json" "$@" > "$W/run.out" 2>&1 < /dev/null &
     echo "started (pid $!)";;
   poll)
-    grep '^#' "$W/run.out" 2>/dev/null | tail -n 12; tail -c 2000 "$W/run.out" 2>/dev/null | tr '\r' '\n' | grep -v '^#' | tail -n 3
+    grep -a '^#' "$W/run.out" 2>/dev/null | tail -n 12; tail -c 2000 "$W/run.out" 2>/dev/null | tr '\r' '\n' | grep -av '^#' | tail -n 3
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
     if [ -n "${OUT:-}" ]; then
       (cd "$W" && tar -czf "$OUT/rw.tgz" --exclude='*.tmp' run.out real_workload.json ./*.jsonl sglang.log 2>/dev/null)
