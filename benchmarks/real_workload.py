@@ -427,6 +427,10 @@ class Setup:
                                         decode_log_interval=a.decode_log_interval, **extra)
                 self.loop_thread = self.eng._thread
         self.start_s = round(time.monotonic() - t0, 1)
+        from srca import Solver
+
+        # the jobs' solver: its answer work (decisions, grading) in worker processes, as srca eval's
+        self.solver = Solver(engine=self.eng, answer_workers=a.answer_workers)
 
     def _start_server(self) -> None:
         import urllib.request
@@ -557,6 +561,7 @@ class Setup:
             asyncio.run(f())
 
     def close(self) -> None:
+        self.solver.answer_work.close()
         try:
             asyncio.run(self.eng.close())
         finally:
@@ -677,7 +682,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int, base) -> dict:
         t = time.monotonic()
         try:
             with TailMode(st.eng, mode):
-                recs = await arun_eval(problems, [method], [a.samples], st.eng, out, base=base, seed=0,
+                recs = await arun_eval(problems, [method], [a.samples], st.solver, out, base=base, seed=0,
                                        concurrency=conc, overwrite=True, progress=False)
         finally:
             wall = time.monotonic() - t
@@ -695,7 +700,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int, base) -> dict:
     finally:
         if sampler is not None:
             sampler.stop()
-    row: dict[str, Any] = {"job": f"{job}@{a.samples}", "method": method, "tail_logprobs": getattr(st.eng, "tail_logprobs", None)
+    row: dict[str, Any] = {"job": f"{job}@{a.samples}", "method": method, "answer_workers": st.solver.answer_work.workers, "tail_logprobs": getattr(st.eng, "tail_logprobs", None)
                            if mode is None else mode, "concurrency": conc,
                            "effective_concurrency": min(conc, len(problems)), "problems": len(recs),
                            "records": out, "t_start": t_wall, "t_end": time.time()}
@@ -729,7 +734,7 @@ def complete_job(a, st: Setup, problems, job: str, row: dict, base) -> dict:
     st.flush()
     t = time.monotonic()
     with TailMode(st.eng, mode):
-        recs = asyncio.run(arun_eval(problems, [method], [a.samples], st.eng, row["records"], base=base, seed=0,
+        recs = asyncio.run(arun_eval(problems, [method], [a.samples], st.solver, row["records"], base=base, seed=0,
                                      concurrency=a.complete_concurrency, resume=True, progress=False))
     wall = time.monotonic() - t
     new = [r for r in recs if r["unique_id"] not in {p.unique_id for p in problems[: a.limit]}]
@@ -894,6 +899,9 @@ def main() -> None:
                     "--complete-limit problems right after their timed phase (an accuracy eval on more problems)")
     ap.add_argument("--complete-limit", type=int, default=0, help="problems of the completed result lines (e.g. 500)")
     ap.add_argument("--complete-concurrency", type=int, default=1024)
+    ap.add_argument("--answer-workers", default="auto", type=lambda x: x if x == "auto" else int(x),
+                    help="processes for the solves' decisions and grading (0: on the event loop; auto: a quarter "
+                         "of the cores on 8 or more)")
     ap.add_argument("--sampler-profile", type=int, default=0, help="after the jobs: this many prompts x --samples, "
                     "128 tokens, under SGLang's torch profiler; the sampling kernels' share of GPU time (0: skip)")
     a = ap.parse_args()

@@ -9,6 +9,7 @@ import uuid
 from typing import Any, Callable
 
 from srca import logs
+from srca.answer_work import check_workers
 from srca.config import SearchConfig
 from srca.engines.base import Engine
 from srca.methods.context import ABORT_WAIT_S
@@ -52,10 +53,14 @@ class Runtime:
             raise ValueError("create_app: pass exactly one of engine or engine_factory")
         self.config = config
         self.base_config = base_config or SearchConfig()
+        # the solves' answer work in worker processes: $SRCA_ANSWER_WORKERS, else a quarter of the
+        # cores on a machine with 8 or more (srca serve's entry point is guarded; see srca.answer_work)
+        self.answer_workers = check_workers(None, default="auto")
         self.engine: GuardedEngine | None = GuardedEngine(engine, config.engine_retry_s) if engine is not None else None
         self._engine_factory = engine_factory
         self._engine_state = "ready" if engine is not None else "loading"
-        self.solver: Solver | None = Solver(engine=self.engine, config=self.base_config) if engine is not None else None
+        self.solver: Solver | None = (Solver(engine=self.engine, config=self.base_config, answer_workers=self.answer_workers)
+                                      if engine is not None else None)
         self.admission = Admission(config.max_inflight_tokens)
         self.metrics = Metrics()
         self.redis = RedisHandle(config.redis_url, config.redis_prefix, config.redis_retry_s)
@@ -88,7 +93,7 @@ class Runtime:
             log.error("engine failed to load: %s: %s", type(e).__name__, e)
             return
         self.engine = GuardedEngine(engine, self.config.engine_retry_s)
-        self.solver = Solver(engine=self.engine, config=self.base_config)
+        self.solver = Solver(engine=self.engine, config=self.base_config, answer_workers=self.answer_workers)
         self._engine_state = "ready"
         log.info("engine ready: %s %s", engine.info.name, engine.info.model)
         if self.worker is not None:

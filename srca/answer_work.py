@@ -12,9 +12,10 @@ raw engine's wall, where the decoding itself took about the raw engine's time).
 :class:`AnswerWorkers` runs such a pure function in a pool of worker processes (``spawn``, so
 no engine thread or CUDA state is forked), so a burst of finishing solves spreads over cores
 and the loop stays free to feed the engine. In a worker's main thread math-verify's own
-timeouts (SIGALRM) work, as they do not on a thread. With ``workers=0`` (the default on a
-machine with fewer than 8 cores) the function runs inline, as before; so does a solve that is
-alone in flight while the pool has not started (a single solve never starts processes). A pool that breaks
+timeouts (SIGALRM) work, as they do not on a thread. With ``workers=0`` (the library's default,
+and ``"auto"`` on a machine with fewer than 8 cores) the function runs inline, as before; so does
+a solve that is alone in flight while the pool has not started (a single solve never starts
+processes). A pool that breaks
 (a worker killed) is replaced on the next call and that call runs inline: no result is lost.
 """
 from __future__ import annotations
@@ -37,18 +38,24 @@ def auto_workers(cpus: int | None = None) -> int:
     return 0 if cpus < 8 else min(8, cpus // 4)
 
 
-def check_workers(n: Any) -> int | None:
-    """``None`` (auto) or an integer >= 0; the ``SRCA_ANSWER_WORKERS`` variable when ``n`` is None."""
+def check_workers(n: Any, default: int | str = 0) -> int:
+    """The pool size from ``n``: an integer >= 0, or ``"auto"`` (:func:`auto_workers`); None
+    means ``$SRCA_ANSWER_WORKERS`` when set, else ``default``."""
     if n is None:
         env = os.environ.get("SRCA_ANSWER_WORKERS", "").strip()
         if not env:
-            return None
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"SRCA_ANSWER_WORKERS: must be an integer >= 0, got {env!r}") from None
+            n = default
+        elif env == "auto":
+            n = env
+        else:
+            try:
+                n = int(env)
+            except ValueError:
+                raise ValueError(f"SRCA_ANSWER_WORKERS: must be an integer >= 0 or 'auto', got {env!r}") from None
+    if n == "auto":
+        return auto_workers()
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"answer_workers: must be an integer >= 0 (0: inline), got {n!r}")
+        raise ValueError(f"answer_workers: must be an integer >= 0 (0: inline) or 'auto', got {n!r}")
     return n
 
 
@@ -62,14 +69,17 @@ def _warm() -> None:
 class AnswerWorkers:
     """A lazily started process pool for pure functions of a solve's answers.
 
-    ``workers``: processes (0: run inline; None: :func:`auto_workers`, or ``SRCA_ANSWER_WORKERS``).
+    ``workers``: processes (0: run inline; ``"auto"``: :func:`auto_workers`; None:
+    ``$SRCA_ANSWER_WORKERS``, else 0). The library's default is 0: the workers are spawned, and
+    spawning re-imports the main script, which a script without an ``if __name__ ==
+    "__main__":`` guard would run again in every worker. ``srca eval`` and ``srca serve`` (guarded
+    entry points) use ``"auto"``.
     ``await run(fn, *args)`` returns ``fn(*args)``; ``fn`` must be a module-level function and
     its arguments and result picklable. ``close()`` stops the processes.
     """
 
-    def __init__(self, workers: int | None = None) -> None:
-        n = check_workers(workers)
-        self.workers = auto_workers() if n is None else n
+    def __init__(self, workers: int | str | None = None) -> None:
+        self.workers = check_workers(workers)
         self._pool: ProcessPoolExecutor | None = None
         self.calls = 0
         self.inline_calls = 0

@@ -40,12 +40,13 @@ class Solver:
     engine; ``engine_options`` go to its constructor, e.g. ``model="smollm2-135m"``).
     ``scorer``: a :class:`~srca.scorers.Scorer` or a name (default: ``config.scorer``).
     ``answer_workers``: processes for each solve's answer work (canonical forms, clustering, the
-    decision; :mod:`srca.answer_work`): 0 runs it on the event loop; None (default) picks from
-    the cores (none below 8) or ``SRCA_ANSWER_WORKERS``.
+    decision; :mod:`srca.answer_work`): 0 runs it on the event loop; ``"auto"`` a quarter of the
+    cores on a machine with 8 or more; None (default) ``$SRCA_ANSWER_WORKERS``, else 0 (the
+    workers are spawned: a script using them needs an ``if __name__ == "__main__":`` guard).
     """
 
     def __init__(self, engine: Engine | str | None = None, scorer: Scorer | str | None = None,
-                 config: SearchConfig | None = None, *, answer_workers: int | None = None,
+                 config: SearchConfig | None = None, *, answer_workers: int | str | None = None,
                  **engine_options: Any) -> None:
         if config is not None and not isinstance(config, SearchConfig):
             raise TypeError(f"config: expected SearchConfig, got {type(config).__name__}")

@@ -92,13 +92,17 @@ def test_a_broken_pool_runs_the_call_inline_and_recovers():
 def test_pool_size_rules(monkeypatch):
     assert [auto_workers(c) for c in (1, 2, 4, 7, 8, 16, 64)] == [0, 0, 0, 0, 2, 4, 8]
     monkeypatch.delenv("SRCA_ANSWER_WORKERS", raising=False)
-    assert check_workers(None) is None and check_workers(3) == 3
+    # the library never spawns unless asked (an unguarded script would run again in each worker)
+    assert check_workers(None) == 0 and AnswerWorkers().workers == 0 and check_workers(3) == 3
+    assert check_workers(None, default="auto") == check_workers("auto") == auto_workers()
     monkeypatch.setenv("SRCA_ANSWER_WORKERS", "2")
-    assert check_workers(None) == 2 and AnswerWorkers().workers == 2
+    assert check_workers(None) == 2 and check_workers(None, default="auto") == 2 and AnswerWorkers().workers == 2
+    monkeypatch.setenv("SRCA_ANSWER_WORKERS", "auto")
+    assert check_workers(None) == auto_workers()
     monkeypatch.setenv("SRCA_ANSWER_WORKERS", "two")
     with pytest.raises(ValueError, match="SRCA_ANSWER_WORKERS"):
         check_workers(None)
-    for bad in (-1, 1.5, True, "2"):
+    for bad in (-1, 1.5, True, "2", "many"):
         with pytest.raises(ValueError, match="answer_workers"):
             check_workers(bad)
     with pytest.raises(ValueError, match="answer_workers"):

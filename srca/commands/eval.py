@@ -47,13 +47,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "killed and resumed run reproduces an uninterrupted one exactly (slower)")
     p.add_argument("--traces", default=None, metavar="DIR", help="also write each full solution (with trace) here as JSON, "
                         "and beside it its trace viewer page (.html)")
-    p.add_argument("--answer-workers", type=int, default=None, metavar="N",
+    p.add_argument("--answer-workers", type=_workers, default=None, metavar="N",
                    help="processes for the answers' work, clustering and grading (0: on the event loop; "
-                        "default: a quarter of the cores on 8 or more, else 0; or $SRCA_ANSWER_WORKERS)")
+                        "default auto: a quarter of the cores on 8 or more, else 0; or $SRCA_ANSWER_WORKERS)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_config_args(p, skip=("method", "n"))
     add_engine_args(p)
     p.set_defaults(func=run)
+
+
+def _workers(s: str) -> int | str:
+    return s if s == "auto" else int(s)
 
 
 def run(args: argparse.Namespace, engine: Any = None) -> int:
@@ -73,8 +77,8 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
         raise UsageError("--resume and --overwrite: choose one")
     from ..answer_work import check_workers
 
-    try:
-        check_workers(args.answer_workers)  # the flag, or $SRCA_ANSWER_WORKERS: before a model loads
+    try:  # the flag, or $SRCA_ANSWER_WORKERS, else auto: checked before a model loads
+        workers = check_workers(args.answer_workers, default="auto")
     except ValueError as e:
         raise UsageError(str(e).replace("answer_workers:", "--answer-workers:")) from None
     if args.out is None:
@@ -103,7 +107,7 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
 
     from ..solver import Solver
 
-    solver = Solver(engine=engine, answer_workers=args.answer_workers)
+    solver = Solver(engine=engine, answer_workers=workers)
 
     async def go() -> list[dict]:
         try:
