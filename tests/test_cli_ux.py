@@ -102,6 +102,14 @@ def test_eval_rejects_bad_answer_workers_before_loading(no_engine, capsys, monke
     assert "SRCA_ANSWER_WORKERS" in line and "'many'" in line and no_engine == []
 
 
+def test_serve_rejects_bad_answer_workers_before_loading(no_engine, capsys, monkeypatch):
+    pytest.importorskip("uvicorn")
+    monkeypatch.setenv("SRCA_ANSWER_WORKERS", "-3")
+    assert main(["serve", "--port", "0"]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "answer_workers" in line and "'auto'" in line and no_engine == []
+
+
 def test_bad_choice_exits_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["solve", "--decision", "coin_flip", "q"])

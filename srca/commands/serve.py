@@ -95,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
     scfg = service_config_from_args(args)
     cfg = config_from_args(args)
     from .. import logs
+    from ..answer_work import check_workers
+
+    try:  # the service's answer workers come from it: a bad value is said before a model loads
+        check_workers(None, default="auto")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
     try:
         fmt = logs.resolve_format(getattr(args, "log_format", None))
