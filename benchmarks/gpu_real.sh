@@ -7,6 +7,7 @@
 #   bash benchmarks/gpu_real.sh poll                            # log tail; JSON, result lines, log to $OUT
 set -uo pipefail
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
+. "$SRC/benchmarks/gpu_copy.sh"
 RUN=/tmp/rw-run
 W=/tmp/real_workload
 export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
@@ -14,9 +15,7 @@ mkdir -p "$W"
 case "${1:-poll}" in
   start)
     shift
-    rm -rf "$RUN" && mkdir -p "$RUN" && (cd "$SRC" && tar --exclude=./.sglang-bundle --exclude=./.model-parts \
-      --exclude=./.git --exclude=./.whl --exclude=./.venv -cf - .) | (cd "$RUN" && tar -xf -)
-    (cd "$RUN" && python3 -m pip install -q --no-deps --no-build-isolation -e . > "$W/pip.log" 2>&1)
+    copy_checkout "$SRC" "$RUN" "$W/pip.log"
     cd "$RUN" && setsid nohup python3 benchmarks/real_workload.py --model /tmp/q15hf --data "$RUN/.gpu-data/math500.jsonl" \
       --work-dir "$W" --out "$W/real_workload.json" "$@" > "$W/run.out" 2>&1 < /dev/null &
     echo "started (pid $!)";;

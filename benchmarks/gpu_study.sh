@@ -7,6 +7,7 @@
 #   bash benchmarks/gpu_study.sh poll                        # status, log tail, results to $OUT
 set -uo pipefail
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
+. "$SRC/benchmarks/gpu_copy.sh"
 RUN=/tmp/srca-run
 ST=/tmp/study
 export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
@@ -14,9 +15,7 @@ mkdir -p "$ST"
 case "${1:-poll}" in
   start)
     shift
-    rm -rf "$RUN" && mkdir -p "$RUN" && (cd "$SRC" && tar --exclude=./.sglang-bundle --exclude=./.model-parts \
-      --exclude=./.git --exclude=./.whl -cf - .) | (cd "$RUN" && tar -xf -)
-    (cd "$RUN" && python3 -m pip install -q --no-deps --no-build-isolation -e . > "$ST/pip.log" 2>&1)
+    copy_checkout "$SRC" "$RUN" "$ST/pip.log"
     cd "$RUN" && setsid nohup python3 benchmarks/gpu_study.py --model /tmp/q15hf --data "$RUN/.gpu-data/math500.jsonl" \
       --out-dir "$ST" --queue "$SRC/.gpu-data/queue.jsonl" "$@" > "$ST/log.txt" 2>&1 < /dev/null &
     echo "started (pid $!)";;

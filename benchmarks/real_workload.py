@@ -627,7 +627,7 @@ def sampler_profile(a, st: Setup, ids: list[list[int]]) -> dict:
     Kernels are classed by name as ``benchmarks/sampler_share.py`` does."""
     import glob
 
-    from sampler_share import SAMPLING_KEYS, kernel_times
+    from sampler_share import sampling_summary
     from sglang.srt.managers.io_struct import ProfileReq
 
     d = os.path.join(a.work_dir, "prof")
@@ -650,18 +650,8 @@ def sampler_profile(a, st: Setup, ids: list[list[int]]) -> dict:
     run(tm.stop_profile())
     time.sleep(5)
     traces = sorted(glob.glob(os.path.join(d, "**", "*.json*"), recursive=True))
-    totals: dict[str, float] = {}
-    for p in traces:
-        for k, v in kernel_times(p).items():
-            totals[k] = totals.get(k, 0.0) + v
-    all_us = sum(totals.values())
-    samp = {k: v for k, v in totals.items() if any(x in k.lower() for x in SAMPLING_KEYS)}
     out = {"rows": len(batch), "new_tokens": 128, "wall_s": round(plain_s, 2), "wall_profiled_s": round(prof_s, 2),
-           "traces": len(traces), "gpu_kernel_ms": round(all_us / 1e3, 1),
-           "sampling_kernel_ms": round(sum(samp.values()) / 1e3, 1),
-           "sampling_share": round(sum(samp.values()) / all_us, 4) if all_us else None,
-           "top_sampling_kernels": sorted(((k[:120], round(v / 1e3, 2)) for k, v in samp.items()), key=lambda x: -x[1])[:12],
-           "top_kernels": sorted(((k[:120], round(v / 1e3, 2)) for k, v in totals.items()), key=lambda x: -x[1])[:15]}
+           "traces": len(traces), **sampling_summary(traces)}
     print(f"# sampler profile: {json.dumps({k: v for k, v in out.items() if not isinstance(v, list)})}", flush=True)
     return out
 

@@ -42,6 +42,22 @@ def kernel_times(trace_path: str) -> dict[str, float]:
     return out
 
 
+def sampling_summary(traces: list[str]) -> dict:
+    """GPU kernel time in ``traces`` summed by name, and the sampling kernels' share of it
+    (names holding one of ``SAMPLING_KEYS``)."""
+    totals: dict[str, float] = {}
+    for p in traces:
+        for k, v in kernel_times(p).items():
+            totals[k] = totals.get(k, 0.0) + v
+    all_us = sum(totals.values())
+    samp = {k: v for k, v in totals.items() if any(s in k.lower() for s in SAMPLING_KEYS)}
+    samp_us = sum(samp.values())
+    top = lambda d, k: sorted(((name[:120], round(v / 1e3, 2)) for name, v in d.items()), key=lambda x: -x[1])[:k]  # noqa: E731
+    return {"gpu_kernel_ms": round(all_us / 1e3, 1), "sampling_kernel_ms": round(samp_us / 1e3, 1),
+            "sampling_share": round(samp_us / all_us, 4) if all_us else None,
+            "top_sampling_kernels": top(samp, 12), "top_kernels": top(totals, 15)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -87,20 +103,9 @@ def main() -> None:
     time.sleep(3)
     eng.shutdown()
     traces = sorted(glob.glob(os.path.join(a.prof_dir, "*.json*")))
-    totals: dict[str, float] = {}
-    for p in traces:
-        for k, v in kernel_times(p).items():
-            totals[k] = totals.get(k, 0.0) + v
-    all_us = sum(totals.values())
-    samp = {k: v for k, v in totals.items() if any(s in k.lower() for s in SAMPLING_KEYS)}
-    samp_us = sum(samp.values())
     res = {"model": a.model, "dummy": a.dummy, "backend": a.backend, "prompts": a.prompts, "samples": a.samples,
            "new_tokens": a.new_tokens, "engine_start_s": round(start_s, 1), "wall_s": round(plain_s, 2),
-           "wall_profiled_s": round(prof_s, 2), "traces": traces, "gpu_kernel_ms": round(all_us / 1e3, 1),
-           "sampling_kernel_ms": round(samp_us / 1e3, 1),
-           "sampling_share": round(samp_us / all_us, 4) if all_us else None,
-           "top_sampling_kernels": sorted(((k[:120], round(v / 1e3, 2)) for k, v in samp.items()), key=lambda x: -x[1])[:12],
-           "top_kernels": sorted(((k[:120], round(v / 1e3, 2)) for k, v in totals.items()), key=lambda x: -x[1])[:15]}
+           "wall_profiled_s": round(prof_s, 2), "traces": traces, **sampling_summary(traces)}
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
     print(f"| rows | new tokens | wall s | GPU kernel ms | sampling ms | sampling share |")
