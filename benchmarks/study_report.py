@@ -39,7 +39,7 @@ from srca.eval.report import ci95  # noqa: E402
 
 HALVES = ("tune", "test", "all")
 # bank rows: name -> SearchConfig variant whose policy is replayed
-BANK_POLICIES = ["srca", "srca-stepwise", "srca-settle", "srca-consensus", "srca-uniform", "srca-keep90", "srca-nockpt"]
+BANK_POLICIES = ["srca", "srca-nowaves", "srca-stepwise", "srca-settle", "srca-consensus", "srca-uniform", "srca-keep90", "srca-nockpt"]
 
 
 def read_lines(path: str) -> list[dict]:

@@ -55,6 +55,12 @@ class SearchConfig:
     probe_at: str = "cut"  # lineages: probe only a lineage the token limit cuts ("cut") or after every step
     settle: int = 0  # a lineage stops once its last `settle` checkpoint answers agree (0: never; needs probe_at=step)
     consensus: float = 0.0  # stop the solve once one answer holds this share of the n lineages (0: off)
+    # ESC-style adaptive sampling: the lineages start in `waves` waves (smaller first), and after
+    # each wave but the last the solve stops once the vote's leading answer holds `wave_consensus`
+    # of the vote's weight with at least `wave_min` full ballots of its own (1 wave: all n at once)
+    waves: int = 3
+    wave_consensus: float = 0.5
+    wave_min: int = 2
     confidence: str = "tail"  # path confidence for the vote: none | mean | tail | lowest (window)
     confidence_window: int = 64  # tokens of the tail / sliding window
     confidence_topk: int = 0  # 0: sampled tokens' logprobs; k: DeepConf's -mean(top-k logprobs)
@@ -78,7 +84,7 @@ class SearchConfig:
         if not isinstance(self.scorer, str) or self.scorer not in SCORERS:
             bad("scorer", f"unknown scorer {self.scorer!r}; choose one of {sorted(SCORERS)}")
         for name in ("n", "max_step_tokens", "max_steps", "max_new_tokens", "probe_max_tokens", "confidence_window",
-                     "keep_min"):
+                     "keep_min", "waves", "wave_min"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 bad(name, f"must be an integer, got {v!r}")
@@ -86,6 +92,8 @@ class SearchConfig:
                 bad(name, f"must be >= 1, got {v}")
         if self.n > 4096:
             bad("n", f"must be <= 4096, got {self.n}")
+        if self.waves > 64:
+            bad("waves", f"must be <= 64, got {self.waves}")
         for name in ("beam_width", "expand", "max_tokens_total"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -120,7 +128,8 @@ class SearchConfig:
             bad("probe_at", f"must be one of {PROBE_AT}, got {self.probe_at!r}")
         if self.settle and (self.probe_at != "step" or not self.checkpoints):
             bad("settle", "needs a probe after every step: set probe_at='step' (and checkpoints on)")
-        for name, lo_open in (("consensus", False), ("keep_top", True), ("checkpoint_weight", False)):
+        for name, lo_open in (("consensus", False), ("keep_top", True), ("checkpoint_weight", False),
+                              ("wave_consensus", False)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 bad(name, f"must be a number, got {v!r}")

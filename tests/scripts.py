@@ -16,7 +16,8 @@ def stepwise(answers_by_step=None, final=None, steps_to_finish=3):
         body = prompt.split("<assistant>", 1)[1]
         if body.endswith("\\boxed{"):
             steps = body.count("\n\n") - 1  # the cue itself follows a blank line
-            tag = body.rsplit("Step", 1)[-1].split(".")[1].split("\n")[0] if "Step" in body else "0"
+            last = body.rsplit("Step", 1)[-1].split(".")  # a step the budget cut may lack its ".i"
+            tag = last[1].split("\n")[0] if "Step" in body and len(last) > 1 else "0"
             return f"{answers_by_step(steps, tag)}}}."
         if req.top_logprobs and req.max_new_tokens == 1:
             return ("S", -0.1, [[(ord("S"), -0.1), (ord("T"), -2.5)]])

@@ -43,7 +43,8 @@ def _narrate(method: str, **cfg) -> tuple[list[dict], str, dict]:
 
 
 def test_narrator_tells_each_kept_step_its_checkpoint_and_the_tally():
-    events, text, d = _narrate("srca", probe_at="step")  # the checkpoints after every step are told
+    # the checkpoints after every step are told; one wave, so that all four lineages run
+    events, text, d = _narrate("srca", probe_at="step", waves=1)
     selects = [e for e in events if e["type"] == "select"]
     assert selects, "the default method emits select events"
     steps = {n["id"]: n for e in events if e["type"] == "step" for n in e["nodes"]}

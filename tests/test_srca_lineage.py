@@ -60,18 +60,21 @@ def test_consensus_counts_full_answers_against_all_lineages():
 
 
 # -- the online search ------------------------------------------------------------------------
-def lineage_script(final, probe, steps, lp=None):
+def lineage_script(final, probe, steps, lp=None, offsets=None):
     """Lineage ``L`` (its first step names it) writes ``steps(L)`` steps then boxes ``final(L)``;
     a probe after ``k`` steps answers ``probe(L, k)``. Whole-path requests write the same text
-    in one go, so the online search and a bank recorded from this engine see the same paths."""
+    in one go, so the online search and a bank recorded from this engine see the same paths.
+    Sample ``i`` of a request from the root starts lineage ``offsets[seed] + i`` (waves: the
+    root request of wave ``w`` is seeded ``w`` under seed 0), ``i`` without ``offsets``."""
     lp = lp or (lambda L: -0.1)
+    offsets = offsets or {}
 
     def path(L):
         return "".join(f"L{L} s{k}\n\n" for k in range(1, steps(L))) + f"L{L} \\boxed{{{final(L)}}}"
 
     def script(prompt, req, i):
         body = prompt.split("<assistant>", 1)[1]
-        L = int(body[1:].split(" ", 1)[0]) if body.startswith("L") else i
+        L = int(body[1:].split(" ", 1)[0]) if body.startswith("L") else offsets.get(req.seed, 0) + i
         if body.endswith("\\boxed{"):
             return (f"{probe(L, body.count(chr(10) * 2) - 1)}}}", -0.01)
         rest = path(L)[len(body):]
@@ -81,6 +84,9 @@ def lineage_script(final, probe, steps, lp=None):
 
 
 def run(script, **cfg):
+    """One srca solve; a single wave unless ``waves`` is given (the tests below pin what happens
+    inside a wave; the waves have tests of their own)."""
+    cfg.setdefault("waves", 1)
     eng = ScriptedEngine(script)
     return Solver(engine=eng, config=SearchConfig(method="srca", **cfg)).solve("q"), eng
 
@@ -142,8 +148,8 @@ def test_whole_lineages_pay_for_the_text_after_the_box():
     assert whole.usage.generated_tokens > steps.usage.generated_tokens
     (line,) = asyncio.run(record_chunk(ScriptedEngine(script), [Problem(unique_id="p", problem="q", answer="7")],
                                        RecordSettings(samples=2, topk=0, config=SearchConfig(prompt="math"))))
-    assert replay_lineages(line, [0, 1], Policy(n=2)).tokens == whole.usage.generated_tokens
-    assert replay_lineages(line, [0, 1], Policy(n=2, probe_at="step")).tokens < whole.usage.generated_tokens
+    assert replay_lineages(line, [0, 1], Policy(n=2, waves=1)).tokens == whole.usage.generated_tokens
+    assert replay_lineages(line, [0, 1], Policy(n=2, probe_at="step", waves=1)).tokens < whole.usage.generated_tokens
 
 
 def test_settled_lineages_stop_early_with_their_checkpoint_answer():
@@ -237,7 +243,7 @@ def test_replay_matches_the_online_search(settle, consensus, max_new, probe_at, 
     if max_new < 1024:
         assert any(st[1] == "cut" for x in line["samples"] for st in x["steps"])
     pol = Policy(n=n, settle=settle, consensus=consensus, confidence="mean", keep_top=1.0, checkpoint_weight=0.25,
-                 probe_at=probe_at, max_steps=max_steps)
+                 probe_at=probe_at, max_steps=max_steps, waves=1)
     out = replay_lineages(line, list(range(n)), pol)
     sol, _ = run(script, n=n, settle=settle, consensus=consensus, confidence="mean", keep_top=1.0,
                  checkpoint_weight=0.25, max_new_tokens=max_new, probe_at=probe_at, max_steps=max_steps)
@@ -282,7 +288,7 @@ def test_a_deadline_between_a_step_and_its_probe_keeps_the_finished_lineages():
 
     eng = SlowSecondProbe(lineage_script(lambda L: "7" if L < 2 else "8", lambda L, k: "5",
                                          lambda L: 2 if L < 2 else 6))
-    sol = Solver(engine=eng, config=SearchConfig(method="srca", n=4, settle=0, deadline_s=1.0,
+    sol = Solver(engine=eng, config=SearchConfig(method="srca", n=4, settle=0, deadline_s=1.0, waves=1,
                                                  probe_at="step")).solve("q")
     assert sol.stop_reason == "deadline" and sol.answer == "7"
     assert sorted((c.source, c.answer, c.step) for c in sol.candidates) == [
@@ -297,7 +303,7 @@ def test_replay_and_online_break_ties_the_same_way(confidence, keep_top):
     eng = ScriptedEngine(script)
     (line,) = asyncio.run(record_chunk(eng, [Problem(unique_id="p", problem="q", answer="7")],
                                        RecordSettings(samples=4, topk=0, config=SearchConfig(prompt="math"))))
-    cfg = dict(n=4, settle=0, confidence=confidence, keep_top=keep_top)
+    cfg = dict(n=4, settle=0, confidence=confidence, keep_top=keep_top, waves=1)
     out = replay_lineages(line, list(range(4)), Policy.from_config(SearchConfig(**cfg)))
     sol, _ = run(script, **cfg)
     assert out.answer == sol.answer == "8"
@@ -381,7 +387,7 @@ def test_a_tail_confidence_reads_only_the_tail_it_asks_for(stepwise):
         full = f"L{L} first step of {'x' * (5 * L)}\n\nL{L} more\n\nL{L} so{'y' * L} \\boxed{{{7 + L % 2}}} ok"
         return full[len(body):] if not req.stop else full[len(body):].split("\n\n")[0] + "\n\n"
 
-    cfg = dict(n=4, confidence_window=10, keep_min=1)
+    cfg = dict(n=4, confidence_window=10, keep_min=1, waves=1)
     cfg = _stepwise_twin(**cfg) if stepwise else cfg
     sols = {}
     for tail_only in (False, True):

@@ -39,7 +39,7 @@ from ..answers import equivalent, extract_answer, parse_probe
 from ..config import SearchConfig
 from ..engines.token_spans import token_spans
 from ..methods.consensus import (Ballot, consensus_reached, settled_answer, token_confidence, trace_confidence,
-                                 vote)
+                                 vote, wave_settled, wave_sizes)
 from ..methods.context import PROBE_STOPS
 from ..methods.paths import PATH, path_steps, whole_paths
 
@@ -145,6 +145,9 @@ class Policy:
     checkpoint_weight: float = _DEFAULT.checkpoint_weight
     weighted: bool = True
     max_steps: int = _DEFAULT.max_steps
+    waves: int = _DEFAULT.waves
+    wave_consensus: float = _DEFAULT.wave_consensus
+    wave_min: int = _DEFAULT.wave_min
 
     @classmethod
     def from_config(cls, c: Any) -> "Policy":
@@ -153,7 +156,8 @@ class Policy:
         return cls(n=c.n, checkpoints=c.checkpoints, probe_at=c.probe_at, settle=c.settle, consensus=c.consensus,
                    confidence=c.confidence, confidence_window=c.confidence_window,
                    confidence_topk=c.confidence_topk > 0, keep_top=c.keep_top, keep_min=c.keep_min,
-                   checkpoint_weight=c.checkpoint_weight, weighted=True, max_steps=c.max_steps)
+                   checkpoint_weight=c.checkpoint_weight, weighted=True, max_steps=c.max_steps, waves=c.waves,
+                   wave_consensus=c.wave_consensus, wave_min=c.wave_min)
 
 
 @dataclass
@@ -175,9 +179,10 @@ def _conf(sample: dict, upto: int, p: Policy) -> float:
 
 def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
     """SRCA's lineage search over the bank samples ``samples`` of one problem, step-synchronous
-    like the online search (:func:`srca.methods.lineage.run_lineages`). Tokens as it spends
-    them: the steps taken and the probes, or, where it generates each lineage whole
-    (:func:`srca.methods.paths.whole_paths`), every token of the samples and the probes."""
+    like the online search (:func:`srca.methods.lineage.run_lineages`), wave by wave (the
+    samples in order: the first wave's lineages first). Tokens as it spends them: the steps
+    taken and the probes, or, where it generates each lineage whole
+    (:func:`srca.methods.paths.whole_paths`), every token of the samples it started and the probes."""
     eq = equivalent
     S = [line["samples"][i] for i in samples]
     depth = [0] * len(S)  # steps taken
@@ -185,43 +190,63 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
     ckpts: list[list[str | None]] = [[] for _ in S]
     ended: dict[int, tuple[str, str | None]] = {}  # lineage -> (kind, answer)
     tokens = probe = 0
-    stop = "max_steps"
-    for d in range(p.max_steps):
-        for i, smp in enumerate(S):
-            if i in ended:
-                continue
-            ntok, end, ans, ptok = smp["steps"][depth[i]]
-            depth[i] += 1
-            used[i] += ntok
-            tokens += ntok
-            if end == "path":
-                ended[i] = ("path", ans)
-                continue
-            if p.checkpoints and (p.probe_at == "step" or end == "cut" or d == p.max_steps - 1):
-                tokens += ptok
-                probe += ptok
-                ckpts[i].append(ans)
-            if end == "cut":
-                ended[i] = ("checkpoint", ckpts[i][-1] if ckpts[i] else None)
-            elif p.checkpoints and (a := settled_answer(ckpts[i], p.settle, eq)) is not None:
-                ended[i] = ("settled", a)
-        if len(ended) == len(S):
-            stop = "finished"
+    stop, capped, started = "", False, 0
+
+    def ballots(upto: int) -> list[Ballot]:
+        out = []
+        for i in range(upto):
+            kind, ans = ended.get(i, ("checkpoint", latest(ckpts[i])))
+            if ans is not None:
+                out.append(Ballot(ans, kind, _conf(S[i], used[i], p)))
+        return out
+
+    def latest(answers: list[str | None]) -> str | None:  # a cut lineage's ballot, as the online search's
+        return next((a for a in reversed(answers) if a is not None), None)
+
+    sizes = wave_sizes(len(S), p.waves, p.wave_min)
+    for w, size in enumerate(sizes):
+        live = range(started, started + size)
+        started += size
+        for d in range(p.max_steps):
+            for i in live:
+                if i in ended:
+                    continue
+                ntok, end, ans, ptok = S[i]["steps"][depth[i]]
+                depth[i] += 1
+                used[i] += ntok
+                tokens += ntok
+                if end == "path":
+                    ended[i] = ("path", ans)
+                    continue
+                if p.checkpoints and (p.probe_at == "step" or end == "cut" or d == p.max_steps - 1):
+                    tokens += ptok
+                    probe += ptok
+                    ckpts[i].append(ans)
+                if end == "cut":
+                    ended[i] = ("checkpoint", latest(ckpts[i]))
+                elif p.checkpoints and (a := settled_answer(ckpts[i], p.settle, eq)) is not None:
+                    ended[i] = ("settled", a)
+            if all(i in ended for i in live):
+                break
+            full = [a for k, a in ended.values() if k != "checkpoint" and a is not None]
+            if consensus_reached(full, len(S), p.consensus, eq):
+                stop = "consensus"
+                break
+        if stop:
             break
-        full = [a for k, a in ended.values() if k != "checkpoint" and a is not None]
-        if consensus_reached(full, len(S), p.consensus, eq):
+        capped = capped or any(i not in ended for i in live)
+        if w < len(sizes) - 1 and wave_settled(ballots(started), eq, p.wave_consensus, p.wave_min,
+                                               keep_top=p.keep_top, checkpoint_weight=p.checkpoint_weight,
+                                               keep_min=p.keep_min):
             stop = "consensus"
             break
+    stop = stop or ("max_steps" if capped else "finished")
     if whole_paths(p.probe_at, p.settle, p.consensus):  # the online search generates each lineage whole
-        tokens = sum(smp["tokens"] for smp in S) + probe
-    ballots = []
-    for i in range(len(S)):
-        kind, ans = ended.get(i, ("checkpoint", ckpts[i][-1] if ckpts[i] else None))
-        if ans is not None:
-            ballots.append(Ballot(ans, kind, _conf(S[i], used[i], p)))
-    t = vote(ballots, eq, keep_top=p.keep_top, checkpoint_weight=p.checkpoint_weight, weighted=p.weighted,
+        tokens = sum(smp["tokens"] for smp in S[:started]) + probe
+    bs = ballots(started)
+    t = vote(bs, eq, keep_top=p.keep_top, checkpoint_weight=p.checkpoint_weight, weighted=p.weighted,
              keep_min=p.keep_min)
-    return Outcome(ballots[t.winner].answer if t.winner is not None else None, tokens, probe, stop, ballots)
+    return Outcome(bs[t.winner].answer if t.winner is not None else None, tokens, probe, stop, bs)
 
 
 def replay_majority(line: dict, samples: Sequence[int]) -> Outcome:

@@ -15,7 +15,9 @@ keep the vote and only weight or filter it:
 * :func:`vote`: a confidence-weighted vote over the lineages' answers, the least confident
   share of them filtered out, checkpoint answers of paths that never finished as fractional
   votes that can never win alone;
-* :func:`consensus_reached`: stop the solve once enough lineages agree.
+* :func:`consensus_reached`: stop the solve once enough lineages agree;
+* :func:`wave_sizes` and :func:`wave_settled`: ESC-style adaptive sampling, the lineages
+  started in waves and the solve stopped after a wave whose vote is already clear.
 """
 from __future__ import annotations
 
@@ -172,5 +174,30 @@ def consensus_reached(full_answers: Sequence[str], n: int, threshold: float, equ
     return top >= threshold * n - 1e-9
 
 
+def wave_sizes(n: int, waves: int, min_size: int = 1) -> list[int]:
+    """The sizes of the (at most) ``waves`` waves ``n`` lineages start in: as equal as can be,
+    the smaller ones first (16 in 3: 5, 5, 6), none smaller than ``min_size`` (a wave with fewer
+    lineages than :func:`wave_settled` needs could never stop the solve: 4 in 3 with 2: 2, 2)."""
+    k = max(1, min(waves, n // max(1, min_size)))
+    base, extra = divmod(n, k)
+    return [base + (1 if i >= k - extra else 0) for i in range(k)]
+
+
+def wave_settled(ballots: Sequence[Ballot], equiv: Equiv, threshold: float, min_votes: int, keep_top: float = 1.0,
+                 checkpoint_weight: float = 0.0, keep_min: int = 1) -> bool:
+    """Whether a solve may stop after a wave (ESC's window agreement, weighted as DeepConf's
+    consensus): the vote over the ballots so far (:func:`vote`, the decision's own rule) has a
+    winner whose group holds at least ``threshold`` of the vote's weight and at least
+    ``min_votes`` counted full ballots. Two lineages that disagree never settle a solve."""
+    if not ballots:
+        return False
+    t = vote(ballots, equiv, keep_top=keep_top, checkpoint_weight=checkpoint_weight, keep_min=keep_min)
+    if t.winner is None:
+        return False
+    g = t.groups[t.winner]
+    own = sum(1 for i, b in enumerate(ballots) if t.groups[i] == g and b.kind != "checkpoint" and t.kept[i])
+    return own >= min_votes and t.share >= threshold - 1e-9
+
+
 __all__ = ["CONFIDENCES", "Ballot", "Tally", "consensus_reached", "group_labels", "settled_answer",
-           "token_confidence", "trace_confidence", "vote"]
+           "token_confidence", "trace_confidence", "vote", "wave_settled", "wave_sizes"]

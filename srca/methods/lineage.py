@@ -17,8 +17,13 @@ stay as independent as ``n`` samples, and the checkpoints do what they are good 
    ``settle`` needs);
 3. with ``settle`` (and ``probe_at="step"``), a lineage whose last ``settle`` checkpoint answers
    agree stops there and votes with that answer (Dynasor-CoT's probe agreement);
-4. once one answer holds ``consensus`` of the ``n`` lineages the solve stops (ESC-style);
-5. the decision is a confidence-weighted vote (:func:`srca.methods.consensus.vote`): each
+4. once one answer holds ``consensus`` of the ``n`` lineages the solve stops;
+5. the lineages start in ``waves`` waves (ESC's adaptive sampling: 16 as 5, 5 and 6), each
+   wave once the one before has ended; after a wave the solve stops when its vote is already
+   clear (:func:`~srca.methods.consensus.wave_settled`: the leading answer holds
+   ``wave_consensus`` of the vote's weight with ``wave_min`` full ballots of its own), and the
+   lineages of the waves not started are never paid for (``stop_reason`` ``"consensus"``);
+6. the decision is a confidence-weighted vote (:func:`srca.methods.consensus.vote`): each
    lineage one ballot, the least confident filtered out, lineages cut before they answered
    voting their last checkpoint at ``checkpoint_weight``.
 
@@ -30,7 +35,8 @@ from __future__ import annotations
 from ..answers import equivalent
 from ..engines.base import GenRequest, GenResult
 from ..engines.token_spans import token_spans
-from .consensus import consensus_reached, settled_answer, token_confidence, trace_confidence
+from .consensus import (Ballot, consensus_reached, settled_answer, token_confidence, trace_confidence,
+                        wave_settled, wave_sizes)
 from .context import Node, SearchContext
 from .paths import path_steps, whole_paths
 from .select import mark_kept
@@ -47,10 +53,18 @@ class _Lineages:
         self.unsorted: list[Node] = []  # the last step, until sort() files it
         self.last_call = False  # the token budget cut the last step: probe every open lineage
         self.pieces: dict[int, str] = {}  # token id -> its text, shared by the lineages (token_spans' memo)
+        self.launched = 0  # lineages started so far (a new one's index follows them)
+        self.pending = 0  # the size of the wave the next step starts from the root
+        self.wave = 0  # the current wave (its root request is salted with it)
+        self.capped = False  # some lineage stopped at max_steps without an end of its own
+
+    def launch(self, size: int, wave: int) -> None:
+        """Start the next wave: ``size`` new lineages from the root at the next step."""
+        self.pending, self.wave = size, wave
 
     def step_requests(self) -> list:
         ctx, c = self.ctx, self.c
-        reqs = [ctx.step_request(ctx.root, c.n)] if not self.open and not self.ended else \
+        reqs = [ctx.step_request(ctx.root, self.pending, salt=self.wave)] if self.pending else \
             [ctx.step_request(p, 1, salt=i) for i, p in enumerate(self.open)]
         for r in reqs:
             self.ask_confidence(r)
@@ -67,30 +81,33 @@ class _Lineages:
 
     async def step(self) -> list[Node]:
         ctx = self.ctx
-        parents = [ctx.root] if not self.open and not self.ended else self.open
+        parents = [ctx.root] if self.pending else self.open
         results = await ctx.generate(self.step_requests())
         kids = []
         for p, rs in zip(parents, results):
-            for r in rs:  # a first step starts lineage len(kids)
-                kids.append(self.file(p, r, self.index.get(p.id, len(kids))))
+            for r in rs:  # a first step starts lineage launched + len(kids)
+                kids.append(self.file(p, r, self.index.get(p.id, self.launched + len(kids))))
+        if self.pending:
+            self.launched, self.pending = self.launched + self.pending, 0
         self.unsorted = kids
         mark_kept(kids)  # lineages are never pruned
         ctx.emit({"type": "step", "depth": kids[0].depth if kids else 0, "nodes": [ctx.node_event(k) for k in kids]})
         return kids
 
-    async def whole(self) -> list[Node]:
-        """Every lineage in one request, generated to its end and cut into the steps the
+    async def whole(self, size: int, wave: int) -> list[Node]:
+        """The ``size`` lineages of wave ``wave`` in one request, generated to its end and cut into the steps the
         step-by-step search would have seen (:func:`~srca.methods.paths.path_steps`), at most
         ``max_steps``; returns each lineage's last step. Only where nothing reads a step before
         its path ends (:func:`~srca.methods.paths.whole_paths`): the engine then batches whole
         samples as for majority voting, with no step barriers."""
         ctx, c = self.ctx, self.c
-        req = ctx.request(ctx.root, max_new_tokens=c.max_new_tokens, n=c.n, temperature=c.temperature,
-                          top_p=c.top_p, top_k=c.top_k, seed=ctx.seed_for(ctx.root))
+        req = ctx.request(ctx.root, max_new_tokens=c.max_new_tokens, n=size, temperature=c.temperature,
+                          top_p=c.top_p, top_k=c.top_k, seed=ctx.seed_for(ctx.root, salt=wave))
         self.ask_confidence(req)
         (results,) = await ctx.generate([req])
         lasts, nodes = [], []
-        for i, r in enumerate(results):
+        first, self.launched = self.launched, self.launched + size
+        for i, r in enumerate(results, first):
             spans = token_spans(ctx.engine, r.token_ids, self.pieces)
             how = path_steps(spans.text_of, len(r.token_ids), r.hit_eos, c.step_delimiter, c.max_step_tokens,
                              c.max_new_tokens)[: c.max_steps]
@@ -154,27 +171,51 @@ class _Lineages:
             else:
                 self.open.append(k)
 
+    def close_wave(self) -> None:
+        """A wave's lineages still open (``max_steps`` reached) end there and vote their last
+        checkpoint, as at the end of a solve; the next wave starts from the root."""
+        if self.open:
+            self.capped = True
+            self.ended += [(n, "checkpoint") for n in self.open]
+            self.open = []
+
     def full_answers(self) -> list[str]:
         return [n.answer for n, kind in self.ended if kind != "checkpoint" and n.answer is not None]
 
-    def ballots(self) -> None:
-        """One candidate per lineage, in lineage order (as the bank replay lists them: the vote
-        breaks ties by order); the score is the lineage's confidence. A stop between a step and
-        its probe (deadline, budget) first files that step: a lineage that finished in it votes
-        its answer; one still open votes its latest checkpoint, from an earlier step if need be."""
-        ctx = self.ctx
-        if self.unsorted:
-            self.sort(self.unsorted)
+    def voters(self) -> list[tuple[Node, str]]:
+        """Each lineage's ballot as (node, kind), in lineage order (as the bank replay lists them:
+        the vote breaks ties by order); lineages without an answer left out. One still open (or
+        cut) votes its latest checkpoint answer, from an earlier step if need be."""
+        out = []
         for node, kind in sorted(self.ended + [(n, "checkpoint") for n in self.open],
                                  key=lambda x: self.index.get(x[0].id, 0)):
-            if kind == "checkpoint" and not node.probed:  # stopped before its probe: the last one
-                node = next((x for x in reversed(node.chain()) if x.probed), None)
+            if kind == "checkpoint" and node.checkpoint is None:  # not probed, or the probe had no
+                # answer (the budget cut it short): the latest checkpoint answer it has
+                node = next((x for x in reversed(node.chain()) if x.probed and x.checkpoint is not None), None)
                 if node is None:
                     continue
-            if (node.checkpoint if kind == "checkpoint" else node.answer) is None:
-                continue
+            if (node.checkpoint if kind == "checkpoint" else node.answer) is not None:
+                out.append((node, kind))
+        return out
+
+    def settled(self) -> bool:
+        """Whether the vote so far is clear enough to start no further wave (:func:`wave_settled`,
+        the decision's own vote over the ballots the solve would return now)."""
+        c = self.c
+        ballots = [Ballot(n.checkpoint if kind == "checkpoint" else n.answer, "checkpoint" if kind == "checkpoint"
+                          else "path", self.confidence(n)) for n, kind in self.voters()]
+        return wave_settled(ballots, equivalent, c.wave_consensus, c.wave_min, keep_top=c.keep_top,
+                            checkpoint_weight=c.checkpoint_weight, keep_min=c.keep_min)
+
+    def ballots(self) -> None:
+        """One candidate per lineage (:meth:`voters`); the score is the lineage's confidence. A
+        stop between a step and its probe (deadline, budget) first files that step: a lineage
+        that finished in it votes its answer; one still open votes its latest checkpoint."""
+        if self.unsorted:
+            self.sort(self.unsorted)
+        for node, kind in self.voters():
             node.score = node.path_score = self.confidence(node)
-            ctx.add_candidate(node, kind)
+            self.ctx.add_candidate(node, kind)
 
 
 async def run_lineages(ctx: SearchContext) -> None:
@@ -183,45 +224,60 @@ async def run_lineages(ctx: SearchContext) -> None:
     # nothing here reads a probe's logprobs (no scorer is called); the steps ask for their own
     ctx.want_logprobs = False
     ctx.stop_reason = "max_steps"
+    sizes = wave_sizes(c.n, c.waves, c.wave_min)
     if ctx.token_mode and whole_paths(c.probe_at, c.settle, c.consensus) and c.deadline_s is None \
             and c.max_tokens_total is None:  # no stop between steps: each lineage in one go
-        await _run_whole(ctx, lin)
+        await _run_whole(ctx, lin, sizes)
         return
     try:
-        for depth in range(c.max_steps):
-            kids = await lin.step()
-            # probe every open lineage where no step may follow: the last step, a budget-cut step, and
-            # under a deadline every step (the probe is the answer a deadline stop returns)
-            last = depth == c.max_steps - 1 or lin.last_call or c.deadline_s is not None
-            if c.checkpoints:  # every open lineage, or only those the token limit cut (probe_at)
-                await ctx.probe([k for k in kids if not k.finished and (c.probe_at == "step" or k.truncated or last)])
-            lin.sort(kids)
-            ctx.emit({"type": "select", "depth": kids[0].depth if kids else 0,
-                      "kept": [{"id": n.id, "answer": n.implied_answer} for n in lin.open],
-                      "ended": [{"id": n.id, "kind": kind, "answer": n.answer if kind != "checkpoint" else n.checkpoint}
-                                for n, kind in lin.ended if n.depth == (kids[0].depth if kids else 0)]})
-            if not lin.open:
-                ctx.stop_reason = "finished"
-                return
-            if consensus_reached(lin.full_answers(), c.n, c.consensus, equivalent):
+        for w, size in enumerate(sizes):
+            lin.launch(size, w)
+            for depth in range(c.max_steps):
+                kids = await lin.step()
+                # probe every open lineage where no step may follow: the last step, a budget-cut step, and
+                # under a deadline every step (the probe is the answer a deadline stop returns)
+                last = depth == c.max_steps - 1 or lin.last_call or c.deadline_s is not None
+                if c.checkpoints:  # every open lineage, or only those the token limit cut (probe_at)
+                    await ctx.probe([k for k in kids
+                                     if not k.finished and (c.probe_at == "step" or k.truncated or last)])
+                lin.sort(kids)
+                new = {k.id for k in kids}
+                ctx.emit({"type": "select", "depth": kids[0].depth if kids else 0,
+                          "kept": [{"id": n.id, "answer": n.implied_answer} for n in lin.open],
+                          "ended": [{"id": n.id, "kind": kind, "answer": n.answer if kind != "checkpoint" else n.checkpoint}
+                                    for n, kind in lin.ended if n.id in new]})
+                if not lin.open:
+                    break
+                if consensus_reached(lin.full_answers(), c.n, c.consensus, equivalent):
+                    ctx.stop_reason = "consensus"
+                    return
+            lin.close_wave()
+            if w < len(sizes) - 1 and lin.settled():
                 ctx.stop_reason = "consensus"
                 return
+        ctx.stop_reason = "max_steps" if lin.capped else "finished"
     finally:  # also on a budget or deadline stop: every lineage gets its ballot
         lin.ballots()
 
 
-async def _run_whole(ctx: SearchContext, lin: _Lineages) -> None:
-    """The lineages generated whole (:meth:`_Lineages.whole`); a lineage the token limit or
-    ``max_steps`` cut gets its one probe, as in the step-by-step search."""
+async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> None:
+    """The lineages generated whole, wave by wave (:meth:`_Lineages.whole`); a lineage the token
+    limit or ``max_steps`` cut gets its one probe, as in the step-by-step search."""
     c = ctx.config
-    lasts = await lin.whole()
-    if c.checkpoints:
-        await ctx.probe([k for k in lasts if not k.finished and (k.truncated or k.depth >= c.max_steps)])
-    lin.sort(lasts)
-    ctx.emit({"type": "select", "depth": max((k.depth for k in lasts), default=0),
-              "kept": [{"id": n.id, "answer": n.implied_answer} for n in lin.open],
-              "ended": [{"id": n.id, "kind": kind, "answer": n.answer if kind != "checkpoint" else n.checkpoint}
-                        for n, kind in lin.ended]})
-    if not lin.open:
-        ctx.stop_reason = "finished"
+    for w, size in enumerate(sizes):
+        lasts = await lin.whole(size, w)
+        if c.checkpoints:
+            await ctx.probe([k for k in lasts if not k.finished and (k.truncated or k.depth >= c.max_steps)])
+        lin.sort(lasts)
+        new = {k.id for k in lasts}
+        ctx.emit({"type": "select", "depth": max((k.depth for k in lasts), default=0),
+                  "kept": [{"id": n.id, "answer": n.implied_answer} for n in lin.open],
+                  "ended": [{"id": n.id, "kind": kind, "answer": n.answer if kind != "checkpoint" else n.checkpoint}
+                            for n, kind in lin.ended if n.id in new]})
+        lin.close_wave()
+        if w < len(sizes) - 1 and lin.settled():
+            ctx.stop_reason = "consensus"
+            break
+    else:
+        ctx.stop_reason = "max_steps" if lin.capped else "finished"
     lin.ballots()

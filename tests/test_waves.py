@@ -1,0 +1,124 @@
+"""SRCA's waves (ESC-style adaptive sampling): the wave rules (exact values), the online search
+on the scripted engine (exact calls, stops and winners) and the bank replay agreeing with it."""
+import asyncio
+
+import pytest
+
+from srca import SearchConfig, Solver
+from srca.answers import equivalent
+from srca.engines.fake import ScriptedEngine
+from srca.eval.bank import Policy, RecordSettings, record_chunk, replay_lineages
+from srca.eval.data import Problem
+from srca.methods.consensus import Ballot, wave_settled, wave_sizes
+from srca.seeds import request_seed
+
+from test_srca_lineage import lineage_script
+
+EQ = equivalent
+OFFSETS = {request_seed(0, 0, w): 2 * w for w in range(3)}  # n = 6 in waves of 2: wave w holds 2w, 2w+1
+
+
+def test_wave_sizes_smaller_first_and_never_below_the_minimum():
+    assert wave_sizes(16, 3, 2) == [5, 5, 6]
+    assert wave_sizes(32, 3, 2) == [10, 11, 11]
+    assert wave_sizes(8, 3, 2) == [2, 3, 3]
+    assert wave_sizes(5, 3, 2) == [2, 3]
+    assert wave_sizes(4, 3, 2) == [2, 2]  # a wave of 1 could never settle a solve
+    assert wave_sizes(3, 3, 2) == [3]
+    assert wave_sizes(16, 1, 2) == [16]
+    assert wave_sizes(4, 3) == [1, 1, 2]
+    assert sum(wave_sizes(97, 5, 3)) == 97
+
+
+def test_wave_settled_needs_agreement_and_weight():
+    b = lambda a, c=1.0, kind="path": Ballot(a, kind, c)  # noqa: E731
+    assert wave_settled([b("7"), b("7")], EQ, 0.5, 2)
+    assert not wave_settled([b("7"), b("8")], EQ, 0.5, 2)  # one ballot each: no agreement
+    assert not wave_settled([b("7")], EQ, 0.5, 2)
+    assert not wave_settled([], EQ, 0.5, 2)
+    # 7 twice (0.2 each) against 8 and 9 (0.9 each): 8 leads the weighted vote with one ballot
+    assert not wave_settled([b("7", 0.2), b("7", 0.2), b("8", 0.9), b("9", 0.9)], EQ, 0.5, 2)
+    # 7 twice of four equal ballots holds exactly half the weight
+    four = [b("7"), b("7"), b("8"), b("9")]
+    assert wave_settled(four, EQ, 0.5, 2) and not wave_settled(four, EQ, 0.51, 2)
+    assert not wave_settled(four, EQ, 0.5, 3)
+    # checkpoint ballots weigh in the share but are not votes of their own
+    assert not wave_settled([b("7"), b("7", kind="checkpoint")], EQ, 0.5, 2, checkpoint_weight=1.0)
+    assert wave_settled([b("7"), b("7"), b("8", kind="checkpoint")], EQ, 0.5, 2, checkpoint_weight=1.0)
+
+
+def solve(finals, steps=lambda L: 3, **cfg):
+    cfg = dict(dict(method="srca", n=6, waves=3, wave_min=2, wave_consensus=0.5, confidence="mean", keep_top=1.0),
+               **cfg)
+    script = lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", steps, offsets=OFFSETS)
+    eng = ScriptedEngine(script)
+    return Solver(engine=eng, config=SearchConfig(**cfg)).solve("q"), eng, script
+
+
+def sampling_calls(eng):
+    return [[(r.n, r.seed) for r in b] for b in eng.calls if b[0].temperature > 0]
+
+
+def test_an_agreeing_first_wave_stops_the_solve():
+    sol, eng, _ = solve(["7", "7", "8", "8", "8", "8"])
+    assert sampling_calls(eng) == [[(2, request_seed(0, 0, 0))]]  # one wave of 2 whole lineages
+    assert sol.stop_reason == "consensus" and sol.answer == "7"
+    assert [(c.source, c.answer) for c in sol.candidates] == [("path", "7")] * 2
+    whole_six, _, _ = solve(["7", "7", "8", "8", "8", "8"], waves=1)
+    assert whole_six.answer == "8" and whole_six.stop_reason == "finished"  # all six: 8 wins 4 to 2
+    assert sol.usage.generated_tokens * 3 == whole_six.usage.generated_tokens  # equal lineages: a third
+
+
+def test_waves_run_until_the_vote_is_clear():
+    sol, eng, _ = solve(["7", "8", "8", "9", "8", "8"])
+    # wave 1: 7 and 8 disagree; wave 2: 8 twice of 7, 8, 8, 9, exactly half the weight: stop
+    assert sampling_calls(eng) == [[(2, request_seed(0, 0, 0))], [(2, request_seed(0, 0, 1))]]
+    assert sol.stop_reason == "consensus" and sol.answer == "8"
+    assert [c.answer for c in sol.candidates] == ["7", "8", "8", "9"]  # lineage order
+    alone, eng, _ = solve(["1", "2", "3", "4", "5", "5"])
+    assert len(sampling_calls(eng)) == 3 and alone.stop_reason == "finished"
+    assert [c.answer for c in alone.candidates] == ["1", "2", "3", "4", "5", "5"] and alone.answer == "5"
+    # a stricter threshold runs the third wave for the same lineages
+    strict, eng, _ = solve(["7", "8", "8", "9", "8", "8"], wave_consensus=0.6)
+    assert len(sampling_calls(eng)) == 3 and strict.answer == "8" and strict.stop_reason == "finished"
+
+
+@pytest.mark.parametrize("finals", [["7", "7", "8", "8", "8", "8"], ["7", "8", "8", "9", "8", "8"],
+                                    ["1", "2", "3", "4", "5", "5"]])
+def test_step_by_step_waves_are_the_whole_ones(finals):
+    whole, _, _ = solve(finals, steps=lambda L: 2 + L % 3)
+    steps, eng, _ = solve(finals, steps=lambda L: 2 + L % 3, max_tokens_total=10 ** 9)
+    assert all(len(b) >= 1 for b in sampling_calls(eng))
+    assert (whole.answer, whole.stop_reason) == (steps.answer, steps.stop_reason)
+    assert [(c.source, c.answer, c.step) for c in whole.candidates] == \
+        [(c.source, c.answer, c.step) for c in steps.candidates]
+    assert whole.usage.generated_tokens == steps.usage.generated_tokens
+
+
+@pytest.mark.parametrize("finals,probe_at,max_new", [
+    (["7", "7", "8", "8", "8", "8"], "cut", 1024), (["7", "8", "8", "9", "8", "8"], "cut", 1024),
+    (["1", "2", "3", "4", "5", "5"], "cut", 1024), (["7", "8", "8", "9", "8", "8"], "step", 1024),
+    (["7", "8", "8", "9", "8", "8"], "cut", 30), (["7", "7", "8", "8", "8", "8"], "step", 30)])
+def test_replay_matches_the_online_waves(finals, probe_at, max_new):
+    # max_new = 30: the longer lineages are cut before they box (checkpoint ballots)
+    steps = lambda L: 2 + L % 4  # noqa: E731
+    sol, _, _ = solve(finals, steps=steps, probe_at=probe_at, max_new_tokens=max_new, checkpoint_weight=0.25)
+    # the bank's sample i is lineage i (one request of all six)
+    bank_engine = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", steps))
+    rec = RecordSettings(samples=6, topk=0, config=SearchConfig(prompt="math", max_new_tokens=max_new))
+    (line,) = asyncio.run(record_chunk(bank_engine, [Problem(unique_id="p1", problem="q", answer="8")], rec))
+    if max_new < 1024:
+        assert any(st[1] == "cut" for x in line["samples"] for st in x["steps"])
+    out = replay_lineages(line, list(range(6)), Policy.from_config(SearchConfig.from_dict(sol.config)))
+    assert (out.answer, out.stop) == (sol.answer, sol.stop_reason)
+    assert out.tokens == sol.usage.generated_tokens and out.probe_tokens == sol.usage.probe_tokens
+    assert [(b.kind, b.answer) for b in out.ballots] == [(c.source, c.answer) for c in sol.candidates]
+
+
+def test_the_default_search_starts_in_waves():
+    c = SearchConfig()
+    assert (c.waves, c.wave_consensus, c.wave_min) == (3, 0.5, 2)
+    assert Policy.from_config(c).waves == 3
+    for bad in ({"waves": 0}, {"waves": 65}, {"wave_min": 0}, {"wave_consensus": 1.5}, {"waves": 2.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SearchConfig(**bad)
