@@ -93,12 +93,17 @@ class Solver:
         finally:
             self.in_flight -= 1
 
+    async def _offload(self, fn: Any, *args: Any) -> Any:
+        """A search's own answer work (SearchContext.offload) in the answer workers."""
+        return await self.answer_work.run(fn, *args, alone=self.in_flight <= 1)
+
     async def _asolve(self, problem: str, cfg: SearchConfig, on_event: EventSink | None) -> Solution:
         method = METHODS[cfg.method]
         t0 = time.monotonic()
         scorer = self.scorer_for(cfg.scorer)
         ctx = SearchContext(problem, cfg, self.engine, scorer, on_event,
-                            want_logprobs=method.scores and bool(getattr(scorer, "uses_logprobs", True)))
+                            want_logprobs=method.scores and bool(getattr(scorer, "uses_logprobs", True)),
+                            offload=self._offload)
         try:
             await method.run(ctx)
         except StopSearch as stop:

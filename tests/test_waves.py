@@ -122,3 +122,27 @@ def test_the_default_search_starts_in_waves():
     for bad in ({"waves": 0}, {"waves": 65}, {"wave_min": 0}, {"wave_consensus": 1.5}, {"waves": 2.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             SearchConfig(**bad)
+
+
+def test_the_wave_check_runs_in_the_answer_workers():
+    # two solves in flight on a solver with one answer worker: each wave check (math-verify's
+    # equivalences) goes to the worker process, with the inline result
+    script = lineage_script(lambda L: ["7", "8", "8", "9", "8", "8"][L], lambda L, k: f"{L}{k}", lambda L: 3,
+                            offsets=OFFSETS)
+    cfg = SearchConfig(method="srca", n=6, waves=3, confidence="mean", keep_top=1.0)
+    inline = Solver(engine=ScriptedEngine(script), config=cfg).solve("q")
+    solver = Solver(engine=ScriptedEngine(script), config=cfg, answer_workers=1)
+
+    async def two():
+        return await asyncio.gather(solver.asolve("q"), solver.asolve("q"))
+
+    try:
+        a, b = asyncio.run(two())
+        stats = solver.answer_work.stats()
+    finally:
+        solver.close()
+    assert (inline.answer, inline.stop_reason) == ("8", "consensus")
+    assert [(s.answer, s.stop_reason) for s in (a, b)] == [("8", "consensus")] * 2
+    assert [c.answer for c in a.candidates] == [c.answer for c in inline.candidates]
+    # per solve: 2 wave checks and the decision, 6 calls, all in the worker (none inline)
+    assert stats["calls"] == 6 and stats["inline_calls"] == 0

@@ -9,7 +9,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from ..answers import extract_answer, extract_boxed, parse_probe
 from ..config import SearchConfig
@@ -80,7 +80,8 @@ class Node:
 
 class SearchContext:
     def __init__(self, problem: str, config: SearchConfig, engine: Engine, scorer: Scorer,
-                 on_event: EventSink | None = None, want_logprobs: bool = True) -> None:
+                 on_event: EventSink | None = None, want_logprobs: bool = True,
+                 offload: Callable[..., Awaitable[Any]] | None = None) -> None:
         from .. import prompts  # srca.prompts
 
         self.problem = problem
@@ -91,6 +92,9 @@ class SearchContext:
         # token logprobs only when something reads them (the self-confidence scorer does; a PRM
         # and plain voting do not): less for the engine to compute and send back
         self.want_logprobs = want_logprobs
+        # a pure CPU-heavy function (math-verify's equivalences) off the event loop: the solver's
+        # answer workers (srca.answer_work); inline without them
+        self._offload = offload
         self.usage = Usage()
         self.reserved_tokens = 0  # what the engine calls in flight may still generate (the budget's share)
         self.solve_id = uuid.uuid4().hex
@@ -125,6 +129,14 @@ class SearchContext:
         the node's id or by ``index`` (a search whose node ids depend on timing, DVTS's
         independent subtrees, keys its requests by their place instead)."""
         return request_seed(self.config.seed, node.id if index is None else index, salt)
+
+    async def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` (a pure, picklable function) in the solver's answer workers when it has
+        them, so a search's own answer checks (the waves' vote) do not hold the event loop that
+        feeds every other solve; inline otherwise."""
+        if self._offload is None:
+            return fn(*args)
+        return await self._offload(fn, *args)
 
     # -- engine calls ---------------------------------------------------------------------
     def remaining_tokens(self) -> int | None:
