@@ -13,7 +13,7 @@ implied), ``select`` (the paths kept, and for lineages those that ended) and ``f
 Paths are named by letters after their first step (a lineage keeps its letter all the way); in a
 tree, where kept paths share a first step, by node id and parent (``#9 (from #4)``). ``->`` is the answer a checkpoint probe implied, ``=>`` the answer of a path that ended. Methods
 without ``select`` events (majority, best-of-N, CoT, CoT-decoding) have their samples told as
-they come. The last block is the decision.
+they come. SRCA's waves are told as they start (``Wave 2 of 3: ...``). The last block is the decision.
 """
 from __future__ import annotations
 
@@ -67,6 +67,11 @@ class Narrator:
             return ""
         if kind == "select":
             return self._flush(ev.get("kept") or [], ev.get("ended") or [])
+        if kind == "wave":
+            out = self._flush() if self.pending else ""
+            w, waves, k = ev.get("wave"), ev.get("waves"), ev.get("lineages")
+            why = "" if w == 1 else ": the vote is not clear yet"
+            return out + f"Wave {w} of {waves}: {k} lineage(s){why}\n\n"
         return ""
 
     def finish(self, solution: dict[str, Any], cached: bool = False) -> str:

@@ -146,3 +146,36 @@ def test_the_wave_check_runs_in_the_answer_workers():
     assert [c.answer for c in a.candidates] == [c.answer for c in inline.candidates]
     # per solve: 2 wave checks and the decision, 6 calls, all in the worker (none inline)
     assert stats["calls"] == 6 and stats["inline_calls"] == 0
+
+
+def test_the_waves_are_told():
+    from srca.commands.solve import _progress
+
+    events = []
+    script = lineage_script(lambda L: ["7", "8", "8", "9", "8", "8"][L], lambda L, k: f"{L}{k}", lambda L: 3,
+                            offsets=OFFSETS)
+    Solver(engine=ScriptedEngine(script), config=SearchConfig(n=6, probe_at="step")).solve("q", on_event=events.append)
+    waves = [e for e in events if e["type"] == "wave"]
+    assert [(e["wave"], e["waves"], e["lineages"], e["before"]) for e in waves] == [(1, 3, 2, 0), (2, 3, 2, 2)]
+    lines = []
+
+    class Status:
+        def line(self, msg):
+            lines.append(msg)
+
+    on = _progress(Status())
+    for e in events:
+        on(e)
+    assert "wave 2 of 3: 2 lineage(s)" in lines
+    one = []
+    Solver(engine=ScriptedEngine(script), config=SearchConfig(n=6, waves=1)).solve("q", on_event=one.append)
+    assert not [e for e in one if e["type"] == "wave"]  # one wave: nothing to tell
+    pytest.importorskip("fastapi")
+    from srca.service.cache import solution_dict
+    from srca.service.reasoning import Narrator
+
+    n = Narrator()
+    sol = Solver(engine=ScriptedEngine(script), config=SearchConfig(n=6, probe_at="step")).solve("q")
+    text = "".join(n.feed(e) for e in events) + n.finish(solution_dict(sol))
+    assert "Wave 1 of 3: 2 lineage(s)\n" in text and "Wave 2 of 3: 2 lineage(s): the vote is not clear yet" in text
+    assert text.index("Wave 2") < text.index("  C: ") and "Decision: 8" in text

@@ -111,6 +111,8 @@ def _progress(status: StatusLine):
             names = [f"#{k['id']}" + (f"({k.get('answer')})" if k.get("answer") else "") for k in ev["kept"]
                      or ev["ended"]]
             msg = ("  kept: " if ev["kept"] else "  ended: ") + ", ".join(names)
+        elif kind == "wave":
+            msg = f"wave {ev['wave']} of {ev['waves']}: {ev['lineages']} lineage(s)"
         else:
             return
         status.line(msg)

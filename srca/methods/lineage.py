@@ -220,6 +220,13 @@ class _Lineages:
             self.ctx.add_candidate(node, kind)
 
 
+def _wave_event(ctx: SearchContext, w: int, sizes: list[int]) -> None:
+    """Tell the event stream a wave starts (only when there are several): ``wave`` (1-based),
+    ``waves``, ``lineages`` in it, ``before``: lineages started by the earlier waves."""
+    if len(sizes) > 1:
+        ctx.emit({"type": "wave", "wave": w + 1, "waves": len(sizes), "lineages": sizes[w], "before": sum(sizes[:w])})
+
+
 async def run_lineages(ctx: SearchContext) -> None:
     c = ctx.config
     lin = _Lineages(ctx)
@@ -233,6 +240,7 @@ async def run_lineages(ctx: SearchContext) -> None:
         return
     try:
         for w, size in enumerate(sizes):
+            _wave_event(ctx, w, sizes)
             lin.launch(size, w)
             for depth in range(c.max_steps):
                 kids = await lin.step()
@@ -267,6 +275,7 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
     limit or ``max_steps`` cut gets its one probe, as in the step-by-step search."""
     c = ctx.config
     for w, size in enumerate(sizes):
+        _wave_event(ctx, w, sizes)
         lasts = await lin.whole(size, w)
         if c.checkpoints:
             await ctx.probe([k for k in lasts if not k.finished and (k.truncated or k.depth >= c.max_steps)])
