@@ -94,7 +94,8 @@ class Solver:
             self.in_flight -= 1
 
     async def _offload(self, fn: Any, *args: Any) -> Any:
-        """A search's own answer work (SearchContext.offload) in the answer workers."""
+        """Answer work (a search's own checks through SearchContext.offload, and the decision) in
+        the answer workers; inline for a solve alone in flight while the pool has not started."""
         return await self.answer_work.run(fn, *args, alone=self.in_flight <= 1)
 
     async def _asolve(self, problem: str, cfg: SearchConfig, on_event: EventSink | None) -> Solution:
@@ -108,9 +109,8 @@ class Solver:
             await method.run(ctx)
         except StopSearch as stop:
             ctx.stop_reason = stop.reason
-        ctx.pool[:], win, conf = await self.answer_work.run(decide_pool, ctx.pool, method.decision_for(cfg),
-                                                            cfg.keep_top, cfg.checkpoint_weight, cfg.keep_min,
-                                                            alone=self.in_flight <= 1)
+        ctx.pool[:], win, conf = await self._offload(decide_pool, ctx.pool, method.decision_for(cfg), cfg.keep_top,
+                                                     cfg.checkpoint_weight, cfg.keep_min)
         winner = ctx.pool[win] if win is not None else None
         ctx.timings["total_s"] = time.monotonic() - t0
         sol = Solution(

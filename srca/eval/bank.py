@@ -192,16 +192,16 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
     tokens = probe = 0
     stop, capped, started = "", False, 0
 
-    def ballots(upto: int) -> list[Ballot]:
+    def latest(answers: list[str | None]) -> str | None:  # a cut lineage's ballot, as the online search's
+        return next((a for a in reversed(answers) if a is not None), None)
+
+    def ballots(upto: int) -> list[Ballot]:  # the first ``upto`` lineages' ballots, in lineage order
         out = []
         for i in range(upto):
             kind, ans = ended.get(i, ("checkpoint", latest(ckpts[i])))
             if ans is not None:
                 out.append(Ballot(ans, kind, _conf(S[i], used[i], p)))
         return out
-
-    def latest(answers: list[str | None]) -> str | None:  # a cut lineage's ballot, as the online search's
-        return next((a for a in reversed(answers) if a is not None), None)
 
     sizes = wave_sizes(len(S), p.waves, p.wave_min)
     for w, size in enumerate(sizes):

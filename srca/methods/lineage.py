@@ -171,6 +171,15 @@ class _Lineages:
             else:
                 self.open.append(k)
 
+    def tell(self, new: list[Node], depth: int) -> None:
+        """The ``select`` event after filing ``new``: the lineages still open, and those of ``new``
+        that ended (a wave's earlier lineages were told when they ended)."""
+        ids = {k.id for k in new}
+        self.ctx.emit({"type": "select", "depth": depth,
+                       "kept": [{"id": n.id, "answer": n.implied_answer} for n in self.open],
+                       "ended": [{"id": n.id, "kind": kind, "answer": n.answer if kind != "checkpoint" else n.checkpoint}
+                                 for n, kind in self.ended if n.id in ids]})
+
     def close_wave(self) -> None:
         """A wave's lineages still open (``max_steps`` reached) end there and vote their last
         checkpoint, as at the end of a solve; the next wave starts from the root."""
@@ -251,11 +260,7 @@ async def run_lineages(ctx: SearchContext) -> None:
                     await ctx.probe([k for k in kids
                                      if not k.finished and (c.probe_at == "step" or k.truncated or last)])
                 lin.sort(kids)
-                new = {k.id for k in kids}
-                ctx.emit({"type": "select", "depth": kids[0].depth if kids else 0,
-                          "kept": [{"id": n.id, "answer": n.implied_answer} for n in lin.open],
-                          "ended": [{"id": n.id, "kind": kind, "answer": n.answer if kind != "checkpoint" else n.checkpoint}
-                                    for n, kind in lin.ended if n.id in new]})
+                lin.tell(kids, kids[0].depth if kids else 0)
                 if not lin.open:
                     break
                 if consensus_reached(lin.full_answers(), c.n, c.consensus, equivalent):
@@ -280,11 +285,7 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
         if c.checkpoints:
             await ctx.probe([k for k in lasts if not k.finished and (k.truncated or k.depth >= c.max_steps)])
         lin.sort(lasts)
-        new = {k.id for k in lasts}
-        ctx.emit({"type": "select", "depth": max((k.depth for k in lasts), default=0),
-                  "kept": [{"id": n.id, "answer": n.implied_answer} for n in lin.open],
-                  "ended": [{"id": n.id, "kind": kind, "answer": n.answer if kind != "checkpoint" else n.checkpoint}
-                            for n, kind in lin.ended if n.id in new]})
+        lin.tell(lasts, max((k.depth for k in lasts), default=0))
         lin.close_wave()
         if w < len(sizes) - 1 and await lin.settled():
             ctx.stop_reason = "consensus"
