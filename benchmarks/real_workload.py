@@ -422,6 +422,8 @@ class Setup:
                 extra = {"disable_cuda_graph": True} if a.disable_cuda_graph else {}
                 if a.prefill_graph:
                     extra["cuda_graph_backend_prefill"] = a.prefill_graph
+                if a.decode_graph_max_bs != "engine":
+                    extra["decode_graph_max_bs"] = None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs
                 self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem, sampling_backend=a.sampler,
                                         attention_backend="triton", grammar_backend="none", log_level="info",
                                         decode_log_interval=a.decode_log_interval, **extra)
@@ -448,6 +450,11 @@ class Setup:
             cmd.append("--disable-cuda-graph")
         if a.prefill_graph:
             cmd += ["--cuda-graph-backend-prefill", a.prefill_graph]
+        if not a.disable_cuda_graph and a.decode_graph_max_bs != "sglang":  # as SGLangEngine passes them
+            from srca.engines.sglang_graphs import DECODE_GRAPH_MAX_BS, cli_flags, decode_graph_args, server_arg_fields
+
+            mbs = DECODE_GRAPH_MAX_BS if a.decode_graph_max_bs == "engine" else a.decode_graph_max_bs
+            cmd += cli_flags(decode_graph_args(mbs, server_arg_fields(), {}))
         out = open(os.path.join(a.work_dir, "server.out"), "w")
         self.proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 900
@@ -630,7 +637,7 @@ def sampler_profile(a, st: Setup, ids: list[list[int]]) -> dict:
     from sampler_share import sampling_summary
     from sglang.srt.managers.io_struct import ProfileReq
 
-    d = os.path.join(a.work_dir, "prof")
+    d = os.path.join(a.work_dir, "prof", time.strftime("%H%M%S"))  # one folder per profile
     os.makedirs(d, exist_ok=True)
     batch = [x for x in ids[: a.sampler_profile] for _ in range(a.samples)]
     params = {"max_new_tokens": 128, "temperature": a.temperature, "top_p": a.top_p, "ignore_eos": True}
@@ -869,7 +876,17 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=900.0, help="start no new job after this many s of jobs (0: no limit)")
     ap.add_argument("--no-raw", action="store_true")
     ap.add_argument("--mem", type=float, default=0.85)
-    ap.add_argument("--sampler", default="flashinfer", help="SGLang sampling backend")
+    ap.add_argument("--sampler", default="flashinfer", help="SGLang sampling backend (srca: srca's kernel, "
+                    "srca/engines/sglang_sampler.py)")
+    ap.add_argument("--sampler-ab", type=int, default=0, metavar="ROUNDS",
+                    help="with --sampler srca: after the raw phase, ROUNDS rounds of raw and --sampler-ab-jobs under "
+                         "FlashInfer and the kernel on the same engine (benchmarks/sampler_ab.py; 0: off)")
+    ap.add_argument("--sampler-ab-jobs", default="majority", help="jobs timed in the A/B (comma list; '' for raw only)")
+    ap.add_argument("--sampler-ab-then", default="srca", choices=["srca", "flashinfer"],
+                    help="the sampler of the jobs after the A/B")
+    ap.add_argument("--decode-graph-max-bs", default="engine",
+                    help="decode CUDA graphs up to this running batch: 'engine' (SGLangEngine's default, "
+                         "srca/engines/sglang_graphs.py), an int, or 'sglang' (SGLang's own default)")
     ap.add_argument("--disable-cuda-graph", action="store_true")
     ap.add_argument("--prefill-graph", default=None, choices=["full", "breakable", "tc_piecewise", "disabled"],
                     help="SGLang's prefill CUDA graph backend (its default captures 58 token counts at start)")
@@ -909,6 +926,14 @@ def main() -> None:
     if any(c < 1 for c in concs):
         ap.error("--concurrency: integers >= 1")
     jobs = [m.strip() for m in a.jobs.split(",") if m.strip()]
+    ab_jobs = [m.strip() for m in a.sampler_ab_jobs.split(",") if m.strip()]
+    if a.sampler_ab and (a.sampler != "srca" or a.engine != "sglang" or a.server):
+        ap.error("--sampler-ab needs --sampler srca and the in-process SGLang engine")
+    if a.decode_graph_max_bs not in ("engine", "sglang"):
+        try:
+            a.decode_graph_max_bs = int(a.decode_graph_max_bs)
+        except ValueError:
+            ap.error("--decode-graph-max-bs: 'engine', 'sglang' or an int")
 
     from srca import prompts
     from srca.config import SearchConfig
@@ -942,6 +967,11 @@ def main() -> None:
                   f"(use --limit 500 for more)", flush=True)
     base = SearchConfig(prompt=a.prompt, seed=0, max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p)
 
+    switch = None
+    if a.sampler_ab:
+        from sampler_ab import SwitchFile
+
+        switch = SwitchFile(os.path.join(a.work_dir, "sampler_switch"), "srca")
     st = Setup(a)
     res: dict[str, Any] = {"engine": st.kind, "model": a.model, "engine_start_s": st.start_s, "problems": len(problems),
                            "commit": _commit(), "python": sys.version.split()[0], "answer_pools": pools, "jobs": [],
@@ -972,6 +1002,21 @@ def main() -> None:
             res["raw"].update(sglang_log=slog.take(t0, t1), sglang_loads=poller.take(t0, t1) if poller else None)
             print(f"# raw: {json.dumps({k: v for k, v in res['raw'].items() if not isinstance(v, dict)})}", flush=True)
             write_result(a.out, "real_workload", a, **res)
+        if switch is not None:
+            import sampler_ab
+
+            def job_phase(m):
+                def go():
+                    row = run_job(a, st, problems, m, concs[0], base)
+                    return {**row, "samples": row["problems"] * a.samples}
+                return go
+
+            phases = {"raw": lambda: {**(r := st.raw(ids)), "samples": r["requests"]}}
+            phases.update({f"{m}@{a.samples}": job_phase(m) for m in ab_jobs})
+            prof = (lambda: sampler_profile(a, st, ids)) if a.sampler_profile else None
+            res["sampler_ab"] = sampler_ab.run(a, st, ids, switch, phases, prof)
+            sampler_ab.print_table(res["sampler_ab"])
+            write_result(a.out, "real_workload", a, **res)
         t_jobs = time.monotonic()
         for conc in concs:
             for m in jobs:
@@ -994,7 +1039,7 @@ def main() -> None:
                 if m in complete and conc == concs[0]:
                     res["completed"].append(complete_job(a, st, all_problems, m, row, base))
                 write_result(a.out, "real_workload", a, **res)
-        if a.sampler_profile and a.engine == "sglang" and not a.server:
+        if a.sampler_profile and a.engine == "sglang" and not a.server and switch is None:
             try:
                 res["sampler_profile"] = sampler_profile(a, st, ids)
             except Exception as e:  # the jobs' figures are written already
@@ -1008,6 +1053,10 @@ def main() -> None:
     if a.engine == "local":
         print("# dry run: the raw phase used the local engine's generate (one batched call), not SGLang")
     print_table(res)
+    if res.get("sampler_ab"):
+        import sampler_ab
+
+        sampler_ab.print_table(res["sampler_ab"])
     write_result(a.out, "real_workload", a, **res)
 
 

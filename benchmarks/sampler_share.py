@@ -27,7 +27,7 @@ import os
 import time
 
 SAMPLING_KEYS = ("sampling", "topk", "top_k", "topp", "top_p", "softmax", "argmax", "multinomial",
-                 "exponential", "renorm")
+                 "exponential", "renorm", "_fanout_kernel", "_combine_kernel")  # the last two: srca's kernel
 
 
 def kernel_times(trace_path: str) -> dict[str, float]:

@@ -9,6 +9,7 @@ calls it, as SGLang's tokenizer manager does, so the engine's private loop is ex
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import types
 
@@ -89,22 +90,35 @@ class _CharTokenizer:
         return 0x250  # Latin: every character the contract's texts use
 
 
+@dataclasses.dataclass
+class _ServerArgs:  # the graph fields of SGLang 0.5.17's ServerArgs
+    model_path: str = ""
+    cuda_graph_bs_decode: list | None = None
+    cuda_graph_max_bs_decode: int | None = None
+    max_running_requests: int | None = None
+
+
 @pytest.fixture(scope="module")
 def stub_sglang():
     import transformers
 
     mod = types.ModuleType("sglang")
     mod.Engine = _StubEngine
-    saved = sys.modules.get("sglang")
-    sys.modules["sglang"] = mod
+    names = ("sglang", "sglang.srt", "sglang.srt.server_args")
+    saved = {k: sys.modules.get(k) for k in names}
+    srt, args = types.ModuleType("sglang.srt"), types.ModuleType("sglang.srt.server_args")
+    args.ServerArgs = _ServerArgs
+    mod.srt, srt.server_args = srt, args
+    sys.modules.update(zip(names, (mod, srt, args)))
     orig = transformers.AutoTokenizer.from_pretrained
     transformers.AutoTokenizer.from_pretrained = staticmethod(lambda *a, **k: _CharTokenizer())
     yield
     transformers.AutoTokenizer.from_pretrained = orig
-    if saved is None:
-        sys.modules.pop("sglang", None)
-    else:
-        sys.modules["sglang"] = saved
+    for k, v in saved.items():
+        if v is None:
+            sys.modules.pop(k, None)
+        else:
+            sys.modules[k] = v
 
 
 def _make(**kw):
@@ -128,7 +142,27 @@ def test_server_args_passthrough(stub_sglang):
     assert kw["attention_backend"] == "triton" and kw["enable_deterministic_inference"] is True
     assert kw["disable_cuda_graph"] is True and kw["mem_fraction_static"] == 0.5
     assert not eng.info.reports_cached_tokens
+    assert "cuda_graph_bs_decode" not in kw  # the caller's graph option wins
     asyncio.run(eng.close())
+
+
+def test_decode_graphs_cover_the_running_batch(stub_sglang):
+    from srca.engines.sglang_graphs import DECODE_GRAPH_MAX_BS
+
+    def kwargs(**kw):
+        eng = _make(**kw)
+        asyncio.run(eng.close())
+        return eng.engine.kwargs
+
+    kw = kwargs()
+    assert kw["cuda_graph_max_bs_decode"] == DECODE_GRAPH_MAX_BS == kw["cuda_graph_bs_decode"][-1]
+    kw = kwargs(max_running_requests=600)  # the list stops at SGLang's request cap
+    assert kw["cuda_graph_bs_decode"][-2:] == [512, 600] and kw["cuda_graph_max_bs_decode"] == 600
+    kw = kwargs(decode_graph_max_bs=None)
+    assert "cuda_graph_bs_decode" not in kw and "cuda_graph_max_bs_decode" not in kw
+    assert kwargs(cuda_graph_max_bs_decode=128)["cuda_graph_max_bs_decode"] == 128
+    with pytest.raises(ValueError, match="decode_graph_max_bs"):
+        _make(decode_graph_max_bs=0)
 
 
 def test_affinity_routes_groups_with_routed_dp_rank(stub_sglang):

@@ -45,6 +45,9 @@ from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
 from .chat_template import apply_chat_template
+from .sglang_graphs import DECODE_GRAPH_MAX_BS, decode_graph_args, server_arg_fields
+from .sglang_sampler import BACKEND as SAMPLER_BACKEND
+from .sglang_sampler import check_installed as check_sampler_installed
 from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, ReplicaRouter, StopTokens, new_rid, sampling_params,
                             tail_rescore, tail_to_score, to_result, with_tail_logprobs)
 
@@ -67,7 +70,8 @@ class SGLangEngine:
         model_path: Hugging Face folder (or hub name) of the model.
         tp_size, dp_size: tensor- and data-parallel sizes (``dp_size`` replicas of ``tp_size`` GPUs).
         radix_cache: keep SGLang's prefix cache (RadixAttention) on.
-        attention_backend, sampling_backend: SGLang backends (``"triton"`` needs no FA3 build).
+        attention_backend, sampling_backend: SGLang backends (``"triton"`` needs no FA3 build;
+            ``sampling_backend="srca"``: srca's sampling kernel, :mod:`~srca.engines.sglang_sampler`).
         mem_fraction_static: share of GPU memory for weights + KV cache (SGLang default if None).
         load_format: e.g. ``"dummy"`` for random weights (speed work without a checkpoint).
         routing: ``"affinity"`` (default), ``"round_robin"`` or ``"sglang"`` (SGLang's own
@@ -81,6 +85,10 @@ class SGLangEngine:
             prefill after sampling), ``"inline"`` (``return_logprob`` while decoding) or
             ``"rescore_all"`` (every logprob request scored after sampling, whole: an experiment).
         tokenizer: tokenizer folder/name if not the model's.
+        decode_graph_max_bs: capture decode CUDA graphs for running batches up to this size
+            (:mod:`~srca.engines.sglang_graphs`: SGLang's own default stops at 256 on an H200
+            and runs larger decode steps eager, several times slower); None keeps SGLang's
+            default; ignored when ``server_args`` set a graph option themselves.
         **server_args: passed to ``sglang.Engine`` unchanged (e.g. ``disable_cuda_graph=True``,
             ``grammar_backend="none"``, ``context_length=4096``).
     """
@@ -102,6 +110,7 @@ class SGLangEngine:
         tokenizer: str | None = None,
         log_level: str = "error",
         tail_logprobs: str = "rescore",
+        decode_graph_max_bs: int | None = DECODE_GRAPH_MAX_BS,
         **server_args: Any,
     ) -> None:
         if tp_size < 1 or dp_size < 1:
@@ -110,6 +119,8 @@ class SGLangEngine:
             raise ValueError(f"SGLangEngine.stop_mode: must be one of {STOP_MODES}, got {stop_mode!r}")
         if tail_logprobs not in TAIL_LOGPROBS:
             raise ValueError(f"SGLangEngine.tail_logprobs: must be one of {TAIL_LOGPROBS}, got {tail_logprobs!r}")
+        if decode_graph_max_bs is not None and (type(decode_graph_max_bs) is not int or decode_graph_max_bs < 1):
+            raise ValueError(f"SGLangEngine.decode_graph_max_bs: must be a positive int or None, got {decode_graph_max_bs!r}")
         self.tail_logprobs = tail_logprobs
         self.router = ReplicaRouter(dp_size, routing)
         self.ignore_eos = ignore_eos
@@ -118,6 +129,8 @@ class SGLangEngine:
             import sglang  # noqa: F401  (heavy; only here)
         except ImportError as e:  # a user-caused condition: raise, don't assert
             raise ImportError("SGLangEngine needs the 'sglang' package (pip install 'srca[sglang]' on a CUDA machine)") from e
+        if sampling_backend == SAMPLER_BACKEND:
+            check_sampler_installed()
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or model_path)
@@ -140,6 +153,7 @@ class SGLangEngine:
         if deterministic:
             kwargs["enable_deterministic_inference"] = True
         kwargs.update(server_args)
+        kwargs.update(decode_graph_args(decode_graph_max_bs, server_arg_fields(), kwargs))
         self.server_args = kwargs
         self.engine = sglang.Engine(**kwargs)
         self.info = EngineInfo(name="sglang", model=model_path, token_ids=True,

@@ -1,0 +1,76 @@
+"""Decode CUDA graphs for the batch sizes a search runs at (no SGLang import here).
+
+SGLang 0.5.17 captures decode CUDA graphs only up to a running batch of 256 requests on one GPU
+of 90 to 160 GB with tp < 4 (an H200: ``ServerArgs._handle_gpu_memory_settings``); a decode step
+of a larger batch runs eager. On one H200 with the 1.5B model that is the cliff the real-workload
+runs show: 3.5 to 6 ms a step with a graph at 100 to 256 running requests, 33 to 44 ms eager at
+280 to 490, and 41 ms at 1,024 with 9.6 ms of it on the GPU (``benchmarks/results/
+real_workload_h200_waves.json``: the jobs' ``decode_series``, ``sampler_profile``). A batch of
+16 samples per problem passes 256 as soon as 17 problems are in flight, so the SGLang engines
+this project starts capture decode graphs up to ``DECODE_GRAPH_MAX_BS`` running requests
+(SGLang clamps the list to its request pool).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+# SGLang's max_running_requests on one H200 with the 1.5B model (its own default there).
+DECODE_GRAPH_MAX_BS = 4096
+
+# The graph options of SGLang's ServerArgs, new names (0.5.17) and old ones (before the decode /
+# prefill split). A caller who sets any of these keeps SGLang's behaviour for them.
+_GRAPH_FIELDS = ("cuda_graph_bs_decode", "cuda_graph_max_bs_decode", "cuda_graph_bs", "cuda_graph_max_bs",
+                 "cuda_graph_config", "disable_cuda_graph", "disable_decode_cuda_graph",
+                 "cuda_graph_backend_decode")
+
+
+def decode_graph_sizes(max_bs: int) -> list[int]:
+    """Batch sizes to capture: SGLang's own list up to 512 (1, 2, 4, 8, 12, then 16 to 256 by 8,
+    272 to 496 by 16, 512), then coarser (640, 768, 896, 1024, then by 256 to 2048, by 512
+    beyond): a batch runs in the next captured size up, padded; padding a step by up to a
+    quarter costs far less than running it eager. Always ends at ``max_bs``."""
+    if type(max_bs) is not int or max_bs < 1:
+        raise ValueError(f"decode graph max batch size must be a positive int, got {max_bs!r}")
+    sizes = [1, 2, 4, 8, 12, *range(16, 257, 8), *range(272, 512, 16), 512,
+             640, 768, 896, 1024, *range(1280, 2049, 256), *range(2560, max_bs + 1, 512)]
+    out = [s for s in sizes if s < max_bs]
+    return out + [max_bs]
+
+
+def decode_graph_args(max_bs: int | None, fields: Iterable[str], given: dict[str, Any]) -> dict[str, Any]:
+    """SGLang server args that capture decode graphs up to ``max_bs`` (None: SGLang's default).
+
+    ``fields``: the names ``sglang``'s ``ServerArgs`` has (the new names win); ``given``: the
+    caller's own server args: any graph option there, or a smaller ``max_running_requests``
+    (the list then stops at it), is respected. Returns the args to add ({} for none)."""
+    if max_bs is None:
+        return {}
+    if any(given.get(k) not in (None, False) for k in _GRAPH_FIELDS):
+        return {}
+    running = given.get("max_running_requests")
+    if isinstance(running, int) and running > 0:
+        max_bs = min(max_bs, running)
+    fields = set(fields)
+    for bs_name, max_name in (("cuda_graph_bs_decode", "cuda_graph_max_bs_decode"), ("cuda_graph_bs", "cuda_graph_max_bs")):
+        if bs_name in fields and max_name in fields:
+            return {bs_name: decode_graph_sizes(max_bs), max_name: max_bs}
+    return {}
+
+
+def server_arg_fields() -> set[str]:
+    """The field names of the installed SGLang's ServerArgs (imports sglang)."""
+    import dataclasses
+
+    from sglang.srt.server_args import ServerArgs
+
+    return {f.name for f in dataclasses.fields(ServerArgs)}
+
+
+def cli_flags(args: dict[str, Any]) -> list[str]:
+    """``decode_graph_args``'s result as ``sglang.launch_server`` flags (``--cuda-graph-bs-decode
+    1 2 4 ... --cuda-graph-max-bs-decode 4096``)."""
+    out: list[str] = []
+    for k, v in args.items():
+        out.append("--" + k.replace("_", "-"))
+        out += [str(x) for x in v] if isinstance(v, list) else [str(v)]
+    return out
