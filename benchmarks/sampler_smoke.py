@@ -38,7 +38,7 @@ def main() -> None:
                        load_format=None if a.real else "dummy", cuda_graph_backend_prefill="disabled",
                        decode_graph_max_bs=a.rows)
     print(f"# engine ready in {time.monotonic() - t:.1f} s", flush=True)
-    st = types.SimpleNamespace(eng=eng)
+    st = types.SimpleNamespace(eng=eng, flush=lambda: asyncio.run(eng.flush_cache()))
     out = {"greedy_check": greedy_check(st, [list(range(100 + i, 164 + i)) for i in range(32)], switch)}
     batch = [list(range(200 + i % 64, 264 + i % 64)) for i in range(a.rows)]
     params = {"max_new_tokens": a.tokens, "temperature": 0.7, "top_p": 0.95, "ignore_eos": True}

@@ -52,6 +52,21 @@ def test_cli_flags_for_launch_server():
     assert cli_flags({}) == []
 
 
+def test_flags_command(monkeypatch, capsys):
+    from srca.engines import sglang_graphs
+
+    assert sglang_graphs.main(["0"]) == 2 and "MAX_BS" in capsys.readouterr().err
+    monkeypatch.setattr(sglang_graphs, "server_arg_fields", lambda: NEW)
+    assert sglang_graphs.main(["8"]) == 0
+    assert capsys.readouterr().out.split() == cli_flags(decode_graph_args(8, NEW, {}))
+
+    def missing():
+        raise ImportError("No module named 'sglang'")
+
+    monkeypatch.setattr(sglang_graphs, "server_arg_fields", missing)
+    assert sglang_graphs.main([]) == 1 and "needs SGLang" in capsys.readouterr().err
+
+
 # -- the sampler plugin -----------------------------------------------------------------------------
 
 class _Bag:

@@ -24,6 +24,10 @@ kernel draws from the same tempered logits.
 RNG: a Philox counter per process, keyed by SGLang's ``random_seed`` and a call counter, so the
 ranks of a tensor-parallel group draw the same tokens from the same logits.
 
+Measured on one H200 (kernels/README.md, "Does it pay end to end?"): 8% less GPU kernel time in
+the sampler profile, no faster end to end (raw engine 1.003x FlashInfer's wall, majority@16
+1.027x); so it is opt-in and SGLang's FlashInfer sampler stays the default.
+
 ``SRCA_SAMPLER_SWITCH=<file>`` (for A/B benchmarks on one engine): the sampler reads the file
 (at most every 0.2 s) and uses SGLang's own sampler while it holds ``flashinfer``.
 """
