@@ -127,6 +127,44 @@ class LoopLag:
                 "blocked_s_per_second": _thin([[s, round(per_s.get(s, 0.0), 3)] for s in range(span)])}
 
 
+class GCWatch:
+    """This process's cyclic garbage collections while a job runs (``gc.callbacks``): a full
+    (generation 2) collection holds every thread, the controller's loop and SGLang's tokenizer
+    manager alike. ``SGLangEngine(freeze_gc=True)`` (the default) moves the objects of the
+    start-up out of its reach; this says what is left."""
+
+    def __init__(self) -> None:
+        self.t: dict[int, float] = {}
+        self.runs: list[tuple[int, float]] = []  # (generation, seconds)
+
+    def _cb(self, phase: str, info: dict) -> None:
+        gen = info.get("generation", -1)
+        if phase == "start":
+            self.t[gen] = time.perf_counter()
+        elif gen in self.t:
+            self.runs.append((gen, time.perf_counter() - self.t.pop(gen)))
+
+    def __enter__(self):
+        import gc
+
+        gc.callbacks.append(self._cb)
+        return self
+
+    def __exit__(self, *exc):
+        import gc
+
+        gc.callbacks.remove(self._cb)
+
+    def summary(self) -> dict:
+        import gc
+
+        out: dict[str, Any] = {"frozen_objects": gc.get_freeze_count()}
+        for g in (0, 1, 2):
+            xs = [x for gen, x in self.runs if gen == g]
+            out[f"gen{g}"] = {"n": len(xs), "total_s": round(sum(xs), 3), "max_s": round(max(xs, default=0.0), 4)}
+        return out
+
+
 class StackSampler(threading.Thread):
     """Samples one thread's Python stack ``hz`` times a second: idle (waiting in the selector)
     or busy, and per function how many busy samples had it on the stack (cumulative) or on top."""
@@ -692,8 +730,10 @@ def run_job(a, st: Setup, problems, job: str, conc: int, base) -> dict:
     t_mono, t_wall = time.monotonic(), time.time()
     if sampler is not None:
         sampler.start()
+    gcw = GCWatch()
     try:
-        recs, wall = asyncio.run(go())
+        with gcw:
+            recs, wall = asyncio.run(go())
     finally:
         if sampler is not None:
             sampler.stop()
@@ -709,7 +749,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int, base) -> dict:
                engine_calls=u.get("engine_calls", 0), engine_requests=u.get("engine_requests", 0),
                requests_per_call=round(u["engine_requests"] / u["engine_calls"], 2) if u.get("engine_calls") else None,
                calls_per_solve=round(u.get("engine_calls", 0) / max(1, len(recs)), 2),
-               cpu_s=cpu.since(), loop=lag.summary(t_mono))
+               cpu_s=cpu.since(), loop=lag.summary(t_mono), gc_main=gcw.summary())
     tot = [r["timings"].get("total_s", 0.0) for r in recs]
     eng_s = [r["timings"].get("engine_s", 0.0) for r in recs]
     row["solve_s"] = _stats(tot, 2)
@@ -1035,7 +1075,9 @@ def main() -> None:
                 res["jobs"].append(row)
                 print(f"# {row['job']} c{conc}: {row['wall_s']} s, {row['gen_tok_s']} tok/s, x raw wall "
                       f"{row.get('x_raw_wall')}, loop blocked {row['loop']['blocked_s']} s, main CPU "
-                      f"{row['cpu_s']['main_thread']} s, top {top_function(row)}", flush=True)
+                      f"{row['cpu_s']['main_thread']} s, full GCs {row['gc_main']['gen2']['n']} "
+                      f"({row['gc_main']['gen2']['total_s']} s), top {top_function(row)}",
+                      flush=True)
                 if m in complete and conc == concs[0]:
                     res["completed"].append(complete_job(a, st, all_problems, m, row, base))
                 write_result(a.out, "real_workload", a, **res)

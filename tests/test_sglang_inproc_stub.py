@@ -34,6 +34,9 @@ class _TokenizerManager:
     async def flush_cache(self):
         return types.SimpleNamespace(success=True)
 
+    async def freeze_gc(self):  # SGLang's: freezes its processes' GC and this one's (not here)
+        self.frozen = getattr(self, "frozen", 0) + 1
+
 
 class _StubEngine:
     def __init__(self, **kwargs) -> None:
@@ -143,6 +146,15 @@ def test_server_args_passthrough(stub_sglang):
     assert kw["disable_cuda_graph"] is True and kw["mem_fraction_static"] == 0.5
     assert not eng.info.reports_cached_tokens
     assert "cuda_graph_bs_decode" not in kw  # the caller's graph option wins
+    asyncio.run(eng.close())
+
+
+def test_gc_frozen_once_the_engine_is_up(stub_sglang):
+    eng = _make()
+    assert eng.engine.tokenizer_manager.frozen == 1
+    asyncio.run(eng.close())
+    eng = _make(freeze_gc=False)
+    assert not hasattr(eng.engine.tokenizer_manager, "frozen")
     asyncio.run(eng.close())
 
 

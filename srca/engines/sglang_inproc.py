@@ -89,6 +89,11 @@ class SGLangEngine:
             (:mod:`~srca.engines.sglang_graphs`: SGLang's own default stops at 256 on an H200
             and runs larger decode steps eager, several times slower); None keeps SGLang's
             default; ignored when ``server_args`` set a graph option themselves.
+        freeze_gc: once the engine is up, move every object that exists then (the imports of
+            torch, transformers and SGLang, the tokenizer, the stop-token table) out of Python's
+            cyclic garbage collector, in this process and SGLang's own (SGLang's
+            ``freeze_gc``, which its docs advise after start-up): a full collection otherwise
+            walks them all and holds every thread, the engine's loop included.
         **server_args: passed to ``sglang.Engine`` unchanged (e.g. ``disable_cuda_graph=True``,
             ``grammar_backend="none"``, ``context_length=4096``).
     """
@@ -111,6 +116,7 @@ class SGLangEngine:
         log_level: str = "error",
         tail_logprobs: str = "rescore",
         decode_graph_max_bs: int | None = DECODE_GRAPH_MAX_BS,
+        freeze_gc: bool = True,
         **server_args: Any,
     ) -> None:
         if tp_size < 1 or dp_size < 1:
@@ -163,6 +169,17 @@ class SGLangEngine:
         self._thread = threading.Thread(target=self._loop.run_forever, name="srca-sglang-loop", daemon=True)
         self._thread.start()
         self._closed = False
+        if freeze_gc:
+            self._freeze_gc()
+
+    def _freeze_gc(self) -> None:
+        freeze = getattr(self.engine.tokenizer_manager, "freeze_gc", None)  # SGLang >= 0.5: all its processes
+        if freeze is None:
+            import gc
+
+            gc.freeze()
+            return
+        asyncio.run_coroutine_threadsafe(freeze(), self._loop).result(60)
 
     # -- tokenizer --------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
