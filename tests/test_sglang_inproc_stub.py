@@ -158,6 +158,18 @@ def test_gc_frozen_once_the_engine_is_up(stub_sglang):
     asyncio.run(eng.close())
 
 
+def test_gc_freeze_that_fails_still_gives_an_engine(stub_sglang, monkeypatch, caplog):
+    async def broken(self):
+        raise RuntimeError("no scheduler")
+
+    monkeypatch.setattr(_TokenizerManager, "freeze_gc", broken)
+    eng = _make()
+    assert "freeze_gc failed (RuntimeError: no scheduler)" in caplog.text
+    out = asyncio.run(eng.generate([GenRequest(prompt="solve 1 step 0", n=1, max_new_tokens=3)]))
+    assert len(out) == 1 and len(out[0]) == 1
+    asyncio.run(eng.close())
+
+
 def test_decode_graphs_cover_the_running_batch(stub_sglang):
     from srca.engines.sglang_graphs import DECODE_GRAPH_MAX_BS
 

@@ -179,7 +179,11 @@ class SGLangEngine:
 
             gc.freeze()
             return
-        asyncio.run_coroutine_threadsafe(freeze(), self._loop).result(60)
+        try:  # an optimisation: an SGLang that cannot do it still serves
+            asyncio.run_coroutine_threadsafe(freeze(), self._loop).result(60)
+        except Exception as e:  # noqa: BLE001
+            log.warning("SGLangEngine: freeze_gc failed (%s: %s); the garbage collector stays as it was",
+                        type(e).__name__, e)
 
     # -- tokenizer --------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
