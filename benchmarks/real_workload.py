@@ -489,9 +489,9 @@ class Setup:
         if a.prefill_graph:
             cmd += ["--cuda-graph-backend-prefill", a.prefill_graph]
         if not a.disable_cuda_graph and a.decode_graph_max_bs != "sglang":  # as SGLangEngine passes them
-            from srca.engines.sglang_graphs import DECODE_GRAPH_MAX_BS, cli_flags, decode_graph_args, server_arg_fields
+            from srca.engines.sglang_graphs import AUTO, cli_flags, decode_graph_args, resolve_max_bs, server_arg_fields
 
-            mbs = DECODE_GRAPH_MAX_BS if a.decode_graph_max_bs == "engine" else a.decode_graph_max_bs
+            mbs = resolve_max_bs(AUTO if a.decode_graph_max_bs == "engine" else a.decode_graph_max_bs)
             cmd += cli_flags(decode_graph_args(mbs, server_arg_fields(), {}))
         out = open(os.path.join(a.work_dir, "server.out"), "w")
         self.proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)

@@ -178,15 +178,24 @@ def test_decode_graphs_cover_the_running_batch(stub_sglang):
         asyncio.run(eng.close())
         return eng.engine.kwargs
 
-    kw = kwargs()
+    from srca.engines import sglang_graphs
+
+    with pytest.MonkeyPatch.context() as mp:  # "auto" by the GPU's memory (nvidia-smi's MiB)
+        for mb, want in ((143771.0, DECODE_GRAPH_MAX_BS), (46068.0, 1024), (24564.0, None), (None, None)):
+            mp.setattr(sglang_graphs, "gpu_memory_mb", lambda mb=mb: mb)
+            kw = kwargs()
+            assert kw.get("cuda_graph_max_bs_decode") == want, mb
+            assert (kw["cuda_graph_bs_decode"][-1] == want) if want else "cuda_graph_bs_decode" not in kw
+    kw = kwargs(decode_graph_max_bs=DECODE_GRAPH_MAX_BS)
     assert kw["cuda_graph_max_bs_decode"] == DECODE_GRAPH_MAX_BS == kw["cuda_graph_bs_decode"][-1]
-    kw = kwargs(max_running_requests=600)  # the list stops at SGLang's request cap
+    kw = kwargs(decode_graph_max_bs=4096, max_running_requests=600)  # the list stops at SGLang's request cap
     assert kw["cuda_graph_bs_decode"][-2:] == [512, 600] and kw["cuda_graph_max_bs_decode"] == 600
     kw = kwargs(decode_graph_max_bs=None)
     assert "cuda_graph_bs_decode" not in kw and "cuda_graph_max_bs_decode" not in kw
-    assert kwargs(cuda_graph_max_bs_decode=128)["cuda_graph_max_bs_decode"] == 128
-    with pytest.raises(ValueError, match="decode_graph_max_bs"):
-        _make(decode_graph_max_bs=0)
+    assert kwargs(decode_graph_max_bs=4096, cuda_graph_max_bs_decode=128)["cuda_graph_max_bs_decode"] == 128
+    for bad in (0, "big", 2.5):
+        with pytest.raises(ValueError, match="decode_graph_max_bs"):
+            _make(decode_graph_max_bs=bad)
 
 
 def test_affinity_routes_groups_with_routed_dp_rank(stub_sglang):

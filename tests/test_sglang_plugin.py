@@ -52,6 +52,36 @@ def test_cli_flags_for_launch_server():
     assert cli_flags({}) == []
 
 
+def test_auto_by_gpu_memory(monkeypatch):
+    from srca.engines import sglang_graphs as g
+
+    assert [g.auto_max_bs(mb) for mb in (143771.0, 81559.0, 61440.0, 46068.0, 35840.0, 24564.0, None)] == \
+        [4096, 4096, 4096, 1024, 1024, None, None]
+    monkeypatch.setattr(g, "gpu_memory_mb", lambda: 81559.0)
+    assert g.resolve_max_bs("auto") == 4096 and g.resolve_max_bs(None) is None and g.resolve_max_bs(300) == 300
+    for bad in (0, "4096", 1.5):
+        with pytest.raises(ValueError):
+            g.resolve_max_bs(bad)
+
+
+def test_gpu_memory_from_nvidia_smi(monkeypatch):
+    from srca.engines import sglang_graphs as g
+
+    def fake(out, rc=0):
+        return lambda *a, **k: types.SimpleNamespace(stdout=out, returncode=rc)
+
+    monkeypatch.setattr(g.subprocess, "run", fake("143771\n81559\n"))
+    assert g.gpu_memory_mb() == 81559.0  # the smallest GPU
+    monkeypatch.setattr(g.subprocess, "run", fake("No devices were found\n", 6))
+    assert g.gpu_memory_mb() is None
+
+    def missing(*a, **k):
+        raise FileNotFoundError("nvidia-smi")
+
+    monkeypatch.setattr(g.subprocess, "run", missing)
+    assert g.gpu_memory_mb() is None
+
+
 def test_flags_command(monkeypatch, capsys):
     from srca.engines import sglang_graphs
 
@@ -59,6 +89,9 @@ def test_flags_command(monkeypatch, capsys):
     monkeypatch.setattr(sglang_graphs, "server_arg_fields", lambda: NEW)
     assert sglang_graphs.main(["8"]) == 0
     assert capsys.readouterr().out.split() == cli_flags(decode_graph_args(8, NEW, {}))
+    monkeypatch.setattr(sglang_graphs, "gpu_memory_mb", lambda: 24564.0)  # small GPU: SGLang's own
+    assert sglang_graphs.main([]) == 0 and capsys.readouterr().out == ""
+    monkeypatch.setattr(sglang_graphs, "gpu_memory_mb", lambda: 143771.0)
 
     def missing():
         raise ImportError("No module named 'sglang'")

@@ -8,17 +8,22 @@ runs show: 3.5 to 6 ms a step with a graph at 100 to 256 running requests, 33 to
 real_workload_h200_waves.json``: the jobs' ``decode_series``, ``sampler_profile``). A batch of
 16 samples per problem passes 256 as soon as 17 problems are in flight, so the SGLang engines
 this project starts capture decode graphs up to ``DECODE_GRAPH_MAX_BS`` running requests
-(SGLang clamps the list to its request pool). Measured on one H200 (README, "Fourth run"):
+(SGLang clamps the list to its request pool) on GPUs of 60 GB or more, 1,024 on 35 to 60 GB,
+and leave SGLang's default on smaller ones (:func:`auto_max_bs`: the graphs' buffers grow with
+the batch, about 2.7 GB up to 4,096 for the 1.5B model, and SGLang reserves 2 MB per batch slot
+when it sizes its memory itself; only the H200 tier is measured). Measured on one H200 (README, "Fourth run"):
 every decode step then ran on a graph; the raw engine 2.2x faster (26.5 s against 57.4 s for 200
 problems x 16 samples), the sampling methods 1.4x to 1.7x; DVTS, bound by its engine calls,
 unchanged; decode graph capture 7.6 s instead of 6.2 s.
 """
 from __future__ import annotations
 
+import subprocess
 from typing import Any, Iterable
 
 # SGLang's max_running_requests on one H200 with the 1.5B model (its own default there).
 DECODE_GRAPH_MAX_BS = 4096
+AUTO = "auto"
 
 # The graph options of SGLang's ServerArgs, new names (0.5.17) and old ones (before the decode /
 # prefill split). A caller who sets any of these keeps SGLang's behaviour for them.
@@ -38,6 +43,46 @@ def decode_graph_sizes(max_bs: int) -> list[int]:
              640, 768, 896, 1024, *range(1280, 2049, 256), *range(2560, max_bs + 1, 512)]
     out = [s for s in sizes if s < max_bs]
     return out + [max_bs]
+
+
+def gpu_memory_mb() -> float | None:
+    """The smallest GPU's memory in MiB as ``nvidia-smi`` reports it (as SGLang sizes its own
+    defaults), or None without one."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    vals = []
+    for line in out.stdout.splitlines():
+        try:
+            vals.append(float(line.strip()))
+        except ValueError:
+            continue
+    return min(vals) if out.returncode == 0 and vals else None
+
+
+def auto_max_bs(gpu_mb: float | None) -> int | None:
+    """The decode-graph ceiling for a GPU of ``gpu_mb`` MiB: 4,096 from 60 GB (an H100 or H200),
+    1,024 from 35 GB, else None (SGLang's own default, 8 to 32 there)."""
+    if gpu_mb is None:
+        return None
+    if gpu_mb >= 60 * 1024:
+        return DECODE_GRAPH_MAX_BS
+    if gpu_mb >= 35 * 1024:
+        return 1024
+    return None
+
+
+def resolve_max_bs(value: int | str | None) -> int | None:
+    """``decode_graph_max_bs`` as given: ``"auto"`` (:func:`auto_max_bs` of this host's GPUs), a
+    positive int, or None (SGLang's default). Raises ValueError otherwise."""
+    if value == AUTO:
+        return auto_max_bs(gpu_memory_mb())
+    if value is None:
+        return None
+    decode_graph_sizes(value)  # the int check
+    return value
 
 
 def decode_graph_args(max_bs: int | None, fields: Iterable[str], given: dict[str, Any]) -> dict[str, Any]:
@@ -81,16 +126,19 @@ def cli_flags(args: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m srca.engines.sglang_graphs [MAX_BS]``: the flags for ``sglang.launch_server``
-    that capture decode graphs as the SGLang engines do (needs SGLang, for its argument names)."""
+    that capture decode graphs as the SGLang engines do (MAX_BS by default: :func:`auto_max_bs`
+    of this host's GPUs; nothing printed where that leaves SGLang's default). Needs SGLang, for
+    its argument names."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     try:
-        max_bs = int(args[0]) if args else DECODE_GRAPH_MAX_BS
-        decode_graph_sizes(max_bs)
+        max_bs = resolve_max_bs(int(args[0]) if args else AUTO)
     except ValueError as e:
         print(f"srca.engines.sglang_graphs: MAX_BS: {e}", file=sys.stderr)
         return 2
+    if max_bs is None:  # no GPU seen, or a small one: SGLang's own default, no flags
+        return 0
     try:
         flags = cli_flags(decode_graph_args(max_bs, server_arg_fields(), {}))
     except ImportError as e:

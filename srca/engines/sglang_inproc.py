@@ -45,7 +45,8 @@ from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
 from .chat_template import apply_chat_template
-from .sglang_graphs import DECODE_GRAPH_MAX_BS, decode_graph_args, server_arg_fields
+from .sglang_graphs import AUTO as GRAPHS_AUTO
+from .sglang_graphs import decode_graph_args, resolve_max_bs, server_arg_fields
 from .sglang_sampler import BACKEND as SAMPLER_BACKEND
 from .sglang_sampler import check_installed as check_sampler_installed
 from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, ReplicaRouter, StopTokens, new_rid, sampling_params,
@@ -87,8 +88,9 @@ class SGLangEngine:
         tokenizer: tokenizer folder/name if not the model's.
         decode_graph_max_bs: capture decode CUDA graphs for running batches up to this size
             (:mod:`~srca.engines.sglang_graphs`: SGLang's own default stops at 256 on an H200
-            and runs larger decode steps eager, several times slower); None keeps SGLang's
-            default; ignored when ``server_args`` set a graph option themselves.
+            and runs larger decode steps eager, several times slower); ``"auto"`` (default):
+            4,096 on GPUs of 60 GB or more, 1,024 from 35 GB, SGLang's default below; None keeps
+            SGLang's default; ignored when ``server_args`` set a graph option themselves.
         freeze_gc: once the engine is up, move every object that exists then (the imports of
             torch, transformers and SGLang, the tokenizer, the stop-token table) out of Python's
             cyclic garbage collector, in this process and SGLang's own (SGLang's
@@ -115,7 +117,7 @@ class SGLangEngine:
         tokenizer: str | None = None,
         log_level: str = "error",
         tail_logprobs: str = "rescore",
-        decode_graph_max_bs: int | None = DECODE_GRAPH_MAX_BS,
+        decode_graph_max_bs: int | str | None = GRAPHS_AUTO,
         freeze_gc: bool = True,
         **server_args: Any,
     ) -> None:
@@ -125,8 +127,11 @@ class SGLangEngine:
             raise ValueError(f"SGLangEngine.stop_mode: must be one of {STOP_MODES}, got {stop_mode!r}")
         if tail_logprobs not in TAIL_LOGPROBS:
             raise ValueError(f"SGLangEngine.tail_logprobs: must be one of {TAIL_LOGPROBS}, got {tail_logprobs!r}")
-        if decode_graph_max_bs is not None and (type(decode_graph_max_bs) is not int or decode_graph_max_bs < 1):
-            raise ValueError(f"SGLangEngine.decode_graph_max_bs: must be a positive int or None, got {decode_graph_max_bs!r}")
+        try:
+            graph_max_bs = resolve_max_bs(decode_graph_max_bs)
+        except ValueError:
+            raise ValueError(f"SGLangEngine.decode_graph_max_bs: must be 'auto', a positive int or None, "
+                             f"got {decode_graph_max_bs!r}") from None
         self.tail_logprobs = tail_logprobs
         self.router = ReplicaRouter(dp_size, routing)
         self.ignore_eos = ignore_eos
@@ -159,7 +164,7 @@ class SGLangEngine:
         if deterministic:
             kwargs["enable_deterministic_inference"] = True
         kwargs.update(server_args)
-        kwargs.update(decode_graph_args(decode_graph_max_bs, server_arg_fields(), kwargs))
+        kwargs.update(decode_graph_args(graph_max_bs, server_arg_fields(), kwargs))
         self.server_args = kwargs
         self.engine = sglang.Engine(**kwargs)
         self.info = EngineInfo(name="sglang", model=model_path, token_ids=True,
