@@ -947,8 +947,8 @@ def main() -> None:
     ap.add_argument("--complete-limit", type=int, default=0, help="problems of the completed result lines (e.g. 500)")
     ap.add_argument("--complete-concurrency", type=int, default=1024)
     ap.add_argument("--answer-workers", default="auto", type=lambda x: x if x == "auto" else int(x),
-                    help="processes for the solves' decisions and grading (0: on the event loop; auto: a quarter "
-                         "of the cores on 8 or more)")
+                    help="processes for the solves' decisions and grading (0: on the event loop; auto: half "
+                         "the cores, at most 8, on 8 or more)")
     ap.add_argument("--sampler-profile", type=int, default=0, help="after the jobs: this many prompts x --samples, "
                     "128 tokens, under SGLang's torch profiler; the sampling kernels' share of GPU time (0: skip)")
     a = ap.parse_args()

@@ -53,8 +53,8 @@ class Runtime:
             raise ValueError("create_app: pass exactly one of engine or engine_factory")
         self.config = config
         self.base_config = base_config or SearchConfig()
-        # the solves' answer work in worker processes: $SRCA_ANSWER_WORKERS, else a quarter of the
-        # cores on a machine with 8 or more (srca serve's entry point is guarded; see srca.answer_work)
+        # the solves' answer work in worker processes: $SRCA_ANSWER_WORKERS, else half the cores
+        # (at most 8) on a machine with 8 or more (srca serve's entry point is guarded; see srca.answer_work)
         self.answer_workers = check_workers(None, default="auto")
         self.engine: GuardedEngine | None = GuardedEngine(engine, config.engine_retry_s) if engine is not None else None
         self._engine_factory = engine_factory

@@ -33,9 +33,13 @@ log = logging.getLogger(__name__)
 
 def auto_workers(cpus: int | None = None) -> int:
     """The default pool size: none below 8 cores (a laptop, the CPU engine, CI: the search's
-    own CPU work is small next to a CPU model's), else a quarter of the cores, at most 8."""
+    own CPU work is small next to a CPU model's), else half the cores, at most 8. Half, not a
+    quarter as until 2026-12-03: with SGLang's decode graphs a 200-problem majority@16 job's
+    solves finished within seconds of each other and the slowest then waited up to 4.7 s for 4
+    workers on a 16-core H200 host (README, "Fourth run"); SGLang's own processes and the
+    controller keep the other half. The change itself is not yet measured on that host."""
     cpus = cpus if cpus is not None else (os.cpu_count() or 1)
-    return 0 if cpus < 8 else min(8, cpus // 4)
+    return 0 if cpus < 8 else min(8, cpus // 2)
 
 
 def check_workers(n: Any, default: int | str = 0) -> int:

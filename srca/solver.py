@@ -40,8 +40,8 @@ class Solver:
     engine; ``engine_options`` go to its constructor, e.g. ``model="smollm2-135m"``).
     ``scorer``: a :class:`~srca.scorers.Scorer` or a name (default: ``config.scorer``).
     ``answer_workers``: processes for each solve's answer work (canonical forms, clustering, the
-    decision; :mod:`srca.answer_work`): 0 runs it on the event loop; ``"auto"`` a quarter of the
-    cores on a machine with 8 or more; None (default) ``$SRCA_ANSWER_WORKERS``, else 0 (the
+    decision; :mod:`srca.answer_work`): 0 runs it on the event loop; ``"auto"`` half the cores,
+    at most 8, on a machine with 8 or more; None (default) ``$SRCA_ANSWER_WORKERS``, else 0 (the
     workers are spawned: a script using them needs an ``if __name__ == "__main__":`` guard).
     """
 

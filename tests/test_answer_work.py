@@ -93,7 +93,7 @@ def test_a_broken_pool_runs_the_call_inline_and_recovers():
 
 
 def test_pool_size_rules(monkeypatch):
-    assert [auto_workers(c) for c in (1, 2, 4, 7, 8, 16, 64)] == [0, 0, 0, 0, 2, 4, 8]
+    assert [auto_workers(c) for c in (1, 2, 4, 7, 8, 16, 64)] == [0, 0, 0, 0, 4, 8, 8]
     monkeypatch.delenv("SRCA_ANSWER_WORKERS", raising=False)
     # the library never spawns unless asked (an unguarded script would run again in each worker)
     assert check_workers(None) == 0 and AnswerWorkers().workers == 0 and check_workers(3) == 3

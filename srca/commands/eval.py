@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "and beside it its trace viewer page (.html)")
     p.add_argument("--answer-workers", type=_workers, default=None, metavar="N",
                    help="processes for the answers' work, clustering and grading (0: on the event loop; "
-                        "default auto: a quarter of the cores on 8 or more, else 0; or $SRCA_ANSWER_WORKERS)")
+                        "default auto: half the cores (at most 8) on 8 or more, else 0; or $SRCA_ANSWER_WORKERS)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_config_args(p, skip=("method", "n"))
     add_engine_args(p)
