@@ -130,3 +130,32 @@ def test_tail_logprobs_rescored_match_greedy_decode_logprobs():
             assert all(abs(x - y) <= 0.05 * max(1.0, abs(x)) for x, y in zip(a.logprobs, b.logprobs))
     finally:
         asyncio.run(eng.close())
+
+
+def test_srca_sampler_backend_serves_sglang():
+    """``sampling_backend="srca"`` (srca/engines/sglang_sampler.py) inside SGLang: the plugin
+    loads in the scheduler process, sampled batches come back whole with tokens of the
+    vocabulary, each request's max_new_tokens honoured, and with logprobs asked the kernel's
+    path returns them too. Needs srca installed (the entry point), as the engine says."""
+    from srca.engines.sglang_sampler import check_installed
+
+    try:
+        check_installed()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    args = {**ARGS, "sampling_backend": "srca"}
+    from srca.engines.sglang_inproc import SGLangEngine
+
+    eng = SGLangEngine(MODEL, mem_fraction_static=0.4, ignore_eos=True, **args)
+    try:
+        reqs = [GenRequest(input_ids=[300 + i] * 32, max_new_tokens=12 + i, n=4, temperature=0.7, top_p=0.9,
+                           logprobs=i % 2 == 1) for i in range(6)]
+        out = asyncio.run(eng.generate(reqs))
+        vocab = len(eng.tokenizer)
+        for i, rs in enumerate(out):
+            assert len(rs) == 4 and all(r.generated_tokens == 12 + i for r in rs)
+            assert all(0 <= t < max(vocab, 128256) for r in rs for t in r.token_ids)
+            if i % 2 == 1:
+                assert all(len(r.logprobs) == 12 + i and all(x <= 0.0 for x in r.logprobs) for r in rs)
+    finally:
+        asyncio.run(eng.close())
