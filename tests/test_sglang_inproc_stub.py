@@ -139,7 +139,7 @@ def engine(stub_sglang):
 
 def test_server_args_passthrough(stub_sglang):
     eng = _make(dp_size=2, radix_cache=False, load_format="dummy", mem_fraction_static=0.5, deterministic=True,
-                disable_cuda_graph=True)
+                disable_cuda_graph=True, decode_graph_max_bs=4096)
     kw = eng.engine.kwargs
     assert kw["dp_size"] == 2 and kw["disable_radix_cache"] is True and kw["load_format"] == "dummy"
     assert kw["attention_backend"] == "triton" and kw["enable_deterministic_inference"] is True
