@@ -701,8 +701,11 @@ def sampler_profile(a, st: Setup, ids: list[list[int]]) -> dict:
     return out
 
 
-def run_job(a, st: Setup, problems, job: str, conc: int, base) -> dict:
+def run_job(a, st: Setup, problems, job: str, conc: int, base, solver=None) -> dict:
+    """One timed ``arun_eval`` of ``job`` (``solver``: another than the run's, for an A/B)."""
     from srca.eval import arun_eval
+
+    solver = solver or st.solver
 
     method, mode = split_job(job)
     out = os.path.join(a.work_dir, f"{job.replace(':', '-')}_n{a.samples}_c{conc}.jsonl")
@@ -717,7 +720,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int, base) -> dict:
         t = time.monotonic()
         try:
             with TailMode(st.eng, mode):
-                recs = await arun_eval(problems, [method], [a.samples], st.solver, out, base=base, seed=0,
+                recs = await arun_eval(problems, [method], [a.samples], solver, out, base=base, seed=0,
                                        concurrency=conc, overwrite=True, progress=False)
         finally:
             wall = time.monotonic() - t
@@ -737,7 +740,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int, base) -> dict:
     finally:
         if sampler is not None:
             sampler.stop()
-    row: dict[str, Any] = {"job": f"{job}@{a.samples}", "method": method, "answer_workers": st.solver.answer_work.workers, "tail_logprobs": getattr(st.eng, "tail_logprobs", None)
+    row: dict[str, Any] = {"job": f"{job}@{a.samples}", "method": method, "answer_workers": solver.answer_work.workers, "tail_logprobs": getattr(st.eng, "tail_logprobs", None)
                            if mode is None else mode, "concurrency": conc,
                            "effective_concurrency": min(conc, len(problems)), "problems": len(recs),
                            "records": out, "t_start": t_wall, "t_end": time.time()}
@@ -759,6 +762,67 @@ def run_job(a, st: Setup, problems, job: str, conc: int, base) -> dict:
     if prof is not None:
         row["profile_top_cumulative"] = _profile_top(prof)
     return row
+
+
+def setting_ab(a, st: Setup, problems, jobs: list[str], conc: int, base) -> dict:
+    """``--ab-workers N1,N2`` and ``--ab-gc``: each job under both settings, alternating, on a
+    flushed cache (benchmarks/ab_rounds.py). The answer workers: a Solver per pool size, pools
+    started before the clock; the garbage collector: this process's frozen (``gc.freeze``, as
+    ``SGLangEngine(freeze_gc=True)`` leaves it) or not (``gc.unfreeze``)."""
+    import gc
+
+    from ab_rounds import run_rounds
+    from srca import Solver
+
+    out: dict[str, Any] = {}
+    cur: dict[str, Any] = {"solver": st.solver}
+
+    def phases() -> dict:
+        def job(m: str):
+            def go():
+                row = run_job(a, st, problems, m, conc, base, solver=cur["solver"])
+                return {**row, "samples": row["problems"] * a.samples}
+            return go
+        return {f"{m}@{a.samples}": job(m) for m in jobs}
+
+    if a.ab_workers:
+        solvers = {n: Solver(engine=st.eng, answer_workers=n) for n in a.ab_workers}
+
+        async def warm(sv):
+            if sv.answer_work.workers:
+                await asyncio.gather(*(sv.answer_work.run(os.getpid) for _ in range(sv.answer_work.workers)))
+
+        for sv in solvers.values():
+            asyncio.run(warm(sv))
+
+        def workers(n: int):
+            def put():
+                cur["solver"] = solvers[n]
+                st.flush()
+            return put
+
+        try:
+            out["ab_workers"] = run_rounds(phases(), {f"workers={n}": workers(n) for n in a.ab_workers},
+                                           a.ab_rounds, label="answer workers A/B")
+        finally:
+            cur["solver"] = st.solver
+            for sv in solvers.values():
+                sv.answer_work.close()
+    if a.ab_gc:
+        frozen_before = gc.get_freeze_count() > 0
+
+        def frozen(on: bool):
+            def put():
+                gc.freeze() if on else gc.unfreeze()
+                st.flush()
+            return put
+
+        try:
+            out["ab_gc"] = run_rounds(phases(), {"gc=frozen": frozen(True), "gc=unfrozen": frozen(False)},
+                                      a.ab_rounds, label="GC A/B")
+        finally:
+            gc.freeze() if frozen_before else gc.unfreeze()
+    return out
 
 
 def complete_job(a, st: Setup, problems, job: str, row: dict, base) -> dict:
@@ -924,6 +988,13 @@ def main() -> None:
     ap.add_argument("--sampler-ab-jobs", default="majority", help="jobs timed in the A/B (comma list; '' for raw only)")
     ap.add_argument("--sampler-ab-then", default="srca", choices=["srca", "flashinfer"],
                     help="the sampler of the jobs after the A/B")
+    ap.add_argument("--ab-workers", default=None, metavar="N1,N2",
+                    help="after the jobs: --ab-jobs with N1 and N2 answer workers, --ab-rounds rounds each, "
+                         "alternating (benchmarks/ab_rounds.py)")
+    ap.add_argument("--ab-gc", action="store_true",
+                    help="after the jobs: --ab-jobs with this process's garbage collector frozen and not")
+    ap.add_argument("--ab-jobs", default="majority", help="the jobs of --ab-workers and --ab-gc (comma list)")
+    ap.add_argument("--ab-rounds", type=int, default=2)
     ap.add_argument("--decode-graph-max-bs", default="engine",
                     help="decode CUDA graphs up to this running batch: 'engine' (SGLangEngine's default, "
                          "srca/engines/sglang_graphs.py), an int, or 'sglang' (SGLang's own default)")
@@ -967,6 +1038,16 @@ def main() -> None:
         ap.error("--concurrency: integers >= 1")
     jobs = [m.strip() for m in a.jobs.split(",") if m.strip()]
     ab_jobs = [m.strip() for m in a.sampler_ab_jobs.split(",") if m.strip()]
+    set_jobs = [m.strip() for m in a.ab_jobs.split(",") if m.strip()]
+    if a.ab_workers is not None:
+        try:
+            a.ab_workers = [int(x) for x in a.ab_workers.split(",")]
+        except ValueError:
+            a.ab_workers = []
+        if len(a.ab_workers) != 2 or min(a.ab_workers) < 0:
+            ap.error("--ab-workers: two integers >= 0, e.g. 4,8")
+    if a.ab_rounds < 1:
+        ap.error("--ab-rounds: an integer >= 1")
     if a.sampler_ab and (a.sampler != "srca" or a.engine != "sglang" or a.server):
         ap.error("--sampler-ab needs --sampler srca and the in-process SGLang engine")
     if a.decode_graph_max_bs not in ("engine", "sglang"):
@@ -1081,6 +1162,9 @@ def main() -> None:
                 if m in complete and conc == concs[0]:
                     res["completed"].append(complete_job(a, st, all_problems, m, row, base))
                 write_result(a.out, "real_workload", a, **res)
+        if a.ab_workers or a.ab_gc:
+            res.update(setting_ab(a, st, problems, set_jobs, concs[0], base))
+            write_result(a.out, "real_workload", a, **res)
         if a.sampler_profile and a.engine == "sglang" and not a.server and switch is None:
             try:
                 res["sampler_profile"] = sampler_profile(a, st, ids)
@@ -1099,6 +1183,11 @@ def main() -> None:
         import sampler_ab
 
         sampler_ab.print_table(res["sampler_ab"])
+    import ab_rounds
+
+    for k in ("ab_workers", "ab_gc"):
+        if res.get(k):
+            ab_rounds.print_table(res[k], list(res[k]["order"][:2]), k)
     write_result(a.out, "real_workload", a, **res)
 
 

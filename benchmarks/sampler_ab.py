@@ -23,7 +23,10 @@ import json
 import os
 import statistics
 import time
-from typing import Any, Callable
+from typing import Callable
+
+from ab_rounds import print_table as ab_table
+from ab_rounds import run_rounds
 
 MODES = ("flashinfer", "srca")
 
@@ -46,14 +49,6 @@ class SwitchFile:
         self.mode = mode
         if wait:
             time.sleep(0.5)  # the sampler rereads the file at most every 0.2 s
-
-
-def orders(rounds: int) -> list[str]:
-    """FlashInfer first in even rounds: [fi, srca, srca, fi, ...]."""
-    out: list[str] = []
-    for r in range(rounds):
-        out += list(MODES) if r % 2 == 0 else list(reversed(MODES))
-    return out
 
 
 def greedy_check(st, ids: list[list[int]], switch: SwitchFile, prompts: int = 32, tokens: int = 64) -> dict:
@@ -81,41 +76,22 @@ def greedy_check(st, ids: list[list[int]], switch: SwitchFile, prompts: int = 32
     return out
 
 
-def _summary(runs: list[dict]) -> dict:
-    out: dict[str, Any] = {}
-    for mode in MODES:
-        rs = [r for r in runs if r["sampler"] == mode]
-        out[mode] = {k: round(statistics.median(r[k] for r in rs), 3) for k in ("wall_s", "gen_tok_s", "per_sample")
-                     if rs and all(r.get(k) is not None for r in rs)}
-        if rs and all("accuracy" in r for r in rs):
-            out[mode]["accuracy"] = [r["accuracy"] for r in rs]
-    fi, k = out["flashinfer"], out["srca"]
-    if fi.get("wall_s") and k.get("wall_s"):
-        out["srca_vs_flashinfer_wall"] = round(k["wall_s"] / fi["wall_s"], 3)
-        out["srca_vs_flashinfer_tok_s"] = round(k["gen_tok_s"] / fi["gen_tok_s"], 3)
-    return out
-
-
 def run(a, st, ids: list[list[int]], switch: SwitchFile, phases: dict[str, Callable[[], dict]],
         profile: Callable[[], dict] | None) -> dict:
     """``phases``: name -> a callable that runs it once (on a flushed cache) and returns a row
     with ``wall_s``, ``gen_tok_s``, ``generated_tokens`` and the samples it drew."""
-    res: dict[str, Any] = {"rounds": a.sampler_ab, "order": orders(a.sampler_ab), "phases": {}}
-    try:
-        res["greedy_check"] = greedy_check(st, ids, switch)
-    except Exception as e:  # informative; the timed phases still run
-        res["greedy_check"] = {"error": f"{type(e).__name__}: {e}"}
-    for name, fn in phases.items():
-        runs = []
-        for mode in orders(a.sampler_ab):
+    def variant(mode: str) -> Callable[[], None]:
+        def put() -> None:
             switch.set(mode)
             st.flush()
-            row = fn()
-            keep = {k: row.get(k) for k in ("wall_s", "gen_tok_s", "generated_tokens", "accuracy") if k in row}
-            keep["per_sample"] = round(row["generated_tokens"] / max(1, row["samples"]), 1)
-            runs.append({"sampler": mode, **keep})
-            print(f"# sampler A/B {name} [{mode}]: {json.dumps(keep)}", flush=True)
-        res["phases"][name] = {"runs": runs, **_summary(runs)}
+        return put
+
+    try:
+        check = greedy_check(st, ids, switch)
+    except Exception as e:  # informative; the timed phases still run
+        check = {"error": f"{type(e).__name__}: {e}"}
+    res = run_rounds(phases, {m: variant(m) for m in MODES}, a.sampler_ab, label="sampler A/B", key="sampler")
+    res["greedy_check"] = check
     if profile is not None:
         res["profiles"] = {}
         for mode in MODES:
@@ -129,16 +105,7 @@ def run(a, st, ids: list[list[int]], switch: SwitchFile, phases: dict[str, Calla
 
 
 def print_table(ab: dict) -> None:
-    print("\nsampler A/B (same engine; medians over the runs; ratio = srca kernel / FlashInfer)")
-    hdr = ["phase", "FlashInfer wall s", "kernel wall s", "wall ratio", "tok/s ratio", "tokens/sample FI / kernel"]
-    lines = [hdr]
-    for name, p in ab.get("phases", {}).items():
-        fi, k = p["flashinfer"], p["srca"]
-        lines.append([name, str(fi.get("wall_s")), str(k.get("wall_s")), str(p.get("srca_vs_flashinfer_wall")),
-                      str(p.get("srca_vs_flashinfer_tok_s")), f"{fi.get('per_sample')} / {k.get('per_sample')}"])
-    w = [max(len(x[i]) for x in lines) for i in range(len(hdr))]
-    for x in lines:
-        print(" | ".join(c.ljust(w[i]) for i, c in enumerate(x)))
+    ab_table(ab, MODES, "sampler A/B (srca: the kernel)")
     for mode, prof in (ab.get("profiles") or {}).items():
         print(f"profile [{mode}]: GPU kernel {prof.get('gpu_kernel_ms')} ms, wall {prof.get('wall_s')} s, "
               f"sampling {prof.get('sampling_kernel_ms')} ms")
