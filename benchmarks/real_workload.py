@@ -443,6 +443,8 @@ class Setup:
         self.proc: subprocess.Popen | None = None
         self.url: str | None = None
         self.log_path: str | None = None
+        self.gc_dir: str | None = None
+        self.frozen = False
         self.loop_thread: threading.Thread | None = None
         t0 = time.monotonic()
         if a.engine == "local":
@@ -452,6 +454,12 @@ class Setup:
         else:
             self.log_path = sglang_log_config(a.work_dir)
             os.environ["SGLANG_LOGGING_CONFIG_PATH"] = os.path.join(a.work_dir, "sglang_logging.json")
+            if a.gc_log:  # every SGLang process inherits it; srca's plugin starts the probe there
+                self.gc_dir = os.path.join(a.work_dir, "gc")
+                os.makedirs(self.gc_dir, exist_ok=True)
+                for f in os.listdir(self.gc_dir):
+                    os.remove(os.path.join(self.gc_dir, f))
+                os.environ["SRCA_GC_LOG"] = self.gc_dir
             if a.server:
                 self._start_server()
             else:
@@ -464,7 +472,9 @@ class Setup:
                     extra["decode_graph_max_bs"] = None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs
                 self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem, sampling_backend=a.sampler,
                                         attention_backend="triton", grammar_backend="none", log_level="info",
-                                        decode_log_interval=a.decode_log_interval, **extra)
+                                        decode_log_interval=a.decode_log_interval,
+                                        freeze_gc=a.freeze_gc == "on", **extra)
+                self.frozen = a.freeze_gc == "on"
                 self.loop_thread = self.eng._thread
         self.start_s = round(time.monotonic() - t0, 1)
         from srca import Solver
@@ -599,6 +609,33 @@ class Setup:
                 "gen_tok_s": round(gen / wall, 1) if wall > 0 else None, "prompt_tokens": prompt,
                 "cached_tokens": cached, "cache_hit_rate": round(cached / prompt, 4) if prompt else 0.0,
                 "mean_generated_per_sample": round(gen / max(1, len(batch)), 1)}
+
+    def freeze_gc(self) -> None:
+        """SGLang's ``freeze_gc`` in every one of its processes and this one: the in-process engine's
+        own call (``SGLangEngine(freeze_gc=True)`` makes it once up), ``POST /freeze_gc`` to a
+        server (then this process's ``gc.freeze``)."""
+        import gc
+
+        if self.a.engine == "local":
+            gc.freeze()
+        elif self.url is not None:
+            import urllib.request
+
+            with urllib.request.urlopen(urllib.request.Request(self.url + "/freeze_gc", method="POST"), timeout=60):
+                pass
+            gc.freeze()
+        else:
+            self.eng._freeze_gc()
+        self.frozen = True
+
+    def gc_take(self, t0: float, t1: float) -> dict | None:
+        """SGLang's processes' long collections between ``t0`` and ``t1`` (``SRCA_GC_LOG``; this
+        process's own are the job's ``gc_main``)."""
+        if self.gc_dir is None:
+            return None
+        from srca.engines import gc_probe
+
+        return gc_probe.summarize(gc_probe.read(self.gc_dir), t0, t1, exclude_pid=os.getpid())
 
     def flush(self) -> None:
         f = getattr(self.eng, "flush_cache", None)
@@ -995,6 +1032,11 @@ def main() -> None:
                     help="after the jobs: --ab-jobs with this process's garbage collector frozen and not")
     ap.add_argument("--ab-jobs", default="majority", help="the jobs of --ab-workers and --ab-gc (comma list)")
     ap.add_argument("--ab-rounds", type=int, default=2)
+    ap.add_argument("--freeze-gc", default="on", choices=["on", "off", "ab"],
+                    help="SGLang's freeze_gc once the engine is up (on: as SGLangEngine does; a server gets "
+                         "POST /freeze_gc), never (off), or ab: raw and --ab-jobs first without it, then frozen")
+    ap.add_argument("--no-gc-log", dest="gc_log", action="store_false",
+                    help="don't log SGLang's processes' long garbage collections (SRCA_GC_LOG, srca's plugin)")
     ap.add_argument("--decode-graph-max-bs", default="engine",
                     help="decode CUDA graphs up to this running batch: 'engine' (SGLangEngine's default, "
                          "srca/engines/sglang_graphs.py), an int, or 'sglang' (SGLang's own default)")
@@ -1113,15 +1155,44 @@ def main() -> None:
         asyncio.run(st.eng.generate([GenRequest(input_ids=ids[0], max_new_tokens=8, n=2, temperature=0.7)]))
         Solver(engine=st.eng).solve(problems[0].problem, base.replace(method="majority", n=2, max_new_tokens=16))
         res["tail_rescore_check"] = tail_rescore_check(st, ids)
+        if a.freeze_gc == "on" and not st.frozen:  # a server: as SGLangEngine(freeze_gc=True) does
+            st.freeze_gc()
         if poller is not None:
             poller.start()
-        if not a.no_raw:
+
+        def raw_phase() -> dict:
             st.flush()
             t0 = time.time()
-            res["raw"] = st.raw(ids)
+            row = st.raw(ids)
             t1 = time.time()
-            res["raw"].update(sglang_log=slog.take(t0, t1), sglang_loads=poller.take(t0, t1) if poller else None)
-            print(f"# raw: {json.dumps({k: v for k, v in res['raw'].items() if not isinstance(v, dict)})}", flush=True)
+            row.update(sglang_log=slog.take(t0, t1), sglang_loads=poller.take(t0, t1) if poller else None,
+                       sglang_gc=st.gc_take(t0, t1))
+            print(f"# raw: {json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)})}"
+                  f"{'' if st.frozen else ' (GC not frozen)'}", flush=True)
+            return row
+
+        def job_phase(m: str, conc: int) -> dict:
+            st.flush()
+            row = run_job(a, st, problems, m, conc, base)
+            row.update(sglang_log=slog.take(row["t_start"], row["t_end"]),
+                       sglang_loads=poller.take(row["t_start"], row["t_end"]) if poller else None,
+                       sglang_gc=st.gc_take(row["t_start"], row["t_end"]), gc_frozen=st.frozen)
+            print(f"# {row['job']} c{conc}{'' if st.frozen else ' (GC not frozen)'}: {row['wall_s']} s, "
+                  f"{row['gen_tok_s']} tok/s, loop blocked {row['loop']['blocked_s']} s, main CPU "
+                  f"{row['cpu_s']['main_thread']} s, full GCs here {row['gc_main']['gen2']['n']} "
+                  f"({row['gc_main']['gen2']['total_s']} s), in SGLang {gc_line(row['sglang_gc'])}, "
+                  f"top {top_function(row)}", flush=True)
+            return row
+
+        if a.freeze_gc == "ab":  # the same phases before SGLang's freeze_gc, then the run as usual
+            before = {"raw": raw_phase()} if not a.no_raw else {}
+            for m in set_jobs:
+                before[f"{m}@{a.samples}"] = job_phase(m, concs[0])
+            res["freeze_gc_ab"] = {"unfrozen": before, "order": "unfrozen first (one round), then frozen"}
+            write_result(a.out, "real_workload", a, **res)
+            st.freeze_gc()
+        if not a.no_raw:
+            res["raw"] = raw_phase()
             write_result(a.out, "real_workload", a, **res)
         if switch is not None:
             import sampler_ab
@@ -1145,20 +1216,13 @@ def main() -> None:
                     res["skipped"].append(f"{m}@{a.samples} c{conc}")
                     print(f"# budget spent: not starting {m} at concurrency {conc}", flush=True)
                     continue
-                st.flush()
-                row = run_job(a, st, problems, m, conc, base)
-                row["sglang_log"] = slog.take(row["t_start"], row["t_end"])
-                row["sglang_loads"] = poller.take(row["t_start"], row["t_end"]) if poller else None
+                row = job_phase(m, conc)
                 raw = res.get("raw") or {}
                 if raw.get("wall_s"):
                     row["x_raw_wall"] = round(row["wall_s"] / raw["wall_s"], 3)
                     row["x_raw_tok_s"] = round(row["gen_tok_s"] / raw["gen_tok_s"], 3) if raw.get("gen_tok_s") else None
+                    print(f"#   x raw wall {row['x_raw_wall']}, x raw tok/s {row['x_raw_tok_s']}", flush=True)
                 res["jobs"].append(row)
-                print(f"# {row['job']} c{conc}: {row['wall_s']} s, {row['gen_tok_s']} tok/s, x raw wall "
-                      f"{row.get('x_raw_wall')}, loop blocked {row['loop']['blocked_s']} s, main CPU "
-                      f"{row['cpu_s']['main_thread']} s, full GCs {row['gc_main']['gen2']['n']} "
-                      f"({row['gc_main']['gen2']['total_s']} s), top {top_function(row)}",
-                      flush=True)
                 if m in complete and conc == concs[0]:
                     res["completed"].append(complete_job(a, st, all_problems, m, row, base))
                 write_result(a.out, "real_workload", a, **res)
@@ -1188,7 +1252,46 @@ def main() -> None:
     for k in ("ab_workers", "ab_gc"):
         if res.get(k):
             ab_rounds.print_table(res[k], list(res[k]["order"][:2]), k)
+    if res.get("freeze_gc_ab"):
+        res["freeze_gc_ab"]["rows"] = freeze_gc_rows(res, concs[0])
+        print_freeze_gc(res["freeze_gc_ab"]["rows"])
     write_result(a.out, "real_workload", a, **res)
+
+
+def gc_line(per_proc: dict | None) -> str:
+    """``n full (s), longest s`` over SGLang's processes (the GC probe), or ``-`` without it."""
+    if per_proc is None:
+        return "-"
+    n = sum(p.get("gen2", {}).get("n", 0) for p in per_proc.values())
+    tot = sum(p.get("gen2", {}).get("total_s", 0.0) for p in per_proc.values())
+    mx = max((p.get("gen2", {}).get("max_s", 0.0) for p in per_proc.values()), default=0.0)
+    return f"{n} full ({tot:.2f} s, longest {mx:.2f} s)"
+
+
+def freeze_gc_rows(res: dict, conc: int) -> list[dict]:
+    """``--freeze-gc ab``: each phase run before SGLang's ``freeze_gc`` against the same phase
+    after it (the run's raw phase, its jobs at the first concurrency)."""
+    after = {"raw": res.get("raw")}
+    after.update({r["job"]: r for r in res.get("jobs", []) if r.get("concurrency") == conc})
+    rows = []
+    for name, b in res["freeze_gc_ab"]["unfrozen"].items():
+        f = after.get(name)
+        if not f:
+            continue
+        rows.append({"phase": name, "unfrozen_wall_s": b["wall_s"], "frozen_wall_s": f["wall_s"],
+                     "frozen_vs_unfrozen_wall": round(f["wall_s"] / b["wall_s"], 3) if b["wall_s"] else None,
+                     "sglang_gc_unfrozen": gc_line(b.get("sglang_gc")), "sglang_gc_frozen": gc_line(f.get("sglang_gc")),
+                     "main_gen2_unfrozen": (b.get("gc_main") or {}).get("gen2"),
+                     "main_gen2_frozen": (f.get("gc_main") or {}).get("gen2")})
+    return rows
+
+
+def print_freeze_gc(rows: list[dict]) -> None:
+    print("\n| phase | wall s, GC not frozen | wall s, frozen | frozen / not | SGLang's full GCs, not frozen | frozen |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['phase']} | {r['unfrozen_wall_s']} | {r['frozen_wall_s']} | {r['frozen_vs_unfrozen_wall']} | "
+              f"{r['sglang_gc_unfrozen']} | {r['sglang_gc_frozen']} |")
 
 
 def _commit() -> str | None:

@@ -44,9 +44,13 @@ SWITCH_ENV = "SRCA_SAMPLER_SWITCH"
 
 
 def register() -> None:
-    """The ``sglang.srt.plugins`` entry point: make ``sampling_backend="srca"`` known to SGLang."""
+    """The ``sglang.srt.plugins`` entry point: make ``sampling_backend="srca"`` known to SGLang,
+    and start the garbage-collection probe when ``SRCA_GC_LOG`` is set (:mod:`.gc_probe`)."""
     from sglang.srt.layers.sampler import register_sampler_backend
 
+    from srca.engines.gc_probe import install_from_env
+
+    install_from_env()
     register_sampler_backend(BACKEND, make_sampler)
 
 

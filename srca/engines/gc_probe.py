@@ -1,0 +1,143 @@
+"""Long garbage collections in every SGLang process, logged to files: ``SRCA_GC_LOG=DIR``.
+
+CPython's cyclic collector stops the process while it runs; a full (generation 2) collection
+walks every object the process holds, and an SGLang scheduler holds torch, SGLang and every
+running request. A scheduler that collects for half a second decodes nothing for half a second.
+SGLang logs long collections only in its tokenizer manager (``gc_warning_threshold_secs``); this
+probe sees its schedulers too: srca's SGLang plugin (:func:`srca.engines.sglang_sampler.register`,
+loaded by SGLang in each process it starts) calls :func:`install_from_env`, which, when
+``SRCA_GC_LOG`` names a folder, appends one JSON line per collection of generation 2, or of any
+generation that took ``SRCA_GC_LOG_MIN_MS`` (default 5) or more, to ``DIR/gc-<pid>.jsonl``:
+``{"t": unix time at its end, "gen": 2, "s": seconds, "collected": n, "proc": process title}``.
+
+:func:`read` and :func:`summarize` turn the folder into per-process counts for a time window
+(``benchmarks/real_workload.py`` records them for every phase). Nothing happens at import, and
+nothing without the variable.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import time
+from typing import Any
+
+ENV = "SRCA_GC_LOG"
+MIN_MS_ENV = "SRCA_GC_LOG_MIN_MS"
+_installed: dict[int, "_Probe"] = {}
+
+
+def _title() -> str:
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            raw = f.read(200)
+    except OSError:
+        return "?"
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()[:80] or "?"
+
+
+class _Probe:
+    def __init__(self, directory: str, min_s: float) -> None:
+        self.path = os.path.join(directory, f"gc-{os.getpid()}.jsonl")
+        self.min_s = min_s
+        self.t0: dict[int, float] = {}
+        self.proc: str | None = None
+
+    def __call__(self, phase: str, info: dict) -> None:
+        gen = int(info.get("generation", -1))
+        if phase == "start":
+            self.t0[gen] = time.perf_counter()
+            return
+        t0 = self.t0.pop(gen, None)
+        if t0 is None:
+            return
+        s = time.perf_counter() - t0
+        if gen < 2 and s < self.min_s:
+            return
+        if self.proc is None:  # read once, after the process has set its title (SGLang does)
+            self.proc = _title()
+        line = json.dumps({"t": round(time.time(), 4), "gen": gen, "s": round(s, 5),
+                           "collected": int(info.get("collected", 0)), "proc": self.proc})
+        try:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+        except OSError:  # a probe never breaks the process it watches
+            pass
+
+
+def install(directory: str, min_ms: float = 5.0) -> bool:
+    """Log this process's long collections to ``directory`` (created). Once per process."""
+    if not isinstance(directory, str) or not directory:
+        raise ValueError(f"gc_probe.install: directory must be a non-empty path, got {directory!r}")
+    if min_ms < 0:
+        raise ValueError(f"gc_probe.install: min_ms must be >= 0, got {min_ms}")
+    pid = os.getpid()
+    if pid in _installed:
+        return False
+    os.makedirs(directory, exist_ok=True)
+    probe = _Probe(directory, min_ms / 1000.0)
+    gc.callbacks.append(probe)
+    _installed[pid] = probe
+    return True
+
+
+def install_from_env() -> bool:
+    """:func:`install` when ``SRCA_GC_LOG`` is set (a bad ``SRCA_GC_LOG_MIN_MS`` is ignored:
+    this runs inside SGLang's processes, where an exception would stop the plugin)."""
+    directory = os.environ.get(ENV)
+    if not directory:
+        return False
+    try:
+        min_ms = float(os.environ.get(MIN_MS_ENV, "5"))
+    except ValueError:
+        min_ms = 5.0
+    try:
+        return install(directory, max(0.0, min_ms))
+    except OSError:
+        return False
+
+
+def read(directory: str) -> list[dict[str, Any]]:
+    """Every logged collection in ``directory``, each with its ``pid``; unreadable lines skipped."""
+    out: list[dict[str, Any]] = []
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return out
+    for name in names:
+        if not (name.startswith("gc-") and name.endswith(".jsonl")):
+            continue
+        try:
+            pid = int(name[3:-6])
+            with open(os.path.join(directory, name)) as f:
+                lines = f.read().splitlines()
+        except (ValueError, OSError):
+            continue
+        for line in lines:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a process that died while writing
+            if isinstance(ev, dict) and isinstance(ev.get("t"), (int, float)) and isinstance(ev.get("s"), (int, float)):
+                out.append({**ev, "pid": pid})
+    return out
+
+
+def summarize(events: list[dict[str, Any]], t0: float, t1: float, exclude_pid: int | None = None) -> dict[str, Any]:
+    """Per process (``"<title> [pid]"``), the collections that ended in ``[t0, t1]``: for
+    generation 2 and for the shorter generations' long ones, count, total and longest seconds."""
+    per: dict[str, dict[str, Any]] = {}
+    for ev in events:
+        if not (t0 <= ev["t"] <= t1) or ev["pid"] == exclude_pid:
+            continue
+        key = f"{ev.get('proc', '?')} [{ev['pid']}]"
+        g = "gen2" if ev.get("gen") == 2 else "long_gen01"
+        row = per.setdefault(key, {}).setdefault(g, {"n": 0, "total_s": 0.0, "max_s": 0.0})
+        row["n"] += 1
+        row["total_s"] += ev["s"]
+        row["max_s"] = max(row["max_s"], ev["s"])
+    for rows in per.values():
+        for row in rows.values():
+            row["total_s"] = round(row["total_s"], 3)
+            row["max_s"] = round(row["max_s"], 4)
+    return per
