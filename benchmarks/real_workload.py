@@ -134,15 +134,10 @@ class GCWatch:
     start-up out of its reach; this says what is left."""
 
     def __init__(self) -> None:
-        self.t: dict[int, float] = {}
-        self.runs: list[tuple[int, float]] = []  # (generation, seconds)
+        from srca.engines.gc_probe import CollectionTimer
 
-    def _cb(self, phase: str, info: dict) -> None:
-        gen = info.get("generation", -1)
-        if phase == "start":
-            self.t[gen] = time.perf_counter()
-        elif gen in self.t:
-            self.runs.append((gen, time.perf_counter() - self.t.pop(gen)))
+        self.runs: list[tuple[int, float]] = []  # (generation, seconds)
+        self._cb = CollectionTimer(lambda gen, s, info: self.runs.append((gen, s)))
 
     def __enter__(self):
         import gc

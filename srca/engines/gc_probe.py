@@ -36,12 +36,13 @@ def _title() -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()[:80] or "?"
 
 
-class _Probe:
-    def __init__(self, directory: str, min_s: float) -> None:
-        self.path = os.path.join(directory, f"gc-{os.getpid()}.jsonl")
-        self.min_s = min_s
+class CollectionTimer:
+    """A ``gc.callbacks`` entry that times each collection and hands ``(generation, seconds,
+    info)`` to ``sink`` when it ends (the probe's file lines; a benchmark's in-memory tally)."""
+
+    def __init__(self, sink) -> None:
+        self.sink = sink
         self.t0: dict[int, float] = {}
-        self.proc: str | None = None
 
     def __call__(self, phase: str, info: dict) -> None:
         gen = int(info.get("generation", -1))
@@ -49,9 +50,18 @@ class _Probe:
             self.t0[gen] = time.perf_counter()
             return
         t0 = self.t0.pop(gen, None)
-        if t0 is None:
-            return
-        s = time.perf_counter() - t0
+        if t0 is not None:
+            self.sink(gen, time.perf_counter() - t0, info)
+
+
+class _Probe(CollectionTimer):
+    def __init__(self, directory: str, min_s: float) -> None:
+        super().__init__(self._write)
+        self.path = os.path.join(directory, f"gc-{os.getpid()}.jsonl")
+        self.min_s = min_s
+        self.proc: str | None = None
+
+    def _write(self, gen: int, s: float, info: dict) -> None:
         if gen < 2 and s < self.min_s:
             return
         if self.proc is None:  # read once, after the process has set its title (SGLang does)
