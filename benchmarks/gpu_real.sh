@@ -5,11 +5,13 @@
 # under the running job.
 #   bash benchmarks/gpu_real.sh start [real_workload.py args]   # in the background (setsid)
 #   bash benchmarks/gpu_real.sh poll                            # log tail; JSON, result lines, log to $OUT
+#   RW_DIR=/tmp/rw_http bash benchmarks/gpu_real.sh start --server ...   # a second run beside the first's files
+#                                                               # (RW_DIR on its poll too; default /tmp/real_workload)
 set -uo pipefail
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 . "$SRC/benchmarks/gpu_copy.sh"
 RUN=/tmp/rw-run
-W=/tmp/real_workload
+W=${RW_DIR:-/tmp/real_workload}
 export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$W"
 case "${1:-poll}" in

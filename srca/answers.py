@@ -6,6 +6,7 @@ object (free text) fall back to normalized-string equality here, and to embeddin
 """
 from __future__ import annotations
 
+import math
 import re
 import threading
 from functools import lru_cache
@@ -138,9 +139,13 @@ def _fast_compare(g: object, p: object) -> bool | None:
     """Decide cheaply when we can: two plain numbers compare numerically (what math-verify's
     sympy path would conclude, without ``simplify``), and expressions over different free
     symbols cannot be equal. None: ask math-verify."""
-    from sympy import Expr
+    from sympy import Eq, Expr, FiniteSet
 
-    if not (isinstance(g, Expr) and isinstance(p, Expr)):  # equations, sets, intervals: math-verify
+    if isinstance(g, FiniteSet) or isinstance(p, FiniteSet):
+        return False if _sets_differ(g, p) else None
+    if isinstance(g, Eq) and isinstance(p, Eq):
+        return False if _lines_differ(g, p) else None
+    if not (isinstance(g, Expr) and isinstance(p, Expr)):  # equations, intervals, tuples: math-verify
         return None
     try:
         if g.is_number and p.is_number:
@@ -150,7 +155,116 @@ def _fast_compare(g: object, p: object) -> bool | None:
             return False
     except (TypeError, ValueError, AttributeError, OverflowError):
         return None
+    if _differs_numerically(g, p):
+        return False
     return None
+
+
+# Points at which two expressions in the same free symbols are evaluated before math-verify's
+# ``simplify`` is asked (below). Irrational-ish values away from the usual poles (0, 1, pi/2).
+_PROBES = ((0.3718, 1.2247, 0.5783, 2.1436), (1.4142, 0.6931, 1.7321, 0.4472), (2.7183, 0.8660, 0.3162, 1.1892))
+
+
+def _differs_numerically(g, p) -> bool:
+    """Whether two sympy expressions over the same free symbols (at most 4) are shown to differ
+    by evaluating both at fixed points: one point where both are finite and differ by more
+    than 1e-6 (relative) decides. A disproof only: when they agree (or cannot be evaluated)
+    math-verify decides, as before.
+
+    Why: math-verify proves two expressions equal with sympy's ``simplify(a - b)``, and for two
+    *different* expressions simplify runs every strategy before giving up; with trigonometric
+    answers that is 0.1 to 0.5 s a pair (a MATH-500 precalculus problem's 10 distinct answers
+    took 3.3 s to cluster). Different answers are what clustering mostly compares, and what a
+    grade of a wrong answer compares."""
+    syms = sorted(g.free_symbols, key=str)
+    if not syms or len(syms) > len(_PROBES[0]):
+        return False
+    for point in _PROBES:
+        subs = dict(zip(syms, point))
+        try:
+            a = complex(g.evalf(15, subs=subs))
+            b = complex(p.evalf(15, subs=subs))
+        except (TypeError, ValueError, AttributeError, OverflowError, ZeroDivisionError):
+            continue
+        if not all(map(math.isfinite, (a.real, a.imag, b.real, b.imag))):
+            continue
+        if abs(a - b) > 1e-6 * max(1.0, abs(a), abs(b)):
+            return True
+    return False
+
+
+def _number(x) -> complex | None:
+    """``x``'s finite complex value when it is a plain number, else None."""
+    from sympy import Expr
+
+    if not isinstance(x, Expr) or not x.is_number:
+        return None
+    try:
+        v = complex(x.evalf(15))
+    except (TypeError, ValueError, AttributeError, OverflowError, ZeroDivisionError):
+        return None
+    return v if all(map(math.isfinite, (v.real, v.imag))) else None
+
+
+def _sets_differ(g, p) -> bool:
+    """Whether two finite sets of plain numbers (a lone number counts as a one-element set, as
+    math-verify treats it) are shown to differ: some element of one has no element of the other
+    within 1e-6 (relative). A disproof only; sets with anything but numbers go to math-verify,
+    whose set comparison (``symmetric_difference`` and friends) takes 0.1 s a pair. A finite set
+    never equals an interval (or a union of them) of positive length."""
+    from sympy import FiniteSet, Interval, Union
+
+    def spread(x) -> bool:  # an interval, or a union of them, of positive length
+        parts = x.args if isinstance(x, Union) else (x,)
+        if not all(isinstance(i, Interval) for i in parts):
+            return False
+        ends = [(_number(i.start) if i.start.is_finite else complex(-math.inf),
+                 _number(i.end) if i.end.is_finite else complex(math.inf)) for i in parts]
+        return any(a is not None and b is not None and a.imag == b.imag == 0 and b.real > a.real for a, b in ends)
+
+    if isinstance(g, (Interval, Union)) or isinstance(p, (Interval, Union)):
+        finite, other = (p, g) if isinstance(g, (Interval, Union)) else (g, p)
+        return isinstance(finite, FiniteSet) and spread(other)
+    vals = []
+    for x in (g, p):
+        elems = list(x.args) if isinstance(x, FiniteSet) else [x]
+        nums = [_number(e) for e in elems]
+        if not nums or any(v is None for v in nums):
+            return False
+        vals.append(nums)
+
+    def covered(xs: list[complex], ys: list[complex]) -> bool:
+        return all(any(abs(x - y) <= 1e-6 * max(1.0, abs(x), abs(y)) for y in ys) for x in xs)
+
+    return not (covered(vals[0], vals[1]) and covered(vals[1], vals[0]))
+
+
+def _lines_differ(g, p) -> bool:
+    """Whether two linear equations over the same free symbols (``y = 2x + 1``, a plane
+    ``3x - 2y + z = 4``) are shown to differ: their coefficients (constant included, everything
+    moved to one side) are not proportional. Such equations have the same solutions exactly
+    when they are proportional, which is what math-verify's ``solve`` then concludes, slowly. A
+    disproof only: anything not linear, or over other symbols, goes to math-verify."""
+    from sympy import Poly, PolynomialError
+
+    syms = sorted(g.free_symbols, key=str)
+    if not syms or set(syms) != p.free_symbols:
+        return False
+    try:
+        polys = [Poly(e.lhs - e.rhs, *syms) for e in (g, p)]
+        if any(q.total_degree() != 1 for q in polys):
+            return False
+        monos = [tuple(int(i == k) for i in range(len(syms))) for k in range(len(syms))]
+        monos.append((0,) * len(syms))
+        vecs = [[complex(q.coeff_monomial(m).evalf(15)) for m in monos] for q in polys]
+    except (PolynomialError, TypeError, ValueError, AttributeError, OverflowError):
+        return False
+    u, v = vecs
+    if not all(math.isfinite(abs(x)) for x in u + v):
+        return False
+    # proportional <=> every 2x2 minor u_i v_j - u_j v_i vanishes (relative to the sizes)
+    scale = max(abs(x) for x in u) * max(abs(x) for x in v)
+    return any(abs(u[i] * v[j] - u[j] * v[i]) > 1e-9 * scale for i in range(len(u)) for j in range(i))
 
 
 @lru_cache(maxsize=65536)

@@ -49,3 +49,61 @@ def test_equivalence_and_clusters():
     assert not equivalent("3", "4")
     assert cluster(["72", "72.0", None, r"\frac{1}{2}", "0.5", "36"]) == [0, 0, -1, 1, 1, 2]
     assert canonical(r"\dfrac{3}{4}") == "3/4"
+
+
+# The cheap disproofs in srca.answers: each pair below is decided "different" without math-verify
+# (the spy fails the test if math-verify is asked), and each "same" pair still reaches
+# math-verify, which proves it.
+DIFFERENT = [
+    (r"\cot x", r"\frac{1 - \sin x}{\sin x \cos x}"),          # trig: simplify took 0.2 s a pair
+    (r"\frac{2}{\sin 2x}", r"-\tan x"),
+    ("x^2 + 2x", "x^2 + 3x"),
+    (r"-1 + \sqrt{2}, -1 - \sqrt{2}", r"3 + 2\sqrt{2}, 3 - 2\sqrt{2}"),   # finite sets of numbers
+    (r"\{1, 2\}", r"\{1, 2, 3\}"),
+    ("4", r"\{4, 5\}"),                                         # a number is a one-element set
+    ("-5x + 7y + 11 = 0", "3x - 2y - 5z + 7 = 0"),             # other symbols: math-verify
+    ("y = 2x + 1", "y = 4x + 2"),                              # linear, not proportional
+    ("2x + 5y - z - 12 = 0", "4x + 5y + 5z - 5 = 0"),
+    (r"(-\infty, 0) \cup (0, \infty)", r"\pm \frac{\sqrt{2}}{2}"),   # finite set vs intervals
+]
+SAME = [
+    (r"\frac{2}{\sin 2x}", r"\frac{1}{\sin x \cos x}"),
+    ("x^2 + 2x", "x(x + 2)"),
+    (r"-1 + \sqrt{2}, -1 - \sqrt{2}", r"-1 - \sqrt{2}, -1 + \sqrt{2}"),
+    ("y = 2x + 1", "2y = 4x + 2"),
+    ("2x + 5y - z - 12 = 0", "-4x - 10y + 2z + 24 = 0"),
+]
+
+
+@pytest.fixture
+def verify_calls(monkeypatch):
+    import math_verify
+
+    from srca import answers
+
+    calls = []
+    real = math_verify.verify
+
+    def spy(*a, **k):
+        calls.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(math_verify, "verify", spy)
+    answers._parsed.cache_clear()
+    answers.equivalent.cache_clear()
+    yield calls
+    answers._parsed.cache_clear()
+    answers.equivalent.cache_clear()
+
+
+@pytest.mark.parametrize("a,b", DIFFERENT)
+def test_different_answers_are_disproved_without_math_verify(verify_calls, a, b):
+    expected_verify = 1 if "z" in b and "z" not in a else 0  # different symbols: left to math-verify
+    assert not equivalent(a, b) and not equivalent(b, a)
+    assert len(verify_calls) == 2 * expected_verify
+
+
+@pytest.mark.parametrize("a,b", SAME)
+def test_equivalent_answers_still_reach_math_verify(verify_calls, a, b):
+    assert equivalent(a, b) and equivalent(b, a)
+    assert len(verify_calls) == 2
