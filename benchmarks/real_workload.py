@@ -322,6 +322,80 @@ class LoadPoller(threading.Thread):
         self._halt.set()
 
 
+class GpuPoller(threading.Thread):
+    """The GPU's SM clock, power, temperature and clock-limit reasons every ``period_ms``
+    (``nvidia-smi --query-gpu ... -lms``), each line stamped on arrival; :meth:`take` summarizes
+    a phase. Why: the same phase ran up to 1.14x slower later in a run than first (README, "Sixth
+    run"), and a GPU that lowers its clocks as it heats would do that. GPU 0 only (this
+    benchmark runs one engine on one GPU)."""
+
+    FIELDS = ("clocks.sm", "clocks.mem", "power.draw", "temperature.gpu", "clocks_event_reasons.active")
+    # drivers before 535 name the last one clocks_throttle_reasons.active
+    OLD_REASONS = "clocks_throttle_reasons.active"
+
+    def __init__(self, period_ms: int) -> None:
+        super().__init__(name="real-workload-gpu", daemon=True)
+        self.period_ms = period_ms
+        self.rows: list[tuple[float, list[str]]] = []
+        self.error: str | None = None
+        self.proc: subprocess.Popen | None = None
+        self._stopped = False
+
+    def run(self) -> None:
+        for fields in (self.FIELDS, self.FIELDS[:-1] + (self.OLD_REASONS,)):
+            cmd = ["nvidia-smi", "-i", "0", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits",
+                   f"--loop-ms={self.period_ms}"]
+            try:
+                self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            except OSError as e:  # no nvidia-smi: the JSON says so
+                self.error = f"{type(e).__name__}: {e}"
+                return
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                parts = [x.strip() for x in line.split(",")]
+                if len(parts) != len(fields):
+                    self.error = line.strip()[:200]
+                    continue
+                self.rows.append((time.time(), parts))
+            if self.rows or self._stopped:  # it ran (or was stopped): done; else the older field name
+                return
+
+    def take(self, t0: float, t1: float) -> dict:
+        rows = [p for t, p in self.rows if t0 <= t <= t1]
+
+        def col(i: int) -> list[float]:
+            out = []
+            for p in rows:
+                try:
+                    out.append(float(p[i]))
+                except ValueError:
+                    pass
+            return out
+
+        reasons = 0
+        for p in rows:
+            try:
+                reasons |= int(p[4], 16)
+            except ValueError:
+                pass
+        return {"polls": len(rows), "error": self.error, "sm_mhz": _stats(col(0)), "mem_mhz": _stats(col(1)),
+                "power_w": _stats(col(2)), "temp_c": _stats(col(3)), "clock_reasons_any": hex(reasons)}
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+
+
+def gpu_line(g: dict) -> str:
+    """One printed line of :meth:`GpuPoller.take`."""
+    if not g.get("polls"):
+        return f"GPU: no samples ({g.get('error')})"
+    sm, pw, tc = g["sm_mhz"], g["power_w"], g["temp_c"]
+    return (f"GPU: SM {sm.get('mean')} MHz mean (min {sm.get('min')}), power {pw.get('mean')} W mean "
+            f"(max {pw.get('max')}), {tc.get('max')} C max, clock reasons {g['clock_reasons_any']}")
+
+
 def _as_dicts(loads) -> list[dict]:
     out = []
     for x in loads or []:
@@ -463,6 +537,8 @@ class Setup:
                 extra = {"disable_cuda_graph": True} if a.disable_cuda_graph else {}
                 if a.prefill_graph:
                     extra["cuda_graph_backend_prefill"] = a.prefill_graph
+                if a.max_running_requests:
+                    extra["max_running_requests"] = a.max_running_requests
                 if a.decode_graph_max_bs != "engine":
                     extra["decode_graph_max_bs"] = None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs
                 self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem, sampling_backend=a.sampler,
@@ -493,6 +569,8 @@ class Setup:
             cmd.append("--disable-cuda-graph")
         if a.prefill_graph:
             cmd += ["--cuda-graph-backend-prefill", a.prefill_graph]
+        if a.max_running_requests:
+            cmd += ["--max-running-requests", str(a.max_running_requests)]
         if not a.disable_cuda_graph and a.decode_graph_max_bs != "sglang":  # as SGLangEngine passes them
             from srca.engines.sglang_graphs import AUTO, cli_flags, decode_graph_args, resolve_max_bs, server_arg_fields
 
@@ -963,15 +1041,35 @@ def _default_data() -> str | None:
     return None
 
 
+def raw_reference(row: dict, before: dict | None, after: dict | None) -> dict:
+    """A job's ratios to the raw engine: against the mean of the raw phase run just before it
+    and the one run just after it (``--raw-bracket``, the default), else against the one before.
+    Why both: on one H200 the same phase ran up to 1.14x slower later in a run than first
+    (raw 25.6 s first, 29.1 s after two jobs, the fifth run; majority@16 27.6 s then 29.8 s, the
+    sixth run's check), so a job compared with a raw phase run minutes earlier carries that
+    drift; the bracket measures it (``raw_ref.drift``: after / before)."""
+    rows = [r for r in (before, after) if r and r.get("wall_s")]
+    if not rows:
+        return {}
+    wall = sum(r["wall_s"] for r in rows) / len(rows)
+    tok = sum(r["gen_tok_s"] for r in rows) / len(rows)
+    ref = {"walls_s": [r["wall_s"] for r in rows], "wall_s": round(wall, 3), "gen_tok_s": round(tok, 1),
+           "drift": round(rows[-1]["wall_s"] / rows[0]["wall_s"], 3)}
+    return {"raw_ref": ref, "x_raw_wall": round(row["wall_s"] / wall, 3),
+            "x_raw_tok_s": round(row["gen_tok_s"] / tok, 3) if tok and row.get("gen_tok_s") else None}
+
+
 def print_table(res: dict) -> None:
     raw = res.get("raw") or {}
     print(f"\nraw: {raw.get('how')}: {raw.get('requests')} samples in {raw.get('wall_s')} s, "
           f"{raw.get('generated_tokens')} tokens, {raw.get('gen_tok_s')} tok/s, cache {100 * raw.get('cache_hit_rate', 0):.1f}%")
+    walls = [r["wall_s"] for r in res.get("raws") or []]
+    if len(walls) > 1:
+        print(f"raw phases, in run order: {walls} s (each job's ratios: the raw before and after it)")
     hdr = ["job", "conc", "wall s", "gen tok/s", "x raw wall", "x raw tok/s", "cache %", "loop blocked s", "top CPU function"]
     lines = [hdr]
     for r in res["jobs"]:
-        xw = r["wall_s"] / raw["wall_s"] if raw.get("wall_s") else None
-        xt = r["gen_tok_s"] / raw["gen_tok_s"] if raw.get("gen_tok_s") and r.get("gen_tok_s") else None
+        xw, xt = r.get("x_raw_wall"), r.get("x_raw_tok_s")
         lines.append([r["job"], str(r["effective_concurrency"]), f"{r['wall_s']:.1f}", f"{r['gen_tok_s'] or 0:.0f}",
                       f"{xw:.2f}" if xw else "-", f"{xt:.2f}" if xt else "-", f"{100 * r['cache_hit_rate']:.1f}",
                       f"{r['loop']['blocked_s']:.1f}", top_function(r)])
@@ -1011,6 +1109,9 @@ def main() -> None:
     ap.add_argument("--concurrency", default="256", help="comma list, e.g. 64,256,1024 (capped at the problem count)")
     ap.add_argument("--budget-s", type=float, default=900.0, help="start no new job after this many s of jobs (0: no limit)")
     ap.add_argument("--no-raw", action="store_true")
+    ap.add_argument("--no-raw-bracket", dest="raw_bracket", action="store_false",
+                    help="run the raw phase once, first (default: again after every job, and each job's ratios "
+                         "are to the mean of the raw phases just before and after it)")
     ap.add_argument("--mem", type=float, default=0.85)
     ap.add_argument("--sampler", default="flashinfer", help="SGLang sampling backend (srca: srca's kernel, "
                     "srca/engines/sglang_sampler.py)")
@@ -1038,8 +1139,13 @@ def main() -> None:
     ap.add_argument("--disable-cuda-graph", action="store_true")
     ap.add_argument("--prefill-graph", default=None, choices=["full", "breakable", "tc_piecewise", "disabled"],
                     help="SGLang's prefill CUDA graph backend (its default captures 58 token counts at start)")
+    ap.add_argument("--max-running-requests", type=int, default=None,
+                    help="SGLang's cap on requests decoding at once (default: SGLang's; with the decode-graph "
+                         "ceiling of 4,096 it held 4,096 on an H200 while 3,900 waited at 34%% KV use)")
     ap.add_argument("--decode-log-interval", type=int, default=40)
     ap.add_argument("--poll-s", type=float, default=1.0, help="SGLang load snapshot period")
+    ap.add_argument("--gpu-poll-ms", type=int, default=500,
+                    help="GPU clocks, power, temperature every this many ms per phase (nvidia-smi; 0: off)")
     ap.add_argument("--sample-hz", type=float, default=100.0, help="main-thread stack samples per s (0: off)")
     ap.add_argument("--profile", action="store_true", help="cProfile each job (replaces the sampler; slower)")
     ap.add_argument("--work-dir", default="/tmp/real_workload", help="result lines per job, SGLang's log")
@@ -1140,6 +1246,9 @@ def main() -> None:
     write_result(a.out, "real_workload", a, **res)  # a run cut short still keeps the start's figures
     fetch = st.loads_fetch()
     poller = LoadPoller(fetch, a.poll_s) if fetch is not None else None
+    gpoll = GpuPoller(a.gpu_poll_ms) if a.engine == "sglang" and a.gpu_poll_ms > 0 else None
+    if gpoll is not None:
+        gpoll.start()
     try:
         res["server_info"] = st.server_info()
         # untimed warm-up: kernels JIT-compile on first use; the controller imports math-verify
@@ -1161,9 +1270,11 @@ def main() -> None:
             row = st.raw(ids)
             t1 = time.time()
             row.update(sglang_log=slog.take(t0, t1), sglang_loads=poller.take(t0, t1) if poller else None,
-                       sglang_gc=st.gc_take(t0, t1))
+                       sglang_gc=st.gc_take(t0, t1), gpu=gpoll.take(t0, t1) if gpoll else None)
             print(f"# raw: {json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)})}"
                   f"{'' if st.frozen else ' (GC not frozen)'}", flush=True)
+            if row.get("gpu"):
+                print(f"#   {gpu_line(row['gpu'])}", flush=True)
             return row
 
         def job_phase(m: str, conc: int) -> dict:
@@ -1171,12 +1282,15 @@ def main() -> None:
             row = run_job(a, st, problems, m, conc, base)
             row.update(sglang_log=slog.take(row["t_start"], row["t_end"]),
                        sglang_loads=poller.take(row["t_start"], row["t_end"]) if poller else None,
-                       sglang_gc=st.gc_take(row["t_start"], row["t_end"]), gc_frozen=st.frozen)
+                       sglang_gc=st.gc_take(row["t_start"], row["t_end"]), gc_frozen=st.frozen,
+                       gpu=gpoll.take(row["t_start"], row["t_end"]) if gpoll else None)
             print(f"# {row['job']} c{conc}{'' if st.frozen else ' (GC not frozen)'}: {row['wall_s']} s, "
                   f"{row['gen_tok_s']} tok/s, loop blocked {row['loop']['blocked_s']} s, main CPU "
                   f"{row['cpu_s']['main_thread']} s, full GCs here {row['gc_main']['gen2']['n']} "
                   f"({row['gc_main']['gen2']['total_s']} s), in SGLang {gc_line(row['sglang_gc'])}, "
                   f"top {top_function(row)}", flush=True)
+            if row.get("gpu"):
+                print(f"#   {gpu_line(row['gpu'])}", flush=True)
             return row
 
         if a.freeze_gc == "ab":  # the same phases before SGLang's freeze_gc, then the run as usual
@@ -1188,6 +1302,7 @@ def main() -> None:
             st.freeze_gc()
         if not a.no_raw:
             res["raw"] = raw_phase()
+            res["raws"] = [res["raw"]]
             write_result(a.out, "real_workload", a, **res)
         if switch is not None:
             import sampler_ab
@@ -1212,11 +1327,15 @@ def main() -> None:
                     print(f"# budget spent: not starting {m} at concurrency {conc}", flush=True)
                     continue
                 row = job_phase(m, conc)
-                raw = res.get("raw") or {}
-                if raw.get("wall_s"):
-                    row["x_raw_wall"] = round(row["wall_s"] / raw["wall_s"], 3)
-                    row["x_raw_tok_s"] = round(row["gen_tok_s"] / raw["gen_tok_s"], 3) if raw.get("gen_tok_s") else None
-                    print(f"#   x raw wall {row['x_raw_wall']}, x raw tok/s {row['x_raw_tok_s']}", flush=True)
+                before = res["raws"][-1] if res.get("raws") else None
+                after = None
+                if before is not None and a.raw_bracket:  # the raw phase again, right after the job
+                    after = raw_phase()
+                    res["raws"].append(after)
+                row.update(raw_reference(row, before, after))
+                if row.get("x_raw_wall") is not None:
+                    print(f"#   x raw wall {row['x_raw_wall']}, x raw tok/s {row['x_raw_tok_s']} (raw before/after "
+                          f"{row['raw_ref']['walls_s']})", flush=True)
                 res["jobs"].append(row)
                 if m in complete and conc == concs[0]:
                     res["completed"].append(complete_job(a, st, all_problems, m, row, base))
@@ -1234,6 +1353,8 @@ def main() -> None:
     finally:
         if poller is not None:
             poller.stop()
+        if gpoll is not None:
+            gpoll.stop()
         st.close()
     if a.engine == "local":
         print("# dry run: the raw phase used the local engine's generate (one batched call), not SGLang")
