@@ -13,6 +13,10 @@ with and without the disproofs (cold caches each).
     python benchmarks/equivalence_check.py                  # 12,000 pairs of every results/**/*.jsonl.gz
     python benchmarks/equivalence_check.py --sample 0       # all of them (about 280,000: hours)
     python benchmarks/equivalence_check.py --lines A.jsonl.gz
+    python benchmarks/equivalence_check.py --pools results/math500_h200/math500_majority_n16.jsonl.gz \
+        results/math500_h200/math500_majority_n64.jsonl.gz --tag pools_cpu
+        # whole pools as a solve clusters and grades them (real_workload.py's --answer-pools
+        # timing), with the disproofs, without, and with again: the same process, cold caches each
 
 Writes ``results/equivalence_check_<tag>.json`` and prints the counts.
 """
@@ -105,6 +109,31 @@ def check(pairs: list[tuple[str, str]]) -> dict:
             "equivalent": sum(ref), "mismatches": mism}
 
 
+def pools_ab(files: list[str], limit: int) -> dict:
+    """``real_workload.answer_pools`` (cluster and grade every stored pool, cold caches) with the
+    disproofs, without them, and with them again; per file the time per 200 problems and the
+    slowest pool."""
+    import real_workload
+    from srca import answers
+
+    a = argparse.Namespace(answer_pools=files, pools_limit=limit)
+    out: dict[str, list] = {}
+    for mode in ("with", "without", "with_again"):
+        saved = answers._differs_numerically, answers._sets_differ, answers._lines_differ
+        if mode == "without":
+            answers._differs_numerically = answers._sets_differ = answers._lines_differ = lambda g, p: False
+        try:
+            r = real_workload.answer_pools(a)
+        finally:
+            answers._differs_numerically, answers._sets_differ, answers._lines_differ = saved
+        out[mode] = [{"file": os.path.relpath(f["file"], HERE), "per_200_problems_s": f["cold"]["per_200_problems_s"],
+                      "cluster_ms": f["cold"]["cluster_ms"], "grade_ms": f["cold"]["grade_ms"],
+                      "slowest": f["cold"]["slowest"][:3]} for f in r["files"]]
+        print(f"# disproofs {mode}: " + ", ".join(f"{x['file']} {x['per_200_problems_s']} s per 200, slowest pool "
+                                                   f"{x['cluster_ms']['max']:.0f} ms" for x in out[mode]), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lines", nargs="+", default=None, help="result lines (default: every results/**/*.jsonl.gz)")
@@ -112,7 +141,21 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     ap.add_argument("--tag", default="cpu")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--pools", nargs="+", default=None, metavar="LINES",
+                    help="instead: time whole pools of these result lines with and without the disproofs")
+    ap.add_argument("--pools-limit", type=int, default=500)
     a = ap.parse_args()
+    if a.pools:
+        res = pools_ab(a.pools, a.pools_limit)
+        print("| file | with s per 200 | without | with, again | x time | slowest pool ms with / without |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for w, wo, w2 in zip(res["with"], res["without"], res["with_again"]):
+            x = (w["per_200_problems_s"] + w2["per_200_problems_s"]) / 2 / wo["per_200_problems_s"]
+            print(f"| {w['file']} | {w['per_200_problems_s']} | {wo['per_200_problems_s']} | {w2['per_200_problems_s']} "
+                  f"| {x:.2f} | {w['cluster_ms']['max']:.0f} / {wo['cluster_ms']['max']:.0f} |")
+        write_result(a.out or os.path.join(HERE, "results", f"equivalence_check_{a.tag}.json"), "equivalence_check", a,
+                     pools=res)
+        return
     paths = a.lines or sorted(glob.glob(os.path.join(HERE, "results", "**", "*.jsonl.gz"), recursive=True))
     pairs = load_pairs(paths)
     total = len(pairs)

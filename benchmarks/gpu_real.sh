@@ -7,6 +7,9 @@
 #   bash benchmarks/gpu_real.sh poll                            # log tail; JSON, result lines, log to $OUT
 #   RW_DIR=/tmp/rw_http bash benchmarks/gpu_real.sh start --server ...   # a second run beside the first's files
 #                                                               # (RW_DIR on its poll too; default /tmp/real_workload)
+#   bash benchmarks/gpu_real.sh chain "ARGS 1" "ARGS 2" ...      # several runs, one after another, in one
+#                                                               # background job (WORK/run1, run2, ...): no
+#                                                               # device time lost between them; poll as usual
 set -uo pipefail
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 . "$SRC/benchmarks/gpu_copy.sh"
@@ -21,11 +24,34 @@ case "${1:-poll}" in
     cd "$RUN" && setsid nohup python3 benchmarks/real_workload.py --model /tmp/q15hf --data "$RUN/.gpu-data/math500.jsonl" \
       --work-dir "$W" --out "$W/real_workload.json" "$@" > "$W/run.out" 2>&1 < /dev/null &
     echo "started (pid $!)";;
+  chain)
+    shift
+    [ $# -gt 0 ] || { echo "chain: give each run's flags as one quoted argument" >&2; exit 2; }
+    copy_checkout "$SRC" "$RUN" "$W/pip.log"
+    i=0
+    {
+      echo "cd '$RUN'"
+      for args in "$@"; do
+        i=$((i + 1))
+        d="$W/run$i"
+        echo "mkdir -p '$d'; echo \"== run$i: $args (\$(date -u +%H:%M:%S))\""
+        echo "python3 benchmarks/real_workload.py --model /tmp/q15hf --data '$RUN/.gpu-data/math500.jsonl'" \
+             "--work-dir '$d' --out '$d/real_workload.json' $args > '$d/run.out' 2>&1 < /dev/null; echo \"run$i rc=\$?\""
+      done
+      echo "echo '== chain done'"
+    } > "$W/chain.sh"
+    setsid nohup bash "$W/chain.sh" > "$W/chain.out" 2>&1 < /dev/null &
+    echo "started $i runs (pid $!): $W/chain.out";;
   poll)
-    grep -a '^#' "$W/run.out" 2>/dev/null | tail -n 12; tail -c 2000 "$W/run.out" 2>/dev/null | tr '\r' '\n' | grep -av '^#' | tail -n 3
+    cat "$W/chain.out" 2>/dev/null
+    last=$(ls -d "$W"/run* 2>/dev/null | sort -V | tail -n 1)
+    log=${last:+$last/run.out}; log=${log:-$W/run.out}
+    grep -a '^#' "$log" 2>/dev/null | tail -n 12; tail -c 2000 "$log" 2>/dev/null | tr '\r' '\n' | grep -av '^#' | tail -n 3
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
-    if [ -n "${OUT:-}" ]; then
-      (cd "$W" && tar -czf "$OUT/rw.tgz" --exclude='*.tmp' run.out real_workload.json ./*.jsonl sglang.log 2>/dev/null)
+    if [ -n "${OUT:-}" ]; then  # everything so far (the SGLang GC logs stay: gc/)
+      (cd "$W" && tar -czf "$OUT/rw.tgz" --exclude='*.tmp' --exclude='./gc' --exclude='*/gc' --exclude='./*.sh' . 2>/dev/null)
       ls -la "$OUT"
     fi;;
+  *)
+    echo "usage: gpu_real.sh start [ARGS] | chain \"ARGS\" ... | poll" >&2; exit 2;;
 esac

@@ -138,14 +138,17 @@ def canonical(ans: str | None) -> str | None:
 def _fast_compare(g: object, p: object) -> bool | None:
     """Decide cheaply when we can: two plain numbers compare numerically (what math-verify's
     sympy path would conclude, without ``simplify``), and expressions over different free
-    symbols cannot be equal. None: ask math-verify."""
-    from sympy import Eq, Expr, FiniteSet
+    symbols cannot be equal. Beyond that only disproofs: sets and intervals
+    (:func:`_sets_differ`), linear equations (:func:`_lines_differ`) and expressions at fixed
+    points (:func:`_differs_numerically`) shown different are different. None: ask math-verify."""
+    from sympy import Eq, Expr, FiniteSet, Interval, Union
 
-    if isinstance(g, FiniteSet) or isinstance(p, FiniteSet):
+    sets = (FiniteSet, Interval, Union)
+    if isinstance(g, sets) or isinstance(p, sets):
         return False if _sets_differ(g, p) else None
     if isinstance(g, Eq) and isinstance(p, Eq):
         return False if _lines_differ(g, p) else None
-    if not (isinstance(g, Expr) and isinstance(p, Expr)):  # equations, intervals, tuples: math-verify
+    if not (isinstance(g, Expr) and isinstance(p, Expr)):  # other relations, tuples, matrices: math-verify
         return None
     try:
         if g.is_number and p.is_number:
@@ -211,7 +214,8 @@ def _sets_differ(g, p) -> bool:
     math-verify treats it) are shown to differ: some element of one has no element of the other
     within 1e-6 (relative). A disproof only; sets with anything but numbers go to math-verify,
     whose set comparison (``symmetric_difference`` and friends) takes 0.1 s a pair. A finite set
-    never equals an interval (or a union of them) of positive length."""
+    never equals an interval (or a union of them) of positive length; two unions of intervals with
+    numeric ends differ when their merged pieces do (:func:`_merged_intervals`)."""
     from sympy import FiniteSet, Interval, Union
 
     def spread(x) -> bool:  # an interval, or a union of them, of positive length
@@ -222,6 +226,9 @@ def _sets_differ(g, p) -> bool:
                  _number(i.end) if i.end.is_finite else complex(math.inf)) for i in parts]
         return any(a is not None and b is not None and a.imag == b.imag == 0 and b.real > a.real for a, b in ends)
 
+    if isinstance(g, (Interval, Union)) and isinstance(p, (Interval, Union)):
+        a, b = _merged_intervals(g), _merged_intervals(p)
+        return a is not None and b is not None and not _same_intervals(a, b)
     if isinstance(g, (Interval, Union)) or isinstance(p, (Interval, Union)):
         finite, other = (p, g) if isinstance(g, (Interval, Union)) else (g, p)
         return isinstance(finite, FiniteSet) and spread(other)
@@ -237,6 +244,61 @@ def _sets_differ(g, p) -> bool:
         return all(any(abs(x - y) <= 1e-6 * max(1.0, abs(x), abs(y)) for y in ys) for x in xs)
 
     return not (covered(vals[0], vals[1]) and covered(vals[1], vals[0]))
+
+
+def _close(x: float, y: float) -> bool:
+    if math.isinf(x) or math.isinf(y):
+        return x == y
+    return abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y))
+
+
+def _merged_intervals(x) -> list[tuple[float, float, bool, bool]] | None:
+    """An interval or a union of intervals with real numeric ends as disjoint, sorted
+    ``(start, end, start_closed, end_closed)``, overlapping or touching pieces merged (math-verify
+    keeps a union as written: ``(0, 2) \\cup (1, 3)`` is not rewritten as ``(0, 3)``); None for
+    anything else (a point in the union, a symbolic end)."""
+    from sympy import Interval, Union
+
+    parts = x.args if isinstance(x, Union) else (x,)
+    rows = []
+    for i in parts:
+        if not isinstance(i, Interval):
+            return None
+        ends = []
+        for e in (i.start, i.end):
+            if e.is_infinite:
+                ends.append(-math.inf if e.is_extended_negative else math.inf)
+                continue
+            v = _number(e)
+            if v is None or v.imag != 0:
+                return None
+            ends.append(v.real)
+        rows.append((ends[0], ends[1], not i.left_open, not i.right_open))
+    rows.sort(key=lambda r: (r[0], not r[2]))
+    merged: list[list] = []
+    for a, b, ac, bc in rows:
+        if merged:
+            m = merged[-1]
+            touching = _close(a, m[1]) and (ac or m[3])
+            if a < m[1] and not _close(a, m[1]) or touching:
+                if b > m[1] and not _close(b, m[1]):
+                    m[1], m[3] = b, bc
+                elif _close(b, m[1]):
+                    m[3] = m[3] or bc
+                continue
+        merged.append([a, b, ac, bc])
+    return [tuple(m) for m in merged]
+
+
+def _same_intervals(a: list, b: list) -> bool:
+    if len(a) != len(b):
+        return False
+    for (s1, e1, sc1, ec1), (s2, e2, sc2, ec2) in zip(a, b):
+        if not (_close(s1, s2) and _close(e1, e2)):
+            return False
+        if (not math.isinf(s1) and sc1 != sc2) or (not math.isinf(e1) and ec1 != ec2):
+            return False
+    return True
 
 
 def _lines_differ(g, p) -> bool:

@@ -65,6 +65,9 @@ DIFFERENT = [
     ("y = 2x + 1", "y = 4x + 2"),                              # linear, not proportional
     ("2x + 5y - z - 12 = 0", "4x + 5y + 5z - 5 = 0"),
     (r"(-\infty, 0) \cup (0, \infty)", r"\pm \frac{\sqrt{2}}{2}"),   # finite set vs intervals
+    (r"(-\infty, -\sqrt{7}) \cup (-\sqrt{7}, 0)", r"(-\infty, -\sqrt{3}) \cup (-\sqrt{3}, \sqrt{3})"),  # intervals
+    (r"(0, 1) \cup (1, 2)", "(0, 2)"),                        # 1 left out
+    ("[0, 2)", "(0, 2)"),                                      # a closed end
 ]
 SAME = [
     (r"\frac{2}{\sin 2x}", r"\frac{1}{\sin x \cos x}"),
@@ -72,6 +75,8 @@ SAME = [
     (r"-1 + \sqrt{2}, -1 - \sqrt{2}", r"-1 - \sqrt{2}, -1 + \sqrt{2}"),
     ("y = 2x + 1", "2y = 4x + 2"),
     ("2x + 5y - z - 12 = 0", "-4x - 10y + 2z + 24 = 0"),
+    (r"(0, 2) \cup (1, 3)", "(0, 3)"),                        # math-verify keeps the union as written
+    (r"(0, 1) \cup [1, 2)", "(0, 2)"),
 ]
 
 
