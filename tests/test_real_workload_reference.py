@@ -1,0 +1,40 @@
+"""benchmarks/real_workload.py: a job's ratios against the raw phases that bracket it, and the
+GPU poller's per-phase summary (pure functions; no engine, no GPU)."""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+from real_workload import GpuPoller, gpu_line, raw_reference  # noqa: E402
+
+
+def test_ratios_are_to_the_mean_of_the_bracketing_raw_phases():
+    job = {"wall_s": 30.0, "gen_tok_s": 50_000.0}
+    got = raw_reference(job, {"wall_s": 25.0, "gen_tok_s": 66_000.0}, {"wall_s": 29.0, "gen_tok_s": 58_000.0})
+    assert got["raw_ref"] == {"walls_s": [25.0, 29.0], "wall_s": 27.0, "gen_tok_s": 62_000.0, "drift": 1.16}
+    assert got["x_raw_wall"] == round(30.0 / 27.0, 3)
+    assert got["x_raw_tok_s"] == round(50_000 / 62_000, 3)
+
+
+def test_without_a_raw_phase_after_the_job_the_one_before_is_the_reference():
+    got = raw_reference({"wall_s": 30.0, "gen_tok_s": 50_000.0}, {"wall_s": 25.0, "gen_tok_s": 62_500.0}, None)
+    assert got["raw_ref"]["walls_s"] == [25.0] and got["raw_ref"]["drift"] == 1.0
+    assert got["x_raw_wall"] == 1.2 and got["x_raw_tok_s"] == 0.8
+    assert raw_reference({"wall_s": 1.0, "gen_tok_s": 1.0}, None, None) == {}
+
+
+def test_gpu_poller_summarizes_a_phase_and_ors_the_clock_reasons():
+    g = GpuPoller(500)
+    g.rows = [(10.0, ["1980", "2619", "500.0", "50", "0x0000000000000000"]),
+              (11.0, ["1755", "2619", "690.5", "63", "0x0000000000000004"]),
+              (12.0, ["1830", "2619", "[N/A]", "64", "0x0000000000000001"]),
+              (20.0, ["900", "2619", "100.0", "40", "0x0000000000000008"])]  # after the phase
+    got = g.take(9.5, 12.5)
+    assert got["polls"] == 3
+    assert got["sm_mhz"]["min"] == 1755.0 and got["sm_mhz"]["max"] == 1980.0
+    assert got["power_w"]["n"] == 2 and got["power_w"]["max"] == 690.5  # "[N/A]" is skipped
+    assert got["temp_c"]["max"] == 64.0
+    assert got["clock_reasons_any"] == "0x5"
+    assert "SM 1855.0 MHz mean (min 1755.0)" in gpu_line(got)
+    assert gpu_line(g.take(0.0, 1.0)).startswith("GPU: no samples")
