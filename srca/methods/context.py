@@ -100,6 +100,8 @@ class SearchContext:
         self.solve_id = uuid.uuid4().hex
         self.t0 = time.monotonic()
         self.timings: dict[str, float] = {"engine_s": 0.0, "scorer_s": 0.0}
+        self._in_engine = 0  # engine calls in flight (engine_s counts the time any is)
+        self._engine_since = 0.0
         self.nodes: list[Node] = []
         self.pool: list[Candidate] = []
         self.stop_reason = "finished"
@@ -167,7 +169,7 @@ class SearchContext:
                 r.max_new_tokens = min(r.max_new_tokens, cap)
         reserve = sum(r.max_new_tokens * r.n for r in requests) if rem is not None else 0
         self.reserved_tokens += reserve
-        t = time.monotonic()
+        self._engine_enter()
         call = asyncio.ensure_future(self.engine.generate(requests))
         try:
             if self.config.deadline_s is not None:
@@ -175,16 +177,28 @@ class SearchContext:
                 await asyncio.wait({call}, timeout=max(0.0, left))
                 if not call.done():
                     await self._abort(call, probe)
-                    self.timings["engine_s"] += time.monotonic() - t
                     raise StopSearch("deadline")
             results = await call
         finally:
             self.reserved_tokens -= reserve
             if not call.done():  # this solve was cancelled: so is its engine work
                 call.cancel()
-        self.timings["engine_s"] += time.monotonic() - t
+            self._engine_exit()
         self._account(results, probe)
         return results
+
+    def _engine_enter(self) -> None:
+        if self._in_engine == 0:
+            self._engine_since = time.monotonic()
+        self._in_engine += 1
+
+    def _engine_exit(self) -> None:
+        """``timings["engine_s"]``: the wall time during which at least one of this solve's
+        engine calls was in flight (DVTS's subtrees call concurrently: a sum would count that
+        time once per subtree and exceed the solve's own wall)."""
+        self._in_engine -= 1
+        if self._in_engine == 0:
+            self.timings["engine_s"] += time.monotonic() - self._engine_since
 
     async def _abort(self, call: asyncio.Future, probe: bool) -> None:
         """The deadline passed while ``call`` ran: stop its requests and count what the engine
