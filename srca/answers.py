@@ -213,10 +213,10 @@ def _sets_differ(g, p) -> bool:
     """Whether two finite sets of plain numbers (a lone number counts as a one-element set, as
     math-verify treats it) are shown to differ: some element of one has no element of the other
     within 1e-6 (relative). A disproof only; sets with anything but numbers go to math-verify,
-    whose set comparison (``symmetric_difference`` and friends) takes 0.1 s a pair. A finite set
-    never equals an interval (or a union of them) of positive length; two unions of intervals with
+    whose set comparison (``symmetric_difference`` and friends) takes 0.1 s a pair. A finite set,
+    or a lone expression, never equals an interval (or a union of them) of positive length; two unions of intervals with
     numeric ends differ when their merged pieces do (:func:`_merged_intervals`)."""
-    from sympy import FiniteSet, Interval, Union
+    from sympy import Expr, FiniteSet, Interval, Union
 
     def spread(x) -> bool:  # an interval, or a union of them, of positive length
         parts = x.args if isinstance(x, Union) else (x,)
@@ -231,7 +231,7 @@ def _sets_differ(g, p) -> bool:
         return a is not None and b is not None and not _same_intervals(a, b)
     if isinstance(g, (Interval, Union)) or isinstance(p, (Interval, Union)):
         finite, other = (p, g) if isinstance(g, (Interval, Union)) else (g, p)
-        return isinstance(finite, FiniteSet) and spread(other)
+        return isinstance(finite, (FiniteSet, Expr)) and spread(other)  # a lone expression: one point
     vals = []
     for x in (g, p):
         elems = list(x.args) if isinstance(x, FiniteSet) else [x]

@@ -68,6 +68,8 @@ DIFFERENT = [
     (r"(-\infty, -\sqrt{7}) \cup (-\sqrt{7}, 0)", r"(-\infty, -\sqrt{3}) \cup (-\sqrt{3}, \sqrt{3})"),  # intervals
     (r"(0, 1) \cup (1, 2)", "(0, 2)"),                        # 1 left out
     ("[0, 2)", "(0, 2)"),                                      # a closed end
+    (r"(-\sqrt{3}, \sqrt{3})", r"\text{No real values}"),    # a lone expression is one point
+    ("(0, 1)", "1/2"),
 ]
 SAME = [
     (r"\frac{2}{\sin 2x}", r"\frac{1}{\sin x \cos x}"),
