@@ -2,13 +2,13 @@
 
 ``srca.answers.equivalent`` answers "not equivalent" without math-verify when a cheap check shows
 two answers differ (numbers, expressions evaluated at fixed points, finite sets of numbers,
-linear equations, a finite set against an interval). This replays every answer pair the stored
+linear equations, intervals). This replays every answer pair the stored
 MATH-500 result lines hold (each line's answer groups pairwise, and each group against the gold
 answer; a random sample of them by default) and compares ``equivalent`` with and without the
 disproofs; then every (gold, answer) pair the lines graded correct (all of them: the equivalent
 pairs, where a disproof must never fire) is checked again. A pair math-verify alone calls
-equivalent and ``equivalent`` does not is a mismatch, and the run exits 1. It also times ``equivalent`` on all pairs
-with and without the disproofs (cold caches each).
+equivalent and ``equivalent`` does not is a mismatch, and the run exits 1. It also times
+``equivalent`` on the sampled pairs with and without the disproofs (cold caches each).
 
     python benchmarks/equivalence_check.py                  # 12,000 pairs of every results/**/*.jsonl.gz
     python benchmarks/equivalence_check.py --sample 0       # all of them (about 280,000: hours)
@@ -23,6 +23,7 @@ Writes ``results/equivalence_check_<tag>.json`` and prints the counts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import gzip
 import json
@@ -37,37 +38,44 @@ sys.path.insert(0, os.path.dirname(HERE))
 from _common import write_result  # noqa: E402
 
 
-def load_pairs(paths: list[str]) -> list[tuple[str, str]]:
-    """Distinct (first, second) pairs: gold with each answer, and answers of a line pairwise."""
-    seen: set[tuple[str, str]] = set()
-    out = []
+def read_lines(paths: list[str]):
+    """Every result line of ``paths`` (.jsonl or .jsonl.gz), parsed."""
     for p in paths:
         opener = gzip.open if p.endswith(".gz") else open
         with opener(p, "rt") as f:
             for line in f:
-                r = json.loads(line)
-                answers = [g["answer"] for g in r.get("answers", []) if g.get("answer") is not None]
-                pairs = [(r["gold"], a) for a in answers if r.get("gold") is not None]
-                pairs += [(answers[i], answers[j]) for j in range(len(answers)) for i in range(j)]
-                for pr in pairs:
-                    if pr not in seen:
-                        seen.add(pr)
-                        out.append(pr)
-    return out
+                yield json.loads(line)
+
+
+def load_pairs(paths: list[str]) -> list[tuple[str, str]]:
+    """Distinct (first, second) pairs: gold with each answer, and answers of a line pairwise."""
+    out: dict[tuple[str, str], None] = {}  # insertion-ordered set
+    for r in read_lines(paths):
+        answers = [g["answer"] for g in r.get("answers", []) if g.get("answer") is not None]
+        if r.get("gold") is not None:
+            out.update(((r["gold"], a), None) for a in answers)
+        out.update(((answers[i], answers[j]), None) for j in range(len(answers)) for i in range(j))
+    return list(out)
 
 
 def load_positives(paths: list[str]) -> list[tuple[str, str]]:
     """Distinct (gold, answer) pairs the stored lines graded correct: equivalent pairs, where a
     disproof must never fire."""
-    out: set[tuple[str, str]] = set()
-    for p in paths:
-        opener = gzip.open if p.endswith(".gz") else open
-        with opener(p, "rt") as f:
-            for line in f:
-                r = json.loads(line)
-                out.update((r["gold"], g["answer"]) for g in r.get("answers", [])
-                           if g.get("correct") and g.get("answer") is not None and r.get("gold") is not None)
-    return sorted(out)
+    return sorted({(r["gold"], g["answer"]) for r in read_lines(paths) for g in r.get("answers", [])
+                   if g.get("correct") and g.get("answer") is not None and r.get("gold") is not None})
+
+
+@contextlib.contextmanager
+def without_disproofs():
+    """``srca.answers.equivalent`` as math-verify alone decides it (the disproofs never fire)."""
+    from srca import answers
+
+    saved = answers._differs_numerically, answers._sets_differ, answers._lines_differ
+    answers._differs_numerically = answers._sets_differ = answers._lines_differ = lambda g, p: False
+    try:
+        yield
+    finally:
+        answers._differs_numerically, answers._sets_differ, answers._lines_differ = saved
 
 
 def check_positives(pairs: list[tuple[str, str]]) -> list[tuple[str, str, bool]]:
@@ -76,13 +84,9 @@ def check_positives(pairs: list[tuple[str, str]]) -> list[tuple[str, str, bool]]
     from srca import answers
 
     bad = [(a, b) for a, b in pairs if not answers.equivalent(a, b)]
-    saved = answers._differs_numerically, answers._sets_differ, answers._lines_differ
-    answers._differs_numerically = answers._sets_differ = answers._lines_differ = lambda g, p: False
     answers.equivalent.cache_clear()
-    try:
+    with without_disproofs():
         return [(a, b, answers.equivalent(a, b)) for a, b in bad]
-    finally:
-        answers._differs_numerically, answers._sets_differ, answers._lines_differ = saved
 
 
 def check(pairs: list[tuple[str, str]]) -> dict:
@@ -92,15 +96,10 @@ def check(pairs: list[tuple[str, str]]) -> dict:
     def timed(disproofs: bool) -> tuple[float, list[bool]]:
         answers._parsed.cache_clear()
         answers.equivalent.cache_clear()
-        saved = answers._differs_numerically, answers._sets_differ, answers._lines_differ
-        if not disproofs:
-            answers._differs_numerically = answers._sets_differ = answers._lines_differ = lambda g, p: False
-        try:
+        with contextlib.nullcontext() if disproofs else without_disproofs():
             t = time.perf_counter()
             got = [answers.equivalent(a, b) for a, b in pairs]
             return time.perf_counter() - t, got
-        finally:
-            answers._differs_numerically, answers._sets_differ, answers._lines_differ = saved
 
     t_off, ref = timed(False)
     t_on, new = timed(True)
@@ -114,18 +113,12 @@ def pools_ab(files: list[str], limit: int) -> dict:
     disproofs, without them, and with them again; per file the time per 200 problems and the
     slowest pool."""
     import real_workload
-    from srca import answers
 
     a = argparse.Namespace(answer_pools=files, pools_limit=limit)
     out: dict[str, list] = {}
     for mode in ("with", "without", "with_again"):
-        saved = answers._differs_numerically, answers._sets_differ, answers._lines_differ
-        if mode == "without":
-            answers._differs_numerically = answers._sets_differ = answers._lines_differ = lambda g, p: False
-        try:
+        with without_disproofs() if mode == "without" else contextlib.nullcontext():
             r = real_workload.answer_pools(a)
-        finally:
-            answers._differs_numerically, answers._sets_differ, answers._lines_differ = saved
         out[mode] = [{"file": os.path.relpath(f["file"], HERE), "per_200_problems_s": f["cold"]["per_200_problems_s"],
                       "cluster_ms": f["cold"]["cluster_ms"], "grade_ms": f["cold"]["grade_ms"],
                       "slowest": f["cold"]["slowest"][:3]} for f in r["files"]]

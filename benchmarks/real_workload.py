@@ -324,7 +324,7 @@ class LoadPoller(threading.Thread):
 
 class GpuPoller(threading.Thread):
     """The GPU's SM clock, power, temperature and clock-limit reasons every ``period_ms``
-    (``nvidia-smi --query-gpu ... -lms``), each line stamped on arrival; :meth:`take` summarizes
+    (``nvidia-smi --query-gpu ... --loop-ms``), each line stamped on arrival; :meth:`take` summarizes
     a phase. Why: the same phase ran up to 1.14x slower later in a run than first (README, "Sixth
     run"), and a GPU that lowers its clocks as it heats would do that. GPU 0 only (this
     benchmark runs one engine on one GPU)."""
@@ -1043,7 +1043,7 @@ def _default_data() -> str | None:
 
 def raw_reference(row: dict, before: dict | None, after: dict | None) -> dict:
     """A job's ratios to the raw engine: against the mean of the raw phase run just before it
-    and the one run just after it (``--raw-bracket``, the default), else against the one before.
+    and the one run just after it (the default), else (``--no-raw-bracket``) the one before.
     Why both: on one H200 the same phase ran up to 1.14x slower later in a run than first
     (raw 25.6 s first, 29.1 s after two jobs, the fifth run; majority@16 27.6 s then 29.8 s, the
     sixth run's check), so a job compared with a raw phase run minutes earlier carries that

@@ -191,7 +191,7 @@ def _differs_numerically(g, p) -> bool:
             continue
         if not all(map(math.isfinite, (a.real, a.imag, b.real, b.imag))):
             continue
-        if abs(a - b) > 1e-6 * max(1.0, abs(a), abs(b)):
+        if not _close(a, b, 1e-6):
             return True
     return False
 
@@ -218,20 +218,13 @@ def _sets_differ(g, p) -> bool:
     numeric ends differ when their merged pieces do (:func:`_merged_intervals`)."""
     from sympy import Expr, FiniteSet, Interval, Union
 
-    def spread(x) -> bool:  # an interval, or a union of them, of positive length
-        parts = x.args if isinstance(x, Union) else (x,)
-        if not all(isinstance(i, Interval) for i in parts):
-            return False
-        ends = [(_number(i.start) if i.start.is_finite else complex(-math.inf),
-                 _number(i.end) if i.end.is_finite else complex(math.inf)) for i in parts]
-        return any(a is not None and b is not None and a.imag == b.imag == 0 and b.real > a.real for a, b in ends)
-
     if isinstance(g, (Interval, Union)) and isinstance(p, (Interval, Union)):
         a, b = _merged_intervals(g), _merged_intervals(p)
         return a is not None and b is not None and not _same_intervals(a, b)
     if isinstance(g, (Interval, Union)) or isinstance(p, (Interval, Union)):
         finite, other = (p, g) if isinstance(g, (Interval, Union)) else (g, p)
-        return isinstance(finite, (FiniteSet, Expr)) and spread(other)  # a lone expression: one point
+        pieces = _merged_intervals(other) if isinstance(finite, (FiniteSet, Expr)) else None  # lone expression: a point
+        return pieces is not None and any(b > a for a, b, _, _ in pieces)  # of positive length
     vals = []
     for x in (g, p):
         elems = list(x.args) if isinstance(x, FiniteSet) else [x]
@@ -241,15 +234,17 @@ def _sets_differ(g, p) -> bool:
         vals.append(nums)
 
     def covered(xs: list[complex], ys: list[complex]) -> bool:
-        return all(any(abs(x - y) <= 1e-6 * max(1.0, abs(x), abs(y)) for y in ys) for x in xs)
+        return all(any(_close(x, y, 1e-6) for y in ys) for x in xs)
 
     return not (covered(vals[0], vals[1]) and covered(vals[1], vals[0]))
 
 
-def _close(x: float, y: float) -> bool:
-    if math.isinf(x) or math.isinf(y):
+def _close(x: complex, y: complex, rel: float = 1e-9) -> bool:
+    """``x`` and ``y`` (real or complex; an infinite end equals only itself) within ``rel`` of
+    the larger (at least 1)."""
+    if math.isinf(abs(x)) or math.isinf(abs(y)):
         return x == y
-    return abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y))
+    return abs(x - y) <= rel * max(1.0, abs(x), abs(y))
 
 
 def _merged_intervals(x) -> list[tuple[float, float, bool, bool]] | None:
