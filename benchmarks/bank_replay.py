@@ -2,6 +2,7 @@
 
     python benchmarks/bank_replay.py BANK_DIR --n 16 --tune          # search the rules on the tune half
     python benchmarks/bank_replay.py BANK_DIR --n 4,8,16 --policy '{"settle": 3, "consensus": 0.5}'
+    python benchmarks/bank_replay.py BANK_DIR --verify-signal --policy '{"verify": 1}'   # self-verification
 
 The bank comes from ``benchmarks/gpu_study.py`` (:mod:`srca.eval.bank`). Every policy is replayed
 on the same samples as majority voting, so the comparison is paired: accuracy, mean generated
@@ -54,6 +55,46 @@ def score(lines: list[dict], policy: Policy | None, n: int, draws: int) -> dict:
             "correct": [c for _, c, *_ in per]}
 
 
+def _auc(pos: list[float], neg: list[float]) -> float | None:
+    """P(a random positive scores above a random negative), ties half (Mann-Whitney)."""
+    if not pos or not neg:
+        return None
+    allv = sorted([(v, 1) for v in pos] + [(v, 0) for v in neg])
+    rank_sum, i = 0.0, 0
+    while i < len(allv):
+        j = i
+        while j < len(allv) and allv[j][0] == allv[i][0]:
+            j += 1
+        r = (i + j + 1) / 2  # mean 1-based rank of the tie block
+        rank_sum += r * sum(lab for _, lab in allv[i:j])
+        i = j
+    return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+def verify_signal(lines: list[dict]) -> dict:
+    """How well the self-verification log-odds (``vf``) tell right finished samples from wrong
+    ones: pooled AUROC, the mean AUROC within problems that have both, and P(yes) by class."""
+    from srca.methods.verify import verify_factor
+
+    pos, neg, within, n = [], [], [], 0
+    for ln in lines:
+        p_, n_ = [], []
+        for smp in ln["samples"]:
+            if smp.get("vf") is None or smp["answer"] is None:
+                continue
+            n += 1
+            (p_ if _grade(smp["answer"], ln["answer"]) else n_).append(smp["vf"])
+        pos += p_
+        neg += n_
+        a = _auc(p_, n_)
+        if a is not None:
+            within.append(a)
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {"verified": n, "right": len(pos), "wrong": len(neg), "auroc": _auc(pos, neg),
+            "auroc_within": mean(within), "problems_within": len(within),
+            "p_yes_right": mean([verify_factor(v, 1) for v in pos]), "p_yes_wrong": mean([verify_factor(v, 1) for v in neg])}
+
+
 def compare(pol: dict, maj: dict) -> dict:
     wins = sum(1 for a, b in zip(pol["correct"], maj["correct"]) if a and not b)
     losses = sum(1 for a, b in zip(pol["correct"], maj["correct"]) if b and not a)
@@ -100,6 +141,7 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--topk-only", action="store_true", help="only problems whose bank has top-k confidences")
     ap.add_argument("--split-salt", default="", help="split by hash(unique_id + salt) (srca.eval.bank.half)")
+    ap.add_argument("--verify-signal", action="store_true", help="AUROC of the self-verification probes per half")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     files = sorted(glob.glob(os.path.join(a.bank, "*.jsonl*"))) if os.path.isdir(a.bank) else [a.bank]
@@ -120,6 +162,11 @@ def main() -> None:
         policies["tuned"] = tune(halves["tune"], ns[-1], a.draws, Policy.from_config(SearchConfig(n=ns[-1])))
         print("tuned:", json.dumps(dataclasses.asdict(policies["tuned"])), flush=True)
     result = {"bank": files, "problems": len(lines), "draws": a.draws, "rows": []}
+    if a.verify_signal:
+        result["verify_signal"] = {h: verify_signal(hl) for h, hl in halves.items()}
+        for h, r in result["verify_signal"].items():
+            print(f"verify signal ({h}): " + ", ".join(f"{k} {round(v, 3) if isinstance(v, float) else v}"
+                                                       for k, v in r.items()), flush=True)
     print(f"\n| half | n | policy | accuracy % | 95% CI | tokens | x majority tokens | vs majority@n | stops |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for hname in ("tune", "test", "all"):

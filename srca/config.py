@@ -67,6 +67,10 @@ class SearchConfig:
     keep_top: float = 0.5  # the vote counts only this most confident share of the lineages
     keep_min: int = 8  # ... but never fewer than this many of them (all of them when fewer finished)
     checkpoint_weight: float = 0.25  # a lineage cut before it answered votes its last checkpoint at this weight
+    # self-verification (srca.methods.verify): a finished lineage is asked `verify_question` in a
+    # new user turn and its vote weighs P(yes) ** verify more (0: no probe)
+    verify: float = 0.0
+    verify_question: str = "Is the final answer above correct? Answer Yes or No."
     acs: bool = True  # SRCA tree: answer-clustered selection (off: plain top-k by score)
     cca: bool = True  # SRCA tree: checkpoints join the final candidate pool
     aggregation: str = "last"  # path score from step scores
@@ -114,7 +118,9 @@ class SearchConfig:
             or not 0 < self.deadline_s < math.inf
         ):
             bad("deadline_s", f"must be a positive finite number or null, got {self.deadline_s!r}")
-        for name in ("step_delimiter", "checkpoint_cue", "prompt"):
+        if isinstance(self.verify, bool) or not isinstance(self.verify, (int, float)) or not 0 <= self.verify <= 16:
+            bad("verify", f"must be a number in [0, 16], got {self.verify!r}")
+        for name in ("step_delimiter", "checkpoint_cue", "prompt", "verify_question"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v:
                 bad(name, "must be a non-empty string")

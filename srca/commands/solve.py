@@ -113,6 +113,12 @@ def _progress(status: StatusLine):
             msg = ("  kept: " if ev["kept"] else "  ended: ") + ", ".join(names)
         elif kind == "wave":
             msg = f"wave {ev['wave']} of {ev['waves']}: {ev['lineages']} lineage(s)"
+        elif kind == "verify":
+            from ..methods.verify import verify_factor
+
+            msg = "  verified: " + ", ".join(
+                f"{x['answer']} (P(yes) {verify_factor(x['log_odds'], 1):.2f})" if x["log_odds"] is not None
+                else f"{x['answer']} (no verdict)" for x in ev["nodes"])
         else:
             return
         status.line(msg)

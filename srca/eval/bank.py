@@ -18,7 +18,9 @@ Line format (JSON, one per problem)::
                   "finish": "stop" | "length",
                   "steps": [[tokens, end, probe_answer, probe_tokens], ...],
                   "lp": base64 float16 sampled-token logprobs of the steps kept,
-                  "tc": base64 float16 -mean(top-k logprobs) per token (when recorded)}]}
+                  "tc": base64 float16 -mean(top-k logprobs) per token (when recorded),
+                  "vf": the self-verification log-odds of a finished sample (when recorded,
+                        :mod:`srca.methods.verify`; null: no verdict)}]}
 
 ``end`` of a step: ``""`` (open), ``"path"`` (finished: a boxed answer or EOS; its answer is
 the path's ``extract_answer``, stored in place of the probe answer, which is not run), or
@@ -42,6 +44,7 @@ from ..methods.consensus import (Ballot, consensus_reached, settled_answer, toke
                                  vote, wave_settled, wave_sizes)
 from ..methods.context import PROBE_STOPS
 from ..methods.paths import PATH, path_steps, whole_paths
+from ..methods.verify import VERIFY_TOPK, Verifier, verify_factor
 
 
 
@@ -59,12 +62,14 @@ def unpack(s: str | None) -> list[float]:
 # -- recording --------------------------------------------------------------------------------
 @dataclass
 class RecordSettings:
-    """``samples`` per problem, ``topk`` logprobs per token for DeepConf's confidence (0: none);
+    """``samples`` per problem, ``topk`` logprobs per token for DeepConf's confidence (0: none),
+    ``verify``: a self-verification probe after every finished sample (``config.verify_question``);
     everything else (sampling, steps, cue, probe length, prompt, seed) from ``config``, the
     SearchConfig the online search would run with."""
 
     samples: int = 16
     topk: int = 20
+    verify: bool = True
     config: SearchConfig = field(default_factory=SearchConfig)
 
 
@@ -84,6 +89,8 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
     cue = engine.encode(c.checkpoint_cue)
     pieces: dict[int, str] = {}  # token id -> its text, shared by every sample (token_spans' memo)
     lines, probes, where = [], [], []
+    verifier = Verifier(engine, c.verify_question) if s.verify else None
+    checks, checked = [], []  # verification probes and (line, sample) they belong to
     for p, ids, rs in zip(problems, prompt_ids, results):
         samples = []
         for r in rs:
@@ -101,9 +108,14 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
                     where.append((len(lines), len(samples), len(steps) - 1))
                 prev = e
             kept = prev
+            if verifier is not None and how and how[-1][1] == PATH:  # sample len(samples), once appended
+                checks.append(verifier.ids(ids, toks[:kept]))
+                checked.append((len(lines), len(samples)))
             tc = [token_confidence(None, [lp for _, lp in alts]) for alts in r.top_logprobs[:kept]] if s.topk else []
             samples.append({"answer": extract_answer(r.text), "tokens": r.generated_tokens, "finish": r.finish_reason,
                             "steps": steps, "lp": pack(r.logprobs[:kept]), "tc": pack(tc) if tc else ""})
+            if verifier is not None:
+                samples[-1]["vf"] = None  # filled below for a finished sample
             r.top_logprobs = []  # free them: a bank chunk holds millions
         lines.append({"unique_id": p.unique_id, "answer": p.answer, "level": p.level, "subject": p.subject,
                       "prompt_tokens": len(ids), "samples": samples})
@@ -112,6 +124,11 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
     for (li, si, st), (r,) in zip(where, await engine.generate(preqs) if preqs else []):
         step = lines[li]["samples"][si]["steps"][st]
         step[2], step[3] = parse_probe(r.text), r.generated_tokens
+    if checks:
+        vreqs = [GenRequest(input_ids=x, max_new_tokens=1, temperature=0.0, logprobs=False, top_logprobs=VERIFY_TOPK,
+                            top_logprobs_steps=1, group=lines[w[0]]["unique_id"]) for x, w in zip(checks, checked)]
+        for (li, si), (r,) in zip(checked, await engine.generate(vreqs)):
+            lines[li]["samples"][si]["vf"] = verifier.log_odds(r.top_logprobs[0]) if r.top_logprobs else None
     return lines
 
 
@@ -143,6 +160,7 @@ class Policy:
     keep_top: float = _DEFAULT.keep_top
     keep_min: int = _DEFAULT.keep_min
     checkpoint_weight: float = _DEFAULT.checkpoint_weight
+    verify: float = _DEFAULT.verify
     weighted: bool = True
     max_steps: int = _DEFAULT.max_steps
     waves: int = _DEFAULT.waves
@@ -156,7 +174,7 @@ class Policy:
         return cls(n=c.n, checkpoints=c.checkpoints, probe_at=c.probe_at, settle=c.settle, consensus=c.consensus,
                    confidence=c.confidence, confidence_window=c.confidence_window,
                    confidence_topk=c.confidence_topk > 0, keep_top=c.keep_top, keep_min=c.keep_min,
-                   checkpoint_weight=c.checkpoint_weight, weighted=True, max_steps=c.max_steps, waves=c.waves,
+                   checkpoint_weight=c.checkpoint_weight, verify=c.verify, weighted=True, max_steps=c.max_steps, waves=c.waves,
                    wave_consensus=c.wave_consensus, wave_min=c.wave_min)
 
 
@@ -195,12 +213,16 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
     def latest(answers: list[str | None]) -> str | None:  # a cut lineage's ballot, as the online search's
         return next((a for a in reversed(answers) if a is not None), None)
 
+    if p.verify and any("vf" not in smp for smp in S):
+        raise ValueError("Policy.verify: this bank holds no verification probes (record it with RecordSettings.verify)")
+
     def ballots(upto: int) -> list[Ballot]:  # the first ``upto`` lineages' ballots, in lineage order
         out = []
         for i in range(upto):
             kind, ans = ended.get(i, ("checkpoint", latest(ckpts[i])))
             if ans is not None:
-                out.append(Ballot(ans, kind, _conf(S[i], used[i], p)))
+                f = verify_factor(S[i]["vf"], p.verify) if kind == "path" and p.verify else 1.0
+                out.append(Ballot(ans, kind, _conf(S[i], used[i], p) * f))
         return out
 
     sizes = wave_sizes(len(S), p.waves, p.wave_min)
@@ -217,6 +239,9 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
                 tokens += ntok
                 if end == "path":
                     ended[i] = ("path", ans)
+                    if p.verify:  # its verification probe: one generated token
+                        tokens += 1
+                        probe += 1
                     continue
                 if p.checkpoints and (p.probe_at == "step" or end == "cut" or d == p.max_steps - 1):
                     tokens += ptok

@@ -24,6 +24,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a cut lineage has no vote
     # DeepConf's token confidence, -mean(top-20 logprobs), over the same tail (scored after sampling)
     "srca-topk": {"method": "srca", "confidence_topk": 20},
+    # self-verification: each finished lineage asked whether its answer is right, its vote
+    # weighted by P(yes) (srca.methods.verify)
+    "srca-verify": {"method": "srca", "verify": 1.0},
     # the paper's tree and its ablations (the names of the MATH-500 study of 2026-11-21)
     "srca-paper": PAPER,
     "srca-noacs": {**PAPER, "acs": False},  # plain top-k selection

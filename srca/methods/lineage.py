@@ -25,7 +25,10 @@ stay as independent as ``n`` samples, and the checkpoints do what they are good 
    lineages of the waves not started are never paid for (``stop_reason`` ``"consensus"``);
 6. the decision is a confidence-weighted vote (:func:`srca.methods.consensus.vote`): each
    lineage one ballot, the least confident filtered out, lineages cut before they answered
-   voting their last checkpoint at ``checkpoint_weight``.
+   voting their last checkpoint at ``checkpoint_weight``;
+7. with ``verify`` > 0, every lineage that finished is asked in one more user turn whether its
+   answer is right (:mod:`srca.methods.verify`, one generated token with the path cached), and
+   its confidence is weighed by ``P(yes) ** verify`` in the vote and in the waves' stop.
 
 Every rule is a pure function in :mod:`srca.methods.consensus`, shared with the sample-bank
 replay (:mod:`srca.eval.bank`) that tunes them offline.
@@ -40,6 +43,7 @@ from .consensus import (Ballot, consensus_reached, settled_answer, token_confide
 from .context import Node, SearchContext
 from .paths import path_steps, whole_paths
 from .select import mark_kept
+from .verify import VERIFY_TOPK, Verifier, verify_factor
 
 
 class _Lineages:
@@ -57,6 +61,8 @@ class _Lineages:
         self.pending = 0  # the size of the wave the next step starts from the root
         self.wave = 0  # the current wave (its root request is salted with it)
         self.capped = False  # some lineage stopped at max_steps without an end of its own
+        self.verifier = Verifier(ctx.engine, self.c.verify_question) if self.c.verify > 0 else None
+        self.odds: dict[int, float | None] = {}  # finished node id -> its verification log-odds
 
     def launch(self, size: int, wave: int) -> None:
         """Start the next wave: ``size`` new lineages from the root at the next step."""
@@ -150,8 +156,32 @@ class _Lineages:
         return k
 
     def confidence(self, node: Node) -> float:
+        """The lineage's weight in the vote: its trace confidence, times its verification factor
+        once it was verified (:func:`~srca.methods.verify.verify_factor`)."""
         toks = [x for n in node.chain() for x in self.tok_conf.get(n.id, [])]
-        return trace_confidence(toks, self.c.confidence, self.c.confidence_window, topk=self.c.confidence_topk > 0)
+        conf = trace_confidence(toks, self.c.confidence, self.c.confidence_window, topk=self.c.confidence_topk > 0)
+        return conf * verify_factor(self.odds.get(node.id), self.c.verify)
+
+    async def verify(self) -> None:
+        """Ask every finished lineage not yet asked whether its answer is right (one engine
+        call; the probe's single token counts as a probe's). Nothing without ``verify``."""
+        v, ctx = self.verifier, self.ctx
+        todo = [n for n, kind in self.ended if kind == "path" and n.id not in self.odds]
+        if v is None or not todo:
+            return
+        reqs = []
+        for n in todo:
+            kw = dict(max_new_tokens=1, temperature=0.0, logprobs=False, top_logprobs=VERIFY_TOPK,
+                      top_logprobs_steps=1, group=ctx.solve_id)
+            if ctx.token_mode:
+                reqs.append(GenRequest(input_ids=v.ids(ctx.prompt_ids, [t for x in n.chain() for t in x.ids]), **kw))
+            else:
+                reqs.append(GenRequest(prompt=ctx.prompt_text + n.path_text() + v.suffix, **kw))
+        res = await ctx.generate(reqs, probe=True)
+        for n, (r,) in zip(todo, res):
+            self.odds[n.id] = v.log_odds(r.top_logprobs[0]) if r.top_logprobs else None
+        ctx.emit({"type": "verify", "nodes": [{"id": n.id, "answer": n.answer, "log_odds": self.odds[n.id]}
+                                              for n in todo]})
 
     def end(self, node: Node, kind: str) -> None:
         self.ended.append((node, kind))
@@ -260,6 +290,7 @@ async def run_lineages(ctx: SearchContext) -> None:
                     await ctx.probe([k for k in kids
                                      if not k.finished and (c.probe_at == "step" or k.truncated or last)])
                 lin.sort(kids)
+                await lin.verify()
                 lin.tell(kids, kids[0].depth if kids else 0)
                 if not lin.open:
                     break
@@ -285,6 +316,7 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
         if c.checkpoints:
             await ctx.probe([k for k in lasts if not k.finished and (k.truncated or k.depth >= c.max_steps)])
         lin.sort(lasts)
+        await lin.verify()
         lin.tell(lasts, max((k.depth for k in lasts), default=0))
         lin.close_wave()
         if w < len(sizes) - 1 and await lin.settled():
