@@ -535,8 +535,8 @@ class Setup:
                 from srca.engines.sglang_inproc import SGLangEngine
 
                 extra = {"disable_cuda_graph": True} if a.disable_cuda_graph else {}
-                if a.prefill_graph:
-                    extra["cuda_graph_backend_prefill"] = a.prefill_graph
+                if a.prefill_graph != "engine":  # else SGLangEngine's default (sglang_graphs.PREFILL_GRAPH)
+                    extra["prefill_graph"] = None if a.prefill_graph == "sglang" else a.prefill_graph
                 if a.max_running_requests:
                     extra["max_running_requests"] = a.max_running_requests
                 if a.decode_graph_max_bs != "engine":
@@ -567,8 +567,10 @@ class Setup:
                "--log-level-http", "warning", "--decode-log-interval", str(a.decode_log_interval)]
         if a.disable_cuda_graph:
             cmd.append("--disable-cuda-graph")
-        if a.prefill_graph:
-            cmd += ["--cuda-graph-backend-prefill", a.prefill_graph]
+        if a.prefill_graph != "sglang":  # as SGLangEngine passes it
+            from srca.engines.sglang_graphs import PREFILL_GRAPH
+
+            cmd += ["--cuda-graph-backend-prefill", PREFILL_GRAPH if a.prefill_graph == "engine" else a.prefill_graph]
         if a.max_running_requests:
             cmd += ["--max-running-requests", str(a.max_running_requests)]
         if not a.disable_cuda_graph and a.decode_graph_max_bs != "sglang":  # as SGLangEngine passes them
@@ -1137,8 +1139,10 @@ def main() -> None:
                     help="decode CUDA graphs up to this running batch: 'engine' (SGLangEngine's default, "
                          "srca/engines/sglang_graphs.py), an int, or 'sglang' (SGLang's own default)")
     ap.add_argument("--disable-cuda-graph", action="store_true")
-    ap.add_argument("--prefill-graph", default=None, choices=["full", "breakable", "tc_piecewise", "disabled"],
-                    help="SGLang's prefill CUDA graph backend (its default captures 58 token counts at start)")
+    ap.add_argument("--prefill-graph", default="engine",
+                    choices=["engine", "sglang", "full", "breakable", "tc_piecewise", "disabled"],
+                    help="SGLang's prefill CUDA graph backend: 'engine' (SGLangEngine's default, disabled), "
+                         "'sglang' (SGLang's own default: 58 token counts captured at start), or a backend")
     ap.add_argument("--max-running-requests", type=int, default=None,
                     help="SGLang's cap on requests decoding at once (default: SGLang's; with the decode-graph "
                          "ceiling of 4,096 it held 4,096 on an H200 while 3,900 waited at 34%% KV use)")

@@ -89,6 +89,7 @@ def main() -> None:
             result["rows"].append({"half": h, "policy": name, "fields": f, **r})
     if a.queue:
         fields = {k: v for k, v in pick[1].items()}
+        os.makedirs(os.path.dirname(a.queue) or ".", exist_ok=True)
         with open(a.queue, "a") as q:
             q.write(json.dumps({"name": f"srca_{pick[0]}_n{a.n}", "method": "srca", "n": a.n, "overrides": fields}) + "\n")
             q.write(json.dumps({"name": f"majority_n{a.n}", "method": "majority", "n": a.n}) + "\n")

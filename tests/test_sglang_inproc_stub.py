@@ -98,6 +98,7 @@ class _ServerArgs:  # the graph fields of SGLang 0.5.17's ServerArgs
     model_path: str = ""
     cuda_graph_bs_decode: list | None = None
     cuda_graph_max_bs_decode: int | None = None
+    cuda_graph_backend_prefill: str | None = None
     max_running_requests: int | None = None
 
 
@@ -196,6 +197,20 @@ def test_decode_graphs_cover_the_running_batch(stub_sglang):
     for bad in (0, "big", 2.5):
         with pytest.raises(ValueError, match="decode_graph_max_bs"):
             _make(decode_graph_max_bs=bad)
+
+
+def test_prefill_graphs_are_off_unless_asked(stub_sglang):
+    def kwargs(**kw):
+        eng = _make(**kw)
+        asyncio.run(eng.close())
+        return eng.engine.kwargs
+
+    assert kwargs()["cuda_graph_backend_prefill"] == "disabled"
+    assert "cuda_graph_backend_prefill" not in kwargs(prefill_graph=None)  # SGLang's default
+    assert kwargs(prefill_graph="breakable")["cuda_graph_backend_prefill"] == "breakable"
+    assert kwargs(cuda_graph_backend_prefill="full")["cuda_graph_backend_prefill"] == "full"  # server_args win
+    with pytest.raises(ValueError, match="prefill_graph"):
+        _make(prefill_graph="off")
 
 
 def test_affinity_routes_groups_with_routed_dp_rank(stub_sglang):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from srca.engines import sglang_sampler as plugin
-from srca.engines.sglang_graphs import cli_flags, decode_graph_args, decode_graph_sizes
+from srca.engines.sglang_graphs import cli_flags, decode_graph_args, decode_graph_sizes, prefill_graph_args
 from srca.kernels import sample
 
 NEW = {"cuda_graph_bs_decode", "cuda_graph_max_bs_decode"}
@@ -44,6 +44,17 @@ def test_decode_graph_args_follow_the_installed_names_and_the_caller():
         assert decode_graph_args(1024, NEW, given) == {}
     assert decode_graph_args(1024, NEW, {"disable_cuda_graph": False})["cuda_graph_max_bs_decode"] == 1024
     assert decode_graph_args(1024, NEW, {"max_running_requests": 100})["cuda_graph_max_bs_decode"] == 100
+
+
+def test_prefill_graph_args_follow_the_installed_names_and_the_caller():
+    f = NEW | {"cuda_graph_backend_prefill"}
+    assert prefill_graph_args("disabled", f, {}) == {"cuda_graph_backend_prefill": "disabled"}
+    assert prefill_graph_args("disabled", NEW, {}) == {}  # an SGLang without the field: left alone
+    assert prefill_graph_args(None, f, {}) == {}  # SGLang's own default
+    assert prefill_graph_args("disabled", f, {"cuda_graph_backend_prefill": "full"}) == {}  # the caller's
+    assert prefill_graph_args("disabled", f, {"disable_cuda_graph": True}) == {}
+    with pytest.raises(ValueError, match="prefill graph"):
+        prefill_graph_args("off", f, {})
 
 
 def test_cli_flags_for_launch_server():

@@ -15,6 +15,12 @@ when it sizes its memory itself; only the H200 tier is measured). Measured on on
 every decode step then ran on a graph; the raw engine 2.2x faster (26.5 s against 57.4 s for 200
 problems x 16 samples), the sampling methods 1.4x to 1.7x; DVTS, bound by its engine calls,
 unchanged; decode graph capture 7.6 s instead of 6.2 s.
+
+Prefill CUDA graphs (SGLang 0.5.17 captures them by default, "breakable", 58 token counts) are
+left off (:data:`PREFILL_GRAPH`): their capture took 26 to 86 s of a 96 to 154 s engine start on
+one H200, and a run without them (README, "Seventh run") started in 52.6 s with the raw engine
+and the searches no slower than in any run with them (raw 23.2 s, the fastest of seven runs; no
+same-run A/B). ``SGLangEngine(prefill_graph=None)`` keeps SGLang's default.
 """
 from __future__ import annotations
 
@@ -24,6 +30,10 @@ from typing import Any, Iterable
 # SGLang's max_running_requests on one H200 with the 1.5B model (its own default there).
 DECODE_GRAPH_MAX_BS = 4096
 AUTO = "auto"
+
+# SGLang's cuda_graph_backend_prefill for the engines this project starts (None: SGLang's default)
+PREFILL_GRAPH = "disabled"
+PREFILL_GRAPHS = ("full", "breakable", "tc_piecewise", "disabled")
 
 # The graph options of SGLang's ServerArgs, new names (0.5.17) and old ones (before the decode /
 # prefill split). A caller who sets any of these keeps SGLang's behaviour for them.
@@ -105,6 +115,20 @@ def decode_graph_args(max_bs: int | None, fields: Iterable[str], given: dict[str
     return {}
 
 
+def prefill_graph_args(backend: str | None, fields: Iterable[str], given: dict[str, Any]) -> dict[str, Any]:
+    """SGLang server args for prefill CUDA graphs: ``cuda_graph_backend_prefill = backend``
+    unless ``backend`` is None, the installed SGLang has no such field, or the caller's own
+    server args set it (or turn every graph off). Raises ValueError for an unknown backend."""
+    if backend is None:
+        return {}
+    if backend not in PREFILL_GRAPHS:
+        raise ValueError(f"prefill graph backend must be one of {PREFILL_GRAPHS} or None, got {backend!r}")
+    if "cuda_graph_backend_prefill" not in set(fields) or given.get("cuda_graph_backend_prefill") is not None \
+            or given.get("disable_cuda_graph"):
+        return {}
+    return {"cuda_graph_backend_prefill": backend}
+
+
 def server_arg_fields() -> set[str]:
     """The field names of the installed SGLang's ServerArgs (imports sglang)."""
     import dataclasses
@@ -126,9 +150,9 @@ def cli_flags(args: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m srca.engines.sglang_graphs [MAX_BS]``: the flags for ``sglang.launch_server``
-    that capture decode graphs as the SGLang engines do (MAX_BS by default: :func:`auto_max_bs`
-    of this host's GPUs; nothing printed where that leaves SGLang's default). Needs SGLang, for
-    its argument names."""
+    that set CUDA graphs as the SGLang engines do: decode graphs up to MAX_BS (by default
+    :func:`auto_max_bs` of this host's GPUs; none where that leaves SGLang's default) and the
+    prefill graph backend (:data:`PREFILL_GRAPH`). Needs SGLang, for its argument names."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
@@ -137,14 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"srca.engines.sglang_graphs: MAX_BS: {e}", file=sys.stderr)
         return 2
-    if max_bs is None:  # no GPU seen, or a small one: SGLang's own default, no flags
-        return 0
     try:
-        flags = cli_flags(decode_graph_args(max_bs, server_arg_fields(), {}))
+        fields = server_arg_fields()
     except ImportError as e:
         print(f"srca.engines.sglang_graphs: needs SGLang installed ({e})", file=sys.stderr)
         return 1
-    print(" ".join(flags))
+    # no GPU seen, or a small one: SGLang's own decode graphs (max_bs None: no decode flags)
+    flags = cli_flags({**decode_graph_args(max_bs, fields, {}), **prefill_graph_args(PREFILL_GRAPH, fields, {})})
+    if flags:
+        print(" ".join(flags))
     return 0
 
 

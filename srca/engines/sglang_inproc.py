@@ -46,7 +46,7 @@ from typing import Any, Sequence
 from .base import EngineInfo, GenRequest, GenResult
 from .chat_template import apply_chat_template
 from .sglang_graphs import AUTO as GRAPHS_AUTO
-from .sglang_graphs import decode_graph_args, resolve_max_bs, server_arg_fields
+from .sglang_graphs import PREFILL_GRAPH, PREFILL_GRAPHS, decode_graph_args, prefill_graph_args, resolve_max_bs, server_arg_fields
 from .sglang_sampler import BACKEND as SAMPLER_BACKEND
 from .sglang_sampler import check_installed as check_sampler_installed
 from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, ReplicaRouter, StopTokens, new_rid, sampling_params,
@@ -91,6 +91,10 @@ class SGLangEngine:
             and runs larger decode steps eager, several times slower); ``"auto"`` (default):
             4,096 on GPUs of 60 GB or more, 1,024 from 35 GB, SGLang's default below; None keeps
             SGLang's default; ignored when ``server_args`` set a graph option themselves.
+        prefill_graph: SGLang's ``cuda_graph_backend_prefill`` (:mod:`~srca.engines.sglang_graphs`):
+            ``"disabled"`` (default: their capture took 26 to 86 s of the engine's start on one
+            H200, and no run was faster with them), ``"breakable"``, ``"full"``,
+            ``"tc_piecewise"``, or None for SGLang's default; ignored when ``server_args`` set it.
         freeze_gc: once the engine is up, move every object that exists then (the imports of
             torch, transformers and SGLang, the tokenizer, the stop-token table) out of Python's
             cyclic garbage collector, in this process and SGLang's own (SGLang's
@@ -118,6 +122,7 @@ class SGLangEngine:
         log_level: str = "error",
         tail_logprobs: str = "rescore",
         decode_graph_max_bs: int | str | None = GRAPHS_AUTO,
+        prefill_graph: str | None = PREFILL_GRAPH,
         freeze_gc: bool = True,
         **server_args: Any,
     ) -> None:
@@ -132,6 +137,8 @@ class SGLangEngine:
         except ValueError:
             raise ValueError(f"SGLangEngine.decode_graph_max_bs: must be 'auto', a positive int or None, "
                              f"got {decode_graph_max_bs!r}") from None
+        if prefill_graph is not None and prefill_graph not in PREFILL_GRAPHS:
+            raise ValueError(f"SGLangEngine.prefill_graph: must be one of {PREFILL_GRAPHS} or None, got {prefill_graph!r}")
         self.tail_logprobs = tail_logprobs
         self.router = ReplicaRouter(dp_size, routing)
         self.ignore_eos = ignore_eos
@@ -164,7 +171,8 @@ class SGLangEngine:
         if deterministic:
             kwargs["enable_deterministic_inference"] = True
         kwargs.update(server_args)
-        kwargs.update(decode_graph_args(graph_max_bs, server_arg_fields(), kwargs))
+        fields = server_arg_fields()
+        kwargs.update({**decode_graph_args(graph_max_bs, fields, kwargs), **prefill_graph_args(prefill_graph, fields, kwargs)})
         self.server_args = kwargs
         self.engine = sglang.Engine(**kwargs)
         self.info = EngineInfo(name="sglang", model=model_path, token_ids=True,
