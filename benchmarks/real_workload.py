@@ -552,6 +552,7 @@ class Setup:
 
         # the jobs' solver: its answer work (decisions, grading) in worker processes, as srca eval's
         self.solver = Solver(engine=self.eng, answer_workers=a.answer_workers)
+        self.solver.answer_work.start(wait=True)  # up before the first phase, so no phase pays their start
 
     def _start_server(self) -> None:
         import urllib.request
@@ -1415,11 +1416,14 @@ def print_freeze_gc(rows: list[dict]) -> None:
 
 
 def _commit() -> str | None:
+    """The checkout's commit; ``$SRCA_COMMIT`` where the checkout has no git (the GPU machine's
+    copy of the working tree: pass it on the command line there)."""
     try:
-        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              timeout=10).stdout.strip() or None
+        got = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=10).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
-        return None
+        got = ""
+    return got or os.environ.get("SRCA_COMMIT") or None
 
 
 if __name__ == "__main__":

@@ -68,6 +68,27 @@ def test_eval_records_are_the_same_with_workers(tmp_path):
     assert lines[0] == lines[2] and len(lines[0]) == 6 and all(r["correct"] for r in lines[0] if r["method"] == "majority")
 
 
+def test_workers_start_before_an_eval_runs_its_first_solve(tmp_path):
+    w = AnswerWorkers(2)
+    w.start(wait=True)  # every process up at once, not when the first task finds none idle
+    procs = dict(w._pool._processes)
+    assert len(procs) == 2 and all(p.is_alive() for p in procs.values())
+    w.start()  # started: nothing more
+    assert dict(w._pool._processes) == procs
+    w.close()
+    none = AnswerWorkers(0)
+    none.start(wait=True)
+    assert none._pool is None
+    # an eval of several problems starts them before its first engine call
+    seen = []
+    solver = Solver(engine=ScriptedEngine(lambda p, r, i: (seen.append(solver.answer_work._pool is not None),
+                                                           " \\boxed{1}")[1]), answer_workers=2)
+    probs = [Problem(unique_id=f"p{k}", problem=f"q{k}", answer="1") for k in range(2)]
+    asyncio.run(arun_eval(probs, ["majority"], [2], solver, tmp_path / "o.jsonl", progress=False))
+    assert seen and all(seen)
+    solver.close()
+
+
 def _die(_):
     os._exit(3)
 

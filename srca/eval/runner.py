@@ -174,6 +174,8 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
     bar = _Progress(len(jobs), [r for r in existing if key_of(r) in planned_set], progress)
     writer = ResultsWriter(out)
     new: list[dict] = []
+    if len(todo) > 1:  # many solves ahead: the answer workers start now, not mid-run (AnswerWorkers.start)
+        solver.answer_work.start()
     sem = asyncio.Semaphore(1 if isolate else concurrency)
     flush = getattr(solver.engine, "flush_cache", None) if isolate else None
     if isolate and flush is None:
