@@ -175,3 +175,27 @@ def test_fast_path_gives_the_incremental_spans(tok, text):
     assert (fast is not None) == text.isascii()
     assert set(memo) == set(ids)
     assert token_spans(tok, ids, memo) == _incremental(tok, ids)
+
+
+def test_every_call_on_one_decoder_shares_its_piece_memo():
+    """The per-token pieces are decoded once per decoder, not once per sequence: an engine that
+    spans thousands of samples decodes each token alone once (shared_pieces)."""
+    from srca.engines.token_spans import shared_pieces
+
+    class Counting:
+        def __init__(self):
+            self.single = 0
+
+        def decode(self, ids):
+            self.single += len(ids) == 1
+            return "".join(chr(97 + i % 26) for i in ids)
+
+    a, b = Counting(), Counting()
+    for _ in range(3):
+        assert token_spans(a, [1, 2, 3, 2, 1]).text == "bcdcb"
+    assert a.single == 3 and set(shared_pieces(a)) == {1, 2, 3}
+    token_spans(b, [1, 4])
+    assert b.single == 2 and set(shared_pieces(b)) == {1, 4}  # its own memo
+    own: dict[int, str] = {}
+    token_spans(a, [5], own)  # a memo given is the one used
+    assert set(own) == {5} and 5 not in shared_pieces(a)

@@ -20,6 +20,7 @@ Known limit: a real U+FFFD in the text reads as an unfinished character until th
 """
 from __future__ import annotations
 
+import weakref
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -68,23 +69,41 @@ class TokenSpans:
         return min(len(self.ends), bisect_left(self.ends, nchars) + 1)
 
 
+_PIECES: "weakref.WeakKeyDictionary[Any, dict[int, str]]" = weakref.WeakKeyDictionary()
+
+
+def shared_pieces(decoder: Any) -> dict[int, str]:
+    """The ``{token id: decode([id])}`` memo of ``decoder``, one per decoder object for as long
+    as it lives (at most one entry per vocabulary token), so every solve on one engine decodes
+    each token alone once. A decoder that cannot be weakly referenced gets a fresh dict."""
+    try:
+        got = _PIECES.get(decoder)
+        if got is None:
+            got = _PIECES[decoder] = {}
+        return got
+    except TypeError:
+        return {}
+
+
 def token_spans(decoder: Any, ids: Sequence[int], pieces: dict[int, str] | None = None) -> TokenSpans:
     """Decode ``ids`` (``[T]``) once and say which characters each token spells.
 
     Fast path: when every token decodes alone to whole characters and the pieces add up to the
     decoded text (byte-level BPE on text without split characters), the pieces are the spans:
-    one decode of the sequence plus one per distinct token, memoized in ``pieces`` (pass one
-    dict for many sequences of one tokenizer). Otherwise the incremental decoding below.
+    one decode of the sequence plus one per distinct token, memoized in ``pieces``. Otherwise
+    the incremental decoding below.
 
     Args:
         decoder: an Engine or a tokenizer: anything with ``decode(list[int]) -> str``.
         ids: token ids.
-        pieces: optional memo ``{token id: decode([id])}`` shared between calls.
+        pieces: the memo ``{token id: decode([id])}``; by default the decoder's own
+            (:func:`shared_pieces`). On one H200, best_of_n@16 spent 1.4 s of its 31.7 s on the
+            controller's loop decoding every token of every sample alone, once per sample.
     """
     if not callable(getattr(decoder, "decode", None)):
         raise TypeError(f"token_spans: needs an engine or tokenizer with decode(ids), got {type(decoder).__name__}")
     ids = [int(t) for t in ids]
-    fast = _piecewise(decoder, ids, {} if pieces is None else pieces)
+    fast = _piecewise(decoder, ids, shared_pieces(decoder) if pieces is None else pieces)
     return fast if fast is not None else _incremental(decoder, ids)
 
 

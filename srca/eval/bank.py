@@ -87,7 +87,6 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
             for p, ids in zip(problems, prompt_ids)]
     results = await engine.generate(reqs)
     cue = engine.encode(c.checkpoint_cue)
-    pieces: dict[int, str] = {}  # token id -> its text, shared by every sample (token_spans' memo)
     lines, probes, where = [], [], []
     verifier = Verifier(engine, c.verify_question) if s.verify else None
     checks, checked = [], []  # verification probes and (line, sample) they belong to
@@ -95,7 +94,7 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
         samples = []
         for r in rs:
             toks = list(r.token_ids)
-            spans = token_spans(engine, toks, pieces)
+            spans = token_spans(engine, toks)
             how = path_steps(spans.text_of, len(toks), r.finish_reason == "stop", c.step_delimiter,
                              c.max_step_tokens, c.max_new_tokens)
             steps, prev = [], 0

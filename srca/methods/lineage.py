@@ -56,7 +56,6 @@ class _Lineages:
         self.index: dict[int, int] = {}  # node id -> its lineage's index (ballots go in lineage order)
         self.unsorted: list[Node] = []  # the last step, until sort() files it
         self.last_call = False  # the token budget cut the last step: probe every open lineage
-        self.pieces: dict[int, str] = {}  # token id -> its text, shared by the lineages (token_spans' memo)
         self.launched = 0  # lineages started so far (a new one's index follows them)
         self.pending = 0  # the size of the wave the next step starts from the root
         self.wave = 0  # the current wave (its root request is salted with it)
@@ -114,7 +113,7 @@ class _Lineages:
         lasts, nodes = [], []
         first, self.launched = self.launched, self.launched + size
         for i, r in enumerate(results, first):
-            spans = token_spans(ctx.engine, r.token_ids, self.pieces)
+            spans = token_spans(ctx.engine, r.token_ids)
             how = path_steps(spans.text_of, len(r.token_ids), r.hit_eos, c.step_delimiter, c.max_step_tokens,
                              c.max_new_tokens)[: c.max_steps]
             node, a = ctx.root, 0
