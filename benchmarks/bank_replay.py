@@ -6,7 +6,9 @@
 
 The bank comes from ``benchmarks/gpu_study.py`` (:mod:`srca.eval.bank`). Every policy is replayed
 on the same samples as majority voting, so the comparison is paired: accuracy, mean generated
-tokens (probes included) and the token ratio to majority, wins and losses against it, per half
+tokens (probes included) and the token ratio to majority, the critical path (tokens decoded one
+after another: per engine call in sequence its longest sample, a solve's latency in decode
+steps; ``Outcome.critical_path``), wins and losses against it, per half
 of the data (``tune`` / ``test`` by a hash of ``unique_id``: tune on one, report the other).
 ``--tune`` runs a coordinate search on the tune half (the vote rule with early exits off, then
 the early exits with that vote) and prints the chosen policy on both halves.
@@ -42,16 +44,19 @@ def score(lines: list[dict], policy: Policy | None, n: int, draws: int) -> dict:
     for ln in lines:
         for idx in subsets(ln, n, draws):
             out = replay_majority(ln, idx) if policy is None else replay_lineages(ln, idx, policy)
-            per.append((ln["unique_id"], _grade(out.answer, ln["answer"]), out.tokens, out.probe_tokens, out.stop))
+            per.append((ln["unique_id"], _grade(out.answer, ln["answer"]), out.tokens, out.probe_tokens, out.stop,
+                        out.critical_path))
     k = sum(c for _, c, *_ in per)
     acc = k / max(1, len(per))
     lo, hi = acc - ci95(acc, len(per)), acc + ci95(acc, len(per))  # the report's interval
     stops: dict[str, int] = {}
-    for *_, s in per:
+    for *_, s, _ in per:
         stops[s] = stops.get(s, 0) + 1
+    crit = sorted(x[5] for x in per)
     return {"n": n, "runs": len(per), "accuracy": k / max(1, len(per)), "ci95": [lo, hi],
-            "tokens": sum(t for _, _, t, _, _ in per) / max(1, len(per)),
-            "probe_tokens": sum(p for *_, p, _ in per) / max(1, len(per)), "stops": stops,
+            "tokens": sum(x[2] for x in per) / max(1, len(per)),
+            "probe_tokens": sum(x[3] for x in per) / max(1, len(per)), "stops": stops,
+            "critical_path": sum(crit) / max(1, len(crit)), "critical_path_p90": crit[int(0.9 * (len(crit) - 1))] if crit else 0,
             "correct": [c for _, c, *_ in per]}
 
 
@@ -101,6 +106,8 @@ def compare(pol: dict, maj: dict) -> dict:
     return {"accuracy": round(100 * pol["accuracy"], 2), "ci95": [round(100 * x, 1) for x in pol["ci95"]],
             "tokens": round(pol["tokens"], 1), "probe_tokens": round(pol["probe_tokens"], 1),
             "token_ratio": round(pol["tokens"] / maj["tokens"], 3) if maj["tokens"] else None,
+            "critical_path": round(pol["critical_path"], 1), "critical_path_p90": pol["critical_path_p90"],
+            "critical_path_ratio": round(pol["critical_path"] / maj["critical_path"], 3) if maj["critical_path"] else None,
             "vs_majority": f"+{wins}/-{losses}", "stops": pol["stops"]}
 
 
@@ -167,8 +174,9 @@ def main() -> None:
         for h, r in result["verify_signal"].items():
             print(f"verify signal ({h}): " + ", ".join(f"{k} {round(v, 3) if isinstance(v, float) else v}"
                                                        for k, v in r.items()), flush=True)
-    print(f"\n| half | n | policy | accuracy % | 95% CI | tokens | x majority tokens | vs majority@n | stops |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"\n| half | n | policy | accuracy % | 95% CI | tokens | x majority tokens | critical path (p90) | x majority's "
+          f"| vs majority@n | stops |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for hname in ("tune", "test", "all"):
         hl = halves[hname]
         if not hl:
@@ -181,7 +189,8 @@ def main() -> None:
                 rows.append((name, compare(score(hl, p, n, a.draws), maj), dataclasses.asdict(p)))
             for name, r, pd in rows:
                 print(f"| {hname} | {n} | {name} | {r['accuracy']:.1f} | {r['ci95'][0]}-{r['ci95'][1]} | {r['tokens']:.0f} "
-                      f"| {r['token_ratio']} | {r['vs_majority']} | {r['stops']} |", flush=True)
+                      f"| {r['token_ratio']} | {r['critical_path']:.0f} ({r['critical_path_p90']}) "
+                      f"| {r['critical_path_ratio']} | {r['vs_majority']} | {r['stops']} |", flush=True)
                 result["rows"].append({"half": hname, "n": n, "policy": name, "settings": pd, **r})
     if a.out:
         os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)

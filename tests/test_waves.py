@@ -7,7 +7,7 @@ import pytest
 from srca import SearchConfig, Solver
 from srca.answers import equivalent
 from srca.engines.fake import ScriptedEngine
-from srca.eval.bank import Policy, RecordSettings, record_chunk, replay_lineages
+from srca.eval.bank import Policy, RecordSettings, record_chunk, replay_lineages, replay_majority
 from srca.eval.data import Problem
 from srca.methods.consensus import Ballot, wave_settled, wave_sizes
 from srca.seeds import request_seed
@@ -179,3 +179,24 @@ def test_the_waves_are_told():
     text = "".join(n.feed(e) for e in events) + n.finish(solution_dict(sol))
     assert "Wave 1 of 3: 2 lineage(s)\n" in text and "Wave 2 of 3: 2 lineage(s): the vote is not clear yet" in text
     assert text.index("Wave 2") < text.index("  C: ") and "Decision: 8" in text
+
+
+def test_replay_counts_the_critical_path_wave_by_wave():
+    """The critical path (tokens decoded one after another) of 6 lineages in waves of 2 that never
+    agree: every wave runs. Lineage L writes 2 + L % 4 steps: 19, 26, 33, 40, 19 and 26 tokens
+    (steps of 7 characters, a boxed step of 12; the fake engine's tokens are characters)."""
+    finals = ["1", "2", "3", "4", "5", "6"]
+    steps = lambda L: 2 + L % 4  # noqa: E731
+    eng = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", steps))
+    rec = RecordSettings(samples=6, topk=0, verify=False, config=SearchConfig(prompt="math"))
+    (line,) = asyncio.run(record_chunk(eng, [Problem(unique_id="p1", problem="q", answer="1")], rec))
+    assert [s["tokens"] for s in line["samples"]] == [19, 26, 33, 40, 19, 26]
+    pol = Policy(n=6, waves=3, confidence="none", keep_top=1.0)
+    # whole lineages: each wave's longest sample, one after another: 26 + 40 + 26
+    assert replay_lineages(line, list(range(6)), pol).critical_path == 92
+    # a probe (3 tokens) after every step: per step its longest step, then its longest probe;
+    # waves 1 and 3 (2 and 3 steps): 7+3, 12+3, 12; wave 2 (4 and 5 steps): 7+3, 7+3, 7+3, 12+3, 12
+    stepwise = replay_lineages(line, list(range(6)), Policy(n=6, waves=3, confidence="none", keep_top=1.0,
+                                                            probe_at="step"))
+    assert stepwise.critical_path == 37 + 57 + 37
+    assert replay_majority(line, list(range(6))).critical_path == 40  # its longest sample

@@ -184,6 +184,9 @@ class Outcome:
     probe_tokens: int
     stop: str
     ballots: list[Ballot] = field(default_factory=list)
+    # tokens decoded one after another: per engine call in sequence, its longest sample (a
+    # solve's latency in decode steps when its calls run alone; majority: its longest sample)
+    critical_path: int = 0
 
 
 def _conf(sample: dict, upto: int, p: Policy) -> float:
@@ -208,6 +211,7 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
     ended: dict[int, tuple[str, str | None]] = {}  # lineage -> (kind, answer)
     tokens = probe = 0
     stop, capped, started = "", False, 0
+    crit_steps = crit_whole = 0  # the critical path step by step, and with each wave's lineages whole
 
     def latest(answers: list[str | None]) -> str | None:  # a cut lineage's ballot, as the online search's
         return next((a for a in reversed(answers) if a is not None), None)
@@ -228,7 +232,9 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
     for w, size in enumerate(sizes):
         live = range(started, started + size)
         started += size
+        wave_probe = wave_verify = 0  # the wave's longest probe and verification (the whole-path calls)
         for d in range(p.max_steps):
+            step_max = probe_max = verified = 0
             for i in live:
                 if i in ended:
                     continue
@@ -236,26 +242,32 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
                 depth[i] += 1
                 used[i] += ntok
                 tokens += ntok
+                step_max = max(step_max, ntok)
                 if end == "path":
                     ended[i] = ("path", ans)
                     if p.verify:  # its verification probe: one generated token
                         tokens += 1
                         probe += 1
+                        verified = 1
                     continue
                 if p.checkpoints and (p.probe_at == "step" or end == "cut" or d == p.max_steps - 1):
                     tokens += ptok
                     probe += ptok
+                    probe_max = max(probe_max, ptok)
                     ckpts[i].append(ans)
                 if end == "cut":
                     ended[i] = ("checkpoint", latest(ckpts[i]))
                 elif p.checkpoints and (a := settled_answer(ckpts[i], p.settle, eq)) is not None:
                     ended[i] = ("settled", a)
+            crit_steps += step_max + probe_max + verified
+            wave_probe, wave_verify = max(wave_probe, probe_max), max(wave_verify, verified)
             if all(i in ended for i in live):
                 break
             full = [a for k, a in ended.values() if k != "checkpoint" and a is not None]
             if consensus_reached(full, len(S), p.consensus, eq):
                 stop = "consensus"
                 break
+        crit_whole += max(S[i]["tokens"] for i in live) + wave_probe + wave_verify
         if stop:
             break
         capped = capped or any(i not in ended for i in live)
@@ -265,12 +277,14 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
             stop = "consensus"
             break
     stop = stop or ("max_steps" if capped else "finished")
-    if whole_paths(p.probe_at, p.settle, p.consensus):  # the online search generates each lineage whole
+    whole = whole_paths(p.probe_at, p.settle, p.consensus)
+    if whole:  # the online search generates each lineage whole
         tokens = sum(smp["tokens"] for smp in S[:started]) + probe
     bs = ballots(started)
     t = vote(bs, eq, keep_top=p.keep_top, checkpoint_weight=p.checkpoint_weight, weighted=p.weighted,
              keep_min=p.keep_min)
-    return Outcome(bs[t.winner].answer if t.winner is not None else None, tokens, probe, stop, bs)
+    return Outcome(bs[t.winner].answer if t.winner is not None else None, tokens, probe, stop, bs,
+                   crit_whole if whole else crit_steps)
 
 
 def replay_majority(line: dict, samples: Sequence[int]) -> Outcome:
@@ -279,7 +293,7 @@ def replay_majority(line: dict, samples: Sequence[int]) -> Outcome:
     ballots = [Ballot(s["answer"], "path") for s in S if s["answer"] is not None]
     t = vote(ballots, equivalent, weighted=False)
     return Outcome(ballots[t.winner].answer if t.winner is not None else None, sum(s["tokens"] for s in S), 0,
-                   "finished", ballots)
+                   "finished", ballots, max((s["tokens"] for s in S), default=0))
 
 
 def subsets(line: dict, n: int, draws: int, seed: int = 0) -> Iterator[list[int]]:
