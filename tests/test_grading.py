@@ -72,6 +72,19 @@ def test_data_layouts(tmp_path):
     assert gsm8k_answer("18") == "18"
     with pytest.raises(DataError, match="expected fields"):
         record_to_problem({"text": "x"}, 0)
+    # the original MATH layout: the answer is the solution's last box, the type its subject
+    h = {"problem": "What is $\\frac{6}{4}$?", "level": "Level 2", "type": "Prealgebra",
+         "solution": "First \\boxed{2} is wrong; it is $\\boxed{\\frac{3}{2}}$."}
+    o = record_to_problem(h, 0)
+    assert (o.answer, o.subject, o.level) == ("\\frac{3}{2}", "Prealgebra", 2)
+    assert o.unique_id == record_to_problem(dict(h), 5).unique_id and o.unique_id.startswith("math-")
+    assert len(o.unique_id) == len("math-") + 12
+    assert record_to_problem({**h, "unique_id": "test/x/1.json"}, 0).unique_id == "test/x/1.json"
+    assert record_to_problem({**h, "answer": "1.5"}, 0).answer == "1.5"  # an answer given wins
+    with pytest.raises(DataError, match="boxed"):
+        record_to_problem({**h, "solution": "no box here"}, 0)
+    with pytest.raises(DataError, match="unique_id"):  # MATH-500's layout still needs its id
+        record_to_problem({"problem": "p", "answer": "1"}, 0)
     f = tmp_path / "d.jsonl"
     f.write_text('{"id": "a", "question": "q1", "answer": "1"}\n\n{"id": "b", "question": "q2", "answer": "2"}\n')
     assert [p.unique_id for p in read_jsonl(f)] == ["a", "b"]

@@ -2,7 +2,11 @@
 
 Records are read into :class:`Problem`. Two JSONL layouts are understood, per line:
 
-* MATH-500: ``unique_id, problem, answer, subject, level`` (extra fields ignored);
+* MATH-500: ``unique_id, problem, answer, subject, level`` (extra fields ignored); also the
+  original MATH layout (Hendrycks et al.: ``problem, level, type, solution``): the answer is the
+  solution's last ``\boxed{}`` (as MATH-500's own answers were made), ``type`` is the subject,
+  and a record without ``unique_id`` or ``id`` is named by a hash of its problem text
+  (``math-`` and 12 hex digits: stable, so ``--resume`` finds it again);
 * GSM8K: ``question`` and ``answer`` (a number, or the original ``... #### N`` text), with an
   optional ``id``; the subject is ``gsm8k`` and the level is None.
 
@@ -11,12 +15,15 @@ then for the Hugging Face dataset (needs the ``datasets`` package and a reachabl
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from ..answers import extract_boxed
 
 DATA_DIR_ENV = "SRCA_DATA_DIR"
 
@@ -67,19 +74,26 @@ def record_to_problem(rec: dict, index: int, where: str = "record") -> Problem:
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     if "problem" in rec:
-        missing = [k for k in ("problem", "answer") if rec.get(k) in (None, "")]
+        answer = rec.get("answer")
+        if answer in (None, "") and rec.get("solution") not in (None, ""):  # the original MATH layout
+            answer = extract_boxed(str(rec["solution"]))
+            if answer is None:
+                raise DataError(f"{where}: no answer: field 'solution' has no complete \\boxed{{...}}")
+        missing = [k for k, v in (("problem", rec.get("problem")), ("answer", answer)) if v in (None, "")]
         if missing:
             raise DataError(f"{where}: missing field(s) {missing}")
         uid = rec.get("unique_id") or rec.get("id")
         if not uid:
-            raise DataError(f"{where}: missing field 'unique_id'")
+            if "solution" not in rec:
+                raise DataError(f"{where}: missing field 'unique_id'")
+            uid = "math-" + hashlib.sha1(str(rec["problem"]).encode()).hexdigest()[:12]
         level = rec.get("level")
         if level is not None:
             try:
                 level = int(str(level).replace("Level", "").strip())
             except ValueError:
                 raise DataError(f"{where}: level must be an integer, got {rec['level']!r}") from None
-        return Problem(str(uid), str(rec["problem"]), str(rec["answer"]).strip(), rec.get("subject"), level)
+        return Problem(str(uid), str(rec["problem"]), str(answer).strip(), rec.get("subject") or rec.get("type"), level)
     if "question" in rec:
         if rec.get("answer") in (None, ""):
             raise DataError(f"{where}: missing field 'answer'")
