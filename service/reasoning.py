@@ -13,7 +13,9 @@ implied), ``select`` (the paths kept, and for lineages those that ended) and ``f
 Paths are named by letters after their first step (a lineage keeps its letter all the way); in a
 tree, where kept paths share a first step, by node id and parent (``#9 (from #4)``). ``->`` is the answer a checkpoint probe implied, ``=>`` the answer of a path that ended. Methods
 without ``select`` events (majority, best-of-N, CoT, CoT-decoding) have their samples told as
-they come. SRCA's waves are told as they start (``Wave 2 of 3: ...``). The last block is the decision.
+they come. SRCA's waves are told as they start (``Wave 2 of 3: ...``). With self-verification
+(``verify``) a finished lineage's verdict is told with it (``=> 72 (finished; P(yes) 0.93)``).
+The last block is the decision.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from collections import Counter
 from typing import Any
 
 from srca.answers import canonical
+from srca.methods.verify import verify_factor
 
 _ENDED = {"path": "finished", "settled": "settled: its checkpoints agreed", "checkpoint": "out of tokens"}
 
@@ -50,6 +53,7 @@ class Narrator:
         self.pending: list[int] = []  # nodes of the latest step, not told yet
         self.names: dict[int, str] = {}  # first-step node id -> its letter
         self.ended: dict[int, str | None] = {}  # ended node id -> its answer (every ended path, once)
+        self.verdict: dict[int, float | None] = {}  # finished node id -> its verification log-odds
         self.steps_told = 0
 
     # -- events ---------------------------------------------------------------------------
@@ -67,6 +71,10 @@ class Narrator:
             return ""
         if kind == "select":
             return self._flush(ev.get("kept") or [], ev.get("ended") or [])
+        if kind == "verify":  # told with the path when its step is (the verdicts come before the select)
+            for n in ev.get("nodes", []):
+                self.verdict[n["id"]] = n.get("log_odds")
+            return ""
         if kind == "wave":
             out = self._flush() if self.pending else ""
             w, waves, k = ev.get("wave"), ev.get("waves"), ev.get("lineages")
@@ -136,6 +144,9 @@ class Narrator:
         if n.get("finished") or kind is not None:
             ans = n.get("answer") if n.get("finished") else (self.ended.get(nid) or self.answer.get(nid))
             why = _ENDED.get(kind or "path", kind)
+            if nid in self.verdict:
+                odds = self.verdict[nid]
+                why += "; no verdict" if odds is None else f"; P(yes) {verify_factor(odds, 1):.2f}"
             tail = f" => {ans} ({why})"
         elif nid in self.answer:
             tail = f" -> {self.answer[nid]}"

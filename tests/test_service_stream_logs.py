@@ -6,6 +6,7 @@ searches over the scripted engine."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -40,6 +41,27 @@ def _narrate(method: str, **cfg) -> tuple[list[dict], str, dict]:
     text = "".join(narrator.feed(ev) for ev in events)
     d = solution_dict(sol)
     return events, text + narrator.finish(d), d
+
+
+def test_narrator_tells_a_finished_lineage_its_verdict():
+    pytest.importorskip("fastapi")
+    from srca.service.reasoning import Narrator
+
+    nar = Narrator()
+    events = [
+        {"type": "step", "depth": 1, "nodes": [
+            {"id": 1, "parent": 0, "depth": 1, "text": "So \\boxed{72}.", "finished": True, "answer": "72"},
+            {"id": 2, "parent": 0, "depth": 1, "text": "Maybe \\boxed{24}.", "finished": True, "answer": "24"},
+            {"id": 3, "parent": 0, "depth": 1, "text": "Hmm", "finished": False, "answer": None}]},
+        {"type": "verify", "nodes": [{"id": 1, "answer": "72", "log_odds": math.log(9)},
+                                     {"id": 2, "answer": "24", "log_odds": None}]},
+        {"type": "select", "depth": 1, "kept": [{"id": 3, "answer": None}],
+         "ended": [{"id": 1, "kind": "path", "answer": "72"}, {"id": 2, "kind": "path", "answer": "24"}]}]
+    text = "".join(nar.feed(ev) for ev in events)
+    # letters follow the select's order: the open lineage first, then the two that ended
+    assert "  B: So \\boxed{72}. => 72 (finished; P(yes) 0.90)\n" in text
+    assert "  C: Maybe \\boxed{24}. => 24 (finished; no verdict)\n" in text
+    assert "  A: Hmm\n" in text
 
 
 def test_narrator_tells_each_kept_step_its_checkpoint_and_the_tally():
