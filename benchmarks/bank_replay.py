@@ -40,24 +40,23 @@ def _grade(ans: str | None, gold: str) -> bool:
 
 def score(lines: list[dict], policy: Policy | None, n: int, draws: int) -> dict:
     """Accuracy and tokens of ``policy`` (None: majority) over ``lines`` at budget ``n``."""
-    per = []
+    outs, correct = [], []
     for ln in lines:
         for idx in subsets(ln, n, draws):
             out = replay_majority(ln, idx) if policy is None else replay_lineages(ln, idx, policy)
-            per.append((ln["unique_id"], _grade(out.answer, ln["answer"]), out.tokens, out.probe_tokens, out.stop,
-                        out.critical_path))
-    k = sum(c for _, c, *_ in per)
-    acc = k / max(1, len(per))
-    lo, hi = acc - ci95(acc, len(per)), acc + ci95(acc, len(per))  # the report's interval
+            outs.append(out)
+            correct.append(_grade(out.answer, ln["answer"]))
+    runs = max(1, len(outs))
+    acc = sum(correct) / runs
+    lo, hi = acc - ci95(acc, len(outs)), acc + ci95(acc, len(outs))  # the report's interval
     stops: dict[str, int] = {}
-    for *_, s, _ in per:
-        stops[s] = stops.get(s, 0) + 1
-    crit = sorted(x[5] for x in per)
-    return {"n": n, "runs": len(per), "accuracy": k / max(1, len(per)), "ci95": [lo, hi],
-            "tokens": sum(x[2] for x in per) / max(1, len(per)),
-            "probe_tokens": sum(x[3] for x in per) / max(1, len(per)), "stops": stops,
-            "critical_path": sum(crit) / max(1, len(crit)), "critical_path_p90": crit[int(0.9 * (len(crit) - 1))] if crit else 0,
-            "correct": [c for _, c, *_ in per]}
+    for o in outs:
+        stops[o.stop] = stops.get(o.stop, 0) + 1
+    crit = sorted(o.critical_path for o in outs)
+    return {"n": n, "runs": len(outs), "accuracy": acc, "ci95": [lo, hi],
+            "tokens": sum(o.tokens for o in outs) / runs, "probe_tokens": sum(o.probe_tokens for o in outs) / runs,
+            "stops": stops, "critical_path": sum(crit) / runs,
+            "critical_path_p90": crit[int(0.9 * (len(crit) - 1))] if crit else 0, "correct": correct}
 
 
 def _auc(pos: list[float], neg: list[float]) -> float | None:
