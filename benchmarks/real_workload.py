@@ -568,17 +568,18 @@ class Setup:
                "--log-level-http", "warning", "--decode-log-interval", str(a.decode_log_interval)]
         if a.disable_cuda_graph:
             cmd.append("--disable-cuda-graph")
-        if a.prefill_graph != "sglang":  # as SGLangEngine passes it
-            from srca.engines.sglang_graphs import PREFILL_GRAPH
-
-            cmd += ["--cuda-graph-backend-prefill", PREFILL_GRAPH if a.prefill_graph == "engine" else a.prefill_graph]
         if a.max_running_requests:
             cmd += ["--max-running-requests", str(a.max_running_requests)]
-        if not a.disable_cuda_graph and a.decode_graph_max_bs != "sglang":  # as SGLangEngine passes them
-            from srca.engines.sglang_graphs import AUTO, cli_flags, decode_graph_args, resolve_max_bs, server_arg_fields
+        from srca.engines.sglang_graphs import (AUTO, PREFILL_GRAPH, cli_flags, decode_graph_args, prefill_graph_args,
+                                                resolve_max_bs, server_arg_fields)
 
+        fields = server_arg_fields()
+        if a.prefill_graph != "sglang":  # as SGLangEngine passes it
+            backend = PREFILL_GRAPH if a.prefill_graph == "engine" else a.prefill_graph
+            cmd += cli_flags(prefill_graph_args(backend, fields, {"disable_cuda_graph": a.disable_cuda_graph}))
+        if not a.disable_cuda_graph and a.decode_graph_max_bs != "sglang":  # as SGLangEngine passes them
             mbs = resolve_max_bs(AUTO if a.decode_graph_max_bs == "engine" else a.decode_graph_max_bs)
-            cmd += cli_flags(decode_graph_args(mbs, server_arg_fields(), {}))
+            cmd += cli_flags(decode_graph_args(mbs, fields, {}))
         out = open(os.path.join(a.work_dir, "server.out"), "w")
         self.proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 900

@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from _common import write_result  # noqa: E402
 
 
 def main() -> None:
@@ -62,8 +64,7 @@ def main() -> None:
         runs["per_call"].append(per_call())
         runs["shared"].append(shared())
     tokens = sum(len(s) for s in seqs) * a.samples
-    res = {"benchmark": "token_spans_memo", "machine": f"{platform.node()} ({os.cpu_count()} cores, CPU)",
-           "tokenizer": type(tok).__name__, "problems": len(seqs), "samples": a.samples, "tokens": tokens,
+    res = {"tokenizer": type(tok).__name__, "problems": len(seqs), "samples": a.samples, "tokens": tokens,
            "rounds": a.rounds, "s": {k: [round(x, 3) for x in v] for k, v in runs.items()},
            "median_s": {k: round(sorted(v)[len(v) // 2], 3) for k, v in runs.items()}}
     res["ratio_shared_to_per_call"] = round(res["median_s"]["shared"] / res["median_s"]["per_call"], 3)
@@ -72,10 +73,7 @@ def main() -> None:
     for k in ("per_call", "shared"):
         print(f"| {k} | {res['median_s'][k]} | {round(res['median_s'][k] / res['median_s']['per_call'], 3)} |")
     if a.out:
-        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-        with open(a.out, "w") as f:
-            json.dump(res, f, indent=1)
-        print(f"wrote {a.out}")
+        write_result(a.out, "token_spans_memo", a, **res)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from _common import write_result  # noqa: E402
 from bank_replay import compare, score, verify_signal  # noqa: E402
 from srca.config import SearchConfig  # noqa: E402
 from srca.eval.bank import Policy, half, read_bank  # noqa: E402
@@ -88,17 +89,14 @@ def main() -> None:
                   f"| {r['token_ratio']} | {r['vs_majority']} |")
             result["rows"].append({"half": h, "policy": name, "fields": f, **r})
     if a.queue:
-        fields = {k: v for k, v in pick[1].items()}
+        fields = dict(pick[1])
         os.makedirs(os.path.dirname(a.queue) or ".", exist_ok=True)
         with open(a.queue, "a") as q:
             q.write(json.dumps({"name": f"srca_{pick[0]}_n{a.n}", "method": "srca", "n": a.n, "overrides": fields}) + "\n")
             q.write(json.dumps({"name": f"majority_n{a.n}", "method": "majority", "n": a.n}) + "\n")
         print(f"queued srca {fields} and majority at n = {a.n} in {a.queue}")
     if a.out:
-        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-        with open(a.out, "w") as f:
-            json.dump(result, f, indent=1)
-        print(f"wrote {a.out}")
+        write_result(a.out, "verify_study", a, **result)
 
 
 if __name__ == "__main__":

@@ -115,14 +115,20 @@ def decode_graph_args(max_bs: int | None, fields: Iterable[str], given: dict[str
     return {}
 
 
+def resolve_prefill_graph(backend: str | None) -> str | None:
+    """``backend`` when it is one of :data:`PREFILL_GRAPHS` or None (SGLang's default); raises
+    ValueError otherwise."""
+    if backend is not None and backend not in PREFILL_GRAPHS:
+        raise ValueError(f"prefill graph backend must be one of {PREFILL_GRAPHS} or None, got {backend!r}")
+    return backend
+
+
 def prefill_graph_args(backend: str | None, fields: Iterable[str], given: dict[str, Any]) -> dict[str, Any]:
     """SGLang server args for prefill CUDA graphs: ``cuda_graph_backend_prefill = backend``
     unless ``backend`` is None, the installed SGLang has no such field, or the caller's own
     server args set it (or turn every graph off). Raises ValueError for an unknown backend."""
-    if backend is None:
+    if resolve_prefill_graph(backend) is None:
         return {}
-    if backend not in PREFILL_GRAPHS:
-        raise ValueError(f"prefill graph backend must be one of {PREFILL_GRAPHS} or None, got {backend!r}")
     if "cuda_graph_backend_prefill" not in set(fields) or given.get("cuda_graph_backend_prefill") is not None \
             or given.get("disable_cuda_graph"):
         return {}

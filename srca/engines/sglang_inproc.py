@@ -46,7 +46,8 @@ from typing import Any, Sequence
 from .base import EngineInfo, GenRequest, GenResult
 from .chat_template import apply_chat_template
 from .sglang_graphs import AUTO as GRAPHS_AUTO
-from .sglang_graphs import PREFILL_GRAPH, PREFILL_GRAPHS, decode_graph_args, prefill_graph_args, resolve_max_bs, server_arg_fields
+from .sglang_graphs import (PREFILL_GRAPH, decode_graph_args, prefill_graph_args, resolve_max_bs, resolve_prefill_graph,
+                            server_arg_fields)
 from .sglang_sampler import BACKEND as SAMPLER_BACKEND
 from .sglang_sampler import check_installed as check_sampler_installed
 from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, ReplicaRouter, StopTokens, new_rid, sampling_params,
@@ -137,8 +138,10 @@ class SGLangEngine:
         except ValueError:
             raise ValueError(f"SGLangEngine.decode_graph_max_bs: must be 'auto', a positive int or None, "
                              f"got {decode_graph_max_bs!r}") from None
-        if prefill_graph is not None and prefill_graph not in PREFILL_GRAPHS:
-            raise ValueError(f"SGLangEngine.prefill_graph: must be one of {PREFILL_GRAPHS} or None, got {prefill_graph!r}")
+        try:
+            resolve_prefill_graph(prefill_graph)
+        except ValueError as e:
+            raise ValueError(f"SGLangEngine.prefill_graph: {e}") from None
         self.tail_logprobs = tail_logprobs
         self.router = ReplicaRouter(dp_size, routing)
         self.ignore_eos = ignore_eos

@@ -169,9 +169,9 @@ class _Lineages:
         if v is None or not todo:
             return
         reqs = []
+        kw = dict(max_new_tokens=1, temperature=0.0, logprobs=False, top_logprobs=VERIFY_TOPK, top_logprobs_steps=1,
+                  group=ctx.solve_id)
         for n in todo:
-            kw = dict(max_new_tokens=1, temperature=0.0, logprobs=False, top_logprobs=VERIFY_TOPK,
-                      top_logprobs_steps=1, group=ctx.solve_id)
             if ctx.token_mode:
                 reqs.append(GenRequest(input_ids=v.ids(ctx.prompt_ids, [t for x in n.chain() for t in x.ids]), **kw))
             else:
