@@ -502,6 +502,35 @@ class SGLangLog:
 
 # -- engines ---------------------------------------------------------------------------------------
 
+def sglang_args(items: list[str]) -> dict[str, Any]:
+    """``--sglang-arg KEY=VALUE`` items as SGLang ``ServerArgs`` keywords (VALUE as JSON when it
+    parses: ``true``, ``8192``, ``[1, 2]``; else the string)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key.isidentifier():
+            raise ValueError(f"--sglang-arg: {item!r}: expected KEY=VALUE, e.g. enable_mixed_chunk=true")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def server_flags(args: dict[str, Any]) -> list[str]:
+    """The same for ``sglang.launch_server``: ``true`` is the bare flag, ``false`` none, a list
+    its items."""
+    out: list[str] = []
+    for k, v in args.items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            out.append(flag)
+        elif v is not False and v is not None:
+            out += [flag] + ([str(x) for x in v] if isinstance(v, list) else [str(v)])
+    return out
+
+
 class Setup:
     """The engine, how to reach its raw generate, and its monitors."""
 
@@ -539,6 +568,7 @@ class Setup:
                     extra["prefill_graph"] = None if a.prefill_graph == "sglang" else a.prefill_graph
                 if a.max_running_requests:
                     extra["max_running_requests"] = a.max_running_requests
+                extra.update(a.sglang_args)
                 if a.decode_graph_max_bs != "engine":
                     extra["decode_graph_max_bs"] = None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs
                 self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem, sampling_backend=a.sampler,
@@ -570,6 +600,7 @@ class Setup:
             cmd.append("--disable-cuda-graph")
         if a.max_running_requests:
             cmd += ["--max-running-requests", str(a.max_running_requests)]
+        cmd += server_flags(a.sglang_args)
         from srca.engines.sglang_graphs import (AUTO, PREFILL_GRAPH, cli_flags, decode_graph_args, prefill_graph_args,
                                                 resolve_max_bs, server_arg_fields)
 
@@ -1148,6 +1179,10 @@ def main() -> None:
     ap.add_argument("--max-running-requests", type=int, default=None,
                     help="SGLang's cap on requests decoding at once (default: SGLang's; with the decode-graph "
                          "ceiling of 4,096 it held 4,096 on an H200 while 3,900 waited at 34%% KV use)")
+    ap.add_argument("--sglang-arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="one more SGLang server argument for the engine (repeatable; VALUE read as JSON, else "
+                         "a string), e.g. enable_mixed_chunk=true: a keyword of the in-process engine, a "
+                         "flag of the server (true: the bare flag)")
     ap.add_argument("--decode-log-interval", type=int, default=40)
     ap.add_argument("--poll-s", type=float, default=1.0, help="SGLang load snapshot period")
     ap.add_argument("--gpu-poll-ms", type=int, default=500,
@@ -1199,6 +1234,10 @@ def main() -> None:
         ap.error("--ab-rounds: an integer >= 1")
     if a.sampler_ab and (a.sampler != "srca" or a.engine != "sglang" or a.server):
         ap.error("--sampler-ab needs --sampler srca and the in-process SGLang engine")
+    try:
+        a.sglang_args = sglang_args(a.sglang_arg)
+    except ValueError as e:
+        ap.error(str(e))
     if a.decode_graph_max_bs not in ("engine", "sglang"):
         try:
             a.decode_graph_max_bs = int(a.decode_graph_max_bs)

@@ -1,9 +1,11 @@
 """benchmarks/real_workload.py: a job's ratios against the raw phases that bracket it, and the
-GPU poller's per-phase summary (pure functions; no engine, no GPU)."""
+GPU poller's per-phase summary, the extra SGLang arguments (pure functions; no engine, no GPU)."""
 from __future__ import annotations
 
 import os
 import sys
+
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 from real_workload import GpuPoller, gpu_line, raw_reference  # noqa: E402
@@ -38,3 +40,17 @@ def test_gpu_poller_summarizes_a_phase_and_ors_the_clock_reasons():
     assert got["clock_reasons_any"] == "0x5"
     assert "SM 1855.0 MHz mean (min 1755.0)" in gpu_line(got)
     assert gpu_line(g.take(0.0, 1.0)).startswith("GPU: no samples")
+
+
+def test_sglang_args_become_engine_keywords_and_server_flags():
+    from real_workload import server_flags, sglang_args
+
+    args = sglang_args(["enable_mixed_chunk=true", "chunked-prefill-size=4096", "schedule_policy=lpm",
+                        "cuda_graph_bs=[1, 2]", "enable_metrics=false"])
+    assert args == {"enable_mixed_chunk": True, "chunked_prefill_size": 4096, "schedule_policy": "lpm",
+                    "cuda_graph_bs": [1, 2], "enable_metrics": False}
+    assert server_flags(args) == ["--enable-mixed-chunk", "--chunked-prefill-size", "4096", "--schedule-policy",
+                                  "lpm", "--cuda-graph-bs", "1", "2"]
+    for bad in ("enable_mixed_chunk", "=1", "not a key=1"):
+        with pytest.raises(ValueError, match="--sglang-arg"):
+            sglang_args([bad])
