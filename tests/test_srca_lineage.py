@@ -2,6 +2,7 @@
 (exact orders, winners and early exits), and the sample-bank replay agreeing with it."""
 import asyncio
 import math
+import random
 
 import pytest
 
@@ -225,6 +226,29 @@ def test_split_steps_cuts_like_the_engine():
     assert split_steps(["a", ".\n\n", "b"], "\n\n", 256, 1024) == [2, 3]
     assert split_steps(list("abcde"), "\n\n", 2, 1024) == [2, 4, 5]
     assert split_steps(list("abcde"), "\n\n", 256, 3) == [3]  # the path is out of tokens
+
+
+def test_split_steps_matches_the_step_text_rule_on_random_tokens():
+    # the rule as stated: a step ends after the token whose addition puts the delimiter in the
+    # step's whole text (split_steps checks only the step's tail; this keeps it honest)
+    def reference(toks, delim, max_step, max_new):
+        ends, start, text = [], 0, ""
+        for i, t in enumerate(toks[:max_new]):
+            text += t
+            if delim in text or i + 1 - start >= min(max_step, max_new - start):
+                ends.append(i + 1)
+                start, text = i + 1, ""
+        if start < min(len(toks), max_new):
+            ends.append(min(len(toks), max_new))
+        return ends
+
+    rng = random.Random(7)
+    pieces = ["a", "\n", "\n\n", ".\n", "b\n\nc", "\n\n\n", " x", "##", "#"]
+    for _ in range(400):
+        toks = [rng.choice(pieces) for _ in range(rng.randint(0, 40))]
+        for delim in ("\n\n", "\n", "###", "\n\n\n"):
+            args = (delim, rng.choice([3, 8, 256]), rng.choice([5, 30, 1024]))
+            assert split_steps(toks, *args) == reference(toks, *args), (toks, args)
 
 
 @pytest.mark.parametrize("settle,consensus,max_new,probe_at,max_steps", [

@@ -95,7 +95,7 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
         for r in rs:
             toks = list(r.token_ids)
             spans = token_spans(engine, toks)
-            how = path_steps(spans.text_of, len(toks), r.finish_reason == "stop", c.step_delimiter,
+            how = path_steps(spans, len(toks), r.finish_reason == "stop", c.step_delimiter,
                              c.max_step_tokens, c.max_new_tokens)
             steps, prev = [], 0
             for e, end in how:

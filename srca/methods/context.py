@@ -251,7 +251,8 @@ class SearchContext:
         if r.hit_eos or boxed is not None:
             child.finished = True
             child.answer = extract_answer(child.path_text())
-            child.answer_logprobs = self.answer_span_logprobs(child, child.answer)
+            if self.want_logprobs:  # only a scorer reads them (the lineage search calls none)
+                child.answer_logprobs = self.answer_span_logprobs(child, child.answer)
         elif child.path_tokens >= self.config.max_new_tokens:
             child.truncated = True  # out of tokens: the path ends without an answer of its own
         return child

@@ -114,7 +114,7 @@ class _Lineages:
         first, self.launched = self.launched, self.launched + size
         for i, r in enumerate(results, first):
             spans = token_spans(ctx.engine, r.token_ids)
-            how = path_steps(spans.text_of, len(r.token_ids), r.hit_eos, c.step_delimiter, c.max_step_tokens,
+            how = path_steps(spans, len(r.token_ids), r.hit_eos, c.step_delimiter, c.max_step_tokens,
                              c.max_new_tokens)[: c.max_steps]
             node, a = ctx.root, 0
             for b, _ in how:
