@@ -39,12 +39,18 @@ class PreparedEngine:
 
         self.info = EngineInfo(name="prepared", model="qwen2.5-tokenizer")
         self.tok, self.samples, self.i = tok, samples, 0
+        try:  # decode as the engines do
+            from srca.engines.hf_decode import hf_decoder
+
+            self._decode = hf_decoder(tok)
+        except ImportError:  # a checkout from before it (the "before" figures): the engines' decode then
+            self._decode = lambda ids: tok.decode(list(ids), skip_special_tokens=False)
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False)
 
     def decode(self, ids) -> str:
-        return self.tok.decode(list(ids), skip_special_tokens=False)
+        return self._decode(ids)
 
     def chat_prompt(self, messages: list[dict]) -> str:
         return "".join(m["content"] for m in messages)

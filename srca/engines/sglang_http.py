@@ -43,6 +43,7 @@ from typing import Any, Sequence
 from .base import EngineInfo, GenRequest, GenResult
 from .chat_template import apply_chat_template
 from .gather import gather_or_cancel
+from .hf_decode import hf_decoder
 from .httpclient import ConnectionLost, LoopClient, ReadTimedOut, RetryPolicy, retry_policy, send_with_retries
 from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, ReplicaRouter, StopTokens, new_rid, sampling_params, tail_rescore,
                             tail_to_score, to_result, with_tail_logprobs)
@@ -175,6 +176,7 @@ class SGLangServerEngine:
             self.remote_tokenizer = self._probe_remote_tokenizer()
             if not self.remote_tokenizer:
                 log.warning("SGLangServerEngine: no tokenizer for %s; text mode (token_ids=False)", self.urls[0])
+        self._decode = hf_decoder(self.tokenizer) if self.tokenizer is not None else None
         self.stop_tokens = StopTokens(self.tokenizer) if self.tokenizer is not None else None
         if self.stop_tokens is not None and stop_mode == "tokens":
             self.stop_tokens.texts()  # decode the vocabulary now, not in the first solve
@@ -226,7 +228,7 @@ class SGLangServerEngine:
 
     def decode(self, ids: Sequence[int]) -> str:
         if self.tokenizer is not None:
-            return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+            return self._decode(ids)
         if self.remote_tokenizer:
             r = self._sync_client().post(self.urls[0] + "/detokenize", json={"tokens": list(ids), "skip_special_tokens": False})
             r.raise_for_status()

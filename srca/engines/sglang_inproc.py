@@ -45,6 +45,7 @@ from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
 from .chat_template import apply_chat_template
+from .hf_decode import hf_decoder
 from .sglang_graphs import AUTO as GRAPHS_AUTO
 from .sglang_graphs import (PREFILL_GRAPH, decode_graph_args, prefill_graph_args, resolve_max_bs, resolve_prefill_graph,
                             server_arg_fields)
@@ -155,6 +156,7 @@ class SGLangEngine:
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or model_path)
+        self._decode = hf_decoder(self.tokenizer)
         self.stop_mode = stop_mode
         self.stop_tokens = StopTokens(self.tokenizer)
         if stop_mode == "tokens":
@@ -206,7 +208,7 @@ class SGLangEngine:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+        return self._decode(ids)
 
     def chat_prompt(self, messages: list[dict]) -> str:
         return apply_chat_template(self.tokenizer, messages)

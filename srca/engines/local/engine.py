@@ -13,6 +13,7 @@ import torch
 
 from ...models import DEFAULT_MODEL, is_local_model, load_model, model_spec
 from ..base import EngineInfo, GenRequest, GenResult
+from ..hf_decode import hf_decoder
 from .batch import BatchRunner, DecodeProgress
 from .prefix_cache import PrefixCache
 from .runner import ModelRunner
@@ -54,6 +55,7 @@ class LocalEngine:
             # or the files' (transformers raises one for a missing accelerate), not the caller's
             raise RuntimeError(f"loading model {model}: {e}") from e
         self.load_s = time.time() - t0
+        self._decode = hf_decoder(self.tokenizer)
         self.runner = ModelRunner(self.model, self.dtype, self.device)
         self.vocab_size = self.runner.vocab_size
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
@@ -88,7 +90,7 @@ class LocalEngine:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+        return self._decode(ids)
 
     def chat_prompt(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
