@@ -23,6 +23,7 @@ from __future__ import annotations
 import weakref
 from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Sequence
 
 REPLACEMENT = "\ufffd"
@@ -109,20 +110,13 @@ def token_spans(decoder: Any, ids: Sequence[int], pieces: dict[int, str] | None 
 
 def _piecewise(decoder: Any, ids: list[int], pieces: dict[int, str]) -> TokenSpans | None:
     """The spans from per-token pieces, or None when they do not add up to the decoded text."""
-    for t in ids:
-        if t not in pieces:
-            pieces[t] = decoder.decode([t])
-    parts = [pieces[t] for t in ids]
-    if any(REPLACEMENT in x for x in parts):
-        return None
+    for t in set(ids).difference(pieces):
+        pieces[t] = decoder.decode([t])
+    parts = list(map(pieces.__getitem__, ids))
     text = "".join(parts)
-    if text != decoder.decode(ids):
+    if REPLACEMENT in text or text != decoder.decode(ids):  # a piece holds part of a character
         return None
-    ends, done = [], 0
-    for x in parts:
-        done += len(x)
-        ends.append(done)
-    return TokenSpans(text, tuple(ends), (False,) * len(ids))
+    return TokenSpans(text, tuple(accumulate(map(len, parts))), (False,) * len(ids))
 
 
 def _incremental(decoder: Any, ids: list[int]) -> TokenSpans:

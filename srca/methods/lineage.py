@@ -148,9 +148,12 @@ class _Lineages:
         """The step ``r`` of lineage ``lineage`` after ``parent``, with its token confidences."""
         k = self.ctx.add_step(parent, r)
         self.index[k.id] = lineage
-        tops = [[lp for _, lp in alts] for alts in r.top_logprobs] if self.c.confidence_topk else []
-        self.tok_conf[k.id] = [token_confidence(lp, tops[i] if i < len(tops) else None)
-                               for i, lp in enumerate(r.logprobs) if lp == lp]  # NaN: left out by the engine
+        if self.c.confidence_topk:
+            tops = [[lp for _, lp in alts] for alts in r.top_logprobs]
+            self.tok_conf[k.id] = [token_confidence(lp, tops[i] if i < len(tops) else None)
+                                   for i, lp in enumerate(r.logprobs) if lp == lp]  # NaN: left out by the engine
+        else:  # token_confidence without top-k: the log-probability itself
+            self.tok_conf[k.id] = [0.0 if lp is None else float(lp) for lp in r.logprobs if lp == lp]
         k.score = k.path_score = self.confidence(k)  # the lineage's confidence so far
         return k
 
