@@ -325,3 +325,49 @@ def test_eval_progress_is_json_lines_with_json_logs(tmp_path, monkeypatch):
     lines = [json.loads(x) for x in buf.getvalue().splitlines() if x.strip()]
     solved = [x for x in lines if x["message"].startswith("solved")]
     assert [(x["done"], x["total"]) for x in solved] == [(1, 2), (2, 2)] and "majority@2" in solved[-1]["accuracy"]
+
+
+def test_default_concurrency_fills_the_engines_batch_at_the_largest_n():
+    from dataclasses import replace
+
+    from srca.eval import default_concurrency
+
+    def with_batch(seqs):
+        e = engine()
+        e.info = replace(e.info, concurrent_sequences=seqs)
+        return e
+
+    assert default_concurrency(engine(), [16]) == 8  # the engine does not say: as before
+    assert default_concurrency(with_batch(4096), [4, 16]) == 256  # SGLang on an H200 at n = 16
+    assert default_concurrency(with_batch(4096), [1]) == 1024  # capped
+    assert default_concurrency(with_batch(4096), [64]) == 64
+    assert default_concurrency(with_batch(64), [16]) == 8  # never below the CPU default
+
+
+def test_eval_without_concurrency_runs_the_engines_default_in_flight(problems, tmp_path):
+    from dataclasses import replace
+
+    eng = engine(latency_s=0.05)
+    eng.info = replace(eng.info, concurrent_sequences=6)  # 6 // n 2 = 3 ... raised to the default 8
+    seen = {"now": 0, "most": 0}
+    inner = eng.generate
+
+    async def counting(requests):
+        seen["now"] += 1
+        seen["most"] = max(seen["most"], seen["now"])
+        try:
+            return await inner(requests)
+        finally:
+            seen["now"] -= 1
+
+    eng.generate = counting
+    many = [replace(p, unique_id=f"{p.unique_id}-{k}") for k in range(3) for p in problems]  # 12 problems
+    run_eval(many, ["majority"], [2], eng, tmp_path / "c.jsonl", progress=False)
+    assert seen["most"] == 8  # one call per majority solve: 8 of the 12 in flight at once
+    eng.info = replace(eng.info, concurrent_sequences=20)  # 20 // 2 = 10
+    seen["most"] = 0
+    run_eval(many, ["majority"], [2], eng, tmp_path / "d.jsonl", progress=False)
+    assert seen["most"] == 10
+    seen["most"] = 0
+    run_eval(many, ["majority"], [2], eng, tmp_path / "e.jsonl", progress=False, concurrency=3)  # given: kept
+    assert seen["most"] == 3

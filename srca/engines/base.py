@@ -107,13 +107,16 @@ class GenResult:
 class EngineInfo:
     """What a backend is and can do. ``token_ids``: accepts ``input_ids`` and returns
     ``token_ids`` (else the controller works on text). ``reports_cached_tokens``: whether
-    ``cached_tokens`` is real or always 0."""
+    ``cached_tokens`` is real or always 0. ``concurrent_sequences``: how many sequences the
+    backend decodes together at its best (a GPU engine's running batch), which sizes an eval's
+    default concurrency (:func:`srca.eval.runner.default_concurrency`); None where unknown."""
 
     name: str
     model: str
     token_ids: bool = True
     reports_cached_tokens: bool = True
     max_context: int = 32768
+    concurrent_sequences: int | None = None
 
 
 @runtime_checkable

@@ -30,6 +30,12 @@ from typing import Any, Iterable
 # SGLang's max_running_requests on one H200 with the 1.5B model (its own default there).
 DECODE_GRAPH_MAX_BS = 4096
 AUTO = "auto"
+# what an eval's default concurrency assumes an SGLang server batches when it says nothing (the
+# ceiling above, an H100's or H200's): EngineInfo.concurrent_sequences of SGLangServerEngine; the
+# in-process engine knows its own (the resolved ceiling, or SMALL_GPU_SEQUENCES under SGLang's
+# default graphs). Too many solves in flight only queue in SGLang; too few leave the GPU idle
+SERVER_SEQUENCES = DECODE_GRAPH_MAX_BS
+SMALL_GPU_SEQUENCES = 256
 
 # SGLang's cuda_graph_backend_prefill for the engines this project starts (None: SGLang's default)
 PREFILL_GRAPH = "disabled"

@@ -45,6 +45,7 @@ from .chat_template import apply_chat_template
 from .gather import gather_or_cancel
 from .hf_decode import hf_decoder
 from .httpclient import ConnectionLost, LoopClient, ReadTimedOut, RetryPolicy, retry_policy, send_with_retries
+from .sglang_graphs import SERVER_SEQUENCES
 from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, ReplicaRouter, StopTokens, new_rid, sampling_params, tail_rescore,
                             tail_to_score, to_result, with_tail_logprobs)
 
@@ -183,7 +184,8 @@ class SGLangServerEngine:
         has_tok = self.tokenizer is not None or self.remote_tokenizer
         max_ctx = int(info.get("max_context") or 32768)
         self.info = EngineInfo(name="sglang_http", model=str(self.model), token_ids=has_tok,
-                               reports_cached_tokens=True, max_context=max_ctx)
+                               reports_cached_tokens=True, max_context=max_ctx,
+                               concurrent_sequences=SERVER_SEQUENCES * len(self.urls))
 
     # -- blocking helpers (construction, remote tokenizer) --------------------------------------
     def _sync_client(self) -> Any:

@@ -47,6 +47,7 @@ from .base import EngineInfo, GenRequest, GenResult
 from .chat_template import apply_chat_template
 from .hf_decode import hf_decoder
 from .sglang_graphs import AUTO as GRAPHS_AUTO
+from .sglang_graphs import SMALL_GPU_SEQUENCES
 from .sglang_graphs import (PREFILL_GRAPH, decode_graph_args, prefill_graph_args, resolve_max_bs, resolve_prefill_graph,
                             server_arg_fields)
 from .sglang_sampler import BACKEND as SAMPLER_BACKEND
@@ -181,7 +182,8 @@ class SGLangEngine:
         self.server_args = kwargs
         self.engine = sglang.Engine(**kwargs)
         self.info = EngineInfo(name="sglang", model=model_path, token_ids=True,
-                               reports_cached_tokens=radix_cache, max_context=_max_context(model_path))
+                               reports_cached_tokens=radix_cache, max_context=_max_context(model_path),
+                               concurrent_sequences=(graph_max_bs or SMALL_GPU_SEQUENCES) * dp_size)
         # One private loop for every SGLang call (see module docstring).
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="srca-sglang-loop", daemon=True)
