@@ -264,9 +264,7 @@ def make_app(state: State):
         body = await request.json()
         rid = body.get("rid")
         state.aborted.append(rid)
-        ev = state.events.get(rid)
-        if ev is not None:
-            ev.set()
+        state.events.setdefault(rid, asyncio.Event()).set()  # also before its /generate waits
         return Response(status_code=200)
 
     @app.get("/model_info")

@@ -103,6 +103,27 @@ async def test_cancel_aborts_in_flight_requests(server):
     await eng.close()
 
 
+async def test_abort_by_group_answers_the_call_instead_of_cancelling_it(server):
+    """abort(group): the server is asked to abort that solve's requests and the call returns
+    them (finish_reason abort, the tokens the server had generated: none in this stand-in); a
+    request of another group is left alone."""
+    eng = make(server)
+    mine = asyncio.create_task(eng.generate([GenRequest(prompt="SLOW mine", n=2, max_new_tokens=4, group="a")]))
+    other = asyncio.create_task(eng.generate([GenRequest(prompt="SLOW other", n=1, max_new_tokens=4, group="b")]))
+    for _ in range(500):
+        if len(server.state.started_slow) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    eng.abort("a")
+    (got,) = await asyncio.wait_for(mine, 10)
+    assert [r.finish_reason for r in got] == ["abort", "abort"] and not other.done()
+    eng.abort("b")
+    (rest,) = await asyncio.wait_for(other, 10)
+    assert rest[0].finish_reason == "abort" and len(server.state.aborted) == 3
+    assert eng._group_rids == {}
+    await eng.close()
+
+
 def test_server_down_names_the_url():
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ConnectionError, match=url.replace(".", r"\.")):

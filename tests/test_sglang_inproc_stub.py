@@ -28,8 +28,7 @@ class _TokenizerManager:
 
     def abort_request(self, rid: str = "", abort_all: bool = False) -> None:
         self.aborted.append(rid)
-        if rid in self.waiters:
-            self.waiters[rid].set()
+        self.waiters.setdefault(rid, asyncio.Event()).set()  # also one not waiting yet (SGLang: registered)
 
     async def flush_cache(self):
         return types.SimpleNamespace(success=True)
@@ -65,11 +64,21 @@ class _StubEngine:
             return [prefill_only(ids, s, k) for ids, s, k in zip(input_ids, logprob_start_len, top_logprobs_num)]
         outs = []
         for ids, p, lp, k, r in zip(input_ids, sampling_params, return_logprob, top_logprobs_num, rid):
+            aborted = False
             if ids[0] == 7:  # a "long" request: runs until aborted
                 ev = self.tokenizer_manager.waiters.setdefault(r, asyncio.Event())
                 await ev.wait()
+                aborted = True
             o = run_script(self.state, ids, p, lp, k)
             o["meta_info"]["id"] = r
+            if aborted:  # as SGLang answers a user abort: the tokens so far (2 here), finish_reason abort
+                o["output_ids"] = o["output_ids"][:2]
+                o["text"] = "".join(chr(t) for t in o["output_ids"])
+                o["meta_info"].update(finish_reason={"type": "abort", "message": "Abort in waiting queue"},
+                                      completion_tokens=len(o["output_ids"]))
+                for key in ("output_token_logprobs", "output_top_logprobs"):
+                    if key in o["meta_info"]:
+                        o["meta_info"][key] = o["meta_info"][key][:2]
             outs.append(o)
         return outs
 
@@ -267,6 +276,50 @@ def test_cancel_aborts_by_rid(stub_sglang):
     asyncio.run(go())
     assert sorted(eng.engine.tokenizer_manager.aborted) == sorted(eng.engine.calls[0]["rids"])
     assert eng.stats()["replicas"][0]["requests_in_flight"] == 0
+    asyncio.run(eng.close())
+
+
+def test_abort_by_group_returns_the_tokens_so_far(stub_sglang):
+    """abort(group) ends one solve's requests without cancelling the call: it returns each with
+    what SGLang generated before the abort (finish_reason abort), so a deadline stop counts
+    them; the other group's request is not touched."""
+    eng = _make()
+
+    async def go():
+        mine = asyncio.ensure_future(eng.generate([GenRequest(input_ids=[7, 1, 2], n=3, max_new_tokens=5,
+                                                              group="solve-a")]))
+        other = asyncio.ensure_future(eng.generate([GenRequest(input_ids=[7, 3], n=1, max_new_tokens=5,
+                                                               group="solve-b")]))
+        while len(eng.engine.calls) < 2:
+            await asyncio.sleep(0.005)
+        eng.abort("solve-a")
+        (got,) = await asyncio.wait_for(mine, 5)
+        assert not other.done()
+        eng.abort("solve-b")
+        (rest,) = await asyncio.wait_for(other, 5)
+        return got, rest
+
+    got, rest = asyncio.run(go())
+    a_rids = next(c["rids"] for c in eng.engine.calls if len(c["rids"]) == 3)
+    assert sorted(eng.engine.tokenizer_manager.aborted[:3]) == sorted(a_rids)
+    assert [r.finish_reason for r in got] == ["abort"] * 3 and [r.generated_tokens for r in got] == [2, 2, 2]
+    assert [len(r.token_ids) for r in got] == [2, 2, 2] and rest[0].finish_reason == "abort"
+    assert eng._group_rids == {}  # nothing left registered
+    eng.abort("solve-a")  # nothing in flight: nothing happens
+    asyncio.run(eng.close())
+
+
+def test_deadline_stop_counts_what_sglang_generated(stub_sglang):
+    """A solve whose deadline passes mid-call: the search aborts its group and its usage holds
+    the tokens the aborted requests had generated (SearchContext._abort)."""
+    from srca import SearchConfig, Solver
+
+    eng = _make()
+    solver = Solver(engine=eng, answer_workers=0)
+    eng.encode = lambda text: [7] + [ord(c) for c in text]  # every request "long": it runs until aborted
+    sol = solver.solve("anything", SearchConfig(method="majority", n=2, max_new_tokens=5, deadline_s=0.3))
+    assert sol.stop_reason == "deadline"
+    assert sol.usage.generated_tokens == 4  # two samples, 2 tokens each before the abort
     asyncio.run(eng.close())
 
 

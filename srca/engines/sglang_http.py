@@ -16,7 +16,10 @@ request per sample instead. Requests go through one pooled aiohttp session per e
   unreachable the error is a :class:`ConnectionError` naming the URL; a read timeout is a
   :class:`TimeoutError`, not retried.
 * **Cancellation**: cancelling the awaiting task sends ``POST /abort_request {"rid": ...}`` for
-  every request in flight (SGLang would otherwise notice the closed connection only later).
+  every request in flight (SGLang would otherwise notice the closed connection only later);
+  ``abort(group)`` sends it for one solve's requests without cancelling, and their ``/generate``
+  answers with the tokens generated so far (``finish_reason`` ``abort``), which a deadline stop
+  counts.
 * **Replicas and affinity**: ``url`` may list several servers; every request of one
   ``GenRequest.group`` then goes to one of them (:class:`~srca.engines.sglang_common.ReplicaRouter`).
   A single server started with ``--dp-size N`` gets the same treatment through
@@ -161,6 +164,7 @@ class SGLangServerEngine:
         self._bg: set[asyncio.Task] = set()
         self.retries = 0
         self.aborts = 0
+        self._group_rids: dict[str, set[tuple[str, str]]] = {}  # a solve's (url, rid) in flight
         self.errors = 0
         self.dp_rank_counts: Counter[int] = Counter()
 
@@ -320,11 +324,21 @@ class SGLangServerEngine:
         async def send() -> Any:  # one try, under fresh rids
             rids = [new_rid() for _ in slots]
             body["rid"] = rids[0] if len(slots) == 1 else rids
+            mine = [(requests[k].group, (url, rid)) for (k, _), rid in zip(slots, rids) if requests[k].group is not None]
+            for g, x in mine:  # abort(group) reaches them while the POST is out
+                self._group_rids.setdefault(g, set()).add(x)
             try:
                 return await client.post(url + "/generate", json=body, headers=headers)
             except (asyncio.CancelledError, ReadTimedOut, ConnectionLost):
                 self._abort_later(url, rids)  # the server may be running them
                 raise
+            finally:
+                for g, x in mine:
+                    left = self._group_rids.get(g)
+                    if left is not None:
+                        left.discard(x)
+                        if not left:
+                            del self._group_rids[g]
 
         def retried() -> None:
             self.retries += 1
@@ -407,6 +421,14 @@ class SGLangServerEngine:
             resp = await client.post(url + "/flush_cache")
             ok = ok and resp.status_code == 200
         return ok
+
+    def abort(self, group: str) -> None:
+        """End the samples of ``group`` (one solve) in flight: ``/abort_request`` for each, and the
+        ``/generate`` that holds them answers with what the server had generated, with
+        ``finish_reason="abort"`` (SGLang answers a user abort like a finished request), so a
+        deadline stop counts those tokens. Call it on the loop that awaits the call."""
+        for url, rid in sorted(self._group_rids.get(group, ())):
+            self._abort_later(url, [rid])
 
     def _abort_later(self, url: str, rids: list[str]) -> None:
         """Fire ``/abort_request`` for each of ``rids`` without waiting (we are being cancelled)."""

@@ -27,7 +27,12 @@ How requests map onto SGLang (0.5.x):
   model's own (temperature 1, as the local engine returns); SGLang's decode logprobs are taken
   after the temperature (``tail_logprobs="inline"`` keeps those);
 * cancelling the awaiting task aborts the SGLang requests by ``rid``
-  (``TokenizerManager.abort_request``; SGLang does not abort on cancellation by itself).
+  (``TokenizerManager.abort_request``; SGLang does not abort on cancellation by itself);
+* ``abort(group)`` aborts the requests of one solve in flight *without* cancelling: SGLang then
+  ends each with ``finish_reason`` ``abort`` and the tokens it had generated (its tokenizer
+  manager answers a user abort like a finished request), so the caller gets them and counts
+  them (a deadline stop, :meth:`srca.methods.context.SearchContext._abort`), as with the local
+  engine.
 
 SGLang's tokenizer manager binds itself to the first event loop that sends it a request. So
 the engine runs all SGLang calls on one private loop in a background thread, and
@@ -189,6 +194,7 @@ class SGLangEngine:
         self._thread = threading.Thread(target=self._loop.run_forever, name="srca-sglang-loop", daemon=True)
         self._thread.start()
         self._closed = False
+        self._group_rids: dict[str, set[str]] = {}  # a solve's SGLang requests in flight (engine loop only)
         if freeze_gc:
             self._freeze_gc()
 
@@ -258,6 +264,9 @@ class SGLangEngine:
         routed = replica if (replica is not None and self.dp_size > 1) else None
         self.router.start(replica, len(slots), tokens)
         results: list[GenResult] = []
+        groups = [(requests[k].group, rid) for (k, _), rid in zip(slots, rids) if requests[k].group is not None]
+        for g, rid in groups:
+            self._group_rids.setdefault(g, set()).add(rid)
         try:
             outs = await self.engine.async_generate(
                 input_ids=ids, sampling_params=params, return_logprob=want_lp,
@@ -280,6 +289,12 @@ class SGLangEngine:
             raise
         finally:
             self.router.done(replica, len(slots), tokens, results)
+            for g, rid in groups:
+                left = self._group_rids.get(g)
+                if left is not None:
+                    left.discard(rid)
+                    if not left:
+                        del self._group_rids[g]
 
     async def _score_tails(self, ids: list[list[int]], outs: list[dict], tails: list[int], tops: list[int],
                            rids: list[str], routed: int | None) -> list[dict]:
@@ -305,6 +320,13 @@ class SGLangEngine:
         for (j, _, _, k), s in zip(todo, scored):
             outs[j] = with_tail_logprobs(outs[j], s, k)
         return outs
+
+    def abort(self, group: str) -> None:
+        """End the requests of ``group`` (one solve) that are in flight; their calls return what
+        was generated so far, with ``finish_reason="abort"``. Safe from any thread; a request
+        SGLang has not registered yet runs on."""
+        if not self._closed:
+            self._loop.call_soon_threadsafe(lambda: self._abort(sorted(self._group_rids.get(group, ()))))
 
     def _abort(self, rids: list[str]) -> None:
         tm = getattr(self.engine, "tokenizer_manager", None)

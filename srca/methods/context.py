@@ -202,10 +202,10 @@ class SearchContext:
 
     async def _abort(self, call: asyncio.Future, probe: bool) -> None:
         """The deadline passed while ``call`` ran: stop its requests and count what the engine
-        spent on them. An engine with ``abort(group)`` (local, fake) ends this solve's rows at its
-        next step and returns them (finish_reason ``abort``), so their tokens are counted; any
-        other engine is cancelled (the SGLang and OpenAI engines abort their requests on
-        cancellation) and what it spent cannot be known."""
+        spent on them. An engine with ``abort(group)`` (local, SGLang in process or behind its
+        server, fake) ends this solve's requests and returns them (finish_reason ``abort``), so
+        their tokens are counted; any other engine is cancelled (the OpenAI engine's requests
+        are then aborted by the closed connection) and what it spent cannot be known."""
         abort = getattr(self.engine, "abort", None)
         if callable(abort):
             abort(self.solve_id)
