@@ -33,14 +33,17 @@ def test_same_text_as_the_tokenizers_decode(tok):
         assert fast(tuple(c)) == want  # any sequence of ints
 
 
-def test_a_tokenizer_that_cleans_up_spaces_keeps_its_own_decode(tok):
+def test_a_tokenizer_that_decodes_its_own_way_keeps_its_decode(tok):
+    from transformers import AutoTokenizer
+
     from srca.engines.hf_decode import hf_decoder
+    from srca.models import DEFAULT_MODEL, resolve_model
 
-    class Cleaning:  # what a tokenizer with clean_up_tokenization_spaces looks like to hf_decoder
-        _tokenizer = tok._tokenizer
-        clean_up_tokenization_spaces = True
+    class Own(type(tok)):  # a class with its own decoding (as some models' tokenizers have)
+        def _decode(self, token_ids, **kw):
+            return "own:" + super()._decode(token_ids, **kw)
 
-        def decode(self, ids, skip_special_tokens=False):
-            return "own:" + tok.decode(ids, skip_special_tokens=skip_special_tokens)
-
-    assert hf_decoder(Cleaning())([40, 1079]) == "own:" + tok.decode([40, 1079])
+    own = Own.from_pretrained(resolve_model(DEFAULT_MODEL))
+    assert hf_decoder(own)([40, 1079]) == "own:" + tok.decode([40, 1079])
+    cleaning = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL), clean_up_tokenization_spaces=True)
+    assert hf_decoder(cleaning).__name__ == "slow"  # it cleans up spaces: its own decode

@@ -120,7 +120,7 @@ async def test_abort_by_group_answers_the_call_instead_of_cancelling_it(server):
     eng.abort("b")
     (rest,) = await asyncio.wait_for(other, 10)
     assert rest[0].finish_reason == "abort" and len(server.state.aborted) == 3
-    assert eng._group_rids == {}
+    assert len(eng._in_flight) == 0
     await eng.close()
 
 

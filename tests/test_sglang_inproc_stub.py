@@ -304,7 +304,7 @@ def test_abort_by_group_returns_the_tokens_so_far(stub_sglang):
     assert sorted(eng.engine.tokenizer_manager.aborted[:3]) == sorted(a_rids)
     assert [r.finish_reason for r in got] == ["abort"] * 3 and [r.generated_tokens for r in got] == [2, 2, 2]
     assert [len(r.token_ids) for r in got] == [2, 2, 2] and rest[0].finish_reason == "abort"
-    assert eng._group_rids == {}  # nothing left registered
+    assert len(eng._in_flight) == 0  # nothing left registered
     eng.abort("solve-a")  # nothing in flight: nothing happens
     asyncio.run(eng.close())
 

@@ -256,6 +256,33 @@ def with_tail_logprobs(out: dict, scored: dict, k: int) -> dict:
     return {**out, "meta_info": meta}
 
 
+class InFlight:
+    """Each group's (one solve's) requests in flight, so that ``abort(group)`` reaches them:
+    ``add`` before a call goes out, ``remove`` when it is back (``pairs``: ``(group, request
+    key)``; a group without requests is forgotten)."""
+
+    def __init__(self) -> None:
+        self._by: dict[str, set[Any]] = {}
+
+    def add(self, pairs: list[tuple[str, Any]]) -> None:
+        for g, x in pairs:
+            self._by.setdefault(g, set()).add(x)
+
+    def remove(self, pairs: list[tuple[str, Any]]) -> None:
+        for g, x in pairs:
+            left = self._by.get(g)
+            if left is not None:
+                left.discard(x)
+                if not left:
+                    del self._by[g]
+
+    def of(self, group: str) -> list[Any]:
+        return sorted(self._by.get(group, ()))
+
+    def __len__(self) -> int:
+        return len(self._by)
+
+
 class ReplicaRouter:
     """Chooses a replica for each request and counts work per replica.
 

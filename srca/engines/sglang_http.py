@@ -48,9 +48,9 @@ from .chat_template import apply_chat_template
 from .gather import gather_or_cancel
 from .hf_decode import hf_decoder
 from .httpclient import ConnectionLost, LoopClient, ReadTimedOut, RetryPolicy, retry_policy, send_with_retries
+from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, InFlight, ReplicaRouter, StopTokens, new_rid, sampling_params,
+                            tail_rescore, tail_to_score, to_result, with_tail_logprobs)
 from .sglang_graphs import SERVER_SEQUENCES
-from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, ReplicaRouter, StopTokens, new_rid, sampling_params, tail_rescore,
-                            tail_to_score, to_result, with_tail_logprobs)
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class SGLangServerEngine:
         self._bg: set[asyncio.Task] = set()
         self.retries = 0
         self.aborts = 0
-        self._group_rids: dict[str, set[tuple[str, str]]] = {}  # a solve's (url, rid) in flight
+        self._in_flight = InFlight()  # each solve's (url, rid) while its POST is out
         self.errors = 0
         self.dp_rank_counts: Counter[int] = Counter()
 
@@ -324,21 +324,16 @@ class SGLangServerEngine:
         async def send() -> Any:  # one try, under fresh rids
             rids = [new_rid() for _ in slots]
             body["rid"] = rids[0] if len(slots) == 1 else rids
-            mine = [(requests[k].group, (url, rid)) for (k, _), rid in zip(slots, rids) if requests[k].group is not None]
-            for g, x in mine:  # abort(group) reaches them while the POST is out
-                self._group_rids.setdefault(g, set()).add(x)
+            mine = [(requests[k].group, (url, rid)) for (k, _), rid in zip(slots, rids)
+                    if requests[k].group is not None]
+            self._in_flight.add(mine)  # abort(group) reaches them while the POST is out
             try:
                 return await client.post(url + "/generate", json=body, headers=headers)
             except (asyncio.CancelledError, ReadTimedOut, ConnectionLost):
                 self._abort_later(url, rids)  # the server may be running them
                 raise
             finally:
-                for g, x in mine:
-                    left = self._group_rids.get(g)
-                    if left is not None:
-                        left.discard(x)
-                        if not left:
-                            del self._group_rids[g]
+                self._in_flight.remove(mine)
 
         def retried() -> None:
             self.retries += 1
@@ -427,7 +422,7 @@ class SGLangServerEngine:
         ``/generate`` that holds them answers with what the server had generated, with
         ``finish_reason="abort"`` (SGLang answers a user abort like a finished request), so a
         deadline stop counts those tokens. Call it on the loop that awaits the call."""
-        for url, rid in sorted(self._group_rids.get(group, ())):
+        for url, rid in self._in_flight.of(group):
             self._abort_later(url, [rid])
 
     def _abort_later(self, url: str, rids: list[str]) -> None:

@@ -52,12 +52,11 @@ from .base import EngineInfo, GenRequest, GenResult
 from .chat_template import apply_chat_template
 from .hf_decode import hf_decoder
 from .sglang_graphs import AUTO as GRAPHS_AUTO
-from .sglang_graphs import SMALL_GPU_SEQUENCES
-from .sglang_graphs import (PREFILL_GRAPH, decode_graph_args, prefill_graph_args, resolve_max_bs, resolve_prefill_graph,
-                            server_arg_fields)
+from .sglang_graphs import (PREFILL_GRAPH, SMALL_GPU_SEQUENCES, decode_graph_args, prefill_graph_args, resolve_max_bs,
+                            resolve_prefill_graph, server_arg_fields)
 from .sglang_sampler import BACKEND as SAMPLER_BACKEND
 from .sglang_sampler import check_installed as check_sampler_installed
-from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, ReplicaRouter, StopTokens, new_rid, sampling_params,
+from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, InFlight, ReplicaRouter, StopTokens, new_rid, sampling_params,
                             tail_rescore, tail_to_score, to_result, with_tail_logprobs)
 
 log = logging.getLogger(__name__)
@@ -194,7 +193,7 @@ class SGLangEngine:
         self._thread = threading.Thread(target=self._loop.run_forever, name="srca-sglang-loop", daemon=True)
         self._thread.start()
         self._closed = False
-        self._group_rids: dict[str, set[str]] = {}  # a solve's SGLang requests in flight (engine loop only)
+        self._in_flight = InFlight()  # each solve's SGLang request ids (touched on the engine loop only)
         if freeze_gc:
             self._freeze_gc()
 
@@ -265,8 +264,7 @@ class SGLangEngine:
         self.router.start(replica, len(slots), tokens)
         results: list[GenResult] = []
         groups = [(requests[k].group, rid) for (k, _), rid in zip(slots, rids) if requests[k].group is not None]
-        for g, rid in groups:
-            self._group_rids.setdefault(g, set()).add(rid)
+        self._in_flight.add(groups)
         try:
             outs = await self.engine.async_generate(
                 input_ids=ids, sampling_params=params, return_logprob=want_lp,
@@ -289,12 +287,7 @@ class SGLangEngine:
             raise
         finally:
             self.router.done(replica, len(slots), tokens, results)
-            for g, rid in groups:
-                left = self._group_rids.get(g)
-                if left is not None:
-                    left.discard(rid)
-                    if not left:
-                        del self._group_rids[g]
+            self._in_flight.remove(groups)
 
     async def _score_tails(self, ids: list[list[int]], outs: list[dict], tails: list[int], tops: list[int],
                            rids: list[str], routed: int | None) -> list[dict]:
@@ -326,7 +319,7 @@ class SGLangEngine:
         was generated so far, with ``finish_reason="abort"``. Safe from any thread; a request
         SGLang has not registered yet runs on."""
         if not self._closed:
-            self._loop.call_soon_threadsafe(lambda: self._abort(sorted(self._group_rids.get(group, ()))))
+            self._loop.call_soon_threadsafe(lambda: self._abort(self._in_flight.of(group)))
 
     def _abort(self, rids: list[str]) -> None:
         tm = getattr(self.engine, "tokenizer_manager", None)
