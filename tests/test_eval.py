@@ -330,18 +330,37 @@ def test_eval_progress_is_json_lines_with_json_logs(tmp_path, monkeypatch):
 def test_default_concurrency_fills_the_engines_batch_at_the_largest_n():
     from dataclasses import replace
 
-    from srca.eval import default_concurrency
+    from srca import Solver
+    from srca.solver import default_concurrency
 
     def with_batch(seqs):
         e = engine()
         e.info = replace(e.info, concurrent_sequences=seqs)
         return e
 
-    assert default_concurrency(engine(), [16]) == 8  # the engine does not say: as before
-    assert default_concurrency(with_batch(4096), [4, 16]) == 256  # SGLang on an H200 at n = 16
-    assert default_concurrency(with_batch(4096), [1]) == 1024  # capped
-    assert default_concurrency(with_batch(4096), [64]) == 64
-    assert default_concurrency(with_batch(64), [16]) == 8  # never below the CPU default
+    assert default_concurrency(engine(), [16], floor=8) == 8  # the engine does not say: as before
+    assert default_concurrency(with_batch(4096), [4, 16], floor=8) == 256  # SGLang on an H200 at n = 16
+    assert default_concurrency(with_batch(4096), [1], floor=8) == 1024  # capped
+    assert default_concurrency(with_batch(4096), [64], floor=8) == 64
+    assert default_concurrency(with_batch(64), [16], floor=8) == 8  # never below the floor
+    assert default_concurrency(engine(), [16]) == 16  # solve_many's floor
+
+    eng = with_batch(4)  # solve_many without concurrency: 16 in flight on an engine that says little
+    seen = {"now": 0, "most": 0}
+    inner = eng.generate
+
+    async def counting(requests):
+        seen["now"] += 1
+        seen["most"] = max(seen["most"], seen["now"])
+        try:
+            await asyncio.sleep(0.02)
+            return await inner(requests)
+        finally:
+            seen["now"] -= 1
+
+    eng.generate = counting
+    Solver(engine=eng, answer_workers=0).solve_many([f"Compute {k}+1." for k in range(20)], method="majority", n=2)
+    assert seen["most"] == 16
 
 
 def test_eval_without_concurrency_runs_the_engines_default_in_flight(problems, tmp_path):

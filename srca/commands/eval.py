@@ -65,7 +65,8 @@ def _workers(s: str) -> int | str:
 def run(args: argparse.Namespace, engine: Any = None) -> int:
     """``engine``: use this engine instead of building one from the flags (tests)."""
     from ..eval.data import DataError, load_problems
-    from ..eval import ResultsError, arun_eval, default_concurrency, plan
+    from ..eval import ResultsError, arun_eval, plan
+    from ..solver import default_concurrency
     from ..eval.report import render
 
     if args.limit is not None and args.limit < 1:
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
             note(f"loading {args.engine} engine {args.model or ''}".rstrip(), engine=args.engine, model=args.model)
         engine = engine_from_args(args)
         if not args.quiet:
-            conc = concurrency or default_concurrency(engine, args.n)
+            conc = concurrency or default_concurrency(engine, args.n, floor=8)
             note(f"engine ready in {time.monotonic() - t0:.1f} s; {len(problems)} problem(s), methods "
                  f"{','.join(args.method)}, n {','.join(map(str, args.n))}, {conc} in flight; writing {args.out}",
                  start_s=round(time.monotonic() - t0, 1), problems=len(problems), out=args.out, concurrency=conc)

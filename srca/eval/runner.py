@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 from ..logs import json_enabled
 from ..config import SearchConfig
 from ..engines.base import Engine
-from ..solver import Solver
+from ..solver import Solver, default_concurrency
 from ..viewer import write_html
 from .data import Problem
 from .records import (Key, ResultsError, ResultsWriter, canonical_order, config_id, key_of, make_record,
@@ -133,24 +133,6 @@ def _check_resumable(existing: Sequence[dict], jobs: Sequence[Job], out: Path) -
                                f"now {want[k]}); resume with the same flags or write to another --out")
 
 
-DEFAULT_CONCURRENCY = 8  # solves in flight where the engine does not say what it batches (the CPU engine)
-MAX_AUTO_CONCURRENCY = 1024
-
-
-def default_concurrency(engine: Engine | Solver, ns: Sequence[int]) -> int:
-    """Solves in flight when the caller names none: as many as fill the engine's batch
-    (``EngineInfo.concurrent_sequences``) at the largest ``n`` (each solve runs up to ``n``
-    samples at once), at least :data:`DEFAULT_CONCURRENCY`, at most
-    :data:`MAX_AUTO_CONCURRENCY`; :data:`DEFAULT_CONCURRENCY` where the engine does not say.
-    On one H200 (SGLang, 4,096 sequences: 256 solves at n = 16) majority@16 ran 1.15x the raw
-    engine's wall at 256 solves in flight and 1.47x at 64 (README, "Fifth run")."""
-    eng = engine.engine if isinstance(engine, Solver) else engine
-    seqs = getattr(getattr(eng, "info", None), "concurrent_sequences", None)
-    if not seqs:
-        return DEFAULT_CONCURRENCY
-    return max(DEFAULT_CONCURRENCY, min(MAX_AUTO_CONCURRENCY, seqs // max(1, max(ns, default=1))))
-
-
 async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Sequence[int],
                     engine: Engine | Solver, out: str | os.PathLike, *, base: SearchConfig | None = None,
                     seed: int = 0, concurrency: int | None = None, resume: bool = False, overwrite: bool = False,
@@ -168,7 +150,7 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
     differ in the last bits with the batch it sits in (CPU and GPU kernels alike), which after a
     few thousand sampled tokens can change a path; isolated, a killed and resumed run reproduces
     an uninterrupted one exactly. Slower: no batching across problems.
-    ``concurrency``: solves in flight; None: :func:`default_concurrency` of the engine.
+    ``concurrency``: solves in flight; None: :func:`srca.solver.default_concurrency` of the engine (at least 8).
     On cancellation (Ctrl-C) every finished line is already in ``out``."""
     if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
                                     or concurrency < 1):
@@ -197,7 +179,7 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
     if len(todo) > 1:  # many solves ahead: the answer workers start now, not mid-run (AnswerWorkers.start)
         solver.answer_work.start()
     if concurrency is None:
-        concurrency = default_concurrency(solver, ns)
+        concurrency = default_concurrency(solver.engine, ns, floor=8)
     sem = asyncio.Semaphore(1 if isolate else concurrency)
     flush = getattr(solver.engine, "flush_cache", None) if isolate else None
     if isolate and flush is None:
