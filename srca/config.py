@@ -61,6 +61,11 @@ class SearchConfig:
     waves: int = 3
     wave_consensus: float = 0.5
     wave_min: int = 2
+    # lineages generated whole: the next wave starts once the current one has run this many
+    # tokens, not once it has ended; a clear vote then aborts the waves it does not need (their
+    # tokens so far counted). Less latency for more tokens; needs an engine with abort (local,
+    # SGLang); 0: one wave after another
+    wave_overlap: int = 0
     confidence: str = "tail"  # path confidence for the vote: none | mean | tail | lowest (window)
     confidence_window: int = 64  # tokens of the tail / sliding window
     confidence_topk: int = 0  # 0: sampled tokens' logprobs; k: DeepConf's -mean(top-k logprobs)
@@ -98,6 +103,8 @@ class SearchConfig:
             bad("n", f"must be <= 4096, got {self.n}")
         if self.waves > 64:
             bad("waves", f"must be <= 64, got {self.waves}")
+        if isinstance(self.wave_overlap, bool) or not isinstance(self.wave_overlap, int) or self.wave_overlap < 0:
+            bad("wave_overlap", f"must be an integer >= 0 (tokens; 0: off), got {self.wave_overlap!r}")
         for name in ("beam_width", "expand", "max_tokens_total"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):

@@ -200,3 +200,88 @@ def test_replay_counts_the_critical_path_wave_by_wave():
                                                             probe_at="step"))
     assert stepwise.critical_path == 37 + 57 + 37
     assert replay_majority(line, list(range(6))).critical_path == 40  # its longest sample
+
+
+def test_overlapping_waves_decide_the_same_and_abort_what_they_do_not_need():
+    """wave_overlap: wave w + 1 starts once wave w has run 10 tokens (its first segment), each
+    sample's rest continues its own tokens; the decisions are the waves' own, in order. When the
+    first wave settles, the waves started after it are aborted (their tokens are counted); when
+    every wave is needed, every sample is whole and the tokens are the same."""
+    settles = ["7", "7", "8", "8", "8", "8"]
+    plain, _, _ = solve(settles)
+    sol, eng, _ = solve(settles, wave_overlap=10)
+    assert (sol.answer, sol.stop_reason) == (plain.answer, plain.stop_reason) == ("7", "consensus")
+    assert [(c.source, c.answer) for c in sol.candidates] == [(c.source, c.answer) for c in plain.candidates]
+    first = [(r.n, r.seed, r.max_new_tokens) for b in eng.calls for r in b if r.max_new_tokens == 10]
+    assert (2, request_seed(0, 0, 1), 10) in first  # wave 2 started before wave 1 was decided
+    assert eng.aborted == [eng.calls[0][0].group]  # and was aborted when it settled
+    assert sol.usage.generated_tokens > plain.usage.generated_tokens
+    for finals in (["1", "2", "3", "4", "5", "5"], ["7", "8", "8", "9", "8", "8"]):
+        plain, _, _ = solve(finals)
+        sol, eng, _ = solve(finals, wave_overlap=10)
+        assert (sol.answer, sol.stop_reason) == (plain.answer, plain.stop_reason)
+        assert [(c.source, c.answer, c.score) for c in sol.candidates] == \
+            [(c.source, c.answer, c.score) for c in plain.candidates]
+    plain, _, _ = solve(["1", "2", "3", "4", "5", "5"])
+    sol, eng, _ = solve(["1", "2", "3", "4", "5", "5"], wave_overlap=10)
+    assert eng.aborted == [] and sol.usage.generated_tokens == plain.usage.generated_tokens == 156
+
+
+def test_without_an_engine_that_aborts_the_waves_do_not_overlap():
+    from srca.methods.lineage import overlap_of
+
+    class NoAbort:  # the scripted engine without abort(group), as the OpenAI engine
+        def __init__(self, inner):
+            self.info, self.encode, self.decode = inner.info, inner.encode, inner.decode
+            self.chat_prompt, self.generate, self.close = inner.chat_prompt, inner.generate, inner.close
+
+    cfg = SearchConfig(method="srca", n=6, waves=3, wave_overlap=10)
+    inner = ScriptedEngine(lineage_script(lambda L: "7", lambda L, k: "7", lambda L: 3, offsets=OFFSETS))
+    assert overlap_of(cfg, inner, 3) == 10 and overlap_of(cfg, NoAbort(inner), 3) == 0
+    assert overlap_of(cfg, inner, 1) == 0  # one wave: nothing to overlap
+    assert overlap_of(SearchConfig(wave_overlap=1024, max_new_tokens=1024), inner, 3) == 0
+    sol = Solver(engine=NoAbort(inner), config=cfg).solve("q")
+    assert all(r.max_new_tokens != 10 for b in inner.calls for r in b) and sol.answer == "7"
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="wave_overlap"):
+            SearchConfig(wave_overlap=bad)
+
+
+def test_replay_models_overlapping_waves():
+    """The 6 lineages above (19, 26, 33, 40, 19, 26 tokens), waves of 2, overlap 10: wave 2
+    starts at 10, wave 3 at 20 (each wave's longest is longer than 10)."""
+    steps = lambda L: 2 + L % 4  # noqa: E731
+    for finals, want in ((["1", "2", "3", "4", "5", "6"], None), (["7", "7", "8", "8", "8", "8"], "7")):
+        eng = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", steps))
+        rec = RecordSettings(samples=6, topk=0, verify=False, config=SearchConfig(prompt="math"))
+        (line,) = asyncio.run(record_chunk(eng, [Problem(unique_id="p1", problem="q", answer="1")], rec))
+        pol = Policy(n=6, waves=3, confidence="none", keep_top=1.0)
+        plain = replay_lineages(line, list(range(6)), pol)
+        over = replay_lineages(line, list(range(6)), Policy(**{**pol.__dict__, "wave_overlap": 10}))
+        assert (over.answer, over.stop) == (plain.answer, plain.stop)
+        assert [(b.kind, b.answer) for b in over.ballots] == [(b.kind, b.answer) for b in plain.ballots]
+        if want is None:  # every wave decided: the same tokens; ends 26, 10 + 40, 20 + 26
+            assert (plain.critical_path, over.critical_path) == (92, 50)
+            assert over.tokens == plain.tokens == 163
+        else:  # wave 1 settles at 26: wave 2 ran 16 tokens of its two samples, wave 3 six
+            assert plain.answer == want and (plain.critical_path, over.critical_path) == (26, 26)
+            assert over.tokens == plain.tokens + 2 * 16 + 2 * 6
+
+
+def test_a_cancelled_solve_leaves_no_wave_running():
+    finals = ["1", "2", "3", "4", "5", "5"]
+    eng = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", lambda L: 3, offsets=OFFSETS),
+                         latency_s=0.2)
+    solver = Solver(engine=eng, config=SearchConfig(method="srca", n=6, waves=3, wave_overlap=10))
+
+    async def go():
+        task = asyncio.ensure_future(solver.asolve("q"))
+        while len(eng.calls) < 2:  # wave 1's rest and wave 2's first tokens in flight
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+
+    assert asyncio.run(go()) == []

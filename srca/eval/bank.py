@@ -165,6 +165,7 @@ class Policy:
     waves: int = _DEFAULT.waves
     wave_consensus: float = _DEFAULT.wave_consensus
     wave_min: int = _DEFAULT.wave_min
+    wave_overlap: int = _DEFAULT.wave_overlap
 
     @classmethod
     def from_config(cls, c: Any) -> "Policy":
@@ -174,7 +175,7 @@ class Policy:
                    confidence=c.confidence, confidence_window=c.confidence_window,
                    confidence_topk=c.confidence_topk > 0, keep_top=c.keep_top, keep_min=c.keep_min,
                    checkpoint_weight=c.checkpoint_weight, verify=c.verify, weighted=True, max_steps=c.max_steps, waves=c.waves,
-                   wave_consensus=c.wave_consensus, wave_min=c.wave_min)
+                   wave_consensus=c.wave_consensus, wave_min=c.wave_min, wave_overlap=c.wave_overlap)
 
 
 @dataclass
@@ -202,7 +203,10 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
     like the online search (:func:`srca.methods.lineage.run_lineages`), wave by wave (the
     samples in order: the first wave's lineages first). Tokens as it spends them: the steps
     taken and the probes, or, where it generates each lineage whole
-    (:func:`srca.methods.paths.whole_paths`), every token of the samples it started and the probes."""
+    (:func:`srca.methods.paths.whole_paths`), every token of the samples it started and the probes;
+    with ``wave_overlap`` also what the waves it did not need generated before the decision
+    aborted them, and that critical path, both from a model of decoding in lockstep
+    (:func:`_overlapped`; the decisions are the same as without it)."""
     eq = equivalent
     S = [line["samples"][i] for i in samples]
     depth = [0] * len(S)  # steps taken
@@ -229,6 +233,7 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
         return out
 
     sizes = wave_sizes(len(S), p.waves, p.wave_min)
+    after_wave: list[int] = []  # each wave's probes and verification, decoded after its samples
     for w, size in enumerate(sizes):
         live = range(started, started + size)
         started += size
@@ -268,6 +273,7 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
                 stop = "consensus"
                 break
         crit_whole += max(S[i]["tokens"] for i in live) + wave_probe + wave_verify
+        after_wave.append(wave_probe + wave_verify)
         if stop:
             break
         capped = capped or any(i not in ended for i in live)
@@ -280,11 +286,38 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
     whole = whole_paths(p.probe_at, p.settle, p.consensus)
     if whole:  # the online search generates each lineage whole
         tokens = sum(smp["tokens"] for smp in S[:started]) + probe
+        if p.wave_overlap and len(sizes) > 1:
+            extra, crit_whole = _overlapped([smp["tokens"] for smp in S], sizes, after_wave, p.wave_overlap)
+            tokens += extra
     bs = ballots(started)
     t = vote(bs, eq, keep_top=p.keep_top, checkpoint_weight=p.checkpoint_weight, weighted=p.weighted,
              keep_min=p.keep_min)
     return Outcome(bs[t.winner].answer if t.winner is not None else None, tokens, probe, stop, bs,
                    crit_whole if whole else crit_steps)
+
+
+def _overlapped(lengths: list[int], sizes: list[int], after_wave: list[int], overlap: int) -> tuple[int, int]:
+    """Overlapping waves (``wave_overlap``), whole lineages, every sample decoding one token a
+    step (a batch in lockstep): wave ``k + 1`` starts ``min(overlap, its longest)`` after wave
+    ``k``; wave ``k``'s decision comes once it and every earlier decision are done, plus its
+    probes (``after_wave[k]``; ``len(after_wave)`` waves were decided); the waves started by
+    then and not needed are aborted there. Returns (their tokens, the critical path)."""
+    starts, ends, s, a = [], [], 0, 0
+    for size in sizes:
+        longest = max(lengths[a:a + size])
+        starts.append(s)
+        ends.append(s + longest)
+        s += min(overlap, longest)
+        a += size
+    stop = 0
+    for k, cost in enumerate(after_wave):
+        stop = max(stop, ends[k]) + cost
+    a = sum(sizes[:len(after_wave)])
+    extra = 0
+    for k in range(len(after_wave), len(sizes)):
+        extra += sum(max(0, min(n, stop - starts[k])) for n in lengths[a:a + sizes[k]])
+        a += sizes[k]
+    return extra, stop
 
 
 def replay_majority(line: dict, samples: Sequence[int]) -> Outcome:

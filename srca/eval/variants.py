@@ -19,6 +19,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "srca-settle": {"method": "srca", "probe_at": "step", "settle": 3},  # lineages stop once 3 probes agree
     "srca-consensus": {"method": "srca", "consensus": 0.5},  # stop once half the lineages agree
     "srca-nowaves": {"method": "srca", "waves": 1},  # all n lineages at once (no adaptive sampling)
+    "srca-overlap": {"method": "srca", "wave_overlap": 384},  # the next wave after 384 tokens of the current one
     "srca-uniform": {"method": "srca", "confidence": "none", "keep_top": 1.0},  # plain vote of the lineages
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
     "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a cut lineage has no vote

@@ -35,15 +35,36 @@ replay (:mod:`srca.eval.bank`) that tunes them offline.
 """
 from __future__ import annotations
 
+import asyncio
+from typing import Any, Callable
+
 from ..answers import equivalent
 from ..engines.base import GenRequest, GenResult
 from ..engines.token_spans import token_spans
 from .consensus import (Ballot, consensus_reached, settled_answer, token_confidence, trace_confidence,
                         wave_settled, wave_sizes)
-from .context import Node, SearchContext
+from .context import ABORT_WAIT_S, Node, SearchContext
 from .paths import path_steps, whole_paths
 from .select import mark_kept
 from .verify import VERIFY_TOPK, Verifier, verify_factor
+
+
+CONTINUATION_INDEX = 1_000_000  # seeds of a segmented sample's rest: keyed apart from node ids
+
+
+def joined(head: GenResult, rest: GenResult) -> GenResult:
+    """A sample generated in two calls as one result: ``rest`` continued ``head``'s tokens.
+    Log-probabilities (and top-k lists) are aligned to the tokens, NaN (or empty) where an
+    engine left them out."""
+    n = len(head.token_ids)
+    lp = (list(head.logprobs) + [float("nan")] * (n - len(head.logprobs)) + list(rest.logprobs)
+          if head.logprobs or rest.logprobs else [])
+    top = (list(head.top_logprobs) + [[]] * (n - len(head.top_logprobs)) + list(rest.top_logprobs)
+           if head.top_logprobs or rest.top_logprobs else [])
+    return GenResult(text=head.text + rest.text, token_ids=list(head.token_ids) + list(rest.token_ids),
+                     finish_reason=rest.finish_reason, stop_str=rest.stop_str, logprobs=lp, top_logprobs=top,
+                     prompt_tokens=head.prompt_tokens, cached_tokens=head.cached_tokens,
+                     generated_tokens=head.generated_tokens + rest.generated_tokens)
 
 
 class _Lineages:
@@ -62,6 +83,7 @@ class _Lineages:
         self.capped = False  # some lineage stopped at max_steps without an end of its own
         self.verifier = Verifier(ctx.engine, self.c.verify_question) if self.c.verify > 0 else None
         self.odds: dict[int, float | None] = {}  # finished node id -> its verification log-odds
+        self.halted = False  # the solve stopped: overlapping waves start nothing more
 
     def launch(self, size: int, wave: int) -> None:
         """Start the next wave: ``size`` new lineages from the root at the next step."""
@@ -105,11 +127,42 @@ class _Lineages:
         ``max_steps``; returns each lineage's last step. Only where nothing reads a step before
         its path ends (:func:`~srca.methods.paths.whole_paths`): the engine then batches whole
         samples as for majority voting, with no step barriers."""
+        return self.cut(await self.sample(size, wave), size)
+
+    async def sample(self, size: int, wave: int, segment: int = 0,
+                     on_segment: Callable[[], None] | None = None) -> list[GenResult]:
+        """The ``size`` whole samples of wave ``wave``. With ``segment`` > 0 in two calls: the first
+        ``segment`` tokens of each (then ``on_segment()``: the next wave may start), and the rest
+        of those that had not ended, each continuing its own tokens (a sample of the same
+        distribution; its own seed); unless the solve stopped meanwhile (``halted``)."""
         ctx, c = self.ctx, self.c
-        req = ctx.request(ctx.root, max_new_tokens=c.max_new_tokens, n=size, temperature=c.temperature,
+        req = ctx.request(ctx.root, max_new_tokens=segment or c.max_new_tokens, n=size, temperature=c.temperature,
                           top_p=c.top_p, top_k=c.top_k, seed=ctx.seed_for(ctx.root, salt=wave))
         self.ask_confidence(req)
         (results,) = await ctx.generate([req])
+        if not segment:
+            return results
+        if on_segment is not None:
+            on_segment()
+        todo = [j for j, r in enumerate(results)
+                if r.finish_reason == "length" and len(r.token_ids) < c.max_new_tokens]
+        if not todo or self.halted:
+            return results
+        reqs = []
+        for j in todo:
+            q = ctx.request(ctx.root, suffix_ids=results[j].token_ids, n=1, temperature=c.temperature, top_p=c.top_p,
+                            top_k=c.top_k, max_new_tokens=c.max_new_tokens - len(results[j].token_ids),
+                            seed=ctx.seed_for(ctx.root, salt=wave, index=CONTINUATION_INDEX + j))
+            self.ask_confidence(q)
+            reqs.append(q)
+        out = list(results)
+        for j, (rest,) in zip(todo, await ctx.generate(reqs)):
+            out[j] = joined(results[j], rest)
+        return out
+
+    def cut(self, results: list[GenResult], size: int) -> list[Node]:
+        """Wave results (whole samples) filed as lineages, cut into steps; each lineage's last step."""
+        ctx, c = self.ctx, self.c
         lasts, nodes = [], []
         first, self.launched = self.launched, self.launched + size
         for i, r in enumerate(results, first):
@@ -308,22 +361,62 @@ async def run_lineages(ctx: SearchContext) -> None:
         lin.ballots()
 
 
+def overlap_of(config: Any, engine: Any, waves: int) -> int:
+    """The ``wave_overlap`` a solve runs with: 0 (one wave after another) with a single wave, an
+    overlap not below ``max_new_tokens``, or an engine that cannot abort a solve's requests and
+    count them (``abort(group)``: the local and SGLang engines)."""
+    d = config.wave_overlap
+    return d if waves > 1 and 0 < d < config.max_new_tokens and callable(getattr(engine, "abort", None)) else 0
+
+
 async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> None:
-    """The lineages generated whole, wave by wave (:meth:`_Lineages.whole`); a lineage the token
-    limit or ``max_steps`` cut gets its one probe, as in the step-by-step search."""
+    """The lineages generated whole, wave by wave (:meth:`_Lineages.sample`); a lineage the token
+    limit or ``max_steps`` cut gets its one probe, as in the step-by-step search. With
+    ``wave_overlap`` (:func:`overlap_of`) wave ``w + 1`` starts once wave ``w`` has run that many
+    tokens; the decisions are the same, made in wave order, and a clear vote aborts the waves
+    started after it (the engine returns what they generated, which is counted, and thrown away)."""
     c = ctx.config
-    for w, size in enumerate(sizes):
-        _wave_event(ctx, w, sizes)
-        lasts = await lin.whole(size, w)
-        if c.checkpoints:
-            await ctx.probe([k for k in lasts if not k.finished and (k.truncated or k.depth >= c.max_steps)])
-        lin.sort(lasts)
-        await lin.verify()
-        lin.tell(lasts, max((k.depth for k in lasts), default=0))
-        lin.close_wave()
-        if w < len(sizes) - 1 and await lin.settled():
-            ctx.stop_reason = "consensus"
-            break
-    else:
-        ctx.stop_reason = "max_steps" if lin.capped else "finished"
+    d = overlap_of(c, ctx.engine, len(sizes))
+    tasks: list[asyncio.Future] = []
+
+    def start(w: int) -> None:
+        if w < len(sizes) and len(tasks) == w and not lin.halted:
+            tasks.append(asyncio.ensure_future(lin.sample(sizes[w], w, d, lambda: start(w + 1))))
+
+    try:
+        for w, size in enumerate(sizes):
+            start(w)  # without overlap, or when the wave before failed to start it
+            results = await tasks[w]
+            _wave_event(ctx, w, sizes)
+            lasts = lin.cut(results, size)
+            if c.checkpoints:
+                await ctx.probe([k for k in lasts if not k.finished and (k.truncated or k.depth >= c.max_steps)])
+            lin.sort(lasts)
+            await lin.verify()
+            lin.tell(lasts, max((k.depth for k in lasts), default=0))
+            lin.close_wave()
+            if w < len(sizes) - 1 and await lin.settled():
+                ctx.stop_reason = "consensus"
+                break
+        else:
+            ctx.stop_reason = "max_steps" if lin.capped else "finished"
+    finally:
+        lin.halted = True
+        await _abort_waves(ctx, tasks, overlapping=bool(d))
     lin.ballots()
+
+
+async def _abort_waves(ctx: SearchContext, tasks: list[asyncio.Future], overlapping: bool) -> None:
+    """Stop the overlapping waves still running: the engine aborts the solve's requests and
+    their calls return what was generated (counted by :meth:`SearchContext.generate`); what is
+    still running after ``ABORT_WAIT_S`` is cancelled. Without overlap only a solve that failed
+    or was cancelled leaves a wave running: it is cancelled."""
+    live = [t for t in tasks if not t.done()]
+    if live and overlapping:
+        ctx.engine.abort(ctx.solve_id)
+        await asyncio.wait(live, timeout=ABORT_WAIT_S)
+    for t in tasks:
+        if not t.done():
+            t.cancel()
+        elif not t.cancelled():
+            t.exception()  # retrieved: a wave thrown away may fail as it stops
