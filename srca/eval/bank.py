@@ -298,8 +298,8 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
 
 def _overlapped(lengths: list[int], sizes: list[int], after_wave: list[int], overlap: int) -> tuple[int, int]:
     """Overlapping waves (``wave_overlap``), whole lineages, every sample decoding one token a
-    step (a batch in lockstep): wave ``k + 1`` starts ``min(overlap, its longest)`` after wave
-    ``k``; wave ``k``'s decision comes once it and every earlier decision are done, plus its
+    step (a batch in lockstep): wave ``k + 1`` starts ``min(overlap, wave k's longest sample)`` after
+    wave ``k``; wave ``k``'s decision comes once it and every earlier decision are done, plus its
     probes (``after_wave[k]``; ``len(after_wave)`` waves were decided); the waves started by
     then and not needed are aborted there. Returns (their tokens, the critical path)."""
     starts, ends, s, a = [], [], 0, 0
