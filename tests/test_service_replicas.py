@@ -102,9 +102,13 @@ def test_two_replicas_100_jobs_one_killed_each_finished_once(tmp_path, redis_url
         a.kill()
         b.stop()
     assert all(v["state"] == "done" and v["result"]["problem"] == f"job number {i}" for i, v in enumerate(views))
-    # each job's result was written exactly once, across both processes' logs
+    # each job's result was written exactly once, across both processes' logs; a replica logs a
+    # finish after storing it, so a job that `a` finished as it was killed may have lost its line
+    # with it (at most its 4 running jobs, each on its first attempt)
     finished = Counter(re.findall(r"job ([0-9a-f]{32}) done", a.log() + b.log()))
-    assert set(finished) == set(ids) and set(finished.values()) == {1}
+    assert set(finished) <= set(ids) and set(finished.values()) == {1}
+    unlogged = [v for j, v in zip(ids, views) if j not in finished]
+    assert len(unlogged) <= 4 and all(v["attempts"] == 1 for v in unlogged), unlogged
     by_a = sum(1 for j in ids if f"job {j} done" in a.log())
     assert 0 < by_a < 100  # both replicas took work
     assert any(v["attempts"] == 2 for v in views), "no job was re-run after the kill"
