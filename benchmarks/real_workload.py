@@ -503,19 +503,15 @@ class SGLangLog:
 # -- engines ---------------------------------------------------------------------------------------
 
 def sglang_args(items: list[str]) -> dict[str, Any]:
-    """``--sglang-arg KEY=VALUE`` items as SGLang ``ServerArgs`` keywords (VALUE as JSON when it
-    parses: ``true``, ``8192``, ``[1, 2]``; else the string)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, val = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not eq or not key.isidentifier():
-            raise ValueError(f"--sglang-arg: {item!r}: expected KEY=VALUE, e.g. enable_mixed_chunk=true")
-        try:
-            out[key] = json.loads(val)
-        except json.JSONDecodeError:
-            out[key] = val
-    return out
+    """``--sglang-arg KEY=VALUE`` items as SGLang ``ServerArgs`` keywords, read as the CLI reads
+    ``--engine-option`` (VALUE as JSON when it parses: ``true``, ``8192``, ``[1, 2]``; else the
+    string); ValueError naming the flag."""
+    from srca.commands.common import UsageError, engine_options
+
+    try:
+        return engine_options(items, flag="--sglang-arg")
+    except UsageError as e:
+        raise ValueError(str(e)) from None
 
 
 def server_flags(args: dict[str, Any]) -> list[str]:

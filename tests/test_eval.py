@@ -327,6 +327,25 @@ def test_eval_progress_is_json_lines_with_json_logs(tmp_path, monkeypatch):
     assert [(x["done"], x["total"]) for x in solved] == [(1, 2), (2, 2)] and "majority@2" in solved[-1]["accuracy"]
 
 
+def count_in_flight(eng, delay_s: float = 0.0) -> dict:
+    """Wrap ``eng.generate`` to count its calls in flight: ``{"now", "most"}``."""
+    seen = {"now": 0, "most": 0}
+    inner = eng.generate
+
+    async def counting(requests):
+        seen["now"] += 1
+        seen["most"] = max(seen["most"], seen["now"])
+        try:
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            return await inner(requests)
+        finally:
+            seen["now"] -= 1
+
+    eng.generate = counting
+    return seen
+
+
 def test_default_concurrency_fills_the_engines_batch_at_the_largest_n():
     from dataclasses import replace
 
@@ -346,19 +365,7 @@ def test_default_concurrency_fills_the_engines_batch_at_the_largest_n():
     assert default_concurrency(engine(), [16]) == 16  # solve_many's floor
 
     eng = with_batch(4)  # solve_many without concurrency: 16 in flight on an engine that says little
-    seen = {"now": 0, "most": 0}
-    inner = eng.generate
-
-    async def counting(requests):
-        seen["now"] += 1
-        seen["most"] = max(seen["most"], seen["now"])
-        try:
-            await asyncio.sleep(0.02)
-            return await inner(requests)
-        finally:
-            seen["now"] -= 1
-
-    eng.generate = counting
+    seen = count_in_flight(eng, delay_s=0.02)
     Solver(engine=eng, answer_workers=0).solve_many([f"Compute {k}+1." for k in range(20)], method="majority", n=2)
     assert seen["most"] == 16
 
@@ -368,18 +375,7 @@ def test_eval_without_concurrency_runs_the_engines_default_in_flight(problems, t
 
     eng = engine(latency_s=0.05)
     eng.info = replace(eng.info, concurrent_sequences=6)  # 6 // n 2 = 3 ... raised to the default 8
-    seen = {"now": 0, "most": 0}
-    inner = eng.generate
-
-    async def counting(requests):
-        seen["now"] += 1
-        seen["most"] = max(seen["most"], seen["now"])
-        try:
-            return await inner(requests)
-        finally:
-            seen["now"] -= 1
-
-    eng.generate = counting
+    seen = count_in_flight(eng)
     many = [replace(p, unique_id=f"{p.unique_id}-{k}") for k in range(3) for p in problems]  # 12 problems
     run_eval(many, ["majority"], [2], eng, tmp_path / "c.jsonl", progress=False)
     assert seen["most"] == 8  # one call per majority solve: 8 of the 12 in flight at once

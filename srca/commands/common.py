@@ -166,8 +166,8 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                         "attention_backend=fa3, sampling_backend=flashinfer, stop_mode=strings, timeout_s=60")
 
 
-def engine_options(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings as constructor options (VALUE as JSON when it parses)."""
+def engine_options(pairs: list[str], flag: str = "--engine-option") -> dict[str, Any]:
+    """``KEY=VALUE`` strings (of ``flag``) as constructor options (VALUE as JSON when it parses)."""
     import json
 
     out: dict[str, Any] = {}
@@ -175,7 +175,7 @@ def engine_options(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key.isidentifier():
-            raise UsageError(f"--engine-option: expected KEY=VALUE, got {pair!r}")
+            raise UsageError(f"{flag}: expected KEY=VALUE, got {pair!r}")
         try:
             out[key] = json.loads(raw)
         except ValueError:

@@ -121,14 +121,6 @@ class _Lineages:
         ctx.emit({"type": "step", "depth": kids[0].depth if kids else 0, "nodes": [ctx.node_event(k) for k in kids]})
         return kids
 
-    async def whole(self, size: int, wave: int) -> list[Node]:
-        """The ``size`` lineages of wave ``wave`` in one request, generated to its end and cut into the steps the
-        step-by-step search would have seen (:func:`~srca.methods.paths.path_steps`), at most
-        ``max_steps``; returns each lineage's last step. Only where nothing reads a step before
-        its path ends (:func:`~srca.methods.paths.whole_paths`): the engine then batches whole
-        samples as for majority voting, with no step barriers."""
-        return self.cut(await self.sample(size, wave), size)
-
     async def sample(self, size: int, wave: int, segment: int = 0,
                      on_segment: Callable[[], None] | None = None) -> list[GenResult]:
         """The ``size`` whole samples of wave ``wave``. With ``segment`` > 0 in two calls: the first
@@ -161,7 +153,11 @@ class _Lineages:
         return out
 
     def cut(self, results: list[GenResult], size: int) -> list[Node]:
-        """Wave results (whole samples) filed as lineages, cut into steps; each lineage's last step."""
+        """A wave's whole samples (:meth:`sample`) filed as lineages, each cut into the steps the
+        step-by-step search would have seen (:func:`~srca.methods.paths.path_steps`), at most
+        ``max_steps``; returns each lineage's last step. Only where nothing reads a step before
+        its path ends (:func:`~srca.methods.paths.whole_paths`): the engine then batches whole
+        samples as for majority voting, with no step barriers."""
         ctx, c = self.ctx, self.c
         lasts, nodes = [], []
         first, self.launched = self.launched, self.launched + size
