@@ -4,6 +4,6 @@
 copy_checkout() {
   local src=$1 run=$2 log=$3
   rm -rf "$run" && mkdir -p "$run" && (cd "$src" && tar --exclude=./.sglang-bundle --exclude=./.model-parts \
-    --exclude=./.git --exclude=./.whl --exclude=./.venv -cf - .) | (cd "$run" && tar -xf -)
+    --exclude=./.git --exclude=./.whl --exclude=./.venv --exclude=./.jit-cache -cf - .) | (cd "$run" && tar -xf -)
   (cd "$run" && python3 -m pip install -q --no-deps --no-build-isolation -e . > "$log" 2>&1)
 }

@@ -842,14 +842,14 @@ def sampler_profile(a, st: Setup, ids: list[list[int]]) -> dict:
     return out
 
 
-def run_job(a, st: Setup, problems, job: str, conc: int, base, solver=None) -> dict:
+def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=None) -> dict:
     """One timed ``arun_eval`` of ``job`` (``solver``: another than the run's, for an A/B)."""
     from srca.eval import arun_eval
 
     solver = solver or st.solver
 
     method, mode = split_job(job)
-    out = os.path.join(a.work_dir, f"{job.replace(':', '-')}_n{a.samples}_c{conc}.jsonl")
+    out = os.path.join(a.work_dir, f"{job.replace(':', '-')}_n{a.samples}_c{conc or 'auto'}.jsonl")
     lag = LoopLag()
     sampler = StackSampler(threading.main_thread().ident, a.sample_hz) if a.sample_hz > 0 and not a.profile else None
     prof = cProfile.Profile() if a.profile else None
@@ -883,7 +883,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int, base, solver=None) -> d
             sampler.stop()
     row: dict[str, Any] = {"job": f"{job}@{a.samples}", "method": method, "answer_workers": solver.answer_work.workers, "tail_logprobs": getattr(st.eng, "tail_logprobs", None)
                            if mode is None else mode, "concurrency": conc,
-                           "effective_concurrency": min(conc, len(problems)), "problems": len(recs),
+                           "effective_concurrency": min(conc, len(problems)) if conc else "auto", "problems": len(recs),
                            "records": out, "t_start": t_wall, "t_end": time.time()}
     u = {k: sum(r["usage"][k] for r in recs) for k in recs[0]["usage"]} if recs else {}
     gen = u.get("generated_tokens", 0)
@@ -905,7 +905,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int, base, solver=None) -> d
     return row
 
 
-def setting_ab(a, st: Setup, problems, jobs: list[str], conc: int, base) -> dict:
+def setting_ab(a, st: Setup, problems, jobs: list[str], conc: int | None, base) -> dict:
     """``--ab-workers N1,N2`` and ``--ab-gc``: each job under both settings, alternating, on a
     flushed cache (benchmarks/ab_rounds.py). The answer workers: a Solver per pool size, pools
     started before the clock; the garbage collector: this process's frozen (``gc.freeze``, as
@@ -1137,7 +1137,8 @@ def main() -> None:
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--prompt", default="qwen")
     ap.add_argument("--jobs", default=DEFAULT_JOBS, help="methods (or variants) in priority order")
-    ap.add_argument("--concurrency", default="256", help="comma list, e.g. 64,256,1024 (capped at the problem count)")
+    ap.add_argument("--concurrency", default="256", help="comma list, e.g. 64,256,1024 (capped at the problem count); "
+                    "auto: solves admitted while their sequences fit the engine's batch (srca.admission)")
     ap.add_argument("--budget-s", type=float, default=900.0, help="start no new job after this many s of jobs (0: no limit)")
     ap.add_argument("--no-raw", action="store_true")
     ap.add_argument("--no-raw-bracket", dest="raw_bracket", action="store_false",
@@ -1213,9 +1214,12 @@ def main() -> None:
     a.tag = a.tag or ("cpu_dryrun" if a.engine == "local" else "h200_http" if a.server else "h200")
     out_given = a.out
     a.out = a.out or os.path.join(HERE, "results", f"real_workload_{a.tag}.json")
-    concs = [int(c) for c in a.concurrency.split(",")]
-    if any(c < 1 for c in concs):
-        ap.error("--concurrency: integers >= 1")
+    try:  # auto: srca.admission's rule (solves admitted by the sequences each decodes at once)
+        concs = [None if c.strip() == "auto" else int(c) for c in a.concurrency.split(",")]
+    except ValueError:
+        ap.error("--concurrency: integers >= 1 or auto")
+    if any(c is not None and c < 1 for c in concs):
+        ap.error("--concurrency: integers >= 1 or auto")
     jobs = [m.strip() for m in a.jobs.split(",") if m.strip()]
     ab_jobs = [m.strip() for m in a.sampler_ab_jobs.split(",") if m.strip()]
     set_jobs = [m.strip() for m in a.ab_jobs.split(",") if m.strip()]
@@ -1267,7 +1271,7 @@ def main() -> None:
     all_problems = load_problems("math500", a.data, max(a.limit, a.complete_limit or 0))
     problems = all_problems[: a.limit]
     for c in concs:
-        if c > len(problems):
+        if c is not None and c > len(problems):
             print(f"# note: concurrency {c} > {len(problems)} problems: every solve is in flight at once "
                   f"(use --limit 500 for more)", flush=True)
     base = SearchConfig(prompt=a.prompt, seed=0, max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p)
@@ -1318,14 +1322,14 @@ def main() -> None:
                 print(f"#   {gpu_line(row['gpu'])}", flush=True)
             return row
 
-        def job_phase(m: str, conc: int) -> dict:
+        def job_phase(m: str, conc: int | None) -> dict:
             st.flush()
             row = run_job(a, st, problems, m, conc, base)
             row.update(sglang_log=slog.take(row["t_start"], row["t_end"]),
                        sglang_loads=poller.take(row["t_start"], row["t_end"]) if poller else None,
                        sglang_gc=st.gc_take(row["t_start"], row["t_end"]), gc_frozen=st.frozen,
                        gpu=gpoll.take(row["t_start"], row["t_end"]) if gpoll else None)
-            print(f"# {row['job']} c{conc}{'' if st.frozen else ' (GC not frozen)'}: {row['wall_s']} s, "
+            print(f"# {row['job']} c{conc or 'auto'}{'' if st.frozen else ' (GC not frozen)'}: {row['wall_s']} s, "
                   f"{row['gen_tok_s']} tok/s, loop blocked {row['loop']['blocked_s']} s, main CPU "
                   f"{row['cpu_s']['main_thread']} s, full GCs here {row['gc_main']['gen2']['n']} "
                   f"({row['gc_main']['gen2']['total_s']} s), in SGLang {gc_line(row['sglang_gc'])}, "
@@ -1425,7 +1429,7 @@ def gc_line(per_proc: dict | None) -> str:
     return f"{n} full ({tot:.2f} s, longest {mx:.2f} s)"
 
 
-def freeze_gc_rows(res: dict, conc: int) -> list[dict]:
+def freeze_gc_rows(res: dict, conc: int | None) -> list[dict]:
     """``--freeze-gc ab``: each phase run before SGLang's ``freeze_gc`` against the same phase
     after it (the run's raw phase, its jobs at the first concurrency)."""
     after = {"raw": res.get("raw")}

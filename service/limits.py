@@ -1,7 +1,8 @@
 """Admission: what one request may cost, and what this replica runs at once.
 
 A solve's cost is an estimate of the KV-cache tokens it holds at its peak: ``rows x
-(max_new_tokens + probe_max_tokens + prompt tokens)``, where ``rows`` is the fan-out (``n``; one for ``cot``) and
+(max_new_tokens + probe_max_tokens + prompt tokens)``, where ``rows`` is what it decodes at once
+(:func:`srca.admission.width`: ``n``, one for ``cot``, srca's largest wave) and
 the prompt is taken as a quarter of the problem's characters plus the template. That is what
 grows an engine's memory (the local engine keeps a KV row per sample; a GPU server's KV pool
 is shared the same way), so it is what the caps count.
@@ -13,12 +14,11 @@ is shared the same way), so it is what the caps count.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import AsyncIterator
 
+from srca.admission import Slots, width
 from srca.config import SearchConfig
-from srca.methods import METHODS
 
 from .schemas import InputError
 
@@ -32,7 +32,7 @@ class Overloaded(Exception):
 
 
 def solve_cost(problem: str, cfg: SearchConfig) -> int:
-    rows = 1 if METHODS[cfg.method].ignores_n else cfg.n  # the fact lives on the Method
+    rows = width(cfg)  # the rows it decodes at once (srca's waves: the largest), the Method's rule
     # a probe's tokens sit on its path's KV for a moment: count them too
     per_row = cfg.max_new_tokens + cfg.probe_max_tokens + len(problem) // 4 + PROMPT_OVERHEAD_TOKENS
     return rows * per_row
@@ -52,24 +52,25 @@ def check_request(problem: str, cfg: SearchConfig, max_n: int, max_request_token
 
 
 class Admission:
-    """A token budget shared by the solves of one replica (one event loop: no lock needed)."""
+    """A token budget shared by the solves of one replica (:class:`srca.admission.Slots`: the
+    budget's units are tokens, waiters served in arrival order)."""
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.used = 0
+        self.slots = Slots(capacity)
+
+    @property
+    def capacity(self) -> int:
+        return self.slots.capacity
+
+    @property
+    def used(self) -> int:
+        return self.slots.used
 
     @contextlib.asynccontextmanager
     async def hold(self, cost: int, wait: bool) -> AsyncIterator[None]:
-        """Hold ``cost`` tokens of the budget while the block runs; without ``wait`` raise
-        :class:`Overloaded` when they are not free now."""
-        cost = min(cost, self.capacity)  # the per-request cap keeps cost below capacity anyway
-        if self.used + cost > self.capacity:
-            if not wait:
-                raise Overloaded(f"this replica is at its limit of {self.capacity} in-flight tokens")
-            while self.used + cost > self.capacity:  # jobs only: a short poll, nothing to lose on cancel
-                await asyncio.sleep(0.05)
-        self.used += cost
-        try:
+        """Hold ``cost`` tokens of the budget while the block runs (a cost above the whole budget
+        holds all of it); without ``wait`` raise :class:`Overloaded` when they are not free now."""
+        if not wait and not self.slots.free_now(cost):
+            raise Overloaded(f"this replica is at its limit of {self.capacity} in-flight tokens")
+        async with self.slots.hold(cost):
             yield
-        finally:
-            self.used -= cost

@@ -35,6 +35,9 @@ class Method:
     # timeline): the trees (beam, dvts, srca with lineages=False) and srca's lineages alike
     stepwise: bool = False
     needs_token_ids: bool = False  # works on token ids: a text-only engine cannot run it
+    # the most sequences one solve decodes at once (srca.admission): "module:function" of the
+    # config; None: n (1 for a method that ignores n)
+    width: str | None = None
 
     def search_fn(self) -> Search:
         """The search function (imported on first use when given as ``"module:function"``)."""
@@ -42,6 +45,16 @@ class Method:
             return self.search
         module, _, attr = self.search.partition(":")
         return getattr(importlib.import_module(module), attr)
+
+    def width_of(self, config: Any) -> int:
+        """The most sequences one solve with ``config`` (a ``SearchConfig``) decodes at once
+        (:mod:`srca.admission` admits solves by it)."""
+        if self.ignores_n:
+            return 1
+        if self.width is None:
+            return config.n
+        module, _, attr = self.width.partition(":")
+        return getattr(importlib.import_module(module), attr)(config)
 
     async def run(self, ctx: Any) -> None:
         """Run the search on ``ctx`` (a ``SearchContext``). Raises ``ValueError`` before any
@@ -73,7 +86,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            stepwise=True),
     Method("srca", "srca.methods.tree:run_srca", None, "n lineages probed after every step; settled and consensus "
            "early exits; confidence-weighted vote (lineages=False: the paper's ACS tree with CCA)",
-           default_decision="confidence_vote", tree_decision="best_score", stepwise=True),
+           default_decision="confidence_vote", tree_decision="best_score", stepwise=True,
+           width="srca.methods.lineage:width"),
     Method("cot_decoding", "srca.methods.cot_decoding:run_cot_decoding", "best_score",
            "branch on the top-n first tokens, pick by answer confidence", needs_token_ids=True),
 ]}

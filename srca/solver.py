@@ -14,25 +14,12 @@ from .engines import make_engine
 from .engines.base import Engine
 from .methods import METHODS, SearchContext
 from .methods.context import EventSink, StopSearch
+from .admission import admission_for
 from .answer_work import AnswerWorkers, decide_pool
 from .scorers import Scorer, make_scorer
 from .solution import Solution
 
 MAX_PROBLEM_CHARS = 20_000
-MAX_AUTO_CONCURRENCY = 1024
-
-
-def default_concurrency(engine: Engine, ns: Sequence[int], floor: int = 16) -> int:
-    """Solves in flight when the caller names none (``solve_many``, ``srca eval``): as many as
-    fill the engine's batch (``EngineInfo.concurrent_sequences``) at the largest ``n`` (a solve
-    runs up to ``n`` samples at once), at least ``floor``, at most :data:`MAX_AUTO_CONCURRENCY`;
-    ``floor`` where the engine does not say (the CPU engine, an OpenAI-compatible server). On
-    one H200 (SGLang, 4,096 sequences: 256 solves at n = 16) majority@16 ran 1.15x the raw
-    engine's wall with 256 solves in flight and 1.47x with 64 (README, "Fifth run")."""
-    seqs = getattr(getattr(engine, "info", None), "concurrent_sequences", None)
-    if not seqs:
-        return floor
-    return max(floor, min(MAX_AUTO_CONCURRENCY, seqs // max(1, max(ns, default=1))))
 
 
 def check_problem(problem: Any) -> str:
@@ -140,21 +127,20 @@ class Solver:
     async def asolve_many(self, problems: Sequence[str], concurrency: int | None = None,
                           config: SearchConfig | None = None, progress: Callable[[int, Solution], Any] | None = None,
                           **overrides: Any) -> list[Solution]:
-        """Solve many problems at once, at most ``concurrency`` in flight (None:
-        :func:`default_concurrency` of the engine, 16 where it does not say); results keep the
-        input order. ``progress(index, solution)`` is called as each one finishes."""
+        """Solve many problems at once, at most ``concurrency`` in flight (None: as many as the
+        engine's batch holds, by the sequences each solve decodes at once, :mod:`srca.admission`;
+        16 where the engine does not say); results keep the input order.
+        ``progress(index, solution)`` is called as each one finishes."""
         if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
                                         or concurrency < 1):
             raise ValueError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
         problems = [check_problem(p) for p in problems]
         cfg = self._config(config, overrides)
-        if concurrency is None:
-            concurrency = default_concurrency(self.engine, [cfg.n])
-        sem = asyncio.Semaphore(concurrency)
+        admission = admission_for(self.engine, concurrency, floor=16)
         out: list[Solution | None] = [None] * len(problems)
 
         async def one(i: int, p: str) -> None:
-            async with sem:
+            async with admission.slot(cfg):
                 out[i] = await self.asolve(p, cfg)
             if progress is not None:
                 progress(i, out[i])

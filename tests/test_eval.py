@@ -346,40 +346,35 @@ def count_in_flight(eng, delay_s: float = 0.0) -> dict:
     return seen
 
 
-def test_default_concurrency_fills_the_engines_batch_at_the_largest_n():
+def test_solve_many_without_concurrency_fills_the_engines_batch_by_width():
     from dataclasses import replace
 
     from srca import Solver
-    from srca.solver import default_concurrency
 
     def with_batch(seqs):
         e = engine()
         e.info = replace(e.info, concurrent_sequences=seqs)
         return e
 
-    assert default_concurrency(engine(), [16], floor=8) == 8  # the engine does not say: as before
-    assert default_concurrency(with_batch(4096), [4, 16], floor=8) == 256  # SGLang on an H200 at n = 16
-    assert default_concurrency(with_batch(4096), [1], floor=8) == 1024  # capped
-    assert default_concurrency(with_batch(4096), [64], floor=8) == 64
-    assert default_concurrency(with_batch(64), [16], floor=8) == 8  # never below the floor
-    assert default_concurrency(engine(), [16]) == 16  # solve_many's floor
-
-    eng = with_batch(4)  # solve_many without concurrency: 16 in flight on an engine that says little
+    eng = engine()  # solve_many without concurrency: 16 in flight on an engine that does not say
     seen = count_in_flight(eng, delay_s=0.02)
     Solver(engine=eng, answer_workers=0).solve_many([f"Compute {k}+1." for k in range(20)], method="majority", n=2)
     assert seen["most"] == 16
+    eng = with_batch(8)  # says 8 sequences: 4 majority@2 solves at once
+    seen = count_in_flight(eng, delay_s=0.02)
+    Solver(engine=eng, answer_workers=0).solve_many([f"Compute {k}+1." for k in range(20)], method="majority", n=2)
+    assert seen["most"] == 4
 
 
 def test_eval_without_concurrency_runs_the_engines_default_in_flight(problems, tmp_path):
     from dataclasses import replace
 
     eng = engine(latency_s=0.05)
-    eng.info = replace(eng.info, concurrent_sequences=6)  # 6 // n 2 = 3 ... raised to the default 8
     seen = count_in_flight(eng)
     many = [replace(p, unique_id=f"{p.unique_id}-{k}") for k in range(3) for p in problems]  # 12 problems
     run_eval(many, ["majority"], [2], eng, tmp_path / "c.jsonl", progress=False)
-    assert seen["most"] == 8  # one call per majority solve: 8 of the 12 in flight at once
-    eng.info = replace(eng.info, concurrent_sequences=20)  # 20 // 2 = 10
+    assert seen["most"] == 8  # the engine does not say its batch: 8 solves, one call each
+    eng.info = replace(eng.info, concurrent_sequences=20)  # 20 sequences // 2 a solve = 10 solves
     seen["most"] = 0
     run_eval(many, ["majority"], [2], eng, tmp_path / "d.jsonl", progress=False)
     assert seen["most"] == 10

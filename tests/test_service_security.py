@@ -248,7 +248,8 @@ def test_6_admission_caps_are_422_naming_the_field(svc):
     with httpx.Client(base_url=svc.url, timeout=30) as c:
         for body, field in (({"n": 4096, "method": "majority", "max_new_tokens": 1024}, "n"),
                             ({"n": 9}, "n"),
-                            ({"n": 8, "max_new_tokens": 4000}, "max_new_tokens"),
+                            # 8 rows at once (srca@8 decodes 3 at once: its waves of 2, 3 and 3 fit)
+                            ({"n": 8, "method": "majority", "max_new_tokens": 4000}, "max_new_tokens"),
                             ({"probe_max_tokens": 10**9}, "probe_max_tokens"),
                             ({"deadline_s": 1e9}, "deadline_s")):
             for path in ("/solve", "/jobs"):
@@ -263,8 +264,9 @@ def test_6_admission_caps_are_422_naming_the_field(svc):
 def test_6_in_flight_budget_429_and_9_hung_engine_504(tmp_path, redis_url):
     """A hung engine: the default deadline ends the solve (504 with a reason, there is no answer
     yet); while it runs, a second solve that does not fit the in-flight budget gets 429."""
-    s = start(tmp_path, "hung", redis_url, "--default-deadline-s", "2", "--max-request-tokens", "6000",
-              "--max-inflight-tokens", "6000", engine="fake:100000")
+    # the default srca@4 holds 2 rows at once (waves of 2 and 2): about 2,300 tokens; two do not fit 4,000
+    s = start(tmp_path, "hung", redis_url, "--default-deadline-s", "2", "--max-request-tokens", "4000",
+              "--max-inflight-tokens", "4000", engine="fake:100000")
     try:
         async def go():
             async with httpx.AsyncClient(base_url=s.url, timeout=30) as c:

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
     """``engine``: use this engine instead of building one from the flags (tests)."""
     from ..eval.data import DataError, load_problems
     from ..eval import ResultsError, arun_eval, plan
-    from ..solver import default_concurrency
+    from ..admission import admission_for
     from ..eval.report import render
 
     if args.limit is not None and args.limit < 1:
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
         raise UsageError(f"--concurrency: must be >= 1, got {args.concurrency}")
     if args.isolate and args.concurrency not in (None, 1):
         raise UsageError("--isolate runs one solve at a time: drop --concurrency")
-    concurrency = 1 if args.isolate else args.concurrency  # None: the engine's (default_concurrency)
+    concurrency = 1 if args.isolate else args.concurrency  # None: by the engine's batch (srca.admission)
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite: choose one")
     from ..answer_work import check_workers
@@ -100,10 +100,11 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
             note(f"loading {args.engine} engine {args.model or ''}".rstrip(), engine=args.engine, model=args.model)
         engine = engine_from_args(args)
         if not args.quiet:
-            conc = concurrency or default_concurrency(engine, args.n, floor=8)
+            adm = admission_for(engine, concurrency, floor=8)
             note(f"engine ready in {time.monotonic() - t0:.1f} s; {len(problems)} problem(s), methods "
-                 f"{','.join(args.method)}, n {','.join(map(str, args.n))}, {conc} in flight; writing {args.out}",
-                 start_s=round(time.monotonic() - t0, 1), problems=len(problems), out=args.out, concurrency=conc)
+                 f"{','.join(args.method)}, n {','.join(map(str, args.n))}, {adm.describe()}; writing {args.out}",
+                 start_s=round(time.monotonic() - t0, 1), problems=len(problems), out=args.out,
+                 concurrency=concurrency, batch_sequences=adm.slots.capacity if adm.by_width else None)
 
     if args.isolate and not hasattr(engine, "flush_cache"):
         asyncio.run(engine.close())

@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 from ..logs import json_enabled
 from ..config import SearchConfig
 from ..engines.base import Engine
-from ..solver import Solver, default_concurrency
+from ..admission import admission_for
+from ..solver import Solver
 from ..viewer import write_html
 from .data import Problem
 from .records import (Key, ResultsError, ResultsWriter, canonical_order, config_id, key_of, make_record,
@@ -150,7 +151,8 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
     differ in the last bits with the batch it sits in (CPU and GPU kernels alike), which after a
     few thousand sampled tokens can change a path; isolated, a killed and resumed run reproduces
     an uninterrupted one exactly. Slower: no batching across problems.
-    ``concurrency``: solves in flight; None: :func:`srca.solver.default_concurrency` of the engine (at least 8).
+    ``concurrency``: solves in flight; None: as many as the engine's batch holds, by the sequences
+    each solve decodes at once (:mod:`srca.admission`; 8 where the engine does not say).
     On cancellation (Ctrl-C) every finished line is already in ``out``."""
     if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
                                     or concurrency < 1):
@@ -178,15 +180,13 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
     new: list[dict] = []
     if len(todo) > 1:  # many solves ahead: the answer workers start now, not mid-run (AnswerWorkers.start)
         solver.answer_work.start()
-    if concurrency is None:
-        concurrency = default_concurrency(solver.engine, ns, floor=8)
-    sem = asyncio.Semaphore(1 if isolate else concurrency)
+    admission = admission_for(solver.engine, 1 if isolate else concurrency, floor=8)
     flush = getattr(solver.engine, "flush_cache", None) if isolate else None
     if isolate and flush is None:
         raise ValueError(f"isolate: the {type(solver.engine).__name__} engine has no flush_cache()")
 
     async def one(job: Job) -> None:
-        async with sem:
+        async with admission.slot(job.config):
             if flush is not None:
                 await flush()
             sol = await solver.asolve(job.problem.problem, job.config)

@@ -357,6 +357,15 @@ async def run_lineages(ctx: SearchContext) -> None:
         lin.ballots()
 
 
+def width(config: Any) -> int:
+    """The most lineages a solve with ``config`` decodes at once (``Method.width`` of srca, which
+    :mod:`srca.admission` admits solves by): its largest wave when the waves run one after
+    another; all ``n`` with overlapping waves, and in the paper's tree (``lineages`` off)."""
+    if not config.lineages or config.wave_overlap:
+        return config.n
+    return max(wave_sizes(config.n, config.waves, config.wave_min))
+
+
 def overlap_of(config: Any, engine: Any, waves: int) -> int:
     """The ``wave_overlap`` a solve runs with: 0 (one wave after another) with a single wave, an
     overlap not below ``max_new_tokens``, or an engine that cannot abort a solve's requests and
