@@ -130,3 +130,20 @@ def admission_for(engine: Any, concurrency: int | None, floor: int) -> BatchAdmi
     if seqs:
         return BatchAdmission(sequences=int(seqs))
     return BatchAdmission(solves=floor)
+
+
+class EngineLoad:
+    """The sequences a Solver's solves have in engine calls now (``SearchContext.generate`` counts
+    them), against the engine's batch (``EngineInfo.concurrent_sequences``; None: unknown). What
+    a solve may start beyond its own need (srca's ``wave_speculate``) fits the :meth:`room` left."""
+
+    def __init__(self, capacity: int | None) -> None:
+        self.capacity = capacity
+        self.in_flight = 0
+
+    def add(self, k: int) -> None:
+        self.in_flight += k
+
+    def room(self) -> int:
+        """Sequences the engine could decode beside those in flight (0 when its batch is unknown)."""
+        return max(0, self.capacity - self.in_flight) if self.capacity else 0

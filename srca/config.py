@@ -66,6 +66,12 @@ class SearchConfig:
     # tokens so far counted). Less latency for more tokens; needs an engine with abort (local,
     # SGLang); 0: one wave after another
     wave_overlap: int = 0
+    # lineages generated whole: a later wave starts at once, before the vote on the current one,
+    # while the engine's batch has room for it beside every solve's sequences in flight
+    # (EngineInfo.concurrent_sequences; an engine that does not say never has room). The same
+    # samples and decisions as one wave after another; a clear vote aborts the waves it does not
+    # need (their tokens counted, and as usage.unused_tokens). Needs an engine with abort.
+    wave_speculate: bool = False
     confidence: str = "tail"  # path confidence for the vote: none | mean | tail | lowest (window)
     confidence_window: int = 64  # tokens of the tail / sliding window
     confidence_topk: int = 0  # 0: sampled tokens' logprobs; k: DeepConf's -mean(top-k logprobs)
@@ -150,7 +156,7 @@ class SearchConfig:
                 bad(name, f"must be in {'(0, 1]' if lo_open else '[0, 1]'}, got {v}")
         if self.confidence not in CONFIDENCES:
             bad("confidence", f"must be one of {CONFIDENCES}, got {self.confidence!r}")
-        for name in ("checkpoints", "acs", "cca", "lineages"):
+        for name in ("checkpoints", "acs", "cca", "lineages", "wave_speculate"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, f"must be true or false, got {getattr(self, name)!r}")
         if self.aggregation not in AGGREGATIONS:

@@ -14,7 +14,7 @@ from .engines import make_engine
 from .engines.base import Engine
 from .methods import METHODS, SearchContext
 from .methods.context import EventSink, StopSearch
-from .admission import admission_for
+from .admission import EngineLoad, admission_for
 from .answer_work import AnswerWorkers, decide_pool
 from .scorers import Scorer, make_scorer
 from .solution import Solution
@@ -67,6 +67,8 @@ class Solver:
         # the answers' CPU work (canonical forms, clustering, the decision) in worker processes
         self.answer_work = AnswerWorkers(answer_workers)
         self.in_flight = 0  # solves running now (the answer work of one alone stays inline)
+        # the sequences the solves have in engine calls, against the engine's batch (srca.admission)
+        self.load = EngineLoad(getattr(getattr(self.engine, "info", None), "concurrent_sequences", None))
 
     # -- configuration --------------------------------------------------------------------
     def _config(self, config: SearchConfig | None, overrides: dict[str, Any]) -> SearchConfig:
@@ -105,7 +107,7 @@ class Solver:
         scorer = self.scorer_for(cfg.scorer)
         ctx = SearchContext(problem, cfg, self.engine, scorer, on_event,
                             want_logprobs=method.scores and bool(getattr(scorer, "uses_logprobs", True)),
-                            offload=self._offload)
+                            offload=self._offload, load=self.load)
         try:
             await method.run(ctx)
         except StopSearch as stop:

@@ -268,6 +268,28 @@ def test_replay_models_overlapping_waves():
             assert over.tokens == plain.tokens + 2 * 16 + 2 * 6
 
 
+def test_replay_models_speculative_waves_on_an_idle_engine():
+    """The 6 lineages of the test above (19, 26, 33, 40, 19, 26 tokens) with ``wave_speculate``:
+    every wave starts at the start. The same decisions; when wave 1 settles at 26, waves 2 and 3
+    ran 26 + 26 and 19 + 26 tokens; when every wave is decided, the critical path is the longest
+    sample (40) and no token is extra."""
+    steps = lambda L: 2 + L % 4  # noqa: E731
+    for finals, want in ((["1", "2", "3", "4", "5", "6"], None), (["7", "7", "8", "8", "8", "8"], "7")):
+        eng = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", steps))
+        rec = RecordSettings(samples=6, topk=0, verify=False, config=SearchConfig(prompt="math"))
+        (line,) = asyncio.run(record_chunk(eng, [Problem(unique_id="p1", problem="q", answer="1")], rec))
+        pol = Policy(n=6, waves=3, confidence="none", keep_top=1.0)
+        plain = replay_lineages(line, list(range(6)), pol)
+        spec = replay_lineages(line, list(range(6)), Policy(**{**pol.__dict__, "wave_speculate": True}))
+        assert (spec.answer, spec.stop) == (plain.answer, plain.stop)
+        if want is None:
+            assert (plain.critical_path, spec.critical_path) == (92, 40) and spec.tokens == plain.tokens == 163
+        else:
+            assert plain.answer == want and spec.critical_path == plain.critical_path == 26
+            assert spec.tokens == plain.tokens + (26 + 26) + (19 + 26)
+    assert Policy.from_config(SearchConfig(wave_speculate=True)).wave_speculate
+
+
 def test_a_cancelled_solve_leaves_no_wave_running():
     finals = ["1", "2", "3", "4", "5", "5"]
     eng = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", lambda L: 3, offsets=OFFSETS),
@@ -285,3 +307,92 @@ def test_a_cancelled_solve_leaves_no_wave_running():
         return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
 
     assert asyncio.run(go()) == []
+
+
+def solve_spec(finals, capacity, latency_s=0.0, **cfg):
+    """``solve`` with ``wave_speculate`` on an engine that says it decodes ``capacity`` sequences
+    together (None: says nothing); also returns the solver (its load) and the most sequences in
+    flight at once."""
+    from dataclasses import replace
+
+    cfg = dict(dict(method="srca", n=6, waves=3, wave_min=2, wave_consensus=0.5, confidence="mean", keep_top=1.0,
+                    wave_speculate=True), **cfg)
+    eng = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", lambda L: 3, offsets=OFFSETS),
+                         latency_s=latency_s)
+    eng.info = replace(eng.info, concurrent_sequences=capacity)
+    seen = {"now": 0, "most": 0}
+    inner = eng.generate
+
+    async def counting(requests):
+        k = sum(r.n for r in requests)
+        seen["now"] += k
+        seen["most"] = max(seen["most"], seen["now"])
+        try:
+            return await inner(requests)
+        finally:
+            seen["now"] -= k
+
+    eng.generate = counting
+    solver = Solver(engine=eng, config=SearchConfig(**cfg))
+    return solver.solve("q"), eng, solver, seen
+
+
+def test_speculative_waves_decide_the_same_and_count_what_they_did_not_need():
+    """wave_speculate: with room in the engine's batch every wave starts at once, whole and with
+    the seeds of the waves one after another, so the samples and decisions are the same. When the
+    first wave settles, the later ones are aborted and what they generated is counted, also as
+    unused; when every wave is needed nothing is unused and the tokens are the same."""
+    settles = ["7", "7", "8", "8", "8", "8"]
+    plain, _, _ = solve(settles)
+    sol, eng, solver, seen = solve_spec(settles, capacity=100)
+    assert (sol.answer, sol.stop_reason) == (plain.answer, plain.stop_reason) == ("7", "consensus")
+    assert [(c.source, c.answer, c.score) for c in sol.candidates] == \
+        [(c.source, c.answer, c.score) for c in plain.candidates]
+    assert sampling_calls(eng) == [[(2, request_seed(0, 0, w))] for w in range(3)]  # all three waves, whole
+    assert eng.aborted == [eng.calls[0][0].group]
+    assert sol.usage.unused_tokens == 4 * 26  # lineages 2 to 5, three steps each, all generated here
+    assert sol.usage.generated_tokens == plain.usage.generated_tokens + sol.usage.unused_tokens
+    assert solver.load.in_flight == 0
+    every = ["1", "2", "3", "4", "5", "5"]
+    plain, _, _ = solve(every)
+    sol, eng, solver, _ = solve_spec(every, capacity=100)
+    assert (sol.answer, sol.stop_reason) == (plain.answer, plain.stop_reason)
+    assert eng.aborted == [] and sol.usage.unused_tokens == 0
+    assert sol.usage.generated_tokens == plain.usage.generated_tokens == 156
+
+
+def test_speculation_takes_only_the_room_the_engine_has():
+    every = ["1", "2", "3", "4", "5", "5"]
+    plain, plain_eng, _ = solve(every)
+    # room for one more wave beside the first: waves 1 and 2 together, wave 3 after their vote
+    sol, eng, solver, seen = solve_spec(every, capacity=4, latency_s=0.02)
+    assert seen["most"] == 4 and sol.answer == plain.answer and solver.load.in_flight == 0
+    assert sampling_calls(eng) == sampling_calls(plain_eng)  # the same requests, only earlier
+    for capacity in (2, None):  # no room beside the first wave / an engine that does not say its batch
+        sol, eng, solver, seen = solve_spec(every, capacity=capacity, latency_s=0.01)
+        assert seen["most"] == 2 and sampling_calls(eng) == sampling_calls(plain_eng)
+        assert sol.usage.generated_tokens == plain.usage.generated_tokens and solver.load.in_flight == 0
+    with pytest.raises(ValueError, match="wave_speculate"):
+        SearchConfig(wave_speculate=1)
+
+
+def test_a_cancelled_speculating_solve_leaves_nothing_running_or_counted():
+    finals = ["1", "2", "3", "4", "5", "5"]
+    from dataclasses import replace
+
+    eng = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", lambda L: 3, offsets=OFFSETS),
+                         latency_s=0.2)
+    eng.info = replace(eng.info, concurrent_sequences=100)
+    solver = Solver(engine=eng, config=SearchConfig(method="srca", n=6, waves=3, wave_speculate=True))
+
+    async def go():
+        task = asyncio.ensure_future(solver.asolve("q"))
+        while len(eng.calls) < 3:  # the three waves in flight
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+
+    assert asyncio.run(go()) == [] and solver.load.in_flight == 0

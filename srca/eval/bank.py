@@ -166,6 +166,8 @@ class Policy:
     wave_consensus: float = _DEFAULT.wave_consensus
     wave_min: int = _DEFAULT.wave_min
     wave_overlap: int = _DEFAULT.wave_overlap
+    # replayed as on an idle engine (room for every wave at once): every wave starts at the start
+    wave_speculate: bool = _DEFAULT.wave_speculate
 
     @classmethod
     def from_config(cls, c: Any) -> "Policy":
@@ -175,7 +177,8 @@ class Policy:
                    confidence=c.confidence, confidence_window=c.confidence_window,
                    confidence_topk=c.confidence_topk > 0, keep_top=c.keep_top, keep_min=c.keep_min,
                    checkpoint_weight=c.checkpoint_weight, verify=c.verify, weighted=True, max_steps=c.max_steps, waves=c.waves,
-                   wave_consensus=c.wave_consensus, wave_min=c.wave_min, wave_overlap=c.wave_overlap)
+                   wave_consensus=c.wave_consensus, wave_min=c.wave_min, wave_overlap=c.wave_overlap,
+                   wave_speculate=c.wave_speculate)
 
 
 @dataclass
@@ -286,7 +289,7 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
     whole = whole_paths(p.probe_at, p.settle, p.consensus)
     if whole:  # the online search generates each lineage whole
         tokens = sum(smp["tokens"] for smp in S[:started]) + probe
-        if p.wave_overlap and len(sizes) > 1:
+        if (p.wave_overlap or p.wave_speculate) and len(sizes) > 1:  # speculation: an overlap of 0
             extra, crit_whole = _overlapped([smp["tokens"] for smp in S], sizes, after_wave, p.wave_overlap)
             tokens += extra
     bs = ballots(started)
@@ -299,7 +302,7 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
 def _overlapped(lengths: list[int], sizes: list[int], after_wave: list[int], overlap: int) -> tuple[int, int]:
     """Overlapping waves (``wave_overlap``), whole lineages, every sample decoding one token a
     step (a batch in lockstep): wave ``k + 1`` starts ``min(overlap, wave k's longest sample)`` after
-    wave ``k``; wave ``k``'s decision comes once it and every earlier decision are done, plus its
+    wave ``k`` (``overlap`` 0: every wave at the start, ``wave_speculate`` on an idle engine); wave ``k``'s decision comes once it and every earlier decision are done, plus its
     probes (``after_wave[k]``; ``len(after_wave)`` waves were decided); the waves started by
     then and not needed are aborted there. Returns (their tokens, the critical path)."""
     starts, ends, s, a = [], [], 0, 0

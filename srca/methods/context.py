@@ -81,7 +81,7 @@ class Node:
 class SearchContext:
     def __init__(self, problem: str, config: SearchConfig, engine: Engine, scorer: Scorer,
                  on_event: EventSink | None = None, want_logprobs: bool = True,
-                 offload: Callable[..., Awaitable[Any]] | None = None) -> None:
+                 offload: Callable[..., Awaitable[Any]] | None = None, load: Any = None) -> None:
         from .. import prompts  # srca.prompts
 
         self.problem = problem
@@ -95,6 +95,8 @@ class SearchContext:
         # a pure CPU-heavy function (math-verify's equivalences) off the event loop: the solver's
         # answer workers (srca.answer_work); inline without them
         self._offload = offload
+        # the solver's count of sequences in engine calls (srca.admission.EngineLoad); None: alone
+        self.load = load
         self.usage = Usage()
         self.reserved_tokens = 0  # what the engine calls in flight may still generate (the budget's share)
         self.solve_id = uuid.uuid4().hex
@@ -155,9 +157,26 @@ class SearchContext:
         if self.config.deadline_s is not None and time.monotonic() - self.t0 >= self.config.deadline_s:
             raise StopSearch("deadline")
 
-    async def generate(self, requests: list[GenRequest], probe: bool = False) -> list[list[GenResult]]:
-        if not requests:
-            return []
+    async def generate(self, requests: list[GenRequest], probe: bool = False, reserved: int = 0,
+                       on_sent: Callable[[], Any] | None = None) -> list[list[GenResult]]:
+        """Run ``requests`` on the engine within the solve's budget and deadline, their sequences
+        counted in the solver's load while they run. ``reserved``: sequences the caller already
+        added to that load for this call (srca's speculative waves reserve theirs when they
+        decide to start); ``on_sent()``: called once they are counted, before the engine answers."""
+        units = sum(r.n for r in requests)
+        if self.load is not None:
+            self.load.add(units - reserved)
+        try:
+            if not requests:
+                return []
+            if on_sent is not None:
+                on_sent()
+            return await self._generate(requests, probe)
+        finally:
+            if self.load is not None:
+                self.load.add(-units)
+
+    async def _generate(self, requests: list[GenRequest], probe: bool) -> list[list[GenResult]]:
         self.check_limits()
         rem = self.remaining_tokens()
         if rem is not None:  # share what is left over everything this call may generate

@@ -122,16 +122,18 @@ class _Lineages:
         return kids
 
     async def sample(self, size: int, wave: int, segment: int = 0,
-                     on_segment: Callable[[], None] | None = None) -> list[GenResult]:
+                     on_segment: Callable[[], None] | None = None, reserved: int = 0,
+                     on_sent: Callable[[], None] | None = None) -> list[GenResult]:
         """The ``size`` whole samples of wave ``wave``. With ``segment`` > 0 in two calls: the first
         ``segment`` tokens of each (then ``on_segment()``: the next wave may start), and the rest
         of those that had not ended, each continuing its own tokens (a sample of the same
-        distribution; its own seed); unless the solve stopped meanwhile (``halted``)."""
+        distribution; its own seed); unless the solve stopped meanwhile (``halted``).
+        ``reserved`` and ``on_sent`` go to the first call (:meth:`SearchContext.generate`)."""
         ctx, c = self.ctx, self.c
         req = ctx.request(ctx.root, max_new_tokens=segment or c.max_new_tokens, n=size, temperature=c.temperature,
                           top_p=c.top_p, top_k=c.top_k, seed=ctx.seed_for(ctx.root, salt=wave))
         self.ask_confidence(req)
-        (results,) = await ctx.generate([req])
+        (results,) = await ctx.generate([req], reserved=reserved, on_sent=on_sent)
         if not segment:
             return results
         if on_segment is not None:
@@ -366,6 +368,16 @@ def width(config: Any) -> int:
     return max(wave_sizes(config.n, config.waves, config.wave_min))
 
 
+def speculates(config: Any, ctx: SearchContext, waves: int) -> bool:
+    """Whether a solve starts later waves early where the engine has room (``wave_speculate``):
+    with several waves one after another (no ``wave_overlap``), an engine that can abort a
+    solve's requests and count them, and a solver that counts the engine's load against a batch
+    the engine states (:class:`srca.admission.EngineLoad`)."""
+    load = ctx.load
+    return bool(config.wave_speculate and waves > 1 and overlap_of(config, ctx.engine, waves) == 0
+                and callable(getattr(ctx.engine, "abort", None)) and load is not None and load.capacity)
+
+
 def overlap_of(config: Any, engine: Any, waves: int) -> int:
     """The ``wave_overlap`` a solve runs with: 0 (one wave after another) with a single wave, an
     overlap not below ``max_new_tokens``, or an engine that cannot abort a solve's requests and
@@ -382,16 +394,37 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
     started after it (the engine returns what they generated, which is counted, and thrown away)."""
     c = ctx.config
     d = overlap_of(c, ctx.engine, len(sizes))
+    spec = speculates(c, ctx, len(sizes))
     tasks: list[asyncio.Future] = []
+    decided = 0  # the waves whose samples the decision read
 
-    def start(w: int) -> None:
+    def start(w: int, reserved: int = 0, on_sent: Callable[[], None] | None = None) -> None:
         if w < len(sizes) and len(tasks) == w and not lin.halted:
-            tasks.append(asyncio.ensure_future(lin.sample(sizes[w], w, d, lambda: start(w + 1))))
+            sent = on_sent or ((lambda: speculate(w + 1)) if spec else None)
+            tasks.append(asyncio.ensure_future(lin.sample(sizes[w], w, d, lambda: start(w + 1), reserved=reserved,
+                                                          on_sent=sent)))
+
+    def speculate(w: int) -> None:
+        """Wave ``w`` now, if the engine's batch has room for it: its sequences are counted at
+        once (solves deciding together must not all take the same room), and its engine call
+        takes the count over when it goes out; a wave stopped before that gives it back."""
+        if not (w < len(sizes) and len(tasks) == w and not lin.halted and ctx.load.room() >= sizes[w]):
+            return
+        size, held = sizes[w], [True]
+
+        def sent() -> None:
+            held[0] = False
+            speculate(w + 1)
+
+        ctx.load.add(size)
+        start(w, reserved=size, on_sent=sent)
+        tasks[w].add_done_callback(lambda _: ctx.load.add(-size) if held[0] else None)
 
     try:
         for w, size in enumerate(sizes):
             start(w)  # without overlap, or when the wave before failed to start it
             results = await tasks[w]
+            decided = w + 1
             _wave_event(ctx, w, sizes)
             lasts = lin.cut(results, size)
             if c.checkpoints:
@@ -407,8 +440,19 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
             ctx.stop_reason = "max_steps" if lin.capped else "finished"
     finally:
         lin.halted = True
-        await _abort_waves(ctx, tasks, overlapping=bool(d))
+        await _abort_waves(ctx, tasks, overlapping=bool(d) or spec)
+        ctx.usage.unused_tokens += _unused_tokens(tasks[decided:])
     lin.ballots()
+
+
+def _unused_tokens(tasks: list[asyncio.Future]) -> int:
+    """Tokens the waves started early and not read by the decision generated (what came back
+    from their engine calls; a wave cancelled before it answered counts nothing)."""
+    out = 0
+    for t in tasks:
+        if t.done() and not t.cancelled() and t.exception() is None:
+            out += sum(r.generated_tokens for r in t.result())
+    return out
 
 
 async def _abort_waves(ctx: SearchContext, tasks: list[asyncio.Future], overlapping: bool) -> None:
