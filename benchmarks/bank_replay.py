@@ -25,8 +25,10 @@ import os
 import sys
 from functools import lru_cache
 
+sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from _common import write_result  # noqa: E402
 from srca.config import SearchConfig  # noqa: E402
 from srca.eval.bank import Policy, half, read_bank, replay_lineages, replay_majority, subsets  # noqa: E402
 from srca.eval.grading import grade  # noqa: E402
@@ -191,11 +193,8 @@ def main() -> None:
                       f"| {r['token_ratio']} | {r['critical_path']:.0f} ({r['critical_path_p90']}) "
                       f"| {r['critical_path_ratio']} | {r['vs_majority']} | {r['stops']} |", flush=True)
                 result["rows"].append({"half": hname, "n": n, "policy": name, "settings": pd, **r})
-    if a.out:
-        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-        with open(a.out, "w") as f:
-            json.dump(result, f, indent=1)
-        print(f"wrote {a.out}")
+    if a.out:  # with the machine, the arguments and the time, as every benchmark's result
+        write_result(a.out, "bank_replay", a, **result)
 
 
 if __name__ == "__main__":
