@@ -92,6 +92,8 @@ class Slots:
             except asyncio.CancelledError:
                 if fut.done() and not fut.cancelled():  # granted as it was cancelled: hand it on
                     self._give(units)
+                else:  # no longer waiting: those behind it may fit now
+                    self._wake()
                 raise
         try:
             yield

@@ -87,14 +87,17 @@ def test_a_cancelled_waiter_takes_nothing_and_blocks_no_one():
                 got.append(name)
                 await asyncio.sleep(hold_s)
 
-        a = asyncio.create_task(solve("a", 2, 0.05))
+        a = asyncio.create_task(solve("a", 1, 0.2))
         await asyncio.sleep(0)
-        b = asyncio.create_task(solve("b", 2, 0))
-        c = asyncio.create_task(solve("c", 1, 0))
+        b = asyncio.create_task(solve("b", 2, 0))  # 1 + 2 > 2: waits
+        c = asyncio.create_task(solve("c", 1, 0))  # fits, but waits behind b
         await asyncio.sleep(0.01)
-        b.cancel()  # waiting at the head of the queue: gone without taking anything
-        await asyncio.gather(a, c, return_exceptions=True)
-        assert b.cancelled() and got == ["a", "c"] and slots.used == 0 and slots.holders == 0
+        assert got == ["a"]
+        b.cancel()  # gone without taking anything: c starts at once, beside a
+        await asyncio.sleep(0.01)
+        assert got == ["a", "c"] and not a.done()
+        await asyncio.gather(a, c, b, return_exceptions=True)
+        assert b.cancelled() and slots.used == 0 and slots.holders == 0
 
     asyncio.run(go())
 
