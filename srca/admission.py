@@ -26,7 +26,7 @@ MAX_AUTO_CONCURRENCY = 1024  # solves in flight at most when the engine's batch 
 def width(config: Any) -> int:
     """The most sequences one solve with ``config`` (a ``SearchConfig``) decodes at once: the
     method's own rule (``Method.width``), ``n`` by default. The service's token budget counts a
-    solve's rows by it too (``service.limits.solve_cost``)."""
+    solve's rows by it too (``srca.service.limits.solve_cost``)."""
     return max(1, METHODS[config.method].width_of(config))
 
 

@@ -161,7 +161,7 @@ def test_an_eval_of_mixed_methods_keeps_the_engines_batch_full_and_no_fuller(tmp
 
 
 def test_the_services_cost_and_budget_follow_the_same_width():
-    from service.limits import Admission as TokenBudget, Overloaded, solve_cost
+    from srca.service.limits import Admission as TokenBudget, Overloaded, solve_cost
 
     problem = "Compute 2+2."
     srca, majority = SearchConfig(method="srca", n=16), SearchConfig(method="majority", n=16)
