@@ -111,7 +111,7 @@ case "$step" in
     GPUS=${GPUS:-$(seq -s, 0 $((NGPU - 1)))}
     DP=$(echo "$GPUS" | tr ',' '\n' | wc -l)
     CUDA_VISIBLE_DEVICES=$GPUS $PY benchmarks/gpu_eval.py --model /tmp/q15hf --data /tmp/data/math500.jsonl \
-      --out-dir "$OUTD/evals" --jobs "$JOBS" --dp "$DP" --mem "$MEM" --concurrency $((256 * DP)) --budget-s 100000
+      --out-dir "$OUTD/evals" --jobs "$JOBS" --dp "$DP" --mem "$MEM" --budget-s 100000  # concurrency: auto
     ;;
   stop)
     for pid in $(pgrep -f "^bash .*gpu_session.sh $1"); do kill -TERM -- -"$pid" 2>/dev/null; done
