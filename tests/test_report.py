@@ -128,3 +128,12 @@ def test_files_merge_unless_they_hold_the_same_cell(tmp_path):
     again = load([write("old.jsonl", srca4), write("new.jsonl", srca4 + cot)])  # srca@4 twice: two runs
     assert {r["_run"] for r in again} == {"old", "new"}
     assert len(summarize(again)) == 3
+
+
+def test_unused_tokens_are_averaged_and_shown_beside_the_generated():
+    spec = [rec("a", "srca-spec", 16, True, gen=1000), rec("b", "srca-spec", 16, False, gen=3000)]
+    spec[0]["usage"]["unused_tokens"] = 400  # the second line has none (and older lines lack the field)
+    (row,) = summarize(spec)
+    assert row["generated_tokens"] == 2000 and row["unused_tokens"] == 200
+    assert "2000 (200 unused)" in render(spec)
+    assert "unused" not in render(RECORDS)

@@ -51,6 +51,7 @@ def summarize_group(records: Sequence[dict]) -> dict[str, Any]:
         "generated_tokens": usage("generated_tokens"),
         "prefilled_tokens": prefilled,
         "probe_tokens": usage("probe_tokens"),
+        "unused_tokens": usage("unused_tokens"),  # srca's waves started early and not needed
         "scorer_calls": usage("scorer_calls"),
         "from_checkpoint": _mean([1.0 if r.get("from_checkpoint") else 0.0 for r in records]),
         "rescue_rate": rescue_rate(records) if srca_like else None,
@@ -147,12 +148,18 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def _gen_cell(row: dict) -> str:
+    """Generated tokens, and how many of them the decision did not read (srca's early waves)."""
+    unused = row.get("unused_tokens") or 0.0
+    return f"{row['generated_tokens']:.0f}" + (f" ({unused:.0f} unused)" if unused >= 0.5 else "")
+
+
 def format_summary(rows: Sequence[dict]) -> str:
     with_run = len({r["run"] for r in rows}) > 1
     header = ["method", "n", "problems", "accuracy", "±95%", "oracle", "gen tok", "prefill tok", "probe tok",
               "scorer calls", "from ckpt", "CCA rescue"]
     body = [[_name(r, with_run), str(r["n"]), str(r["count"]), _pct(r["accuracy"]), f"{100 * r['ci95']:.1f}",
-             _pct(r["oracle"]), f"{r['generated_tokens']:.0f}", f"{r['prefilled_tokens']:.0f}",
+             _pct(r["oracle"]), _gen_cell(r), f"{r['prefilled_tokens']:.0f}",
              f"{r['probe_tokens']:.0f}", f"{r['scorer_calls']:.1f}", _pct(r["from_checkpoint"]),
              "-" if r["rescue_rate"] is None else f"{_pct(r['rescue_rate'])} ({r['rescued']}/{r['correct']})"]
             for r in rows]
