@@ -353,6 +353,10 @@ def test_speculative_waves_decide_the_same_and_count_what_they_did_not_need():
     assert sol.usage.unused_tokens == 4 * 26  # lineages 2 to 5, three steps each, all generated here
     assert sol.usage.generated_tokens == plain.usage.generated_tokens + sol.usage.unused_tokens
     assert solver.load.in_flight == 0
+    from srca.commands.solve import render
+
+    assert f"({sol.usage.probe_tokens} in probes, 104 by waves not needed)" in render(sol)
+    assert "not needed" not in render(plain)
     every = ["1", "2", "3", "4", "5", "5"]
     plain, _, _ = solve(every)
     sol, eng, solver, _ = solve_spec(every, capacity=100)

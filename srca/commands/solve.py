@@ -164,7 +164,8 @@ def render(sol) -> str:
                 cells.append(f"#{t.id}{mark} {a} ({score})")
             out.append(f"  step {d}: " + " | ".join(cells))
     u = sol.usage
-    out.append(f"Usage: {u.generated_tokens} generated tokens ({u.probe_tokens} in probes), {u.prompt_tokens} prompt "
+    unused = f", {u.unused_tokens} by waves not needed" if u.unused_tokens else ""
+    out.append(f"Usage: {u.generated_tokens} generated tokens ({u.probe_tokens} in probes{unused}), {u.prompt_tokens} prompt "
                f"tokens ({u.cached_tokens} cached, {100 * u.cache_hit_rate:.1f}%), {u.scorer_calls} scorer calls, "
                f"{u.engine_calls} engine calls; {sol.timings.get('total_s', 0):.1f} s")
     return "\n".join(out)
