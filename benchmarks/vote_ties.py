@@ -8,8 +8,9 @@ the answer seen first) against the same vote weighted by each sample's trace con
 (``--confidence``, :func:`~srca.methods.consensus.trace_confidence` over the sample's
 log-probabilities, every sample kept). Prints how often the top of majority's tally is tied, and
 the problems the weighted vote wins and loses against majority, split into those whose majority
-tally was tied at the top and the others (a weighted vote can only overturn a count lead when the
-weights spread widely). No search is replayed: all ``n`` samples vote.
+tally was tied at the top and the others, and how many count leads the weights overturned (a
+win or loss where none was overturned is the grading of two equivalent answer strings of one
+group). No search is replayed: all ``n`` samples vote.
 """
 from __future__ import annotations
 
@@ -35,12 +36,15 @@ def compare_line(line: dict, n: int, confidence: str, window: int) -> dict:
         if s["answer"] is not None:
             ballots.append(Ballot(s["answer"], "path", trace_confidence(unpack(s.get("lp")), confidence, window)))
     if not ballots:
-        return {"tied": False, "majority": False, "weighted": False}
+        return {"tied": False, "overturned": False, "majority": False, "weighted": False}
     # majority: every ballot weighs 1 (its winner then the first of its group, whatever the confidences)
     plain = vote([Ballot(b.answer, b.kind) for b in ballots], equivalent)
     weighted = vote(ballots, equivalent)
     top = sorted(plain.weights.values(), reverse=True)
-    return {"tied": len(top) > 1 and top[0] == top[1],
+    tied = len(top) > 1 and top[0] == top[1]
+    # a lead the weights overturned (the two votes pick different groups without a tie); a win or
+    # loss without one is the grading of two equivalent answer strings of the same group
+    return {"tied": tied, "overturned": not tied and plain.groups[plain.winner] != weighted.groups[weighted.winner],
             "majority": grade(ballots[plain.winner].answer, line["answer"]),
             "weighted": grade(ballots[weighted.winner].answer, line["answer"])}
 
@@ -57,19 +61,20 @@ def main() -> None:
     lines = read_bank(files)
     rows = []
     print(f"{len(lines)} problems, confidence {a.confidence} (window {a.window})\n")
-    print("| n | tied at the top | majority % | weighted % | wins / losses when tied | when not tied |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| n | tied at the top | majority % | weighted % | wins / losses when tied | when not tied | leads overturned |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for n in (int(x) for x in a.n.split(",")):
         res = [compare_line(ln, n, a.confidence, a.window) for ln in lines]
         count = lambda tied, w, m: sum(1 for r in res if r["tied"] == tied and r["weighted"] == w and r["majority"] == m)
         row = {"n": n, "problems": len(res), "tied": sum(r["tied"] for r in res),
                "majority": sum(r["majority"] for r in res) / len(res), "weighted": sum(r["weighted"] for r in res) / len(res),
                "tied_wins": count(True, True, False), "tied_losses": count(True, False, True),
-               "untied_wins": count(False, True, False), "untied_losses": count(False, False, True)}
+               "untied_wins": count(False, True, False), "untied_losses": count(False, False, True),
+               "overturned": sum(r["overturned"] for r in res)}
         rows.append(row)
         print(f"| {n} | {row['tied']} ({100 * row['tied'] / len(res):.1f}%) | {100 * row['majority']:.1f} "
               f"| {100 * row['weighted']:.1f} | +{row['tied_wins']} / -{row['tied_losses']} "
-              f"| +{row['untied_wins']} / -{row['untied_losses']} |")
+              f"| +{row['untied_wins']} / -{row['untied_losses']} | {row['overturned']} |")
     if a.out:
         write_result(a.out, "vote_ties", a, bank=files, rows=rows)
 
