@@ -127,6 +127,29 @@ class LoopLag:
                 "blocked_s_per_second": _thin([[s, round(per_s.get(s, 0.0), 3)] for s in range(span)])}
 
 
+class LoadWatch:
+    """Runs in the controller's event loop: every ``interval`` s, the sequences the solver's solves
+    have in engine calls (``Solver.load``, :class:`srca.admission.EngineLoad`), against the batch
+    the engine states: how full the controller keeps it (srca's waves, the admission by width and
+    ``wave_speculate`` change this figure)."""
+
+    def __init__(self, load, interval: float = 0.05) -> None:
+        self.load, self.interval = load, interval
+        self.samples: list[int] = []
+
+    async def run(self) -> None:
+        while True:
+            self.samples.append(self.load.in_flight)
+            await asyncio.sleep(self.interval)
+
+    def summary(self) -> dict:
+        cap = self.load.capacity
+        out = {"capacity": cap, "interval_s": self.interval, **_stats([float(x) for x in self.samples], 1)}
+        if cap and self.samples:
+            out["share_below_half"] = round(sum(x < cap / 2 for x in self.samples) / len(self.samples), 3)
+        return out
+
+
 class GCWatch:
     """This process's cyclic garbage collections while a job runs (``gc.callbacks``): a full
     (generation 2) collection holds every thread, the controller's loop and SGLang's tokenizer
@@ -851,11 +874,13 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
     method, mode = split_job(job)
     out = os.path.join(a.work_dir, f"{job.replace(':', '-')}_n{a.samples}_c{conc or 'auto'}.jsonl")
     lag = LoopLag()
+    watch = LoadWatch(solver.load)
     sampler = StackSampler(threading.main_thread().ident, a.sample_hz) if a.sample_hz > 0 and not a.profile else None
     prof = cProfile.Profile() if a.profile else None
 
     async def go() -> tuple[list[dict], float]:
         task = asyncio.create_task(lag.run())
+        wtask = asyncio.create_task(watch.run())
         if prof is not None:
             prof.enable()
         t = time.monotonic()
@@ -868,6 +893,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
             if prof is not None:
                 prof.disable()
             task.cancel()
+            wtask.cancel()
         return recs, wall
 
     cpu = CPUClock(st.loop_thread)
@@ -893,7 +919,8 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
                engine_calls=u.get("engine_calls", 0), engine_requests=u.get("engine_requests", 0),
                requests_per_call=round(u["engine_requests"] / u["engine_calls"], 2) if u.get("engine_calls") else None,
                calls_per_solve=round(u.get("engine_calls", 0) / max(1, len(recs)), 2),
-               cpu_s=cpu.since(), loop=lag.summary(t_mono), gc_main=gcw.summary())
+               cpu_s=cpu.since(), loop=lag.summary(t_mono), gc_main=gcw.summary(),
+               controller_sequences=watch.summary())
     tot = [r["timings"].get("total_s", 0.0) for r in recs]
     eng_s = [r["timings"].get("engine_s", 0.0) for r in recs]
     row["solve_s"] = _stats(tot, 2)
@@ -1330,7 +1357,9 @@ def main() -> None:
                        sglang_gc=st.gc_take(row["t_start"], row["t_end"]), gc_frozen=st.frozen,
                        gpu=gpoll.take(row["t_start"], row["t_end"]) if gpoll else None)
             print(f"# {row['job']} c{conc or 'auto'}{'' if st.frozen else ' (GC not frozen)'}: {row['wall_s']} s, "
-                  f"{row['gen_tok_s']} tok/s, loop blocked {row['loop']['blocked_s']} s, main CPU "
+                  f"{row['gen_tok_s']} tok/s, controller sequences in flight mean "
+                  f"{row['controller_sequences'].get('mean', 0)} of {row['controller_sequences']['capacity']}, "
+                  f"loop blocked {row['loop']['blocked_s']} s, main CPU "
                   f"{row['cpu_s']['main_thread']} s, full GCs here {row['gc_main']['gen2']['n']} "
                   f"({row['gc_main']['gen2']['total_s']} s), in SGLang {gc_line(row['sglang_gc'])}, "
                   f"top {top_function(row)}", flush=True)
