@@ -1,5 +1,5 @@
 """Shared by the benchmarks: writing a JSON result (the record plus the machine it ran on and
-when) and a free local port for a server they start."""
+when), a free local port for a server they start, and the ``--concurrency`` value they take."""
 from __future__ import annotations
 
 import json
@@ -25,3 +25,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def concurrency(text: str) -> int | None:
+    """A ``--concurrency`` value: solves in flight (an integer >= 1), or ``auto`` (None: the
+    eval's own rule, :mod:`srca.admission`). ``argparse.ArgumentTypeError`` otherwise."""
+    import argparse
+
+    text = text.strip()
+    if text == "auto":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"an integer >= 1 or auto, got {text!r}")
+    return n

@@ -14,7 +14,11 @@ import asyncio
 import glob
 import json
 import os
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import concurrency  # noqa: E402
 
 
 def main() -> None:
@@ -25,23 +29,14 @@ def main() -> None:
     ap.add_argument("--jobs", required=True, help="method:n[:limit],... in priority order")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--budget-s", type=float, default=500.0, help="start no new job after this many seconds")
-    ap.add_argument("--concurrency", default="auto",
-                    help="solves in flight: an integer, or auto (srca.admission: by the sequences each solve "
-                         "decodes at once, against the engine's batch)")
+    ap.add_argument("--concurrency", type=concurrency, default=None,
+                    help="solves in flight: an integer, or auto (the default; srca.admission: by the sequences "
+                         "each solve decodes at once, against the engine's batch)")
     ap.add_argument("--prompt", default="qwen")
     ap.add_argument("--mem", type=float, default=0.85)
     ap.add_argument("--dp", type=int, default=1, help="SGLang data-parallel replicas (one per GPU)")
     ap.add_argument("--engine", default="sglang", choices=["sglang", "local"], help="local: a CPU dry run")
     a = ap.parse_args()
-    if a.concurrency == "auto":
-        a.concurrency = None
-    else:
-        try:
-            a.concurrency = int(a.concurrency)
-        except ValueError:
-            ap.error(f"--concurrency: an integer >= 1 or auto, got {a.concurrency!r}")
-        if a.concurrency < 1:
-            ap.error(f"--concurrency: an integer >= 1 or auto, got {a.concurrency}")
 
     from srca.config import SearchConfig
     from srca.eval.data import load_problems

@@ -67,7 +67,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from _common import free_port, write_result  # noqa: E402
+from _common import concurrency, free_port, write_result  # noqa: E402
 
 DEFAULT_JOBS = "majority,best_of_n,srca,dvts,srca-paper"
 
@@ -1242,11 +1242,9 @@ def main() -> None:
     out_given = a.out
     a.out = a.out or os.path.join(HERE, "results", f"real_workload_{a.tag}.json")
     try:  # auto: srca.admission's rule (solves admitted by the sequences each decodes at once)
-        concs = [None if c.strip() == "auto" else int(c) for c in a.concurrency.split(",")]
-    except ValueError:
-        ap.error("--concurrency: integers >= 1 or auto")
-    if any(c is not None and c < 1 for c in concs):
-        ap.error("--concurrency: integers >= 1 or auto")
+        concs = [concurrency(c) for c in a.concurrency.split(",")]
+    except argparse.ArgumentTypeError as e:
+        ap.error(f"--concurrency: {e}")
     jobs = [m.strip() for m in a.jobs.split(",") if m.strip()]
     ab_jobs = [m.strip() for m in a.sampler_ab_jobs.split(",") if m.strip()]
     set_jobs = [m.strip() for m in a.ab_jobs.split(",") if m.strip()]

@@ -2,6 +2,7 @@
 checkpoints rescue one problem (no model)."""
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -38,3 +39,25 @@ def script(prompt: str, req, i: int):
 
 def engine(latency_s: float = 0.0) -> ScriptedEngine:
     return ScriptedEngine(script, latency_s=latency_s)
+
+
+def count_in_flight(eng, delay_s: float = 0.0, sequences: bool = False) -> dict:
+    """Wrap ``eng.generate`` to count what is in flight, ``{"now", "most"}``: its calls, or with
+    ``sequences`` the sequences they may decode (``n`` of each request). ``delay_s``: each call
+    waits that long before the engine answers."""
+    seen = {"now": 0, "most": 0}
+    inner = eng.generate
+
+    async def counting(requests):
+        k = sum(r.n for r in requests) if sequences else 1
+        seen["now"] += k
+        seen["most"] = max(seen["most"], seen["now"])
+        try:
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            return await inner(requests)
+        finally:
+            seen["now"] -= k
+
+    eng.generate = counting
+    return seen

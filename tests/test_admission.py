@@ -14,7 +14,7 @@ from srca.eval import run_eval
 from srca.eval.data import read_jsonl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _eval_fixtures import engine, write_data  # noqa: E402
+from _eval_fixtures import count_in_flight, engine, write_data  # noqa: E402
 
 
 def test_width_is_what_a_solve_decodes_at_once():
@@ -127,32 +127,12 @@ def test_admission_for_names_the_rule():
     assert adm.by_width and adm.slots.capacity == 4096 and "4096" in adm.describe()
 
 
-def count_sequences(eng) -> dict:
-    """Wrap ``eng.generate`` to count the sequences its calls in flight may decode (``n`` of each
-    request): ``{"now", "most"}``."""
-    seen = {"now": 0, "most": 0}
-    inner = eng.generate
-
-    async def counting(requests):
-        k = sum(r.n for r in requests)
-        seen["now"] += k
-        seen["most"] = max(seen["most"], seen["now"])
-        try:
-            await asyncio.sleep(0.01)
-            return await inner(requests)
-        finally:
-            seen["now"] -= k
-
-    eng.generate = counting
-    return seen
-
-
 def test_an_eval_of_mixed_methods_keeps_the_engines_batch_full_and_no_fuller(tmp_path):
     problems = read_jsonl(write_data(tmp_path / "data.jsonl"))
     many = [replace(p, unique_id=f"{p.unique_id}-{k}") for k in range(6) for p in problems]  # 24 problems
     eng = engine()
     eng.info = replace(eng.info, concurrent_sequences=12)
-    seen = count_sequences(eng)
+    seen = count_in_flight(eng, delay_s=0.01, sequences=True)
     recs = run_eval(many, ["majority", "srca"], [4], eng, tmp_path / "out.jsonl", progress=False)
     assert len(recs) == 48
     # majority@4 holds 4, srca@4 (waves of 2 and 2) 2: never more than the 12 the engine decodes together

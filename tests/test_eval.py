@@ -20,7 +20,7 @@ from srca.eval.data import read_jsonl
 from srca.eval import ResultsError, arun_eval, comparable, config_for, plan, problem_seed, read_records, run_eval
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _eval_fixtures import engine, write_data  # noqa: E402
+from _eval_fixtures import count_in_flight, engine, write_data  # noqa: E402
 
 FIELDS = {"unique_id", "method", "n", "answer", "gold", "correct", "level", "subject", "usage", "timings",
           "stop_reason", "from_checkpoint", "rescued", "any_correct", "path_correct", "answers", "seed", "config_id"}
@@ -325,25 +325,6 @@ def test_eval_progress_is_json_lines_with_json_logs(tmp_path, monkeypatch):
     lines = [json.loads(x) for x in buf.getvalue().splitlines() if x.strip()]
     solved = [x for x in lines if x["message"].startswith("solved")]
     assert [(x["done"], x["total"]) for x in solved] == [(1, 2), (2, 2)] and "majority@2" in solved[-1]["accuracy"]
-
-
-def count_in_flight(eng, delay_s: float = 0.0) -> dict:
-    """Wrap ``eng.generate`` to count its calls in flight: ``{"now", "most"}``."""
-    seen = {"now": 0, "most": 0}
-    inner = eng.generate
-
-    async def counting(requests):
-        seen["now"] += 1
-        seen["most"] = max(seen["most"], seen["now"])
-        try:
-            if delay_s:
-                await asyncio.sleep(delay_s)
-            return await inner(requests)
-        finally:
-            seen["now"] -= 1
-
-    eng.generate = counting
-    return seen
 
 
 def test_solve_many_without_concurrency_fills_the_engines_batch_by_width():

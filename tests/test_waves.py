@@ -12,6 +12,7 @@ from srca.eval.data import Problem
 from srca.methods.consensus import Ballot, wave_settled, wave_sizes
 from srca.seeds import request_seed
 
+from _eval_fixtures import count_in_flight
 from test_srca_lineage import lineage_script
 
 EQ = equivalent
@@ -247,15 +248,20 @@ def test_without_an_engine_that_aborts_the_waves_do_not_overlap():
             SearchConfig(wave_overlap=bad)
 
 
+def recorded_six(finals):
+    """A bank line of 6 lineages of 19, 26, 33, 40, 19, 26 tokens (lineage ``L`` writes ``2 + L % 4``
+    steps) boxing ``finals[L]``, recorded from the scripted engine, and the plain 3-wave policy."""
+    eng = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", lambda L: 2 + L % 4))
+    rec = RecordSettings(samples=6, topk=0, verify=False, config=SearchConfig(prompt="math"))
+    (line,) = asyncio.run(record_chunk(eng, [Problem(unique_id="p1", problem="q", answer="1")], rec))
+    return line, Policy(n=6, waves=3, confidence="none", keep_top=1.0)
+
+
 def test_replay_models_overlapping_waves():
     """The 6 lineages above (19, 26, 33, 40, 19, 26 tokens), waves of 2, overlap 10: wave 2
     starts at 10, wave 3 at 20 (each wave's longest is longer than 10)."""
-    steps = lambda L: 2 + L % 4  # noqa: E731
     for finals, want in ((["1", "2", "3", "4", "5", "6"], None), (["7", "7", "8", "8", "8", "8"], "7")):
-        eng = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", steps))
-        rec = RecordSettings(samples=6, topk=0, verify=False, config=SearchConfig(prompt="math"))
-        (line,) = asyncio.run(record_chunk(eng, [Problem(unique_id="p1", problem="q", answer="1")], rec))
-        pol = Policy(n=6, waves=3, confidence="none", keep_top=1.0)
+        line, pol = recorded_six(finals)
         plain = replay_lineages(line, list(range(6)), pol)
         over = replay_lineages(line, list(range(6)), Policy(**{**pol.__dict__, "wave_overlap": 10}))
         assert (over.answer, over.stop) == (plain.answer, plain.stop)
@@ -273,12 +279,8 @@ def test_replay_models_speculative_waves_on_an_idle_engine():
     every wave starts at the start. The same decisions; when wave 1 settles at 26, waves 2 and 3
     ran 26 + 26 and 19 + 26 tokens; when every wave is decided, the critical path is the longest
     sample (40) and no token is extra."""
-    steps = lambda L: 2 + L % 4  # noqa: E731
     for finals, want in ((["1", "2", "3", "4", "5", "6"], None), (["7", "7", "8", "8", "8", "8"], "7")):
-        eng = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", steps))
-        rec = RecordSettings(samples=6, topk=0, verify=False, config=SearchConfig(prompt="math"))
-        (line,) = asyncio.run(record_chunk(eng, [Problem(unique_id="p1", problem="q", answer="1")], rec))
-        pol = Policy(n=6, waves=3, confidence="none", keep_top=1.0)
+        line, pol = recorded_six(finals)
         plain = replay_lineages(line, list(range(6)), pol)
         spec = replay_lineages(line, list(range(6)), Policy(**{**pol.__dict__, "wave_speculate": True}))
         assert (spec.answer, spec.stop) == (plain.answer, plain.stop)
@@ -298,8 +300,11 @@ def test_a_cancelled_solve_leaves_no_wave_running():
 
     async def go():
         task = asyncio.ensure_future(solver.asolve("q"))
-        while len(eng.calls) < 2:  # wave 1's rest and wave 2's first tokens in flight
+        for _ in range(500):  # wave 1's rest and wave 2's first tokens in flight
+            if len(eng.calls) >= 2:
+                break
             await asyncio.sleep(0.01)
+        assert len(eng.calls) >= 2
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -320,19 +325,7 @@ def solve_spec(finals, capacity, latency_s=0.0, **cfg):
     eng = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", lambda L: 3, offsets=OFFSETS),
                          latency_s=latency_s)
     eng.info = replace(eng.info, concurrent_sequences=capacity)
-    seen = {"now": 0, "most": 0}
-    inner = eng.generate
-
-    async def counting(requests):
-        k = sum(r.n for r in requests)
-        seen["now"] += k
-        seen["most"] = max(seen["most"], seen["now"])
-        try:
-            return await inner(requests)
-        finally:
-            seen["now"] -= k
-
-    eng.generate = counting
+    seen = count_in_flight(eng, sequences=True)
     solver = Solver(engine=eng, config=SearchConfig(**cfg))
     return solver.solve("q"), eng, solver, seen
 
@@ -391,8 +384,11 @@ def test_a_cancelled_speculating_solve_leaves_nothing_running_or_counted():
 
     async def go():
         task = asyncio.ensure_future(solver.asolve("q"))
-        while len(eng.calls) < 3:  # the three waves in flight
+        for _ in range(500):  # the three waves in flight
+            if len(eng.calls) >= 3:
+                break
             await asyncio.sleep(0.01)
+        assert len(eng.calls) >= 3
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
