@@ -109,7 +109,9 @@ def test_token_budget_stops_with_best_so_far():
 
 def test_deadline_stops_the_search():
     eng = ScriptedEngine(stepwise(steps_to_finish=50), latency_s=0.05)
-    sol = Solver(engine=eng, config=SearchConfig(method="srca", n=4, max_steps=40, deadline_s=0.3)).solve("q")
+    # step by step (a probe after every step); whole lineages have a test of their own (test_srca_lineage)
+    sol = Solver(engine=eng, config=SearchConfig(method="srca", n=4, max_steps=40, deadline_s=0.3,
+                                                 probe_at="step")).solve("q")
     assert sol.stop_reason == "deadline" and sol.timings["total_s"] < 1.0
 
 

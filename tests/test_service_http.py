@@ -17,21 +17,24 @@ pytest.importorskip("redis")
 from redis_fixture import ServerThread, own_redis, redis_url, unique_prefix  # noqa: E402,F401
 
 from srca.engines import make_engine  # noqa: E402
+from srca.engines.fake import ScriptedEngine  # noqa: E402
 from srca.service import ServiceConfig, create_app  # noqa: E402
 
 pytestmark = pytest.mark.redis
 
 
 def arith(prompt: str, req, i: int) -> str:
-    """Three steps, then a boxed sum of the last 'What is A+B' in the prompt; probes answer it too."""
+    """Three steps, then a boxed sum of the last 'What is A+B' in the prompt; probes answer it too.
+    A request without stop strings (a whole sample) writes what is left of them at once."""
     m = re.findall(r"What is (\d+) ?\+ ?(\d+)", prompt)
     ans = int(m[-1][0]) + int(m[-1][1]) if m else 0
     if prompt.endswith("\\boxed{"):
         return f"{ans}}}"
     steps = prompt.count("Step ")
-    if steps < 3:
-        return f"Step {steps}: add the numbers.\n\n"
-    return f"The answer is \\boxed{{{ans}}}."
+    rest = "".join(f"Step {k}: add the numbers.\n\n" for k in range(steps, 3))
+    if not req.stop:
+        return rest + f"The answer is \\boxed{{{ans}}}."
+    return rest[: rest.index("\n\n") + 2] if rest else f"The answer is \\boxed{{{ans}}}."
 
 
 def solves_run(engine) -> int:
@@ -117,16 +120,30 @@ def test_a_quiet_stream_sends_keepalive_comments(redis_url, monkeypatch):
     assert json.loads(lines[-1][6:])["answer"] == "3"
 
 
-def test_budget_and_deadline_return_best_so_far(redis_url):
-    slow = make_engine("fake", script=arith, latency_s=0.3)
+@pytest.mark.parametrize("step_by_step", [False, True])
+def test_budget_and_deadline_return_best_so_far(redis_url, step_by_step):
+    # whole lineages (the default): the first wave's call would take 2 s; the deadline stops it
+    # at 0.95 s, when its samples had written about half their steps (none its answer), and they
+    # are probed (quick calls) before the deadline. Step by step: a call per step of 0.3 s, each
+    # probed; the deadline comes after a few of them
+    class SlowWhole(ScriptedEngine):
+        async def generate(self, requests):
+            self.latency_s = 2.0 if not requests[0].stop and requests[0].temperature > 0 else 0.0
+            return await super().generate(requests)
+
+    slow = make_engine("fake", script=arith, latency_s=0.3) if step_by_step else SlowWhole(arith)
+    extra = {"probe_at": "step"} if step_by_step else {}
     with serve(redis_url, slow) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         t0 = time.monotonic()
-        r = c.post("/solve", json={"problem": "What is 1+2?", "deadline_s": 1.05})
+        r = c.post("/solve", json={"problem": "What is 1+2?", "deadline_s": 1.05, **extra})
         assert r.status_code == 200 and r.json()["stop_reason"] == "deadline"
-        assert r.json()["answer"] == "3"  # a checkpoint answer from before the deadline
+        assert r.json()["answer"] == "3"
         assert time.monotonic() - t0 < 2.5
-        # settle off: the arith probes agree at once, and settled lineages would finish in budget
-        r = c.post("/solve", json={"problem": "What is 1+2?", "max_tokens_total": 60, "settle": 0})
+        assert {c["source"] for c in r.json()["candidates"]} == {"checkpoint"}  # no path had ended
+    slow = make_engine("fake", script=arith, latency_s=0.3)
+    with serve(redis_url, slow) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        # a token budget goes step by step; the arith probes answer at every step
+        r = c.post("/solve", json={"problem": "What is 1+2?", "max_tokens_total": 60, "settle": 0, **extra})
         assert r.status_code == 200 and r.json()["stop_reason"] == "budget" and r.json()["answer"] == "3"
 
 
@@ -137,8 +154,9 @@ def test_client_disconnect_cancels_the_solve(redis_url):
         async def go():
             async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
                 with pytest.raises(httpx.TimeoutException):
-                    await c.post("/solve", json={"problem": "loop forever", "max_steps": 1000, "n": 1},
-                                 timeout=0.6)
+                    # step by step: a solve that keeps calling the engine
+                    await c.post("/solve", json={"problem": "loop forever", "max_steps": 1000, "n": 1,
+                                                 "probe_at": "step"}, timeout=0.6)
 
         asyncio.run(go())
         time.sleep(0.4)
@@ -190,11 +208,15 @@ def test_job_lifecycle(redis_url):
         assert c.get("/jobs/nope").status_code == 404 and c.delete("/jobs/nope").status_code == 404
 
 
-def test_job_cancel_stops_the_engine(redis_url):
+@pytest.mark.parametrize("step_by_step", [False, True])
+def test_job_cancel_stops_the_engine(redis_url, step_by_step):
+    # step by step: a solve that keeps calling the engine; whole lineages (the default): one call
+    # that would take a minute
     forever = make_engine("fake", script=lambda p, r, i: "\\boxed{1}" if p.endswith("{") else "Step.\n\n",
-                          latency_s=0.05)
+                          latency_s=0.05 if step_by_step else 60.0)
+    extra = {"probe_at": "step"} if step_by_step else {}
     with serve(redis_url, forever) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
-        job_id = c.post("/jobs", json={"problem": "loop", "max_steps": 10000, "n": 1}).json()["id"]
+        job_id = c.post("/jobs", json={"problem": "loop", "max_steps": 10000, "n": 1, **extra}).json()["id"]
         wait_job(c, job_id, ("running",))
         time.sleep(0.2)
         assert len(forever.calls) > 0
@@ -204,6 +226,7 @@ def test_job_cancel_stops_the_engine(redis_url):
         calls = len(forever.calls)
         time.sleep(0.4)
         assert len(forever.calls) == calls, "engine still working on a cancelled job"
+        assert not forever._waiting, "an engine call of the cancelled job is still waiting"
         assert c.get(f"/jobs/{job_id}").json()["state"] == "cancelled"
 
 

@@ -155,9 +155,11 @@ def _access(lines: list[dict], rid: str) -> list[dict]:
 def test_stream_sends_reasoning_while_the_search_runs(service):
     client = _client(service)
     seen_running: list[float] = []
+    # step by step, each step's checkpoints told (the default tells a wave's steps when it ends)
+    extra = {"n": 3, "probe_at": "step"}
     stream = client.chat.completions.create(
         model="srca", messages=[{"role": "user", "content": "What is 4+5? (stream)"}], stream=True,
-        stream_options={"include_usage": True}, extra_body={"n": 3})
+        stream_options={"include_usage": True}, extra_body=extra)
     # when the first reasoning delta arrives the solve is still running on the server: streamed,
     # not sent together at the end
     items = _read(stream, on_first_reasoning=lambda: seen_running.append(_in_flight(service)))
@@ -174,7 +176,7 @@ def test_stream_sends_reasoning_while_the_search_runs(service):
     # the content is the non-streamed response's message (the same request, now a cache hit)
     content = "".join(t for k, t in items if k == "content")
     plain = client.chat.completions.create(model="srca", messages=[{"role": "user", "content": "What is 4+5? (stream)"}],
-                                           extra_body={"n": 3})
+                                           extra_body=extra)
     assert plain.choices[0].message.content == content and plain.model_extra["srca"]["cache"] == "hit"
 
 
@@ -199,24 +201,25 @@ def test_non_stream_response_is_unchanged(service):
 def test_cached_stream_tells_the_decision_at_once_and_a_joined_stream_replays(service):
     client = _client(service)
     msgs = [{"role": "user", "content": "What is 2+6? (joined)"}]
+    extra = {"n": 2, "probe_at": "step"}  # step by step: a solve with steps to tell while it runs
     first_items: list = []
     started = threading.Event()
 
     def lead() -> None:
         first_items.extend(_read(client.chat.completions.create(model="srca", messages=msgs, stream=True,
-                                                                extra_body={"n": 2}), started.set))
+                                                                extra_body=extra), started.set))
 
     t = threading.Thread(target=lead)
     t.start()
     assert started.wait(60)
     # joins the running solve: the steps told so far are replayed, then the rest as it runs
-    joined = _read(client.chat.completions.create(model="srca", messages=msgs, stream=True, extra_body={"n": 2}))
+    joined = _read(client.chat.completions.create(model="srca", messages=msgs, stream=True, extra_body=extra))
     t.join(60)
     lead_reasoning = "".join(x for k, x in first_items if k == "reasoning")
     joined_reasoning = "".join(x for k, x in joined if k == "reasoning")
     assert "Step 1: 2 open" in joined_reasoning and joined_reasoning == lead_reasoning
     # a cached result: no steps to tell, the decision at once, the same answer text
-    cached = _read(client.chat.completions.create(model="srca", messages=msgs, stream=True, extra_body={"n": 2}))
+    cached = _read(client.chat.completions.create(model="srca", messages=msgs, stream=True, extra_body=extra))
     cached_reasoning = "".join(x for k, x in cached if k == "reasoning")
     assert "Step 1" not in cached_reasoning and "cached result" in cached_reasoning and "Decision: 0" in cached_reasoning
     content = ["".join(x for k, x in items if k == "content") for items in (first_items, joined, cached)]

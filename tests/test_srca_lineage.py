@@ -319,6 +319,34 @@ def test_a_deadline_between_a_step_and_its_probe_keeps_the_finished_lineages():
         ("checkpoint", "5", 1), ("checkpoint", "5", 1), ("path", "7", 2), ("path", "7", 2)]
 
 
+def test_a_deadline_stops_whole_lineages_in_time_to_probe_the_ones_it_cut():
+    # the default generates each lineage whole, in a call of 1.8 s here. The deadline (1 s)
+    # stops it at 0.9 s, when the fake engine has written the first half of each sample:
+    # lineages 0 and 1 had boxed 7 by then (one step each), 2 and 3 were inside their second
+    # step; those two are probed in the time kept for it and vote 5 and 8
+    def script(prompt, req, i):
+        body = prompt.split("<assistant>", 1)[1]
+        if body.endswith("\\boxed{"):
+            return ("5}" if body.startswith("L2") else "8}"), -0.01
+        if i < 2:
+            return f"L{i} \\boxed{{7}}" + " and so on" * 4, -0.1
+        return f"L{i} s1\n\nL{i} s2 " + "." * 80 + f"\\boxed{{{i}}}", -0.1
+
+    class SlowWhole(ScriptedEngine):
+        async def generate(self, requests):
+            self.latency_s = 1.8 if requests[0].temperature > 0 else 0.0
+            return await super().generate(requests)
+
+    eng = SlowWhole(script)
+    sol = Solver(engine=eng, config=SearchConfig(method="srca", n=4, waves=1, deadline_s=1.0)).solve("q")
+    assert sol.stop_reason == "deadline" and sol.answer == "7"
+    assert 0.9 <= sol.timings["total_s"] < 1.0
+    assert [(len(b), b[0].temperature > 0) for b in eng.calls] == [(1, True), (2, False)]  # the wave, 2 probes
+    assert sorted((c.source, c.answer, c.step) for c in sol.candidates) == [
+        ("checkpoint", "5", 2), ("checkpoint", "8", 2), ("path", "7", 1), ("path", "7", 1)]
+    assert sol.usage.generated_tokens == sum(r.generated_tokens for b in eng.results for rs in b for r in rs)
+
+
 @pytest.mark.parametrize("confidence,keep_top", [("none", 1.0), ("tail", 0.9)])
 def test_replay_and_online_break_ties_the_same_way(confidence, keep_top):
     # lineages 0 and 1 answer 8 late, 2 and 3 answer 7 early, all equally sure: a tie that the

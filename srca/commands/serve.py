@@ -23,15 +23,17 @@ TEST_ENGINE_ENV = "SRCA_SERVE_TEST_ENGINE"
 
 
 def _stepwise_script(steps: int):
-    """k short steps, then ``\\boxed{0}``; every checkpoint probe answers 0."""
+    """k short steps, then ``\\boxed{0}``; every checkpoint probe answers 0. A request without
+    stop strings (a whole sample) writes the steps left and the answer at once."""
 
     def script(prompt: str, req: Any, i: int) -> str:
         if prompt.endswith("\\boxed{"):
             return "0}"
         done = prompt.rsplit("<assistant>", 1)[-1].count("Step ")
-        if done < steps:
-            return f"Step {done + 1}: think it over.\n\n"
-        return "The answer is \\boxed{0}."
+        left = [f"Step {k}: think it over.\n\n" for k in range(done + 1, steps + 1)]
+        if not req.stop:
+            return "".join(left) + "The answer is \\boxed{0}."
+        return left[0] if left else "The answer is \\boxed{0}."
 
     return script
 

@@ -27,11 +27,16 @@ ABORT_WAIT_S = 10.0  # how long a deadline waits for an engine to return the row
 
 
 class StopSearch(Exception):
-    """Raised inside a method when the solve must end early; ``reason`` is a stop_reason."""
+    """Raised inside a method when the solve must end early; ``reason`` is a stop_reason.
+    ``partial``: what the engine call that was stopped returned (one list of rows per request,
+    ``finish_reason`` ``"abort"`` where stopped; None when the engine could not return them),
+    for a caller that files the tokens generated so far (srca's whole lineages, :func:`~srca.
+    methods.lineage.soft_deadline`)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, partial: list | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.partial = partial
 
 
 @dataclass(eq=False)
@@ -158,11 +163,13 @@ class SearchContext:
             raise StopSearch("deadline")
 
     async def generate(self, requests: list[GenRequest], probe: bool = False, reserved: int = 0,
-                       on_sent: Callable[[], Any] | None = None) -> list[list[GenResult]]:
+                       on_sent: Callable[[], Any] | None = None, until: float | None = None) -> list[list[GenResult]]:
         """Run ``requests`` on the engine within the solve's budget and deadline, their sequences
         counted in the solver's load while they run. ``reserved``: sequences the caller already
         added to that load for this call (srca's speculative waves reserve theirs when they
-        decide to start); ``on_sent()``: called once they are counted, before the engine answers."""
+        decide to start); ``on_sent()``: called once they are counted, before the engine answers;
+        ``until``: seconds into the solve, before its deadline, at which the call is stopped as
+        the deadline stops it (:class:`StopSearch` ``"deadline"`` with the rows returned)."""
         units = sum(r.n for r in requests)
         if self.load is not None:
             self.load.add(units - reserved)
@@ -171,12 +178,12 @@ class SearchContext:
                 return []
             if on_sent is not None:
                 on_sent()
-            return await self._generate(requests, probe)
+            return await self._generate(requests, probe, until)
         finally:
             if self.load is not None:
                 self.load.add(-units)
 
-    async def _generate(self, requests: list[GenRequest], probe: bool) -> list[list[GenResult]]:
+    async def _generate(self, requests: list[GenRequest], probe: bool, until: float | None) -> list[list[GenResult]]:
         self.check_limits()
         rem = self.remaining_tokens()
         if rem is not None:  # share what is left over everything this call may generate
@@ -191,12 +198,11 @@ class SearchContext:
         self._engine_enter()
         call = asyncio.ensure_future(self.engine.generate(requests))
         try:
-            if self.config.deadline_s is not None:
-                left = self.config.deadline_s - (time.monotonic() - self.t0)
-                await asyncio.wait({call}, timeout=max(0.0, left))
+            limit = min((t for t in (self.config.deadline_s, until) if t is not None), default=None)
+            if limit is not None:
+                await asyncio.wait({call}, timeout=max(0.0, limit - (time.monotonic() - self.t0)))
                 if not call.done():
-                    await self._abort(call, probe)
-                    raise StopSearch("deadline")
+                    raise StopSearch("deadline", partial=await self._abort(call, probe))
             results = await call
         finally:
             self.reserved_tokens -= reserve
@@ -219,12 +225,13 @@ class SearchContext:
         if self._in_engine == 0:
             self.timings["engine_s"] += time.monotonic() - self._engine_since
 
-    async def _abort(self, call: asyncio.Future, probe: bool) -> None:
-        """The deadline passed while ``call`` ran: stop its requests and count what the engine
-        spent on them. An engine with ``abort(group)`` (local, SGLang in process or behind its
-        server, fake) ends this solve's requests and returns them (finish_reason ``abort``), so
-        their tokens are counted; any other engine is cancelled (the OpenAI engine's requests
-        are then aborted by the closed connection) and what it spent cannot be known."""
+    async def _abort(self, call: asyncio.Future, probe: bool) -> list[list[GenResult]] | None:
+        """The deadline passed while ``call`` ran: stop its requests, count what the engine
+        spent on them and return what it answered. An engine with ``abort(group)`` (local,
+        SGLang in process or behind its server, fake) ends this solve's requests and returns them
+        (finish_reason ``abort``), so their tokens are counted; any other engine is cancelled
+        (the OpenAI engine's requests are then aborted by the closed connection) and what it
+        spent cannot be known (None)."""
         abort = getattr(self.engine, "abort", None)
         if callable(abort):
             abort(self.solve_id)
@@ -233,14 +240,15 @@ class SearchContext:
             except asyncio.TimeoutError:
                 pass
             except Exception:  # the engine failed while stopping; the deadline is the news
-                return
+                return None
             else:
                 self._account(results, probe)
-                return
+                return results
         call.cancel()
         await asyncio.wait({call}, timeout=ABORT_WAIT_S)
         if call.done() and not call.cancelled():
             call.exception()  # retrieved: an engine failing as it stops is not the news here
+        return None
 
     def _account(self, results: list[list[GenResult]], probe: bool) -> None:
         u = self.usage

@@ -7,9 +7,10 @@ stay as independent as ``n`` samples, and the checkpoints do what they are good 
 
 1. every lineage grows one step (up to ``step_delimiter``) at a time, all lineages of all
    running solves in one engine call; or, when nothing reads a step before its path ends
-   (:func:`~srca.methods.paths.whole_paths`, no deadline or token budget), all ``n`` lineages
-   in one request of whole samples, cut into the same steps afterwards (one engine call per
-   solve, no step barriers: majority voting's cost);
+   (:func:`~srca.methods.paths.whole_paths`, no token budget), all ``n`` lineages in one
+   request of whole samples, cut into the same steps afterwards (one engine call per solve, no
+   step barriers: majority voting's cost); under a deadline they stop at :func:`soft_deadline`
+   and the lineages it cut are probed in the time kept for that;
 2. a greedy checkpoint probe asks a lineage for the answer it implies now (the probe is thrown
    away; with a prefix cache it costs only its own few tokens): by default (``probe_at="cut"``)
    only a lineage the token limit cuts before it answered, which then votes that answer; with
@@ -36,6 +37,7 @@ replay (:mod:`srca.eval.bank`) that tunes them offline.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Callable
 
 from ..answers import equivalent
@@ -43,13 +45,26 @@ from ..engines.base import GenRequest, GenResult
 from ..engines.token_spans import token_spans
 from .consensus import (Ballot, consensus_reached, settled_answer, token_confidence, trace_confidence,
                         wave_settled, wave_sizes)
-from .context import ABORT_WAIT_S, Node, SearchContext
+from .context import ABORT_WAIT_S, Node, SearchContext, StopSearch
 from .paths import path_steps, whole_paths
 from .select import mark_kept
 from .verify import VERIFY_TOPK, Verifier, verify_factor
 
 
 CONTINUATION_INDEX = 1_000_000  # seeds of a segmented sample's rest: keyed apart from node ids
+PROBE_RESERVE = 0.1  # the share of a deadline whole lineages leave to the probes of those it cuts
+PROBE_RESERVE_MAX_S = 10.0  # ... at most this many seconds
+
+
+def soft_deadline(config: Any) -> float | None:
+    """When whole lineages stop under a deadline, in seconds into the solve: early enough that
+    the lineages it cuts can still be probed for the answer they imply before the deadline
+    itself (a tenth of it, at most ``PROBE_RESERVE_MAX_S``); the deadline without checkpoints;
+    None without one. (Step by step, every step is probed under a deadline instead.)"""
+    d = config.deadline_s
+    if d is None or not config.checkpoints:
+        return d
+    return d - min(PROBE_RESERVE * d, PROBE_RESERVE_MAX_S)
 
 
 def joined(head: GenResult, rest: GenResult) -> GenResult:
@@ -128,12 +143,18 @@ class _Lineages:
         ``segment`` tokens of each (then ``on_segment()``: the next wave may start), and the rest
         of those that had not ended, each continuing its own tokens (a sample of the same
         distribution; its own seed); unless the solve stopped meanwhile (``halted``).
-        ``reserved`` and ``on_sent`` go to the first call (:meth:`SearchContext.generate`)."""
+        ``reserved`` and ``on_sent`` go to the first call (:meth:`SearchContext.generate`).
+        Stopped by :func:`soft_deadline`: :class:`StopSearch` ``"deadline"`` whose ``partial``
+        holds the wave's samples as far as they got (None if the engine could not return them)."""
         ctx, c = self.ctx, self.c
+        until = soft_deadline(c)
         req = ctx.request(ctx.root, max_new_tokens=segment or c.max_new_tokens, n=size, temperature=c.temperature,
                           top_p=c.top_p, top_k=c.top_k, seed=ctx.seed_for(ctx.root, salt=wave))
         self.ask_confidence(req)
-        (results,) = await ctx.generate([req], reserved=reserved, on_sent=on_sent)
+        try:
+            (results,) = await ctx.generate([req], reserved=reserved, on_sent=on_sent, until=until)
+        except StopSearch as stop:
+            raise StopSearch(stop.reason, stop.partial[0] if stop.partial else None) from None
         if not segment:
             return results
         if on_segment is not None:
@@ -150,7 +171,13 @@ class _Lineages:
             self.ask_confidence(q)
             reqs.append(q)
         out = list(results)
-        for j, (rest,) in zip(todo, await ctx.generate(reqs)):
+        try:
+            rests = await ctx.generate(reqs, until=until)
+        except StopSearch as stop:  # the heads stand; the rests as far as they got
+            for j, rs in zip(todo, stop.partial or []):
+                out[j] = joined(results[j], rs[0])
+            raise StopSearch(stop.reason, out) from None
+        for j, (rest,) in zip(todo, rests):
             out[j] = joined(results[j], rest)
         return out
 
@@ -326,7 +353,7 @@ async def run_lineages(ctx: SearchContext) -> None:
     ctx.want_logprobs = False
     ctx.stop_reason = "max_steps"
     sizes = wave_sizes(c.n, c.waves, c.wave_min)
-    if ctx.token_mode and whole_paths(c.probe_at, c.settle, c.consensus) and c.deadline_s is None \
+    if ctx.token_mode and whole_paths(c.probe_at, c.settle, c.consensus) \
             and c.max_tokens_total is None:  # no stop between steps: each lineage in one go
         await _run_whole(ctx, lin, sizes)
         return
@@ -391,10 +418,15 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
     limit or ``max_steps`` cut gets its one probe, as in the step-by-step search. With
     ``wave_overlap`` (:func:`overlap_of`) wave ``w + 1`` starts once wave ``w`` has run that many
     tokens; the decisions are the same, made in wave order, and a clear vote aborts the waves
-    started after it (the engine returns what they generated, which is counted, and thrown away)."""
+    started after it (the engine returns what they generated, which is counted, and thrown away).
+    Under a deadline the wave running at :func:`soft_deadline` is stopped there and filed as far
+    as it got: a lineage that boxed an answer by then votes it, the others are probed in the time
+    left (a probe the deadline cuts gives no answer) and vote their checkpoint; no wave starts
+    after it (``stop_reason`` ``"deadline"``)."""
     c = ctx.config
     d = overlap_of(c, ctx.engine, len(sizes))
     spec = speculates(c, ctx, len(sizes))
+    until = soft_deadline(c)
     tasks: list[asyncio.Future] = []
     decided = 0  # the waves whose samples the decision read
 
@@ -422,17 +454,31 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
 
     try:
         for w, size in enumerate(sizes):
+            if len(tasks) == w and until is not None and time.monotonic() - ctx.t0 >= until:
+                ctx.stop_reason = "deadline"  # no wave starts past the soft deadline
+                break
             start(w)  # without overlap, or when the wave before failed to start it
-            results = await tasks[w]
+            cut = False  # the deadline stopped this wave
+            try:
+                results = await tasks[w]
+            except StopSearch as stop:
+                if stop.partial is None:  # the engine returned nothing to file
+                    raise
+                results, cut, lin.halted = stop.partial, True, True
             decided = w + 1
             _wave_event(ctx, w, sizes)
             lasts = lin.cut(results, size)
+            lin.unsorted = lasts  # filed by ballots() should a probe meet the deadline
             if c.checkpoints:
-                await ctx.probe([k for k in lasts if not k.finished and (k.truncated or k.depth >= c.max_steps)])
+                await ctx.probe([k for k in lasts if not k.finished and (k.truncated or k.depth >= c.max_steps or cut)])
             lin.sort(lasts)
-            await lin.verify()
+            if not cut:
+                await lin.verify()
             lin.tell(lasts, max((k.depth for k in lasts), default=0))
             lin.close_wave()
+            if cut:
+                ctx.stop_reason = "deadline"
+                break
             if w < len(sizes) - 1 and await lin.settled():
                 ctx.stop_reason = "consensus"
                 break
@@ -442,7 +488,7 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
         lin.halted = True
         await _abort_waves(ctx, tasks, overlapping=bool(d) or spec)
         ctx.usage.unused_tokens += _unused_tokens(tasks[decided:])
-    lin.ballots()
+        lin.ballots()  # also on a deadline or budget stop: every lineage gets its ballot
 
 
 def _unused_tokens(tasks: list[asyncio.Future]) -> int:
@@ -450,8 +496,10 @@ def _unused_tokens(tasks: list[asyncio.Future]) -> int:
     from their engine calls; a wave cancelled before it answered counts nothing)."""
     out = 0
     for t in tasks:
-        if t.done() and not t.cancelled() and t.exception() is None:
-            out += sum(r.generated_tokens for r in t.result())
+        if t.done() and not t.cancelled():
+            e = t.exception()
+            rows = t.result() if e is None else (e.partial if isinstance(e, StopSearch) else None)
+            out += sum(r.generated_tokens for r in rows or [])
     return out
 
 
