@@ -126,6 +126,36 @@ def test_budget_smaller_than_one_token_per_sample_does_not_run_the_call():
     assert sol.stop_reason == "budget" and sol.usage.generated_tokens == 0 and eng.calls == []
 
 
+def test_local_scheduler_abort_ends_what_the_group_submitted_not_what_it_submits_after():
+    # a solve stopped at its soft deadline aborts its wave, then probes its lineages: the probes
+    # (same group) must run, not be stopped by the abort before them
+    from srca.engines.base import GenResult
+    from srca.engines.local.scheduler import Scheduler
+
+    seen: list[list[bool]] = []
+
+    def run_batch(items, stops):
+        if not seen:
+            sched.abort("solve-a")  # while the first batch runs (from the worker thread)
+        seen.append([s() for s in stops])
+        return [[GenResult(text="", token_ids=[], finish_reason="stop")] for _ in items]
+
+    def req(group):
+        return GenRequest(input_ids=[1], max_new_tokens=4, group=group), [1]
+
+    sched = Scheduler(run_batch, max_batch=8)
+
+    async def go():
+        try:
+            await sched.submit([req("solve-a"), req("solve-b")])
+            await sched.submit([req("solve-a")])
+        finally:
+            sched.close()
+
+    asyncio.run(go())
+    assert seen == [[True, False], [False]]
+
+
 # -- the local engine's abort (real model) --------------------------------------------------------
 
 

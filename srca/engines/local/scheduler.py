@@ -7,7 +7,8 @@
 * **Leaving.** A caller that is cancelled loses its results and its rows leave the batch at the
   next decode step; the other callers carry on. A batch that fails fails its callers only.
 * **Abort.** ``abort(group)`` ends the rows of every queued or running request of that group (a
-  solve id) at the next decode step; they come back with ``finish_reason="abort"``.
+  solve id) at the next decode step; they come back with ``finish_reason="abort"``. Requests the
+  group submits afterwards run (a solve stopped at its soft deadline still probes its lineages).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class _Queue:
     """The pending requests of one event loop, and the task draining them."""
 
     def __init__(self) -> None:
-        self.pending: list[tuple[GenRequest, list[int], asyncio.Future]] = []
+        self.pending: list[tuple[GenRequest, list[int], asyncio.Future, int]] = []  # ..., submission number
         self.task: asyncio.Task | None = None
 
 
@@ -40,7 +41,8 @@ class Scheduler:
         self.run_batch, self.max_batch = run_batch, max_batch
         self._executor: ThreadPoolExecutor | None = None
         self._queues: dict[asyncio.AbstractEventLoop, _Queue] = {}
-        self._aborted: dict[str, None] = {}  # insertion-ordered set of aborted groups
+        self._aborted: dict[str, int] = {}  # aborted group -> items submitted before its abort (insertion-ordered)
+        self._submitted = 0  # items submitted so far: each item's number is its place in that order
 
     async def submit(self, items: Sequence[Item]) -> list[list[GenResult]]:
         """Queue ``items`` and wait for their results (``n`` per request)."""
@@ -51,7 +53,8 @@ class Scheduler:
                 del self._queues[old]
             q = self._queues[loop] = _Queue()
         futs = [loop.create_future() for _ in items]
-        q.pending.extend((r, ids, f) for (r, ids), f in zip(items, futs))
+        q.pending.extend((r, ids, f, self._submitted + k) for k, ((r, ids), f) in enumerate(zip(items, futs)))
+        self._submitted += len(items)
         if q.task is None or q.task.done():  # the drain task runs only while there is work
             q.task = loop.create_task(self._drain(q))
         try:
@@ -77,15 +80,16 @@ class Scheduler:
         """Run one batch on the worker thread and hand each caller its results."""
         # a row stops early once its caller left or its solve was aborted; the worker thread
         # polls these between decode steps
-        stops = [(lambda f=f, g=r.group: f.done() or (g is not None and g in self._aborted)) for r, _, f in chunk]
+        stops = [(lambda f=f, g=r.group, k=k: f.done() or (g is not None and k < self._aborted.get(g, -1)))
+                 for r, _, f, k in chunk]
         try:
-            res = await loop.run_in_executor(self._executor, self.run_batch, [(r, ids) for r, ids, _ in chunk], stops)
+            res = await loop.run_in_executor(self._executor, self.run_batch, [(r, ids) for r, ids, _, _ in chunk], stops)
         except Exception as exc:  # a failed batch fails its callers, not the engine
-            for _, _, f in chunk:
+            for _, _, f, _ in chunk:
                 if not f.done():
                     f.set_exception(exc)
         else:
-            for (_, _, f), out in zip(chunk, res):
+            for (_, _, f, _), out in zip(chunk, res):
                 if not f.done():
                     f.set_result(out)
 
@@ -104,8 +108,10 @@ class Scheduler:
         return chunks
 
     def abort(self, group: str) -> None:
-        """End the rows of every queued or running request of ``group`` at the next decode step."""
-        self._aborted[group] = None
+        """End the rows of every queued or running request of ``group`` at the next decode step
+        (not those it submits later)."""
+        self._aborted.pop(group, None)  # re-inserted last: the most recent abort is kept longest
+        self._aborted[group] = self._submitted
         while len(self._aborted) > ABORTED_KEEP:
             del self._aborted[next(iter(self._aborted))]
 
