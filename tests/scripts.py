@@ -1,6 +1,17 @@
 """Scripts for the ScriptedEngine used across unit tests."""
 from __future__ import annotations
 
+import contextlib
+from unittest import mock
+
+
+@contextlib.contextmanager
+def step_by_step():
+    """srca's lineages grow one step per engine call inside this block, whatever the config
+    (the step-by-step twin the whole-lineage search must equal)."""
+    with mock.patch("srca.methods.lineage.goes_whole", lambda config, token_mode: False):
+        yield
+
 
 def stepwise(answers_by_step=None, final=None, steps_to_finish=3):
     """A script for every method. Step requests (stop at the delimiter) write

@@ -1,6 +1,7 @@
 """SRCA's default lineage search: its rules (exact values), the search on the scripted engine
 (exact orders, winners and early exits), and the sample-bank replay agreeing with it."""
 import asyncio
+import contextlib
 import math
 import random
 
@@ -13,6 +14,9 @@ from srca.engines.fake import ScriptedEngine
 from srca.eval.bank import Policy, RecordSettings, record_chunk, replay_lineages, replay_majority
 from srca.methods.paths import split_steps
 from srca.methods.consensus import Ballot, consensus_reached, settled_answer, trace_confidence, vote
+from srca.seeds import request_seed
+
+from scripts import step_by_step
 
 EQ = equivalent
 
@@ -108,12 +112,6 @@ def test_lineages_fan_out_once_then_step_each_lineage_without_pruning():
     assert whole.answer == "7" and sorted(c.source for c in whole.candidates) == ["path"] * 4
 
 
-def _stepwise_twin(**cfg):
-    """The same policy forced step by step: a token budget too large to bind stops nothing, but
-    the search must then check it between steps."""
-    return dict(cfg, max_tokens_total=10 ** 9)
-
-
 @pytest.mark.parametrize("max_new,max_steps", [(1024, 40), (30, 40), (1024, 2), (30, 3)])
 def test_whole_lineages_are_the_step_by_step_search(max_new, max_steps):
     script = lineage_script(lambda L: str(7 + (L % 3 == 2)), lambda L, k: str((L + k) % 3),
@@ -121,7 +119,8 @@ def test_whole_lineages_are_the_step_by_step_search(max_new, max_steps):
     cfg = dict(n=6, confidence="mean", keep_top=1.0, checkpoint_weight=0.25, max_new_tokens=max_new,
                max_steps=max_steps)
     whole, eng = run(script, **cfg)
-    steps, eng2 = run(script, **_stepwise_twin(**cfg))
+    with step_by_step():
+        steps, eng2 = run(script, **cfg)
     assert len([b for b in eng.calls if b[0].temperature > 0]) == 1 < len([b for b in eng2.calls if b[0].temperature > 0])
     assert (whole.answer, whole.stop_reason) == (steps.answer, steps.stop_reason)
     assert [(c.source, c.answer, c.step) for c in whole.candidates] == [(c.source, c.answer, c.step) for c in steps.candidates]
@@ -144,7 +143,8 @@ def test_whole_lineages_pay_for_the_text_after_the_box():
         return (full[len(body):] if not req.stop else full[len(body):].split("\n\n")[0] + "\n\n", -0.1)
 
     whole, _ = run(script, n=2)
-    steps, _ = run(script, **_stepwise_twin(n=2))
+    with step_by_step():
+        steps, _ = run(script, n=2)
     assert whole.answer == steps.answer == "7" and [c.step for c in whole.candidates] == [2, 2]
     assert whole.usage.generated_tokens > steps.usage.generated_tokens
     (line,) = asyncio.run(record_chunk(ScriptedEngine(script), [Problem(unique_id="p", problem="q", answer="7")],
@@ -347,6 +347,21 @@ def test_a_deadline_stops_whole_lineages_in_time_to_probe_the_ones_it_cut():
     assert sol.usage.generated_tokens == sum(r.generated_tokens for b in eng.results for rs in b for r in rs)
 
 
+def test_a_token_budget_gives_each_wave_of_whole_lineages_a_share_of_what_is_left():
+    # budget 200, probes of up to 16 tokens: wave 1 (lineages 0, 1) may write (200 - 2 * 16) / 2
+    # = 84 tokens each; they box 7 and 8 in 12 tokens each, a vote not yet clear; wave 2 gets
+    # (176 - 32) / 2 = 72 each, and lineages 2 and 3 (20 steps) are cut there, probed (7), and vote
+    script = lineage_script(lambda L: "7" if L != 1 else "8", lambda L, k: "7", lambda L: 1 if L < 2 else 20,
+                            offsets={request_seed(0, 0, 0): 0, request_seed(0, 0, 1): 2})
+    sol, eng = run(script, n=4, waves=2, max_tokens_total=200, probe_max_tokens=16, keep_top=1.0)
+    assert [(r.n, r.max_new_tokens, r.temperature > 0) for b in eng.calls for r in b][:2] == [(2, 84, True), (2, 72, True)]
+    assert [len(b) for b in eng.calls if b[0].temperature == 0] == [2]  # one call probing the two cut lineages
+    assert sol.stop_reason == "budget" and sol.answer == "7"
+    assert sorted((c.source, c.answer) for c in sol.candidates) == [
+        ("checkpoint", "7"), ("checkpoint", "7"), ("path", "7"), ("path", "8")]
+    assert sol.usage.generated_tokens == 12 + 12 + 72 + 72 + 4 <= 200
+
+
 @pytest.mark.parametrize("confidence,keep_top", [("none", 1.0), ("tail", 0.9)])
 def test_replay_and_online_break_ties_the_same_way(confidence, keep_top):
     # lineages 0 and 1 answer 8 late, 2 and 3 answer 7 early, all equally sure: a tie that the
@@ -440,11 +455,11 @@ def test_a_tail_confidence_reads_only_the_tail_it_asks_for(stepwise):
         return full[len(body):] if not req.stop else full[len(body):].split("\n\n")[0] + "\n\n"
 
     cfg = dict(n=4, confidence_window=10, keep_min=1, waves=1)
-    cfg = _stepwise_twin(**cfg) if stepwise else cfg
     sols = {}
     for tail_only in (False, True):
         eng = _TailOnly(script, tail_only)
-        sols[tail_only] = Solver(engine=eng, config=SearchConfig(method="srca", **cfg)).solve("q")
+        with step_by_step() if stepwise else contextlib.nullcontext():
+            sols[tail_only] = Solver(engine=eng, config=SearchConfig(method="srca", **cfg)).solve("q")
         reqs = [r for b in eng.calls for r in b if r.temperature > 0]
         assert reqs and all(r.logprob_tail == 20 for r in reqs)
     full, tail = sols[False], sols[True]

@@ -12,6 +12,8 @@ from srca.eval.data import Problem
 from srca.methods.consensus import Ballot, wave_settled, wave_sizes
 from srca.seeds import request_seed
 
+from scripts import step_by_step
+
 from _eval_fixtures import count_in_flight
 from test_srca_lineage import lineage_script
 
@@ -88,7 +90,8 @@ def test_waves_run_until_the_vote_is_clear():
                                     ["1", "2", "3", "4", "5", "5"]])
 def test_step_by_step_waves_are_the_whole_ones(finals):
     whole, _, _ = solve(finals, steps=lambda L: 2 + L % 3)
-    steps, eng, _ = solve(finals, steps=lambda L: 2 + L % 3, max_tokens_total=10 ** 9)
+    with step_by_step():
+        steps, eng, _ = solve(finals, steps=lambda L: 2 + L % 3)
     assert all(len(b) >= 1 for b in sampling_calls(eng))
     assert (whole.answer, whole.stop_reason) == (steps.answer, steps.stop_reason)
     assert [(c.source, c.answer, c.step) for c in whole.candidates] == \

@@ -7,10 +7,10 @@ stay as independent as ``n`` samples, and the checkpoints do what they are good 
 
 1. every lineage grows one step (up to ``step_delimiter``) at a time, all lineages of all
    running solves in one engine call; or, when nothing reads a step before its path ends
-   (:func:`~srca.methods.paths.whole_paths`, no token budget), all ``n`` lineages in one
-   request of whole samples, cut into the same steps afterwards (one engine call per solve, no
-   step barriers: majority voting's cost); under a deadline they stop at :func:`soft_deadline`
-   and the lineages it cut are probed in the time kept for that;
+   (:func:`goes_whole`), all ``n`` lineages in one request of whole samples, cut into the same
+   steps afterwards (one engine call per solve, no step barriers: majority voting's cost);
+   under a deadline they stop at :func:`soft_deadline`, under a token budget at an equal share
+   of what is left, and the lineages either cut are probed;
 2. a greedy checkpoint probe asks a lineage for the answer it implies now (the probe is thrown
    away; with a prefix cache it costs only its own few tokens): by default (``probe_at="cut"``)
    only a lineage the token limit cuts before it answered, which then votes that answer; with
@@ -54,6 +54,14 @@ from .verify import VERIFY_TOPK, Verifier, verify_factor
 CONTINUATION_INDEX = 1_000_000  # seeds of a segmented sample's rest: keyed apart from node ids
 PROBE_RESERVE = 0.1  # the share of a deadline whole lineages leave to the probes of those it cuts
 PROBE_RESERVE_MAX_S = 10.0  # ... at most this many seconds
+
+
+def goes_whole(config: Any, token_mode: bool) -> bool:
+    """Whether a solve generates each lineage whole, a wave per engine call, and cuts it into
+    steps afterwards: when nothing reads a step before its path ends (:func:`~srca.methods.
+    paths.whole_paths`) and the engine speaks token ids. Otherwise every lineage grows one step
+    per engine call."""
+    return token_mode and whole_paths(config.probe_at, config.settle, config.consensus)
 
 
 def soft_deadline(config: Any) -> float | None:
@@ -150,6 +158,12 @@ class _Lineages:
         until = soft_deadline(c)
         req = ctx.request(ctx.root, max_new_tokens=segment or c.max_new_tokens, n=size, temperature=c.temperature,
                           top_p=c.top_p, top_k=c.top_k, seed=ctx.seed_for(ctx.root, salt=wave))
+        rem = ctx.remaining_tokens()
+        if rem is not None:  # a token budget: an equal share of what is left, room kept for probes
+            room = rem - (size * c.probe_max_tokens if c.checkpoints else 0)
+            if room < size:
+                raise StopSearch("budget")
+            req.max_new_tokens = min(req.max_new_tokens, room // size)
         self.ask_confidence(req)
         try:
             (results,) = await ctx.generate([req], reserved=reserved, on_sent=on_sent, until=until)
@@ -353,8 +367,7 @@ async def run_lineages(ctx: SearchContext) -> None:
     ctx.want_logprobs = False
     ctx.stop_reason = "max_steps"
     sizes = wave_sizes(c.n, c.waves, c.wave_min)
-    if ctx.token_mode and whole_paths(c.probe_at, c.settle, c.consensus) \
-            and c.max_tokens_total is None:  # no stop between steps: each lineage in one go
+    if goes_whole(c, ctx.token_mode):  # no stop between steps: each lineage in one go
         await _run_whole(ctx, lin, sizes)
         return
     try:
@@ -399,18 +412,21 @@ def speculates(config: Any, ctx: SearchContext, waves: int) -> bool:
     """Whether a solve starts later waves early where the engine has room (``wave_speculate``):
     with several waves one after another (no ``wave_overlap``), an engine that can abort a
     solve's requests and count them, and a solver that counts the engine's load against a batch
-    the engine states (:class:`srca.admission.EngineLoad`)."""
+    the engine states (:class:`srca.admission.EngineLoad`); no token budget."""
     load = ctx.load
     return bool(config.wave_speculate and waves > 1 and overlap_of(config, ctx.engine, waves) == 0
+                and config.max_tokens_total is None  # under a budget each wave takes what the last left
                 and callable(getattr(ctx.engine, "abort", None)) and load is not None and load.capacity)
 
 
 def overlap_of(config: Any, engine: Any, waves: int) -> int:
     """The ``wave_overlap`` a solve runs with: 0 (one wave after another) with a single wave, an
     overlap not below ``max_new_tokens``, or an engine that cannot abort a solve's requests and
-    count them (``abort(group)``: the local and SGLang engines)."""
+    count them (``abort(group)``: the local and SGLang engines), or under a token budget (each wave
+    takes its share of what the ones before left)."""
     d = config.wave_overlap
-    return d if waves > 1 and 0 < d < config.max_new_tokens and callable(getattr(engine, "abort", None)) else 0
+    return d if waves > 1 and 0 < d < config.max_new_tokens and callable(getattr(engine, "abort", None)) \
+        and config.max_tokens_total is None else 0
 
 
 async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> None:
@@ -422,7 +438,10 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
     Under a deadline the wave running at :func:`soft_deadline` is stopped there and filed as far
     as it got: a lineage that boxed an answer by then votes it, the others are probed in the time
     left (a probe the deadline cuts gives no answer) and vote their checkpoint; no wave starts
-    after it (``stop_reason`` ``"deadline"``)."""
+    after it (``stop_reason`` ``"deadline"``). Under a token budget each wave's samples may run
+    to an equal share of what is left less their probes' room (:meth:`_Lineages.sample`); a wave
+    the share cut ends the same way (``"budget"``), and one that cannot have a token per sample
+    does not start."""
     c = ctx.config
     d = overlap_of(c, ctx.engine, len(sizes))
     spec = speculates(c, ctx, len(sizes))
@@ -458,13 +477,16 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
                 ctx.stop_reason = "deadline"  # no wave starts past the soft deadline
                 break
             start(w)  # without overlap, or when the wave before failed to start it
-            cut = False  # the deadline stopped this wave
+            cut = None  # what stopped this wave: the deadline, or the budget's share
             try:
                 results = await tasks[w]
             except StopSearch as stop:
                 if stop.partial is None:  # the engine returned nothing to file
                     raise
-                results, cut, lin.halted = stop.partial, True, True
+                results, cut, lin.halted = stop.partial, "deadline", True
+            if cut is None and c.max_tokens_total is not None and any(
+                    r.finish_reason == "length" and len(r.token_ids) < c.max_new_tokens for r in results):
+                cut = "budget"
             decided = w + 1
             _wave_event(ctx, w, sizes)
             lasts = lin.cut(results, size)
@@ -477,7 +499,7 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
             lin.tell(lasts, max((k.depth for k in lasts), default=0))
             lin.close_wave()
             if cut:
-                ctx.stop_reason = "deadline"
+                ctx.stop_reason = cut
                 break
             if w < len(sizes) - 1 and await lin.settled():
                 ctx.stop_reason = "consensus"
