@@ -9,7 +9,7 @@ import uuid
 from typing import Any, Callable
 
 from srca import logs
-from srca.answer_work import check_workers
+from srca.answer_work import check_workers, warm
 from srca.config import SearchConfig
 from srca.engines.base import Engine
 from srca.methods.context import ABORT_WAIT_S
@@ -76,6 +76,9 @@ class Runtime:
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         self._sem = asyncio.Semaphore(self.config.max_concurrent_solves)
+        # the answer checks' imports now: the first solve's decision (inline without answer
+        # workers) would pay them, past its deadline when it had one
+        await asyncio.to_thread(warm)
         await self.redis.start()
         if self.redis.enabled:
             self.worker = JobWorker(self.jobs, self.run_job, self.config.job_concurrency, self.config.job_lease_s,

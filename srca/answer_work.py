@@ -63,8 +63,9 @@ def check_workers(n: Any, default: int | str = 0) -> int:
     return n
 
 
-def _warm() -> None:
-    """Worker start: import math-verify and sympy once, not in the first solve's decision."""
+def warm() -> None:
+    """Import math-verify and sympy now, not in the first solve's decision (about a second on a
+    small CPU): each worker's start, and the service's in its own process."""
     from .answers import equivalent
 
     equivalent("1", "1.0")
@@ -96,12 +97,12 @@ class AnswerWorkers:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_warm)
+                                             initializer=warm)
         return self._pool
 
     def start(self, wait: bool = False) -> None:
         """Spawn every worker now (nothing without workers, or once started), each importing
-        math-verify (:func:`_warm`); with ``wait``, return once all are up. A batch that will
+        math-verify (:func:`warm`); with ``wait``, return once all are up. A batch that will
         need them (an eval) then pays their start before its work, not when its first solves
         finish: on one H200 that was mid-run, 8 interpreters importing sympy beside SGLang's
         scheduler while it decoded 3,000 samples (README, "Seventh run")."""
