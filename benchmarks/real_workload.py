@@ -593,7 +593,7 @@ class Setup:
                 self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem, sampling_backend=a.sampler,
                                         attention_backend="triton", grammar_backend="none", log_level="info",
                                         decode_log_interval=a.decode_log_interval,
-                                        freeze_gc=a.freeze_gc == "on", **extra)
+                                        freeze_gc=a.freeze_gc == "on", submit_window_ms=a.submit_window_ms, **extra)
                 self.frozen = a.freeze_gc == "on"
                 self.loop_thread = self.eng._thread
         self.start_s = round(time.monotonic() - t0, 1)
@@ -1207,6 +1207,9 @@ def main() -> None:
                     help="one more SGLang server argument for the engine (repeatable; VALUE read as JSON, else "
                          "a string), e.g. enable_mixed_chunk=true: a keyword of the in-process engine, a "
                          "flag of the server (true: the bare flag)")
+    ap.add_argument("--submit-window-ms", type=float, default=0.0,
+                    help="in process: SGLangEngine(submit_window_ms=...), calls close together go together "
+                         "(srca.engines.sglang_common.SubmitGate; 0: off)")
     ap.add_argument("--decode-log-interval", type=int, default=40)
     ap.add_argument("--poll-s", type=float, default=1.0, help="SGLang load snapshot period")
     ap.add_argument("--gpu-poll-ms", type=int, default=500,
@@ -1234,6 +1237,8 @@ def main() -> None:
     os.makedirs(a.work_dir, exist_ok=True)
     if a.server and a.engine != "sglang":
         ap.error("--server needs --engine sglang")
+    if a.submit_window_ms and (a.server or a.engine != "sglang"):
+        ap.error("--submit-window-ms: only the in-process SGLang engine has it (no --server, --engine sglang)")
     a.model = a.model or ("/tmp/q15hf" if a.engine == "sglang" else "smollm2-135m")
     a.data = a.data or _default_data()
     if a.data is None:

@@ -394,3 +394,38 @@ def test_tail_logprobs_scored_by_a_prefill_after_sampling(stub_sglang):
         _make(tail_logprobs="later")
     asyncio.run(eng.close())
 
+
+
+def test_a_submit_window_sends_calls_close_together_at_once(stub_sglang):
+    """submit_window_ms: two calls 20 ms apart both wait for the window the first opened (150
+    ms) and reach SGLang together; a call after it opens a window of its own. Off (0) by default."""
+    import time
+
+    assert _make().gate.window_s == 0.0
+    with pytest.raises(ValueError, match="submit_window_ms"):
+        _make(submit_window_ms=-1)
+    eng = _make(submit_window_ms=150)
+    sent: list[float] = []
+    orig = eng.engine.async_generate
+
+    async def timed(*a, **k):
+        sent.append(time.monotonic())
+        return await orig(*a, **k)
+
+    eng.engine.async_generate = timed
+
+    async def go():
+        t0 = time.monotonic()
+        first = asyncio.ensure_future(eng.generate([GenRequest(input_ids=[1, 2], n=2, max_new_tokens=3)]))
+        await asyncio.sleep(0.02)
+        second = asyncio.ensure_future(eng.generate([GenRequest(input_ids=[3, 4], n=1, max_new_tokens=3)]))
+        a, b = await asyncio.gather(first, second)
+        third = await eng.generate([GenRequest(input_ids=[5], n=1, max_new_tokens=3)])
+        return t0, a, b, third
+
+    t0, a, b, third = asyncio.run(go())
+    assert len(a) == 1 and len(a[0]) == 2 and len(b[0]) == 1 and len(third[0]) == 1
+    assert len(sent) == 3 and sent[0] - t0 >= 0.14 and abs(sent[1] - sent[0]) < 0.01  # together, after the window
+    assert sent[2] - sent[1] >= 0.14  # the third waited a window of its own
+    assert (eng.gate.held, eng.gate.windows) == (3, 2)
+    asyncio.run(eng.close())

@@ -9,6 +9,8 @@
 * :func:`tail_rescore` and :func:`with_tail_logprobs`: the last ``GenRequest.logprob_tail``
   log-probabilities of a sample from one prefill-only request after it (``max_new_tokens = 0``,
   ``logprob_start_len``) instead of ``return_logprob`` on every decode step;
+* :class:`SubmitGate` holds engine calls for a short window so that those arriving close
+  together reach SGLang's scheduler together (off by default);
 * :class:`ReplicaRouter` keeps every request of one solve (``GenRequest.group``) on one replica
   so that replica's radix cache holds the solve's whole tree; a new group goes to the replica
   with the least work in flight.
@@ -29,7 +31,9 @@ taken after the temperature), and the prefix is matched in the radix cache only 
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
+import math
 import uuid
 from collections import OrderedDict
 from typing import Any, Sequence
@@ -254,6 +258,46 @@ def with_tail_logprobs(out: dict, scored: dict, k: int) -> dict:
     if tops:
         meta["output_top_logprobs"] = [[] for _ in ids[: len(ids) - k]] + [list(p or []) for p in tops[-k:]]
     return {**out, "meta_info": meta}
+
+
+class SubmitGate:
+    """Holds engine calls for up to ``window_s`` seconds so that calls arriving close together
+    reach SGLang at once (0: off, every call goes at once). The first call after a release
+    opens a window; every call arriving in it waits for its end, then all go together.
+
+    Why: a search that sends each step as a new request (DVTS, beam, the step-by-step lineages)
+    has a few requests end and a few arrive at nearly every decode iteration, and SGLang then
+    runs a prefill forward between nearly every two decode steps (the ninth H200 run: DVTS 0.98
+    prefill batches per decode iteration, 98.8 ms an iteration against majority's 39.8 ms;
+    ``benchmarks/batch_cost.py``). A window longer than an iteration makes fewer, larger
+    prefills at the price of up to ``window_s`` more latency per call. Use it on one event loop
+    (the in-process engine's own). A call waiting in the window when its group is aborted still
+    goes out afterwards; cancelling the caller (the deadline's fallback) aborts it there."""
+
+    def __init__(self, window_s: float = 0.0) -> None:
+        if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not (
+                math.isfinite(window_s) and 0 <= window_s <= 10):
+            raise ValueError(f"submit window: must be between 0 and 10 seconds, got {window_s!r}")
+        self.window_s = float(window_s)
+        self._open: asyncio.Future | None = None
+        self.held = 0  # calls that waited in a window
+        self.windows = 0  # windows opened
+
+    async def wait(self) -> None:
+        if self.window_s <= 0:
+            return
+        if self._open is None or self._open.done():
+            loop = asyncio.get_running_loop()
+            self._open = loop.create_future()
+            loop.call_later(self.window_s, _release, self._open)
+            self.windows += 1
+        self.held += 1
+        await asyncio.shield(self._open)
+
+
+def _release(f: asyncio.Future) -> None:
+    if not f.done():
+        f.set_result(None)
 
 
 class InFlight:

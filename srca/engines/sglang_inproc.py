@@ -56,8 +56,8 @@ from .sglang_graphs import (PREFILL_GRAPH, SMALL_GPU_SEQUENCES, decode_graph_arg
                             resolve_prefill_graph, server_arg_fields)
 from .sglang_sampler import BACKEND as SAMPLER_BACKEND
 from .sglang_sampler import check_installed as check_sampler_installed
-from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, InFlight, ReplicaRouter, StopTokens, new_rid, sampling_params,
-                            tail_rescore, tail_to_score, to_result, with_tail_logprobs)
+from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, InFlight, ReplicaRouter, StopTokens, SubmitGate, new_rid,
+                            sampling_params, tail_rescore, tail_to_score, to_result, with_tail_logprobs)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,10 @@ class SGLangEngine:
             cyclic garbage collector, in this process and SGLang's own (SGLang's
             ``freeze_gc``, which its docs advise after start-up): a full collection otherwise
             walks them all and holds every thread, the engine's loop included.
+        submit_window_ms: hold each ``generate`` call up to this long so that calls arriving
+            close together reach SGLang's scheduler together (:class:`~srca.engines.
+            sglang_common.SubmitGate`; 0, the default: at once). For searches that send every
+            step as a new request; an A/B on the GPU decides whether it pays.
         **server_args: passed to ``sglang.Engine`` unchanged (e.g. ``disable_cuda_graph=True``,
             ``grammar_backend="none"``, ``context_length=4096``).
     """
@@ -131,6 +135,7 @@ class SGLangEngine:
         decode_graph_max_bs: int | str | None = GRAPHS_AUTO,
         prefill_graph: str | None = PREFILL_GRAPH,
         freeze_gc: bool = True,
+        submit_window_ms: float = 0.0,
         **server_args: Any,
     ) -> None:
         if tp_size < 1 or dp_size < 1:
@@ -148,6 +153,11 @@ class SGLangEngine:
             resolve_prefill_graph(prefill_graph)
         except ValueError as e:
             raise ValueError(f"SGLangEngine.prefill_graph: {e}") from None
+        try:
+            self.gate = SubmitGate(submit_window_ms / 1000 if isinstance(submit_window_ms, (int, float))
+                                   and not isinstance(submit_window_ms, bool) else submit_window_ms)
+        except ValueError:
+            raise ValueError(f"SGLangEngine.submit_window_ms: must be between 0 and 10000, got {submit_window_ms!r}") from None
         self.tail_logprobs = tail_logprobs
         self.router = ReplicaRouter(dp_size, routing)
         self.ignore_eos = ignore_eos
@@ -236,6 +246,7 @@ class SGLangEngine:
         return await asyncio.wrap_future(fut)
 
     async def _generate(self, requests: list[GenRequest]) -> list[list[GenResult]]:
+        await self.gate.wait()  # submit_window_ms: calls close together go together
         # Expand samples and place each request on a replica.
         per_replica: dict[int | None, list[tuple[int, int]]] = {}
         for k, req in enumerate(requests):
