@@ -22,7 +22,7 @@ def _engine_generated(eng: ScriptedEngine) -> int:
 @pytest.mark.parametrize("method", ["majority", "cot", "srca"])
 def test_deadline_before_the_first_step_aborts_and_counts_the_engine_work(method):
     # Every engine call takes 0.5 s; the deadline ends the solve before its first one returns.
-    # srca stops its whole lineages at nine tenths of the deadline, then probes the ones it cut:
+    # srca stops its whole lineages at four fifths of the deadline, then probes the ones it cut:
     # that second call meets the deadline too
     eng = ScriptedEngine(stepwise(), latency_s=0.5)
     sol = Solver(engine=eng, config=SearchConfig(method=method, n=4, deadline_s=0.2)).solve("What is 3 + 4?")

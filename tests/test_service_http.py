@@ -123,7 +123,7 @@ def test_a_quiet_stream_sends_keepalive_comments(redis_url, monkeypatch):
 @pytest.mark.parametrize("step_by_step", [False, True])
 def test_budget_and_deadline_return_best_so_far(redis_url, step_by_step):
     # whole lineages (the default): the first wave's call would take 2 s; the deadline stops it
-    # at 0.95 s, when its samples had written about half their steps (none its answer), and they
+    # at 0.84 s, when its samples had written about two fifths of their steps (none its answer), and they
     # are probed (quick calls) before the deadline. Step by step: a call per step of 0.3 s, each
     # probed; the deadline comes after a few of them
     class SlowWhole(ScriptedEngine):

@@ -52,7 +52,7 @@ from .verify import VERIFY_TOPK, Verifier, verify_factor
 
 
 CONTINUATION_INDEX = 1_000_000  # seeds of a segmented sample's rest: keyed apart from node ids
-PROBE_RESERVE = 0.1  # the share of a deadline whole lineages leave to the probes of those it cuts
+PROBE_RESERVE = 0.2  # the share of a deadline whole lineages leave to the probes of those it cuts
 PROBE_RESERVE_MAX_S = 10.0  # ... at most this many seconds
 
 
@@ -67,7 +67,8 @@ def goes_whole(config: Any, token_mode: bool) -> bool:
 def soft_deadline(config: Any) -> float | None:
     """When whole lineages stop under a deadline, in seconds into the solve: early enough that
     the lineages it cuts can still be probed for the answer they imply before the deadline
-    itself (a tenth of it, at most ``PROBE_RESERVE_MAX_S``); the deadline without checkpoints;
+    itself (a fifth of it, at most ``PROBE_RESERVE_MAX_S``: with a tenth, a 25 s deadline on
+    a busy 2-core CPU left the probes of the embedded model 2.5 s, too little); the deadline without checkpoints;
     None without one. (Step by step, every step is probed under a deadline instead.)"""
     d = config.deadline_s
     if d is None or not config.checkpoints:
