@@ -301,20 +301,27 @@ def test_a_cancelled_solve_leaves_no_wave_running():
                          latency_s=0.2)
     solver = Solver(engine=eng, config=SearchConfig(method="srca", n=6, waves=3, wave_overlap=10))
 
+    # cancelled with wave 1's rest and wave 2's first tokens in flight
+    assert cancel_mid_solve(solver, eng, calls=2) == []
+
+
+def cancel_mid_solve(solver, eng, calls):
+    """Start a solve, cancel it once the engine has seen ``calls`` calls; the tasks still running
+    afterwards (none, when the cancel stopped everything the solve started)."""
     async def go():
         task = asyncio.ensure_future(solver.asolve("q"))
-        for _ in range(500):  # wave 1's rest and wave 2's first tokens in flight
-            if len(eng.calls) >= 2:
+        for _ in range(500):
+            if len(eng.calls) >= calls:
                 break
             await asyncio.sleep(0.01)
-        assert len(eng.calls) >= 2
+        assert len(eng.calls) >= calls
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         await asyncio.sleep(0)
         return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
 
-    assert asyncio.run(go()) == []
+    return asyncio.run(go())
 
 
 def solve_spec(finals, capacity, latency_s=0.0, **cfg):
@@ -385,17 +392,5 @@ def test_a_cancelled_speculating_solve_leaves_nothing_running_or_counted():
     eng.info = replace(eng.info, concurrent_sequences=100)
     solver = Solver(engine=eng, config=SearchConfig(method="srca", n=6, waves=3, wave_speculate=True))
 
-    async def go():
-        task = asyncio.ensure_future(solver.asolve("q"))
-        for _ in range(500):  # the three waves in flight
-            if len(eng.calls) >= 3:
-                break
-            await asyncio.sleep(0.01)
-        assert len(eng.calls) >= 3
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await asyncio.sleep(0)
-        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-
-    assert asyncio.run(go()) == [] and solver.load.in_flight == 0
+    # cancelled with the three waves in flight
+    assert cancel_mid_solve(solver, eng, calls=3) == [] and solver.load.in_flight == 0

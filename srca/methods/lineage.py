@@ -64,6 +64,14 @@ def goes_whole(config: Any, token_mode: bool) -> bool:
     return token_mode and whole_paths(config.probe_at, config.settle, config.consensus)
 
 
+def budget_share(remaining: int, samples: int, config: Any) -> int:
+    """The tokens each of ``samples`` may generate from the ``remaining`` of a token budget,
+    leaving room for a probe each when checkpoints are on (the probe is what gives a lineage the
+    budget cuts an answer); below 1 when that room is all there is."""
+    room = remaining - (samples * config.probe_max_tokens if config.checkpoints else 0)
+    return room // samples
+
+
 def soft_deadline(config: Any) -> float | None:
     """When whole lineages stop under a deadline, in seconds into the solve: early enough that
     the lineages it cuts can still be probed for the answer they imply before the deadline
@@ -123,8 +131,7 @@ class _Lineages:
         if rem is not None and c.checkpoints:
             # under a token budget keep room for each lineage's next probe: the probe is what
             # gives a lineage cut by the budget an answer
-            want = sum(r.n for r in reqs)
-            cap = max(1, (rem - want * c.probe_max_tokens) // want)
+            cap = max(1, budget_share(rem, sum(r.n for r in reqs), c))
             for r in reqs:
                 self.last_call = self.last_call or cap < r.max_new_tokens  # the budget cuts this step
                 r.max_new_tokens = min(r.max_new_tokens, cap)
@@ -161,10 +168,10 @@ class _Lineages:
                           top_p=c.top_p, top_k=c.top_k, seed=ctx.seed_for(ctx.root, salt=wave))
         rem = ctx.remaining_tokens()
         if rem is not None:  # a token budget: an equal share of what is left, room kept for probes
-            room = rem - (size * c.probe_max_tokens if c.checkpoints else 0)
-            if room < size:
+            share = budget_share(rem, size, c)
+            if share < 1:
                 raise StopSearch("budget")
-            req.max_new_tokens = min(req.max_new_tokens, room // size)
+            req.max_new_tokens = min(req.max_new_tokens, share)
         self.ask_confidence(req)
         try:
             (results,) = await ctx.generate([req], reserved=reserved, on_sent=on_sent, until=until)
