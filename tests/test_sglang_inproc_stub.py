@@ -137,6 +137,7 @@ def stub_sglang():
 def _make(**kw):
     from srca.engines.sglang_inproc import SGLangEngine
 
+    kw.setdefault("warmup", False)  # the tests count SGLang calls; test_warm_up_* turn it on
     return SGLangEngine("/nonexistent/model", **kw)
 
 
@@ -428,4 +429,30 @@ def test_a_submit_window_sends_calls_close_together_at_once(stub_sglang):
     assert len(sent) == 3 and sent[0] - t0 >= 0.14 and abs(sent[1] - sent[0]) < 0.01  # together, after the window
     assert sent[2] - sent[1] >= 0.14  # the third waited a window of its own
     assert (eng.gate.held, eng.gate.windows) == (3, 2)
+    asyncio.run(eng.close())
+
+
+def test_warm_up_samples_once_before_the_engine_returns(stub_sglang):
+    """warmup (on by default): one short request sampled as the searches sample (temperature
+    0.7, top-p 0.95) is answered before the constructor returns, so the kernels SGLang compiles
+    on first use are not compiled inside the first solve; its time is warmup_s."""
+    from srca.engines.sglang_inproc import SGLangEngine
+
+    eng = SGLangEngine("/nonexistent/model")
+    (call,) = eng.engine.calls
+    assert call["n"] == 2 and call["ids"][0] == [ord(c) for c in "1 + 1 ="]
+    assert all(p["temperature"] == 0.7 and p["top_p"] == 0.95 and p["max_new_tokens"] == 4 for p in call["params"])
+    assert eng.warmup_s is not None and eng.warmup_s >= 0
+    assert _make().warmup_s is None and _make().engine.calls == []
+    asyncio.run(eng.close())
+
+
+def test_warm_up_that_fails_still_gives_an_engine(stub_sglang, monkeypatch, caplog):
+    async def broken(self, *a, **k):
+        raise RuntimeError("scheduler not ready")
+
+    monkeypatch.setattr(_StubEngine, "async_generate", broken)
+    eng = _make(warmup=True)
+    assert eng.warmup_s is None
+    assert "warm-up request failed (RuntimeError: scheduler not ready)" in caplog.text
     asyncio.run(eng.close())

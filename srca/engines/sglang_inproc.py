@@ -46,6 +46,7 @@ import json
 import logging
 import os
 import threading
+import time
 from typing import Any, Sequence
 
 from .base import EngineInfo, GenRequest, GenResult
@@ -60,6 +61,20 @@ from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, InFlight, ReplicaRouter, 
                             sampling_params, tail_rescore, tail_to_score, to_result, with_tail_logprobs)
 
 log = logging.getLogger(__name__)
+
+WARMUP_DOC = """Why the engine warms up before it returns (measured on one H200, SGLang 0.5.17, the 1.5B
+model; README, "Tenth run"): on a machine whose kernel caches are cold (``~/.triton/cache``,
+``~/.cache/flashinfer``), the first *sampled* request waits about 110 s while FlashInfer
+compiles its sampling kernels (SGLang's own server warm-up is greedy and does not reach them),
+after a start of 139 s of which 84 s compiled the decode graphs' Triton kernels. The same start
+with both caches warm took 67 s, decode graphs 7.9 s, and the first sampled request 0.1 s. The
+cost is paid once per machine; keep those two folders (or ``TRITON_CACHE_DIR`` and
+``FLASHINFER_WORKSPACE_BASE``) on a persistent volume in containers. Without the warm-up the
+first solve paid it: a third of the service's default 300 s deadline."""
+WARMUP_PROMPT = "1 + 1 ="
+WARMUP_TOKENS = 4
+WARMUP_TEMPERATURE, WARMUP_TOP_P = 0.7, 0.95  # as the searches sample (SearchConfig's defaults)
+WARMUP_TIMEOUT_S = 900.0
 
 
 def _max_context(model_path: str, default: int = 32768) -> int:
@@ -111,6 +126,10 @@ class SGLangEngine:
             close together reach SGLang's scheduler together (:class:`~srca.engines.
             sglang_common.SubmitGate`; 0, the default: at once). For searches that send every
             step as a new request; an A/B on the GPU decides whether it pays.
+        warmup: once the engine is up, send one short sampled request (temperature and top-p
+            as the searches sample) and wait for it, so that the kernels SGLang compiles on
+            first use are compiled before the constructor returns, not inside the first
+            solve (:data:`WARMUP_DOC`; its time is ``warmup_s``). True by default.
         **server_args: passed to ``sglang.Engine`` unchanged (e.g. ``disable_cuda_graph=True``,
             ``grammar_backend="none"``, ``context_length=4096``).
     """
@@ -136,6 +155,7 @@ class SGLangEngine:
         prefill_graph: str | None = PREFILL_GRAPH,
         freeze_gc: bool = True,
         submit_window_ms: float = 0.0,
+        warmup: bool = True,
         **server_args: Any,
     ) -> None:
         if tp_size < 1 or dp_size < 1:
@@ -206,6 +226,23 @@ class SGLangEngine:
         self._in_flight = InFlight()  # each solve's SGLang request ids (touched on the engine loop only)
         if freeze_gc:
             self._freeze_gc()
+        self.warmup_s: float | None = self._warm_up() if warmup else None
+
+    def _warm_up(self) -> float | None:
+        """One short sampled request, now (see :data:`WARMUP_DOC`); seconds it took, None if it
+        failed (logged: an engine that cannot warm up still serves, the first solve pays)."""
+        t0 = time.perf_counter()
+        req = GenRequest(input_ids=self.encode(WARMUP_PROMPT), max_new_tokens=WARMUP_TOKENS, n=2,
+                         temperature=WARMUP_TEMPERATURE, top_p=WARMUP_TOP_P, logprobs=False)
+        try:
+            asyncio.run_coroutine_threadsafe(self._generate([req]), self._loop).result(WARMUP_TIMEOUT_S)
+        except Exception as e:  # noqa: BLE001
+            log.warning("SGLangEngine: warm-up request failed (%s: %s); the first solve compiles the kernels",
+                        type(e).__name__, e)
+            return None
+        took = time.perf_counter() - t0
+        log.info("SGLangEngine: warm-up request took %.1f s", took)
+        return took
 
     def _freeze_gc(self) -> None:
         freeze = getattr(self.engine.tokenizer_manager, "freeze_gc", None)  # SGLang >= 0.5: all its processes
