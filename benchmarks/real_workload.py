@@ -289,6 +289,36 @@ def _children_cpu() -> float:
     return tot
 
 
+def _proc_stat() -> dict | None:
+    """This machine's CPU seconds by kind, all cores together (``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat") as f:
+            v = f.readline().split()
+    except OSError:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return {k: int(x) / hz for k, x in zip(names, v[1:9])}
+
+
+class MachineCPU:
+    """The whole machine's CPU seconds since start: busy, idle, and stolen by a VM's host
+    (``steal``). The tenth run's raw phases, the same call on one engine, took 23.5 to 39.0 s
+    with the same running batches, the GPU drawing 650 W in the fast ones and 470 W in the slow
+    ones: a host-side stall, which this is here to tell apart from the process's own CPU."""
+
+    def __init__(self) -> None:
+        self.t0 = _proc_stat()
+
+    def since(self) -> dict | None:
+        now = _proc_stat()
+        if now is None or self.t0 is None:
+            return None
+        d = {k: now[k] - self.t0[k] for k in now}
+        return {"busy_s": round(d["user"] + d["nice"] + d["system"] + d["irq"] + d["softirq"], 2),
+                "idle_s": round(d["idle"], 2), "iowait_s": round(d["iowait"], 2), "steal_s": round(d["steal"], 2)}
+
+
 class CPUClock:
     """CPU seconds since start: the main thread, the SGLang engine's loop thread, the whole
     process, and its child processes."""
@@ -896,7 +926,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
             wtask.cancel()
         return recs, wall
 
-    cpu = CPUClock(st.loop_thread)
+    cpu, mcpu = CPUClock(st.loop_thread), MachineCPU()
     t_mono, t_wall = time.monotonic(), time.time()
     if sampler is not None:
         sampler.start()
@@ -919,7 +949,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
                engine_calls=u.get("engine_calls", 0), engine_requests=u.get("engine_requests", 0),
                requests_per_call=round(u["engine_requests"] / u["engine_calls"], 2) if u.get("engine_calls") else None,
                calls_per_solve=round(u.get("engine_calls", 0) / max(1, len(recs)), 2),
-               cpu_s=cpu.since(), loop=lag.summary(t_mono), gc_main=gcw.summary(),
+               cpu_s=cpu.since(), machine_cpu=mcpu.since(), loop=lag.summary(t_mono), gc_main=gcw.summary(),
                controller_sequences=watch.summary())
     tot = [r["timings"].get("total_s", 0.0) for r in recs]
     eng_s = [r["timings"].get("engine_s", 0.0) for r in recs]
@@ -1312,10 +1342,13 @@ def main() -> None:
 
         switch = SwitchFile(os.path.join(a.work_dir, "sampler_switch"), "srca")
     st = Setup(a)
-    res: dict[str, Any] = {"engine": st.kind, "model": a.model, "engine_start_s": st.start_s, "problems": len(problems),
+    warm_s = getattr(st.eng, "warmup_s", None)  # SGLangEngine's first sampled request, inside start_s
+    res: dict[str, Any] = {"engine": st.kind, "model": a.model, "engine_start_s": st.start_s,
+                           "engine_warmup_s": round(warm_s, 2) if warm_s is not None else None, "problems": len(problems),
                            "commit": _commit(), "python": sys.version.split()[0], "answer_pools": pools, "jobs": [],
                            "skipped": [], "completed": []}
-    print(f"# engine {st.kind} ready in {st.start_s} s; {len(problems)} problems", flush=True)
+    print(f"# engine {st.kind} ready in {st.start_s} s (its warm-up request {res['engine_warmup_s']} s); "
+          f"{len(problems)} problems", flush=True)
     slog = SGLangLog(st.log_path)
     res["engine_start_log"] = slog.start_lines(st.t_start)
     write_result(a.out, "real_workload", a, **res)  # a run cut short still keeps the start's figures
@@ -1341,15 +1374,17 @@ def main() -> None:
 
         def raw_phase() -> dict:
             st.flush()
-            t0 = time.time()
+            t0, mcpu = time.time(), MachineCPU()
             row = st.raw(ids)
             t1 = time.time()
-            row.update(sglang_log=slog.take(t0, t1), sglang_loads=poller.take(t0, t1) if poller else None,
+            row.update(machine_cpu=mcpu.since(), sglang_log=slog.take(t0, t1), sglang_loads=poller.take(t0, t1) if poller else None,
                        sglang_gc=st.gc_take(t0, t1), gpu=gpoll.take(t0, t1) if gpoll else None)
             print(f"# raw: {json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)})}"
                   f"{'' if st.frozen else ' (GC not frozen)'}", flush=True)
             if row.get("gpu"):
                 print(f"#   {gpu_line(row['gpu'])}", flush=True)
+            if row.get("machine_cpu"):
+                print(f"#   machine CPU s: {json.dumps(row['machine_cpu'])}", flush=True)
             return row
 
         def job_phase(m: str, conc: int | None) -> dict:
@@ -1368,6 +1403,8 @@ def main() -> None:
                   f"top {top_function(row)}", flush=True)
             if row.get("gpu"):
                 print(f"#   {gpu_line(row['gpu'])}", flush=True)
+            if row.get("machine_cpu"):
+                print(f"#   machine CPU s: {json.dumps(row['machine_cpu'])}", flush=True)
             return row
 
         if a.freeze_gc == "ab":  # the same phases before SGLang's freeze_gc, then the run as usual

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-from real_workload import GpuPoller, gpu_line, raw_reference  # noqa: E402
+from real_workload import GpuPoller, MachineCPU, gpu_line, raw_reference  # noqa: E402
 
 
 def test_ratios_are_to_the_mean_of_the_bracketing_raw_phases():
@@ -54,3 +54,18 @@ def test_sglang_args_become_engine_keywords_and_server_flags():
     for bad in ("enable_mixed_chunk", "=1", "not a key=1"):
         with pytest.raises(ValueError, match="--sglang-arg"):
             sglang_args([bad])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs Linux's /proc/stat")
+def test_machine_cpu_counts_busy_time_and_names_steal():
+    """The machine's CPU seconds over a phase (all cores): half a second of this process's busy
+    loop shows as busy time; steal (a VM host's) is always reported, if only as 0."""
+    import time
+
+    m = MachineCPU()
+    t = time.process_time()
+    while time.process_time() - t < 0.5:
+        pass
+    got = m.since()
+    assert set(got) == {"busy_s", "idle_s", "iowait_s", "steal_s"}
+    assert got["busy_s"] >= 0.4 and got["steal_s"] >= 0 and got["idle_s"] >= 0
