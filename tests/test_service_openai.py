@@ -57,7 +57,7 @@ def test_chat_completion_streaming_with_usage(client):
 
 def test_budget_maps_to_length_and_errors_are_openai_shaped(client):
     r = client.chat.completions.create(model="srca", messages=[{"role": "user", "content": "What is 1+2?"}],
-                                       max_tokens=60, extra_body={"settle": 0})  # no settling within budget
+                                       max_completion_tokens=60, extra_body={"settle": 0})  # no settling within budget
     assert r.choices[0].finish_reason == "length" and r.model_extra["srca"]["stop_reason"] == "budget"
     with pytest.raises(openai.UnprocessableEntityError) as e:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])

@@ -71,7 +71,29 @@ def test_facade_maps_model_and_openai_fields():
          "max_tokens": 100, "temperature": 0.2, "seed": 3, "n": 6, "stream": True, "user": "u1",
          "stream_options": {"include_usage": True}}, SearchConfig())
     assert (model, problem, stream, usage) == ("srca-dvts", "What is 1+1?", True, True)
-    assert (cfg.method, cfg.max_tokens_total, cfg.temperature, cfg.seed, cfg.n) == ("dvts", 100, 0.2, 3, 6)
+    assert (cfg.method, cfg.max_new_tokens, cfg.max_tokens_total, cfg.temperature, cfg.seed, cfg.n) == (
+        "dvts", 100, None, 0.2, 3, 6)
+
+
+def test_facade_max_tokens_caps_the_completion_and_max_completion_tokens_the_solve():
+    """As OpenAI defines them for reasoning models: max_completion_tokens counts every token the
+    solve generates (max_tokens_total), max_tokens the completion the client sees, one path
+    (max_new_tokens), never above the server's per-path cap; the search's budget n stays."""
+    def cfg(**fields):
+        body = {"model": "srca", "messages": [{"role": "user", "content": "What is 1+1?"}], **fields}
+        return parse_chat(body, SearchConfig(max_new_tokens=1024))[2]
+
+    c = cfg(max_tokens=256)
+    assert (c.max_new_tokens, c.max_tokens_total, c.n) == (256, None, 4)
+    assert cfg(max_tokens=10**6).max_new_tokens == 1024  # a client's large default cannot raise the server's cap
+    c = cfg(max_completion_tokens=3000, max_tokens=512)
+    assert (c.max_new_tokens, c.max_tokens_total) == (512, 3000)
+    assert cfg(max_tokens=100, max_new_tokens=300).max_new_tokens == 300  # the SearchConfig field itself wins
+    assert cfg(max_completion_tokens=50, max_tokens_total=70).max_tokens_total == 70
+    for name in ("max_tokens", "max_completion_tokens"):
+        with pytest.raises(InputError) as e:
+            cfg(**{name: 0})
+        assert e.value.errors[0]["loc"] == ["body", name]
 
 
 def test_cancel_all_outlasts_a_swallowed_cancellation():
