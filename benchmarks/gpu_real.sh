@@ -11,7 +11,8 @@
 #                                                               # background job (WORK/run1, run2, ...): no
 #                                                               # device time lost between them; poll as usual
 #   bash benchmarks/gpu_real.sh save-jit                        # the kernel JIT caches (Triton, FlashInfer) to
-#                                                               # $OUT/jit-cache.tgz once an engine has started;
+#                                                               # $OUT/jit-cache.tgz (poll does it once by itself,
+#                                                               # the first time an engine says it is ready);
 #                                                               # put it in .jit-cache/ and carry that to a later
 #                                                               # session: start and chain unpack it first
 set -uo pipefail
@@ -25,6 +26,17 @@ JIT_DIRS=(.triton/cache .cache/flashinfer)  # under $HOME: Triton's and FlashInf
 restore_jit() {  # a cold engine start compiled them for 84 of its 145 s on the ninth run's host
   local t="$SRC/.jit-cache/jit-cache.tgz"
   if [ -f "$t" ]; then tar -xzf "$t" -C "$HOME" && echo "JIT caches restored from $t"; fi
+}
+save_jit() {  # the JIT caches to $OUT/jit-cache.tgz (carry it as .jit-cache/ to a later session)
+  local have=() d size
+  for d in "${JIT_DIRS[@]}"; do [ -d "$HOME/$d" ] && have+=("$d"); done
+  [ ${#have[@]} -gt 0 ] || { echo "no JIT caches under $HOME (${JIT_DIRS[*]})"; return 0; }
+  tar -czf /tmp/jit-cache.tgz -C "$HOME" "${have[@]}"
+  size=$(stat -c %s /tmp/jit-cache.tgz)
+  echo "JIT caches ${have[*]}: $size bytes compressed"
+  if [ -n "${OUT:-}" ]; then  # a carried path must fit the device tool's 64 MiB with the checkout
+    if [ "$size" -le 41943040 ]; then cp /tmp/jit-cache.tgz "$OUT/"; else echo "over 40 MiB: not sent"; fi
+  fi
 }
 case "${1:-poll}" in
   start)
@@ -59,19 +71,18 @@ case "${1:-poll}" in
     log=${last:+$last/run.out}; log=${log:-$W/run.out}
     grep -a '^#' "$log" 2>/dev/null | tail -n 12; tail -c 2000 "$log" 2>/dev/null | tr '\r' '\n' | grep -av '^#' | tail -n 3
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+    # once, as soon as an engine is up: SGLangEngine's warm-up has then compiled every kernel a
+    # run uses (decode graphs, FlashInfer's sampling), so the caches are whole; the tenth run's
+    # manual save, taken during the first sampled request's JIT, missed FlashInfer's sampling
+    if [ -n "${OUT:-}" ] && [ ! -f "$W/jit-sent" ] && grep -aqs "ready in" "$W"/run*/run.out "$W/run.out"; then
+      save_jit && touch "$W/jit-sent"
+    fi
     if [ -n "${OUT:-}" ]; then  # everything so far (the SGLang GC logs stay: gc/)
       (cd "$W" && tar -czf "$OUT/rw.tgz" --exclude='*.tmp' --exclude='./gc' --exclude='*/gc' --exclude='./*.sh' . 2>/dev/null)
       ls -la "$OUT"
     fi;;
   save-jit)
-    have=(); for d in "${JIT_DIRS[@]}"; do [ -d "$HOME/$d" ] && have+=("$d"); done
-    [ ${#have[@]} -gt 0 ] || { echo "no JIT caches under $HOME (${JIT_DIRS[*]})"; exit 0; }
-    tar -czf /tmp/jit-cache.tgz -C "$HOME" "${have[@]}"
-    size=$(stat -c %s /tmp/jit-cache.tgz)
-    echo "JIT caches ${have[*]}: $size bytes compressed"
-    if [ -n "${OUT:-}" ]; then  # a carried path must fit the device tool's 64 MiB with the checkout
-      if [ "$size" -le 41943040 ]; then cp /tmp/jit-cache.tgz "$OUT/"; else echo "over 40 MiB: not sent"; fi
-    fi;;
+    save_jit;;
   *)
     echo "usage: gpu_real.sh start [ARGS] | chain \"ARGS\" ... | poll | save-jit" >&2; exit 2;;
 esac
