@@ -1129,6 +1129,24 @@ def _default_data() -> str | None:
     return None
 
 
+def majority_reference(jobs: list[dict]) -> None:
+    """Each job's wall and tokens against the majority vote's at the same concurrency in the
+    same run (``x_majority_wall``, ``x_majority_tokens``; the first majority job of that
+    concurrency). A host whose raw phase alone swings 1.6x between neighbours (the tenth run)
+    moves every ratio to it; jobs run one after another under the same conditions compare
+    more steadily with each other, and majority voting is the search srca must beat."""
+    refs: dict = {}
+    for r in jobs:
+        if r.get("method") == "majority":
+            refs.setdefault(r.get("effective_concurrency"), r)
+    for r in jobs:
+        ref = refs.get(r.get("effective_concurrency"))
+        if ref is None or not ref.get("wall_s") or not ref.get("generated_tokens"):
+            continue
+        r["x_majority_wall"] = round(r["wall_s"] / ref["wall_s"], 3)
+        r["x_majority_tokens"] = round(r["generated_tokens"] / ref["generated_tokens"], 3)
+
+
 def raw_reference(row: dict, before: dict | None, after: dict | None) -> dict:
     """A job's ratios to the raw engine: against the mean of the raw phase run just before it
     and the one run just after it (the default), else (``--no-raw-bracket``) the one before.
@@ -1154,12 +1172,15 @@ def print_table(res: dict) -> None:
     walls = [r["wall_s"] for r in res.get("raws") or []]
     if len(walls) > 1:
         print(f"raw phases, in run order: {walls} s (each job's ratios: the raw before and after it)")
-    hdr = ["job", "conc", "wall s", "gen tok/s", "x raw wall", "x raw tok/s", "cache %", "loop blocked s", "top CPU function"]
+    hdr = ["job", "conc", "wall s", "gen tok/s", "x raw wall", "x raw tok/s", "x majority wall", "x majority tokens",
+           "cache %", "loop blocked s", "top CPU function"]
     lines = [hdr]
     for r in res["jobs"]:
         xw, xt = r.get("x_raw_wall"), r.get("x_raw_tok_s")
+        mw, mt = r.get("x_majority_wall"), r.get("x_majority_tokens")
         lines.append([r["job"], str(r["effective_concurrency"]), f"{r['wall_s']:.1f}", f"{r['gen_tok_s'] or 0:.0f}",
-                      f"{xw:.2f}" if xw else "-", f"{xt:.2f}" if xt else "-", f"{100 * r['cache_hit_rate']:.1f}",
+                      f"{xw:.2f}" if xw else "-", f"{xt:.2f}" if xt else "-", f"{mw:.2f}" if mw else "-",
+                      f"{mt:.2f}" if mt else "-", f"{100 * r['cache_hit_rate']:.1f}",
                       f"{r['loop']['blocked_s']:.1f}", top_function(r)])
     w = [max(len(x[i]) for x in lines) for i in range(len(hdr))]
     for x in lines:
@@ -1470,6 +1491,7 @@ def main() -> None:
         if gpoll is not None:
             gpoll.stop()
         st.close()
+    majority_reference(res["jobs"])
     if a.engine == "local":
         print("# dry run: the raw phase used the local engine's generate (one batched call), not SGLang")
     print_table(res)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-from real_workload import GpuPoller, MachineCPU, gpu_line, raw_reference  # noqa: E402
+from real_workload import GpuPoller, MachineCPU, gpu_line, majority_reference, raw_reference  # noqa: E402
 
 
 def test_ratios_are_to_the_mean_of_the_bracketing_raw_phases():
@@ -69,3 +69,14 @@ def test_machine_cpu_counts_busy_time_and_names_steal():
     got = m.since()
     assert set(got) == {"busy_s", "idle_s", "iowait_s", "steal_s"}
     assert got["busy_s"] >= 0.4 and got["steal_s"] >= 0 and got["idle_s"] >= 0
+
+
+def test_jobs_compare_with_the_majority_vote_at_their_concurrency():
+    jobs = [{"method": "majority", "effective_concurrency": 200, "wall_s": 40.0, "generated_tokens": 1000},
+            {"method": "srca", "effective_concurrency": 200, "wall_s": 36.0, "generated_tokens": 720},
+            {"method": "srca", "effective_concurrency": 500, "wall_s": 50.0, "generated_tokens": 900},
+            {"method": "majority", "effective_concurrency": 200, "wall_s": 44.0, "generated_tokens": 1010}]
+    majority_reference(jobs)
+    assert (jobs[1]["x_majority_wall"], jobs[1]["x_majority_tokens"]) == (0.9, 0.72)
+    assert (jobs[0]["x_majority_wall"], jobs[3]["x_majority_wall"]) == (1.0, 1.1)  # the first one is the reference
+    assert "x_majority_wall" not in jobs[2]  # no majority job at that concurrency
