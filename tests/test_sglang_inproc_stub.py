@@ -443,6 +443,7 @@ def test_warm_up_samples_once_before_the_engine_returns(stub_sglang):
     assert call["n"] == 2 and call["ids"][0] == [ord(c) for c in "1 + 1 ="]
     assert all(p["temperature"] == 0.7 and p["top_p"] == 0.95 and p["max_new_tokens"] == 4 for p in call["params"])
     assert eng.warmup_s is not None and eng.warmup_s >= 0
+    assert eng.stats()["replicas"][0]["requests"] == 0  # no solve's: the replicas' counters do not see it
     assert _make().warmup_s is None and _make().engine.calls == []
     asyncio.run(eng.close())
 

@@ -73,7 +73,7 @@ cost is paid once per machine; keep those two folders (or ``TRITON_CACHE_DIR`` a
 first solve paid it: a third of the service's default 300 s deadline."""
 WARMUP_PROMPT = "1 + 1 ="
 WARMUP_TOKENS = 4
-WARMUP_TEMPERATURE, WARMUP_TOP_P = 0.7, 0.95  # as the searches sample (SearchConfig's defaults)
+WARMUP_TEMPERATURE, WARMUP_TOP_P = 0.7, 0.95  # any T > 0 with top-p < 1 reaches FlashInfer's top-p sampling
 WARMUP_TIMEOUT_S = 900.0
 
 
@@ -232,10 +232,14 @@ class SGLangEngine:
         """One short sampled request, now (see :data:`WARMUP_DOC`); seconds it took, None if it
         failed (logged: an engine that cannot warm up still serves, the first solve pays)."""
         t0 = time.perf_counter()
-        req = GenRequest(input_ids=self.encode(WARMUP_PROMPT), max_new_tokens=WARMUP_TOKENS, n=2,
-                         temperature=WARMUP_TEMPERATURE, top_p=WARMUP_TOP_P, logprobs=False)
+        ids = self.encode(WARMUP_PROMPT)
+        params = {"max_new_tokens": WARMUP_TOKENS, "temperature": WARMUP_TEMPERATURE, "top_p": WARMUP_TOP_P}
+        # straight to SGLang: the warm-up is no solve's, so it stays out of the replicas' counters
+        coro = self.engine.async_generate(input_ids=[ids, ids], sampling_params=[params, dict(params)],
+                                          return_logprob=[False, False], top_logprobs_num=[0, 0],
+                                          rid=[new_rid(), new_rid()])
         try:
-            asyncio.run_coroutine_threadsafe(self._generate([req]), self._loop).result(WARMUP_TIMEOUT_S)
+            asyncio.run_coroutine_threadsafe(coro, self._loop).result(WARMUP_TIMEOUT_S)
         except Exception as e:  # noqa: BLE001
             log.warning("SGLangEngine: warm-up request failed (%s: %s); the first solve compiles the kernels",
                         type(e).__name__, e)
