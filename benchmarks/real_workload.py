@@ -809,13 +809,21 @@ class Setup:
 
 # -- one job ---------------------------------------------------------------------------------------
 
+TAIL_MODES = ("inline", "rescore", "rescore_all")
+
+
 def split_job(job: str) -> tuple[str, str | None]:
-    """``method`` or ``method:MODE``: the in-process SGLang engine's ``tail_logprobs`` for that job
-    (``inline``: logprobs while decoding; ``rescore_all``: every sample's logprobs, whole, by a
-    prefill after sampling, e.g. ``best_of_n:rescore_all``)."""
+    """``method`` or ``method:SETTING``, one setting of the in-process SGLang engine for that job
+    alone, on the run's one engine (an A/B without a second engine start): a ``tail_logprobs``
+    mode (``inline``: logprobs while decoding; ``rescore_all``: every sample's logprobs, whole, by
+    a prefill after sampling, e.g. ``best_of_n:rescore_all``), ``windowMS`` (the engine's submit
+    window, :class:`~srca.engines.sglang_common.SubmitGate`, e.g. ``dvts:window200``) or ``gcN``
+    (this process's garbage-collector thresholds ``(N, 20, 100)``, what SGLang's ``gc_threshold``
+    sets in the process that starts the engine, e.g. ``dvts:gc50000``)."""
     method, _, mode = job.partition(":")
-    if mode not in ("", "inline", "rescore", "rescore_all"):
-        raise ValueError(f"--jobs: {job!r}: the suffix after ':' must be inline, rescore or rescore_all")
+    if mode and mode not in TAIL_MODES and not re.fullmatch(r"(window|gc)[1-9][0-9]*", mode):
+        raise ValueError(f"--jobs: {job!r}: the suffix after ':' must be one of {', '.join(TAIL_MODES)}, "
+                         f"windowMS (e.g. window200) or gcN (e.g. gc50000)")
     return method, mode or None
 
 
@@ -834,6 +842,37 @@ class TailMode:
     def __exit__(self, *exc):
         if self.mode is not None:
             self.eng.tail_logprobs = self.old
+
+
+class JobSetting:
+    """One job's setting (:func:`split_job`) on the shared engine, put back after the job."""
+
+    def __init__(self, eng, mode: str | None) -> None:
+        self.eng, self.mode, self.old = eng, mode, None
+        if mode is not None and mode.startswith("window") and getattr(eng, "gate", None) is None:
+            raise ValueError(f"--jobs: ':{mode}' needs the in-process SGLang engine")
+        self.tail = TailMode(eng, mode if mode in TAIL_MODES else None)
+
+    def __enter__(self):
+        import gc
+
+        from srca.engines.sglang_common import SubmitGate
+
+        self.tail.__enter__()
+        if self.mode is not None and self.mode.startswith("window"):
+            self.old, self.eng.gate = self.eng.gate, SubmitGate(int(self.mode[len("window"):]) / 1000)
+        elif self.mode is not None and self.mode.startswith("gc"):
+            self.old = gc.get_threshold()
+            gc.set_threshold(int(self.mode[len("gc"):]), 20, 100)
+
+    def __exit__(self, *exc):
+        import gc
+
+        self.tail.__exit__(*exc)
+        if self.old is not None and self.mode.startswith("window"):
+            self.eng.gate = self.old
+        elif self.old is not None and self.mode.startswith("gc"):
+            gc.set_threshold(*self.old)
 
 
 def tail_rescore_check(st: Setup, ids: list[list[int]], tokens: int = 48) -> dict:
@@ -915,7 +954,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
             prof.enable()
         t = time.monotonic()
         try:
-            with TailMode(st.eng, mode):
+            with JobSetting(st.eng, mode):
                 recs = await arun_eval(problems, [method], [a.samples], solver, out, base=base, seed=0,
                                        concurrency=conc, overwrite=True, progress=False)
         finally:
@@ -937,8 +976,8 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
     finally:
         if sampler is not None:
             sampler.stop()
-    row: dict[str, Any] = {"job": f"{job}@{a.samples}", "method": method, "answer_workers": solver.answer_work.workers, "tail_logprobs": getattr(st.eng, "tail_logprobs", None)
-                           if mode is None else mode, "concurrency": conc,
+    row: dict[str, Any] = {"job": f"{job}@{a.samples}", "method": method, "answer_workers": solver.answer_work.workers, "tail_logprobs": mode if mode in TAIL_MODES
+                           else getattr(st.eng, "tail_logprobs", None), "setting": mode, "concurrency": conc,
                            "effective_concurrency": min(conc, len(problems)) if conc else "auto", "problems": len(recs),
                            "records": out, "t_start": t_wall, "t_end": time.time()}
     u = {k: sum(r["usage"][k] for r in recs) for k in recs[0]["usage"]} if recs else {}
@@ -1032,7 +1071,7 @@ def complete_job(a, st: Setup, problems, job: str, row: dict, base) -> dict:
     method, mode = split_job(job)
     st.flush()
     t = time.monotonic()
-    with TailMode(st.eng, mode):
+    with JobSetting(st.eng, mode):
         recs = asyncio.run(arun_eval(problems, [method], [a.samples], st.solver, row["records"], base=base, seed=0,
                                      concurrency=a.complete_concurrency, resume=True, progress=False))
     wall = time.monotonic() - t

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-from real_workload import GpuPoller, MachineCPU, gpu_line, majority_reference, raw_reference  # noqa: E402
+from real_workload import (GpuPoller, JobSetting, MachineCPU, gpu_line, majority_reference, raw_reference,  # noqa: E402
+                           split_job)
 
 
 def test_ratios_are_to_the_mean_of_the_bracketing_raw_phases():
@@ -80,3 +81,32 @@ def test_jobs_compare_with_the_majority_vote_at_their_concurrency():
     assert (jobs[1]["x_majority_wall"], jobs[1]["x_majority_tokens"]) == (0.9, 0.72)
     assert (jobs[0]["x_majority_wall"], jobs[3]["x_majority_wall"]) == (1.0, 1.1)  # the first one is the reference
     assert "x_majority_wall" not in jobs[2]  # no majority job at that concurrency
+
+
+def test_a_job_suffix_sets_one_engine_setting_for_that_job_alone():
+    """dvts, dvts:window200 and dvts:gc50000 run on one engine (no second start): the suffix is
+    a tail_logprobs mode, the submit window in ms, or this process's gc threshold, put back after."""
+    import gc
+    import types
+
+    from srca.engines.sglang_common import SubmitGate
+
+    assert split_job("dvts") == ("dvts", None) and split_job("dvts:window200") == ("dvts", "window200")
+    assert split_job("best_of_n:rescore_all") == ("best_of_n", "rescore_all") and split_job("dvts:gc50000")[1] == "gc50000"
+    for bad in ("dvts:window", "dvts:window0", "dvts:fast", "dvts:gc-1"):
+        with pytest.raises(ValueError, match="windowMS"):
+            split_job(bad)
+    gate = SubmitGate(0)
+    eng = types.SimpleNamespace(tail_logprobs="rescore", gate=gate)
+    with JobSetting(eng, "window200"):
+        assert eng.gate.window_s == 0.2 and eng.tail_logprobs == "rescore"
+    assert eng.gate is gate
+    before = gc.get_threshold()
+    with JobSetting(eng, "gc50000"):
+        assert gc.get_threshold() == (50000, 20, 100)
+    assert gc.get_threshold() == before
+    with JobSetting(eng, "inline"):
+        assert eng.tail_logprobs == "inline" and eng.gate is gate
+    assert eng.tail_logprobs == "rescore"
+    with pytest.raises(ValueError, match="in-process SGLang"):
+        JobSetting(types.SimpleNamespace(), "window200")
