@@ -305,7 +305,8 @@ class MachineCPU:
     """The whole machine's CPU seconds since start: busy, idle, and stolen by a VM's host
     (``steal``). The tenth run's raw phases, the same call on one engine, took 23.5 to 39.0 s
     with the same running batches, the GPU drawing 650 W in the fast ones and 470 W in the slow
-    ones: a host-side stall, which this is here to tell apart from the process's own CPU."""
+    ones: most likely a host-side stall, which this is here to tell apart from the process's own
+    CPU."""
 
     def __init__(self) -> None:
         self.t0 = _proc_stat()
