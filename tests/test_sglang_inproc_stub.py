@@ -444,8 +444,10 @@ def test_warm_up_samples_once_before_the_engine_returns(stub_sglang):
     assert all(p["temperature"] == 0.7 and p["top_p"] == 0.95 and p["max_new_tokens"] == 4 for p in call["params"])
     assert eng.warmup_s is not None and eng.warmup_s >= 0
     assert eng.stats()["replicas"][0]["requests"] == 0  # no solve's: the replicas' counters do not see it
-    assert _make().warmup_s is None and _make().engine.calls == []
     asyncio.run(eng.close())
+    off = _make()
+    assert off.warmup_s is None and off.engine.calls == []
+    asyncio.run(off.close())
 
 
 def test_warm_up_that_fails_still_gives_an_engine(stub_sglang, monkeypatch, caplog):

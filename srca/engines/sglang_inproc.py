@@ -62,15 +62,6 @@ from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, InFlight, ReplicaRouter, 
 
 log = logging.getLogger(__name__)
 
-WARMUP_DOC = """Why the engine warms up before it returns (measured on one H200, SGLang 0.5.17, the 1.5B
-model; README, "Tenth run"): on a machine whose kernel caches are cold (``~/.triton/cache``,
-``~/.cache/flashinfer``), the first *sampled* request waits about 110 s while FlashInfer
-compiles its sampling kernels (SGLang's own server warm-up is greedy and does not reach them),
-after a start of 139 s of which 84 s compiled the decode graphs' Triton kernels. The same start
-with both caches warm took 67 s, decode graphs 7.9 s, and the first sampled request 0.1 s. The
-cost is paid once per machine; keep those two folders (or ``TRITON_CACHE_DIR`` and
-``FLASHINFER_WORKSPACE_BASE``) on a persistent volume in containers. Without the warm-up the
-first solve paid it: a third of the service's default 300 s deadline."""
 WARMUP_PROMPT = "1 + 1 ="
 WARMUP_TOKENS = 4
 WARMUP_TEMPERATURE, WARMUP_TOP_P = 0.7, 0.95  # any T > 0 with top-p < 1 reaches FlashInfer's top-p sampling
@@ -129,7 +120,7 @@ class SGLangEngine:
         warmup: once the engine is up, send one short sampled request (temperature and top-p
             as the searches sample) and wait for it, so that the kernels SGLang compiles on
             first use are compiled before the constructor returns, not inside the first
-            solve (:data:`WARMUP_DOC`; its time is ``warmup_s``). True by default.
+            solve (:meth:`_warm_up` says why; its time is ``warmup_s``). True by default.
         **server_args: passed to ``sglang.Engine`` unchanged (e.g. ``disable_cuda_graph=True``,
             ``grammar_backend="none"``, ``context_length=4096``).
     """
@@ -229,8 +220,18 @@ class SGLangEngine:
         self.warmup_s: float | None = self._warm_up() if warmup else None
 
     def _warm_up(self) -> float | None:
-        """One short sampled request, now (see :data:`WARMUP_DOC`); seconds it took, None if it
-        failed (logged: an engine that cannot warm up still serves, the first solve pays)."""
+        """One short sampled request, now; seconds it took, None if it failed (logged: an engine
+        that cannot warm up still serves, the first solve pays).
+
+        Why (one H200, SGLang 0.5.17, the 1.5B model; README, "Tenth run"): on a machine whose
+        kernel caches are cold (``~/.triton/cache``, ``~/.cache/flashinfer``), the first
+        *sampled* request waits about 110 s while FlashInfer compiles its sampling kernels
+        (SGLang's own server warm-up is greedy and does not reach them), after a start of 139 s
+        of which 84 s compiled the decode graphs' Triton kernels. With both caches warm the
+        start took 67 s and the first sampled request 0.1 s. The cost is paid once per machine
+        (keep those folders, or ``TRITON_CACHE_DIR`` and ``FLASHINFER_WORKSPACE_BASE``, on a
+        volume in containers); without the warm-up the first solve paid it, a third of the
+        service's default 300 s deadline."""
         t0 = time.perf_counter()
         ids = self.encode(WARMUP_PROMPT)
         params = {"max_new_tokens": WARMUP_TOKENS, "temperature": WARMUP_TEMPERATURE, "top_p": WARMUP_TOP_P}
