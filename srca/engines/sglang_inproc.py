@@ -116,7 +116,9 @@ class SGLangEngine:
         submit_window_ms: hold each ``generate`` call up to this long so that calls arriving
             close together reach SGLang's scheduler together (:class:`~srca.engines.
             sglang_common.SubmitGate`; 0, the default: at once). For searches that send every
-            step as a new request; an A/B on the GPU decides whether it pays.
+            step as a new request: 200 ms took DVTS from 130.7 to 103.5 s on one H100 (200
+            MATH problems x 16; prefill batches per decode iteration 1.00 -> 0.46); not yet
+            measured on the single-call methods, whose every call it holds too.
         warmup: once the engine is up, send one short sampled request (temperature and top-p
             as the searches sample) and wait for it, so that the kernels SGLang compiles on
             first use are compiled before the constructor returns, not inside the first
