@@ -619,12 +619,14 @@ class Setup:
                 if a.max_running_requests:
                     extra["max_running_requests"] = a.max_running_requests
                 extra.update(a.sglang_args)
+                if a.submit_window_ms is not None:
+                    extra["submit_window_ms"] = a.submit_window_ms
                 if a.decode_graph_max_bs != "engine":
                     extra["decode_graph_max_bs"] = None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs
                 self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem, sampling_backend=a.sampler,
                                         attention_backend="triton", grammar_backend="none", log_level="info",
                                         decode_log_interval=a.decode_log_interval,
-                                        freeze_gc=a.freeze_gc == "on", submit_window_ms=a.submit_window_ms, **extra)
+                                        freeze_gc=a.freeze_gc == "on", **extra)
                 self.frozen = a.freeze_gc == "on"
                 self.loop_thread = self.eng._thread
         self.start_s = round(time.monotonic() - t0, 1)
@@ -822,9 +824,9 @@ def split_job(job: str) -> tuple[str, str | None]:
     (this process's garbage-collector thresholds ``(N, 20, 100)``, what SGLang's ``gc_threshold``
     sets in the process that starts the engine, e.g. ``dvts:gc50000``)."""
     method, _, mode = job.partition(":")
-    if mode and mode not in TAIL_MODES and not re.fullmatch(r"(window|gc)[1-9][0-9]*", mode):
+    if mode and mode not in TAIL_MODES and not re.fullmatch(r"window(0|[1-9][0-9]*)|gc[1-9][0-9]*", mode):
         raise ValueError(f"--jobs: {job!r}: the suffix after ':' must be one of {', '.join(TAIL_MODES)}, "
-                         f"windowMS (e.g. window200) or gcN (e.g. gc50000)")
+                         f"windowMS (e.g. window200, window0: off) or gcN (e.g. gc50000)")
     return method, mode or None
 
 
@@ -861,7 +863,7 @@ class JobSetting:
 
         self.tail.__enter__()
         if self.mode is not None and self.mode.startswith("window"):
-            self.old, self.eng.gate = self.eng.gate, SubmitGate(int(self.mode[len("window"):]) / 1000)
+            self.old, self.eng.gate = self.eng.gate, SubmitGate(int(self.mode[len("window"):]) / 1000, self.eng.gate.busy)
         elif self.mode is not None and self.mode.startswith("gc"):
             self.old = gc.get_threshold()
             gc.set_threshold(int(self.mode[len("gc"):]), 20, 100)
@@ -1298,9 +1300,9 @@ def main() -> None:
                     help="one more SGLang server argument for the engine (repeatable; VALUE read as JSON, else "
                          "a string), e.g. enable_mixed_chunk=true: a keyword of the in-process engine, a "
                          "flag of the server (true: the bare flag)")
-    ap.add_argument("--submit-window-ms", type=float, default=0.0,
-                    help="in process: SGLangEngine(submit_window_ms=...), calls close together go together "
-                         "(srca.engines.sglang_common.SubmitGate; 0: off)")
+    ap.add_argument("--submit-window-ms", type=float, default=None,
+                    help="in process: SGLangEngine(submit_window_ms=...), tree-search steps close together go "
+                         "together (srca.engines.sglang_common.SubmitGate; 0: off; default: the engine's)")
     ap.add_argument("--decode-log-interval", type=int, default=40)
     ap.add_argument("--poll-s", type=float, default=1.0, help="SGLang load snapshot period")
     ap.add_argument("--gpu-poll-ms", type=int, default=500,
@@ -1328,7 +1330,7 @@ def main() -> None:
     os.makedirs(a.work_dir, exist_ok=True)
     if a.server and a.engine != "sglang":
         ap.error("--server needs --engine sglang")
-    if a.submit_window_ms and (a.server or a.engine != "sglang"):
+    if a.submit_window_ms is not None and (a.server or a.engine != "sglang"):
         ap.error("--submit-window-ms: only the in-process SGLang engine has it (no --server, --engine sglang)")
     a.model = a.model or ("/tmp/q15hf" if a.engine == "sglang" else "smollm2-135m")
     a.data = a.data or _default_data()

@@ -93,3 +93,20 @@ def test_engine_time_counts_concurrent_calls_once():
     # latency, while subtree 0's 2 calls overlap them: summed, the calls' times would be 5
     # latencies, more than the solve's wall of about 3
     assert 0.3 <= t["engine_s"] <= t["total_s"]
+
+
+def test_tree_steps_may_wait_for_a_batch_and_nothing_else_does():
+    """GenRequest.may_wait: a tree search's steps (DVTS, beam) may be held by an engine's submit
+    window to go out with other solves'; majority's samples and srca's lineages and probes go at
+    once (the in-process SGLang engine holds only may_wait requests)."""
+    from srca.engines.fake import ScriptedEngine as Plain
+
+    def flags(method: str, **kw) -> set[bool]:
+        eng = Plain(script)
+        Solver(engine=eng).solve("q", SearchConfig(method=method, seed=5, **kw))
+        return {r.may_wait for call in eng.calls for r in call}
+
+    assert flags("dvts", n=8, expand=4, max_steps=6) == {True}
+    assert flags("beam", n=4, expand=2, max_steps=6) == {True}
+    assert flags("majority", n=4) == {False}
+    assert flags("srca", n=4, max_steps=6) == {False}

@@ -93,13 +93,17 @@ def test_a_job_suffix_sets_one_engine_setting_for_that_job_alone():
 
     assert split_job("dvts") == ("dvts", None) and split_job("dvts:window200") == ("dvts", "window200")
     assert split_job("best_of_n:rescore_all") == ("best_of_n", "rescore_all") and split_job("dvts:gc50000")[1] == "gc50000"
-    for bad in ("dvts:window", "dvts:window0", "dvts:fast", "dvts:gc-1"):
+    assert split_job("dvts:window0") == ("dvts", "window0")  # the engine's default window off
+    for bad in ("dvts:window", "dvts:window01", "dvts:fast", "dvts:gc-1", "dvts:gc0"):
         with pytest.raises(ValueError, match="windowMS"):
             split_job(bad)
-    gate = SubmitGate(0)
+    gate = SubmitGate(0.2, busy=256)
     eng = types.SimpleNamespace(tail_logprobs="rescore", gate=gate)
-    with JobSetting(eng, "window200"):
-        assert eng.gate.window_s == 0.2 and eng.tail_logprobs == "rescore"
+    with JobSetting(eng, "window0"):
+        assert eng.gate.window_s == 0.0 and eng.gate.busy == 256 and eng.tail_logprobs == "rescore"
+    assert eng.gate is gate
+    with JobSetting(eng, "window100"):
+        assert eng.gate.window_s == 0.1 and eng.gate.busy == 256
     assert eng.gate is gate
     before = gc.get_threshold()
     with JobSetting(eng, "gc50000"):

@@ -398,14 +398,20 @@ def test_tail_logprobs_scored_by_a_prefill_after_sampling(stub_sglang):
 
 
 def test_a_submit_window_sends_calls_close_together_at_once(stub_sglang):
-    """submit_window_ms: two calls 20 ms apart both wait for the window the first opened (150
-    ms) and reach SGLang together; a call after it opens a window of its own. Off (0) by default."""
+    """submit_window_ms: two calls of steps (may_wait) 20 ms apart both wait for the window the
+    first opened (150 ms) and reach SGLang together; a call after it opens a window of its own.
+    200 ms by default, while 256 samples are in flight (here the threshold is 0)."""
     import time
 
-    assert _make().gate.window_s == 0.0
+    default = _make()
+    assert (default.gate.window_s, default.gate.busy) == (0.2, 256)
+    asyncio.run(default.close())
     with pytest.raises(ValueError, match="submit_window_ms"):
         _make(submit_window_ms=-1)
-    eng = _make(submit_window_ms=150)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="submit_window_busy"):
+            _make(submit_window_busy=bad)
+    eng = _make(submit_window_ms=150, submit_window_busy=0)
     sent: list[float] = []
     orig = eng.engine.async_generate
 
@@ -417,11 +423,11 @@ def test_a_submit_window_sends_calls_close_together_at_once(stub_sglang):
 
     async def go():
         t0 = time.monotonic()
-        first = asyncio.ensure_future(eng.generate([GenRequest(input_ids=[1, 2], n=2, max_new_tokens=3)]))
+        first = asyncio.ensure_future(eng.generate([GenRequest(input_ids=[1, 2], n=2, max_new_tokens=3, may_wait=True)]))
         await asyncio.sleep(0.02)
-        second = asyncio.ensure_future(eng.generate([GenRequest(input_ids=[3, 4], n=1, max_new_tokens=3)]))
+        second = asyncio.ensure_future(eng.generate([GenRequest(input_ids=[3, 4], n=1, max_new_tokens=3, may_wait=True)]))
         a, b = await asyncio.gather(first, second)
-        third = await eng.generate([GenRequest(input_ids=[5], n=1, max_new_tokens=3)])
+        third = await eng.generate([GenRequest(input_ids=[5], n=1, max_new_tokens=3, may_wait=True)])
         return t0, a, b, third
 
     t0, a, b, third = asyncio.run(go())
@@ -429,6 +435,43 @@ def test_a_submit_window_sends_calls_close_together_at_once(stub_sglang):
     assert len(sent) == 3 and sent[0] - t0 >= 0.14 and abs(sent[1] - sent[0]) < 0.01  # together, after the window
     assert sent[2] - sent[1] >= 0.14  # the third waited a window of its own
     assert (eng.gate.held, eng.gate.windows) == (3, 2)
+    asyncio.run(eng.close())
+
+
+def test_the_submit_window_holds_only_steps_and_only_on_a_busy_engine(stub_sglang):
+    """A request that may not wait (a vote's samples, a lineage, a probe) goes at once with the
+    window on; a step (may_wait) goes at once while fewer than submit_window_busy samples are in
+    flight, and waits for the window once a long call holds that many."""
+    import time
+
+    eng = _make(submit_window_ms=300, submit_window_busy=4)
+    sent: list[tuple[float, int]] = []
+    orig = eng.engine.async_generate
+
+    async def timed(*a, **k):
+        sent.append((time.monotonic(), len(k["input_ids"])))
+        if len(k["input_ids"]) == 4:  # the long call that keeps the engine busy
+            await asyncio.sleep(0.5)
+        return await orig(*a, **k)
+
+    eng.engine.async_generate = timed
+
+    async def go():
+        t0 = time.monotonic()
+        await eng.generate([GenRequest(input_ids=[1], n=2, max_new_tokens=3)])  # may not wait
+        await eng.generate([GenRequest(input_ids=[2], n=1, max_new_tokens=3, may_wait=True)])  # idle engine
+        busy = asyncio.ensure_future(eng.generate([GenRequest(input_ids=[3], n=4, max_new_tokens=3)]))
+        await asyncio.sleep(0.05)
+        await eng.generate([GenRequest(input_ids=[4], n=1, max_new_tokens=3, may_wait=True)])  # 4 in flight
+        await busy
+        return t0
+
+    t0 = asyncio.run(go())
+    rel = [(round(t - t0, 2), k) for t, k in sent]
+    assert [k for _, k in rel] == [2, 1, 4, 1]
+    assert rel[0][0] < 0.1 and rel[1][0] < 0.1 and rel[2][0] < 0.1  # none of them waited
+    assert rel[3][0] >= 0.05 + 0.29  # the step on the busy engine waited its window
+    assert (eng.gate.held, eng.gate.windows) == (1, 1)
     asyncio.run(eng.close())
 
 

@@ -30,6 +30,9 @@ class GenRequest:
     carrying a logprob through every decode step; with ``top_logprobs`` too, only the tail's
     alternatives are read (``top_logprobs_steps`` must then cover every position), and such an
     engine gives one list per generated token, empty before the tail.
+    ``may_wait`` says the request is one of many small ones that arrive together (a step of a
+    tree search): an engine may hold it briefly to send it with the others (the in-process
+    SGLang engine's submit window, when it is busy); others ignore it.
     """
 
     input_ids: list[int] | None = None
@@ -46,6 +49,7 @@ class GenRequest:
     top_logprobs_steps: int = 1
     group: str | None = None
     logprob_tail: int = 0
+    may_wait: bool = False
 
     def __post_init__(self) -> None:
         if (self.input_ids is None) == (self.prompt is None):

@@ -57,7 +57,8 @@ from .sglang_graphs import (PREFILL_GRAPH, SMALL_GPU_SEQUENCES, decode_graph_arg
                             resolve_prefill_graph, server_arg_fields)
 from .sglang_sampler import BACKEND as SAMPLER_BACKEND
 from .sglang_sampler import check_installed as check_sampler_installed
-from .sglang_common import (STOP_MODES, TAIL_LOGPROBS, InFlight, ReplicaRouter, StopTokens, SubmitGate, new_rid,
+from .sglang_common import (STOP_MODES, SUBMIT_WINDOW_BUSY, SUBMIT_WINDOW_MS, TAIL_LOGPROBS, InFlight, ReplicaRouter,
+                            StopTokens, SubmitGate, new_rid,
                             sampling_params, tail_rescore, tail_to_score, to_result, with_tail_logprobs)
 
 log = logging.getLogger(__name__)
@@ -113,12 +114,15 @@ class SGLangEngine:
             cyclic garbage collector, in this process and SGLang's own (SGLang's
             ``freeze_gc``, which its docs advise after start-up): a full collection otherwise
             walks them all and holds every thread, the engine's loop included.
-        submit_window_ms: hold each ``generate`` call up to this long so that calls arriving
+        submit_window_ms: hold each call of requests that may wait (``GenRequest.may_wait``:
+            the steps of beam, DVTS and the paper's tree) up to this long so that calls arriving
             close together reach SGLang's scheduler together (:class:`~srca.engines.
-            sglang_common.SubmitGate`; 0, the default: at once). For searches that send every
-            step as a new request: 200 ms took DVTS from 130.7 to 103.5 s on one H100 (200
-            MATH problems x 16; prefill batches per decode iteration 1.00 -> 0.46); not yet
-            measured on the single-call methods, whose every call it holds too.
+            sglang_common.SubmitGate`; 0: at once). 200 ms by default: it took DVTS from 130.7
+            to 103.5 s on one H100 (200 MATH problems x 16; prefill batches per decode
+            iteration 1.00 -> 0.46). Other requests (a vote's samples, srca's lineages, probes)
+            never wait.
+        submit_window_busy: the window holds a call only while at least this many samples are
+            in flight on the engine (256 by default): a lone solve keeps its latency.
         warmup: once the engine is up, send one short sampled request (temperature and top-p
             as the searches sample) and wait for it, so that the kernels SGLang compiles on
             first use are compiled before the constructor returns, not inside the first
@@ -147,7 +151,8 @@ class SGLangEngine:
         decode_graph_max_bs: int | str | None = GRAPHS_AUTO,
         prefill_graph: str | None = PREFILL_GRAPH,
         freeze_gc: bool = True,
-        submit_window_ms: float = 0.0,
+        submit_window_ms: float = SUBMIT_WINDOW_MS,
+        submit_window_busy: int = SUBMIT_WINDOW_BUSY,
         warmup: bool = True,
         **server_args: Any,
     ) -> None:
@@ -168,8 +173,10 @@ class SGLangEngine:
             raise ValueError(f"SGLangEngine.prefill_graph: {e}") from None
         try:
             self.gate = SubmitGate(submit_window_ms / 1000 if isinstance(submit_window_ms, (int, float))
-                                   and not isinstance(submit_window_ms, bool) else submit_window_ms)
-        except ValueError:
+                                   and not isinstance(submit_window_ms, bool) else submit_window_ms, submit_window_busy)
+        except ValueError as e:
+            if "busy" in str(e):
+                raise ValueError(f"SGLangEngine.submit_window_busy: {e}") from None
             raise ValueError(f"SGLangEngine.submit_window_ms: must be between 0 and 10000, got {submit_window_ms!r}") from None
         self.tail_logprobs = tail_logprobs
         self.router = ReplicaRouter(dp_size, routing)
@@ -217,6 +224,7 @@ class SGLangEngine:
         self._thread.start()
         self._closed = False
         self._in_flight = InFlight()  # each solve's SGLang request ids (touched on the engine loop only)
+        self._samples_in_flight = 0  # samples in SGLang calls now (the submit window's busy test)
         if freeze_gc:
             self._freeze_gc()
         self.warmup_s: float | None = self._warm_up() if warmup else None
@@ -290,7 +298,8 @@ class SGLangEngine:
         return await asyncio.wrap_future(fut)
 
     async def _generate(self, requests: list[GenRequest]) -> list[list[GenResult]]:
-        await self.gate.wait()  # submit_window_ms: calls close together go together
+        if any(r.may_wait for r in requests):  # submit_window_ms: steps close together go together
+            await self.gate.wait(self._samples_in_flight)
         # Expand samples and place each request on a replica.
         per_replica: dict[int | None, list[tuple[int, int]]] = {}
         for k, req in enumerate(requests):
@@ -317,6 +326,7 @@ class SGLangEngine:
         tokens = sum(p["max_new_tokens"] for p in params)
         routed = replica if (replica is not None and self.dp_size > 1) else None
         self.router.start(replica, len(slots), tokens)
+        self._samples_in_flight += len(slots)
         results: list[GenResult] = []
         groups = [(requests[k].group, rid) for (k, _), rid in zip(slots, rids) if requests[k].group is not None]
         self._in_flight.add(groups)
@@ -342,6 +352,7 @@ class SGLangEngine:
             raise
         finally:
             self.router.done(replica, len(slots), tokens, results)
+            self._samples_in_flight -= len(slots)
             self._in_flight.remove(groups)
 
     async def _score_tails(self, ids: list[list[int]], outs: list[dict], tails: list[int], tops: list[int],

@@ -263,12 +263,14 @@ class SearchContext:
                     u.probe_tokens += r.generated_tokens
 
     # -- steps ----------------------------------------------------------------------------
-    def step_request(self, node: Node, n: int, salt: int = 0, index: int | None = None) -> GenRequest:
+    def step_request(self, node: Node, n: int, salt: int = 0, index: int | None = None,
+                     may_wait: bool = False) -> GenRequest:
         c = self.config
         left = c.max_new_tokens - node.path_tokens
         return self.request(
             node, max_new_tokens=max(1, min(c.max_step_tokens, left)), temperature=c.temperature,
             top_p=c.top_p, top_k=c.top_k, n=n, stop=(c.step_delimiter,), seed=self.seed_for(node, salt, index),
+            may_wait=may_wait,
         )
 
     def add_step(self, parent: Node, r: GenResult) -> Node:
@@ -286,8 +288,11 @@ class SearchContext:
 
     async def expand(self, parents: Sequence[Node], n: int, salt: int = 0, index: int | None = None) -> list[list[Node]]:
         """Expand every parent into ``n`` sampled children, in one engine call (parent ``i``'s
-        request salted ``salt + i``; seeds keyed by ``index`` when given, see :meth:`seed_for`)."""
-        res = await self.generate([self.step_request(p, n, salt=salt + i, index=index) for i, p in enumerate(parents)])
+        request salted ``salt + i``; seeds keyed by ``index`` when given, see :meth:`seed_for`).
+        The steps may wait to go out with other solves' (``GenRequest.may_wait``): a tree search
+        sends every step as a new request, many small ones at nearly every decode iteration."""
+        res = await self.generate([self.step_request(p, n, salt=salt + i, index=index, may_wait=True)
+                                   for i, p in enumerate(parents)])
         kids = [[self.add_step(p, r) for r in rs] for p, rs in zip(parents, res)]
         self.emit({"type": "step", "depth": parents[0].depth + 1 if parents else 0,
                    "nodes": [self.node_event(k) for ks in kids for k in ks]})
