@@ -679,7 +679,8 @@ class Setup:
                 self.stop_server()
                 raise RuntimeError(f"{self.url} not healthy after 900 s")
             time.sleep(1)
-        self.eng = SGLangServerEngine(self.url, max_connections=4096)
+        window = {} if self.a.submit_window_ms is None else {"submit_window_ms": self.a.submit_window_ms}
+        self.eng = SGLangServerEngine(self.url, max_connections=4096, **window)
 
     def stop_server(self) -> None:
         if self.proc is None:
@@ -853,7 +854,7 @@ class JobSetting:
     def __init__(self, eng, mode: str | None) -> None:
         self.eng, self.mode, self.old = eng, mode, None
         if mode is not None and mode.startswith("window") and getattr(eng, "gate", None) is None:
-            raise ValueError(f"--jobs: ':{mode}' needs the in-process SGLang engine")
+            raise ValueError(f"--jobs: ':{mode}' needs an SGLang engine")
         self.tail = TailMode(eng, mode if mode in TAIL_MODES else None)
 
     def __enter__(self):
@@ -1301,8 +1302,8 @@ def main() -> None:
                          "a string), e.g. enable_mixed_chunk=true: a keyword of the in-process engine, a "
                          "flag of the server (true: the bare flag)")
     ap.add_argument("--submit-window-ms", type=float, default=None,
-                    help="in process: SGLangEngine(submit_window_ms=...), tree-search steps close together go "
-                         "together (srca.engines.sglang_common.SubmitGate; 0: off; default: the engine's)")
+                    help="SGLangEngine / SGLangServerEngine(submit_window_ms=...): tree-search steps close together "
+                         "go together (srca.engines.sglang_common.SubmitGate; 0: off; default: the engine's)")
     ap.add_argument("--decode-log-interval", type=int, default=40)
     ap.add_argument("--poll-s", type=float, default=1.0, help="SGLang load snapshot period")
     ap.add_argument("--gpu-poll-ms", type=int, default=500,
@@ -1330,8 +1331,8 @@ def main() -> None:
     os.makedirs(a.work_dir, exist_ok=True)
     if a.server and a.engine != "sglang":
         ap.error("--server needs --engine sglang")
-    if a.submit_window_ms is not None and (a.server or a.engine != "sglang"):
-        ap.error("--submit-window-ms: only the in-process SGLang engine has it (no --server, --engine sglang)")
+    if a.submit_window_ms is not None and a.engine != "sglang":
+        ap.error("--submit-window-ms: only the SGLang engines have it (--engine sglang)")
     a.model = a.model or ("/tmp/q15hf" if a.engine == "sglang" else "smollm2-135m")
     a.data = a.data or _default_data()
     if a.data is None:

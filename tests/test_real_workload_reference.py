@@ -112,5 +112,5 @@ def test_a_job_suffix_sets_one_engine_setting_for_that_job_alone():
     with JobSetting(eng, "inline"):
         assert eng.tail_logprobs == "inline" and eng.gate is gate
     assert eng.tail_logprobs == "rescore"
-    with pytest.raises(ValueError, match="in-process SGLang"):
+    with pytest.raises(ValueError, match="an SGLang engine"):
         JobSetting(types.SimpleNamespace(), "window200")

@@ -306,3 +306,59 @@ async def test_tail_logprobs_scored_by_a_prefill_after_sampling(server):
     with pytest.raises(ValueError, match="tail_logprobs"):
         make(server, tail_logprobs="never")
     await eng.close()
+
+
+async def test_the_submit_window_holds_steps_only_while_busy(server):
+    """As in process: a tree step (may_wait) waits for the window only while this client has
+    submit_window_busy samples in flight; other requests, and a step on an idle client, go at
+    once. 200 ms and 256 by default; bad values name the field."""
+    import time
+
+    default = make(server)
+    assert (default.gate.window_s, default.gate.busy) == (0.2, 256)
+    await default.close()
+    for bad, field in ((-1, "submit_window_ms"), (20_000, "submit_window_ms"), (-2, "submit_window_busy")):
+        with pytest.raises(ValueError, match=field):
+            make(server, **{field: bad})
+    server.state.slow_s = 1.0
+    eng = make(server, submit_window_ms=400, submit_window_busy=2)
+
+    async def timed(req: GenRequest) -> float:
+        t = time.monotonic()
+        await eng.generate([req])
+        return time.monotonic() - t
+
+    idle_step = await timed(GenRequest(prompt="q", n=1, max_new_tokens=4, may_wait=True))
+    slow = asyncio.create_task(eng.generate([GenRequest(prompt="SLOW please", n=2, max_new_tokens=4)]))
+    for _ in range(500):
+        if server.state.started_slow:
+            break
+        await asyncio.sleep(0.01)
+    plain, step = await asyncio.gather(timed(GenRequest(prompt="a", n=1, max_new_tokens=4)),
+                                       timed(GenRequest(prompt="b", n=1, max_new_tokens=4, may_wait=True)))
+    await slow
+    assert idle_step < 0.3 and plain < 0.3, (idle_step, plain)
+    assert step >= 0.39, step
+    await eng.close()
+
+
+def test_loop_gates_give_each_event_loop_its_own_window():
+    """LoopGates: a gate per event loop (a window is one loop's future), with the template's
+    settings; a new template (a benchmark's ':window0') takes effect on the next call."""
+    from srca.engines.sglang_common import LoopGates, SubmitGate
+
+    gates, tpl = LoopGates(), SubmitGate(0.3, 7)
+
+    async def one(t):
+        return gates.get(t), gates.get(t)
+
+    a1, a2 = asyncio.run(one(tpl))
+    b1, _ = asyncio.run(one(tpl))
+    assert a1 is a2 and a1 is not b1 and (a1.window_s, a1.busy) == (0.3, 7)
+
+    async def swap():
+        first = gates.get(tpl)
+        return first, gates.get(SubmitGate(0, 7))
+
+    first, second = asyncio.run(swap())
+    assert first is not second and second.window_s == 0.0

@@ -35,6 +35,7 @@ import asyncio
 import itertools
 import math
 import uuid
+import weakref
 from collections import OrderedDict
 from typing import Any, Sequence
 
@@ -313,6 +314,23 @@ class SubmitGate:
 def _release(f: asyncio.Future) -> None:
     if not f.done():
         f.set_result(None)
+
+
+class LoopGates:
+    """One :class:`SubmitGate` per event loop, each with the settings of the gate passed to
+    :meth:`get` (an engine called from several loops, as the HTTP engine is: a gate's window is
+    a future of one loop). A new template (a benchmark's A/B swaps it) takes effect at once."""
+
+    def __init__(self) -> None:
+        self._by: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def get(self, template: SubmitGate) -> SubmitGate:
+        loop = asyncio.get_running_loop()
+        tpl, gate = self._by.get(loop, (None, None))
+        if tpl is not template or gate is None:
+            gate = SubmitGate(template.window_s, template.busy)
+            self._by[loop] = (template, gate)
+        return gate
 
 
 class InFlight:
