@@ -31,8 +31,8 @@ class GenRequest:
     alternatives are read (``top_logprobs_steps`` must then cover every position), and such an
     engine gives one list per generated token, empty before the tail.
     ``may_wait`` says the request is one of many small ones that arrive together (a step of a
-    tree search): an engine may hold it briefly to send it with the others (the in-process
-    SGLang engine's submit window, when it is busy); others ignore it.
+    tree search): an engine may hold it briefly to send it with the others (the SGLang engines'
+    submit window, while they are busy); others ignore it.
     """
 
     input_ids: list[int] | None = None

@@ -261,7 +261,7 @@ def with_tail_logprobs(out: dict, scored: dict, k: int) -> dict:
     return {**out, "meta_info": meta}
 
 
-# The in-process engine's submit window for requests that may wait (GenRequest.may_wait, a tree
+# The SGLang engines' submit window for requests that may wait (GenRequest.may_wait, a tree
 # search's steps): 200 ms took DVTS (200 MATH problems x 16, one H100) from 130.7 to 103.5 s,
 # prefill batches per decode iteration 1.00 -> 0.46 (README, "Eleventh run"); held only while at
 # least SUBMIT_WINDOW_BUSY samples are in flight (that run had about 1,500 running).
@@ -314,6 +314,18 @@ class SubmitGate:
 def _release(f: asyncio.Future) -> None:
     if not f.done():
         f.set_result(None)
+
+
+def submit_gate(owner: str, window_ms: Any, busy: Any) -> SubmitGate:
+    """An engine's :class:`SubmitGate` from its ``submit_window_ms`` and ``submit_window_busy``
+    arguments; a bad one is a ValueError naming ``owner``'s argument."""
+    try:
+        window_s = window_ms / 1000 if isinstance(window_ms, (int, float)) and not isinstance(window_ms, bool) else window_ms
+        return SubmitGate(window_s, busy)
+    except ValueError as e:
+        if "busy" in str(e):
+            raise ValueError(f"{owner}.submit_window_busy: must be an int >= 0, got {busy!r}") from None
+        raise ValueError(f"{owner}.submit_window_ms: must be between 0 and 10000, got {window_ms!r}") from None
 
 
 class LoopGates:

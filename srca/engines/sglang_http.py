@@ -49,7 +49,7 @@ from .gather import gather_or_cancel
 from .hf_decode import hf_decoder
 from .httpclient import ConnectionLost, LoopClient, ReadTimedOut, RetryPolicy, retry_policy, send_with_retries
 from .sglang_common import (STOP_MODES, SUBMIT_WINDOW_BUSY, SUBMIT_WINDOW_MS, TAIL_LOGPROBS, InFlight, LoopGates,
-                            ReplicaRouter, StopTokens, SubmitGate, new_rid, sampling_params, tail_rescore,
+                            ReplicaRouter, StopTokens, new_rid, sampling_params, submit_gate, tail_rescore,
                             tail_to_score, to_result, with_tail_logprobs)
 from .sglang_graphs import SERVER_SEQUENCES
 
@@ -157,14 +157,7 @@ class SGLangServerEngine:
         if tail_logprobs not in TAIL_LOGPROBS:
             raise ValueError(f"SGLangServerEngine.tail_logprobs: must be one of {TAIL_LOGPROBS}, got {tail_logprobs!r}")
         self.tail_logprobs = tail_logprobs
-        try:
-            self.gate = SubmitGate(submit_window_ms / 1000 if isinstance(submit_window_ms, (int, float))
-                                   and not isinstance(submit_window_ms, bool) else submit_window_ms, submit_window_busy)
-        except ValueError as e:
-            if "busy" in str(e):
-                raise ValueError(f"SGLangServerEngine.submit_window_busy: {e}") from None
-            raise ValueError(f"SGLangServerEngine.submit_window_ms: must be between 0 and 10000, "
-                             f"got {submit_window_ms!r}") from None
+        self.gate = submit_gate("SGLangServerEngine", submit_window_ms, submit_window_busy)
         self._gates = LoopGates()  # the gate's window, one per calling event loop
         self._samples_in_flight = 0  # samples in POSTs now (the submit window's busy test)
         self.dp_size = dp_size

@@ -58,7 +58,7 @@ from .sglang_graphs import (PREFILL_GRAPH, SMALL_GPU_SEQUENCES, decode_graph_arg
 from .sglang_sampler import BACKEND as SAMPLER_BACKEND
 from .sglang_sampler import check_installed as check_sampler_installed
 from .sglang_common import (STOP_MODES, SUBMIT_WINDOW_BUSY, SUBMIT_WINDOW_MS, TAIL_LOGPROBS, InFlight, ReplicaRouter,
-                            StopTokens, SubmitGate, new_rid,
+                            StopTokens, new_rid, submit_gate,
                             sampling_params, tail_rescore, tail_to_score, to_result, with_tail_logprobs)
 
 log = logging.getLogger(__name__)
@@ -171,13 +171,7 @@ class SGLangEngine:
             resolve_prefill_graph(prefill_graph)
         except ValueError as e:
             raise ValueError(f"SGLangEngine.prefill_graph: {e}") from None
-        try:
-            self.gate = SubmitGate(submit_window_ms / 1000 if isinstance(submit_window_ms, (int, float))
-                                   and not isinstance(submit_window_ms, bool) else submit_window_ms, submit_window_busy)
-        except ValueError as e:
-            if "busy" in str(e):
-                raise ValueError(f"SGLangEngine.submit_window_busy: {e}") from None
-            raise ValueError(f"SGLangEngine.submit_window_ms: must be between 0 and 10000, got {submit_window_ms!r}") from None
+        self.gate = submit_gate("SGLangEngine", submit_window_ms, submit_window_busy)
         self.tail_logprobs = tail_logprobs
         self.router = ReplicaRouter(dp_size, routing)
         self.ignore_eos = ignore_eos
