@@ -10,7 +10,8 @@
   log-probabilities of a sample from one prefill-only request after it (``max_new_tokens = 0``,
   ``logprob_start_len``) instead of ``return_logprob`` on every decode step;
 * :class:`SubmitGate` holds engine calls for a short window so that those arriving close
-  together reach SGLang's scheduler together (off by default);
+  together reach SGLang's scheduler together (the steps of tree searches, while the engine is
+  busy: ``GenRequest.may_wait``; :func:`submit_gate`, :class:`LoopGates`);
 * :class:`ReplicaRouter` keeps every request of one solve (``GenRequest.group``) on one replica
   so that replica's radix cache holds the solve's whole tree; a new group goes to the replica
   with the least work in flight.
