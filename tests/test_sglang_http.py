@@ -320,8 +320,8 @@ async def test_the_submit_window_holds_steps_only_while_busy(server):
     for bad, field in ((-1, "submit_window_ms"), (20_000, "submit_window_ms"), (-2, "submit_window_busy")):
         with pytest.raises(ValueError, match=field):
             make(server, **{field: bad})
-    server.state.slow_s = 1.0
-    eng = make(server, submit_window_ms=400, submit_window_busy=2)
+    server.state.slow_s = 1.5
+    eng = make(server, submit_window_ms=1000, submit_window_busy=2)
 
     async def timed(req: GenRequest) -> float:
         t = time.monotonic()
@@ -337,8 +337,8 @@ async def test_the_submit_window_holds_steps_only_while_busy(server):
     plain, step = await asyncio.gather(timed(GenRequest(prompt="a", n=1, max_new_tokens=4)),
                                        timed(GenRequest(prompt="b", n=1, max_new_tokens=4, may_wait=True)))
     await slow
-    assert idle_step < 0.3 and plain < 0.3, (idle_step, plain)
-    assert step >= 0.39, step
+    assert idle_step < 0.7 and plain < 0.7, (idle_step, plain)  # no window (1 s) for them
+    assert step >= 0.99, step
     await eng.close()
 
 

@@ -444,14 +444,14 @@ def test_the_submit_window_holds_only_steps_and_only_on_a_busy_engine(stub_sglan
     flight, and waits for the window once a long call holds that many."""
     import time
 
-    eng = _make(submit_window_ms=300, submit_window_busy=4)
+    eng = _make(submit_window_ms=600, submit_window_busy=4)
     sent: list[tuple[float, int]] = []
     orig = eng.engine.async_generate
 
     async def timed(*a, **k):
         sent.append((time.monotonic(), len(k["input_ids"])))
         if len(k["input_ids"]) == 4:  # the long call that keeps the engine busy
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.9)
         return await orig(*a, **k)
 
     eng.engine.async_generate = timed
@@ -469,8 +469,8 @@ def test_the_submit_window_holds_only_steps_and_only_on_a_busy_engine(stub_sglan
     t0 = asyncio.run(go())
     rel = [(round(t - t0, 2), k) for t, k in sent]
     assert [k for _, k in rel] == [2, 1, 4, 1]
-    assert rel[0][0] < 0.1 and rel[1][0] < 0.1 and rel[2][0] < 0.1  # none of them waited
-    assert rel[3][0] >= 0.05 + 0.29  # the step on the busy engine waited its window
+    assert rel[0][0] < 0.3 and rel[1][0] < 0.3 and rel[2][0] < 0.3  # none of them waited (600 ms)
+    assert rel[3][0] >= 0.05 + 0.59  # the step on the busy engine waited its window
     assert (eng.gate.held, eng.gate.windows) == (1, 1)
     asyncio.run(eng.close())
 
