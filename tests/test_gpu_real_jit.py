@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not (shutil.which("ninja") and shutil.which("gcc")), reason="needs ninja and gcc")
+needs_ninja = pytest.mark.skipif(not (shutil.which("ninja") and shutil.which("gcc")), reason="needs ninja and gcc")
 
 BUILD = """ninja_required_version = 1.3
 cflags = -isystem {site}/flashinfer/data/include
@@ -48,6 +48,7 @@ def _ninja_dry(build: Path) -> str:
     return out.stdout
 
 
+@needs_ninja
 def test_backdated_sources_keep_a_carried_cache(tmp_path):
     site, build = tmp_path / "site", tmp_path / "cache/cached_ops/kern"
     _install(site)
@@ -68,3 +69,27 @@ def test_backdated_sources_keep_a_carried_cache(tmp_path):
     assert "1 folders" in out.stdout
     assert "no work to do" in _ninja_dry(build)
     assert (site / "flashinfer/__init__.py").stat().st_mtime > old  # Python files keep their dates (pyc)
+
+
+def test_save_jit_sends_the_driver_cache_only_while_it_fits(tmp_path):
+    """save-jit: Triton's and FlashInfer's caches always; the CUDA driver's ComputeCache beside
+    them while the file stays under 40 MiB, else the file goes without it."""
+    import tarfile
+
+    home, out = tmp_path / "home", tmp_path / "out"
+    (home / ".triton/cache/k").mkdir(parents=True)
+    (home / ".triton/cache/k/kernel.cubin").write_bytes(b"cubin")
+    (home / ".nv/ComputeCache/a").mkdir(parents=True)
+    (home / ".nv/ComputeCache/a/small").write_bytes(b"ptx jit")
+    out.mkdir()
+    env = {**os.environ, "HOME": str(home), "OUT": str(out), "RW_DIR": str(tmp_path / "rw")}
+
+    def names() -> set[str]:
+        subprocess.run(["bash", str(ROOT / "benchmarks/gpu_real.sh"), "save-jit"], env=env, check=True,
+                       capture_output=True, text=True)
+        with tarfile.open(out / "jit-cache.tgz") as t:
+            return {m.name for m in t.getmembers() if m.isfile()}
+
+    assert names() == {".triton/cache/k/kernel.cubin", ".nv/ComputeCache/a/small"}
+    (home / ".nv/ComputeCache/a/big").write_bytes(os.urandom(41 * 1024 * 1024))  # does not compress
+    assert names() == {".triton/cache/k/kernel.cubin"}
