@@ -1,4 +1,5 @@
-"""benchmarks/gpu_real.sh's JIT-cache restore: a carried FlashInfer cache must not be rebuilt.
+"""benchmarks/gpu_real.sh's JIT caches: a carried FlashInfer cache must not be rebuilt, and
+save-jit sends what fits.
 
 FlashInfer compiles its kernels with ninja (gcc-style depfiles, a build log). A cache carried to a
 fresh machine holds objects older than that machine's freshly installed sources, so ninja rebuilt
