@@ -938,6 +938,12 @@ def sampler_profile(a, st: Setup, ids: list[list[int]]) -> dict:
     return out
 
 
+def window_stats(eng) -> dict | None:
+    """The engine's submit window (``window_stats()``: settings and counts so far), or None."""
+    f = getattr(eng, "window_stats", None)
+    return f() if callable(f) else None
+
+
 def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=None) -> dict:
     """One timed ``arun_eval`` of ``job`` (``solver``: another than the run's, for an A/B)."""
     from srca.eval import arun_eval
@@ -948,6 +954,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
     out = os.path.join(a.work_dir, f"{job.replace(':', '-')}_n{a.samples}_c{conc or 'auto'}.jsonl")
     lag = LoopLag()
     watch = LoadWatch(solver.load)
+    window: list = []  # the engine's submit window before and after the job (window_stats)
     sampler = StackSampler(threading.main_thread().ident, a.sample_hz) if a.sample_hz > 0 and not a.profile else None
     prof = cProfile.Profile() if a.profile else None
 
@@ -959,8 +966,10 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
         t = time.monotonic()
         try:
             with JobSetting(st.eng, mode):
+                w0 = window_stats(st.eng)
                 recs = await arun_eval(problems, [method], [a.samples], solver, out, base=base, seed=0,
                                        concurrency=conc, overwrite=True, progress=False)
+                window[:] = [w0, window_stats(st.eng)]
         finally:
             wall = time.monotonic() - t
             if prof is not None:
@@ -994,6 +1003,10 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
                calls_per_solve=round(u.get("engine_calls", 0) / max(1, len(recs)), 2),
                cpu_s=cpu.since(), machine_cpu=mcpu.since(), loop=lag.summary(t_mono), gc_main=gcw.summary(),
                controller_sequences=watch.summary())
+    if len(window) == 2 and window[0] is not None:  # the SGLang engines: what the window held in this job
+        w0, w1 = window
+        row["submit_window"] = {**{k: w1[k] for k in ("window_ms", "busy")},
+                                **{k: w1[k] - w0[k] for k in ("held", "windows")}}
     tot = [r["timings"].get("total_s", 0.0) for r in recs]
     eng_s = [r["timings"].get("engine_s", 0.0) for r in recs]
     row["solve_s"] = _stats(tot, 2)

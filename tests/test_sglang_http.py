@@ -339,6 +339,7 @@ async def test_the_submit_window_holds_steps_only_while_busy(server):
     await slow
     assert idle_step < 0.7 and plain < 0.7, (idle_step, plain)  # no window (1 s) for them
     assert step >= 0.99, step
+    assert eng.window_stats() == {"window_ms": 1000.0, "busy": 2, "held": 1, "windows": 1}
     await eng.close()
 
 
@@ -362,3 +363,10 @@ def test_loop_gates_give_each_event_loop_its_own_window():
 
     first, second = asyncio.run(swap())
     assert first is not second and second.window_s == 0.0
+
+    async def held_once():  # a gate that holds (busy 0): counted over every loop's gate
+        await gates.get(SubmitGate(0.01, 0)).wait(0)
+
+    asyncio.run(held_once())
+    asyncio.run(held_once())
+    assert gates.stats(tpl) == {"window_ms": 300.0, "busy": 7, "held": 2, "windows": 2}

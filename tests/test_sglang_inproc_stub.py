@@ -471,7 +471,7 @@ def test_the_submit_window_holds_only_steps_and_only_on_a_busy_engine(stub_sglan
     assert [k for _, k in rel] == [2, 1, 4, 1]
     assert rel[0][0] < 0.3 and rel[1][0] < 0.3 and rel[2][0] < 0.3  # none of them waited (600 ms)
     assert rel[3][0] >= 0.05 + 0.59  # the step on the busy engine waited its window
-    assert (eng.gate.held, eng.gate.windows) == (1, 1)
+    assert eng.window_stats() == {"window_ms": 600.0, "busy": 4, "held": 1, "windows": 1}
     asyncio.run(eng.close())
 
 

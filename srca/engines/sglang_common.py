@@ -287,7 +287,7 @@ class SubmitGate:
     (the in-process engine's own). A call waiting in the window when its group is aborted still
     goes out afterwards; cancelling the caller (the deadline's fallback) aborts it there."""
 
-    def __init__(self, window_s: float = 0.0, busy: int = 0) -> None:
+    def __init__(self, window_s: float = 0.0, busy: int = 0, tally: dict[str, int] | None = None) -> None:
         if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not (
                 math.isfinite(window_s) and 0 <= window_s <= 10):
             raise ValueError(f"submit window: must be between 0 and 10 seconds, got {window_s!r}")
@@ -298,6 +298,7 @@ class SubmitGate:
         self._open: asyncio.Future | None = None
         self.held = 0  # calls that waited in a window
         self.windows = 0  # windows opened
+        self.tally = tally  # counted there too (LoopGates: over all its loops' gates)
 
     async def wait(self, in_flight: int = 0) -> None:
         """Wait for the window (``in_flight``: samples the engine has in flight now)."""
@@ -308,8 +309,17 @@ class SubmitGate:
             self._open = loop.create_future()
             loop.call_later(self.window_s, _release, self._open)
             self.windows += 1
+            if self.tally is not None:
+                self.tally["windows"] += 1
         self.held += 1
+        if self.tally is not None:
+            self.tally["held"] += 1
         await asyncio.shield(self._open)
+
+    def stats(self) -> dict[str, Any]:
+        """The window's settings and what it held (calls, windows opened)."""
+        counts = self.tally if self.tally is not None else {"held": self.held, "windows": self.windows}
+        return {"window_ms": round(self.window_s * 1000, 3), "busy": self.busy, **counts}
 
 
 def _release(f: asyncio.Future) -> None:
@@ -336,14 +346,19 @@ class LoopGates:
 
     def __init__(self) -> None:
         self._by: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.tally = {"held": 0, "windows": 0}  # over every loop's gate, closed loops' included
 
     def get(self, template: SubmitGate) -> SubmitGate:
         loop = asyncio.get_running_loop()
         tpl, gate = self._by.get(loop, (None, None))
         if tpl is not template or gate is None:
-            gate = SubmitGate(template.window_s, template.busy)
+            gate = SubmitGate(template.window_s, template.busy, tally=self.tally)
             self._by[loop] = (template, gate)
         return gate
+
+    def stats(self, template: SubmitGate) -> dict[str, Any]:
+        """``template``'s settings and what every loop's gate held."""
+        return {"window_ms": round(template.window_s * 1000, 3), "busy": template.busy, **self.tally}
 
 
 class InFlight:

@@ -286,6 +286,10 @@ class SGLangServerEngine:
                 results[k][i] = g
         return results  # type: ignore[return-value]
 
+    def window_stats(self) -> dict[str, Any]:
+        """The submit window's settings and what it held so far (calls, windows opened)."""
+        return self._gates.stats(self.gate)
+
     def _target(self, replica: int | None) -> tuple[str, int | None]:
         """(base URL, routed_dp_rank) of a replica."""
         if replica is None:

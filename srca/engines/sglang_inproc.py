@@ -281,6 +281,10 @@ class SGLangEngine:
         """Per-replica counters: samples sent/finished/in flight, groups held, token counts."""
         return self.router.stats()
 
+    def window_stats(self) -> dict[str, Any]:
+        """The submit window's settings and what it held so far (calls, windows opened)."""
+        return self.gate.stats()
+
     async def generate(self, requests: Sequence[GenRequest]) -> list[list[GenResult]]:
         if self._closed:
             raise RuntimeError("SGLangEngine: generate() after close()")
