@@ -1,6 +1,6 @@
 """What a decode iteration cost each job of a real-workload run, from its stored JSON (no GPU).
 
-    python benchmarks/batch_cost.py benchmarks/results/real_workload_h200_ninth.json \\
+    python benchmarks/batch_cost.py benchmarks/results/real_workload_h200_ninth.json.gz \\
         --out benchmarks/results/batch_cost_h200_ninth.json
 
 ``real_workload.py`` polls SGLang's load once a second (``sglang_loads.series``: running and
@@ -15,6 +15,7 @@ leaves the batch empty.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", help="a real_workload.py JSON")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    with open(args.run) as f:
+    with (gzip.open if args.run.endswith(".gz") else open)(args.run, "rt") as f:  # the stored runs are gzipped
         run = json.load(f)
     rows = [r for r in (job_cost(j) for j in run.get("jobs", [])) if r is not None]
     print("| job | c | wall s | running (mean) | decode iterations | ms / iteration | prefill batches / iteration |")

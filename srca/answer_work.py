@@ -6,7 +6,7 @@ grade them (:func:`srca.eval.records.make_record`). That is math-verify and symp
 about 90 ms a problem at n = 16 on MATH-500, some answers seconds. On the event loop that runs
 every solve it is serial: on one H200 every solve of a 200-problem majority@16 job finished
 within seconds of the others, and the loop then spent 13.6 s in one stretch on their decisions
-and grades while the GPU sat idle (``benchmarks/results/real_workload_h200_tail.json``: 1.41x the
+and grades while the GPU sat idle (``benchmarks/results/real_workload_h200_tail.json.gz``: 1.41x the
 raw engine's wall, where the decoding itself took about the raw engine's time).
 
 :class:`AnswerWorkers` runs such a pure function in a pool of worker processes (``spawn``, so

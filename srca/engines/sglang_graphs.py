@@ -5,7 +5,7 @@ of 90 to 160 GB with tp < 4 (an H200: ``ServerArgs._handle_gpu_memory_settings``
 of a larger batch runs eager. On one H200 with the 1.5B model that is the cliff the real-workload
 runs show: 3.5 to 6 ms a step with a graph at 100 to 256 running requests, 33 to 44 ms eager at
 280 to 490, and 41 ms at 1,024 with 9.6 ms of it on the GPU (``benchmarks/results/
-real_workload_h200_waves.json``: the jobs' ``decode_series``, ``sampler_profile``). A batch of
+real_workload_h200_waves.json.gz``: the jobs' ``decode_series``, ``sampler_profile``). A batch of
 16 samples per problem passes 256 as soon as 17 problems are in flight, so the SGLang engines
 this project starts capture decode graphs up to ``DECODE_GRAPH_MAX_BS`` running requests
 (SGLang clamps the list to its request pool) on GPUs of 60 GB or more, 1,024 on 35 to 60 GB,
