@@ -23,11 +23,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from _common import write_result  # noqa: E402
-from srca.answers import equivalent  # noqa: E402
-from srca.eval.bank import half, read_bank, unpack  # noqa: E402
+from srca.eval.bank import half, read_bank, replay_majority, unpack  # noqa: E402
 from srca.eval.grading import grade  # noqa: E402
 from srca.eval.report import ci95  # noqa: E402
-from srca.methods.consensus import Ballot, trace_confidence, vote  # noqa: E402
+from srca.methods.consensus import trace_confidence  # noqa: E402
 
 RULES = [("mean", 0), ("tail", 64), ("tail", 256), ("lowest", 64), ("lowest", 256)]
 
@@ -44,12 +43,6 @@ def pick(line: dict, n: int, how: str, window: int) -> str | None:
     return best
 
 
-def majority(line: dict, n: int) -> str | None:
-    ballots = [Ballot(s["answer"], "path") for s in line["samples"][:n] if s["answer"] is not None]
-    t = vote(ballots, equivalent, weighted=False)
-    return ballots[t.winner].answer if t.winner is not None else None
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bank")
@@ -64,7 +57,7 @@ def main() -> None:
     correct: dict[str, dict[str, bool]] = {k: {} for k in names}
     for ln in lines:
         uid = ln["unique_id"]
-        correct["majority"][uid] = grade(majority(ln, a.n), ln["answer"])
+        correct["majority"][uid] = grade(replay_majority(ln, range(min(a.n, len(ln["samples"])))).answer, ln["answer"])
         for (how, w), name in zip(RULES, names[1:]):
             correct[name][uid] = grade(pick(ln, a.n, how, w), ln["answer"])
     rows = []

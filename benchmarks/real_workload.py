@@ -441,6 +441,14 @@ class GpuPoller(threading.Thread):
             self.proc.terminate()
 
 
+def print_machine(row: dict) -> None:
+    """A phase's GPU and whole-machine CPU lines, when the run recorded them."""
+    if row.get("gpu"):
+        print(f"#   {gpu_line(row['gpu'])}", flush=True)
+    if row.get("machine_cpu"):
+        print(f"#   machine CPU s: {json.dumps(row['machine_cpu'])}", flush=True)
+
+
 def gpu_line(g: dict) -> str:
     """One printed line of :meth:`GpuPoller.take`."""
     if not g.get("polls"):
@@ -817,7 +825,7 @@ TAIL_MODES = ("inline", "rescore", "rescore_all")
 
 
 def split_job(job: str) -> tuple[str, str | None]:
-    """``method`` or ``method:SETTING``, one setting of the in-process SGLang engine for that job
+    """``method`` or ``method:SETTING``, one setting of the run's SGLang engine for that job
     alone, on the run's one engine (an A/B without a second engine start): a ``tail_logprobs``
     mode (``inline``: logprobs while decoding; ``rescore_all``: every sample's logprobs, whole, by
     a prefill after sampling, e.g. ``best_of_n:rescore_all``), ``windowMS`` (the engine's submit
@@ -954,11 +962,10 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
     out = os.path.join(a.work_dir, f"{job.replace(':', '-')}_n{a.samples}_c{conc or 'auto'}.jsonl")
     lag = LoopLag()
     watch = LoadWatch(solver.load)
-    window: list = []  # the engine's submit window before and after the job (window_stats)
     sampler = StackSampler(threading.main_thread().ident, a.sample_hz) if a.sample_hz > 0 and not a.profile else None
     prof = cProfile.Profile() if a.profile else None
 
-    async def go() -> tuple[list[dict], float]:
+    async def go() -> tuple[list[dict], float, tuple]:
         task = asyncio.create_task(lag.run())
         wtask = asyncio.create_task(watch.run())
         if prof is not None:
@@ -966,17 +973,17 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
         t = time.monotonic()
         try:
             with JobSetting(st.eng, mode):
-                w0 = window_stats(st.eng)
+                w0 = window_stats(st.eng)  # the job's submit window before and after it
                 recs = await arun_eval(problems, [method], [a.samples], solver, out, base=base, seed=0,
                                        concurrency=conc, overwrite=True, progress=False)
-                window[:] = [w0, window_stats(st.eng)]
+                window = (w0, window_stats(st.eng))
         finally:
             wall = time.monotonic() - t
             if prof is not None:
                 prof.disable()
             task.cancel()
             wtask.cancel()
-        return recs, wall
+        return recs, wall, window
 
     cpu, mcpu = CPUClock(st.loop_thread), MachineCPU()
     t_mono, t_wall = time.monotonic(), time.time()
@@ -985,7 +992,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
     gcw = GCWatch()
     try:
         with gcw:
-            recs, wall = asyncio.run(go())
+            recs, wall, window = asyncio.run(go())
     finally:
         if sampler is not None:
             sampler.stop()
@@ -1003,8 +1010,8 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
                calls_per_solve=round(u.get("engine_calls", 0) / max(1, len(recs)), 2),
                cpu_s=cpu.since(), machine_cpu=mcpu.since(), loop=lag.summary(t_mono), gc_main=gcw.summary(),
                controller_sequences=watch.summary())
-    if len(window) == 2 and window[0] is not None:  # the SGLang engines: what the window held in this job
-        w0, w1 = window
+    w0, w1 = window
+    if w0 is not None:  # the SGLang engines: what the window held in this job
         row["submit_window"] = {**{k: w1[k] for k in ("window_ms", "busy")},
                                 **{k: w1[k] - w0[k] for k in ("held", "windows")}}
     tot = [r["timings"].get("total_s", 0.0) for r in recs]
@@ -1458,10 +1465,7 @@ def main() -> None:
                        sglang_gc=st.gc_take(t0, t1), gpu=gpoll.take(t0, t1) if gpoll else None)
             print(f"# raw: {json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)})}"
                   f"{'' if st.frozen else ' (GC not frozen)'}", flush=True)
-            if row.get("gpu"):
-                print(f"#   {gpu_line(row['gpu'])}", flush=True)
-            if row.get("machine_cpu"):
-                print(f"#   machine CPU s: {json.dumps(row['machine_cpu'])}", flush=True)
+            print_machine(row)
             return row
 
         def job_phase(m: str, conc: int | None) -> dict:
@@ -1478,10 +1482,7 @@ def main() -> None:
                   f"{row['cpu_s']['main_thread']} s, full GCs here {row['gc_main']['gen2']['n']} "
                   f"({row['gc_main']['gen2']['total_s']} s), in SGLang {gc_line(row['sglang_gc'])}, "
                   f"top {top_function(row)}", flush=True)
-            if row.get("gpu"):
-                print(f"#   {gpu_line(row['gpu'])}", flush=True)
-            if row.get("machine_cpu"):
-                print(f"#   machine CPU s: {json.dumps(row['machine_cpu'])}", flush=True)
+            print_machine(row)
             return row
 
         if a.freeze_gc == "ab":  # the same phases before SGLang's freeze_gc, then the run as usual

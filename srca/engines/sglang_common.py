@@ -296,9 +296,16 @@ class SubmitGate:
         self.window_s = float(window_s)
         self.busy = busy
         self._open: asyncio.Future | None = None
-        self.held = 0  # calls that waited in a window
-        self.windows = 0  # windows opened
-        self.tally = tally  # counted there too (LoopGates: over all its loops' gates)
+        # calls that waited in a window, windows opened (LoopGates: one tally for every loop's gate)
+        self.tally = tally if tally is not None else {"held": 0, "windows": 0}
+
+    @property
+    def held(self) -> int:
+        return self.tally["held"]
+
+    @property
+    def windows(self) -> int:
+        return self.tally["windows"]
 
     async def wait(self, in_flight: int = 0) -> None:
         """Wait for the window (``in_flight``: samples the engine has in flight now)."""
@@ -308,18 +315,17 @@ class SubmitGate:
             loop = asyncio.get_running_loop()
             self._open = loop.create_future()
             loop.call_later(self.window_s, _release, self._open)
-            self.windows += 1
-            if self.tally is not None:
-                self.tally["windows"] += 1
-        self.held += 1
-        if self.tally is not None:
-            self.tally["held"] += 1
+            self.tally["windows"] += 1
+        self.tally["held"] += 1
         await asyncio.shield(self._open)
 
     def stats(self) -> dict[str, Any]:
         """The window's settings and what it held (calls, windows opened)."""
-        counts = self.tally if self.tally is not None else {"held": self.held, "windows": self.windows}
-        return {"window_ms": round(self.window_s * 1000, 3), "busy": self.busy, **counts}
+        return _window_stats(self, self.tally)
+
+
+def _window_stats(gate: SubmitGate, tally: dict[str, int]) -> dict[str, Any]:
+    return {"window_ms": round(gate.window_s * 1000, 3), "busy": gate.busy, **tally}
 
 
 def _release(f: asyncio.Future) -> None:
@@ -358,7 +364,7 @@ class LoopGates:
 
     def stats(self, template: SubmitGate) -> dict[str, Any]:
         """``template``'s settings and what every loop's gate held."""
-        return {"window_ms": round(template.window_s * 1000, 3), "busy": template.busy, **self.tally}
+        return _window_stats(template, self.tally)
 
 
 class InFlight:
