@@ -9,7 +9,8 @@
 #                                                               # (RW_DIR on its poll too; default /tmp/real_workload)
 #   bash benchmarks/gpu_real.sh chain "ARGS 1" "ARGS 2" ...      # several runs, one after another, in one
 #                                                               # background job (WORK/run1, run2, ...): no
-#                                                               # device time lost between them; poll as usual
+#                                                               # device time lost between them; poll as usual;
+#                                                               # every run's ARGS are checked first (--check)
 #   bash benchmarks/gpu_real.sh backdate-jit                    # date FlashInfer's installed sources back, so that
 #                                                               # ninja takes a cache restored by hand as current
 #   bash benchmarks/gpu_real.sh save-jit                        # the kernel JIT caches (Triton, FlashInfer) to
@@ -20,7 +21,7 @@
 set -uo pipefail
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 . "$SRC/benchmarks/gpu_copy.sh"
-RUN=/tmp/rw-run
+RUN=${RW_RUN:-/tmp/rw-run}  # the private copy (a test moves it)
 W=${RW_DIR:-/tmp/real_workload}
 export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$W"
@@ -86,8 +87,14 @@ case "${1:-poll}" in
   chain)
     shift
     [ $# -gt 0 ] || { echo "chain: give each run's flags as one quoted argument" >&2; exit 2; }
-    restore_jit
     copy_checkout "$SRC" "$RUN" "$W/pip.log"
+    bad=0  # every run's arguments first (real_workload --check): a typo in run 4 fails now, not an hour in
+    for args in "$@"; do
+      # shellcheck disable=SC2086  # each run's flags are one string, split as the chain will split them
+      (cd "$RUN" && python3 benchmarks/real_workload.py --data "$RUN/.gpu-data/math500.jsonl" --check $args) || bad=1
+    done
+    [ "$bad" = 0 ] || { echo "chain: not started (a run's arguments are wrong, above)" >&2; exit 2; }
+    restore_jit
     i=0
     {
       echo "cd '$RUN'"

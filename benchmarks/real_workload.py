@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import dataclasses
 import json
 import os
 import pstats
@@ -576,6 +577,22 @@ def sglang_args(items: list[str]) -> dict[str, Any]:
         raise ValueError(str(e)) from None
 
 
+def check_sglang_keys(args: dict[str, Any]) -> None:
+    """Every ``--sglang-arg`` key is a field of SGLang's ``ServerArgs`` (only where SGLang is
+    installed; elsewhere nothing is checked): a misspelt key is a ValueError now, not an
+    engine start failing minutes into a GPU session."""
+    if not args:
+        return
+    try:
+        from sglang.srt.server_args import ServerArgs
+    except ImportError:
+        return
+    known = {f.name for f in dataclasses.fields(ServerArgs)}
+    bad = sorted(k for k in args if k not in known)
+    if bad:
+        raise ValueError(f"--sglang-arg: not a field of SGLang's ServerArgs: {', '.join(bad)}")
+
+
 def server_flags(args: dict[str, Any]) -> list[str]:
     """The same for ``sglang.launch_server``: ``true`` is the bare flag, ``false`` none, a list
     its items."""
@@ -833,10 +850,31 @@ def split_job(job: str) -> tuple[str, str | None]:
     (this process's garbage-collector thresholds ``(N, 20, 100)``, what SGLang's ``gc_threshold``
     sets in the process that starts the engine, e.g. ``dvts:gc50000``)."""
     method, _, mode = job.partition(":")
-    if mode and mode not in TAIL_MODES and not re.fullmatch(r"window(0|[1-9][0-9]*)|gc[1-9][0-9]*", mode):
+    if mode and mode not in TAIL_MODES and setting_number(mode) is None:
         raise ValueError(f"--jobs: {job!r}: the suffix after ':' must be one of {', '.join(TAIL_MODES)}, "
                          f"windowMS (e.g. window200, window0: off) or gcN (e.g. gc50000)")
     return method, mode or None
+
+
+def setting_number(mode: str) -> tuple[str, int] | None:
+    """``("window", MS)`` or ``("gc", N)`` from a job's setting, or None for any other text."""
+    m = re.fullmatch(r"(window)(0|[1-9][0-9]*)|(gc)([1-9][0-9]*)", mode)
+    if m is None:
+        return None
+    return (m[1], int(m[2])) if m[1] else (m[3], int(m[4]))
+
+
+def check_jobs(jobs: list[str], samples: int, engine: str) -> None:
+    """Every ``--jobs`` entry names a method that runs at ``samples``, and a ``method:SETTING``
+    job has an SGLang engine to set (in process or ``--server``: both have ``tail_logprobs``
+    and a submit window); a ValueError says which is not."""
+    from srca.eval import config_for
+
+    for m in jobs:
+        method, mode = split_job(m)
+        config_for(method, samples)
+        if mode is not None and engine != "sglang":
+            raise ValueError(f"--jobs: {m!r}: a 'method:SETTING' job needs an SGLang engine (--engine sglang)")
 
 
 class TailMode:
@@ -845,7 +883,7 @@ class TailMode:
     def __init__(self, eng, mode: str | None) -> None:
         self.eng, self.mode, self.old = eng, mode, getattr(eng, "tail_logprobs", None)
         if mode is not None and self.old is None:
-            raise ValueError(f"--jobs: ':{mode}' needs the in-process SGLang engine")
+            raise ValueError(f"--jobs: ':{mode}' needs an SGLang engine")
 
     def __enter__(self):
         if self.mode is not None:
@@ -861,7 +899,7 @@ class JobSetting:
 
     def __init__(self, eng, mode: str | None) -> None:
         self.eng, self.mode, self.old = eng, mode, None
-        if mode is not None and mode.startswith("window") and getattr(eng, "gate", None) is None:
+        if (setting_number(mode or "") or ("",))[0] == "window" and getattr(eng, "gate", None) is None:
             raise ValueError(f"--jobs: ':{mode}' needs an SGLang engine")
         self.tail = TailMode(eng, mode if mode in TAIL_MODES else None)
 
@@ -871,19 +909,21 @@ class JobSetting:
         from srca.engines.sglang_common import SubmitGate
 
         self.tail.__enter__()
-        if self.mode is not None and self.mode.startswith("window"):
-            self.old, self.eng.gate = self.eng.gate, SubmitGate(int(self.mode[len("window"):]) / 1000, self.eng.gate.busy)
-        elif self.mode is not None and self.mode.startswith("gc"):
+        kind, value = setting_number(self.mode or "") or (None, 0)
+        if kind == "window":
+            self.old, self.eng.gate = self.eng.gate, SubmitGate(value / 1000, self.eng.gate.busy)
+        elif kind == "gc":
             self.old = gc.get_threshold()
-            gc.set_threshold(int(self.mode[len("gc"):]), 20, 100)
+            gc.set_threshold(value, 20, 100)
 
     def __exit__(self, *exc):
         import gc
 
         self.tail.__exit__(*exc)
-        if self.old is not None and self.mode.startswith("window"):
+        kind = (setting_number(self.mode or "") or (None, 0))[0]
+        if self.old is not None and kind == "window":
             self.eng.gate = self.old
-        elif self.old is not None and self.mode.startswith("gc"):
+        elif self.old is not None and kind == "gc":
             gc.set_threshold(*self.old)
 
 
@@ -1332,6 +1372,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile each job (replaces the sampler; slower)")
     ap.add_argument("--work-dir", default="/tmp/real_workload", help="result lines per job, SGLang's log")
     ap.add_argument("--tag", default=None, help="default h200 / h200_http / cpu_dryrun")
+    ap.add_argument("--check", action="store_true", help="validate the arguments (jobs, settings, "
+                    "--sglang-arg keys where SGLang is installed, the data) and exit: gpu_real.sh chain "
+                    "checks every run's arguments this way before it starts the first")
     ap.add_argument("--out", default=None, help="default benchmarks/results/real_workload_<tag>.json")
     ap.add_argument("--answer-pools", nargs="+", default=None,
                     help="first, the CPU-side bound: cluster + grade the answer groups of stored result files "
@@ -1348,7 +1391,8 @@ def main() -> None:
     ap.add_argument("--sampler-profile", type=int, default=0, help="after the jobs: this many prompts x --samples, "
                     "128 tokens, under SGLang's torch profiler; the sampling kernels' share of GPU time (0: skip)")
     a = ap.parse_args()
-    os.makedirs(a.work_dir, exist_ok=True)
+    if not a.check:
+        os.makedirs(a.work_dir, exist_ok=True)
     if a.server and a.engine != "sglang":
         ap.error("--server needs --engine sglang")
     if a.submit_window_ms is not None and a.engine != "sglang":
@@ -1391,15 +1435,12 @@ def main() -> None:
     from srca import prompts
     from srca.config import SearchConfig
     from srca.eval.data import load_problems
-    from srca.eval import config_for
 
-    for m in jobs:
-        try:
-            config_for(split_job(m)[0], a.samples)
-        except ValueError as e:
-            ap.error(str(e))
-    if any(split_job(m)[1] for m in jobs) and (a.engine != "sglang" or a.server):
-        ap.error("--jobs: a 'method:mode' job needs the in-process SGLang engine (--engine sglang, no --server)")
+    try:
+        check_jobs(jobs, a.samples, a.engine)
+        check_sglang_keys(a.sglang_args)
+    except ValueError as e:
+        ap.error(str(e))
     pools = None
     if a.answer_pools:  # before any engine starts: this process's CPU is all its own
         pools = answer_pools(a)
@@ -1414,6 +1455,11 @@ def main() -> None:
     complete = [m.strip() for m in (a.complete_jobs or "").split(",") if m.strip()]
     all_problems = load_problems("math500", a.data, max(a.limit, a.complete_limit or 0))
     problems = all_problems[: a.limit]
+    if a.check:
+        print(f"# arguments ok: {len(problems)} problems, jobs {', '.join(jobs)}, concurrency "
+              f"{a.concurrency}, engine {a.engine}{' --server' if a.server else ''}"
+              f"{', sglang ' + str(a.sglang_args) if a.sglang_args else ''}", flush=True)
+        return
     for c in concs:
         if c is not None and c > len(problems):
             print(f"# note: concurrency {c} > {len(problems)} problems: every solve is in flight at once "

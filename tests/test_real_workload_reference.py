@@ -114,3 +114,19 @@ def test_a_job_suffix_sets_one_engine_setting_for_that_job_alone():
     assert eng.tail_logprobs == "rescore"
     with pytest.raises(ValueError, match="an SGLang engine"):
         JobSetting(types.SimpleNamespace(), "window200")
+
+
+def test_setting_jobs_run_on_either_sglang_engine_and_nowhere_else():
+    """A 'method:SETTING' job is accepted for the in-process engine and through --server alike
+    (both have tail_logprobs and a submit window: the next chain A/Bs the window through a
+    server); the CPU dry run's local engine has neither, and a bad method is named."""
+    from real_workload import check_jobs, setting_number
+
+    check_jobs(["dvts", "dvts:window0", "majority", "best_of_n:rescore_all", "dvts:gc50000"], 16, "sglang")
+    check_jobs(["dvts", "majority"], 16, "local")
+    with pytest.raises(ValueError, match="'dvts:window0'.*SGLang engine"):
+        check_jobs(["dvts", "dvts:window0"], 16, "local")
+    with pytest.raises(ValueError, match="nosuch"):
+        check_jobs(["nosuch"], 16, "sglang")
+    assert setting_number("window200") == ("window", 200) and setting_number("gc50000") == ("gc", 50000)
+    assert setting_number("inline") is None and setting_number("window01") is None

@@ -270,6 +270,18 @@ SUBMIT_WINDOW_MS = 200.0
 SUBMIT_WINDOW_BUSY = 256
 
 
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _window_ok(window_s: Any) -> bool:
+    return _number(window_s) and math.isfinite(window_s) and 0 <= window_s <= 10
+
+
+def _busy_ok(busy: Any) -> bool:
+    return isinstance(busy, int) and not isinstance(busy, bool) and busy >= 0
+
+
 class SubmitGate:
     """Holds engine calls for up to ``window_s`` seconds so that calls arriving close together
     reach SGLang at once (0: off, every call goes at once). The first call after a release
@@ -288,10 +300,9 @@ class SubmitGate:
     goes out afterwards; cancelling the caller (the deadline's fallback) aborts it there."""
 
     def __init__(self, window_s: float = 0.0, busy: int = 0, tally: dict[str, int] | None = None) -> None:
-        if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not (
-                math.isfinite(window_s) and 0 <= window_s <= 10):
+        if not _window_ok(window_s):
             raise ValueError(f"submit window: must be between 0 and 10 seconds, got {window_s!r}")
-        if isinstance(busy, bool) or not isinstance(busy, int) or busy < 0:
+        if not _busy_ok(busy):
             raise ValueError(f"submit window's busy threshold: must be an int >= 0, got {busy!r}")
         self.window_s = float(window_s)
         self.busy = busy
@@ -336,13 +347,12 @@ def _release(f: asyncio.Future) -> None:
 def submit_gate(owner: str, window_ms: Any, busy: Any) -> SubmitGate:
     """An engine's :class:`SubmitGate` from its ``submit_window_ms`` and ``submit_window_busy``
     arguments; a bad one is a ValueError naming ``owner``'s argument."""
-    try:
-        window_s = window_ms / 1000 if isinstance(window_ms, (int, float)) and not isinstance(window_ms, bool) else window_ms
-        return SubmitGate(window_s, busy)
-    except ValueError as e:
-        if "busy" in str(e):
-            raise ValueError(f"{owner}.submit_window_busy: must be an int >= 0, got {busy!r}") from None
-        raise ValueError(f"{owner}.submit_window_ms: must be between 0 and 10000, got {window_ms!r}") from None
+    window_s = window_ms / 1000 if _number(window_ms) else window_ms
+    if not _window_ok(window_s):
+        raise ValueError(f"{owner}.submit_window_ms: must be between 0 and 10000, got {window_ms!r}")
+    if not _busy_ok(busy):
+        raise ValueError(f"{owner}.submit_window_busy: must be an int >= 0, got {busy!r}")
+    return SubmitGate(window_s, busy)
 
 
 class LoopGates:

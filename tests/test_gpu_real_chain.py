@@ -1,0 +1,51 @@
+"""benchmarks/gpu_real.sh chain checks every run's arguments before it starts the first.
+
+A chain is one background job that runs for most of a GPU session; a typo in its fourth run
+used to show only when that run began (the planned chain's ``--server ... dvts:window0`` was
+refused by real_workload's own check, which then still took the window for in-process only).
+Here the chain runs on this machine with ``python3`` standing for the GPU machine's: its pip
+install is skipped, ``real_workload.py --check`` is the real one, and the runs themselves would
+need SGLang, so only a chain refused before it starts is run to the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _chain(tmp_path: Path, *runs: str) -> subprocess.CompletedProcess:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "python3"  # the device's python3: pip is a no-op here, the rest is this venv's
+    shim.write_text(f'#!/bin/bash\n[ "$1 $2" = "-m pip" ] && exit 0\nexec {sys.executable} "$@"\n')
+    shim.chmod(0o755)
+    data = tmp_path / "math500.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"What is {i} + {i}?", "answer": str(2 * i),
+                                        "unique_id": f"t/{i}.json"}) + "\n" for i in range(3)))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path / "home"),
+           "RW_DIR": str(tmp_path / "work"), "RW_RUN": str(tmp_path / "run")}
+    env.pop("OUT", None)
+    runs = tuple(f"{r} --data {data}" for r in runs)
+    return subprocess.run(["bash", str(ROOT / "benchmarks/gpu_real.sh"), "chain", *runs], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_chain_with_one_bad_run_starts_none(tmp_path):
+    out = _chain(tmp_path, "--limit 3 --jobs dvts,majority --no-raw-bracket",
+                 "--server --limit 3 --jobs dvts,dvts:window0 --no-raw-bracket",
+                 "--limit 3 --jobs dvts,nosuch --no-raw-bracket")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stdout.count("# arguments ok: 3 problems") == 2  # the server run's setting is fine
+    assert "nosuch" in out.stderr and "chain: not started" in out.stderr
+    assert not (tmp_path / "work/chain.sh").exists() and not (tmp_path / "work/run1").exists()
+
+
+def test_a_run_with_a_setting_needs_an_sglang_engine(tmp_path):
+    out = _chain(tmp_path, "--engine local --limit 3 --jobs dvts:window0")
+    assert out.returncode == 2 and "needs an SGLang engine" in out.stderr
+    assert "chain: not started" in out.stderr
