@@ -16,12 +16,14 @@ engine's wall at 0.73x its tokens. Whether starting waves earlier (``wave_overla
 ``wave_speculate``) buys more in iterations than it costs in tokens depends on that cost curve,
 which differs between machines; this replays the bank's samples through each schedule.
 
-The model: an eval's solves are admitted as :mod:`srca.admission` admits them by default, as
-many at once as their width fits ``--capacity`` (majority@16 and every schedule whose waves may
-all run at once: 256; srca@16's waves of at most 6: 682, so all of MATH-500), the next when
-one ends; every running sequence decodes one token per iteration (no
-queueing below ``--capacity`` running sequences; the raw phase, every prompt x 16 in one call,
-queues the rest in order), and an iteration with ``b`` sequences running costs ``c * b ** p``
+The model: an eval's solves are admitted as :mod:`srca.admission` admits them (``--admission``):
+``load``, the default, starts the next solve whenever the sequences running leave room in
+``--capacity`` for its width (at most 1,024 solves, their widths at most 1.5x the batch);
+``width``, the rule before it, as many at once as their widths fit (majority@16 and every
+schedule whose waves may all run at once: 256; srca@16's waves of at most 6: 682, so all of
+MATH-500), the next when one ends. Every running sequence decodes one token per iteration (no
+queueing: a burst past ``--capacity`` is taken as decoded at once; the raw phase, every prompt
+x 16 in one call, queues the rest in order), and an iteration with ``b`` sequences running costs ``c * b ** p``
 milliseconds, fitted by least squares (log-log) to a ``batch_cost.py`` JSON's sampling jobs
 (majority, best-of-N, srca: tree searches pay for step prefills besides). A wave's samples are
 the bank's first 16 of the problem in order, with each sample's token count; a lineage the
@@ -30,9 +32,10 @@ a wave once it and every earlier wave have ended (the decisions of
 :func:`srca.eval.bank.replay_lineages`, which this reuses: same waves, same stops); waves
 started early and not needed are aborted at that decision, their tokens so far counted as
 unused. ``wave_overlap`` D: the next wave starts once the current one has run
-``min(D, its longest sample)`` tokens; ``wave_speculate``: when a wave goes out, the next one
-goes with it if the running sequences leave room for it (as the solver's load count decides it;
-checked at that moment only). Not modelled: prefill time, the controller's own time, SGLang's
+``min(D, its longest sample)`` tokens; ``wave_speculate``: when the second wave (or a later
+one) goes out, the next one goes with it if the running sequences leave room for it and, admitted
+by load, no solve waits for admission (as the solver's load count decides it; checked at that
+moment only). Not modelled: prefill time, the controller's own time, SGLang's
 admission of a burst in prefill chunks. Compare schedules with each other under one cost model;
 the ratio to the raw phase is the model's, to be checked on the GPU.
 """
@@ -43,9 +46,11 @@ import dataclasses
 import glob
 import gzip
 import heapq
+import itertools
 import json
 import math
 import os
+import random
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -54,7 +59,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from _common import write_result  # noqa: E402
-from srca.admission import MAX_AUTO_CONCURRENCY, width  # noqa: E402
+from srca.admission import MAX_AUTO_CONCURRENCY, OVERCOMMIT, width  # noqa: E402
 from srca.answers import equivalent  # noqa: E402
 from srca.config import SearchConfig  # noqa: E402
 from srca.eval import config_for  # noqa: E402
@@ -118,8 +123,14 @@ class Run:
     """One job's schedule over every problem (event-driven; time in decode iterations)."""
 
     def __init__(self, problems: list[Problem], c: SearchConfig | None, concurrency: int | None, capacity: int,
-                 cost: Callable[[int], float]) -> None:
+                 cost: Callable[[int], float], by_load: bool = False, width: int = 1) -> None:
+        """``concurrency`` solves at once; or ``by_load``: as :class:`srca.admission.LoadSlots`
+        admits, a solve of ``width`` sequences once the running ones leave room for it (at most
+        ``concurrency`` solves, their widths at most ``OVERCOMMIT`` times the batch)."""
         self.P, self.c, self.capacity, self.cost = problems, c, capacity, cost
+        self.by_load, self.width = by_load, width
+        self.holders = 0
+        self.queue: list[int] = []  # solves not admitted yet
         self.sizes = [len(problems[0].lineages) if problems else 0] if c is None else wave_sizes(c.n, c.waves, c.wave_min)
         self.need = [1] * len(problems) if c is None else [waves_needed(p, c) for p in problems]
         self.overlap = 0 if c is None or len(self.sizes) < 2 or c.wave_overlap >= c.max_new_tokens else c.wave_overlap
@@ -156,8 +167,10 @@ class Run:
         self.schedule_decision(s)
         if self.overlap and w + 1 < len(self.sizes):
             self.push(t + min(self.overlap, self.wave_end(s, w) - t), "overlap", s, w + 1)
-        if self.spec and w + 1 < len(self.sizes) and self.start[s][w + 1] is None \
-                and self.running + self.sizes[w + 1] <= self.capacity:
+        # a speculated wave takes room only no solve waits for (admitted by load: the admission
+        # tells the load it has solves waiting, EngineLoad.waiting)
+        if self.spec and 2 <= w + 1 < len(self.sizes) and self.start[s][w + 1] is None \
+                and not (self.by_load and self.queue) and self.running + self.sizes[w + 1] <= self.capacity:
             self.launch(t, s, w + 1)
 
     def schedule_decision(self, s: int) -> None:
@@ -174,10 +187,18 @@ class Run:
                     self.push(ends, "probe", s, w, q)
             self.push(ends + max(probes), "decide", s, w)
 
+    def admit(self, t: int, queue: list[int]) -> None:
+        """Start the next solves the admission lets in now."""
+        while queue and self.holders < self.limit and (
+                not self.by_load or self.holders == 0
+                or ((self.holders + 1) * self.width <= OVERCOMMIT * self.capacity
+                    and self.running + self.width <= self.capacity)):
+            self.holders += 1
+            self.launch(t, queue.pop(), 0)
+
     def simulate(self) -> dict:
-        queue = list(range(len(self.P)))[::-1]
-        for _ in range(min(self.limit, len(self.P))):
-            self.launch(0, queue.pop(), 0)
+        queue = self.queue = list(range(len(self.P)))[::-1]
+        self.admit(0, queue)
         last, wall_ms, tokens, iters = 0, 0.0, 0, 0
         while self.ev:
             t, _, kind, s, w, extra = heapq.heappop(self.ev)
@@ -211,12 +232,12 @@ class Run:
                                     self.live.discard((s, i))
                                     self.running -= 1
                             self.start[s][j] = None
-                    if queue:
-                        self.launch(t, queue.pop(), 0)
+                    self.holders -= 1
                 elif self.start[s][w + 1] is None:
                     self.launch(t, s, w + 1)
                 else:
                     self.schedule_decision(s)
+            self.admit(t, queue)  # a sequence or a solve ended: room for the next solves
         lat = [d[0] for d in self.done if d is not None]
         return {"wall_s": wall_ms / 1000, "tokens": tokens, "unused_tokens": self.unused, "iterations": iters,
                 "mean_running": tokens / max(1, iters), "mean_solve_iterations": sum(lat) / max(1, len(lat))}
@@ -273,9 +294,10 @@ def problems_for(lines: list[dict], c: SearchConfig, memo: dict) -> list[Problem
 
 
 def model_job(problems: list[Problem], c: SearchConfig, majority: bool, concurrency: int, capacity: int,
-              cost: Callable[[int], float]) -> dict:
-    """One job's modelled run (majority: every sample at once, no vote to wait for)."""
-    return Run(problems, None if majority else c, concurrency, capacity, cost).simulate()
+              cost: Callable[[int], float], by_load: bool = False) -> dict:
+    """One job's modelled run (majority: every sample at once, no vote to wait for), its solves
+    admitted ``concurrency`` at once, or ``by_load`` (at most ``concurrency``)."""
+    return Run(problems, None if majority else c, concurrency, capacity, cost, by_load, width(c)).simulate()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,7 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", default="majority,srca,srca-overlap,srca-spec,srca-nowaves")
     ap.add_argument("--policy", action="append", default=[], help="srca with these SearchConfig fields (JSON)")
     ap.add_argument("--n", type=int, default=N, help="samples per problem (the bank's first n)")
+    ap.add_argument("--repeat", type=int, default=1, help="the bank's problems this many times over, each copy "
+                    "in its own shuffled order (a larger eval's load, e.g. --repeat 4 --problems 2000)")
     ap.add_argument("--capacity", type=int, default=4096, help="running sequences the engine decodes at once")
+    ap.add_argument("--admission", default="load,width", help="how solves are admitted, comma-separated: load "
+                    "(srca.admission.LoadSlots, the default since 2026-12-05), width (by their widths alone, before)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     models: list[dict] = []
@@ -306,11 +332,23 @@ def main(argv: list[str] | None = None) -> int:
     if not models:
         raise SystemExit("give --cost (a batch_cost.py JSON) or --cost-model NAME=C,P")
     jobs = parse_jobs(a.jobs, a.policy, a.n, a.capacity)
+    admissions = [x.strip() for x in a.admission.split(",") if x.strip()]
+    if not admissions or any(x not in ("load", "width") for x in admissions):
+        raise SystemExit(f"--admission {a.admission!r}: load, width or both")
     files = sorted(glob.glob(os.path.join(a.bank, "*.jsonl.gz")))
     if not files:
         raise SystemExit(f"{a.bank}: no bank chunks (*.jsonl.gz)")
     sizes = [int(x) for x in a.problems.split(",")]
-    lines = read_bank(files)[: max(sizes)]
+    if a.repeat < 1:
+        raise SystemExit("--repeat: an integer >= 1")
+    bank = read_bank(files)
+    lines = list(bank)
+    rng = random.Random(0)
+    for _ in range(a.repeat - 1):
+        copy = list(bank)
+        rng.shuffle(copy)
+        lines += copy
+    lines = lines[: max(sizes)]
     if any(len(ln["samples"]) < a.n for ln in lines):
         raise SystemExit(f"--n {a.n}: the bank holds fewer samples for some problems")
     memo: dict = {}
@@ -322,12 +360,15 @@ def main(argv: list[str] | None = None) -> int:
             maj = None
             print(f"\n{m['name']}: ms = {m['c']:.3f} * running ** {m['p']:.3f}; {k} problems; raw phase "
                   f"{raw['wall_s']:.1f} s (model), {raw['iterations']} iterations")
-            print("| job | c | wall s | x raw wall | tokens / majority's | unused | x raw tok/s | x raw tok/s, used only "
+            print("| job | admission (solves at most) | wall s | x raw wall | tokens / majority's | unused | x raw tok/s | x raw tok/s, used only "
                   "| mean running | iterations | solve latency (iterations) |")
             print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-            for label, c, is_majority, conc in jobs:
-                r = model_job(problems_for(lines[:k], c, memo), c, is_majority, conc, a.capacity, cost)
-                if is_majority:
+            for (label, c, is_majority, conc), adm in itertools.product(jobs, admissions):
+                by_load = adm == "load"
+                conc = MAX_AUTO_CONCURRENCY if by_load else conc
+                r = model_job(problems_for(lines[:k], c, memo), c, is_majority, conc, a.capacity, cost, by_load)
+                r["admission"] = adm
+                if is_majority and maj is None:
                     maj = r
                 rate = raw["tokens"] / raw["wall_s"]
                 row = {"model": m["name"], "problems": k, "job": label, "concurrency": conc, **r,
@@ -335,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                        "x_raw_tok_s_used": (r["tokens"] - r["unused_tokens"]) / r["wall_s"] / rate,
                        "x_majority_tokens": r["tokens"] / maj["tokens"] if maj else None}
                 results.append(row)
-                print(f"| {label} | {conc} | {r['wall_s']:.1f} | {row['x_raw_wall']:.3f} | "
+                print(f"| {label} | {adm} ({conc}) | {r['wall_s']:.1f} | {row['x_raw_wall']:.3f} | "
                       f"{row['x_majority_tokens'] or 0:.3f} | {r['unused_tokens'] / max(1, r['tokens']):.0%} | "
                       f"{row['x_raw_tok_s']:.3f} | {row['x_raw_tok_s_used']:.3f} | {r['mean_running']:.0f} | "
                       f"{r['iterations']} | {r['mean_solve_iterations']:.0f} |")

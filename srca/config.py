@@ -66,8 +66,9 @@ class SearchConfig:
     # tokens so far counted). Less latency for more tokens; needs an engine with abort (local,
     # SGLang); 0: one wave after another
     wave_overlap: int = 0
-    # lineages generated whole: a later wave starts at once, before the vote on the current one,
-    # while the engine's batch has room for it beside every solve's sequences in flight
+    # lineages generated whole, three waves or more: the first runs alone; the later ones go out
+    # with the second, before the vote on it, while the engine's batch has room for them beside
+    # every solve's sequences in flight and no solve waits for admission
     # (EngineInfo.concurrent_sequences; an engine that does not say never has room). The same
     # samples and decisions as one wave after another; a clear vote aborts the waves it does not
     # need (their tokens counted, and as usage.unused_tokens). Needs an engine with abort.

@@ -138,7 +138,7 @@ class Solver:
             raise ValueError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
         problems = [check_problem(p) for p in problems]
         cfg = self._config(config, overrides)
-        admission = admission_for(self.engine, concurrency, floor=16)
+        admission = admission_for(self.engine, concurrency, floor=16, load=self.load)
         out: list[Solution | None] = [None] * len(problems)
 
         async def one(i: int, p: str) -> None:

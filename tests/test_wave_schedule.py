@@ -27,31 +27,40 @@ def run(finals, problems=1, concurrency=None, capacity=4096, **cfg):
     return model_job(P, c, False, concurrency or problems, capacity, ONE), line, c
 
 
-def test_every_wave_needed_runs_them_one_after_another_and_speculation_runs_them_at_once():
+def test_every_wave_needed_runs_them_one_after_another_and_speculation_the_last_two_together():
     """Lineages of 19, 26, 33, 40, 19, 26 tokens that never agree, waves of 2: the three waves'
     longest one after another (26 + 40 + 26), every token used; speculation on an engine with
-    room starts every wave at once (40 iterations, the same tokens); an overlap of 10 starts
-    waves 2 and 3 at 10 and 20 (ends 26, 50, 46)."""
+    room starts waves 2 and 3 together once wave 1 is decided (ends 26 + 40 and 26 + 26: 66
+    iterations, the same tokens); an overlap of 10 starts waves 2 and 3 at 10 and 20 (ends 26,
+    50, 46)."""
     finals = ["1", "2", "3", "4", "5", "6"]
     plain, line, c = run(finals)
     assert (plain["iterations"], plain["tokens"], plain["unused_tokens"]) == (92, 163, 0)
     assert plain["tokens"] == replay_lineages(line, list(range(6)), Policy.from_config(c)).tokens
     spec, _, _ = run(finals, wave_speculate=True)
-    assert (spec["iterations"], spec["tokens"], spec["unused_tokens"]) == (40, 163, 0)
+    assert (spec["iterations"], spec["tokens"], spec["unused_tokens"]) == (66, 163, 0)
     over, _, _ = run(finals, wave_overlap=10)
     assert (over["iterations"], over["tokens"]) == (50, 163)
 
 
 def test_waves_started_early_and_not_needed_are_counted_unused():
-    """The first wave (7, 7) settles at 26: speculated waves 2 and 3 ran 26 + 26 and 19 + 26
-    tokens by then, overlapping ones 16 + 16 and 6 + 6 (started at 10 and 20): the replay's
-    figures."""
+    """The first wave (7, 7) settles at 26: speculation started nothing else, overlapping waves
+    ran 16 + 16 and 6 + 6 (started at 10 and 20). The second wave (3, 3 after 1, 2) settles at
+    66: the third, speculated with it at 26, ran whole (19 + 26). The replay's figures."""
+    second = ["1", "2", "3", "3", "3", "3"]
+    plain, line, c = run(second)
+    assert (plain["iterations"], plain["tokens"]) == (66, 19 + 26 + 33 + 40)
+    assert waves_needed(lineages_of(line, c), c) == 2
+    spec, _, _ = run(second, wave_speculate=True)
+    assert (spec["iterations"], spec["unused_tokens"], spec["tokens"]) == (66, 45, 118 + 45)
+    assert spec["tokens"] == replay_lineages(line, list(range(6)), Policy.from_config(
+        SearchConfig(**BASE, wave_speculate=True))).tokens
     finals = ["7", "7", "8", "8", "8", "8"]
     plain, line, c = run(finals)
     assert (plain["iterations"], plain["tokens"]) == (26, 19 + 26)
     assert waves_needed(lineages_of(line, c), c) == 1
     spec, _, _ = run(finals, wave_speculate=True)
-    assert (spec["iterations"], spec["unused_tokens"], spec["tokens"]) == (26, 97, 45 + 97)
+    assert (spec["iterations"], spec["unused_tokens"], spec["tokens"]) == (26, 0, 45)
     over, _, _ = run(finals, wave_overlap=10)
     assert (over["unused_tokens"], over["tokens"]) == (44, 45 + 44)
     replayed = replay_lineages(line, list(range(6)), Policy.from_config(SearchConfig(**BASE, wave_overlap=10)))
@@ -93,19 +102,21 @@ def test_the_cost_fit_reads_sampling_jobs_only(tmp_path):
 
 
 def test_a_decision_waits_for_the_one_before_it_even_when_a_later_wave_ended_first():
-    """Speculated waves end before the first wave's decision (its cut lineage's probe, 3 tokens
-    after its 40): the later decisions come at that decision, not back in time (no iteration
-    counted twice). Every wave is needed (six answers)."""
+    """A speculated wave ends before the decision before it (the second wave's cut lineage's
+    probe, 3 tokens after its end): the later decision comes at that decision, not back in time
+    (no iteration counted twice). Every wave is needed (six answers)."""
     from srca.methods.consensus import Ballot
     from wave_schedule import Lineage, Problem
 
-    kinds = ["path", "checkpoint", "path", "path", "path", "path"]
-    lens, probes = [30, 40, 10, 10, 5, 5], [0, 3, 0, 0, 0, 0]
+    kinds = ["path", "path", "path", "checkpoint", "path", "path"]
+    lens, probes = [30, 40, 10, 10, 5, 5], [0, 0, 0, 3, 0, 0]
     P = [Problem([Lineage(Ballot(str(i), k), n, q) for i, (k, n, q) in enumerate(zip(kinds, lens, probes))])]
     c = SearchConfig(**BASE, wave_speculate=True)
+    # wave 1 decided at 40; waves 2 and 3 start there: wave 3 ends at 45, wave 2 at 50 and its
+    # cut lineage's probe at 53: the decisions after waves 2 and 3 both at 53
     r = model_job(P, c, False, 1, 4096, ONE)
-    assert (r["iterations"], r["tokens"], r["unused_tokens"], r["mean_solve_iterations"]) == (43, 103, 0, 43)
-    plain = model_job(P, SearchConfig(**BASE), False, 1, 4096, ONE)  # 40 + 3, then 10, then 5
+    assert (r["iterations"], r["tokens"], r["unused_tokens"], r["mean_solve_iterations"]) == (53, 103, 0, 53)
+    plain = model_job(P, SearchConfig(**BASE), False, 1, 4096, ONE)  # 40, then 10 + 3, then 5
     assert (plain["iterations"], plain["tokens"]) == (58, 103)
 
 
@@ -130,3 +141,24 @@ def test_the_command_models_each_eval_size_apart(tmp_path, capsys):
     assert rows[(1, "majority@6")]["tokens"] == 163 and rows[(2, "raw")]["tokens"] == 326
     with pytest.raises(SystemExit, match="fewer samples"):
         main([str(bank), "--n", "16", "--cost-model", "flat=1,0"])
+    # the bank twice over: 4 problems; admitted by width (srca@6's waves of 2: 4096 // 2 at once)
+    # and by load, each row saying which
+    assert main([str(bank), "--n", "6", "--repeat", "2", "--problems", "4", "--cost-model", "flat=1,0",
+                 "--jobs", "srca", "--out", str(out)]) == 0
+    rows = [r for r in json.loads(out.read_text())["rows"] if r["job"] == "srca@6"]
+    assert sorted(r["admission"] for r in rows) == ["load", "width"]
+    assert all(r["tokens"] == 4 * 163 and r["iterations"] == 92 for r in rows)
+
+
+def test_admission_by_load_starts_the_next_solve_when_the_running_leave_room():
+    """Two problems of six lineages (waves of 2) that never agree, a batch of 3: by width only
+    one solve at a time (3 // 2); by load the second starts as soon as the first's running
+    lineages leave room for its width (2), long before the first ends."""
+    finals = ["1", "2", "3", "4", "5", "6"]
+    line, _ = recorded_six(finals)
+    c = SearchConfig(**BASE)
+    P = [lineages_of(line, c)] * 2
+    by_width = model_job(P, c, False, 1, 3, ONE)
+    by_load = model_job(P, c, False, 1024, 3, ONE, by_load=True)
+    assert by_width["iterations"] == 2 * 92 and by_width["tokens"] == by_load["tokens"] == 326
+    assert by_load["iterations"] < by_width["iterations"]

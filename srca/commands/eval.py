@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
     """``engine``: use this engine instead of building one from the flags (tests)."""
     from ..eval.data import DataError, load_problems
     from ..eval import ResultsError, arun_eval, plan
-    from ..admission import admission_for
+    from ..admission import EngineLoad, admission_for
     from ..eval.report import render
 
     if args.limit is not None and args.limit < 1:
@@ -101,7 +101,8 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
             note(f"loading {args.engine} engine {args.model or ''}".rstrip(), engine=args.engine, model=args.model)
         engine = engine_from_args(args)
         if not args.quiet:
-            adm = admission_for(engine, concurrency, floor=8)
+            adm = admission_for(engine, concurrency, floor=8,  # as run_eval admits (by the solver's load)
+                                load=EngineLoad(getattr(getattr(engine, "info", None), "concurrent_sequences", None)))
             note(f"engine ready in {time.monotonic() - t0:.1f} s; {len(problems)} problem(s), methods "
                  f"{','.join(args.method)}, n {','.join(map(str, args.n))}, {adm.describe()}; writing {args.out}",
                  start_s=round(time.monotonic() - t0, 1), problems=len(problems), out=args.out,

@@ -166,7 +166,8 @@ class Policy:
     wave_consensus: float = _DEFAULT.wave_consensus
     wave_min: int = _DEFAULT.wave_min
     wave_overlap: int = _DEFAULT.wave_overlap
-    # replayed as on an idle engine (room for every wave at once): every wave starts at the start
+    # replayed as on an idle engine (room for every wave at once): the first wave alone, every
+    # later one with the second
     wave_speculate: bool = _DEFAULT.wave_speculate
 
     @classmethod
@@ -289,8 +290,9 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
     whole = whole_paths(p.probe_at, p.settle, p.consensus)
     if whole:  # the online search generates each lineage whole
         tokens = sum(smp["tokens"] for smp in S[:started]) + probe
-        if (p.wave_overlap or p.wave_speculate) and len(sizes) > 1:  # speculation: an overlap of 0
-            extra, crit_whole = _overlapped([smp["tokens"] for smp in S], sizes, after_wave, p.wave_overlap)
+        if p.wave_overlap and len(sizes) > 1 or p.wave_speculate and len(sizes) > 2:
+            extra, crit_whole = _overlapped([smp["tokens"] for smp in S], sizes, after_wave, p.wave_overlap,
+                                            speculate=not p.wave_overlap)
             tokens += extra
     bs = ballots(started)
     t = vote(bs, eq, keep_top=p.keep_top, checkpoint_weight=p.checkpoint_weight, weighted=p.weighted,
@@ -299,18 +301,24 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
                    crit_whole if whole else crit_steps)
 
 
-def _overlapped(lengths: list[int], sizes: list[int], after_wave: list[int], overlap: int) -> tuple[int, int]:
+def _overlapped(lengths: list[int], sizes: list[int], after_wave: list[int], overlap: int,
+                speculate: bool = False) -> tuple[int, int]:
     """Overlapping waves (``wave_overlap``), whole lineages, every sample decoding one token a
     step (a batch in lockstep): wave ``k + 1`` starts ``min(overlap, wave k's longest sample)`` after
-    wave ``k`` (``overlap`` 0: every wave at the start, ``wave_speculate`` on an idle engine); wave ``k``'s decision comes once it and every earlier decision are done, plus its
-    probes (``after_wave[k]``; ``len(after_wave)`` waves were decided); the waves started by
-    then and not needed are aborted there. Returns (their tokens, the critical path)."""
+    wave ``k``; with ``speculate`` (``wave_speculate`` on an idle engine) the first wave runs
+    alone and every later one starts with the second, once the first is decided. Wave ``k``'s
+    decision comes once it and every earlier decision are done, plus its probes
+    (``after_wave[k]``; ``len(after_wave)`` waves were decided); the waves started by then and
+    not needed are aborted there. Returns (their tokens, the critical path)."""
     starts, ends, s, a = [], [], 0, 0
-    for size in sizes:
+    for k, size in enumerate(sizes):
         longest = max(lengths[a:a + size])
+        if speculate and k == 1:
+            s = ends[0] + after_wave[0]  # the second wave waits for the first's decision
         starts.append(s)
         ends.append(s + longest)
-        s += min(overlap, longest)
+        if not speculate:
+            s += min(overlap, longest)
         a += size
     stop = 0
     for k, cost in enumerate(after_wave):

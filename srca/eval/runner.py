@@ -180,7 +180,7 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
     new: list[dict] = []
     if len(todo) > 1:  # many solves ahead: the answer workers start now, not mid-run (AnswerWorkers.start)
         solver.answer_work.start()
-    admission = admission_for(solver.engine, 1 if isolate else concurrency, floor=8)
+    admission = admission_for(solver.engine, 1 if isolate else concurrency, floor=8, load=solver.load)
     flush = getattr(solver.engine, "flush_cache", None) if isolate else None
     if isolate and flush is None:
         raise ValueError(f"isolate: the {type(solver.engine).__name__} engine has no flush_cache()")

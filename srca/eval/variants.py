@@ -20,7 +20,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "srca-consensus": {"method": "srca", "consensus": 0.5},  # stop once half the lineages agree
     "srca-nowaves": {"method": "srca", "waves": 1},  # all n lineages at once (no adaptive sampling)
     "srca-overlap": {"method": "srca", "wave_overlap": 384},  # the next wave after 384 tokens of the current one
-    # later waves at once where the engine's batch has room (the waves' samples and decisions)
+    # the third wave with the second where the engine's batch has room (the waves' samples and decisions)
     "srca-spec": {"method": "srca", "wave_speculate": True},
     "srca-uniform": {"method": "srca", "confidence": "none", "keep_top": 1.0},  # plain vote of the lineages
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
+from ..admission import release_admission
 from ..answers import extract_answer, extract_boxed, parse_probe
 from ..config import SearchConfig
 from ..engines.base import Engine, GenRequest, GenResult
@@ -173,6 +174,7 @@ class SearchContext:
         units = sum(r.n for r in requests)
         if self.load is not None:
             self.load.add(units - reserved)
+            release_admission()  # counted now: the admission's reservation for this solve goes
         try:
             if not requests:
                 return []

@@ -417,12 +417,13 @@ def width(config: Any) -> int:
 
 
 def speculates(config: Any, ctx: SearchContext, waves: int) -> bool:
-    """Whether a solve starts later waves early where the engine has room (``wave_speculate``):
-    with several waves one after another (no ``wave_overlap``), an engine that can abort a
-    solve's requests and count them, and a solver that counts the engine's load against a batch
-    the engine states (:class:`srca.admission.EngineLoad`); no token budget."""
+    """Whether a solve starts its third and later waves with the second where the engine has
+    room (``wave_speculate``): with three waves or more one after another (no ``wave_overlap``),
+    an engine that can abort a solve's requests and count them, and a solver that counts the
+    engine's load against a batch the engine states (:class:`srca.admission.EngineLoad`); no
+    token budget."""
     load = ctx.load
-    return bool(config.wave_speculate and waves > 1 and overlap_of(config, ctx.engine, waves) == 0
+    return bool(config.wave_speculate and waves > 2 and overlap_of(config, ctx.engine, waves) == 0
                 and config.max_tokens_total is None  # under a budget each wave takes what the last left
                 and callable(getattr(ctx.engine, "abort", None)) and load is not None and load.capacity)
 
@@ -459,7 +460,8 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
 
     def start(w: int, reserved: int = 0, on_sent: Callable[[], None] | None = None) -> None:
         if w < len(sizes) and len(tasks) == w and not lin.halted:
-            sent = on_sent or ((lambda: speculate(w + 1)) if spec else None)
+            # from the second wave on: the first runs alone (most solves stop after it)
+            sent = on_sent or ((lambda: speculate(w + 1)) if spec and w >= 1 else None)
             tasks.append(asyncio.ensure_future(lin.sample(sizes[w], w, d, lambda: start(w + 1), reserved=reserved,
                                                           on_sent=sent)))
 
@@ -467,7 +469,8 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
         """Wave ``w`` now, if the engine's batch has room for it: its sequences are counted at
         once (solves deciding together must not all take the same room), and its engine call
         takes the count over when it goes out; a wave stopped before that gives it back."""
-        if not (w < len(sizes) and len(tasks) == w and not lin.halted and ctx.load.room() >= sizes[w]):
+        if not (w < len(sizes) and len(tasks) == w and not lin.halted and ctx.load.room() >= sizes[w]
+                and not ctx.load.waiting):  # room that solves waiting for admission need is theirs
             return
         size, held = sizes[w], [True]
 
