@@ -1,5 +1,5 @@
 """How many solves run at once (``Solver.solve_many``, ``srca eval``): admission by the sequences
-each solve decodes at once.
+each solve decodes at once, and by those the engine has in flight.
 
 A GPU engine decodes a batch of sequences together, and a search keeps it busy only while its
 solves hold enough sequences in flight. How many a solve holds depends on its method: majority@16
@@ -7,7 +7,9 @@ samples 16 at once, SRCA@16 in waves of 5, 5 and 6, CoT one. A fixed number of s
 (the old rule: the engine's batch divided by the largest ``n``) left SRCA's waves a third of the
 batch. :class:`Slots` admits solves while the sequences they may hold at once (:func:`width`)
 fit the engine's batch (``EngineInfo.concurrent_sequences``), in arrival order, at most
-:data:`MAX_AUTO_CONCURRENCY` solves; an engine that does not say how many sequences it decodes
+:data:`MAX_AUTO_CONCURRENCY` solves; :class:`LoadSlots`, what a Solver uses, admits them while
+the sequences actually in flight (:class:`EngineLoad`) leave room for the next one's width,
+since a solve holds its whole width only at times; an engine that does not say how many sequences it decodes
 together (the CPU engine, an OpenAI-compatible server) gets a fixed number of solves, and so does
 a caller that names one (``concurrency``).
 """
@@ -140,9 +142,9 @@ class LoadSlots:
     under ``overcommit`` times the batch, at most ``max_holders`` solves; a solve that finds
     none held starts whatever its width. A solve holds its whole width only at times (srca's
     waves one after another, majority's samples ending one by one), so counting what is in
-    flight keeps the batch fuller than counting widths: on a model of a 2,000-problem eval
-    (``benchmarks/wave_schedule.py``'s cost curves) srca@16 ran 0.80x the raw engine's wall
-    admitted by load against 0.90x by width, majority@16 on 500 problems 1.00x against 1.10x.
+    flight keeps the batch fuller than counting widths: on ``benchmarks/wave_schedule.py``'s
+    model (three GPU runs' cost curves) majority@16 on 500 problems took 0.91x to 0.96x its wall
+    admitted by width, srca@16 on 2,000 problems 0.89x to 0.95x.
     Solves admitted while others were between engine calls may later hold more than the batch
     at once (the engine queues the rest); the overcommit bounds that."""
 

@@ -42,9 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="keep the lines already in --out, run the rest")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--concurrency", type=int, default=None,
-                   help="solves in flight at once (default: solves admitted while the sequences each decodes at "
-                        "once fit the engine's batch, e.g. 256 majority@16 or 682 srca@16 solves on SGLang on an "
-                        "H200; 8 on the CPU engine)")
+                   help="solves in flight at once (default: solves admitted while the sequences in flight leave "
+                        "room in the engine's batch for the next one's width, e.g. 256 majority@16 or 682 srca@16 "
+                        "solves or more on SGLang on an H200; 8 on the CPU engine)")
     p.add_argument("--isolate", action="store_true",
                    help="one solve at a time on a cold prefix cache: results independent of run order, so a "
                         "killed and resumed run reproduces an uninterrupted one exactly (slower)")
