@@ -270,3 +270,41 @@ def test_the_services_cost_and_budget_follow_the_same_width():
 async def _hold(budget, cost: int) -> None:
     async with budget.hold(cost, wait=True):
         await asyncio.sleep(0)
+
+
+def test_admission_by_load_under_uneven_latencies_finishes_every_solve_and_leaves_nothing_counted(tmp_path):
+    """160 solves of four methods at n = 6 (srca in three waves, speculating) on an engine that says it
+    decodes 10 sequences and answers each call after a random delay: every solve ends with its
+    line, at most 1.5x the batch was ever in flight, and the solver's load ends at zero with no
+    reservation and no admission still listening."""
+    import random
+
+    from srca import Solver
+
+    problems = read_jsonl(write_data(tmp_path / "data.jsonl"))
+    many = [replace(p, unique_id=f"{p.unique_id}-{k}") for k in range(10) for p in problems]
+    eng = engine()
+    eng.info = replace(eng.info, concurrent_sequences=10)
+    inner = eng.generate
+    rng = random.Random(7)
+    seen = {"now": 0, "most": 0}
+
+    async def uneven(requests):
+        k = sum(r.n for r in requests)
+        seen["now"] += k
+        seen["most"] = max(seen["most"], seen["now"])
+        try:
+            await asyncio.sleep(rng.uniform(0.0, 0.01))
+            return await inner(requests)
+        finally:
+            seen["now"] -= k
+
+    eng.generate = uneven
+    solver = Solver(engine=eng, answer_workers=0)
+    base = SearchConfig(wave_speculate=True, waves=3)
+    recs = run_eval(many, ["majority", "srca", "best_of_n", "cot"], [6], solver, tmp_path / "out.jsonl",
+                    base=base, progress=False)
+    assert len(recs) == 160 and all(r["answer"] is not None for r in recs)
+    assert sum(r["usage"]["unused_tokens"] for r in recs if r["method"] == "srca") > 0  # third waves did go early
+    assert seen["most"] <= 15 and seen["now"] == 0
+    assert (solver.load.in_flight, solver.load.reserved, solver.load.waiting) == (0, 0, False)
