@@ -305,6 +305,5 @@ def test_admission_by_load_under_uneven_latencies_finishes_every_solve_and_leave
     recs = run_eval(many, ["majority", "srca", "best_of_n", "cot"], [6], solver, tmp_path / "out.jsonl",
                     base=base, progress=False)
     assert len(recs) == 160 and all(r["answer"] is not None for r in recs)
-    assert sum(r["usage"]["unused_tokens"] for r in recs if r["method"] == "srca") > 0  # third waves did go early
     assert seen["most"] <= 15 and seen["now"] == 0
     assert (solver.load.in_flight, solver.load.reserved, solver.load.waiting) == (0, 0, False)

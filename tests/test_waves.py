@@ -389,6 +389,23 @@ def test_speculation_takes_only_the_room_the_engine_has():
         SearchConfig(wave_speculate=1)
 
 
+def test_speculation_yields_to_solves_waiting_for_admission():
+    """While an admission has solves waiting (``EngineLoad.waiting``) the room is theirs: the
+    third wave waits for the second's vote as without speculation, and nothing is unused."""
+    from dataclasses import replace
+
+    second = ["1", "2", "3", "3", "8", "8"]
+    eng = ScriptedEngine(lineage_script(lambda L: second[L], lambda L, k: f"{L}{k}", lambda L: 3, offsets=OFFSETS))
+    eng.info = replace(eng.info, concurrent_sequences=100)
+    solver = Solver(engine=eng, config=SearchConfig(method="srca", n=6, waves=3, wave_min=2, wave_consensus=0.5,
+                                                    confidence="mean", keep_top=1.0, wave_speculate=True))
+    solver.load.watch(lambda: None)  # as LoadSlots does while solves wait for room
+    assert solver.load.waiting
+    sol = solver.solve("q")
+    assert sol.stop_reason == "consensus" and sol.usage.unused_tokens == 0
+    assert sampling_calls(eng) == [[(2, request_seed(0, 0, w))] for w in range(2)]  # the third never went
+
+
 def test_a_cancelled_speculating_solve_leaves_nothing_running_or_counted():
     finals = ["1", "2", "3", "4", "5", "5"]
     from dataclasses import replace
