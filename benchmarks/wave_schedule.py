@@ -131,7 +131,10 @@ class Run:
         self.by_load, self.width = by_load, width
         self.holders = 0
         self.queue: list[int] = []  # solves not admitted yet
-        self.sizes = [len(problems[0].lineages) if problems else 0] if c is None else wave_sizes(c.n, c.waves, c.wave_min)
+        if c is None:  # majority: every sample in one call
+            self.sizes = [len(problems[0].lineages) if problems else 0]
+        else:
+            self.sizes = wave_sizes(c.n, c.waves, c.wave_min)
         self.need = [1] * len(problems) if c is None else [waves_needed(p, c) for p in problems]
         self.overlap = 0 if c is None or len(self.sizes) < 2 or c.wave_overlap >= c.max_new_tokens else c.wave_overlap
         self.spec = bool(c is not None and c.wave_speculate and len(self.sizes) > 1 and not self.overlap)
@@ -360,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
             maj = None
             print(f"\n{m['name']}: ms = {m['c']:.3f} * running ** {m['p']:.3f}; {k} problems; raw phase "
                   f"{raw['wall_s']:.1f} s (model), {raw['iterations']} iterations")
-            print("| job | admission (solves at most) | wall s | x raw wall | tokens / majority's | unused | x raw tok/s | x raw tok/s, used only "
-                  "| mean running | iterations | solve latency (iterations) |")
+            print("| job | admission (solves at most) | wall s | x raw wall | tokens / majority's | unused | x raw tok/s "
+                  "| x raw tok/s, used only | mean running | iterations | solve latency (iterations) |")
             print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
             for (label, c, is_majority, conc), adm in itertools.product(jobs, admissions):
                 by_load = adm == "load"
