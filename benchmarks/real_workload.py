@@ -131,16 +131,19 @@ class LoopLag:
 class LoadWatch:
     """Runs in the controller's event loop: every ``interval`` s, the sequences the solver's solves
     have in engine calls (``Solver.load``, :class:`srca.admission.EngineLoad`), against the batch
-    the engine states: how full the controller keeps it (srca's waves, the admission by width and
-    ``wave_speculate`` change this figure)."""
+    the engine states: how full the controller keeps it (srca's waves, the admission by load and
+    ``wave_speculate`` change this figure), and how often admission by load took it past the
+    batch (SGLang queues what is over)."""
 
     def __init__(self, load, interval: float = 0.05) -> None:
         self.load, self.interval = load, interval
         self.samples: list[int] = []
+        self.reserved: list[int] = []
 
     async def run(self) -> None:
         while True:
             self.samples.append(self.load.in_flight)
+            self.reserved.append(getattr(self.load, "reserved", 0))
             await asyncio.sleep(self.interval)
 
     def summary(self) -> dict:
@@ -148,6 +151,9 @@ class LoadWatch:
         out = {"capacity": cap, "interval_s": self.interval, **_stats([float(x) for x in self.samples], 1)}
         if cap and self.samples:
             out["share_below_half"] = round(sum(x < cap / 2 for x in self.samples) / len(self.samples), 3)
+            out["share_over_capacity"] = round(sum(x > cap for x in self.samples) / len(self.samples), 3)
+        if self.reserved:
+            out["reserved_mean"] = round(sum(self.reserved) / len(self.reserved), 1)
         return out
 
 
@@ -1319,7 +1325,8 @@ def main() -> None:
     ap.add_argument("--prompt", default="qwen")
     ap.add_argument("--jobs", default=DEFAULT_JOBS, help="methods (or variants) in priority order")
     ap.add_argument("--concurrency", default="256", help="comma list, e.g. 64,256,1024 (capped at the problem count); "
-                    "auto: solves admitted while their sequences fit the engine's batch (srca.admission)")
+                    "auto: solves admitted while the sequences in flight leave room for the next one's width in the "
+                    "engine's batch (srca.admission)")
     ap.add_argument("--budget-s", type=float, default=900.0, help="start no new job after this many s of jobs (0: no limit)")
     ap.add_argument("--no-raw", action="store_true")
     ap.add_argument("--no-raw-bracket", dest="raw_bracket", action="store_false",

@@ -130,3 +130,30 @@ def test_setting_jobs_run_on_either_sglang_engine_and_nowhere_else():
         check_jobs(["nosuch"], 16, "sglang")
     assert setting_number("window200") == ("window", 200) and setting_number("gc50000") == ("gc", 50000)
     assert setting_number("inline") is None and setting_number("window01") is None
+
+
+def test_load_watch_says_how_full_and_how_often_past_the_batch():
+    """The controller's sequences in flight against the batch: the share of polls under half of
+    it and over it (admission by load may pass it; SGLang queues the rest), and what admission
+    held reserved."""
+    import asyncio
+    import types
+
+    from real_workload import LoadWatch
+
+    load = types.SimpleNamespace(capacity=10, in_flight=0, reserved=0)
+    w = LoadWatch(load, interval=0.001)
+    for x, r in ((2, 0), (8, 2), (12, 0), (10, 0)):
+        load.in_flight, load.reserved = x, r
+        w.samples.append(x)
+        w.reserved.append(r)
+    s = w.summary()
+    assert (s["share_below_half"], s["share_over_capacity"], s["reserved_mean"]) == (0.25, 0.25, 0.5)
+
+    async def poll_twice():
+        task = asyncio.ensure_future(w.run())
+        await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(poll_twice())
+    assert len(w.samples) > 4 and w.reserved[-1] == 0
