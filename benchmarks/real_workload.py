@@ -854,11 +854,13 @@ def split_job(job: str) -> tuple[str, str | None]:
     a prefill after sampling, e.g. ``best_of_n:rescore_all``), ``windowMS`` (the engine's submit
     window, :class:`~srca.engines.sglang_common.SubmitGate`, e.g. ``dvts:window200``) or ``gcN``
     (this process's garbage-collector thresholds ``(N, 20, 100)``, what SGLang's ``gc_threshold``
-    sets in the process that starts the engine, e.g. ``dvts:gc50000``)."""
+    sets in the process that starts the engine, e.g. ``dvts:gc50000``) or ``bywidth`` (the
+    solver admits that job's solves by the widths they hold, ``Solver(admit="width")``, the rule
+    before admission by load: ``majority:bywidth`` against ``majority``)."""
     method, _, mode = job.partition(":")
-    if mode and mode not in TAIL_MODES and setting_number(mode) is None:
+    if mode and mode not in TAIL_MODES + ("bywidth",) and setting_number(mode) is None:
         raise ValueError(f"--jobs: {job!r}: the suffix after ':' must be one of {', '.join(TAIL_MODES)}, "
-                         f"windowMS (e.g. window200, window0: off) or gcN (e.g. gc50000)")
+                         f"bywidth, windowMS (e.g. window200, window0: off) or gcN (e.g. gc50000)")
     return method, mode or None
 
 
@@ -879,7 +881,7 @@ def check_jobs(jobs: list[str], samples: int, engine: str) -> None:
     for m in jobs:
         method, mode = split_job(m)
         config_for(method, samples)
-        if mode is not None and engine != "sglang":
+        if mode is not None and mode != "bywidth" and engine != "sglang":
             raise ValueError(f"--jobs: {m!r}: a 'method:SETTING' job needs an SGLang engine (--engine sglang)")
 
 
@@ -901,10 +903,13 @@ class TailMode:
 
 
 class JobSetting:
-    """One job's setting (:func:`split_job`) on the shared engine, put back after the job."""
+    """One job's setting (:func:`split_job`) on the shared engine (or, ``bywidth``, the
+    ``solver``), put back after the job."""
 
-    def __init__(self, eng, mode: str | None) -> None:
-        self.eng, self.mode, self.old = eng, mode, None
+    def __init__(self, eng, mode: str | None, solver=None) -> None:
+        self.eng, self.mode, self.old, self.solver = eng, mode, None, solver
+        if mode == "bywidth" and solver is None:
+            raise ValueError("--jobs: ':bywidth' needs the run's solver")
         if (setting_number(mode or "") or ("",))[0] == "window" and getattr(eng, "gate", None) is None:
             raise ValueError(f"--jobs: ':{mode}' needs an SGLang engine")
         self.tail = TailMode(eng, mode if mode in TAIL_MODES else None)
@@ -915,6 +920,8 @@ class JobSetting:
         from srca.engines.sglang_common import SubmitGate
 
         self.tail.__enter__()
+        if self.mode == "bywidth":
+            self.old, self.solver.admit = self.solver.admit, "width"
         kind, value = setting_number(self.mode or "") or (None, 0)
         if kind == "window":
             self.old, self.eng.gate = self.eng.gate, SubmitGate(value / 1000, self.eng.gate.busy)
@@ -926,6 +933,8 @@ class JobSetting:
         import gc
 
         self.tail.__exit__(*exc)
+        if self.mode == "bywidth":
+            self.solver.admit = self.old
         kind = (setting_number(self.mode or "") or (None, 0))[0]
         if self.old is not None and kind == "window":
             self.eng.gate = self.old
@@ -1018,7 +1027,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
             prof.enable()
         t = time.monotonic()
         try:
-            with JobSetting(st.eng, mode):
+            with JobSetting(st.eng, mode, solver):
                 w0 = window_stats(st.eng)  # the job's submit window before and after it
                 recs = await arun_eval(problems, [method], [a.samples], solver, out, base=base, seed=0,
                                        concurrency=conc, overwrite=True, progress=False)
@@ -1141,7 +1150,7 @@ def complete_job(a, st: Setup, problems, job: str, row: dict, base) -> dict:
     method, mode = split_job(job)
     st.flush()
     t = time.monotonic()
-    with JobSetting(st.eng, mode):
+    with JobSetting(st.eng, mode, st.solver):
         recs = asyncio.run(arun_eval(problems, [method], [a.samples], st.solver, row["records"], base=base, seed=0,
                                      concurrency=a.complete_concurrency, resume=True, progress=False))
     wall = time.monotonic() - t

@@ -28,6 +28,7 @@ MAX_AUTO_CONCURRENCY = 1024  # solves in flight at most when the engine's batch 
 # engine's batch (a solve holds its whole width only at times: srca@16's waves, majority's
 # samples ending one by one); the sequences actually in flight are what must fit the batch
 OVERCOMMIT = 1.5
+ADMITS = ("load", "width")  # Solver(admit=...): by the sequences in flight, or by the widths held
 
 
 def width(config: Any) -> int:

@@ -14,7 +14,7 @@ from .engines import make_engine
 from .engines.base import Engine
 from .methods import METHODS, SearchContext
 from .methods.context import EventSink, StopSearch
-from .admission import EngineLoad, admission_for
+from .admission import ADMITS, BatchAdmission, EngineLoad, admission_for
 from .answer_work import AnswerWorkers, decide_pool
 from .scorers import Scorer, make_scorer
 from .solution import Solution
@@ -44,13 +44,19 @@ class Solver:
     decision; :mod:`srca.answer_work`): 0 runs it on the event loop; ``"auto"`` half the cores,
     at most 8, on a machine with 8 or more; None (default) ``$SRCA_ANSWER_WORKERS``, else 0 (the
     workers are spawned: a script using them needs an ``if __name__ == "__main__":`` guard).
+    ``admit``: how ``solve_many`` and ``srca eval`` admit solves on an engine that states its
+    batch (:mod:`srca.admission`): ``"load"`` (default) while the sequences in flight leave room
+    for the next solve's width, ``"width"`` while the widths of the solves in flight fit.
     """
 
     def __init__(self, engine: Engine | str | None = None, scorer: Scorer | str | None = None,
                  config: SearchConfig | None = None, *, answer_workers: int | str | None = None,
-                 **engine_options: Any) -> None:
+                 admit: str = "load", **engine_options: Any) -> None:
         if config is not None and not isinstance(config, SearchConfig):
             raise TypeError(f"config: expected SearchConfig, got {type(config).__name__}")
+        if admit not in ADMITS:
+            raise ValueError(f"admit: must be one of {', '.join(ADMITS)}, got {admit!r}")
+        self.admit = admit
         self.config = config or SearchConfig()
         if engine is None or isinstance(engine, str):
             engine = make_engine(engine or "local", **engine_options)
@@ -138,7 +144,7 @@ class Solver:
             raise ValueError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
         problems = [check_problem(p) for p in problems]
         cfg = self._config(config, overrides)
-        admission = admission_for(self.engine, concurrency, floor=16, load=self.load)
+        admission = self.batch_admission(concurrency, floor=16)
         out: list[Solution | None] = [None] * len(problems)
 
         async def one(i: int, p: str) -> None:
@@ -149,6 +155,12 @@ class Solver:
 
         await asyncio.gather(*(one(i, p) for i, p in enumerate(problems)))
         return out  # type: ignore[return-value]
+
+    def batch_admission(self, concurrency: int | None, floor: int) -> BatchAdmission:
+        """How this solver's batches admit solves (:func:`srca.admission.admission_for`): a
+        caller's ``concurrency``, else by the engine's batch (by load or by width, ``admit``),
+        else ``floor`` solves."""
+        return admission_for(self.engine, concurrency, floor, load=self.load if self.admit == "load" else None)
 
     # -- sync API (one private event loop, so the engine's tasks live on one loop) --------
     def _run(self, coro: Any) -> Any:

@@ -157,3 +157,31 @@ def test_load_watch_says_how_full_and_how_often_past_the_batch():
 
     asyncio.run(poll_twice())
     assert len(w.samples) > 4 and w.reserved[-1] == 0
+
+
+def test_bywidth_admits_one_job_by_the_widths_held():
+    """``majority:bywidth`` runs beside ``majority`` on one solver: the job's solves are admitted
+    by the widths they hold (``Solver(admit="width")``, the rule before admission by load),
+    put back after it; it needs no SGLang engine."""
+    import types
+    from dataclasses import replace
+
+    from real_workload import check_jobs
+
+    from srca import Solver
+    from srca.engines.fake import ScriptedEngine
+
+    assert split_job("majority:bywidth") == ("majority", "bywidth")
+    check_jobs(["majority", "majority:bywidth"], 16, "local")
+    eng = ScriptedEngine(lambda prompt, req, i: ("The answer is \\boxed{1}.", -0.1))
+    eng.info = replace(eng.info, concurrent_sequences=64)
+    solver = Solver(engine=eng)
+    assert solver.admit == "load" and solver.batch_admission(None, floor=8).by_load
+    with JobSetting(types.SimpleNamespace(tail_logprobs="rescore", gate=None), "bywidth", solver):
+        adm = solver.batch_admission(None, floor=8)
+        assert solver.admit == "width" and adm.by_width and not adm.by_load
+    assert solver.admit == "load"
+    with pytest.raises(ValueError, match="solver"):
+        JobSetting(types.SimpleNamespace(), "bywidth")
+    with pytest.raises(ValueError, match="admit"):
+        Solver(engine=eng, admit="fast")

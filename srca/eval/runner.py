@@ -20,7 +20,6 @@ from typing import Any, Callable, Sequence
 from ..logs import json_enabled
 from ..config import SearchConfig
 from ..engines.base import Engine
-from ..admission import admission_for
 from ..solver import Solver
 from ..viewer import write_html
 from .data import Problem
@@ -152,7 +151,8 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
     few thousand sampled tokens can change a path; isolated, a killed and resumed run reproduces
     an uninterrupted one exactly. Slower: no batching across problems.
     ``concurrency``: solves in flight; None: as many as the engine's batch holds, by the sequences
-    each solve decodes at once (:mod:`srca.admission`; 8 where the engine does not say).
+    in flight and each solve's width (:mod:`srca.admission`, the solver's ``admit``; 8 where the
+    engine does not say).
     On cancellation (Ctrl-C) every finished line is already in ``out``."""
     if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
                                     or concurrency < 1):
@@ -180,7 +180,7 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
     new: list[dict] = []
     if len(todo) > 1:  # many solves ahead: the answer workers start now, not mid-run (AnswerWorkers.start)
         solver.answer_work.start()
-    admission = admission_for(solver.engine, 1 if isolate else concurrency, floor=8, load=solver.load)
+    admission = solver.batch_admission(1 if isolate else concurrency, floor=8)
     flush = getattr(solver.engine, "flush_cache", None) if isolate else None
     if isolate and flush is None:
         raise ValueError(f"isolate: the {type(solver.engine).__name__} engine has no flush_cache()")
