@@ -1279,8 +1279,12 @@ def raw_reference(row: dict, before: dict | None, after: dict | None) -> dict:
     tok = sum(r["gen_tok_s"] for r in rows) / len(rows)
     ref = {"walls_s": [r["wall_s"] for r in rows], "wall_s": round(wall, 3), "gen_tok_s": round(tok, 1),
            "drift": round(rows[-1]["wall_s"] / rows[0]["wall_s"], 3)}
-    return {"raw_ref": ref, "x_raw_wall": round(row["wall_s"] / wall, 3),
-            "x_raw_tok_s": round(row["gen_tok_s"] / tok, 3) if tok and row.get("gen_tok_s") else None}
+    out = {"raw_ref": ref, "x_raw_wall": round(row["wall_s"] / wall, 3),
+           "x_raw_tok_s": round(row["gen_tok_s"] / tok, 3) if tok and row.get("gen_tok_s") else None}
+    unused = (row.get("usage") or {}).get("unused_tokens") or 0
+    if unused and tok and row.get("wall_s"):  # waves started early and aborted: their tokens did no work
+        out["x_raw_tok_s_used"] = round((row["generated_tokens"] - unused) / row["wall_s"] / tok, 3)
+    return out
 
 
 def print_table(res: dict) -> None:

@@ -27,6 +27,16 @@ def test_without_a_raw_phase_after_the_job_the_one_before_is_the_reference():
     assert raw_reference({"wall_s": 1.0, "gen_tok_s": 1.0}, None, None) == {}
 
 
+def test_a_job_with_unused_tokens_also_gets_the_tok_s_of_the_tokens_it_used():
+    """srca-spec's aborted waves generated tokens that did no work: x_raw_tok_s counts them (the
+    engine's throughput), x_raw_tok_s_used leaves them out (the search's)."""
+    job = {"wall_s": 10.0, "gen_tok_s": 50_000.0, "generated_tokens": 500_000, "usage": {"unused_tokens": 100_000}}
+    got = raw_reference(job, {"wall_s": 8.0, "gen_tok_s": 62_500.0}, None)
+    assert (got["x_raw_tok_s"], got["x_raw_tok_s_used"]) == (0.8, 0.64)
+    job["usage"]["unused_tokens"] = 0
+    assert "x_raw_tok_s_used" not in raw_reference(job, {"wall_s": 8.0, "gen_tok_s": 62_500.0}, None)
+
+
 def test_gpu_poller_summarizes_a_phase_and_ors_the_clock_reasons():
     g = GpuPoller(500)
     g.rows = [(10.0, ["1980", "2619", "500.0", "50", "0x0000000000000000"]),
