@@ -1,0 +1,106 @@
+"""Two methods' accuracy pooled over several independent eval runs, problem by problem (no GPU).
+
+    python benchmarks/pooled_runs.py \\
+        --a benchmarks/results/math500_h200_waves/math500_srca_n16.jsonl.gz \\
+            benchmarks/results/math500_h200_graphs/math500_srca_n16.jsonl.gz \\
+            benchmarks/results/math500_h100_eleventh/srca_n16_c256.jsonl.gz \\
+            benchmarks/results/math500_h100_eleventh/srca_n16_cauto.jsonl.gz \\
+        --b benchmarks/results/math500_h200_waves/math500_majority_n16.jsonl.gz \\
+            benchmarks/results/math500_h100_eleventh/majority_n16_c256.jsonl.gz \\
+            benchmarks/results/math500_h100_eleventh/majority_n16_cauto.jsonl.gz \\
+        --tuned-on benchmarks/results/srca_study_h200/tuned_on.txt \\
+        --out benchmarks/results/pooled_srca_majority_n16.json
+
+One eval run of a sampling method on 500 problems moves by a few points from draw to draw (two
+runs of the same method disagree on about 70 problems), so one pair of runs cannot tell a
+3-point difference from noise. Each run here is an independent draw of every problem's samples;
+for each problem the method's runs are averaged (its success rate over the draws), and the
+difference of the two methods' rates is averaged over the problems. The interval is a bootstrap
+over problems (10,000 resamples of the problems, the runs of each kept together); the p-value a
+sign-flip test of the per-problem differences (each problem's difference kept or negated at
+random). Only problems every run holds are used. With ``--tuned-on`` (a file of ``unique_id``s
+a rule was chosen on) the held-out problems and the tuned ones are reported apart too.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import write_result  # noqa: E402
+
+
+def read_run(path: str) -> dict[str, bool]:
+    """``unique_id -> correct`` of one eval result file (``.jsonl`` or ``.jsonl.gz``); a file that
+    holds more than one method or budget is refused (pool like with like)."""
+    with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
+        lines = [json.loads(x) for x in f if x.strip()]
+    kinds = {(r.get("method"), r.get("n")) for r in lines}
+    if len(kinds) != 1:
+        raise SystemExit(f"{path}: one method and n per file, found {sorted(kinds, key=str)}")
+    return {r["unique_id"]: bool(r["correct"]) for r in lines}
+
+
+def compare(a: list[dict[str, bool]], b: list[dict[str, bool]], ids: list[str], resamples: int = 10_000,
+            seed: int = 0) -> dict:
+    """Pooled accuracies of ``a`` and ``b`` over ``ids``, their difference (points), its 95%
+    bootstrap interval and the two-sided sign-flip p-value."""
+    if not ids:
+        raise ValueError("compare: no problem every run holds")
+    rate_a = [sum(r[i] for r in a) / len(a) for i in ids]
+    rate_b = [sum(r[i] for r in b) / len(b) for i in ids]
+    d = [x - y for x, y in zip(rate_a, rate_b)]
+    n = len(d)
+    mean = sum(d) / n
+    rng = random.Random(seed)
+    boot = sorted(sum(d[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    lo, hi = boot[int(0.025 * resamples)], boot[int(0.975 * resamples) - 1]
+    extreme = sum(abs(sum(v if rng.random() < 0.5 else -v for v in d)) >= abs(mean) * n - 1e-12
+                  for _ in range(resamples))
+    return {"problems": n, "a_accuracy": round(100 * sum(rate_a) / n, 2), "b_accuracy": round(100 * sum(rate_b) / n, 2),
+            "difference": round(100 * mean, 2), "ci95": [round(100 * lo, 2), round(100 * hi, 2)],
+            "p_sign_flip": round(extreme / resamples, 4),
+            "a_per_run": [round(100 * sum(r[i] for i in ids) / n, 2) for r in a],
+            "b_per_run": [round(100 * sum(r[i] for i in ids) / n, 2) for r in b]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--a", nargs="+", required=True, help="eval result files of the first method, one run each")
+    ap.add_argument("--b", nargs="+", required=True, help="eval result files of the second method")
+    ap.add_argument("--tuned-on", default=None, help="unique_ids a rule was tuned on (reported apart)")
+    ap.add_argument("--resamples", type=int, default=10_000)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    if a.resamples < 100:
+        ap.error("--resamples: at least 100")
+    runs_a, runs_b = [read_run(p) for p in a.a], [read_run(p) for p in a.b]
+    ids = sorted(set.intersection(*(set(r) for r in runs_a + runs_b)))
+    parts = {"all": ids}
+    if a.tuned_on:
+        with open(a.tuned_on, encoding="utf-8") as f:
+            tuned = set(f.read().split())
+        parts["held-out"] = [i for i in ids if i not in tuned]
+        parts["tuned on"] = [i for i in ids if i in tuned]
+    rows = {}
+    print(f"{len(runs_a)} runs of a, {len(runs_b)} of b")
+    print("| part | problems | a (pooled) | b (pooled) | a - b, points | 95% interval | p (sign flip) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, sub in parts.items():
+        if not sub:
+            continue
+        r = rows[name] = compare(runs_a, runs_b, sub, a.resamples)
+        print(f"| {name} | {r['problems']} | {r['a_accuracy']}% | {r['b_accuracy']}% | {r['difference']:+.2f} "
+              f"| {r['ci95'][0]:+.2f} to {r['ci95'][1]:+.2f} | {r['p_sign_flip']} |")
+    if a.out:
+        write_result(a.out, "pooled_runs", a, rows=rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""benchmarks/pooled_runs.py: two methods' runs averaged problem by problem, an interval and a
+sign-flip test, held-out problems apart."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+
+from pooled_runs import compare, main, read_run  # noqa: E402
+
+
+def write(path, method, correct):
+    with gzip.open(path, "wt") as f:
+        for i, c in enumerate(correct):
+            f.write(json.dumps({"unique_id": f"p{i}", "method": method, "n": 16, "correct": c}) + "\n")
+    return str(path)
+
+
+def test_pooled_rates_and_their_difference():
+    """Problem p0: a right in 2 of 2 runs, b in 0 of 1 (+1); p1: a 1 of 2, b 1 of 1 (-0.5); p2, p3:
+    both always right (0): the mean difference is +0.125, the pooled rates 87.5% and 75%."""
+    a = [{"p0": True, "p1": True, "p2": True, "p3": True}, {"p0": True, "p1": False, "p2": True, "p3": True}]
+    b = [{"p0": False, "p1": True, "p2": True, "p3": True}]
+    r = compare(a, b, ["p0", "p1", "p2", "p3"], resamples=2000)
+    assert (r["a_accuracy"], r["b_accuracy"], r["difference"]) == (87.5, 75.0, 12.5)
+    assert -50.0 <= r["ci95"][0] <= 12.5 <= r["ci95"][1] <= 100.0  # resamples of +1, -0.5, 0, 0
+    assert 0.0 < r["p_sign_flip"] <= 1.0 and r["a_per_run"] == [100.0, 75.0] and r["b_per_run"] == [75.0]
+    same = compare(a, a, ["p0", "p1"], resamples=500)
+    assert same["difference"] == 0.0 and same["p_sign_flip"] == 1.0
+    with pytest.raises(ValueError, match="no problem"):
+        compare(a, b, [])
+
+
+def test_a_clear_difference_is_significant_and_noise_is_not():
+    n = 300
+    a = [{f"p{i}": i % 2 == 0 for i in range(n)}]  # right on half
+    b = [{f"p{i}": i % 4 == 0 for i in range(n)}]  # right on a quarter, a subset of a's
+    r = compare(a, b, [f"p{i}" for i in range(n)], resamples=2000)
+    assert r["difference"] == 25.0 and r["ci95"][0] > 15 and r["p_sign_flip"] < 0.01
+
+
+def test_the_command_pools_runs_and_splits_the_tuned_problems(tmp_path):
+    a1 = write(tmp_path / "a1.jsonl.gz", "srca", [True, True, False, True])
+    a2 = write(tmp_path / "a2.jsonl.gz", "srca", [True, False, False, True])
+    b1 = write(tmp_path / "b1.jsonl.gz", "majority", [False, True, False, True])
+    tuned = tmp_path / "tuned.txt"
+    tuned.write_text("p0\np1\n")
+    out = tmp_path / "out.json"
+    assert main(["--a", a1, a2, "--b", b1, "--tuned-on", str(tuned), "--resamples", "200", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows["all"]["problems"] == 4 and rows["held-out"]["problems"] == 2 and rows["tuned on"]["problems"] == 2
+    assert rows["all"]["difference"] == 12.5 and rows["held-out"]["difference"] == 0.0
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(json.dumps({"unique_id": "p0", "method": "srca", "n": 16, "correct": True}) + "\n"
+                     + json.dumps({"unique_id": "p0", "method": "majority", "n": 16, "correct": True}) + "\n")
+    with pytest.raises(SystemExit, match="one method and n"):
+        read_run(str(mixed))
