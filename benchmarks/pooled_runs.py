@@ -14,12 +14,14 @@
 One eval run of a sampling method on 500 problems moves by a few points from draw to draw (two
 runs of the same method disagree on about 70 problems), so one pair of runs cannot tell a
 3-point difference from noise. Each run here is an independent draw of every problem's samples;
-for each problem the method's runs are averaged (its success rate over the draws), and the
-difference of the two methods' rates is averaged over the problems. The interval is a bootstrap
-over problems (10,000 resamples of the problems, the runs of each kept together); the p-value a
-sign-flip test of the per-problem differences (each problem's difference kept or negated at
-random). Only problems every run holds are used. With ``--tuned-on`` (a file of ``unique_id``s
-a rule was chosen on) the held-out problems and the tuned ones are reported apart too.
+for each problem the method's runs that hold it are averaged (its success rate over those
+draws: a run on the first 200 problems adds a draw to those 200), and the difference of the two
+methods' rates is averaged over the problems both methods have a run of. The interval is a
+bootstrap over problems (10,000 resamples of the problems, the runs of each kept together); the
+p-value a sign-flip test of the per-problem differences (each problem's difference kept or
+negated at random). With ``--tuned-on`` (a file of ``unique_id``s a rule was chosen on) the
+held-out problems and the tuned ones are reported apart too; ``--split-at K`` reports the
+problems of the run files' first K lines and the rest apart (runs of different lengths).
 """
 from __future__ import annotations
 
@@ -50,10 +52,11 @@ def compare(a: list[dict[str, bool]], b: list[dict[str, bool]], ids: list[str], 
             seed: int = 0) -> dict:
     """Pooled accuracies of ``a`` and ``b`` over ``ids``, their difference (points), its 95%
     bootstrap interval and the two-sided sign-flip p-value."""
+    ids = [i for i in ids if any(i in r for r in a) and any(i in r for r in b)]
     if not ids:
-        raise ValueError("compare: no problem every run holds")
-    rate_a = [sum(r[i] for r in a) / len(a) for i in ids]
-    rate_b = [sum(r[i] for r in b) / len(b) for i in ids]
+        raise ValueError("compare: no problem both methods have a run of")
+    rate_a = [_rate(a, i) for i in ids]
+    rate_b = [_rate(b, i) for i in ids]
     d = [x - y for x, y in zip(rate_a, rate_b)]
     n = len(d)
     mean = sum(d) / n
@@ -62,11 +65,23 @@ def compare(a: list[dict[str, bool]], b: list[dict[str, bool]], ids: list[str], 
     lo, hi = boot[int(0.025 * resamples)], boot[int(0.975 * resamples) - 1]
     extreme = sum(abs(sum(v if rng.random() < 0.5 else -v for v in d)) >= abs(mean) * n - 1e-12
                   for _ in range(resamples))
+    draws = lambda runs: [sum(i in r for r in runs) for i in ids]  # noqa: E731
     return {"problems": n, "a_accuracy": round(100 * sum(rate_a) / n, 2), "b_accuracy": round(100 * sum(rate_b) / n, 2),
             "difference": round(100 * mean, 2), "ci95": [round(100 * lo, 2), round(100 * hi, 2)],
             "p_sign_flip": round(extreme / resamples, 4),
-            "a_per_run": [round(100 * sum(r[i] for i in ids) / n, 2) for r in a],
-            "b_per_run": [round(100 * sum(r[i] for i in ids) / n, 2) for r in b]}
+            "a_draws": [min(draws(a)), max(draws(a))], "b_draws": [min(draws(b)), max(draws(b))],
+            "a_per_run": [_run_accuracy(r, ids) for r in a], "b_per_run": [_run_accuracy(r, ids) for r in b]}
+
+
+def _rate(runs: list[dict[str, bool]], i: str) -> float:
+    held = [r[i] for r in runs if i in r]
+    return sum(held) / len(held)
+
+
+def _run_accuracy(run: dict[str, bool], ids: list[str]) -> float | None:
+    """A run's accuracy on the problems of ``ids`` it holds (None if it holds none)."""
+    held = [run[i] for i in ids if i in run]
+    return round(100 * sum(held) / len(held), 2) if held else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,14 +89,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--a", nargs="+", required=True, help="eval result files of the first method, one run each")
     ap.add_argument("--b", nargs="+", required=True, help="eval result files of the second method")
     ap.add_argument("--tuned-on", default=None, help="unique_ids a rule was tuned on (reported apart)")
+    ap.add_argument("--split-at", type=int, default=0, help="also report the problems of the run files' first K "
+                    "lines and the others apart")
     ap.add_argument("--resamples", type=int, default=10_000)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     if a.resamples < 100:
         ap.error("--resamples: at least 100")
     runs_a, runs_b = [read_run(p) for p in a.a], [read_run(p) for p in a.b]
-    ids = sorted(set.intersection(*(set(r) for r in runs_a + runs_b)))
+    ids = sorted(set.union(*(set(r) for r in runs_a)) & set.union(*(set(r) for r in runs_b)))
     parts = {"all": ids}
+    if a.split_at:
+        first = {i for r in runs_a + runs_b for i in list(r)[: a.split_at]}
+        parts[f"first {a.split_at}"] = [i for i in ids if i in first]
+        parts["the others"] = [i for i in ids if i not in first]
     if a.tuned_on:
         with open(a.tuned_on, encoding="utf-8") as f:
             tuned = set(f.read().split())
@@ -89,14 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         parts["tuned on"] = [i for i in ids if i in tuned]
     rows = {}
     print(f"{len(runs_a)} runs of a, {len(runs_b)} of b")
-    print("| part | problems | a (pooled) | b (pooled) | a - b, points | 95% interval | p (sign flip) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| part | problems | draws of a, b | a (pooled) | b (pooled) | a - b, points | 95% interval | p (sign flip) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, sub in parts.items():
         if not sub:
             continue
         r = rows[name] = compare(runs_a, runs_b, sub, a.resamples)
-        print(f"| {name} | {r['problems']} | {r['a_accuracy']}% | {r['b_accuracy']}% | {r['difference']:+.2f} "
-              f"| {r['ci95'][0]:+.2f} to {r['ci95'][1]:+.2f} | {r['p_sign_flip']} |")
+        span = lambda d: f"{d[0]}" if d[0] == d[1] else f"{d[0]}-{d[1]}"  # noqa: E731
+        print(f"| {name} | {r['problems']} | {span(r['a_draws'])}, {span(r['b_draws'])} | {r['a_accuracy']}% "
+              f"| {r['b_accuracy']}% | {r['difference']:+.2f} | {r['ci95'][0]:+.2f} to {r['ci95'][1]:+.2f} "
+              f"| {r['p_sign_flip']} |")
     if a.out:
         write_result(a.out, "pooled_runs", a, rows=rows)
     return 0

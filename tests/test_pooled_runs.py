@@ -36,6 +36,17 @@ def test_pooled_rates_and_their_difference():
         compare(a, b, [])
 
 
+def test_a_run_on_part_of_the_problems_adds_draws_to_those_only():
+    """a: one run on p0, p1 (both right), another on p0 only (wrong); b: one run on both, wrong
+    on p0, right on p1. p0: a 1/2 - b 0 = +0.5; p1: 1 - 1 = 0; the mean +25 points."""
+    a = [{"p0": True, "p1": True}, {"p0": False}]
+    b = [{"p0": False, "p1": True}]
+    r = compare(a, b, ["p0", "p1"], resamples=500)
+    assert (r["a_accuracy"], r["b_accuracy"], r["difference"]) == (75.0, 50.0, 25.0)
+    assert r["a_draws"] == [1, 2] and r["b_draws"] == [1, 1] and r["a_per_run"] == [100.0, 0.0]
+    assert compare(a, b, ["p0", "p1", "p9"], resamples=500)["problems"] == 2  # p9: no run of either
+
+
 def test_a_clear_difference_is_significant_and_noise_is_not():
     n = 300
     a = [{f"p{i}": i % 2 == 0 for i in range(n)}]  # right on half
@@ -55,6 +66,11 @@ def test_the_command_pools_runs_and_splits_the_tuned_problems(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert rows["all"]["problems"] == 4 and rows["held-out"]["problems"] == 2 and rows["tuned on"]["problems"] == 2
     assert rows["all"]["difference"] == 12.5 and rows["held-out"]["difference"] == 0.0
+    short = write(tmp_path / "a3.jsonl.gz", "srca", [False, False])  # a run on the first two problems
+    assert main(["--a", a1, a2, short, "--b", b1, "--split-at", "2", "--resamples", "200", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows["first 2"]["problems"] == 2 and rows["the others"]["problems"] == 2
+    assert rows["first 2"]["a_draws"] == [3, 3] and rows["the others"]["a_draws"] == [2, 2]
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text(json.dumps({"unique_id": "p0", "method": "srca", "n": 16, "correct": True}) + "\n"
                      + json.dumps({"unique_id": "p0", "method": "majority", "n": 16, "correct": True}) + "\n")
