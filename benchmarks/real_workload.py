@@ -845,6 +845,7 @@ class Setup:
 # -- one job ---------------------------------------------------------------------------------------
 
 TAIL_MODES = ("inline", "rescore", "rescore_all")
+ADMIT_MODES = ("bywidth", "byload")  # a job's admission (Solver.admit), e.g. majority:byload
 
 
 def split_job(job: str) -> tuple[str, str | None]:
@@ -854,13 +855,13 @@ def split_job(job: str) -> tuple[str, str | None]:
     a prefill after sampling, e.g. ``best_of_n:rescore_all``), ``windowMS`` (the engine's submit
     window, :class:`~srca.engines.sglang_common.SubmitGate`, e.g. ``dvts:window200``) or ``gcN``
     (this process's garbage-collector thresholds ``(N, 20, 100)``, what SGLang's ``gc_threshold``
-    sets in the process that starts the engine, e.g. ``dvts:gc50000``) or ``bywidth`` (the
-    solver admits that job's solves by the widths they hold, ``Solver(admit="width")``, the rule
-    before admission by load: ``majority:bywidth`` against ``majority``)."""
+    sets in the process that starts the engine, e.g. ``dvts:gc50000``) or ``bywidth`` /
+    ``byload`` (the solver admits that job's solves by the widths they hold or by the sequences
+    in flight, ``Solver(admit=...)``: ``majority:byload`` against ``majority``)."""
     method, _, mode = job.partition(":")
-    if mode and mode not in TAIL_MODES + ("bywidth",) and setting_number(mode) is None:
+    if mode and mode not in TAIL_MODES + ADMIT_MODES and setting_number(mode) is None:
         raise ValueError(f"--jobs: {job!r}: the suffix after ':' must be one of {', '.join(TAIL_MODES)}, "
-                         f"bywidth, windowMS (e.g. window200, window0: off) or gcN (e.g. gc50000)")
+                         f"bywidth, byload, windowMS (e.g. window200, window0: off) or gcN (e.g. gc50000)")
     return method, mode or None
 
 
@@ -881,7 +882,7 @@ def check_jobs(jobs: list[str], samples: int, engine: str) -> None:
     for m in jobs:
         method, mode = split_job(m)
         config_for(method, samples)
-        if mode is not None and mode != "bywidth" and engine != "sglang":
+        if mode is not None and mode not in ADMIT_MODES and engine != "sglang":
             raise ValueError(f"--jobs: {m!r}: a 'method:SETTING' job needs an SGLang engine (--engine sglang)")
 
 
@@ -908,8 +909,8 @@ class JobSetting:
 
     def __init__(self, eng, mode: str | None, solver=None) -> None:
         self.eng, self.mode, self.old, self.solver = eng, mode, None, solver
-        if mode == "bywidth" and solver is None:
-            raise ValueError("--jobs: ':bywidth' needs the run's solver")
+        if mode in ADMIT_MODES and solver is None:
+            raise ValueError(f"--jobs: ':{mode}' needs the run's solver")
         if (setting_number(mode or "") or ("",))[0] == "window" and getattr(eng, "gate", None) is None:
             raise ValueError(f"--jobs: ':{mode}' needs an SGLang engine")
         self.tail = TailMode(eng, mode if mode in TAIL_MODES else None)
@@ -920,8 +921,8 @@ class JobSetting:
         from srca.engines.sglang_common import SubmitGate
 
         self.tail.__enter__()
-        if self.mode == "bywidth":
-            self.old, self.solver.admit = self.solver.admit, "width"
+        if self.mode in ADMIT_MODES:
+            self.old, self.solver.admit = self.solver.admit, self.mode[len("by"):]
         kind, value = setting_number(self.mode or "") or (None, 0)
         if kind == "window":
             self.old, self.eng.gate = self.eng.gate, SubmitGate(value / 1000, self.eng.gate.busy)
@@ -933,7 +934,7 @@ class JobSetting:
         import gc
 
         self.tail.__exit__(*exc)
-        if self.mode == "bywidth":
+        if self.mode in ADMIT_MODES:
             self.solver.admit = self.old
         kind = (setting_number(self.mode or "") or (None, 0))[0]
         if self.old is not None and kind == "window":

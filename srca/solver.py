@@ -45,13 +45,15 @@ class Solver:
     at most 8, on a machine with 8 or more; None (default) ``$SRCA_ANSWER_WORKERS``, else 0 (the
     workers are spawned: a script using them needs an ``if __name__ == "__main__":`` guard).
     ``admit``: how ``solve_many`` and ``srca eval`` admit solves on an engine that states its
-    batch (:mod:`srca.admission`): ``"load"`` (default) while the sequences in flight leave room
-    for the next solve's width, ``"width"`` while the widths of the solves in flight fit.
+    batch (:mod:`srca.admission`): ``"width"`` (default) while the widths of the solves in flight
+    fit, ``"load"`` while the sequences in flight leave room for the next solve's width (faster
+    on a model of the GPU; on its first GPU run one majority@16 solve of 500 did not finish, cause
+    unknown, so it is not the default).
     """
 
     def __init__(self, engine: Engine | str | None = None, scorer: Scorer | str | None = None,
                  config: SearchConfig | None = None, *, answer_workers: int | str | None = None,
-                 admit: str = "load", **engine_options: Any) -> None:
+                 admit: str = "width", **engine_options: Any) -> None:
         if config is not None and not isinstance(config, SearchConfig):
             raise TypeError(f"config: expected SearchConfig, got {type(config).__name__}")
         if admit not in ADMITS:

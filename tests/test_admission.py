@@ -138,7 +138,10 @@ def test_an_eval_of_mixed_methods_keeps_the_engines_batch_full_and_bounded(tmp_p
     eng = engine()
     eng.info = replace(eng.info, concurrent_sequences=12)
     seen = count_in_flight(eng, delay_s=0.01, sequences=True)
-    recs = run_eval(many, ["majority", "srca"], [4], eng, tmp_path / "out.jsonl", progress=False)
+    from srca import Solver
+
+    recs = run_eval(many, ["majority", "srca"], [4], Solver(engine=eng, admit="load"), tmp_path / "out.jsonl",
+                    progress=False)
     assert len(recs) == 48
     # majority@4 holds 4, srca@4 (waves of 2 and 2) 2. Admitted by load: a solve starts when what
     # is in flight leaves room for its width, so a srca solve admitted while another was between
@@ -300,7 +303,7 @@ def test_admission_by_load_under_uneven_latencies_finishes_every_solve_and_leave
             seen["now"] -= k
 
     eng.generate = uneven
-    solver = Solver(engine=eng, answer_workers=0)
+    solver = Solver(engine=eng, answer_workers=0, admit="load")
     base = SearchConfig(wave_speculate=True, waves=3)
     recs = run_eval(many, ["majority", "srca", "best_of_n", "cot"], [6], solver, tmp_path / "out.jsonl",
                     base=base, progress=False)

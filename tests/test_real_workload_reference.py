@@ -181,12 +181,13 @@ def test_bywidth_admits_one_job_by_the_widths_held():
     from srca import Solver
     from srca.engines.fake import ScriptedEngine
 
-    assert split_job("majority:bywidth") == ("majority", "bywidth")
+    assert split_job("majority:bywidth") == ("majority", "bywidth") and split_job("srca:byload")[1] == "byload"
     check_jobs(["majority", "majority:bywidth"], 16, "local")
     eng = ScriptedEngine(lambda prompt, req, i: ("The answer is \\boxed{1}.", -0.1))
     eng.info = replace(eng.info, concurrent_sequences=64)
-    solver = Solver(engine=eng)
+    solver = Solver(engine=eng, admit="load")
     assert solver.admit == "load" and solver.batch_admission(None, floor=8).by_load
+    assert Solver(engine=eng).admit == "width"  # the default since the twelfth run's unfinished solve
     with JobSetting(types.SimpleNamespace(tail_logprobs="rescore", gate=None), "bywidth", solver):
         adm = solver.batch_admission(None, floor=8)
         assert solver.admit == "width" and adm.by_width and not adm.by_load

@@ -42,9 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="keep the lines already in --out, run the rest")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--concurrency", type=int, default=None,
-                   help="solves in flight at once (default: solves admitted while the sequences in flight leave "
-                        "room in the engine's batch for the next one's width, e.g. 256 majority@16 or 682 srca@16 "
-                        "solves or more on SGLang on an H200; 8 on the CPU engine)")
+                   help="solves in flight at once (default: solves admitted while the sequences each decodes at "
+                        "once fit the engine's batch, e.g. 256 majority@16 or 682 srca@16 solves on SGLang on an "
+                        "H200; 8 on the CPU engine)")
     p.add_argument("--isolate", action="store_true",
                    help="one solve at a time on a cold prefix cache: results independent of run order, so a "
                         "killed and resumed run reproduces an uninterrupted one exactly (slower)")
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
     """``engine``: use this engine instead of building one from the flags (tests)."""
     from ..eval.data import DataError, load_problems
     from ..eval import ResultsError, arun_eval, plan
-    from ..admission import EngineLoad, admission_for
+    from ..admission import admission_for
     from ..eval.report import render
 
     if args.limit is not None and args.limit < 1:
@@ -101,8 +101,7 @@ def run(args: argparse.Namespace, engine: Any = None) -> int:
             note(f"loading {args.engine} engine {args.model or ''}".rstrip(), engine=args.engine, model=args.model)
         engine = engine_from_args(args)
         if not args.quiet:
-            adm = admission_for(engine, concurrency, floor=8,  # as run_eval admits (by the solver's load)
-                                load=EngineLoad(getattr(getattr(engine, "info", None), "concurrent_sequences", None)))
+            adm = admission_for(engine, concurrency, floor=8)  # as run_eval admits (Solver's default: by width)
             note(f"engine ready in {time.monotonic() - t0:.1f} s; {len(problems)} problem(s), methods "
                  f"{','.join(args.method)}, n {','.join(map(str, args.n))}, {adm.describe()}; writing {args.out}",
                  start_s=round(time.monotonic() - t0, 1), problems=len(problems), out=args.out,
