@@ -17,9 +17,9 @@ engine's wall at 0.73x its tokens. Whether starting waves earlier (``wave_overla
 which differs between machines; this replays the bank's samples through each schedule.
 
 The model: an eval's solves are admitted as :mod:`srca.admission` admits them (``--admission``):
-``load``, the default, starts the next solve whenever the sequences running leave room in
+``load`` (``Solver(admit="load")``) starts the next solve whenever the sequences running leave room in
 ``--capacity`` for its width (at most 1,024 solves, their widths at most 1.5x the batch);
-``width``, the rule before it, as many at once as their widths fit (majority@16 and every
+``width``, a Solver's default, as many at once as their widths fit (majority@16 and every
 schedule whose waves may all run at once: 256; srca@16's waves of at most 6: 682, so all of
 MATH-500), the next when one ends. Every running sequence decodes one token per iteration (no
 queueing: a burst past ``--capacity`` is taken as decoded at once; the raw phase, every prompt
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                     "in its own shuffled order (a larger eval's load, e.g. --repeat 4 --problems 2000)")
     ap.add_argument("--capacity", type=int, default=4096, help="running sequences the engine decodes at once")
     ap.add_argument("--admission", default="load,width", help="how solves are admitted, comma-separated: load "
-                    "(srca.admission.LoadSlots, the default since 2026-12-05), width (by their widths alone, before)")
+                    "(srca.admission.LoadSlots, Solver(admit='load')), width (by their widths alone, the default)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     models: list[dict] = []

@@ -7,9 +7,10 @@ samples 16 at once, SRCA@16 in waves of 5, 5 and 6, CoT one. A fixed number of s
 (the old rule: the engine's batch divided by the largest ``n``) left SRCA's waves a third of the
 batch. :class:`Slots` admits solves while the sequences they may hold at once (:func:`width`)
 fit the engine's batch (``EngineInfo.concurrent_sequences``), in arrival order, at most
-:data:`MAX_AUTO_CONCURRENCY` solves; :class:`LoadSlots`, what a Solver uses, admits them while
-the sequences actually in flight (:class:`EngineLoad`) leave room for the next one's width,
-since a solve holds its whole width only at times; an engine that does not say how many sequences it decodes
+:data:`MAX_AUTO_CONCURRENCY` solves (a Solver's default); :class:`LoadSlots`
+(``Solver(admit="load")``) admits them while the sequences actually in flight
+(:class:`EngineLoad`) leave room for the next one's width, since a solve holds its whole width
+only at times (not the default: on its first GPU run one solve of 500 did not finish); an engine that does not say how many sequences it decodes
 together (the CPU engine, an OpenAI-compatible server) gets a fixed number of solves, and so does
 a caller that names one (``concurrency``).
 """
