@@ -111,10 +111,9 @@ def main() -> None:
     pools = load_pools(a.lines, a.limit)
     rows = []
     for w in sizes:
-        from srca.answers import _parsed, equivalent
+        from srca.answers import clear_caches
 
-        _parsed.cache_clear()
-        equivalent.cache_clear()
+        clear_caches()
         rows.append(asyncio.run(burst(pools, w)))
         print(f"# workers {w}: {json.dumps(rows[-1])}", flush=True)
     base = next((r for r in rows if r["workers"] == 0), rows[0])

@@ -84,7 +84,7 @@ def check_positives(pairs: list[tuple[str, str]]) -> list[tuple[str, str, bool]]
     from srca import answers
 
     bad = [(a, b) for a, b in pairs if not answers.equivalent(a, b)]
-    answers.equivalent.cache_clear()
+    answers.clear_caches()
     with without_disproofs():
         return [(a, b, answers.equivalent(a, b)) for a, b in bad]
 
@@ -94,8 +94,7 @@ def check(pairs: list[tuple[str, str]]) -> dict:
     from srca import answers
 
     def timed(disproofs: bool) -> tuple[float, list[bool]]:
-        answers._parsed.cache_clear()
-        answers.equivalent.cache_clear()
+        answers.clear_caches()
         with contextlib.nullcontext() if disproofs else without_disproofs():
             t = time.perf_counter()
             got = [answers.equivalent(a, b) for a, b in pairs]

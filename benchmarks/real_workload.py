@@ -1188,7 +1188,7 @@ def answer_pools(a) -> dict:
     t = time.perf_counter()
     import math_verify  # noqa: F401
 
-    from srca.answers import _parsed, canonical, cluster, equivalent
+    from srca.answers import canonical, clear_caches, cluster
     from srca.eval import read_records
     from srca.eval.grading import grade
 
@@ -1205,8 +1205,7 @@ def answer_pools(a) -> dict:
         res: dict[str, Any] = {"file": os.path.relpath(path, ROOT), "problems": len(pools),
                                "mean_pool": round(statistics.fmean(len(p[0]) for p in pools), 1),
                                "mean_groups": round(statistics.fmean(len(r["answers"]) for r in recs), 2)}
-        _parsed.cache_clear()
-        equivalent.cache_clear()
+        clear_caches()
         # second pass: the caches as the first pass left them (LRU, 65,536 entries each)
         for name in ("cold", "second_pass"):
             cl, gr = [], []
@@ -1232,8 +1231,7 @@ def answer_pools(a) -> dict:
                          "slowest": [{"unique_id": pools[i][3], "groups": pools[i][4], "pool": len(pools[i][0]),
                                       "s": round(tot[i], 3)} for i in slow]}
         files.append(res)
-    _parsed.cache_clear()  # the engine jobs that follow start cold, as in a fresh process
-    equivalent.cache_clear()
+    clear_caches()  # the engine jobs that follow start cold, as in a fresh process
     return {"math_verify_import_s": round(import_s, 2), "files": files}
 
 

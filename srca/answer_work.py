@@ -17,6 +17,15 @@ and ``"auto"`` on a machine with fewer than 8 cores) the function runs inline, a
 a solve that is alone in flight while the pool has not started (a single solve never starts
 processes). A pool that breaks
 (a worker killed) is replaced on the next call and that call runs inline: no result is lost.
+
+A call that runs past its deadline (:data:`DEADLINE_S`) is stopped: the pool's processes are
+killed (nothing else interrupts sympy stuck in exact integer arithmetic, or math-verify's
+signal timeouts that a worker's own code does not use), and the call runs again inline with the
+answers compared by their text alone (:func:`srca.answers.text_only`), so the solve still
+finishes. The other calls the killed pool held run again on a new one (a deadline counts from
+the call, queueing included: one sent at the same moment as a stuck call may be stopped with it). The twelfth GPU run lost
+one solve of 500 to such an answer (a product to a symbolic bound, evaluated at a point) before
+the deadline existed; :func:`srca.answers._evaluable` now refuses that case outright.
 """
 from __future__ import annotations
 
@@ -29,6 +38,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
 log = logging.getLogger(__name__)
+
+DEADLINE_S = 120.0  # one call's answer work at most (typical: 0.1 s; the slowest seen: seconds)
 
 
 def auto_workers(cpus: int | None = None) -> int:
@@ -87,12 +98,17 @@ class AnswerWorkers:
     its arguments and result picklable. ``close()`` stops the processes.
     """
 
-    def __init__(self, workers: int | str | None = None) -> None:
+    def __init__(self, workers: int | str | None = None, deadline_s: float = DEADLINE_S) -> None:
         self.workers = check_workers(workers)
+        if isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)) or not deadline_s > 0:
+            raise ValueError(f"deadline_s: must be a number > 0, got {deadline_s!r}")
+        self.deadline_s = float(deadline_s)
         self._pool: ProcessPoolExecutor | None = None
+        self._killed: list[ProcessPoolExecutor] = []  # pools stopped for a call past its deadline
         self.calls = 0
         self.inline_calls = 0
         self.broken = 0
+        self.timed_out = 0
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -124,20 +140,47 @@ class AnswerWorkers:
         if self.workers == 0 or (alone and self._pool is None):
             self.inline_calls += 1
             return fn(*args)
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor(), fn, *args)
-        except BrokenProcessPool as e:  # a worker died (killed, out of memory): this call inline
-            self.broken += 1
-            self.inline_calls += 1
-            log.warning("answer workers: the pool broke (%s); running this call inline and starting a new pool", e)
-            pool, self._pool = self._pool, None
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
-            return fn(*args)
+        for attempt in range(3):
+            pool = self._executor()
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(pool.submit(fn, *args)), self.deadline_s)
+            except BrokenProcessPool as e:
+                if any(k is pool for k in self._killed) and attempt < 2:  # stopped for another call: a new pool
+                    self._drop(pool)
+                    continue
+                # a worker died (killed, out of memory): this call inline
+                self.broken += 1
+                self.inline_calls += 1
+                log.warning("answer workers: the pool broke (%s); running this call inline and starting a new pool", e)
+                self._drop(pool)
+                return fn(*args)
+            except asyncio.TimeoutError:
+                self.timed_out += 1
+                self.inline_calls += 1
+                log.warning("answer workers: %s ran past its %.0f s deadline; its workers are stopped and it runs "
+                            "again inline, comparing answers by their text alone", getattr(fn, "__name__", fn),
+                            self.deadline_s)
+                self._drop(pool, kill=True)
+                from .answers import text_only
+
+                with text_only():
+                    return fn(*args)
+
+    def _drop(self, pool: ProcessPoolExecutor, kill: bool = False) -> None:
+        """Stop using ``pool`` (the next call starts a new one); with ``kill``, end its processes
+        now (a call is stuck in one); the calls it held then fail with BrokenProcessPool, and
+        :meth:`run` sends them to the new pool."""
+        if self._pool is pool:
+            self._pool = None
+        if kill:
+            self._killed = [*self._killed[-7:], pool]
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.kill()
+        pool.shutdown(wait=False, cancel_futures=False)
 
     def stats(self) -> dict[str, int]:
-        return {"workers": self.workers, "calls": self.calls, "inline_calls": self.inline_calls, "broken": self.broken}
+        return {"workers": self.workers, "calls": self.calls, "inline_calls": self.inline_calls, "broken": self.broken,
+                "timed_out": self.timed_out}
 
     def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import re
 import threading
+from contextlib import contextmanager
 from functools import lru_cache
-from typing import Sequence
+from typing import Iterator, Sequence
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
@@ -121,14 +122,35 @@ def _parsed(ans: str) -> tuple:
 
 def is_math(ans: str) -> bool:
     """Whether math-verify parses ``ans`` into a math object (not just a string)."""
+    if _TEXT_ONLY:
+        return False
     p = _parsed(ans)
     return bool(p) and not isinstance(p[0], str)
+
+
+_TEXT_ONLY = False  # text_only(): answers compared by their normalized text alone
+
+
+@contextmanager
+def text_only() -> Iterator[None]:
+    """Within it, :func:`equivalent`, :func:`canonical` and :func:`is_math` use the normalized
+    text alone (no math-verify, no sympy): what a solve's answer work falls back to when it ran
+    past its deadline (:mod:`srca.answer_work`), since then some answer is one sympy cannot
+    finish with. Not thread-safe; for synchronous code on one thread."""
+    global _TEXT_ONLY
+    before, _TEXT_ONLY = _TEXT_ONLY, True
+    try:
+        yield
+    finally:
+        _TEXT_ONLY = before
 
 
 def canonical(ans: str | None) -> str | None:
     """A display key: math-verify's normal form when it parses, else the normalized text."""
     if ans is None:
         return None
+    if _TEXT_ONLY:
+        return normalize_text(ans)
     p = _parsed(ans)
     if p and not isinstance(p[0], str):
         return str(p[0])
@@ -143,6 +165,8 @@ def _fast_compare(g: object, p: object) -> bool | None:
     points (:func:`_differs_numerically`) shown different are different. None: ask math-verify."""
     from sympy import Eq, Expr, FiniteSet, Interval, Union
 
+    if not (_evaluable(g) and _evaluable(p)):  # math-verify decides, under its own timeout
+        return None
     sets = (FiniteSet, Interval, Union)
     if isinstance(g, sets) or isinstance(p, sets):
         return False if _sets_differ(g, p) else None
@@ -161,6 +185,58 @@ def _fast_compare(g: object, p: object) -> bool | None:
     if _differs_numerically(g, p):
         return False
     return None
+
+
+# A numeric exponent larger than this (in absolute value) may make sympy build an exact integer
+# of that many digits or more (``9^{9^{9^9}}``): such answers are not evaluated here.
+_MAX_EXPONENT = 1e4
+
+
+def _evaluable(x) -> bool:
+    """Whether the cheap checks below may evaluate ``x`` numerically: no unevaluated sum,
+    product, integral, limit or derivative (``evalf`` of a product to a symbolic bound,
+    ``\\prod_{k=0}^{n-1} (16k^4 + 1)`` at n = 0.37, never returns), and no power whose numeric
+    exponent may exceed :data:`_MAX_EXPONENT` (exact integer arithmetic that does not return
+    either, and no signal interrupts it). Both were model answers on one MATH-500 problem; the
+    first hung a solve of the twelfth GPU run for good. Whatever this refuses goes to
+    math-verify, whose own timeout bounds it."""
+    from sympy import Basic, Derivative, Integral, Limit, Pow, Product, Sum, preorder_traversal
+
+    if not isinstance(x, Basic):
+        return False
+    if x.has(Sum, Product, Integral, Limit, Derivative):
+        return False
+    for node in preorder_traversal(x):
+        if isinstance(node, Pow) and node.exp.is_number and not _magnitude(node.exp) <= _MAX_EXPONENT:
+            return False
+    return True
+
+
+def _magnitude(x) -> float:
+    """An upper bound of ``|x|`` for a numeric sympy expression, in floats (inf when it may
+    overflow or is not known), computed without building ``x``'s exact value."""
+    from sympy import Add, Function, Mul, Number, NumberSymbol, Pow
+
+    try:
+        if isinstance(x, Number):
+            return abs(float(x))
+        if isinstance(x, NumberSymbol) or x.is_imaginary and x.args == ():  # pi, E; I
+            return 4.0
+        if isinstance(x, Add):
+            return math.fsum(_magnitude(a) for a in x.args)
+        if isinstance(x, Mul):
+            return math.prod(_magnitude(a) for a in x.args)
+        if isinstance(x, Pow):
+            e = _magnitude(x.exp)
+            if not e <= _MAX_EXPONENT:
+                return math.inf
+            b = _magnitude(x.base)
+            return max(b, 1.0) ** e if x.exp.is_nonnegative else math.inf  # a negative power may be of a small base
+        if isinstance(x, Function) and all(_magnitude(a) <= _MAX_EXPONENT for a in x.args):
+            return abs(complex(x.evalf(15)))
+    except (TypeError, ValueError, AttributeError, OverflowError, ZeroDivisionError):
+        return math.inf
+    return math.inf
 
 
 # Points at which two expressions in the same free symbols are evaluated before math-verify's
@@ -324,11 +400,24 @@ def _lines_differ(g, p) -> bool:
     return any(abs(u[i] * v[j] - u[j] * v[i]) > 1e-9 * scale for i in range(len(u)) for j in range(i))
 
 
-@lru_cache(maxsize=65536)
 def equivalent(gold: str, pred: str) -> bool:
-    """Whether ``pred`` is equivalent to ``gold`` (gold first, as math-verify expects)."""
+    """Whether ``pred`` is equivalent to ``gold`` (gold first, as math-verify expects); under
+    :func:`text_only`, whether their normalized texts are equal."""
     if gold is None or pred is None:
         return False
+    if _TEXT_ONLY:
+        return normalize_text(gold) == normalize_text(pred)
+    return _equivalent(gold, pred)
+
+
+def clear_caches() -> None:
+    """Forget every parse and comparison (benchmarks timing a cold start; tests)."""
+    _parsed.cache_clear()
+    _equivalent.cache_clear()
+
+
+@lru_cache(maxsize=65536)
+def _equivalent(gold: str, pred: str) -> bool:
     if normalize_text(gold) == normalize_text(pred):
         return True
     g, p = _parsed(gold), _parsed(pred)

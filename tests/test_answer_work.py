@@ -36,7 +36,7 @@ def test_workers_decide_exactly_as_inline():
     pooled, st2 = _solutions(2)
     # four decisions, and srca@8's two checks after its first two waves (2, 3, 3: never settled,
     # the spellings disagree)
-    assert st0 == {"workers": 0, "calls": 6, "inline_calls": 6, "broken": 0}
+    assert st0 == {"workers": 0, "calls": 6, "inline_calls": 6, "broken": 0, "timed_out": 0}
     assert st2["workers"] == 2 and st2["calls"] == 6 and st2["inline_calls"] == 0
     for a, b in zip(inline, pooled):
         assert (a.answer, a.canonical, a.confidence) == (b.answer, b.canonical, b.confidence)
@@ -111,6 +111,44 @@ def test_a_broken_pool_runs_the_call_inline_and_recovers():
     got, win, _ = asyncio.run(w.run(decide_pool, pool, "majority", 1.0, 0.0, 1))
     assert win == 0 and w.stats()["inline_calls"] == 1
     w.close()
+
+
+def _stuck_unless_text_only(x):
+    """Never returns in a worker (as sympy stuck in a huge exact power); at once under text_only."""
+    import time
+
+    from srca import answers
+
+    while not answers._TEXT_ONLY:
+        time.sleep(1)
+    return ("text only", x)
+
+
+def _plus_one(x):
+    return x + 1
+
+
+def test_a_call_past_its_deadline_is_stopped_and_finishes_on_text_alone():
+    w = AnswerWorkers(1, deadline_s=2.0)
+
+    async def later(delay, call):
+        await asyncio.sleep(delay)
+        return await call
+
+    async def go():
+        w.start(wait=True)
+        # the stuck call holds the one worker; the next, sent a second later, waits behind it
+        # in the same pool (a deadline counts from the call: its own comes after the stuck one's)
+        return await asyncio.gather(w.run(_stuck_unless_text_only, 7), later(1.0, w.run(_plus_one, 1)))
+
+    stuck, other = asyncio.run(go())
+    assert stuck == ("text only", 7)  # finished inline, answers by their text
+    assert other == 2  # its pool was killed under it: it ran again on a new pool, not inline
+    assert w.stats() == {"workers": 1, "calls": 2, "inline_calls": 1, "broken": 0, "timed_out": 1}
+    assert asyncio.run(w.run(_plus_one, 41)) == 42 and w.stats()["inline_calls"] == 1
+    w.close()
+    with pytest.raises(ValueError, match="deadline_s"):
+        AnswerWorkers(1, deadline_s=0)
 
 
 def test_pool_size_rules(monkeypatch):

@@ -50,11 +50,9 @@ def test_an_unexpected_tokenizer_failure_surfaces(server, monkeypatch):
 # -- math-verify in grading ----------------------------------------------------------------------
 @pytest.fixture
 def fresh_caches():
-    answers._parsed.cache_clear()
-    answers.equivalent.cache_clear()
+    answers.clear_caches()
     yield
-    answers._parsed.cache_clear()
-    answers.equivalent.cache_clear()
+    answers.clear_caches()
 
 
 def test_bad_input_is_not_equivalent_and_raises_nothing(fresh_caches):
