@@ -157,6 +157,53 @@ class LoadWatch:
         return out
 
 
+class StallWatch:
+    """Runs in the controller's event loop: when a job has written no result line for ``stall_s``
+    seconds, prints once what the controller holds (solves in flight, the engine load, the answer
+    workers, and where each pending task waits, counted by its innermost frame), so a job that
+    never finishes says why. The twelfth GPU run had one solve of 500 that never finished and
+    nothing that said where it waited (an answer worker stuck in sympy, found on the CPU later)."""
+
+    def __init__(self, path: str, solver: Any, stall_s: float) -> None:
+        self.path, self.solver, self.stall_s = path, solver, stall_s
+        self.stalls: list[dict] = []
+
+    def _size(self) -> int:
+        try:
+            return os.path.getsize(self.path)
+        except OSError:
+            return -1
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        size, since, told = self._size(), loop.time(), False
+        while True:
+            await asyncio.sleep(min(10.0, self.stall_s / 4))
+            now, cur = loop.time(), self._size()
+            if cur != size:
+                size, since, told = cur, now, False
+            elif not told and now - since >= self.stall_s:
+                told = True
+                self.stalls.append(self.dump(now - since))
+
+    def dump(self, quiet_s: float) -> dict:
+        load = self.solver.load
+        waits: dict[str, int] = {}
+        for t in asyncio.all_tasks():
+            if t.done() or t is asyncio.current_task():
+                continue
+            stack = t.get_stack()
+            where = f"{os.path.basename(stack[-1].f_code.co_filename)}:{stack[-1].f_lineno} {stack[-1].f_code.co_name}" \
+                if stack else repr(t.get_coro())[:80]
+            waits[where] = waits.get(where, 0) + 1
+        rep = {"quiet_s": round(quiet_s, 1), "solves_in_flight": self.solver.in_flight,
+               "sequences_in_flight": load.in_flight, "reserved": getattr(load, "reserved", 0),
+               "admission_waiting": getattr(load, "waiting", None), "answer_work": self.solver.answer_work.stats(),
+               "tasks_waiting_at": dict(sorted(waits.items(), key=lambda kv: -kv[1])[:12])}
+        print(f"# STALL: no result line for {rep['quiet_s']} s: {json.dumps(rep)}", flush=True)
+        return rep
+
+
 class GCWatch:
     """This process's cyclic garbage collections while a job runs (``gc.callbacks``): a full
     (generation 2) collection holds every thread, the controller's loop and SGLang's tokenizer
@@ -1018,12 +1065,14 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
     out = os.path.join(a.work_dir, f"{job.replace(':', '-')}_n{a.samples}_c{conc or 'auto'}.jsonl")
     lag = LoopLag()
     watch = LoadWatch(solver.load)
+    stall = StallWatch(out, solver, a.stall_s)
     sampler = StackSampler(threading.main_thread().ident, a.sample_hz) if a.sample_hz > 0 and not a.profile else None
     prof = cProfile.Profile() if a.profile else None
 
     async def go() -> tuple[list[dict], float, tuple]:
         task = asyncio.create_task(lag.run())
         wtask = asyncio.create_task(watch.run())
+        stask = asyncio.create_task(stall.run())
         if prof is not None:
             prof.enable()
         t = time.monotonic()
@@ -1039,6 +1088,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
                 prof.disable()
             task.cancel()
             wtask.cancel()
+            stask.cancel()
         return recs, wall, window
 
     cpu, mcpu = CPUClock(st.loop_thread), MachineCPU()
@@ -1065,7 +1115,8 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
                requests_per_call=round(u["engine_requests"] / u["engine_calls"], 2) if u.get("engine_calls") else None,
                calls_per_solve=round(u.get("engine_calls", 0) / max(1, len(recs)), 2),
                cpu_s=cpu.since(), machine_cpu=mcpu.since(), loop=lag.summary(t_mono), gc_main=gcw.summary(),
-               controller_sequences=watch.summary())
+               controller_sequences=watch.summary(), stalls=stall.stalls,
+               answer_work=solver.answer_work.stats())
     w0, w1 = window
     if w0 is not None:  # the SGLang engines: what the window held in this job
         row["submit_window"] = {**{k: w1[k] for k in ("window_ms", "busy")},
@@ -1387,6 +1438,8 @@ def main() -> None:
     ap.add_argument("--poll-s", type=float, default=1.0, help="SGLang load snapshot period")
     ap.add_argument("--gpu-poll-ms", type=int, default=500,
                     help="GPU clocks, power, temperature every this many ms per phase (nvidia-smi; 0: off)")
+    ap.add_argument("--stall-s", type=float, default=300.0,
+                    help="print what the controller holds when a job writes no result line this long (default 300)")
     ap.add_argument("--sample-hz", type=float, default=100.0, help="main-thread stack samples per s (0: off)")
     ap.add_argument("--profile", action="store_true", help="cProfile each job (replaces the sampler; slower)")
     ap.add_argument("--work-dir", default="/tmp/real_workload", help="result lines per job, SGLang's log")
@@ -1439,6 +1492,8 @@ def main() -> None:
             ap.error("--ab-workers: two integers >= 0, e.g. 4,8")
     if a.ab_rounds < 1:
         ap.error("--ab-rounds: an integer >= 1")
+    if not a.stall_s > 0:
+        ap.error("--stall-s: a number of seconds > 0")
     if a.sampler_ab and (a.sampler != "srca" or a.engine != "sglang" or a.server):
         ap.error("--sampler-ab needs --sampler srca and the in-process SGLang engine")
     try:

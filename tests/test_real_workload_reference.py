@@ -196,3 +196,41 @@ def test_bywidth_admits_one_job_by_the_widths_held():
         JobSetting(types.SimpleNamespace(), "bywidth")
     with pytest.raises(ValueError, match="admit"):
         Solver(engine=eng, admit="fast")
+
+
+def test_a_stalled_job_says_where_its_solves_wait(tmp_path, capsys):
+    """No result line for stall_s: one report of what the controller holds, and where each
+    pending task waits (the twelfth GPU run's unfinished solve said nothing)."""
+    import asyncio
+
+    from real_workload import StallWatch
+
+    from srca import Solver
+    from srca.engines.fake import ScriptedEngine
+
+    out = tmp_path / "job.jsonl"
+    out.write_text('{"unique_id": "p0"}\n')
+    solver = Solver(engine=ScriptedEngine(lambda p, r, i: (" \\boxed{1}", -0.1)))
+
+    async def stuck_solve(ev):
+        await ev.wait()  # a solve that never gets what it waits for
+
+    async def go():
+        ev = asyncio.Event()
+        stuck = asyncio.create_task(stuck_solve(ev))
+        watch = StallWatch(str(out), solver, stall_s=0.2)
+        task = asyncio.create_task(watch.run())
+        await asyncio.sleep(0.6)
+        task.cancel()
+        ev.set()
+        await stuck
+        return watch.stalls
+
+    stalls = asyncio.run(go())
+    assert len(stalls) == 1  # told once, not every tick
+    rep = stalls[0]
+    assert rep["quiet_s"] >= 0.2 and rep["solves_in_flight"] == 0 and rep["sequences_in_flight"] == 0
+    assert rep["answer_work"]["timed_out"] == 0
+    assert any("stuck_solve" in where for where in rep["tasks_waiting_at"])
+    assert "# STALL: no result line" in capsys.readouterr().out
+    solver.close()
