@@ -39,14 +39,15 @@ def width(config: Any) -> int:
     return max(1, METHODS[config.method].width_of(config))
 
 
-class Slots:
-    """A FIFO counting semaphore over ``capacity`` units, at most ``max_holders`` holders at once.
+class _Fifo:
+    """First come, first served admission: ``async with self.hold(units):`` starts at once when
+    no one waits and :meth:`_fits` says the request fits, else waits its turn; a grant is taken
+    (:meth:`_take`) inside the wake loop, so the next waiter is weighed against it before the
+    granted task runs, and given back (:meth:`_give`) when the holder leaves. A wide request is
+    never passed over by narrower ones that arrive after it. Subclasses say what fits and what
+    a grant holds."""
 
-    ``async with slots.hold(units):`` waits until ``units`` fit (a request for more than the
-    whole capacity waits for the slots to empty and then runs alone) and no earlier request is
-    still waiting: a wide solve is never passed over by narrower ones that arrive after it."""
-
-    def __init__(self, capacity: int, max_holders: int | None = None) -> None:
+    def __init__(self, capacity: int, max_holders: int | None) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity: must be an integer >= 1, got {capacity!r}")
         if max_holders is not None and (isinstance(max_holders, bool) or not isinstance(max_holders, int)
@@ -58,9 +59,22 @@ class Slots:
         self._waiting: deque[tuple[int, asyncio.Future]] = deque()
 
     def _fits(self, units: int) -> bool:
-        if self.max_holders is not None and self.holders >= self.max_holders:
-            return False
-        return self.used + min(units, self.capacity) <= self.capacity
+        raise NotImplementedError
+
+    def _take(self, units: int) -> Any:
+        raise NotImplementedError
+
+    def _release(self, grant: Any) -> None:
+        raise NotImplementedError
+
+    def _waiting_changed(self) -> None:
+        """Someone started or stopped waiting (LoadSlots watches the load while anyone waits)."""
+
+    def _entered(self, grant: Any) -> Any:
+        """The holder's body starts; what :meth:`_left` gets back."""
+
+    def _left(self, token: Any) -> None:
+        """The holder's body ended."""
 
     def free_now(self, units: int) -> bool:
         """Whether :meth:`hold` of ``units`` would start at once (room, and no one waiting)."""
@@ -73,18 +87,13 @@ class Slots:
                 self._waiting.popleft()
                 continue
             if not self._fits(units):
-                return
+                break
             self._waiting.popleft()
-            self._take(units)
-            fut.set_result(None)
+            fut.set_result(self._take(units))
+        self._waiting_changed()
 
-    def _take(self, units: int) -> None:
-        self.used += min(units, self.capacity)
-        self.holders += 1
-
-    def _give(self, units: int) -> None:
-        self.used -= min(units, self.capacity)
-        self.holders -= 1
+    def _give(self, grant: Any) -> None:
+        self._release(grant)
         self._wake()
 
     @asynccontextmanager
@@ -92,22 +101,50 @@ class Slots:
         if isinstance(units, bool) or not isinstance(units, int) or units < 1:
             raise ValueError(f"units: must be an integer >= 1, got {units!r}")
         if self.free_now(units):
-            self._take(units)
+            grant = self._take(units)
         else:
             fut = asyncio.get_running_loop().create_future()
             self._waiting.append((units, fut))
+            self._waiting_changed()
             try:
-                await fut
+                grant = await fut
             except asyncio.CancelledError:
                 if fut.done() and not fut.cancelled():  # granted as it was cancelled: hand it on
-                    self._give(units)
+                    self._give(fut.result())
                 else:  # no longer waiting: those behind it may fit now
                     self._wake()
                 raise
+        token = self._entered(grant)
         try:
             yield
         finally:
-            self._give(units)
+            self._left(token)
+            self._give(grant)
+
+
+class Slots(_Fifo):
+    """A FIFO counting semaphore over ``capacity`` units, at most ``max_holders`` holders at once.
+
+    ``async with slots.hold(units):`` waits until ``units`` fit (a request for more than the
+    whole capacity waits for the slots to empty and then runs alone) and no earlier request is
+    still waiting: a wide solve is never passed over by narrower ones that arrive after it."""
+
+    def __init__(self, capacity: int, max_holders: int | None = None) -> None:
+        super().__init__(capacity, max_holders)
+
+    def _fits(self, units: int) -> bool:
+        if self.max_holders is not None and self.holders >= self.max_holders:
+            return False
+        return self.used + min(units, self.capacity) <= self.capacity
+
+    def _take(self, units: int) -> int:
+        self.used += min(units, self.capacity)
+        self.holders += 1
+        return units
+
+    def _release(self, units: int) -> None:
+        self.used -= min(units, self.capacity)
+        self.holders -= 1
 
 
 # the admission of the solve running in this task (LoadSlots.hold sets it): its first engine
@@ -137,7 +174,7 @@ def release_admission() -> None:
         r.release()
 
 
-class LoadSlots:
+class LoadSlots(_Fifo):
     """Admission by the engine's load (:class:`EngineLoad`): FIFO, a solve of ``units``
     sequences starts once the sequences in flight, those reserved by solves admitted that have
     not called the engine yet, and its own fit the batch (``capacity``); the widths held stay
@@ -148,18 +185,15 @@ class LoadSlots:
     model (three GPU runs' cost curves) majority@16 on 500 problems took 0.91x to 0.96x its wall
     admitted by width, srca@16 on 2,000 problems 0.89x to 0.95x.
     Solves admitted while others were between engine calls may later hold more than the batch
-    at once (the engine queues the rest); the overcommit bounds that."""
+    at once (the engine queues the rest); the overcommit bounds that. While solves wait, the
+    load tells this admission whenever it falls."""
 
     def __init__(self, load: "EngineLoad", capacity: int, max_holders: int | None = None,
                  overcommit: float = OVERCOMMIT) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity: must be an integer >= 1, got {capacity!r}")
+        super().__init__(capacity, max_holders)
         if not 1.0 <= overcommit <= 16.0:
             raise ValueError(f"overcommit: must be between 1 and 16, got {overcommit!r}")
-        self.load, self.capacity, self.max_holders, self.overcommit = load, capacity, max_holders, overcommit
-        self.used = 0  # widths held now
-        self.holders = 0
-        self._waiting: deque[tuple[int, asyncio.Future]] = deque()
+        self.load, self.overcommit = load, overcommit
 
     def _fits(self, units: int) -> bool:
         if self.holders == 0:
@@ -170,19 +204,6 @@ class LoadSlots:
             return False
         return self.load.in_flight + self.load.reserved + units <= self.capacity
 
-    def _wake(self) -> None:
-        while self._waiting:
-            units, fut = self._waiting[0]
-            if fut.done():  # its waiter was cancelled
-                self._waiting.popleft()
-                continue
-            if not self._fits(units):
-                break
-            self._waiting.popleft()
-            fut.set_result(self._take(units))
-        if not self._waiting:
-            self.load.unwatch(self._wake)
-
     def _take(self, units: int) -> Reservation:
         """Admit a solve of ``units``: its width held and reserved in the load at once (the
         next waiter is weighed against it before this one's task runs)."""
@@ -190,39 +211,25 @@ class LoadSlots:
         self.holders += 1
         return Reservation(self.load, units)
 
-    def _give(self, reservation: Reservation) -> None:
+    def _release(self, reservation: Reservation) -> None:
         reservation.release()
         self.used -= reservation.width
         self.holders -= 1
-        self._wake()
 
-    @asynccontextmanager
-    async def hold(self, units: int = 1) -> AsyncIterator[None]:
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(f"units: must be an integer >= 1, got {units!r}")
-        if not self._waiting and self._fits(units):
-            reservation = self._take(units)
-        else:
-            fut = asyncio.get_running_loop().create_future()
-            self._waiting.append((units, fut))
+    def _waiting_changed(self) -> None:
+        if self._waiting:
             self.load.watch(self._wake)
-            try:
-                reservation = await fut
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():  # granted as it was cancelled: hand it on
-                    self._give(fut.result())
-                else:  # no longer waiting: those behind it may fit now
-                    self._wake()
-                raise
-        token = _ADMITTED.set(reservation)
+        else:
+            self.load.unwatch(self._wake)
+
+    def _entered(self, reservation: Reservation) -> Any:
+        return _ADMITTED.set(reservation)
+
+    def _left(self, token: Any) -> None:
         try:
-            yield
-        finally:
-            try:
-                _ADMITTED.reset(token)
-            except ValueError:  # left from another context (a generator closed elsewhere): nothing to undo there
-                pass
-            self._give(reservation)
+            _ADMITTED.reset(token)
+        except ValueError:  # left from another context (a generator closed elsewhere): nothing to undo there
+            pass
 
 
 class BatchAdmission:
