@@ -1,0 +1,138 @@
+"""Does a solve's answer work finish on every answer the model has given? A scan of the stored
+result lines.
+
+A solve's decision parses, clusters and grades its candidates' answers (math-verify and sympy,
+plus this project's cheap checks in ``srca.answers``). An answer sympy cannot finish with holds
+its solve for good: the twelfth GPU run lost one solve of 500 to a product to a symbolic bound
+that the numeric disproof evaluated at a point (README, "Twelfth run"). This gathers, for each
+problem, every distinct answer the stored lines under ``results/`` hold, and in a child process
+clusters them (``srca.answers.cluster``, as a decision does, only with far larger pools) and
+grades each against the gold answer, one problem after another; a problem that takes longer
+than ``--limit`` seconds has its child killed and is reported, and the scan goes on with the
+next in a new child. Exits 1 when one did not finish.
+
+    python benchmarks/answer_scan.py                       # every results/**/*.jsonl.gz
+    python benchmarks/answer_scan.py --limit 120 --lines A.jsonl.gz B.jsonl.gz
+
+Writes ``results/answer_scan_<tag>.json`` (per problem: answers, seconds; the slowest; the
+unfinished) and prints them.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from _common import write_result  # noqa: E402
+from equivalence_check import read_lines  # noqa: E402
+
+CHILD = r"""
+import json, sys, time
+from srca.answers import cluster, equivalent
+data = json.load(open(sys.argv[1]))
+for uid, gold, answers in data[int(sys.argv[2]):]:
+    print("START", uid, flush=True)
+    t = time.perf_counter()
+    cluster(answers)
+    for a in answers:
+        if gold is not None:
+            equivalent(gold, a)
+    print("END", uid, round(time.perf_counter() - t, 3), flush=True)
+"""
+
+
+def gather(paths: list[str]) -> list[tuple[str, str | None, list[str]]]:
+    """(unique_id, gold, sorted distinct answers) for every problem the lines hold."""
+    answers: dict[str, set[str]] = {}
+    gold: dict[str, str | None] = {}
+    for r in read_lines(paths):
+        uid = r.get("unique_id")
+        if not uid or not isinstance(r.get("answers"), list):
+            continue
+        answers.setdefault(uid, set()).update(g["answer"] for g in r["answers"] if g.get("answer") is not None)
+        gold.setdefault(uid, r.get("gold"))
+    return [(u, gold[u], sorted(answers[u])) for u in sorted(answers)]
+
+
+def scan(problems: list, limit: float) -> tuple[dict[str, float], list[str]]:
+    """Seconds per problem, and the problems that did not finish within ``limit``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(problems, f)
+    done: dict[str, float] = {}
+    hung: list[str] = []
+    i = 0
+    try:
+        while i < len(problems):
+            child = subprocess.Popen([sys.executable, "-c", CHILD, f.name, str(i)], stdout=subprocess.PIPE, text=True)
+            assert child.stdout is not None
+            current, since = None, time.monotonic()
+            while True:
+                ready, _, _ = select.select([child.stdout], [], [], 1.0)
+                if ready:
+                    line = child.stdout.readline()
+                    if not line:  # the child ended: all done, or it died (that problem is reported)
+                        if child.wait() != 0 and current is not None:
+                            hung.append(current)
+                            i += 1
+                        else:
+                            i = len(problems)
+                        break
+                    word, uid, *rest = line.split()
+                    if word == "START":
+                        current, since = uid, time.monotonic()
+                    else:
+                        done[uid] = float(rest[0])
+                        current, i = None, i + 1
+                elif current is not None and time.monotonic() - since > limit:
+                    print(f"# not finished in {limit:.0f} s: {current}", flush=True)
+                    hung.append(current)
+                    child.kill()
+                    child.wait()
+                    i += 1
+                    break
+    finally:
+        os.unlink(f.name)
+    return done, hung
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lines", nargs="+", help="result lines (.jsonl or .jsonl.gz); default: every results/**/*.jsonl.gz")
+    ap.add_argument("--limit", type=float, default=300.0, help="seconds a problem may take (default 300)")
+    ap.add_argument("--tag", default="cpu")
+    a = ap.parse_args(argv)
+    if not a.limit > 0:
+        ap.error("--limit: a number of seconds > 0")
+    paths = a.lines or sorted(glob.glob(os.path.join(HERE, "results", "**", "*.jsonl.gz"), recursive=True))
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        ap.error(f"--lines: no such file: {missing[0]}")
+    problems = gather(paths)
+    t = time.monotonic()
+    done, hung = scan(problems, a.limit)
+    sizes = {u: len(ans) for u, _, ans in problems}
+    slowest = sorted(done, key=lambda u: -done[u])[:15]
+    res = {"files": len(paths), "problems": len(problems), "answers": sum(sizes.values()),
+           "wall_s": round(time.monotonic() - t, 1), "limit_s": a.limit, "not_finished": hung,
+           "slowest": [{"unique_id": u, "answers": sizes[u], "s": done[u]} for u in slowest],
+           "seconds": done}
+    out = os.path.join(HERE, "results", f"answer_scan_{a.tag}.json")
+    write_result(out, "answer_scan", a, **res)
+    print(f"{'problem':44s} {'answers':>7s} {'s':>8s}")
+    for r in res["slowest"]:
+        print(f"{r['unique_id']:44s} {r['answers']:7d} {r['s']:8.2f}")
+    print(f"# {len(problems)} problems, {res['answers']} distinct answers from {len(paths)} files in "
+          f"{res['wall_s']} s; not finished within {a.limit:.0f} s: {hung or 'none'}; wrote {out}")
+    return 1 if hung else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""benchmarks/answer_scan.py: a problem whose answer work does not finish in time is reported,
+and the scan goes on with the next problem in a new child."""
+import gzip
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+from answer_scan import gather, scan  # noqa: E402
+
+
+def test_a_slow_problem_is_reported_and_the_scan_goes_on(tmp_path):
+    lines = tmp_path / "lines.jsonl.gz"
+    rows = [  # math-verify takes its whole 5 s timeout on the tower: past a 2 s limit
+        {"unique_id": "p1", "gold": "5", "answers": [{"answer": "9^{9^{9^{9}}}"}, {"answer": "5"}]},
+        {"unique_id": "p2", "gold": "2", "answers": [{"answer": "1+1"}, {"answer": "2"}]},
+        {"unique_id": "p2", "gold": "2", "answers": [{"answer": "\\frac{4}{2}"}, {"answer": None}]},
+    ]
+    with gzip.open(lines, "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    problems = gather([str(lines)])
+    assert problems == [("p1", "5", ["5", "9^{9^{9^{9}}}"]), ("p2", "2", ["1+1", "2", "\\frac{4}{2}"])]
+    done, hung = scan(problems, limit=2.0)
+    assert hung == ["p1"] and list(done) == ["p2"] and done["p2"] < 2.0
