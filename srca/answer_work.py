@@ -23,9 +23,10 @@ killed (nothing else interrupts sympy stuck in exact integer arithmetic, or math
 signal timeouts that a worker's own code does not use), and the call runs again inline with the
 answers compared by their text alone (:func:`srca.answers.text_only`), so the solve still
 finishes. The other calls the killed pool held run again on a new one (a deadline counts from
-the call, queueing included: one sent at the same moment as a stuck call may be stopped with it). The twelfth GPU run lost
-one solve of 500 to such an answer (a product to a symbolic bound, evaluated at a point) before
-the deadline existed; :func:`srca.answers._evaluable` now refuses that case outright.
+the call, queueing included: one sent at the same moment as a stuck call may be stopped with
+it). The twelfth GPU run lost one solve of 500 to such an answer (a product to a symbolic
+bound, evaluated at a point) before the deadline existed; :func:`srca.answers._evaluable` now
+refuses that case outright.
 """
 from __future__ import annotations
 
@@ -165,6 +166,7 @@ class AnswerWorkers:
 
                 with text_only():
                     return fn(*args)
+        raise AssertionError("unreachable: the last attempt returns")
 
     def _drop(self, pool: ProcessPoolExecutor, kill: bool = False) -> None:
         """Stop using ``pool`` (the next call starts a new one); with ``kill``, end its processes

@@ -196,9 +196,10 @@ def _evaluable(x) -> bool:
     """Whether the cheap checks below may evaluate ``x`` numerically: no unevaluated sum,
     product, integral, limit or derivative (``evalf`` of a product to a symbolic bound,
     ``\\prod_{k=0}^{n-1} (16k^4 + 1)`` at n = 0.37, never returns), and no power whose numeric
-    exponent may exceed :data:`_MAX_EXPONENT` (exact integer arithmetic that does not return
-    either, and no signal interrupts it). Both were model answers on one MATH-500 problem; the
-    first hung a solve of the twelfth GPU run for good. Whatever this refuses goes to
+    exponent may exceed :data:`_MAX_EXPONENT` (``9^{9^{9^9}}``: exact integer arithmetic that
+    does not return either, and no signal interrupts it). The first is a model's answer on
+    MATH-500 ``test/intermediate_algebra/1467`` (3 of 12 stored runs' pools), and by all the
+    evidence what held the twelfth GPU run's unfinished solve. Whatever this refuses goes to
     math-verify, whose own timeout bounds it."""
     from sympy import Basic, Derivative, Integral, Limit, Pow, Product, Sum, preorder_traversal
 
