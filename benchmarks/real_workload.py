@@ -1066,6 +1066,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
     lag = LoopLag()
     watch = LoadWatch(solver.load)
     stall = StallWatch(out, solver, a.stall_s)
+    work0 = solver.answer_work.stats()  # the solver's counts since it started: this job's are the difference
     sampler = StackSampler(threading.main_thread().ident, a.sample_hz) if a.sample_hz > 0 and not a.profile else None
     prof = cProfile.Profile() if a.profile else None
 
@@ -1116,7 +1117,7 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
                calls_per_solve=round(u.get("engine_calls", 0) / max(1, len(recs)), 2),
                cpu_s=cpu.since(), machine_cpu=mcpu.since(), loop=lag.summary(t_mono), gc_main=gcw.summary(),
                controller_sequences=watch.summary(), stalls=stall.stalls,
-               answer_work=solver.answer_work.stats())
+               answer_work={k: v - work0[k] if k != "workers" else v for k, v in solver.answer_work.stats().items()})
     w0, w1 = window
     if w0 is not None:  # the SGLang engines: what the window held in this job
         row["submit_window"] = {**{k: w1[k] for k in ("window_ms", "busy")},
