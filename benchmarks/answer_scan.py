@@ -91,6 +91,8 @@ def scan(problems: list, limit: float) -> tuple[dict[str, float], list[str]]:
                     else:
                         done[uid] = float(rest[0])
                         current, i = None, i + 1
+                        if i % 50 == 0:
+                            print(f"# {i} of {len(problems)} problems", flush=True)
                 elif current is not None and time.monotonic() - since > limit:
                     print(f"# not finished in {limit:.0f} s: {current}", flush=True)
                     hung.append(current)
