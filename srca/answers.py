@@ -10,6 +10,7 @@ import math
 import re
 import threading
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Iterator, Sequence
 
@@ -122,13 +123,14 @@ def _parsed(ans: str) -> tuple:
 
 def is_math(ans: str) -> bool:
     """Whether math-verify parses ``ans`` into a math object (not just a string)."""
-    if _TEXT_ONLY:
+    if _TEXT_ONLY.get():
         return False
     p = _parsed(ans)
     return bool(p) and not isinstance(p[0], str)
 
 
-_TEXT_ONLY = False  # text_only(): answers compared by their normalized text alone
+# text_only(): answers compared by their normalized text alone (per thread and task context)
+_TEXT_ONLY: ContextVar[bool] = ContextVar("srca_answers_text_only", default=False)
 
 
 @contextmanager
@@ -136,20 +138,24 @@ def text_only() -> Iterator[None]:
     """Within it, :func:`equivalent`, :func:`canonical` and :func:`is_math` use the normalized
     text alone (no math-verify, no sympy): what a solve's answer work falls back to when it ran
     past its deadline (:mod:`srca.answer_work`), since then some answer is one sympy cannot
-    finish with. Not thread-safe; for synchronous code on one thread."""
-    global _TEXT_ONLY
-    before, _TEXT_ONLY = _TEXT_ONLY, True
+    finish with. Other threads and tasks are not affected."""
+    token = _TEXT_ONLY.set(True)
     try:
         yield
     finally:
-        _TEXT_ONLY = before
+        _TEXT_ONLY.reset(token)
+
+
+def is_text_only() -> bool:
+    """Whether the caller runs inside :func:`text_only`."""
+    return _TEXT_ONLY.get()
 
 
 def canonical(ans: str | None) -> str | None:
     """A display key: math-verify's normal form when it parses, else the normalized text."""
     if ans is None:
         return None
-    if _TEXT_ONLY:
+    if _TEXT_ONLY.get():
         return normalize_text(ans)
     p = _parsed(ans)
     if p and not isinstance(p[0], str):
@@ -406,7 +412,7 @@ def equivalent(gold: str, pred: str) -> bool:
     :func:`text_only`, whether their normalized texts are equal."""
     if gold is None or pred is None:
         return False
-    if _TEXT_ONLY:
+    if _TEXT_ONLY.get():
         return normalize_text(gold) == normalize_text(pred)
     return _equivalent(gold, pred)
 

@@ -119,7 +119,7 @@ def _stuck_unless_text_only(x):
 
     from srca import answers
 
-    while not answers._TEXT_ONLY:
+    while not answers.is_text_only():
         time.sleep(1)
     return ("text only", x)
 
