@@ -87,6 +87,12 @@ def _ready() -> bool:
     return True
 
 
+def _retrieved(fut: "asyncio.Future[Any]") -> None:
+    """Read an abandoned call's outcome, so that asyncio does not log it as never retrieved."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 class AnswerWorkers:
     """A lazily started process pool for pure functions of a solve's answers.
 
@@ -144,7 +150,15 @@ class AnswerWorkers:
         for attempt in range(3):
             pool = self._executor()
             try:
-                return await asyncio.wait_for(asyncio.wrap_future(pool.submit(fn, *args)), self.deadline_s)
+                # never cancel a call sent to the pool (a late or abandoned one runs out and is
+                # dropped): CPython 3.11's pool manager dies on a cancelled call when the pool
+                # breaks, and the calls it still held would then never be answered
+                fut = asyncio.wrap_future(pool.submit(fn, *args))
+                fut.add_done_callback(_retrieved)
+                done, _ = await asyncio.wait({fut}, timeout=self.deadline_s)
+                if not done:
+                    raise asyncio.TimeoutError
+                return fut.result()
             except BrokenProcessPool as e:
                 if any(k is pool for k in self._killed) and attempt < 2:  # stopped for another call: a new pool
                     self._drop(pool)

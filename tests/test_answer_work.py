@@ -169,3 +169,17 @@ def test_pool_size_rules(monkeypatch):
             check_workers(bad)
     with pytest.raises(ValueError, match="answer_workers"):
         Solver(engine=ScriptedEngine(_script), answer_workers=-2)
+
+
+def test_an_eval_whose_answer_work_runs_late_still_writes_every_line_and_says_so(tmp_path, caplog):
+    probs = [Problem(unique_id=f"p{k}", problem=f"q{k}", answer="\\frac12") for k in range(2)]
+    solver = Solver(engine=ScriptedEngine(_script, latency_s=0.02), answer_workers=1)
+    solver.answer_work.deadline_s = 0.001  # every call in a worker is late: each runs again inline, on text
+    with caplog.at_level("WARNING"):
+        recs = asyncio.run(arun_eval(probs, ["majority"], [4], solver, tmp_path / "out.jsonl", seed=0, progress=False))
+    assert [r["unique_id"] for r in recs] == ["p0", "p1"]
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
+    late = solver.answer_work.timed_out
+    assert late >= 1
+    assert f"{late} call(s) of this eval ran past" in caplog.text
+    solver.close()

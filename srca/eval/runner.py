@@ -181,6 +181,7 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
     if len(todo) > 1:  # many solves ahead: the answer workers start now, not mid-run (AnswerWorkers.start)
         solver.answer_work.start()
     admission = solver.batch_admission(1 if isolate else concurrency, floor=8)
+    timed_out0 = solver.answer_work.timed_out
     flush = getattr(solver.engine, "flush_cache", None) if isolate else None
     if isolate and flush is None:
         raise ValueError(f"isolate: the {type(solver.engine).__name__} engine has no flush_cache()")
@@ -217,6 +218,10 @@ async def arun_eval(problems: Sequence[Problem], methods: Sequence[str], ns: Seq
         bar.close()
         if solver is not engine:  # this call's own solver: its workers go with it (the engine stays)
             solver.answer_work.close()
+    late = solver.answer_work.timed_out - timed_out0
+    if late:  # rare (an answer sympy cannot finish with); the lines are written, but say so
+        log.warning("answer work: %d call(s) of this eval ran past the %.0f s deadline and compared answers by "
+                    "their text alone (srca.answer_work)", late, solver.answer_work.deadline_s)
     records = canonical_order(list(existing) + new, planned)
     write_atomic(out, records)
     return records
