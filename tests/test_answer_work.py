@@ -129,7 +129,7 @@ def _plus_one(x):
 
 
 def test_a_call_past_its_deadline_is_stopped_and_finishes_on_text_alone():
-    w = AnswerWorkers(1, deadline_s=2.0)
+    w = AnswerWorkers(1, deadline_s=4.0)  # room for a new pool to start within a retried call's deadline
 
     async def later(delay, call):
         await asyncio.sleep(delay)
