@@ -21,7 +21,9 @@ bootstrap over problems (10,000 resamples of the problems, the runs of each kept
 p-value a sign-flip test of the per-problem differences (each problem's difference kept or
 negated at random). With ``--tuned-on`` (a file of ``unique_id``s a rule was chosen on) the
 held-out problems and the tuned ones are reported apart too; ``--split-at K`` reports the
-problems of the run files' first K lines and the rest apart (runs of different lengths).
+first K problems and the rest apart (runs of different lengths): with ``--data`` (the problems'
+JSONL) the data set's first K, else those of the run files' first K lines, which a run that
+writes its lines as its solves finish (``--concurrency auto``) does not keep in data order.
 """
 from __future__ import annotations
 
@@ -84,13 +86,20 @@ def _run_accuracy(run: dict[str, bool], ids: list[str]) -> float | None:
     return round(100 * sum(held) / len(held), 2) if held else None
 
 
+def data_order(path: str) -> list[str]:
+    """The ``unique_id``s of a problems JSONL, in its order."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line)["unique_id"] for line in f if line.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--a", nargs="+", required=True, help="eval result files of the first method, one run each")
     ap.add_argument("--b", nargs="+", required=True, help="eval result files of the second method")
     ap.add_argument("--tuned-on", default=None, help="unique_ids a rule was tuned on (reported apart)")
-    ap.add_argument("--split-at", type=int, default=0, help="also report the problems of the run files' first K "
-                    "lines and the others apart")
+    ap.add_argument("--split-at", type=int, default=0, help="also report the first K problems and the others "
+                    "apart (the data's first K with --data, else the run files' first K lines)")
+    ap.add_argument("--data", default=None, help="the problems' JSONL (unique_id per line), for --split-at's order")
     ap.add_argument("--resamples", type=int, default=10_000)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
@@ -100,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     ids = sorted(set.union(*(set(r) for r in runs_a)) & set.union(*(set(r) for r in runs_b)))
     parts = {"all": ids}
     if a.split_at:
-        first = {i for r in runs_a + runs_b for i in list(r)[: a.split_at]}
+        if a.data:
+            first = set(data_order(a.data)[: a.split_at])
+        else:
+            first = {i for r in runs_a + runs_b for i in list(r)[: a.split_at]}
         parts[f"first {a.split_at}"] = [i for i in ids if i in first]
         parts["the others"] = [i for i in ids if i not in first]
     if a.tuned_on:
