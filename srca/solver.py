@@ -47,8 +47,8 @@ class Solver:
     ``admit``: how ``solve_many`` and ``srca eval`` admit solves on an engine that states its
     batch (:mod:`srca.admission`): ``"width"`` (default) while the widths of the solves in flight
     fit, ``"load"`` while the sequences in flight leave room for the next solve's width (faster
-    on a model of the GPU, not yet measured against width on one; the one solve of 500 that did
-    not finish on its first GPU run was held by the answer work, since fixed).
+    on a model of the GPU; on one H100, all of MATH-500, as fast as width: README "Fourteenth
+    run").
     """
 
     def __init__(self, engine: Engine | str | None = None, scorer: Scorer | str | None = None,
