@@ -13,9 +13,12 @@ next in a new child. Exits 1 when one did not finish.
 
     python benchmarks/answer_scan.py                       # every results/**/*.jsonl.gz
     python benchmarks/answer_scan.py --limit 120 --lines A.jsonl.gz B.jsonl.gz
+    python benchmarks/answer_scan.py --resume              # the problems the JSON does not hold yet
 
 Writes ``results/answer_scan_<tag>.json`` (per problem: answers, seconds; the slowest; the
-unfinished) and prints them.
+unfinished) and prints them. The JSON is rewritten every 50 problems with ``complete: false``,
+so a scan cut short (on a 2-core machine the whole store takes hours) keeps what it covered, and
+``--resume`` goes on from there (the problems it holds are not scanned again).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -63,8 +67,10 @@ def gather(paths: list[str]) -> list[tuple[str, str | None, list[str]]]:
     return [(u, gold[u], sorted(answers[u])) for u in sorted(answers)]
 
 
-def scan(problems: list, limit: float) -> tuple[dict[str, float], list[str]]:
-    """Seconds per problem, and the problems that did not finish within ``limit``."""
+def scan(problems: list, limit: float, progress: Callable[[dict[str, float], list[str]], object] | None = None
+         ) -> tuple[dict[str, float], list[str]]:
+    """Seconds per problem, and the problems that did not finish within ``limit``;
+    ``progress(done, hung)`` every 50 problems."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(problems, f)
     done: dict[str, float] = {}
@@ -94,6 +100,8 @@ def scan(problems: list, limit: float) -> tuple[dict[str, float], list[str]]:
                         current, i = None, i + 1
                         if i % 50 == 0:
                             print(f"# {i} of {len(problems)} problems", flush=True)
+                            if progress is not None:
+                                progress(done, hung)
                 elif current is not None and time.monotonic() - since > limit:
                     print(f"# not finished in {limit:.0f} s: {current}", flush=True)
                     hung.append(current)
@@ -111,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", nargs="+", help="result lines (.jsonl or .jsonl.gz); default: every results/**/*.jsonl.gz")
     ap.add_argument("--limit", type=float, default=300.0, help="seconds a problem may take (default 300)")
     ap.add_argument("--tag", default="cpu")
+    ap.add_argument("--out", default=None, help="default results/answer_scan_<tag>.json")
+    ap.add_argument("--resume", action="store_true", help="keep the problems the JSON already holds; scan the rest")
     a = ap.parse_args(argv)
     if not a.limit > 0:
         ap.error("--limit: a number of seconds > 0")
@@ -118,23 +128,46 @@ def main(argv: list[str] | None = None) -> int:
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         ap.error(f"--lines: no such file: {missing[0]}")
+    out = a.out or os.path.join(HERE, "results", f"answer_scan_{a.tag}.json")
     problems = gather(paths)
-    t = time.monotonic()
-    done, hung = scan(problems, a.limit)
+    before: dict[str, float] = {}
+    hung_before: list[str] = []
+    wall_before = 0.0
+    if a.resume and os.path.exists(out):
+        with open(out, encoding="utf-8") as f:
+            old = json.load(f)
+        before, hung_before, wall_before = dict(old.get("seconds") or {}), list(old.get("not_finished") or []), \
+            float(old.get("wall_s") or 0.0)
+    todo = [p for p in problems if p[0] not in before and p[0] not in hung_before]
     sizes = {u: len(ans) for u, _, ans in problems}
-    slowest = sorted(done, key=lambda u: -done[u])[:15]
-    res = {"files": len(paths), "problems": len(problems), "answers": sum(sizes.values()),
-           "wall_s": round(time.monotonic() - t, 1), "limit_s": a.limit, "not_finished": hung,
-           "slowest": [{"unique_id": u, "answers": sizes[u], "s": done[u]} for u in slowest],
-           "seconds": done}
-    out = os.path.join(HERE, "results", f"answer_scan_{a.tag}.json")
-    write_result(out, "answer_scan", a, **res)
+    t = time.monotonic()
+
+    def result(done: dict[str, float], hung: list[str], complete: bool) -> dict:
+        seconds = {**before, **done}
+        slowest = sorted(seconds, key=lambda u: -seconds[u])[:15]
+        return {"files": len(paths), "problems": len(problems), "scanned": len(seconds) + len(hung_before) + len(hung),
+                "complete": complete, "answers": sum(sizes.values()),
+                "wall_s": round(wall_before + time.monotonic() - t, 1), "limit_s": a.limit,
+                "not_finished": hung_before + hung,
+                "slowest": [{"unique_id": u, "answers": sizes.get(u), "s": seconds[u]} for u in slowest],
+                "seconds": seconds}
+
+    def save(done: dict[str, float], hung: list[str], complete: bool = False) -> dict:
+        res = result(done, hung, complete)
+        write_result(out, "answer_scan", a, **res)
+        return res
+
+    if todo:
+        print(f"# {len(todo)} of {len(problems)} problems to scan"
+              + (f" ({len(problems) - len(todo)} from {out})" if len(todo) < len(problems) else ""), flush=True)
+    done, hung = scan(todo, a.limit, progress=save)
+    res = save(done, hung, complete=True)
     print(f"{'problem':44s} {'answers':>7s} {'s':>8s}")
     for r in res["slowest"]:
-        print(f"{r['unique_id']:44s} {r['answers']:7d} {r['s']:8.2f}")
+        print(f"{r['unique_id']:44s} {r['answers'] or 0:7d} {r['s']:8.2f}")
     print(f"# {len(problems)} problems, {res['answers']} distinct answers from {len(paths)} files in "
-          f"{res['wall_s']} s; not finished within {a.limit:.0f} s: {hung or 'none'}; wrote {out}")
-    return 1 if hung else 0
+          f"{res['wall_s']} s; not finished within {a.limit:.0f} s: {res['not_finished'] or 'none'}; wrote {out}")
+    return 1 if res["not_finished"] else 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-from answer_scan import gather, scan  # noqa: E402
+from answer_scan import gather, main, scan  # noqa: E402
 
 
 def test_a_slow_problem_is_reported_and_the_scan_goes_on(tmp_path):
@@ -22,3 +22,23 @@ def test_a_slow_problem_is_reported_and_the_scan_goes_on(tmp_path):
     assert problems == [("p1", "5", ["5", "9^{9^{9^{9}}}"]), ("p2", "2", ["1+1", "2", "\\frac{4}{2}"])]
     done, hung = scan(problems, limit=4.0)
     assert hung == ["p1"] and list(done) == ["p2"] and done["p2"] < 4.0
+
+
+def test_a_resumed_scan_keeps_what_the_json_holds_and_scans_the_rest(tmp_path):
+    lines, out = tmp_path / "a.jsonl.gz", tmp_path / "scan.json"
+    rows = [{"unique_id": "p1", "gold": "2", "answers": [{"answer": "1+1"}, {"answer": "2"}]}]
+    with gzip.open(lines, "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["--lines", str(lines), "--out", str(out)]) == 0
+    first = json.loads(out.read_text())
+    assert first["complete"] is True and list(first["seconds"]) == ["p1"] and first["scanned"] == 1
+    more = tmp_path / "b.jsonl.gz"
+    with gzip.open(more, "wt") as f:
+        f.write(json.dumps({"unique_id": "p2", "gold": "3", "answers": [{"answer": "3"}]}) + "\n")
+    first["seconds"]["p1"] = 123.0  # a figure no new scan of p1 would give: kept, not rescanned
+    out.write_text(json.dumps(first))
+    assert main(["--lines", str(lines), str(more), "--out", str(out), "--resume"]) == 0
+    second = json.loads(out.read_text())
+    assert second["seconds"]["p1"] == 123.0 and set(second["seconds"]) == {"p1", "p2"}
+    assert second["complete"] is True and second["scanned"] == 2 and second["problems"] == 2
+    assert second["slowest"][0] == {"unique_id": "p1", "answers": 2, "s": 123.0}
