@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.resamples < 100:
         ap.error("--resamples: at least 100")
+    if a.data and not os.path.isfile(a.data):
+        ap.error(f"--data: no such file: {a.data}")
     runs_a, runs_b = [read_run(p) for p in a.a], [read_run(p) for p in a.b]
     ids = sorted(set.union(*(set(r) for r in runs_a)) & set.union(*(set(r) for r in runs_b)))
     parts = {"all": ids}

@@ -78,6 +78,8 @@ def test_the_command_pools_runs_and_splits_the_tuned_problems(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert rows["first 2"]["problems"] == 2 and rows["first 2"]["a_draws"] == [2, 3]
     assert rows["first 2"]["a_accuracy"] == 83.33  # p3: 2 of 2 right; p0: 2 of 3
+    with pytest.raises(SystemExit):  # argparse's usage error, exit 2
+        main(["--a", a1, "--b", b1, "--split-at", "2", "--data", str(tmp_path / "none.jsonl")])
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text(json.dumps({"unique_id": "p0", "method": "srca", "n": 16, "correct": True}) + "\n"
                      + json.dumps({"unique_id": "p0", "method": "majority", "n": 16, "correct": True}) + "\n")
