@@ -4,7 +4,7 @@ result lines.
 A solve's decision parses, clusters and grades its candidates' answers (math-verify and sympy,
 plus this project's cheap checks in ``srca.answers``). An answer sympy cannot finish with holds
 its solve for good: the twelfth GPU run lost one solve of 500 to a product to a symbolic bound
-that the numeric disproof evaluated at a point (README, "Twelfth run"). This gathers, for each
+that the numeric disproof evaluated at a point (benchmarks/RUNS.md, "Twelfth run"). This gathers, for each
 problem, every distinct answer the stored lines under ``results/`` hold, and in a child process
 clusters them (``srca.answers.cluster``, as a decision does, only with far larger pools) and
 grades each against the gold answer, one problem after another; a problem that takes longer

@@ -433,7 +433,7 @@ class LoadPoller(threading.Thread):
 class GpuPoller(threading.Thread):
     """The GPU's SM clock, power, temperature and clock-limit reasons every ``period_ms``
     (``nvidia-smi --query-gpu ... --loop-ms``), each line stamped on arrival; :meth:`take` summarizes
-    a phase. Why: the same phase ran up to 1.14x slower later in a run than first (README, "Sixth
+    a phase. Why: the same phase ran up to 1.14x slower later in a run than first (benchmarks/RUNS.md, "Sixth
     run"), and a GPU that lowers its clocks as it heats would do that. GPU 0 only (this
     benchmark runs one engine on one GPU)."""
 

@@ -48,7 +48,7 @@ def auto_workers(cpus: int | None = None) -> int:
     own CPU work is small next to a CPU model's), else half the cores, at most 8. Half, not a
     quarter as until 2026-12-03: with SGLang's decode graphs a 200-problem majority@16 job's
     solves finished within seconds of each other and the slowest then waited up to 4.7 s for 4
-    workers on a 16-core H200 host (README, "Fourth run"); SGLang's own processes and the
+    workers on a 16-core H200 host (benchmarks/RUNS.md, "Fourth run"); SGLang's own processes and the
     controller keep the other half. The change itself is not yet measured on that host."""
     cpus = cpus if cpus is not None else (os.cpu_count() or 1)
     return 0 if cpus < 8 else min(8, cpus // 2)
@@ -128,7 +128,7 @@ class AnswerWorkers:
         math-verify (:func:`warm`); with ``wait``, return once all are up. A batch that will
         need them (an eval) then pays their start before its work, not when its first solves
         finish: on one H200 that was mid-run, 8 interpreters importing sympy beside SGLang's
-        scheduler while it decoded 3,000 samples (README, "Seventh run")."""
+        scheduler while it decoded 3,000 samples (benchmarks/RUNS.md, "Seventh run")."""
         if self.workers == 0 or self._pool is not None:
             return
         pool = self._executor()

@@ -47,7 +47,7 @@ class Solver:
     ``admit``: how ``solve_many`` and ``srca eval`` admit solves on an engine that states its
     batch (:mod:`srca.admission`): ``"width"`` (default) while the widths of the solves in flight
     fit, ``"load"`` while the sequences in flight leave room for the next solve's width (faster
-    on a model of the GPU; on one H100, all of MATH-500, as fast as width: README "Fourteenth
+    on a model of the GPU; on one H100, all of MATH-500, as fast as width: benchmarks/RUNS.md "Fourteenth
     run").
     """
 

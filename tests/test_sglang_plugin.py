@@ -2,7 +2,7 @@
 sampling backend (srca/engines/sglang_sampler.py) against a stand-in for SGLang 0.5.17's
 ``Sampler`` (the attributes and methods the subclass uses), drawing with the kernel's torch
 reference on CPU. On a GPU, ``benchmarks/real_workload.py --sampler srca --sampler-ab`` runs it
-in SGLang itself (README, "Real workload")."""
+in SGLang itself (README, "Real workload (issue 17)")."""
 from __future__ import annotations
 
 import contextlib

@@ -264,7 +264,7 @@ def with_tail_logprobs(out: dict, scored: dict, k: int) -> dict:
 
 # The SGLang engines' submit window for requests that may wait (GenRequest.may_wait, a tree
 # search's steps): 200 ms took DVTS (200 MATH problems x 16, one H100) from 130.7 to 103.5 s,
-# prefill batches per decode iteration 1.00 -> 0.46 (README, "Eleventh run"); held only while at
+# prefill batches per decode iteration 1.00 -> 0.46 (benchmarks/RUNS.md, "Eleventh run"); held only while at
 # least SUBMIT_WINDOW_BUSY samples are in flight (that run had about 1,500 running).
 SUBMIT_WINDOW_MS = 200.0
 SUBMIT_WINDOW_BUSY = 256

@@ -11,14 +11,15 @@ this project starts capture decode graphs up to ``DECODE_GRAPH_MAX_BS`` running 
 (SGLang clamps the list to its request pool) on GPUs of 60 GB or more, 1,024 on 35 to 60 GB,
 and leave SGLang's default on smaller ones (:func:`auto_max_bs`: the graphs' buffers grow with
 the batch, about 2.7 GB up to 4,096 for the 1.5B model, and SGLang reserves 2 MB per batch slot
-when it sizes its memory itself; only the H200 tier is measured). Measured on one H200 (README, "Fourth run"):
+when it sizes its memory itself; only the H200 tier is measured). Measured on one H200
+(benchmarks/RUNS.md, "Fourth run"):
 every decode step then ran on a graph; the raw engine 2.2x faster (26.5 s against 57.4 s for 200
 problems x 16 samples), the sampling methods 1.4x to 1.7x; DVTS, bound by its engine calls,
 unchanged; decode graph capture 7.6 s instead of 6.2 s.
 
 Prefill CUDA graphs (SGLang 0.5.17 captures them by default, "breakable", 58 token counts) are
 left off (:data:`PREFILL_GRAPH`): their capture took 26 to 86 s of a 96 to 154 s engine start on
-one H200, and a run without them (README, "Seventh run") started in 52.6 s with the raw engine
+one H200, and a run without them (benchmarks/RUNS.md, "Seventh run") started in 52.6 s with the raw engine
 and the searches no slower than in any run with them (raw 23.2 s, the fastest of seven runs; no
 same-run A/B). ``SGLangEngine(prefill_graph=None)`` keeps SGLang's default.
 """

@@ -22,8 +22,8 @@ How requests map onto SGLang (0.5.x):
   prefill-only request per sample (``tail_logprobs="rescore"``, the default; see
   :func:`~srca.engines.sglang_common.tail_rescore`): on one H200 srca@16 with ``return_logprob``
   on every decode step took 1.26x the wall of the same search scoring its tails after sampling
-  (README, "Real workload"); the tail prefill is ``logprob_tail`` tokens per sample (srca asks
-  for 128), its prefix from the radix cache. These log-probabilities are the
+  (benchmarks/RUNS.md, "Second run"); the tail prefill is ``logprob_tail`` tokens per sample
+  (srca asks for 128), its prefix from the radix cache. These log-probabilities are the
   model's own (temperature 1, as the local engine returns); SGLang's decode logprobs are taken
   after the temperature (``tail_logprobs="inline"`` keeps those);
 * cancelling the awaiting task aborts the SGLang requests by ``rid``
@@ -227,7 +227,7 @@ class SGLangEngine:
         """One short sampled request, now; seconds it took, None if it failed (logged: an engine
         that cannot warm up still serves, the first solve pays).
 
-        Why (one H200, SGLang 0.5.17, the 1.5B model; README, "Tenth run"): on a machine whose
+        Why (one H200, SGLang 0.5.17, the 1.5B model; benchmarks/RUNS.md, "Tenth run"): on a machine whose
         kernel caches are cold (``~/.triton/cache``, ``~/.cache/flashinfer``), the first
         *sampled* request waits about 110 s while FlashInfer compiles its sampling kernels
         (SGLang's own server warm-up is greedy and does not reach them), after a start of 139 s
