@@ -136,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.resume and os.path.exists(out):
         with open(out, encoding="utf-8") as f:
             old = json.load(f)
-        before, hung_before, wall_before = dict(old.get("seconds") or {}), list(old.get("not_finished") or []), \
-            float(old.get("wall_s") or 0.0)
+        ids = {u for u, _, _ in problems}  # what these lines hold: a scan of other lines is not carried over
+        before = {u: s for u, s in (old.get("seconds") or {}).items() if u in ids}
+        hung_before = [u for u in old.get("not_finished") or [] if u in ids]
+        wall_before = float(old.get("wall_s") or 0.0)
     todo = [p for p in problems if p[0] not in before and p[0] not in hung_before]
     sizes = {u: len(ans) for u, _, ans in problems}
     t = time.monotonic()

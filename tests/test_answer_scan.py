@@ -42,3 +42,6 @@ def test_a_resumed_scan_keeps_what_the_json_holds_and_scans_the_rest(tmp_path):
     assert second["seconds"]["p1"] == 123.0 and set(second["seconds"]) == {"p1", "p2"}
     assert second["complete"] is True and second["scanned"] == 2 and second["problems"] == 2
     assert second["slowest"][0] == {"unique_id": "p1", "answers": 2, "s": 123.0}
+    assert main(["--lines", str(more), "--out", str(out), "--resume"]) == 0  # p1 is not in these lines
+    third = json.loads(out.read_text())
+    assert set(third["seconds"]) == {"p2"} and third["scanned"] == 1 and third["problems"] == 1
