@@ -16,9 +16,10 @@ next in a new child. Exits 1 when one did not finish.
     python benchmarks/answer_scan.py --resume              # the problems the JSON does not hold yet
 
 Writes ``results/answer_scan_<tag>.json`` (per problem: answers, seconds; the slowest; the
-unfinished) and prints them. The JSON is rewritten every 50 problems with ``complete: false``,
-so a scan cut short (on a 2-core machine the whole store takes hours) keeps what it covered, and
-``--resume`` goes on from there (the problems it holds are not scanned again).
+unfinished) and prints them. The JSON is rewritten with ``complete: false`` every 50 problems
+and after any problem that ends a minute or more after the last write, so a scan cut short (on
+a 2-core machine the whole store takes hours) keeps what it covered, and ``--resume`` goes on
+from there (the problems it holds are not scanned again).
 """
 from __future__ import annotations
 
@@ -70,12 +71,14 @@ def gather(paths: list[str]) -> list[tuple[str, str | None, list[str]]]:
 def scan(problems: list, limit: float, progress: Callable[[dict[str, float], list[str]], object] | None = None
          ) -> tuple[dict[str, float], list[str]]:
     """Seconds per problem, and the problems that did not finish within ``limit``;
-    ``progress(done, hung)`` every 50 problems."""
+    ``progress(done, hung)`` every 50 problems, and after a problem when a minute has passed since
+    the last call."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(problems, f)
     done: dict[str, float] = {}
     hung: list[str] = []
     i = 0
+    saved = time.monotonic()
     try:
         while i < len(problems):
             child = subprocess.Popen([sys.executable, "-c", CHILD, f.name, str(i)], stdout=subprocess.PIPE, text=True)
@@ -100,8 +103,9 @@ def scan(problems: list, limit: float, progress: Callable[[dict[str, float], lis
                         current, i = None, i + 1
                         if i % 50 == 0:
                             print(f"# {i} of {len(problems)} problems", flush=True)
-                            if progress is not None:
-                                progress(done, hung)
+                        if progress is not None and (i % 50 == 0 or time.monotonic() - saved > 60):
+                            progress(done, hung)  # the slow stretches (hundreds of answers a problem) too
+                            saved = time.monotonic()
                 elif current is not None and time.monotonic() - since > limit:
                     print(f"# not finished in {limit:.0f} s: {current}", flush=True)
                     hung.append(current)
