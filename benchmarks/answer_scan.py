@@ -148,18 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {u: len(ans) for u, _, ans in problems}
     t = time.monotonic()
 
-    def result(done: dict[str, float], hung: list[str], complete: bool) -> dict:
+    def save(done: dict[str, float], hung: list[str], complete: bool = False) -> dict:
+        """What the scan has so far, with what ``--resume`` carried over, written to ``out``."""
         seconds = {**before, **done}
         slowest = sorted(seconds, key=lambda u: -seconds[u])[:15]
-        return {"files": len(paths), "problems": len(problems), "scanned": len(seconds) + len(hung_before) + len(hung),
-                "complete": complete, "answers": sum(sizes.values()),
-                "wall_s": round(wall_before + time.monotonic() - t, 1), "limit_s": a.limit,
-                "not_finished": hung_before + hung,
-                "slowest": [{"unique_id": u, "answers": sizes.get(u), "s": seconds[u]} for u in slowest],
-                "seconds": seconds}
-
-    def save(done: dict[str, float], hung: list[str], complete: bool = False) -> dict:
-        res = result(done, hung, complete)
+        res = {"files": len(paths), "problems": len(problems), "scanned": len(seconds) + len(hung_before) + len(hung),
+               "complete": complete, "answers": sum(sizes.values()),
+               "wall_s": round(wall_before + time.monotonic() - t, 1), "limit_s": a.limit,
+               "not_finished": hung_before + hung,
+               "slowest": [{"unique_id": u, "answers": sizes.get(u), "s": seconds[u]} for u in slowest],
+               "seconds": seconds}
         write_result(out, "answer_scan", a, **res)
         return res
 

@@ -38,6 +38,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from _common import write_result  # noqa: E402
 
+from srca.eval.data import DataError, read_jsonl  # noqa: E402
+
 
 def read_run(path: str) -> dict[str, bool]:
     """``unique_id -> correct`` of one eval result file (``.jsonl`` or ``.jsonl.gz``); a file that
@@ -86,12 +88,6 @@ def _run_accuracy(run: dict[str, bool], ids: list[str]) -> float | None:
     return round(100 * sum(held) / len(held), 2) if held else None
 
 
-def data_order(path: str) -> list[str]:
-    """The ``unique_id``s of a problems JSONL, in its order."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line)["unique_id"] for line in f if line.strip()]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--a", nargs="+", required=True, help="eval result files of the first method, one run each")
@@ -105,14 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.resamples < 100:
         ap.error("--resamples: at least 100")
-    if a.data and not os.path.isfile(a.data):
-        ap.error(f"--data: no such file: {a.data}")
+    order: list[str] = []
+    if a.data:
+        try:  # the eval CLI's reader: the same ids (and the same errors) as the runs were made with
+            order = [pr.unique_id for pr in read_jsonl(a.data)]
+        except DataError as e:
+            ap.error(str(e))
     runs_a, runs_b = [read_run(p) for p in a.a], [read_run(p) for p in a.b]
     ids = sorted(set.union(*(set(r) for r in runs_a)) & set.union(*(set(r) for r in runs_b)))
     parts = {"all": ids}
     if a.split_at:
-        if a.data:
-            first = set(data_order(a.data)[: a.split_at])
+        if order:
+            first = set(order[: a.split_at])
         else:
             first = {i for r in runs_a + runs_b for i in list(r)[: a.split_at]}
         parts[f"first {a.split_at}"] = [i for i in ids if i in first]

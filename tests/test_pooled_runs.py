@@ -72,7 +72,7 @@ def test_the_command_pools_runs_and_splits_the_tuned_problems(tmp_path):
     assert rows["first 2"]["problems"] == 2 and rows["the others"]["problems"] == 2
     assert rows["first 2"]["a_draws"] == [3, 3] and rows["the others"]["a_draws"] == [2, 2]
     data = tmp_path / "data.jsonl"  # the data set's order, not the files' (p3 and p0 come first)
-    data.write_text("".join(json.dumps({"unique_id": u, "problem": "x"}) + "\n" for u in ["p3", "p0", "p1", "p2"]))
+    data.write_text("".join(json.dumps({"unique_id": u, "problem": "x", "answer": "1"}) + "\n" for u in ["p3", "p0", "p1", "p2"]))
     assert main(["--a", a1, a2, short, "--b", b1, "--split-at", "2", "--data", str(data), "--resamples", "200",
                  "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
