@@ -496,11 +496,27 @@ class GpuPoller(threading.Thread):
 
 
 def print_machine(row: dict) -> None:
-    """A phase's GPU and whole-machine CPU lines, when the run recorded them."""
+    """A phase's GPU and whole-machine CPU lines, and where SGLang's busiest thread was, when the
+    run recorded them."""
     if row.get("gpu"):
         print(f"#   {gpu_line(row['gpu'])}", flush=True)
     if row.get("machine_cpu"):
         print(f"#   machine CPU s: {json.dumps(row['machine_cpu'])}", flush=True)
+    for line in stack_lines(row.get("sglang_stacks")):
+        print(f"#   {line}", flush=True)
+
+
+def stack_lines(stacks: dict | None, most: int = 12) -> list[str]:
+    """The scheduler's busiest thread's top cumulative functions (``--sglang-stacks``)."""
+    out = []
+    for proc, got in (stacks or {}).items():
+        if "scheduler" not in proc or not got.get("threads"):
+            continue
+        thread, t = next(iter(got["threads"].items()))
+        out.append(f"SGLang {proc} thread {thread}: {t['samples']} samples; on the stack:")
+        out += [f"  {r['share']:.1%} {r['function']}" for r in t["cumulative"][:most]]
+        out.append("  on top: " + "; ".join(f"{r['share']:.1%} {r['frame']}" for r in t["self"][:5]))
+    return out
 
 
 def gpu_line(g: dict) -> str:
@@ -670,6 +686,7 @@ class Setup:
         self.url: str | None = None
         self.log_path: str | None = None
         self.gc_dir: str | None = None
+        self.stacks_dir: str | None = None
         self.frozen = False
         self.loop_thread: threading.Thread | None = None
         t0 = time.monotonic()
@@ -686,6 +703,13 @@ class Setup:
                 for f in os.listdir(self.gc_dir):
                     os.remove(os.path.join(self.gc_dir, f))
                 os.environ["SRCA_GC_LOG"] = self.gc_dir
+            if a.sglang_stacks > 0:  # the same plugin samples SGLang's processes' stacks (srca.engines.stack_probe)
+                self.stacks_dir = os.path.join(a.work_dir, "stacks")
+                os.makedirs(self.stacks_dir, exist_ok=True)
+                for f in os.listdir(self.stacks_dir):
+                    os.remove(os.path.join(self.stacks_dir, f))
+                os.environ.update(SRCA_STACKS=self.stacks_dir, SRCA_STACKS_HZ=str(a.sglang_stacks),
+                                  SRCA_STACKS_SKIP_PID=str(os.getpid()))
             if a.server:
                 self._start_server()
             else:
@@ -866,6 +890,14 @@ class Setup:
         else:
             self.eng._freeze_gc()
         self.frozen = True
+
+    def stacks_take(self, t0: float, t1: float) -> dict | None:
+        """Where SGLang's processes' threads were between ``t0`` and ``t1`` (``--sglang-stacks``)."""
+        if self.stacks_dir is None:
+            return None
+        from srca.engines import stack_probe
+
+        return stack_probe.summarize(stack_probe.read(self.stacks_dir), t0, t1)
 
     def gc_take(self, t0: float, t1: float) -> dict | None:
         """SGLang's processes' long collections between ``t0`` and ``t1`` (``SRCA_GC_LOG``; this
@@ -1441,6 +1473,9 @@ def main() -> None:
                     help="GPU clocks, power, temperature every this many ms per phase (nvidia-smi; 0: off)")
     ap.add_argument("--stall-s", type=float, default=300.0,
                     help="print what the controller holds when a job writes no result line this long (default 300)")
+    ap.add_argument("--sglang-stacks", type=float, default=0.0, metavar="HZ",
+                    help="sample SGLang's processes' Python stacks HZ times a second (srca's plugin, "
+                         "srca.engines.stack_probe); each phase records where their threads were (0: off)")
     ap.add_argument("--sample-hz", type=float, default=100.0, help="main-thread stack samples per s (0: off)")
     ap.add_argument("--profile", action="store_true", help="cProfile each job (replaces the sampler; slower)")
     ap.add_argument("--work-dir", default="/tmp/real_workload", help="result lines per job, SGLang's log")
@@ -1495,6 +1530,8 @@ def main() -> None:
         ap.error("--ab-rounds: an integer >= 1")
     if not a.stall_s > 0:
         ap.error("--stall-s: a number of seconds > 0")
+    if not 0 <= a.sglang_stacks <= 1000:
+        ap.error("--sglang-stacks: samples per second in [0, 1000] (0: off)")
     if a.sampler_ab and (a.sampler != "srca" or a.engine != "sglang" or a.server):
         ap.error("--sampler-ab needs --sampler srca and the in-process SGLang engine")
     try:
@@ -1583,7 +1620,8 @@ def main() -> None:
             row = st.raw(ids)
             t1 = time.time()
             row.update(machine_cpu=mcpu.since(), sglang_log=slog.take(t0, t1), sglang_loads=poller.take(t0, t1) if poller else None,
-                       sglang_gc=st.gc_take(t0, t1), gpu=gpoll.take(t0, t1) if gpoll else None)
+                       sglang_gc=st.gc_take(t0, t1), sglang_stacks=st.stacks_take(t0, t1),
+                       gpu=gpoll.take(t0, t1) if gpoll else None)
             print(f"# raw: {json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)})}"
                   f"{'' if st.frozen else ' (GC not frozen)'}", flush=True)
             print_machine(row)
@@ -1595,6 +1633,7 @@ def main() -> None:
             row.update(sglang_log=slog.take(row["t_start"], row["t_end"]),
                        sglang_loads=poller.take(row["t_start"], row["t_end"]) if poller else None,
                        sglang_gc=st.gc_take(row["t_start"], row["t_end"]), gc_frozen=st.frozen,
+                       sglang_stacks=st.stacks_take(row["t_start"], row["t_end"]),
                        gpu=gpoll.take(row["t_start"], row["t_end"]) if gpoll else None)
             print(f"# {row['job']} c{conc or 'auto'}{'' if st.frozen else ' (GC not frozen)'}: {row['wall_s']} s, "
                   f"{row['gen_tok_s']} tok/s, controller sequences in flight mean "
