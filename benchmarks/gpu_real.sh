@@ -121,8 +121,8 @@ case "${1:-poll}" in
     if [ -n "${OUT:-}" ] && [ ! -f "$W/jit-sent" ] && grep -aqs "ready in" "$W"/run*/run.out "$W/run.out"; then
       save_jit && touch "$W/jit-sent"
     fi
-    if [ -n "${OUT:-}" ]; then  # everything so far (the SGLang GC logs stay: gc/)
-      (cd "$W" && tar -czf "$OUT/rw.tgz" --exclude='*.tmp' --exclude='./gc' --exclude='*/gc' --exclude='./*.sh' . 2>/dev/null)
+    if [ -n "${OUT:-}" ]; then  # everything so far (the SGLang GC logs and stack samples stay: gc/, stacks/; the JSON sums them up)
+      (cd "$W" && tar -czf "$OUT/rw.tgz" --exclude='*.tmp' --exclude='./gc' --exclude='*/gc' --exclude='./stacks' --exclude='*/stacks' --exclude='./*.sh' . 2>/dev/null)
       ls -la "$OUT"
     fi;;
   backdate-jit)
