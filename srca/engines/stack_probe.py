@@ -64,7 +64,7 @@ class _Sampler(threading.Thread):
         self.names: dict[Any, str] = {}  # a code object -> its frame name
         self.new: list[tuple[int, tuple]] = []  # stacks seen since the last write
         self.counts: dict[str, Counter] = {}
-        self.proc: str | None = None
+        self.proc = "?"
         self.lock = threading.Lock()  # the sampler's writes and an exit's last flush
 
     def sample(self) -> None:
@@ -89,8 +89,7 @@ class _Sampler(threading.Thread):
             self._flush()
 
     def _flush(self) -> None:
-        if self.proc is None or self.proc == "?":  # read after the process has set its title (SGLang does)
-            self.proc = _title()
+        self.proc = _title()  # every second: SGLang sets its processes' titles after they start
         lines = []
         for sid, key in self.new:
             frames = []
