@@ -202,3 +202,14 @@ def test_progress_names_the_lineages_that_ended_when_none_is_kept():
     on_event({"type": "select", "depth": 9, "kept": [], "ended": []})  # nothing to say: no line
     lines = [x.split("] ", 1)[1] for x in log.getvalue().splitlines()]
     assert lines == ["  kept: #4(7)", "  ended: #6(72), #9"]
+
+
+@pytest.mark.parametrize("method, text, says", [
+    ("majority", "I am not sure.", "(no answer: 4 path(s) ended without one the grader could read)"),
+    ("dvts", "Still thinking.\n\n", "(no answer: no path ended within the token limit; try a larger --max-new-tokens)"),
+])
+def test_solve_without_an_answer_says_why(method, text, says, monkeypatch, capsys):
+    monkeypatch.setattr(srca.engines, "make_engine", lambda kind, **o: ScriptedEngine(lambda p, r, i: text))
+    assert main(["solve", "--method", method, "--n", "4", "--max-new-tokens", "64", "What is 3 + 4?"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Answer: None") and out[1] == "  " + says

@@ -137,6 +137,10 @@ def _stepwise(name: str) -> bool:
 def render(sol) -> str:
     """A readable summary: answer, votes per group, checkpoint timeline, usage."""
     out = [f"Answer: {sol.answer}    (confidence {sol.confidence:.2f}, method {sol.method}, stop: {sol.stop_reason})"]
+    if sol.answer is None:
+        ended = sum(1 for t in sol.trace if t.finished)
+        out.append("  (no answer: " + (f"{ended} path(s) ended without one the grader could read)" if ended else
+                                       "no path ended within the token limit; try a larger --max-new-tokens)"))
     if sol.candidates:
         groups: dict[int, list] = defaultdict(list)
         for c in sol.candidates:
