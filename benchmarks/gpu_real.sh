@@ -121,6 +121,14 @@ case "${1:-poll}" in
     if [ -n "${OUT:-}" ] && [ ! -f "$W/jit-sent" ] && grep -aqs "ready in" "$W"/run*/run.out "$W/run.out"; then
       save_jit && touch "$W/jit-sent"
     fi
+    if [ -n "${OUT:-}" ]; then  # the stack samples so far, summed up per folder (a run cut short keeps them)
+      for d in "$W"/stacks "$W"/run*/stacks; do
+        [ -d "$d" ] || continue
+        n=$(basename "$(dirname "$d")")
+        python3 -c 'import json, sys; from srca.engines import stack_probe as p
+json.dump(p.summarize(p.read(sys.argv[1]), 0, 9e9), open(sys.argv[2], "w"), indent=1)' "$d" "$OUT/stacks_$n.json" 2>/dev/null
+      done
+    fi
     if [ -n "${OUT:-}" ]; then  # everything so far (the SGLang GC logs and stack samples stay: gc/, stacks/; the JSON sums them up)
       (cd "$W" && tar -czf "$OUT/rw.tgz" --exclude='*.tmp' --exclude='./gc' --exclude='*/gc' --exclude='./stacks' --exclude='*/stacks' --exclude='./*.sh' . 2>/dev/null)
       ls -la "$OUT"
