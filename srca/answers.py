@@ -167,9 +167,10 @@ def _fast_compare(g: object, p: object) -> bool | None:
     """Decide cheaply when we can: two plain numbers compare numerically (what math-verify's
     sympy path would conclude, without ``simplify``), and expressions over different free
     symbols cannot be equal (checked first, before anything is evaluated: an infinite sum
-    against ``p - q`` is decided here, not by sympy summing it, 0.1 to 1 s a pair). Beyond that only disproofs: sets and intervals
-    (:func:`_sets_differ`), linear equations (:func:`_lines_differ`) and expressions at fixed
-    points (:func:`_differs_numerically`) shown different are different. None: ask math-verify."""
+    against ``p - q`` is decided here, not by sympy summing it, 0.1 to 1 s a pair). Beyond
+    that only disproofs: sets and intervals (:func:`_sets_differ`), linear equations
+    (:func:`_lines_differ`) and expressions at fixed points (:func:`_differs_numerically`)
+    shown different are different. None: ask math-verify."""
     from sympy import Eq, Expr, FiniteSet, Interval, Union
 
     if isinstance(g, Expr) and isinstance(p, Expr):
