@@ -27,13 +27,15 @@ MIN_MS_ENV = "SRCA_GC_LOG_MIN_MS"
 _installed: dict[int, "_Probe"] = {}
 
 
-def _title() -> str:
+def process_title() -> str:
+    """This process's command line as ``ps`` shows it (SGLang sets ``sglang::scheduler`` and the
+    like), on one line, at most 80 characters; ``"?"`` where it cannot be read."""
     try:
         with open("/proc/self/cmdline", "rb") as f:
             raw = f.read(200)
     except OSError:
         return "?"
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()[:80] or "?"
+    return " ".join(raw.replace(b"\0", b" ").decode(errors="replace").split())[:80] or "?"
 
 
 class CollectionTimer:
@@ -65,7 +67,7 @@ class _Probe(CollectionTimer):
         if gen < 2 and s < self.min_s:
             return
         if self.proc is None:  # read once, after the process has set its title (SGLang does)
-            self.proc = _title()
+            self.proc = process_title()
         line = json.dumps({"t": round(time.time(), 4), "gen": gen, "s": round(s, 5),
                            "collected": int(info.get("collected", 0)), "proc": self.proc})
         try:

@@ -30,20 +30,13 @@ import time
 from collections import Counter
 from typing import Any
 
+from .gc_probe import process_title
+
 ENV = "SRCA_STACKS"
 HZ_ENV = "SRCA_STACKS_HZ"
 SKIP_ENV = "SRCA_STACKS_SKIP_PID"  # a process that samples itself otherwise (the benchmark's own)
 MAX_FRAMES = 48  # innermost frames kept per stack (deeper callers are cut)
 _installed: dict[int, "_Sampler"] = {}
-
-
-def _title() -> str:
-    try:
-        with open("/proc/self/cmdline", "rb") as f:
-            raw = f.read(200)
-    except OSError:
-        return "?"
-    return " ".join(raw.replace(b"\0", b" ").decode(errors="replace").split())[:80] or "?"
 
 
 def frame_name(path: str, line: int, name: str) -> str:
@@ -89,7 +82,7 @@ class _Sampler(threading.Thread):
             self._flush()
 
     def _flush(self) -> None:
-        self.proc = _title()  # every second: SGLang sets its processes' titles after they start
+        self.proc = process_title()  # every second: SGLang sets its processes' titles after they start
         lines = []
         for sid, key in self.new:
             frames = []
