@@ -14,6 +14,7 @@ next in a new child. Exits 1 when one did not finish.
     python benchmarks/answer_scan.py                       # every results/**/*.jsonl.gz
     python benchmarks/answer_scan.py --limit 120 --lines A.jsonl.gz B.jsonl.gz
     python benchmarks/answer_scan.py --resume              # the problems the JSON does not hold yet
+    python benchmarks/answer_scan.py --resume --retry-unfinished   # and those it holds as not finished
 
 Writes ``results/answer_scan_<tag>.json`` (per problem: answers, seconds; the slowest; the
 unfinished) and prints them. The JSON is rewritten with ``complete: false`` every 50 problems
@@ -125,9 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="cpu")
     ap.add_argument("--out", default=None, help="default results/answer_scan_<tag>.json")
     ap.add_argument("--resume", action="store_true", help="keep the problems the JSON already holds; scan the rest")
+    ap.add_argument("--retry-unfinished", action="store_true",
+                    help="with --resume: scan the problems it holds as not finished again (after a fix to the answer work)")
     a = ap.parse_args(argv)
     if not a.limit > 0:
         ap.error("--limit: a number of seconds > 0")
+    if a.retry_unfinished and not a.resume:
+        ap.error("--retry-unfinished: only with --resume")
     paths = a.lines or sorted(glob.glob(os.path.join(HERE, "results", "**", "*.jsonl.gz"), recursive=True))
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             old = json.load(f)
         ids = {u for u, _, _ in problems}  # what these lines hold: a scan of other lines is not carried over
         before = {u: s for u, s in (old.get("seconds") or {}).items() if u in ids}
-        hung_before = [u for u in old.get("not_finished") or [] if u in ids]
+        hung_before = [] if a.retry_unfinished else [u for u in old.get("not_finished") or [] if u in ids]
         wall_before = float(old.get("wall_s") or 0.0)
     todo = [p for p in problems if p[0] not in before and p[0] not in hung_before]
     sizes = {u: len(ans) for u, _, ans in problems}

@@ -45,3 +45,26 @@ def test_a_resumed_scan_keeps_what_the_json_holds_and_scans_the_rest(tmp_path):
     assert main(["--lines", str(more), "--out", str(out), "--resume"]) == 0  # p1 is not in these lines
     third = json.loads(out.read_text())
     assert set(third["seconds"]) == {"p2"} and third["scanned"] == 1 and third["problems"] == 1
+
+
+def test_retry_unfinished_scans_them_again(tmp_path, capsys):
+    lines, out = tmp_path / "a.jsonl.gz", tmp_path / "scan.json"
+    with gzip.open(lines, "wt") as f:
+        f.write("".join(json.dumps({"unique_id": u, "gold": "2", "answers": [{"answer": "2"}]}) + "\n" for u in ("p1", "p2")))
+    assert main(["--lines", str(lines), "--out", str(out)]) == 0
+    held = json.loads(out.read_text())
+    del held["seconds"]["p2"]
+    held["not_finished"] = ["p2"]  # as a scan before a fix to the answer work left it
+    out.write_text(json.dumps(held))
+    assert main(["--lines", str(lines), "--out", str(out), "--resume"]) == 1  # carried over, not retried
+    assert json.loads(out.read_text())["not_finished"] == ["p2"]
+    assert main(["--lines", str(lines), "--out", str(out), "--resume", "--retry-unfinished"]) == 0
+    again = json.loads(out.read_text())
+    assert again["not_finished"] == [] and set(again["seconds"]) == {"p1", "p2"} and again["complete"] is True
+    capsys.readouterr()
+    try:
+        main(["--lines", str(lines), "--out", str(out), "--retry-unfinished"])
+    except SystemExit as e:
+        assert e.code == 2 and "--retry-unfinished: only with --resume" in capsys.readouterr().err
+    else:
+        raise AssertionError("--retry-unfinished without --resume was accepted")
