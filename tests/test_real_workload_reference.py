@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 from real_workload import (GpuPoller, JobSetting, MachineCPU, gpu_line, majority_reference, raw_reference,  # noqa: E402
-                           split_job)
+                           split_job, stack_lines)
 
 
 def test_ratios_are_to_the_mean_of_the_bracketing_raw_phases():
@@ -234,3 +234,21 @@ def test_a_stalled_job_says_where_its_solves_wait(tmp_path, capsys):
     assert any("stuck_solve" in where for where in rep["tasks_waiting_at"])
     assert "# STALL: no result line" in capsys.readouterr().out
     solver.close()
+
+
+def test_stack_lines_print_the_schedulers_busiest_thread():
+    def rows(key, *pairs):
+        return [{key: k, "samples": v, "share": v / 100} for k, v in pairs]
+
+    stacks = {
+        "sglang::detokenizer [9]": {"samples": 50, "threads": {"MainThread": {"samples": 50}}},
+        "sglang::scheduler [7]": {"samples": 110, "threads": {
+            "MainThread": {"samples": 100, "self": rows("frame", ("b.py:2(prefill)@9", 60), ("c.py:3(decode)@4", 40)),
+                           "cumulative": rows("function", ("a.py:1(loop)", 100), ("b.py:2(prefill)", 60))},
+            "srca-stack-probe": {"samples": 10, "self": [], "cumulative": []}}},
+    }
+    assert stack_lines(stacks) == [
+        "SGLang sglang::scheduler [7] thread MainThread: 100 samples; on the stack:",
+        "  100.0% a.py:1(loop)", "  60.0% b.py:2(prefill)",
+        "  on top: 60.0% b.py:2(prefill)@9; 40.0% c.py:3(decode)@4"]
+    assert stack_lines(None) == [] and stack_lines({"sglang::scheduler [7]": {"samples": 0, "threads": {}}}) == []
