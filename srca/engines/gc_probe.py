@@ -20,7 +20,7 @@ import gc
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Iterator
 
 ENV = "SRCA_GC_LOG"
 MIN_MS_ENV = "SRCA_GC_LOG_MIN_MS"
@@ -109,18 +109,19 @@ def install_from_env() -> bool:
         return False
 
 
-def read(directory: str) -> list[dict[str, Any]]:
-    """Every logged collection in ``directory``, each with its ``pid``; unreadable lines skipped."""
-    out: list[dict[str, Any]] = []
+def pid_lines(directory: str, prefix: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(pid, event)`` for every JSON object line of ``directory/<prefix><pid>.jsonl``, files in
+    name order; unreadable files and lines (one cut by a process that died while writing) skipped.
+    The probes' one reader (this module's ``gc-`` files, :mod:`.stack_probe`'s ``stacks-``)."""
     try:
         names = sorted(os.listdir(directory))
     except OSError:
-        return out
+        return
     for name in names:
-        if not (name.startswith("gc-") and name.endswith(".jsonl")):
+        if not (name.startswith(prefix) and name.endswith(".jsonl")):
             continue
         try:
-            pid = int(name[3:-6])
+            pid = int(name[len(prefix):-6])
             with open(os.path.join(directory, name)) as f:
                 lines = f.read().splitlines()
         except (ValueError, OSError):
@@ -129,10 +130,15 @@ def read(directory: str) -> list[dict[str, Any]]:
             try:
                 ev = json.loads(line)
             except ValueError:
-                continue  # a line cut by a process that died while writing
-            if isinstance(ev, dict) and isinstance(ev.get("t"), (int, float)) and isinstance(ev.get("s"), (int, float)):
-                out.append({**ev, "pid": pid})
-    return out
+                continue
+            if isinstance(ev, dict):
+                yield pid, ev
+
+
+def read(directory: str) -> list[dict[str, Any]]:
+    """Every logged collection in ``directory``, each with its ``pid``; unreadable lines skipped."""
+    return [{**ev, "pid": pid} for pid, ev in pid_lines(directory, "gc-")
+            if isinstance(ev.get("t"), (int, float)) and isinstance(ev.get("s"), (int, float))]
 
 
 def summarize(events: list[dict[str, Any]], t0: float, t1: float, exclude_pid: int | None = None) -> dict[str, Any]:

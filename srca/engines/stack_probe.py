@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from .gc_probe import process_title
+from .gc_probe import pid_lines, process_title
 
 ENV = "SRCA_STACKS"
 HZ_ENV = "SRCA_STACKS_HZ"
@@ -155,31 +155,12 @@ def read(directory: str) -> dict[int, dict[str, Any]]:
     """Per pid: ``{"defs": {id: frames}, "rows": [{"t", "proc", "counts"}]}``; unreadable lines
     (one cut by a process that died while writing) skipped."""
     out: dict[int, dict[str, Any]] = {}
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError:
-        return out
-    for name in names:
-        if not (name.startswith("stacks-") and name.endswith(".jsonl")):
-            continue
-        try:
-            pid = int(name[7:-6])
-            with open(os.path.join(directory, name)) as f:
-                lines = f.read().splitlines()
-        except (ValueError, OSError):
-            continue
+    for pid, ev in pid_lines(directory, "stacks-"):
         got = out.setdefault(pid, {"defs": {}, "rows": []})
-        for line in lines:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(ev, dict):
-                continue
-            if "def" in ev and isinstance(ev.get("frames"), list):
-                got["defs"][int(ev["def"])] = ev["frames"]
-            elif isinstance(ev.get("t"), (int, float)) and isinstance(ev.get("counts"), dict):
-                got["rows"].append(ev)
+        if "def" in ev and isinstance(ev.get("frames"), list):
+            got["defs"][int(ev["def"])] = ev["frames"]
+        elif isinstance(ev.get("t"), (int, float)) and isinstance(ev.get("counts"), dict):
+            got["rows"].append(ev)
     return out
 
 
