@@ -14,6 +14,7 @@ import asyncio
 import glob
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -21,11 +22,35 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import concurrency  # noqa: E402
 
 
+def parse_jobs(text: str) -> list[tuple[str, int, int | None]]:
+    """``method:n[:limit],...`` as ``(method, n, limit)`` in order; ``ValueError`` naming the bad job
+    (an unknown method or variant, a budget that is not a positive integer, or one its config refuses)."""
+    from srca.eval import config_for
+
+    jobs = []
+    for spec in (s.strip() for s in text.split(",")):
+        parts = spec.split(":")
+        if not spec or len(parts) not in (2, 3):
+            raise ValueError(f"--jobs: {spec!r} is not method:n[:limit]")
+        try:
+            n, limit = int(parts[1]), (int(parts[2]) if len(parts) == 3 else None)
+        except ValueError:
+            raise ValueError(f"--jobs: {spec!r}: n and limit must be integers") from None
+        if n < 1 or (limit is not None and limit < 1):
+            raise ValueError(f"--jobs: {spec!r}: n and limit must be >= 1")
+        try:
+            config_for(parts[0], n)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"--jobs: {spec!r}: {e}") from None
+        jobs.append((parts[0], n, limit))
+    return jobs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", default="/tmp/q15hf")
     ap.add_argument("--data", required=True)
-    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--out-dir", default="/tmp/evals")
     ap.add_argument("--jobs", required=True, help="method:n[:limit],... in priority order")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--budget-s", type=float, default=500.0, help="start no new job after this many seconds")
@@ -36,7 +61,14 @@ def main() -> None:
     ap.add_argument("--mem", type=float, default=0.85)
     ap.add_argument("--dp", type=int, default=1, help="SGLang data-parallel replicas (one per GPU)")
     ap.add_argument("--engine", default="sglang", choices=["sglang", "local"], help="local: a CPU dry run")
+    ap.add_argument("--seed-dir", default=None, help="result lines of an earlier session (*.jsonl) copied into "
+                    "--out-dir first, where no file of that name is there yet: the jobs resume from them")
+    ap.add_argument("--check", action="store_true", help="validate the jobs and read the data; no engine")
     a = ap.parse_args()
+    try:
+        jobs = parse_jobs(a.jobs)
+    except ValueError as e:
+        ap.error(str(e))
 
     from srca.config import SearchConfig
     from srca.eval.data import load_problems
@@ -46,8 +78,16 @@ def main() -> None:
     from srca.eval.report import render
 
     t0 = time.monotonic()
-    os.makedirs(a.out_dir, exist_ok=True)
     problems = load_problems("math500", a.data, a.limit)
+    if a.check:
+        print(f"# arguments ok: {len(problems)} problems, jobs {', '.join(f'{m}:{n}' for m, n, _ in jobs)}")
+        return
+    os.makedirs(a.out_dir, exist_ok=True)
+    for f in sorted(glob.glob(os.path.join(a.seed_dir, "*.jsonl"))) if a.seed_dir else []:
+        dest = os.path.join(a.out_dir, os.path.basename(f))
+        if not os.path.exists(dest):
+            shutil.copyfile(f, dest)
+            print(f"resuming from {f}", flush=True)
     if a.engine == "local":
         engine = make_engine("local", model=a.model)
     else:
@@ -55,15 +95,15 @@ def main() -> None:
                              dp_size=a.dp)
     print(f"engine ready in {time.monotonic() - t0:.1f} s (dp={a.dp}); {len(problems)} problems", flush=True)
     base = SearchConfig(prompt=a.prompt, seed=0)
-    for spec in a.jobs.split(","):
-        m, n, *lim = spec.split(":")
+    for m, n, lim in jobs:
+        spec = f"{m}:{n}" + (f":{lim}" if lim else "")
         if time.monotonic() - t0 > a.budget_s:
             print(f"budget spent: not starting {spec}", flush=True)
             break
-        subset = problems[: int(lim[0])] if lim else problems
-        out = os.path.join(a.out_dir, f"math500_{m}_n{n}" + (f"_first{lim[0]}" if lim else "") + ".jsonl")
+        subset = problems[:lim] if lim else problems
+        out = os.path.join(a.out_dir, f"math500_{m}_n{n}" + (f"_first{lim}" if lim else "") + ".jsonl")
         t = time.monotonic()
-        recs = asyncio.run(arun_eval(subset, [m], [int(n)], engine, out, base=base, seed=0,
+        recs = asyncio.run(arun_eval(subset, [m], [n], engine, out, base=base, seed=0,
                                      concurrency=a.concurrency, resume=True, progress=False))
         acc = sum(r["correct"] for r in recs) / max(1, len(recs))
         gen = sum(r["usage"]["generated_tokens"] for r in recs) / max(1, len(recs))

@@ -10,7 +10,9 @@
 #   bash benchmarks/gpu_real.sh chain "ARGS 1" "ARGS 2" ...      # several runs, one after another, in one
 #                                                               # background job (WORK/run1, run2, ...): no
 #                                                               # device time lost between them; poll as usual;
-#                                                               # every run's ARGS are checked first (--check)
+#                                                               # every run's ARGS are checked first (--check);
+#                                                               # "eval ARGS" runs benchmarks/gpu_eval.py instead
+#                                                               # (WORK/runN/evals, resumed from .gpu-data/evals)
 #   bash benchmarks/gpu_real.sh backdate-jit                    # date FlashInfer's installed sources back, so that
 #                                                               # ninja takes a cache restored by hand as current
 #   bash benchmarks/gpu_real.sh save-jit                        # the kernel JIT caches (Triton, FlashInfer) to
@@ -91,7 +93,10 @@ case "${1:-poll}" in
     bad=0  # every run's arguments first (real_workload --check): a typo in run 4 fails now, not an hour in
     for args in "$@"; do
       # shellcheck disable=SC2086  # each run's flags are one string, split as the chain will split them
-      (cd "$RUN" && python3 benchmarks/real_workload.py --data "$RUN/.gpu-data/math500.jsonl" --check $args) || bad=1
+      case "$args" in
+        eval\ *) (cd "$RUN" && python3 benchmarks/gpu_eval.py --data "$RUN/.gpu-data/math500.jsonl" --check ${args#eval }) || bad=1;;
+        *) (cd "$RUN" && python3 benchmarks/real_workload.py --data "$RUN/.gpu-data/math500.jsonl" --check $args) || bad=1;;
+      esac
     done
     [ "$bad" = 0 ] || { echo "chain: not started (a run's arguments are wrong, above)" >&2; exit 2; }
     restore_jit
@@ -102,8 +107,14 @@ case "${1:-poll}" in
         i=$((i + 1))
         d="$W/run$i"
         echo "mkdir -p '$d'; echo \"== run$i: $args (\$(date -u +%H:%M:%S))\""
-        echo "python3 benchmarks/real_workload.py --model /tmp/q15hf --data '$RUN/.gpu-data/math500.jsonl'" \
-             "--work-dir '$d' --out '$d/real_workload.json' $args > '$d/run.out' 2>&1 < /dev/null; echo \"run$i rc=\$?\""
+        case "$args" in
+          eval\ *)  # the eval CLI's jobs (gpu_eval.py), resumed from the result lines sent in .gpu-data/evals
+            echo "python3 benchmarks/gpu_eval.py --model /tmp/q15hf --data '$RUN/.gpu-data/math500.jsonl'" \
+                 "--out-dir '$d/evals' --seed-dir '$RUN/.gpu-data/evals' ${args#eval } > '$d/run.out' 2>&1 < /dev/null; echo \"run$i rc=\$?\"";;
+          *)
+            echo "python3 benchmarks/real_workload.py --model /tmp/q15hf --data '$RUN/.gpu-data/math500.jsonl'" \
+                 "--work-dir '$d' --out '$d/real_workload.json' $args > '$d/run.out' 2>&1 < /dev/null; echo \"run$i rc=\$?\"";;
+        esac
       done
       echo "echo '== chain done'"
     } > "$W/chain.sh"

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,3 +50,45 @@ def test_a_run_with_a_setting_needs_an_sglang_engine(tmp_path):
     out = _chain(tmp_path, "--engine local --limit 3 --jobs dvts:window0")
     assert out.returncode == 2 and "needs an SGLang engine" in out.stderr
     assert "chain: not started" in out.stderr
+
+
+def test_an_eval_run_is_checked_by_the_eval_script(tmp_path):
+    out = _chain(tmp_path, "--limit 3 --jobs dvts,majority --no-raw-bracket",
+                 "eval --jobs majority:16,srca:4,cot:1 --budget-s 600",
+                 "eval --jobs majority:16,srca:x --budget-s 600")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "# arguments ok: 3 problems, jobs majority:16, srca:4, cot:1" in out.stdout
+    assert "'srca:x': n and limit must be integers" in out.stderr and "chain: not started" in out.stderr
+    assert not (tmp_path / "work/chain.sh").exists()
+
+
+def test_an_eval_run_resumes_from_the_result_lines_sent(tmp_path):
+    # a chain whose second run is an eval: the script it writes runs gpu_eval.py in the run's own
+    # folder, seeded from .gpu-data/evals of the private copy (the run itself needs SGLang: here
+    # the chain is started with a python3 that only records its arguments)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.txt"
+    shim = bin_dir / "python3"
+    shim.write_text(f'#!/bin/bash\n[ "$1 $2" = "-m pip" ] && exit 0\n'
+                    f'case " $* " in *" --check "*) exec {sys.executable} "$@";; esac\n'
+                    f'echo "$@" >> {log}\n')
+    shim.chmod(0o755)
+    data = tmp_path / "math500.jsonl"
+    data.write_text(json.dumps({"problem": "What is 1 + 1?", "answer": "2", "unique_id": "t/1.json"}) + "\n")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path / "home"),
+           "RW_DIR": str(tmp_path / "work"), "RW_RUN": str(tmp_path / "run")}
+    env.pop("OUT", None)
+    out = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_real.sh"), "chain",
+                          f"eval --jobs majority:4 --data {data}"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for _ in range(100):
+        if "chain done" in (tmp_path / "work/chain.out").read_text():
+            break
+        time.sleep(0.1)
+    call = log.read_text().split()
+    assert call[0] == "benchmarks/gpu_eval.py" and "--check" not in call
+    assert call[call.index("--out-dir") + 1] == str(tmp_path / "work/run1/evals")
+    assert call[call.index("--seed-dir") + 1] == str(tmp_path / "run/.gpu-data/evals")
+    assert call[-4:] == ["--jobs", "majority:4", "--data", str(data)]
