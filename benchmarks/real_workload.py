@@ -537,6 +537,12 @@ def _as_dicts(loads) -> list[dict]:
 
 # -- SGLang's log ----------------------------------------------------------------------------------
 
+def replica_parts(ids: list[list[int]], replicas: int, samples: int) -> list[list[list[int]]]:
+    """The raw phase's batch for each of ``replicas`` servers: prompt ``j`` (``samples`` times)
+    to replica ``j % replicas``, so that each prompt's samples share one radix cache."""
+    return [[x for j, x in enumerate(ids) if j % replicas == r for _ in range(samples)] for r in range(replicas)]
+
+
 def sglang_log_config(work: str) -> str:
     """A logging config every SGLang process loads (``SGLANG_LOGGING_CONFIG_PATH``): INFO and
     up into ``WORK/sglang.log`` with epoch timestamps, warnings also on stderr."""
@@ -683,7 +689,9 @@ class Setup:
         self.kind = a.engine + ("-http" if a.server else "")
         self.t_start = time.time()
         self.proc: subprocess.Popen | None = None
+        self.procs: list[subprocess.Popen] = []  # --server: one per replica (self.proc is the first)
         self.url: str | None = None
+        self.urls: list[str] = []  # --server: every replica's URL (self.url is the first)
         self.log_path: str | None = None
         self.gc_dir: str | None = None
         self.stacks_dir: str | None = None
@@ -739,64 +747,76 @@ class Setup:
         self.solver.answer_work.start(wait=True)  # up before the first phase, so no phase pays their start
 
     def _start_server(self) -> None:
+        """``--server-replicas`` ``sglang.launch_server`` processes on this GPU (each with
+        ``--mem`` / replicas of its memory), then one ``SGLangServerEngine`` over their URLs (a
+        solve's calls stay on one replica). Each replica is a scheduler process of its own: the
+        A/B for a search whose scheduler, not the GPU, is the limit (DVTS; RUNS.md, "Fifteenth run")."""
         import urllib.request
 
         from srca.engines.sglang_http import SGLangServerEngine
 
         a = self.a
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", a.model, "--port", str(port),
-               "--host", "127.0.0.1", "--attention-backend", "triton", "--sampling-backend", a.sampler,
-               "--grammar-backend", "none", "--mem-fraction-static", str(a.mem), "--log-level", "info",
-               "--log-level-http", "warning", "--decode-log-interval", str(a.decode_log_interval)]
-        if a.disable_cuda_graph:
-            cmd.append("--disable-cuda-graph")
-        if a.max_running_requests:
-            cmd += ["--max-running-requests", str(a.max_running_requests)]
-        cmd += server_flags(a.sglang_args)
-        from srca.engines.sglang_graphs import (AUTO, PREFILL_GRAPH, cli_flags, decode_graph_args, prefill_graph_args,
-                                                resolve_max_bs, server_arg_fields)
+        from srca.engines.sglang_graphs import (AUTO, PREFILL_GRAPH, cli_flags, decode_graph_args,
+                                                prefill_graph_args, resolve_max_bs, server_arg_fields)
 
-        fields = server_arg_fields()
-        if a.prefill_graph != "sglang":  # as SGLangEngine passes it
+        graph_flags: list[str] = []  # as SGLangEngine passes them
+        if a.prefill_graph != "sglang":
             backend = PREFILL_GRAPH if a.prefill_graph == "engine" else a.prefill_graph
-            cmd += cli_flags(prefill_graph_args(backend, fields, {"disable_cuda_graph": a.disable_cuda_graph}))
-        if not a.disable_cuda_graph and a.decode_graph_max_bs != "sglang":  # as SGLangEngine passes them
+            graph_flags += cli_flags(prefill_graph_args(backend, server_arg_fields(),
+                                                        {"disable_cuda_graph": a.disable_cuda_graph}))
+        if not a.disable_cuda_graph and a.decode_graph_max_bs != "sglang":
             mbs = resolve_max_bs(AUTO if a.decode_graph_max_bs == "engine" else a.decode_graph_max_bs)
-            cmd += cli_flags(decode_graph_args(mbs, fields, {}))
-        out = open(os.path.join(a.work_dir, "server.out"), "w")
-        self.proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.time() + 900
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sglang.launch_server exited with {self.proc.returncode}; see {out.name}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                self.stop_server()
-                raise RuntimeError(f"{self.url} not healthy after 900 s")
-            time.sleep(1)
+            graph_flags += cli_flags(decode_graph_args(mbs, server_arg_fields(), {}))
+        for k in range(a.server_replicas):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", a.model, "--port", str(port),
+                   "--host", "127.0.0.1", "--attention-backend", "triton", "--sampling-backend", a.sampler,
+                   "--grammar-backend", "none", "--mem-fraction-static", str(round(a.mem / a.server_replicas, 4)),
+                   "--log-level", "info", "--log-level-http", "warning",
+                   "--decode-log-interval", str(a.decode_log_interval)]
+            if a.disable_cuda_graph:
+                cmd.append("--disable-cuda-graph")
+            if a.max_running_requests:
+                cmd += ["--max-running-requests", str(a.max_running_requests)]
+            cmd += server_flags(a.sglang_args) + graph_flags
+            out = open(os.path.join(a.work_dir, "server.out" if k == 0 else f"server{k}.out"), "w")
+            # one after another: a replica sizes its KV pool by the memory free when it starts
+            proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+            self.procs.append(proc)
+            self.urls.append(url)
+            deadline = time.time() + 900
+            while True:
+                if proc.poll() is not None:
+                    self.stop_server()
+                    raise RuntimeError(f"sglang.launch_server (replica {k}) exited with {proc.returncode}; "
+                                       f"see {a.work_dir}/server{k or ''}.out")
+                try:
+                    with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.time() > deadline:
+                    self.stop_server()
+                    raise RuntimeError(f"{url} not healthy after 900 s")
+                time.sleep(1)
+        self.proc, self.url = self.procs[0], self.urls[0]
         window = {} if self.a.submit_window_ms is None else {"submit_window_ms": self.a.submit_window_ms}
-        self.eng = SGLangServerEngine(self.url, max_connections=4096, **window)
+        self.eng = SGLangServerEngine(self.urls if len(self.urls) > 1 else self.url, max_connections=4096, **window)
 
     def stop_server(self) -> None:
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=60)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
+        for proc in self.procs:
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
             except ProcessLookupError:
                 pass
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     # scheduler views ------------------------------------------------------------------------------
     def loads_fetch(self):
@@ -805,10 +825,14 @@ class Setup:
         if self.url is not None:
             import urllib.request
 
-            def fetch():
-                with urllib.request.urlopen(self.url + "/v1/loads?include=core", timeout=5) as r:
-                    d = json.loads(r.read())
-                return d.get("loads", d) if isinstance(d, dict) else d
+            def fetch():  # one entry per scheduler, as an in-process engine's dp ranks give them
+                loads = []
+                for url in self.urls:
+                    with urllib.request.urlopen(url + "/v1/loads?include=core", timeout=5) as r:
+                        d = json.loads(r.read())
+                    d = d.get("loads", d) if isinstance(d, dict) else d
+                    loads.extend(d if isinstance(d, list) else [d])
+                return loads
             return fetch
         tm = self.eng.engine.tokenizer_manager
         return lambda: _as_dicts(asyncio.run_coroutine_threadsafe(tm.get_loads(include=["core"]), self.eng._loop).result(5))
@@ -851,14 +875,22 @@ class Setup:
             how = "LocalEngine.generate, one batched call (no SGLang on this machine)"
         elif self.url is not None:
             import urllib.request
+            from concurrent.futures import ThreadPoolExecutor
 
-            body = json.dumps({"input_ids": batch, "sampling_params": params}).encode()
-            req = urllib.request.Request(self.url + "/generate", data=body, headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=7200) as r:
-                outs = json.loads(r.read())
+            def post(url: str, part: list[list[int]]) -> list[dict]:
+                body = json.dumps({"input_ids": part, "sampling_params": params}).encode()
+                req = urllib.request.Request(url + "/generate", data=body, headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=7200) as r:
+                    return json.loads(r.read())
+
+            k = len(self.urls)  # with replicas, each prompt's samples to one of them, all at once
+            parts = replica_parts(ids, k, a.samples)
+            with ThreadPoolExecutor(k) as pool:
+                outs = [o for got in pool.map(post, self.urls, parts) for o in got]
             wall = time.monotonic() - t
             metas = [o["meta_info"] for o in outs]
-            how = "one batched POST /generate to the same sglang.launch_server"
+            how = ("one batched POST /generate to the same sglang.launch_server" if k == 1 else
+                   f"one batched POST /generate to each of the {k} sglang.launch_server replicas, at once")
         else:
             coro = self.eng.engine.async_generate(input_ids=batch, sampling_params=params)
             outs = asyncio.run_coroutine_threadsafe(coro, self.eng._loop).result()
@@ -884,8 +916,9 @@ class Setup:
         elif self.url is not None:
             import urllib.request
 
-            with urllib.request.urlopen(urllib.request.Request(self.url + "/freeze_gc", method="POST"), timeout=60):
-                pass
+            for url in self.urls:
+                with urllib.request.urlopen(urllib.request.Request(url + "/freeze_gc", method="POST"), timeout=60):
+                    pass
             gc.freeze()
         else:
             self.eng._freeze_gc()
@@ -1411,6 +1444,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--engine", default="sglang", choices=["sglang", "local"], help="local: a CPU dry run")
     ap.add_argument("--server", action="store_true", help="one sglang.launch_server + SGLangServerEngine")
+    ap.add_argument("--server-replicas", type=int, default=1, metavar="K",
+                    help="--server: K sglang.launch_server processes on this GPU (--mem / K each), one "
+                         "SGLangServerEngine over them: K schedulers for a scheduler-bound search (SGLang's "
+                         "log and decode figures then mix the replicas' lines; its loads are listed per replica)")
     ap.add_argument("--model", default=None, help="default /tmp/q15hf (sglang), smollm2-135m (local)")
     ap.add_argument("--data", default=None, help="MATH-500 JSONL (default .gpu-data/math500.jsonl or ../shared/data)")
     ap.add_argument("--limit", type=int, default=200)
@@ -1503,6 +1540,8 @@ def main() -> None:
         os.makedirs(a.work_dir, exist_ok=True)
     if a.server and a.engine != "sglang":
         ap.error("--server needs --engine sglang")
+    if a.server_replicas < 1 or (a.server_replicas > 1 and not a.server):
+        ap.error(f"--server-replicas: {a.server_replicas}: must be >= 1, and above 1 only with --server")
     if a.submit_window_ms is not None and a.engine != "sglang":
         ap.error("--submit-window-ms: only the SGLang engines have it (--engine sglang)")
     a.model = a.model or ("/tmp/q15hf" if a.engine == "sglang" else "smollm2-135m")

@@ -252,3 +252,73 @@ def test_stack_lines_print_the_schedulers_busiest_thread():
         "  100.0% a.py:1(loop)", "  60.0% b.py:2(prefill)",
         "  on top: 60.0% b.py:2(prefill)@9; 40.0% c.py:3(decode)@4"]
     assert stack_lines(None) == [] and stack_lines({"sglang::scheduler [7]": {"samples": 0, "threads": {}}}) == []
+
+
+def test_server_replicas_share_the_gpu_memory_and_one_engine(monkeypatch, tmp_path):
+    """--server-replicas K starts K sglang.launch_server processes, each with --mem / K of the
+    GPU, waits for every one to be healthy, and gives the jobs one SGLangServerEngine over all K
+    URLs (a solve's calls stay on one replica); the raw phase sends each prompt's samples to one
+    replica. Popen and the health check are stood in for: no SGLang here."""
+    import subprocess
+    import types
+    import urllib.request
+
+    import real_workload
+    from real_workload import Setup, replica_parts
+
+    started = []
+
+    class FakeProc:
+        def __init__(self, cmd, **kw):
+            started.append(cmd)
+            self.pid, self.returncode = 10_000 + len(started), None
+
+        def poll(self):
+            return None
+
+    class Ok:
+        status = 200
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(subprocess, "Popen", FakeProc)
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Ok())
+    engines = []
+    monkeypatch.setattr("srca.engines.sglang_http.SGLangServerEngine",
+                        lambda url, **kw: engines.append((url, kw)) or types.SimpleNamespace())
+    a = types.SimpleNamespace(server_replicas=2, model="/m", sampler="flashinfer", mem=0.84, decode_log_interval=40,
+                              disable_cuda_graph=True, max_running_requests=None, sglang_args={},
+                              prefill_graph="sglang", decode_graph_max_bs="sglang", work_dir=str(tmp_path),
+                              submit_window_ms=None)
+    setup = Setup.__new__(Setup)
+    setup.a, setup.procs, setup.urls = a, [], []
+    monkeypatch.setattr(real_workload, "server_flags", lambda args: [])
+    Setup._start_server(setup)
+    assert len(started) == 2 and all(c[c.index("--mem-fraction-static") + 1] == "0.42" for c in started)
+    ports = [c[c.index("--port") + 1] for c in started]
+    assert len(set(ports)) == 2 and setup.urls == [f"http://127.0.0.1:{p}" for p in ports]
+    assert setup.url == setup.urls[0] and setup.proc is setup.procs[0]
+    assert engines == [(setup.urls, {"max_connections": 4096})]
+    assert (tmp_path / "server.out").exists() and (tmp_path / "server1.out").exists()
+    assert replica_parts([[1], [2], [3]], 2, 2) == [[[1], [1], [3], [3]], [[2], [2]]]
+    assert replica_parts([[1], [2]], 1, 1) == [[[1], [2]]]
+
+
+def test_server_replicas_need_the_server(tmp_path):
+    import subprocess
+    import sys
+
+    data = tmp_path / "m.jsonl"
+    data.write_text('{"problem": "1+1?", "answer": "2", "unique_id": "t/1.json"}\n')
+    for extra in (["--server-replicas", "2"], ["--server", "--server-replicas", "0"]):
+        out = subprocess.run([sys.executable, "benchmarks/real_workload.py", "--check", "--data", str(data), *extra],
+                             capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        assert out.returncode == 2 and "--server-replicas" in out.stderr, out.stderr
+    out = subprocess.run([sys.executable, "benchmarks/real_workload.py", "--check", "--data", str(data), "--server",
+                          "--server-replicas", "2", "--limit", "1", "--jobs", "dvts"], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
