@@ -47,6 +47,9 @@ def test_plan_orders_jobs_and_runs_cot_once(problems):
 def test_variants_map_to_config_fields():
     assert config_for("srca-noacs", 4).acs is False and config_for("srca-noacs", 4).method == "srca"
     assert config_for("srca-nocca", 4).cca is False
+    lean = config_for("srca-lean", 16)  # issue 16's early-exit setting, as the bank's grid picked it
+    assert (lean.method, lean.n, lean.waves, lean.wave_consensus, lean.confidence, lean.keep_top) == \
+        ("srca", 16, 4, 0.4, "mean", 1.0)
     c = config_for("majority", 8, SearchConfig(temperature=0.5), seed=3)
     assert (c.method, c.n, c.temperature, c.seed) == ("majority", 8, 0.5, 3)
     assert config_for("cot", 8).n == 1

@@ -23,6 +23,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the third wave with the second where the engine's batch has room (the waves' samples and decisions)
     "srca-spec": {"method": "srca", "wave_speculate": True},
     "srca-uniform": {"method": "srca", "confidence": "none", "keep_top": 1.0},  # plain vote of the lineages
+    # issue 16's early-exit setting: a fourth wave and an earlier stop (0.4 of the vote), every
+    # lineage voting with its mean confidence (ties broken by it); picked on the second bank's
+    # tune half at 0.578x majority@16's tokens; held out 0.591x, 1.5 points under majority there
+    # (README, "The SRCA study"): measured in eval runs from 2026-12-06 on
+    "srca-lean": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 4, "wave_consensus": 0.4},
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
     "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a cut lineage has no vote
     # DeepConf's token confidence, -mean(top-20 logprobs), over the same tail (scored after sampling)
