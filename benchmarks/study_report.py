@@ -152,12 +152,20 @@ def main() -> None:
     for run in runs:
         same = [r for r in runs if r["folder"] == run["folder"] and r["method"] == "majority" and r["n"] == 16]
         ref = same or [r for r in runs if r["method"] == "majority" and r["n"] == 16]
+        # and against majority at the same n of the same run, where there is one (the budget-matched pairing)
+        at_n = [r for r in runs if r["folder"] == run["folder"] and r["method"] == "majority" and r["n"] == run["n"]
+                and run["method"] != "majority"]
         uids = uids_all or sorted(run["by_uid"])
         for h in HALVES:
             u = [x for x in uids if in_half(x, h)]
             r = row(run["method"], f"cli:{os.path.basename(run['folder'].rstrip('/'))}", run["n"], run["by_uid"],
                     ref[0]["by_uid"] if ref else None, u)
             if r:
+                if at_n:
+                    m = at_n[0]["by_uid"]
+                    both = [x for x in u if x in m and x in run["by_uid"]]
+                    r["wins_at_n"] = sum(1 for x in both if run["by_uid"][x][0] and not m[x][0])
+                    r["losses_at_n"] = sum(1 for x in both if m[x][0] and not run["by_uid"][x][0])
                 rows.append({"half": h, **r, "vs": f"cli majority@16 ({os.path.basename(ref[0]['folder'].rstrip('/'))})"
                              if ref else None})
                 if h == "test":
@@ -169,12 +177,14 @@ def main() -> None:
         json.dump({"bank": a.bank, "evals": a.evals, "rows": rows}, f, indent=1)
     for h in HALVES:
         print(f"\n### {h} half\n" if h != "all" else "\n### all problems\n")
-        print("| method | source | n | problems | accuracy % | 95% CI | tokens | x majority@16 tokens | vs majority@16 |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| method | source | n | problems | accuracy % | 95% CI | tokens | x majority@16 tokens | vs majority@16 "
+              "| vs majority@n (same run) |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for r in sorted((r for r in rows if r["half"] == h), key=lambda r: (r["source"], r["method"], r["n"])):
             wl = f"+{r['wins']}/-{r['losses']}" if "wins" in r else ""
+            wl_n = f"+{r['wins_at_n']}/-{r['losses_at_n']}" if "wins_at_n" in r else ""
             print(f"| {r['method']} | {r['source']} | {r['n']} | {r['problems']} | {r['accuracy']:.1f} | "
-                  f"{r['ci95'][0]}-{r['ci95'][1]} | {r['tokens']:.0f} | {r.get('token_ratio', '')} | {wl} |")
+                  f"{r['ci95'][0]}-{r['ci95'][1]} | {r['tokens']:.0f} | {r.get('token_ratio', '')} | {wl} | {wl_n} |")
     print(f"\nwrote {a.out}")
     if a.plot:
         import matplotlib
