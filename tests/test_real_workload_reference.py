@@ -322,3 +322,89 @@ def test_server_replicas_need_the_server(tmp_path):
                           "--server-replicas", "2", "--limit", "1", "--jobs", "dvts"], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr
+
+
+_SHIM = '''"""`python -m sglang.launch_server` stood in for: the project's fake SGLang server plus the
+endpoints real_workload.py polls (no SGLang on this machine)."""
+import argparse
+import sys
+
+import uvicorn
+from fastapi.responses import JSONResponse
+
+from tests.fake_sglang_server import State, make_app
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--port", type=int)
+ap.add_argument("--mem-fraction-static")
+a, _ = ap.parse_known_args()
+print("launch_server", " ".join(sys.argv[1:]), flush=True)
+app = make_app(State())
+
+
+@app.get("/health")
+async def health():
+    return JSONResponse({})
+
+
+@app.get("/v1/loads")
+async def loads():
+    return {"loads": [{"num_running_reqs": 1, "num_waiting_reqs": 0, "token_usage": 0.01}]}
+
+
+@app.get("/get_server_info")
+async def info():
+    return {"mem_fraction_static": a.mem_fraction_static}
+
+
+@app.post("/freeze_gc")
+async def freeze():
+    return {}
+
+uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
+'''
+
+
+def test_server_replicas_run_end_to_end_against_stand_in_servers(tmp_path):
+    """The whole --server --server-replicas 2 path on this CPU, the GPU machine's servers stood in
+    for by the project's fake SGLang server: both replicas start (each with half of --mem), the raw
+    phase and the jobs (majority, DVTS) run through them, and the servers are gone afterwards."""
+    import glob
+    import json
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shim = tmp_path / "shim" / "sglang"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("")
+    (shim / "launch_server.py").write_text(_SHIM)
+    data = tmp_path / "m.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"What is {i} + {i}?", "answer": str(2 * i),
+                                        "unique_id": f"t/{i}.json"}) + "\n" for i in range(3)))
+    work = tmp_path / "work"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'shim'}:{root}"}
+    out = subprocess.run([sys.executable, "benchmarks/real_workload.py", "--engine", "sglang", "--server",
+                          "--server-replicas", "2", "--mem", "0.8", "--model", str(tmp_path / "nomodel"),
+                          "--data", str(data), "--limit", "3", "--samples", "2", "--jobs", "majority,dvts",
+                          "--concurrency", "4", "--no-raw-bracket", "--no-gc-log", "--gpu-poll-ms", "0",
+                          "--prefill-graph", "sglang", "--decode-graph-max-bs", "sglang", "--answer-workers", "1",
+                          "--work-dir", str(work), "--out", str(work / "rw.json")],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    res = json.loads((work / "rw.json").read_text())
+    assert "each of the 2 sglang.launch_server replicas" in res["raw"]["how"] and res["raw"]["requests"] == 6
+    assert [j["job"] for j in res["jobs"]] == ["majority@2", "dvts@2"]
+    assert all(j["problems"] == 3 for j in res["jobs"])
+    logs = [(work / name).read_text() for name in ("server.out", "server1.out")]
+    assert all("--mem-fraction-static 0.4 " in log for log in logs)
+    ports = {log.split("--port ")[1].split()[0] for log in logs}
+    assert len(ports) == 2
+    alive = []  # the replicas' processes, by their command lines: stopped with the run
+    for cmd in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            args = open(cmd, "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"sglang.launch_server" in args and any(p.encode() in args for p in ports):
+            alive.append(cmd)
+    assert alive == []
