@@ -711,6 +711,11 @@ class Setup:
                 for f in os.listdir(self.gc_dir):
                     os.remove(os.path.join(self.gc_dir, f))
                 os.environ["SRCA_GC_LOG"] = self.gc_dir
+            if a.sglang_gc_threshold:  # the same plugin sets the collector's thresholds in SGLang's processes
+                from srca.engines import gc_probe
+
+                os.environ.update({gc_probe.THRESHOLD_ENV: a.sglang_gc_threshold,
+                                   gc_probe.THRESHOLD_OWNER_ENV: str(os.getpid())})
             if a.sglang_stacks > 0:  # the same plugin samples SGLang's processes' stacks (srca.engines.stack_probe)
                 self.stacks_dir = os.path.join(a.work_dir, "stacks")
                 os.makedirs(self.stacks_dir, exist_ok=True)
@@ -1510,6 +1515,9 @@ def main() -> None:
                     help="GPU clocks, power, temperature every this many ms per phase (nvidia-smi; 0: off)")
     ap.add_argument("--stall-s", type=float, default=300.0,
                     help="print what the controller holds when a job writes no result line this long (default 300)")
+    ap.add_argument("--sglang-gc-threshold", default=None, metavar="G0,G1,G2",
+                    help="the garbage collector's thresholds in SGLang's processes (its scheduler; srca's plugin, "
+                         "SRCA_SGLANG_GC_THRESHOLD), not in this one; e.g. 50000,20,100")
     ap.add_argument("--sglang-stacks", type=float, default=0.0, metavar="HZ",
                     help="sample SGLang's processes' Python stacks HZ times a second (srca's plugin, "
                          "srca.engines.stack_probe); each phase records where their threads were (0: off)")
@@ -1540,6 +1548,15 @@ def main() -> None:
         os.makedirs(a.work_dir, exist_ok=True)
     if a.server and a.engine != "sglang":
         ap.error("--server needs --engine sglang")
+    if a.sglang_gc_threshold is not None:
+        from srca.engines.gc_probe import parse_threshold
+
+        try:
+            parse_threshold(a.sglang_gc_threshold)
+        except ValueError as e:
+            ap.error(f"--sglang-gc-threshold: {e}")
+        if a.engine != "sglang":
+            ap.error("--sglang-gc-threshold: only the SGLang engines have a scheduler (--engine sglang)")
     if a.server_replicas < 1 or (a.server_replicas > 1 and not a.server):
         ap.error(f"--server-replicas: {a.server_replicas}: must be >= 1, and above 1 only with --server")
     if a.submit_window_ms is not None and a.engine != "sglang":

@@ -1,6 +1,7 @@
 """The garbage-collection probe SGLang's processes start through srca's plugin (srca/engines/gc_probe.py)."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -89,5 +90,45 @@ def test_the_plugin_entry_point_starts_the_probe(monkeypatch):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     monkeypatch.setitem(sys.modules, "sglang.srt.layers.sampler", fake)
     monkeypatch.setattr(gc_probe, "install_from_env", lambda: calls.append(("probe",)) or True)
+    monkeypatch.setattr(gc_probe, "threshold_from_env", lambda: calls.append(("threshold",)))
     sglang_sampler.register()
-    assert calls == [("probe",), ("backend", "srca")]
+    assert calls == [("probe",), ("threshold",), ("backend", "srca")]
+
+
+THRESHOLD_CHILD = """
+import gc, os
+from srca.engines import gc_probe
+print(gc_probe.threshold_from_env(), gc.get_threshold())
+"""
+
+
+def _threshold_child(env: dict) -> str:
+    base = {k: v for k, v in os.environ.items() if k not in (gc_probe.THRESHOLD_ENV, gc_probe.THRESHOLD_OWNER_ENV)}
+    return subprocess.run([sys.executable, "-c", THRESHOLD_CHILD], env={**base, **env}, capture_output=True,
+                          text=True, timeout=120, check=True).stdout.strip()
+
+
+def test_sglang_processes_take_the_collector_thresholds_from_the_environment():
+    """SRCA_SGLANG_GC_THRESHOLD sets the thresholds in each process the plugin runs in (SGLang's
+    own gc_threshold reaches only the process that starts the engine), except the owner's."""
+    default = _threshold_child({})  # Python's own, e.g. "None (700, 10, 10)"
+    d = ast.literal_eval(default.split(" ", 1)[1])
+    assert default.startswith("None (")
+    assert _threshold_child({gc_probe.THRESHOLD_ENV: "50000,20,100"}) == "(50000, 20, 100) (50000, 20, 100)"
+    assert _threshold_child({gc_probe.THRESHOLD_ENV: "5000"}) == f"(5000,) {(5000, *d[1:])}"
+    # a malformed value changes nothing inside SGLang's processes (the plugin must not raise there)
+    assert _threshold_child({gc_probe.THRESHOLD_ENV: "lots"}) == default
+    # the owner keeps its own: this process, named as the owner, is left alone
+    me = subprocess.run([sys.executable, "-c", "import os, subprocess, sys; "
+                         f"os.environ['{gc_probe.THRESHOLD_OWNER_ENV}'] = str(os.getpid()); "
+                         f"exec({THRESHOLD_CHILD!r})"],
+                        env={**os.environ, gc_probe.THRESHOLD_ENV: "50000,20,100"}, capture_output=True, text=True,
+                        timeout=120, check=True).stdout.strip()
+    assert me == default
+
+
+@pytest.mark.parametrize("bad", ["", "0", "1,2,3,4", "a,b", "10,-1", "1.5"])
+def test_a_threshold_is_one_to_three_integers(bad):
+    with pytest.raises(ValueError, match="SRCA_SGLANG_GC_THRESHOLD"):
+        gc_probe.parse_threshold(bad)
+    assert gc_probe.parse_threshold("50000,20,100") == (50000, 20, 100)

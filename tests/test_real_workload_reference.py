@@ -308,16 +308,19 @@ def test_server_replicas_share_the_gpu_memory_and_one_engine(monkeypatch, tmp_pa
     assert replica_parts([[1], [2]], 1, 1) == [[[1], [2]]]
 
 
-def test_server_replicas_need_the_server(tmp_path):
+def test_server_replicas_and_gc_thresholds_are_checked(tmp_path):
     import subprocess
     import sys
 
     data = tmp_path / "m.jsonl"
     data.write_text('{"problem": "1+1?", "answer": "2", "unique_id": "t/1.json"}\n')
-    for extra in (["--server-replicas", "2"], ["--server", "--server-replicas", "0"]):
+    for extra, flag in ((["--server-replicas", "2"], "--server-replicas"),
+                        (["--server", "--server-replicas", "0"], "--server-replicas"),
+                        (["--sglang-gc-threshold", "0,1"], "--sglang-gc-threshold"),
+                        (["--engine", "local", "--sglang-gc-threshold", "50000"], "--sglang-gc-threshold")):
         out = subprocess.run([sys.executable, "benchmarks/real_workload.py", "--check", "--data", str(data), *extra],
                              capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        assert out.returncode == 2 and "--server-replicas" in out.stderr, out.stderr
+        assert out.returncode == 2 and flag in out.stderr, out.stderr
     out = subprocess.run([sys.executable, "benchmarks/real_workload.py", "--check", "--data", str(data), "--server",
                           "--server-replicas", "2", "--limit", "1", "--jobs", "dvts"], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -339,6 +342,9 @@ ap.add_argument("--port", type=int)
 ap.add_argument("--mem-fraction-static")
 a, _ = ap.parse_known_args()
 print("launch_server", " ".join(sys.argv[1:]), flush=True)
+import os
+print("gc threshold env", os.environ.get("SRCA_SGLANG_GC_THRESHOLD"),
+      os.environ.get("SRCA_SGLANG_GC_THRESHOLD_OWNER") != str(os.getpid()), flush=True)
 app = make_app(State())
 
 
@@ -388,6 +394,7 @@ def test_server_replicas_run_end_to_end_against_stand_in_servers(tmp_path):
                           "--data", str(data), "--limit", "3", "--samples", "2", "--jobs", "majority,dvts",
                           "--concurrency", "4", "--no-raw-bracket", "--no-gc-log", "--gpu-poll-ms", "0",
                           "--prefill-graph", "sglang", "--decode-graph-max-bs", "sglang", "--answer-workers", "1",
+                          "--sglang-gc-threshold", "50000,20,100",
                           "--work-dir", str(work), "--out", str(work / "rw.json")],
                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -397,6 +404,8 @@ def test_server_replicas_run_end_to_end_against_stand_in_servers(tmp_path):
     assert all(j["problems"] == 3 for j in res["jobs"])
     logs = [(work / name).read_text() for name in ("server.out", "server1.out")]
     assert all("--mem-fraction-static 0.4 " in log for log in logs)
+    # the servers' processes get the collector thresholds for srca's plugin, this one is their owner
+    assert all("gc threshold env 50000,20,100 True" in log for log in logs)
     ports = {log.split("--port ")[1].split()[0] for log in logs}
     assert len(ports) == 2
     alive = []  # the replicas' processes, by their command lines: stopped with the run

@@ -13,6 +13,13 @@ generation that took ``SRCA_GC_LOG_MIN_MS`` (default 5) or more, to ``DIR/gc-<pi
 :func:`read` and :func:`summarize` turn the folder into per-process counts for a time window
 (``benchmarks/real_workload.py`` records them for every phase). Nothing happens at import, and
 nothing without the variable.
+
+``SRCA_SGLANG_GC_THRESHOLD=g0[,g1[,g2]]`` sets the collector's thresholds in the same processes
+(:func:`threshold_from_env`, from the same plugin), but not in the process whose pid
+``SRCA_SGLANG_GC_THRESHOLD_OWNER`` names (the one that started SGLang and keeps its own). SGLang's
+``gc_threshold`` sets them only in the process that starts the engine; its scheduler, spawned,
+starts with Python's (700, 10, 10), and on one H100 it spent 3.9 s of DVTS's 68.3 s in 28 full
+collections (benchmarks/RUNS.md, "Fifteenth run").
 """
 from __future__ import annotations
 
@@ -24,6 +31,8 @@ from typing import Any, Iterator
 
 ENV = "SRCA_GC_LOG"
 MIN_MS_ENV = "SRCA_GC_LOG_MIN_MS"
+THRESHOLD_ENV = "SRCA_SGLANG_GC_THRESHOLD"
+THRESHOLD_OWNER_ENV = "SRCA_SGLANG_GC_THRESHOLD_OWNER"
 _installed: dict[int, "_Probe"] = {}
 
 
@@ -107,6 +116,34 @@ def install_from_env() -> bool:
         return install(directory, max(0.0, min_ms))
     except OSError:
         return False
+
+
+def parse_threshold(text: str) -> tuple[int, ...]:
+    """``"g0[,g1[,g2]]"`` as ``gc.set_threshold``'s arguments; ``ValueError`` naming the variable
+    unless one to three integers, ``g0`` >= 1 and the others >= 0."""
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if not 1 <= len(values) <= 3 or values[0] < 1 or any(v < 0 for v in values[1:]):
+        raise ValueError(f"{THRESHOLD_ENV}: expected 1 to 3 comma-separated integers (g0 >= 1), got {text!r}")
+    return values
+
+
+def threshold_from_env() -> tuple[int, ...] | None:
+    """Set this process's collector thresholds from ``SRCA_SGLANG_GC_THRESHOLD`` unless this is the
+    owner process (``SRCA_SGLANG_GC_THRESHOLD_OWNER``); the thresholds set, or None. A malformed
+    value is ignored: this runs inside SGLang's processes, where an exception would stop the plugin
+    (callers that set the variable check it with :func:`parse_threshold` first)."""
+    text = os.environ.get(THRESHOLD_ENV)
+    if not text or os.environ.get(THRESHOLD_OWNER_ENV) == str(os.getpid()):
+        return None
+    try:
+        values = parse_threshold(text)
+    except ValueError:
+        return None
+    gc.set_threshold(*values)
+    return values
 
 
 def pid_lines(directory: str, prefix: str) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -45,13 +45,15 @@ SWITCH_ENV = "SRCA_SAMPLER_SWITCH"
 
 def register() -> None:
     """The ``sglang.srt.plugins`` entry point: make ``sampling_backend="srca"`` known to SGLang,
-    and start the garbage-collection probe when ``SRCA_GC_LOG`` is set (:mod:`.gc_probe`) and the
-    stack sampler when ``SRCA_STACKS`` is (:mod:`.stack_probe`)."""
+    start the garbage-collection probe when ``SRCA_GC_LOG`` is set (:mod:`.gc_probe`), set the
+    collector's thresholds when ``SRCA_SGLANG_GC_THRESHOLD`` is, and start the stack sampler when
+    ``SRCA_STACKS`` is (:mod:`.stack_probe`)."""
     from sglang.srt.layers.sampler import register_sampler_backend
 
     from srca.engines import gc_probe, stack_probe
 
     gc_probe.install_from_env()
+    gc_probe.threshold_from_env()
     stack_probe.install_from_env()
     register_sampler_backend(BACKEND, make_sampler)
 
