@@ -26,7 +26,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # issue 16's early-exit setting: a fourth wave and an earlier stop (0.4 of the vote), every
     # lineage voting with its mean confidence (ties broken by it); picked on the second bank's
     # tune half at 0.578x majority@16's tokens; held out 0.591x, 1.5 points under majority there
-    # (README, "The SRCA study"): measured in eval runs from 2026-12-06 on
+    # (README, "The SRCA study"); not yet run through the eval CLI (benchmarks/README, the next chain)
     "srca-lean": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 4, "wave_consensus": 0.4},
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
     "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a cut lineage has no vote
