@@ -148,7 +148,6 @@ def _servers(a, spec: dict):
     """``spec["dp"]`` single-GPU SGLang servers (one per GPU, each with its own tokenizer
     manager) and an :class:`SGLangServerEngine` over all of them; returns (engine, stop)."""
     import signal
-    import urllib.request
 
     from srca.engines.sglang_http import SGLangServerEngine
 
@@ -178,22 +177,11 @@ def _servers(a, spec: dict):
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
 
+    from _common import wait_healthy  # benchmarks/ is the script's folder
+
     deadline = time.time() + 600
     for p, url in zip(procs, urls):
-        while True:
-            if p.poll() is not None:
-                stop()
-                raise RuntimeError(f"sglang.launch_server for {url} exited with {p.returncode}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                stop()
-                raise RuntimeError(f"{url} not healthy after 600 s")
-            time.sleep(1)
+        wait_healthy(p, url, deadline, 600, f"sglang.launch_server for {url}", stop)
     return SGLangServerEngine(urls, max_connections=4096), stop
 
 

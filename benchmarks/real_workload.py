@@ -68,7 +68,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from _common import concurrency, free_port, write_result  # noqa: E402
+from _common import concurrency, free_port, wait_healthy, write_result  # noqa: E402
 
 DEFAULT_JOBS = "majority,best_of_n,srca,dvts,srca-paper"
 
@@ -535,13 +535,13 @@ def _as_dicts(loads) -> list[dict]:
     return out
 
 
-# -- SGLang's log ----------------------------------------------------------------------------------
-
 def replica_parts(ids: list[list[int]], replicas: int, samples: int) -> list[list[list[int]]]:
     """The raw phase's batch for each of ``replicas`` servers: prompt ``j`` (``samples`` times)
     to replica ``j % replicas``, so that each prompt's samples share one radix cache."""
     return [[x for j, x in enumerate(ids) if j % replicas == r for _ in range(samples)] for r in range(replicas)]
 
+
+# -- SGLang's log ----------------------------------------------------------------------------------
 
 def sglang_log_config(work: str) -> str:
     """A logging config every SGLang process loads (``SGLANG_LOGGING_CONFIG_PATH``): INFO and
@@ -756,8 +756,6 @@ class Setup:
         ``--mem`` / replicas of its memory), then one ``SGLangServerEngine`` over their URLs (a
         solve's calls stay on one replica). Each replica is a scheduler process of its own: the
         A/B for a search whose scheduler, not the GPU, is the limit (DVTS; RUNS.md, "Fifteenth run")."""
-        import urllib.request
-
         from srca.engines.sglang_http import SGLangServerEngine
 
         a = self.a
@@ -790,22 +788,8 @@ class Setup:
             proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
             self.procs.append(proc)
             self.urls.append(url)
-            deadline = time.time() + 900
-            while True:
-                if proc.poll() is not None:
-                    self.stop_server()
-                    raise RuntimeError(f"sglang.launch_server (replica {k}) exited with {proc.returncode}; "
-                                       f"see {a.work_dir}/server{k or ''}.out")
-                try:
-                    with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.time() > deadline:
-                    self.stop_server()
-                    raise RuntimeError(f"{url} not healthy after 900 s")
-                time.sleep(1)
+            wait_healthy(proc, url, time.time() + 900, 900, f"sglang.launch_server (replica {k}, see {out.name})",
+                         self.stop_server)
         self.proc, self.url = self.procs[0], self.urls[0]
         window = {} if self.a.submit_window_ms is None else {"submit_window_ms": self.a.submit_window_ms}
         self.eng = SGLangServerEngine(self.urls if len(self.urls) > 1 else self.url, max_connections=4096, **window)

@@ -84,7 +84,8 @@ def test_an_eval_run_resumes_from_the_result_lines_sent(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     for _ in range(100):
-        if "chain done" in (tmp_path / "work/chain.out").read_text():
+        done = tmp_path / "work/chain.out"  # the background job may not have opened it yet
+        if done.exists() and "chain done" in done.read_text():
             break
         time.sleep(0.1)
     call = log.read_text().split()
