@@ -1,0 +1,59 @@
+"""benchmarks/vote_exit.py replays early-exit rules over a majority@N run's answer counts: exact
+stops for pools whose every order gives the same votes, and usage errors exit 2."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_file(path: Path, pools: list[list[tuple[int, bool]]], tokens_per_sample: int = 100, n: int = 32) -> None:
+    lines = []
+    for i, groups in enumerate(pools):
+        lines.append({"unique_id": f"t/{i}.json", "method": "majority", "n": n,
+                      "usage": {"generated_tokens": tokens_per_sample * n},
+                      "answers": [{"answer": str(k), "paths": paths, "correct": ok} for k, (paths, ok) in enumerate(groups)]})
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def _replay(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "out.json"
+    res = subprocess.run([sys.executable, "benchmarks/vote_exit.py", str(tmp_path / "run.jsonl"), "--draws", "20",
+                          "--out", str(out), *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return json.loads(out.read_text())
+
+
+def test_unanimous_pools_stop_where_each_rule_allows(tmp_path):
+    _run_file(tmp_path / "run.jsonl", [[(32, True)]])  # every sample the right answer
+    d = _replay(tmp_path, "--waves", "4,4,4,4")
+    assert d["full_vote"]["all"] == {"problems": 1, "accuracy": 1.0, "token_ratio": 1.0}
+    rows = {(r["rule"], r["x"]): r["all"] for r in d["rules"]}
+    # share: 4 of 4 agree after the first wave (a quarter of the tokens)
+    assert rows[("share", 0.5)] == {"problems": 1, "accuracy": 1.0, "token_ratio": 0.25}
+    # margin 1: a lead of 4 < 12 to come, of 8 >= 8 to come: two waves
+    assert rows[("margin", 1.0)]["token_ratio"] == 0.5
+    # margin 0.3: 4 >= 0.3 * 12 after the first
+    assert rows[("margin", 0.3)]["token_ratio"] == 0.25
+
+
+def test_unanswered_samples_cast_no_ballot(tmp_path):
+    # 2 right answers, 30 samples without one: a full vote is right, and no rule ever stops
+    # (the leader never has two ballots in a wave of 4 unless both are drawn; never a lead of 12+)
+    _run_file(tmp_path / "run.jsonl", [[(2, True)], []])
+    d = _replay(tmp_path, "--waves", "16")
+    assert d["full_vote"]["all"]["problems"] == 2
+    acc = d["full_vote"]["all"]["accuracy"]
+    assert 0.0 < acc < 0.5  # the empty problem is always wrong; the other only when one of the 2 is drawn
+
+
+def test_usage_errors_exit_2(tmp_path):
+    _run_file(tmp_path / "run.jsonl", [[(32, True)]])
+    for args in (["--waves", "4,4,4"], ["--n", "40"], ["--n", "1"]):
+        res = subprocess.run([sys.executable, "benchmarks/vote_exit.py", str(tmp_path / "run.jsonl"), *args],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr.startswith("vote_exit: ") and len(res.stderr.strip().splitlines()) == 1
