@@ -101,7 +101,8 @@ def waves_needed(p: Problem, c: SearchConfig) -> int:
         upto += size
         bs = [x.ballot for x in p.lineages[:upto] if x.ballot is not None]
         if wave_settled(bs, equivalent, c.wave_consensus, c.wave_min, keep_top=c.keep_top,
-                        checkpoint_weight=c.checkpoint_weight, keep_min=c.keep_min):
+                        checkpoint_weight=c.checkpoint_weight, keep_min=c.keep_min, margin=c.wave_margin,
+                        remaining=c.n - upto):
             return w + 1
     return len(sizes)
 

@@ -57,9 +57,13 @@ class SearchConfig:
     consensus: float = 0.0  # stop the solve once one answer holds this share of the n lineages (0: off)
     # ESC-style adaptive sampling: the lineages start in `waves` waves (smaller first), and after
     # each wave but the last the solve stops once the vote's leading answer holds `wave_consensus`
-    # of the vote's weight with at least `wave_min` full ballots of its own (1 wave: all n at once)
+    # of the vote's weight with at least `wave_min` full ballots of its own (1 wave: all n at once).
+    # `wave_margin` > 0 stops by the lead instead: the leader's lead over the runner-up, in mean
+    # ballots, at least `wave_margin` times the lineages the later waves would start (1: no later
+    # wave could overturn a plain vote; srca.methods.consensus.wave_settled)
     waves: int = 3
     wave_consensus: float = 0.5
+    wave_margin: float = 0.0
     wave_min: int = 2
     # lineages generated whole: the next wave starts once the current one has run this many
     # tokens, not once it has ended; a clear vote then aborts the waves it does not need (their
@@ -149,7 +153,7 @@ class SearchConfig:
         if self.settle and (self.probe_at != "step" or not self.checkpoints):
             bad("settle", "needs a probe after every step: set probe_at='step' (and checkpoints on)")
         for name, lo_open in (("consensus", False), ("keep_top", True), ("checkpoint_weight", False),
-                              ("wave_consensus", False)):
+                              ("wave_consensus", False), ("wave_margin", False)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 bad(name, f"must be a number, got {v!r}")

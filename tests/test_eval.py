@@ -50,6 +50,8 @@ def test_variants_map_to_config_fields():
     lean = config_for("srca-lean", 16)  # issue 16's early-exit setting, as the bank's grid picked it
     assert (lean.method, lean.n, lean.waves, lean.wave_consensus, lean.confidence, lean.keep_top) == \
         ("srca", 16, 4, 0.4, "mean", 1.0)
+    margin = config_for("srca-margin", 16)  # the same waves, stopped by the vote's lead
+    assert (margin.waves, margin.wave_margin, margin.confidence, margin.keep_top) == (4, 0.25, "mean", 1.0)
     c = config_for("majority", 8, SearchConfig(temperature=0.5), seed=3)
     assert (c.method, c.n, c.temperature, c.seed) == ("majority", 8, 0.5, 3)
     assert config_for("cot", 8).n == 1

@@ -50,6 +50,25 @@ def test_wave_settled_needs_agreement_and_weight():
     assert wave_settled([b("7"), b("7"), b("8", kind="checkpoint")], EQ, 0.5, 2, checkpoint_weight=1.0)
 
 
+def test_wave_settled_by_margin_counts_the_lineages_still_to_come():
+    b = lambda a, c=1.0, kind="path": Ballot(a, kind, c)  # noqa: E731
+    three_one = [b("7"), b("7"), b("7"), b("8")]  # a lead of 2 ballots
+    assert wave_settled(three_one, EQ, 1.0, 2, margin=1.0, remaining=2)  # two more cannot overturn it
+    assert not wave_settled(three_one, EQ, 1.0, 2, margin=1.0, remaining=3)
+    assert wave_settled(three_one, EQ, 1.0, 2, margin=0.25, remaining=8)  # 2 >= 0.25 * 8
+    assert not wave_settled(three_one, EQ, 1.0, 2, margin=0.25, remaining=9)
+    # the share rule would stop here (3 of 4 >= 0.5); the margin rule ignores wave_consensus
+    assert wave_settled(three_one, EQ, 0.5, 2) and not wave_settled(three_one, EQ, 0.5, 2, margin=0.5, remaining=12)
+    # nothing left to come: any winner with min_votes ballots settles; a tie never has a lead
+    assert wave_settled([b("7"), b("7"), b("8"), b("8"), b("7")], EQ, 1.0, 2, margin=1.0, remaining=0)
+    assert not wave_settled([b("7"), b("7"), b("8"), b("8")], EQ, 1.0, 2, margin=0.1, remaining=4)
+    # the lead in mean ballots: 7 weighs 0.9 + 0.9, 8 weighs 0.3; mean ballot 0.7, lead 1.5/0.7 = 2.14
+    weighted = [b("7", 0.9), b("7", 0.9), b("8", 0.3)]
+    assert wave_settled(weighted, EQ, 1.0, 2, margin=1.0, remaining=2)
+    assert not wave_settled(weighted, EQ, 1.0, 2, margin=1.0, remaining=3)
+    assert not wave_settled([b("7"), b("8")], EQ, 1.0, 2, margin=0.1, remaining=0)  # min_votes still holds
+
+
 def solve(finals, steps=lambda L: 3, **cfg):
     cfg = dict(dict(method="srca", n=6, waves=3, wave_min=2, wave_consensus=0.5, confidence="mean", keep_top=1.0),
                **cfg)
@@ -86,6 +105,19 @@ def test_waves_run_until_the_vote_is_clear():
     assert len(sampling_calls(eng)) == 3 and strict.answer == "8" and strict.stop_reason == "finished"
 
 
+def test_waves_stop_by_margin():
+    # wave 1: 7, 7 (a lead of 2 with 4 lineages to come): 2 >= 0.5 * 4 stops, 2 < 1.0 * 4 does not
+    loose, eng, _ = solve(["7", "7", "8", "8", "8", "8"], wave_margin=0.5)
+    assert sampling_calls(eng) == [[(2, request_seed(0, 0, 0))]]
+    assert (loose.answer, loose.stop_reason) == ("7", "consensus")
+    # margin 1: wave 2 gives 7, 7, 8, 8 (no lead), wave 3 runs and 8 wins 4 to 2
+    strict, eng, _ = solve(["7", "7", "8", "8", "8", "8"], wave_margin=1.0)
+    assert len(sampling_calls(eng)) == 3 and (strict.answer, strict.stop_reason) == ("8", "finished")
+    # wave 2: 8, 8, 8 against 7 (a lead of 2 with 2 to come): settled at margin 1
+    mid, eng, _ = solve(["7", "8", "8", "8", "9", "9"], wave_margin=1.0)
+    assert len(sampling_calls(eng)) == 2 and (mid.answer, mid.stop_reason) == ("8", "consensus")
+
+
 @pytest.mark.parametrize("finals", [["7", "7", "8", "8", "8", "8"], ["7", "8", "8", "9", "8", "8"],
                                     ["1", "2", "3", "4", "5", "5"]])
 def test_step_by_step_waves_are_the_whole_ones(finals):
@@ -103,10 +135,12 @@ def test_step_by_step_waves_are_the_whole_ones(finals):
     (["7", "7", "8", "8", "8", "8"], "cut", 1024), (["7", "8", "8", "9", "8", "8"], "cut", 1024),
     (["1", "2", "3", "4", "5", "5"], "cut", 1024), (["7", "8", "8", "9", "8", "8"], "step", 1024),
     (["7", "8", "8", "9", "8", "8"], "cut", 30), (["7", "7", "8", "8", "8", "8"], "step", 30)])
-def test_replay_matches_the_online_waves(finals, probe_at, max_new):
+@pytest.mark.parametrize("margin", [0.0, 0.5, 1.0])
+def test_replay_matches_the_online_waves(finals, probe_at, max_new, margin):
     # max_new = 30: the longer lineages are cut before they box (checkpoint ballots)
     steps = lambda L: 2 + L % 4  # noqa: E731
-    sol, _, _ = solve(finals, steps=steps, probe_at=probe_at, max_new_tokens=max_new, checkpoint_weight=0.25)
+    sol, _, _ = solve(finals, steps=steps, probe_at=probe_at, max_new_tokens=max_new, checkpoint_weight=0.25,
+                      wave_margin=margin)
     # the bank's sample i is lineage i (one request of all six)
     bank_engine = ScriptedEngine(lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", steps))
     rec = RecordSettings(samples=6, topk=0, config=SearchConfig(prompt="math", max_new_tokens=max_new))
@@ -123,7 +157,9 @@ def test_the_default_search_starts_in_waves():
     c = SearchConfig()
     assert (c.waves, c.wave_consensus, c.wave_min) == (3, 0.5, 2)
     assert Policy.from_config(c).waves == 3
-    for bad in ({"waves": 0}, {"waves": 65}, {"wave_min": 0}, {"wave_consensus": 1.5}, {"waves": 2.0}):
+    assert c.wave_margin == 0.0 and Policy.from_config(SearchConfig(wave_margin=0.25)).wave_margin == 0.25
+    for bad in ({"waves": 0}, {"waves": 65}, {"wave_min": 0}, {"wave_consensus": 1.5}, {"waves": 2.0},
+                {"wave_margin": -0.1}, {"wave_margin": 1.5}, {"wave_margin": "1"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             SearchConfig(**bad)
 

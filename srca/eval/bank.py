@@ -164,6 +164,7 @@ class Policy:
     max_steps: int = _DEFAULT.max_steps
     waves: int = _DEFAULT.waves
     wave_consensus: float = _DEFAULT.wave_consensus
+    wave_margin: float = _DEFAULT.wave_margin
     wave_min: int = _DEFAULT.wave_min
     wave_overlap: int = _DEFAULT.wave_overlap
     # replayed as on an idle engine (room for every wave at once): the first wave alone, every
@@ -178,8 +179,8 @@ class Policy:
                    confidence=c.confidence, confidence_window=c.confidence_window,
                    confidence_topk=c.confidence_topk > 0, keep_top=c.keep_top, keep_min=c.keep_min,
                    checkpoint_weight=c.checkpoint_weight, verify=c.verify, weighted=True, max_steps=c.max_steps, waves=c.waves,
-                   wave_consensus=c.wave_consensus, wave_min=c.wave_min, wave_overlap=c.wave_overlap,
-                   wave_speculate=c.wave_speculate)
+                   wave_consensus=c.wave_consensus, wave_margin=c.wave_margin, wave_min=c.wave_min,
+                   wave_overlap=c.wave_overlap, wave_speculate=c.wave_speculate)
 
 
 @dataclass
@@ -283,7 +284,8 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
         capped = capped or any(i not in ended for i in live)
         if w < len(sizes) - 1 and wave_settled(ballots(started), eq, p.wave_consensus, p.wave_min,
                                                keep_top=p.keep_top, checkpoint_weight=p.checkpoint_weight,
-                                               keep_min=p.keep_min):
+                                               keep_min=p.keep_min, margin=p.wave_margin,
+                                               remaining=sum(sizes[w + 1:])):
             stop = "consensus"
             break
     stop = stop or ("max_steps" if capped else "finished")

@@ -28,6 +28,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # tune half at 0.578x majority@16's tokens; held out 0.591x, 1.5 points under majority there
     # (README, "The SRCA study"); not yet run through the eval CLI (benchmarks/README, the next chain)
     "srca-lean": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 4, "wave_consensus": 0.4},
+    # the same waves stopping by the vote's lead instead of its share (SearchConfig.wave_margin): a
+    # lead of a quarter of the lineages still to come; on a plain-vote replay of majority@32's
+    # answers (benchmarks/vote_exit.py, tuned on one half) 0.68x majority@16's tokens at -0.2
+    # points on the other half, where the share rule needed 0.74x; not yet run online
+    "srca-margin": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 4, "wave_margin": 0.25},
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
     "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a cut lineage has no vote
     # DeepConf's token confidence, -mean(top-20 logprobs), over the same tail (scored after sampling)

@@ -184,11 +184,21 @@ def wave_sizes(n: int, waves: int, min_size: int = 1) -> list[int]:
 
 
 def wave_settled(ballots: Sequence[Ballot], equiv: Equiv, threshold: float, min_votes: int, keep_top: float = 1.0,
-                 checkpoint_weight: float = 0.0, keep_min: int = 1) -> bool:
+                 checkpoint_weight: float = 0.0, keep_min: int = 1, margin: float = 0.0, remaining: int = 0) -> bool:
     """Whether a solve may stop after a wave (ESC's window agreement, weighted as DeepConf's
     consensus): the vote over the ballots so far (:func:`vote`, the decision's own rule) has a
-    winner whose group holds at least ``threshold`` of the vote's weight and at least
-    ``min_votes`` counted full ballots. Two lineages that disagree never settle a solve."""
+    winner with at least ``min_votes`` counted full ballots, and
+
+    * ``margin`` 0 (the share rule): the winner's group holds at least ``threshold`` of the
+      vote's weight;
+    * ``margin`` > 0 (the margin rule): the winner's lead over the runner-up group, in mean
+      counted ballots (its weight lead over the counted full ballots' mean weight), is at least
+      ``margin`` times the ``remaining`` lineages not yet started. With ``margin`` 1 and equal
+      weights no later wave could overturn the vote; smaller margins trust the lead more
+      (Adaptive-Consistency's stop, in ballots). A plain-vote replay of majority@32's answers
+      found it cheaper than the share rule at the same accuracy (benchmarks/vote_exit.py).
+
+    Two lineages that disagree never settle a solve."""
     if not ballots:
         return False
     t = vote(ballots, equiv, keep_top=keep_top, checkpoint_weight=checkpoint_weight, keep_min=keep_min)
@@ -196,7 +206,15 @@ def wave_settled(ballots: Sequence[Ballot], equiv: Equiv, threshold: float, min_
         return False
     g = t.groups[t.winner]
     own = sum(1 for i, b in enumerate(ballots) if t.groups[i] == g and b.kind != "checkpoint" and t.kept[i])
-    return own >= min_votes and t.share >= threshold - 1e-9
+    if own < min_votes:
+        return False
+    if margin <= 0:
+        return t.share >= threshold - 1e-9
+    counted = [b.confidence for i, b in enumerate(ballots) if b.kind != "checkpoint" and t.kept[i]]
+    unit = sum(counted) / len(counted) if counted else 1.0
+    second = max((w for h, w in t.weights.items() if h != g), default=0.0)
+    lead = (t.weights.get(g, 0.0) - second) / unit if unit > 0 else 0.0
+    return lead >= margin * max(0, remaining) - 1e-9
 
 
 __all__ = ["CONFIDENCES", "Ballot", "Tally", "consensus_reached", "group_labels", "settled_answer",

@@ -339,16 +339,17 @@ class _Lineages:
                 out.append((node, kind))
         return out
 
-    async def settled(self) -> bool:
+    async def settled(self, remaining: int) -> bool:
         """Whether the vote so far is clear enough to start no further wave (:func:`wave_settled`,
-        the decision's own vote over the ballots the solve would return now). Its math-verify
+        the decision's own vote over the ballots the solve would return now; ``remaining``: the
+        lineages the later waves would start, for the margin rule). Its math-verify
         equivalences run in the solver's answer workers (:meth:`SearchContext.offload`): on one
         H200 they held the event loop for 3.7 s of a 72 s srca@16 run when inline."""
         c = self.c
         ballots = [Ballot(n.checkpoint if kind == "checkpoint" else n.answer, "checkpoint" if kind == "checkpoint"
                           else "path", self.confidence(n)) for n, kind in self.voters()]
         return await self.ctx.offload(wave_settled, ballots, equivalent, c.wave_consensus, c.wave_min, c.keep_top,
-                                      c.checkpoint_weight, c.keep_min)
+                                      c.checkpoint_weight, c.keep_min, c.wave_margin, remaining)
 
     def ballots(self) -> None:
         """One candidate per lineage (:meth:`voters`); the score is the lineage's confidence. A
@@ -399,7 +400,7 @@ async def run_lineages(ctx: SearchContext) -> None:
                     ctx.stop_reason = "consensus"
                     return
             lin.close_wave()
-            if w < len(sizes) - 1 and await lin.settled():
+            if w < len(sizes) - 1 and await lin.settled(sum(sizes[w + 1:])):
                 ctx.stop_reason = "consensus"
                 return
         ctx.stop_reason = "max_steps" if lin.capped else "finished"
@@ -512,7 +513,7 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
             if cut:
                 ctx.stop_reason = cut
                 break
-            if w < len(sizes) - 1 and await lin.settled():
+            if w < len(sizes) - 1 and await lin.settled(sum(sizes[w + 1:])):
                 ctx.stop_reason = "consensus"
                 break
         else:
