@@ -12,14 +12,16 @@ exchangeable). Every rule below sees the same orders (paired), ``--draws`` of th
 A rule launches the ``n`` samples in waves (``--waves``: e.g. ``5,5,6``, srca's default 3 waves
 at n = 16, or ``4,2,2,2,2,2,2``) and after each wave but the last may stop:
 
-* ``share tau``: the leading answer holds at least ``tau`` of the samples so far (ESC-like; srca's
-  ``wave_consensus`` with a plain vote);
+* ``share tau``: the leading answer holds at least ``tau`` of the ballots so far (samples with
+  an answer; ESC-like; srca's ``wave_consensus`` with a plain vote);
 * ``margin c``: the leader's lead over the runner-up is at least ``c`` times the samples still
   to come (``c = 1``: the rest can no longer overturn the vote, so the decision is the full
   vote's up to tie-breaking; smaller ``c`` trusts the lead more, as Adaptive-Consistency's
   posterior stop does);
 
-both with at least ``--min-votes`` ballots for the leader. The decision is the plurality of the
+both with at least ``--min-votes`` ballots for the leader: the rules of
+:func:`srca.methods.consensus.wave_settled` with equal weights, vectorized over the orders (a
+test holds the two to the same stops). The decision is the plurality of the
 samples drawn (ties broken at random). Cost: samples drawn, weighted by the problem's mean tokens
 per sample (``usage.generated_tokens / N``), as a ratio to the full ``n``.
 
@@ -97,8 +99,8 @@ def replay(p: dict, seq: np.ndarray, waves: list[int], rule: tuple[str, float], 
     for e in ends[:-1]:
         c = np.sort(cum[:, e - 1, :], axis=1)
         top, second = c[:, -1], (c[:, -2] if groups > 1 else np.zeros(draws))
-        if kind == "share":
-            stop = (top >= x * e - 1e-9) & (top >= min_votes)
+        if kind == "share":  # of the ballots cast, as srca.methods.consensus.wave_settled
+            stop = (top >= x * c.sum(axis=1) - 1e-9) & (top >= min_votes)
         elif kind == "margin":
             stop = (top - second >= x * (n - e) - 1e-9) & (top >= min_votes)
         else:

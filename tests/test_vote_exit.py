@@ -57,3 +57,39 @@ def test_usage_errors_exit_2(tmp_path):
                              cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert res.returncode == 2, (args, res.stderr)
         assert res.stderr.startswith("vote_exit: ") and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_the_replay_stops_where_wave_settled_does():
+    """The vectorized rules are srca.methods.consensus.wave_settled with equal weights."""
+    import importlib.util
+
+    import numpy as np
+
+    from srca.methods.consensus import Ballot, wave_settled
+
+    spec = importlib.util.spec_from_file_location("vote_exit", ROOT / "benchmarks" / "vote_exit.py")
+    ve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ve)
+    rng = np.random.default_rng(5)
+    eq = lambda a, b: a == b  # noqa: E731
+    waves = [4, 4, 2, 2, 2, 2]
+    checked = 0
+    for groups in ([(10, True), (8, False), (6, False)], [(20, False), (4, True)], [(3, True), (3, False), (2, False)]):
+        lines = [{"unique_id": "t/0.json", "n": 32, "usage": {"generated_tokens": 3200},
+                  "answers": [{"paths": k, "correct": ok} for k, ok in groups]}]
+        (p,) = ve.pools(lines)
+        (seq,) = ve.draw_orders([p], 16, 30, seed=int(rng.integers(1000)))
+        tie = np.zeros((30, len(p["correct"])))
+        for rule in (("share", 0.5), ("share", 0.6), ("margin", 1.0), ("margin", 0.25)):
+            _, used = ve.replay(p, seq, waves, rule, 2, tie)
+            for d in range(30):
+                want = 16
+                for e in np.cumsum(waves)[:-1]:
+                    ballots = [Ballot(str(g), "path", 1.0) for g in seq[d, :e] if g >= 0]
+                    kw = {"margin": rule[1], "remaining": 16 - int(e)} if rule[0] == "margin" else {}
+                    if wave_settled(ballots, eq, rule[1] if rule[0] == "share" else 1.0, 2, **kw):
+                        want = int(e)
+                        break
+                assert used[d] == want, (groups, rule, d)
+                checked += 1
+    assert checked == 3 * 4 * 30
