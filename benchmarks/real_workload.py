@@ -1103,6 +1103,56 @@ def sampler_profile(a, st: Setup, ids: list[list[int]]) -> dict:
     return out
 
 
+async def trace_window(a, st: Setup, d: str) -> float:
+    """Start SGLang's profiler (CPU and GPU, ``--sglang-trace`` forward steps; it stops by itself
+    and writes its trace into ``d``) ``--sglang-trace-after`` seconds from now; when it started."""
+    await asyncio.sleep(a.sglang_trace_after)
+    body = {"output_dir": d, "num_steps": a.sglang_trace, "activities": ["CPU", "GPU"], "with_stack": False,
+            "record_shapes": False}
+    if st.url is not None:  # a server: its first replica
+        import urllib.request
+
+        def post() -> None:
+            req = urllib.request.Request(st.url + "/start_profile", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                r.read()
+        await asyncio.to_thread(post)
+    else:
+        from sglang.srt.managers.io_struct import ProfileReq
+
+        fut = asyncio.run_coroutine_threadsafe(st.eng.engine.tokenizer_manager.start_profile(ProfileReq(**body)),
+                                               st.eng._loop)
+        await asyncio.wrap_future(fut)
+    return time.time()
+
+
+def trace_result(d: str, started: float | None, wait_s: float = 60.0) -> dict:
+    """The summary of the trace ``trace_window`` asked for (benchmarks/sglang_trace.py), waiting up
+    to ``wait_s`` for SGLang to write it; what went wrong otherwise."""
+    import glob
+
+    from sglang_trace import line, summary
+
+    if started is None:
+        return {"error": "the job ended before the profiler started (a smaller --sglang-trace-after)"}
+    deadline = time.monotonic() + wait_s
+    while True:
+        paths = sorted(glob.glob(os.path.join(d, "**", "*.trace.json*"), recursive=True))
+        if paths or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    if not paths:
+        return {"error": f"no trace in {d} after {wait_s:.0f} s (the job may have ended before its steps ran)"}
+    time.sleep(2.0)  # the export may still be writing
+    try:
+        out = {"started_at": round(started, 3), "paths": paths, **summary(paths)}
+    except (OSError, ValueError, EOFError) as e:
+        return {"error": f"unreadable trace: {e}", "paths": paths}
+    print(f"# SGLang trace: {line(out)}", flush=True)
+    return out
+
+
 def window_stats(eng) -> dict | None:
     """The engine's submit window (``window_stats()``: settings and counts so far), or None."""
     f = getattr(eng, "window_stats", None)
@@ -1124,10 +1174,17 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
     sampler = StackSampler(threading.main_thread().ident, a.sample_hz) if a.sample_hz > 0 and not a.profile else None
     prof = cProfile.Profile() if a.profile else None
 
+    trace_dir = os.path.join(a.work_dir, "trace", job.replace(":", "-")) if a.sglang_trace > 0 else None
+    traced: list[float] = []
+
+    async def trace() -> None:
+        traced.append(await trace_window(a, st, trace_dir))
+
     async def go() -> tuple[list[dict], float, tuple]:
         task = asyncio.create_task(lag.run())
         wtask = asyncio.create_task(watch.run())
         stask = asyncio.create_task(stall.run())
+        ttask = asyncio.create_task(trace()) if trace_dir is not None else None
         if prof is not None:
             prof.enable()
         t = time.monotonic()
@@ -1144,6 +1201,8 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
             task.cancel()
             wtask.cancel()
             stask.cancel()
+            if ttask is not None and not ttask.done():
+                ttask.cancel()  # not yet started: the job was shorter than --sglang-trace-after
         return recs, wall, window
 
     cpu, mcpu = CPUClock(st.loop_thread), MachineCPU()
@@ -1184,6 +1243,8 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
         row["main_thread_samples"] = sampler.summary(wall)
     if prof is not None:
         row["profile_top_cumulative"] = _profile_top(prof)
+    if trace_dir is not None:
+        row["sglang_trace"] = trace_result(trace_dir, traced[0] if traced else None)
     return row
 
 
@@ -1505,6 +1566,13 @@ def main() -> None:
     ap.add_argument("--sglang-stacks", type=float, default=0.0, metavar="HZ",
                     help="sample SGLang's processes' Python stacks HZ times a second (srca's plugin, "
                          "srca.engines.stack_probe); each phase records where their threads were (0: off)")
+    ap.add_argument("--sglang-trace", type=int, default=0, metavar="STEPS",
+                    help="SGLang's torch profiler (CPU and GPU activity) over STEPS forward steps, "
+                         "--sglang-trace-after seconds into each job (with --server: the first replica); the "
+                         "job's row gets sglang_trace: the GPU's busy share and idle gaps, the scheduler's CUDA "
+                         "waits (benchmarks/sglang_trace.py). The job's wall then includes the profiler's cost: "
+                         "give it a run of its own (0: off)")
+    ap.add_argument("--sglang-trace-after", type=float, default=10.0, metavar="S")
     ap.add_argument("--sample-hz", type=float, default=100.0, help="main-thread stack samples per s (0: off)")
     ap.add_argument("--profile", action="store_true", help="cProfile each job (replaces the sampler; slower)")
     ap.add_argument("--work-dir", default="/tmp/real_workload", help="result lines per job, SGLang's log")
@@ -1541,6 +1609,10 @@ def main() -> None:
             ap.error(f"--sglang-gc-threshold: {e}")
         if a.engine != "sglang":
             ap.error("--sglang-gc-threshold: only the SGLang engines have a scheduler (--engine sglang)")
+    if not 0 <= a.sglang_trace <= 10000 or a.sglang_trace_after < 0:
+        ap.error("--sglang-trace: forward steps in [0, 10000] (0: off), --sglang-trace-after >= 0 s")
+    if a.sglang_trace and a.engine != "sglang":
+        ap.error("--sglang-trace: only the SGLang engines have SGLang's profiler (--engine sglang)")
     if a.server_replicas < 1 or (a.server_replicas > 1 and not a.server):
         ap.error(f"--server-replicas: {a.server_replicas}: must be >= 1, and above 1 only with --server")
     if a.submit_window_ms is not None and a.engine != "sglang":

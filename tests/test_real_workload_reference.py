@@ -367,6 +367,20 @@ async def info():
 async def freeze():
     return {}
 
+
+@app.post("/start_profile")
+async def start_profile(body: dict):  # writes a trace at once, as SGLang does after num_steps
+    import gzip
+    import json
+    import time
+    d = os.path.join(body["output_dir"], str(time.time()))
+    os.makedirs(d, exist_ok=True)
+    ev = [{"ph": "X", "cat": "kernel", "name": "k", "ts": 0, "dur": 600},
+          {"ph": "X", "cat": "kernel", "name": "k", "ts": 1000, "dur": 400}]
+    with gzip.open(os.path.join(d, f"{body['num_steps']}-TP-0.trace.json.gz"), "wt") as f:
+        json.dump({"traceEvents": ev, "activities": body["activities"]}, f)
+    return {"success": True}
+
 uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
 '''
 
@@ -394,7 +408,7 @@ def test_server_replicas_run_end_to_end_against_stand_in_servers(tmp_path):
                           "--data", str(data), "--limit", "3", "--samples", "2", "--jobs", "majority,dvts",
                           "--concurrency", "4", "--no-raw-bracket", "--no-gc-log", "--gpu-poll-ms", "0",
                           "--prefill-graph", "sglang", "--decode-graph-max-bs", "sglang", "--answer-workers", "1",
-                          "--sglang-gc-threshold", "50000,20,100",
+                          "--sglang-gc-threshold", "50000,20,100", "--sglang-trace", "7", "--sglang-trace-after", "0",
                           "--work-dir", str(work), "--out", str(work / "rw.json")],
                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -402,6 +416,12 @@ def test_server_replicas_run_end_to_end_against_stand_in_servers(tmp_path):
     assert "each of the 2 sglang.launch_server replicas" in res["raw"]["how"] and res["raw"]["requests"] == 6
     assert [j["job"] for j in res["jobs"]] == ["majority@2", "dvts@2"]
     assert all(j["problems"] == 3 for j in res["jobs"])
+    # --sglang-trace: each job asked the first replica for 7 profiled steps and read its trace back
+    for j in res["jobs"]:
+        t = j["sglang_trace"]
+        assert t["gpu_busy_share"] == round(1000 / 1400, 4) and t["span_ms"] == 1.4, t
+        assert len(t["paths"]) == 1 and t["paths"][0].endswith("7-TP-0.trace.json.gz")
+        assert f"/trace/{j['job'].split('@')[0]}/" in t["paths"][0]
     logs = [(work / name).read_text() for name in ("server.out", "server1.out")]
     assert all("--mem-fraction-static 0.4 " in log for log in logs)
     # the servers' processes get the collector thresholds for srca's plugin, this one is their owner
