@@ -1127,15 +1127,18 @@ async def trace_window(a, st: Setup, d: str) -> float:
     return time.time()
 
 
-def trace_result(d: str, started: float | None, wait_s: float = 60.0) -> dict:
+def trace_result(d: str, started: float | str | None, wait_s: float = 60.0) -> dict:
     """The summary of the trace ``trace_window`` asked for (benchmarks/sglang_trace.py), waiting up
-    to ``wait_s`` for SGLang to write it; what went wrong otherwise."""
+    to ``wait_s`` for SGLang to write it; what went wrong otherwise (``started``: a string says
+    why the profiler did not start)."""
     import glob
 
     from sglang_trace import line, summary
 
     if started is None:
         return {"error": "the job ended before the profiler started (a smaller --sglang-trace-after)"}
+    if isinstance(started, str):
+        return {"error": f"the profiler did not start: {started}"}
     deadline = time.monotonic() + wait_s
     while True:
         paths = sorted(glob.glob(os.path.join(d, "**", "*.trace.json*"), recursive=True))
@@ -1175,10 +1178,13 @@ def run_job(a, st: Setup, problems, job: str, conc: int | None, base, solver=Non
     prof = cProfile.Profile() if a.profile else None
 
     trace_dir = os.path.join(a.work_dir, "trace", job.replace(":", "-")) if a.sglang_trace > 0 else None
-    traced: list[float] = []
+    traced: list[float | str] = []  # when the profiler started, or why it did not
 
     async def trace() -> None:
-        traced.append(await trace_window(a, st, trace_dir))
+        try:
+            traced.append(await trace_window(a, st, trace_dir))
+        except Exception as e:  # noqa: BLE001 (a diagnostic must not stop the job; its row says why)
+            traced.append(f"{type(e).__name__}: {e}")
 
     async def go() -> tuple[list[dict], float, tuple]:
         task = asyncio.create_task(lag.run())

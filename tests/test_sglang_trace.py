@@ -74,6 +74,7 @@ def test_cli_prints_one_line_and_rejects_bad_input(tmp_path):
 def test_real_workload_collects_the_trace_sglang_wrote(tmp_path):
     assert "error" in trace_result(str(tmp_path), None)  # the job ended before the profiler started
     assert "no trace" in trace_result(str(tmp_path), 1.0, wait_s=0.0)["error"]
+    assert trace_result(str(tmp_path), "RuntimeError: busy")["error"] == "the profiler did not start: RuntimeError: busy"
     (tmp_path / "1733.5").mkdir()
     _trace(tmp_path / "1733.5" / "1733.5-TP-0.trace.json.gz", EVENTS)
     got = trace_result(str(tmp_path), 123.4567, wait_s=0.0)
