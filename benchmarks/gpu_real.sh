@@ -13,6 +13,8 @@
 #                                                               # every run's ARGS are checked first (--check);
 #                                                               # "eval ARGS" runs benchmarks/gpu_eval.py instead
 #                                                               # (WORK/runN/evals, resumed from .gpu-data/evals)
+#   bash benchmarks/gpu_real.sh skip                            # end the chain's current run (its engine or servers
+#                                                               # first, then the run) and let the chain go on
 #   bash benchmarks/gpu_real.sh backdate-jit                    # date FlashInfer's installed sources back, so that
 #                                                               # ninja takes a cache restored by hand as current
 #   bash benchmarks/gpu_real.sh save-jit                        # the kernel JIT caches (Triton, FlashInfer) to
@@ -33,6 +35,10 @@ JIT_DIRS=(.triton/cache .cache/flashinfer)  # under $HOME: Triton's and FlashInf
 # sent beside the others only while the whole file stays under the limit
 JIT_EXTRA=(.nv/ComputeCache)
 JIT_SOURCES=(flashinfer tvm_ffi)  # under each $PYTHONPATH entry: what FlashInfer's ninja builds read
+descendants() {  # every process below $1 (by parent pid), children before their children
+  local c
+  for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done
+}
 restore_jit() {  # a cold engine start compiled them for 84 of its 145 s on the ninth run's host
   local t="$SRC/.jit-cache/jit-cache.tgz"
   [ -f "$t" ] || return 0
@@ -119,7 +125,23 @@ case "${1:-poll}" in
       echo "echo '== chain done'"
     } > "$W/chain.sh"
     setsid nohup bash "$W/chain.sh" > "$W/chain.out" 2>&1 < /dev/null &
+    echo $! > "$W/chain.pid"
     echo "started $i runs (pid $!): $W/chain.out";;
+  skip)  # a run that would eat the session (the sixteenth run's srca-paper): its processes below it
+    # first (SGLang's scheduler, the servers: their GPU memory is free before the next run starts),
+    # then the run itself; its result lines so far stay, and the chain starts the next run
+    cp=$(cat "$W/chain.pid" 2>/dev/null)
+    { [ -n "$cp" ] && kill -0 "$cp" 2>/dev/null; } || { echo "skip: no chain is running ($W/chain.pid)" >&2; exit 1; }
+    rp=$(pgrep -P "$cp" | head -n 1)
+    [ -n "$rp" ] || { echo "skip: the chain runs nothing now" >&2; exit 1; }
+    below=$(descendants "$rp")
+    for p in $below; do kill -KILL "$p" 2>/dev/null; done
+    for _ in $(seq 1 20); do
+      alive=0; for p in $below; do kill -0 "$p" 2>/dev/null && alive=1; done
+      [ "$alive" = 0 ] && break; sleep 0.5
+    done
+    kill -KILL "$rp" 2>/dev/null
+    echo "skip: ended run process $rp and the $(echo $below | wc -w) below it";;
   poll)
     cat "$W/chain.out" 2>/dev/null
     last=$(ls -d "$W"/run* 2>/dev/null | sort -V | tail -n 1)
@@ -141,7 +163,9 @@ json.dump(p.summarize(p.read(sys.argv[1]), 0, 9e9), open(sys.argv[2], "w"), inde
       done
     fi
     if [ -n "${OUT:-}" ]; then  # everything so far (the SGLang GC logs and stack samples stay: gc/, stacks/; the JSON sums them up)
-      (cd "$W" && tar -czf "$OUT/rw.tgz" --exclude='*.tmp' --exclude='./gc' --exclude='*/gc' --exclude='./stacks' --exclude='*/stacks' --exclude='./*.sh' . 2>/dev/null)
+      # (nor the profiler's traces, trace/: tens of MB, summed up in the JSON's sglang_trace)
+      (cd "$W" && tar -czf "$OUT/rw.tgz" --exclude='*.tmp' --exclude='./gc' --exclude='*/gc' --exclude='./stacks' --exclude='*/stacks' \
+        --exclude='./trace' --exclude='*/trace' --exclude='./*.sh' . 2>/dev/null)
       ls -la "$OUT"
     fi;;
   backdate-jit)
@@ -149,5 +173,5 @@ json.dump(p.summarize(p.read(sys.argv[1]), 0, 9e9), open(sys.argv[2], "w"), inde
   save-jit)
     save_jit;;
   *)
-    echo "usage: gpu_real.sh start [ARGS] | chain \"ARGS\" ... | poll | save-jit" >&2; exit 2;;
+    echo "usage: gpu_real.sh start [ARGS] | chain \"ARGS\" ... | poll | skip | save-jit | backdate-jit" >&2; exit 2;;
 esac

@@ -93,3 +93,77 @@ def test_an_eval_run_resumes_from_the_result_lines_sent(tmp_path):
     assert call[call.index("--out-dir") + 1] == str(tmp_path / "work/run1/evals")
     assert call[call.index("--seed-dir") + 1] == str(tmp_path / "run/.gpu-data/evals")
     assert call[-4:] == ["--jobs", "majority:4", "--data", str(data)]
+
+
+def test_skip_ends_the_current_run_and_its_children_and_the_chain_goes_on(tmp_path):
+    # run 1 stands for an eval whose engine is a child process (here `sleep`); `skip` ends both,
+    # children first, and the chain starts run 2 (the sixteenth run did this by hand with kill)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log, child = tmp_path / "calls.txt", tmp_path / "child.pid"
+    shim = bin_dir / "python3"
+    shim.write_text(f'#!/bin/bash\n[ "$1 $2" = "-m pip" ] && exit 0\n'
+                    f'case " $* " in *" --check "*) exec {sys.executable} "$@";; esac\n'
+                    f'echo "$@" >> {log}\n'
+                    f'case " $* " in *" majority:4 "*) sleep 300 & echo $! > {child}; wait;; esac\n')
+    shim.chmod(0o755)
+    data = tmp_path / "math500.jsonl"
+    data.write_text(json.dumps({"problem": "What is 1 + 1?", "answer": "2", "unique_id": "t/1.json"}) + "\n")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path / "home"),
+           "RW_DIR": str(tmp_path / "work"), "RW_RUN": str(tmp_path / "run")}
+    env.pop("OUT", None)
+    sh = ["bash", str(ROOT / "benchmarks/gpu_real.sh")]
+    nothing = subprocess.run([*sh, "skip"], env=env, capture_output=True, text=True, timeout=60)
+    assert nothing.returncode == 1 and nothing.stderr.startswith("skip: no chain is running")
+    out = subprocess.run([*sh, "chain", f"eval --jobs majority:4 --data {data}", f"eval --jobs cot:1 --data {data}"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for _ in range(200):
+        if child.exists() and child.read_text().strip():
+            break
+        time.sleep(0.1)
+    pid = int(child.read_text())
+    os.kill(pid, 0)  # the stand-in engine runs
+    skip = subprocess.run([*sh, "skip"], env=env, capture_output=True, text=True, timeout=60)
+    assert skip.returncode == 0 and "and the 1 below it" in skip.stdout, skip.stdout + skip.stderr
+    for _ in range(200):
+        done = tmp_path / "work/chain.out"
+        if "chain done" in done.read_text():
+            break
+        time.sleep(0.1)
+    text = (tmp_path / "work/chain.out").read_text()
+    # run 1 ends either way: killed, or on its own once its engine is gone (this stand-in's `wait`)
+    assert "run1 rc=" in text and "== run2: eval --jobs cot:1" in text and "run2 rc=0" in text
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2 and "majority:4" in calls[0] and "cot:1" in calls[1]
+    try:
+        os.kill(pid, 0)
+        alive = open(f"/proc/{pid}/stat").read().split()[2] != "Z"  # a zombie is gone but for its parent
+    except (ProcessLookupError, FileNotFoundError):
+        alive = False
+    assert not alive
+
+
+def test_poll_sends_the_runs_but_not_the_profiler_traces(tmp_path):
+    # rw.tgz must stay under the device tool's size limit: stack samples, GC logs and the torch
+    # profiler's traces (tens of MB; real_workload sums them up into its JSON) stay on the machine
+    work, out = tmp_path / "work", tmp_path / "out"
+    (work / "run1" / "trace" / "dvts").mkdir(parents=True)
+    (work / "run1" / "trace" / "dvts" / "x-TP-0.trace.json.gz").write_bytes(b"x" * 100)
+    (work / "run1" / "stacks").mkdir()
+    (work / "run1" / "run.out").write_text("# engine ready in 1.0 s\n")
+    (work / "run1" / "real_workload.json").write_text("{}")
+    out.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/bash\necho '0 %, 0 MiB'\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    (work / "jit-sent").write_text("")  # no kernel caches to save here
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path / "home"),
+           "RW_DIR": str(work), "RW_RUN": str(tmp_path / "run"), "OUT": str(out)}
+    res = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_real.sh"), "poll"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    names = subprocess.run(["tar", "-tzf", str(out / "rw.tgz")], capture_output=True, text=True).stdout.split()
+    assert "./run1/run.out" in names and "./run1/real_workload.json" in names
+    assert not any("trace" in n or "stacks" in n for n in names), names
