@@ -38,6 +38,8 @@ def test_unanimous_pools_stop_where_each_rule_allows(tmp_path):
     assert rows[("margin", 1.0)]["token_ratio"] == 0.5
     # margin 0.3: 4 >= 0.3 * 12 after the first
     assert rows[("margin", 0.3)]["token_ratio"] == 0.25
+    # the oracle bound: the first wave's leader is already the full vote's
+    assert rows[("oracle", 0.0)] == {"problems": 1, "accuracy": 1.0, "token_ratio": 0.25}
 
 
 def test_unanswered_samples_cast_no_ballot(tmp_path):
