@@ -1,4 +1,5 @@
-"""MATH-500 accuracy-versus-compute study on SGLang, one engine for every job.
+"""MATH-500 (or GSM8K, ``--dataset gsm8k``) accuracy-versus-compute study on SGLang, one engine
+for every job.
 
 Runs ``--jobs`` (method:n, in priority order) with ``srca.eval.arun_eval``, one JSONL per job
 under ``--out-dir`` (resumable: a call that runs out of time is continued by the next), stops
@@ -50,6 +51,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="/tmp/q15hf")
     ap.add_argument("--data", required=True)
+    ap.add_argument("--dataset", default="math500", choices=["math500", "gsm8k"],
+                    help="how --data reads (srca.eval.data) and the result files' prefix: a second data set "
+                         "beside MATH-500 (GSM8K: one the default's rules were not tuned on)")
     ap.add_argument("--out-dir", default="/tmp/evals")
     ap.add_argument("--jobs", required=True, help="method:n[:limit],... in priority order")
     ap.add_argument("--limit", type=int, default=None)
@@ -71,16 +75,20 @@ def main() -> None:
         ap.error(str(e))
 
     from srca.config import SearchConfig
-    from srca.eval.data import load_problems
+    from srca.eval.data import DataError, load_problems
     from srca.engines import make_engine
     from srca.eval import arun_eval
     from srca.eval.records import read_records
     from srca.eval.report import render
 
     t0 = time.monotonic()
-    problems = load_problems("math500", a.data, a.limit)
+    try:
+        problems = load_problems(a.dataset, a.data, a.limit)
+    except (DataError, OSError) as e:
+        ap.error(str(e) if "--data" in str(e) else f"--data {a.data}: {e}")
     if a.check:
-        print(f"# arguments ok: {len(problems)} problems, jobs {', '.join(f'{m}:{n}' for m, n, _ in jobs)}")
+        print(f"# arguments ok: {len(problems)} problems" + (f" of {a.dataset}" if a.dataset != "math500" else "")
+              + f", jobs {', '.join(f'{m}:{n}' for m, n, _ in jobs)}")
         return
     os.makedirs(a.out_dir, exist_ok=True)
     for f in sorted(glob.glob(os.path.join(a.seed_dir, "*.jsonl"))) if a.seed_dir else []:
@@ -101,7 +109,7 @@ def main() -> None:
             print(f"budget spent: not starting {spec}", flush=True)
             break
         subset = problems[:lim] if lim else problems
-        out = os.path.join(a.out_dir, f"math500_{m}_n{n}" + (f"_first{lim}" if lim else "") + ".jsonl")
+        out = os.path.join(a.out_dir, f"{a.dataset}_{m}_n{n}" + (f"_first{lim}" if lim else "") + ".jsonl")
         t = time.monotonic()
         recs = asyncio.run(arun_eval(subset, [m], [n], engine, out, base=base, seed=0,
                                      concurrency=a.concurrency, resume=True, progress=False))
@@ -110,7 +118,7 @@ def main() -> None:
         print(json.dumps({"job": spec, "problems": len(recs), "accuracy": round(acc, 4),
                           "mean_generated_tokens": round(gen, 1), "wall_s": round(time.monotonic() - t, 1)}), flush=True)
     asyncio.run(engine.close())
-    records = [r for f in sorted(glob.glob(os.path.join(a.out_dir, "*.jsonl"))) if "_first" not in f
+    records = [r for f in sorted(glob.glob(os.path.join(a.out_dir, f"{a.dataset}_*.jsonl"))) if "_first" not in f
                for r in read_records(f, repair=True)]
     print(render(records), flush=True)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _chain(tmp_path: Path, *runs: str) -> subprocess.CompletedProcess:
+def _chain(tmp_path: Path, *runs: str, data_arg: bool = True) -> subprocess.CompletedProcess:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     shim = bin_dir / "python3"  # the device's python3: pip is a no-op here, the rest is this venv's
@@ -31,7 +31,7 @@ def _chain(tmp_path: Path, *runs: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path / "home"),
            "RW_DIR": str(tmp_path / "work"), "RW_RUN": str(tmp_path / "run")}
     env.pop("OUT", None)
-    runs = tuple(f"{r} --data {data}" for r in runs)
+    runs = tuple(f"{r} --data {data}" if data_arg else r for r in runs)
     return subprocess.run(["bash", str(ROOT / "benchmarks/gpu_real.sh"), "chain", *runs], env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -60,6 +60,18 @@ def test_an_eval_run_is_checked_by_the_eval_script(tmp_path):
     assert "# arguments ok: 3 problems, jobs majority:16, srca:4, cot:1" in out.stdout
     assert "'srca:x': n and limit must be integers" in out.stderr and "chain: not started" in out.stderr
     assert not (tmp_path / "work/chain.sh").exists()
+
+
+def test_an_eval_run_may_read_gsm8k_beside_math500(tmp_path):
+    # the chain passes MATH-500's path first; a run's own --data (and --dataset) come after it and win
+    gsm = tmp_path / "gsm8k_test.jsonl"
+    gsm.write_text("".join(json.dumps({"id": f"gsm8k-test-{i}", "question": f"What is {i} + 1?",
+                                       "answer": f"so #### {i + 1}"}) + "\n" for i in range(4)))
+    out = _chain(tmp_path, f"eval --dataset gsm8k --data {gsm} --limit 3 --jobs majority:16,srca:16 --budget-s 60",
+                 "eval --dataset gsm8k --data /no/such/gsm8k.jsonl --jobs majority:16", data_arg=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "# arguments ok: 3 problems of gsm8k, jobs majority:16, srca:16" in out.stdout
+    assert "no such file: /no/such/gsm8k.jsonl" in out.stderr and "chain: not started" in out.stderr
 
 
 def test_an_eval_run_resumes_from_the_result_lines_sent(tmp_path):
