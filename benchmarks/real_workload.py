@@ -1127,7 +1127,7 @@ async def trace_window(a, st: Setup, d: str) -> float:
     return time.time()
 
 
-def trace_result(d: str, started: float | str | None, wait_s: float = 60.0) -> dict:
+def trace_result(d: str, started: float | str | None, wait_s: float = 180.0) -> dict:
     """The summary of the trace ``trace_window`` asked for (benchmarks/sglang_trace.py), waiting up
     to ``wait_s`` for SGLang to write it; what went wrong otherwise (``started``: a string says
     why the profiler did not start)."""
@@ -1147,7 +1147,13 @@ def trace_result(d: str, started: float | str | None, wait_s: float = 60.0) -> d
         time.sleep(1.0)
     if not paths:
         return {"error": f"no trace in {d} after {wait_s:.0f} s (the job may have ended before its steps ran)"}
-    time.sleep(2.0)  # the export may still be writing
+    sizes = None  # the scheduler may still be writing it (hundreds of MB): wait until no file grows
+    while time.monotonic() <= deadline + wait_s:
+        now = [os.path.getsize(p) for p in paths]
+        if now == sizes:
+            break
+        sizes = now
+        time.sleep(2.0)
     try:
         out = {"started_at": round(started, 3), "paths": paths, **summary(paths)}
     except (OSError, ValueError, EOFError) as e:
