@@ -26,7 +26,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # issue 16's early-exit setting: a fourth wave and an earlier stop (0.4 of the vote), every
     # lineage voting with its mean confidence (ties broken by it); picked on the second bank's
     # tune half at 0.578x majority@16's tokens; held out 0.591x, 1.5 points under majority there
-    # (README, "The SRCA study"); not yet run through the eval CLI (benchmarks/README, the next chain)
+    # (README, "The SRCA study"); through the eval CLI (sixteenth run, all 500) 47.8% at 0.57x,
+    # -1.7 points against 18 majority@16 draws pooled: its stop costs accuracy (srca-margin below)
     "srca-lean": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 4, "wave_consensus": 0.4},
     # the same waves stopping by the vote's lead instead of its share (SearchConfig.wave_margin): a
     # lead of a quarter of the lineages still to come; on a plain-vote replay of majority@32's
