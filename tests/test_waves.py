@@ -120,10 +120,11 @@ def test_waves_stop_by_margin():
 
 @pytest.mark.parametrize("finals", [["7", "7", "8", "8", "8", "8"], ["7", "8", "8", "9", "8", "8"],
                                     ["1", "2", "3", "4", "5", "5"]])
-def test_step_by_step_waves_are_the_whole_ones(finals):
-    whole, _, _ = solve(finals, steps=lambda L: 2 + L % 3)
+@pytest.mark.parametrize("margin", [0.0, 1.0])
+def test_step_by_step_waves_are_the_whole_ones(finals, margin):
+    whole, _, _ = solve(finals, steps=lambda L: 2 + L % 3, wave_margin=margin)
     with step_by_step():
-        steps, eng, _ = solve(finals, steps=lambda L: 2 + L % 3)
+        steps, eng, _ = solve(finals, steps=lambda L: 2 + L % 3, wave_margin=margin)
     assert all(len(b) >= 1 for b in sampling_calls(eng))
     assert (whole.answer, whole.stop_reason) == (steps.answer, steps.stop_reason)
     assert [(c.source, c.answer, c.step) for c in whole.candidates] == \
@@ -408,6 +409,20 @@ def test_speculative_waves_decide_the_same_and_count_what_they_did_not_need():
     assert (sol.answer, sol.stop_reason) == (plain.answer, plain.stop_reason)
     assert eng.aborted == [] and sol.usage.unused_tokens == 0
     assert sol.usage.generated_tokens == plain.usage.generated_tokens == 156
+
+
+@pytest.mark.parametrize("finals,stop", [(["7", "8", "8", "8", "9", "9"], "consensus"),
+                                         (["7", "7", "8", "8", "8", "8"], "finished")])
+def test_overlapping_and_speculative_waves_stop_by_margin_as_the_plain_ones(finals, stop):
+    # margin 1: 8, 8, 8 against 7 after wave 2 (a lead of 2, 2 to come) settles; 7, 7, 8, 8 does not
+    plain, _, _ = solve(finals, wave_margin=1.0)
+    assert plain.stop_reason == stop
+    over, _, _ = solve(finals, wave_margin=1.0, wave_overlap=10)
+    spec, _, _, _ = solve_spec(finals, capacity=100, wave_margin=1.0)
+    for sol in (over, spec):
+        assert (sol.answer, sol.stop_reason) == (plain.answer, plain.stop_reason)
+        assert [(c.source, c.answer, c.score) for c in sol.candidates] == \
+            [(c.source, c.answer, c.score) for c in plain.candidates]
 
 
 def test_speculation_takes_only_the_room_the_engine_has():
