@@ -35,7 +35,7 @@ from bank_replay import score  # noqa: E402
 from srca.config import SearchConfig  # noqa: E402
 from srca.eval.bank import Policy, half, read_bank  # noqa: E402
 from srca.eval.variants import config_for  # noqa: E402
-from srca.eval.report import ci95  # noqa: E402
+from srca.eval.report import ci95, save_figure  # noqa: E402
 
 HALVES = ("tune", "test", "all")
 # bank rows: name -> SearchConfig variant whose policy is replayed
@@ -206,7 +206,7 @@ def main() -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(a.plot, dpi=120)
+        save_figure(fig, a.plot)
         print(f"wrote {a.plot}")
 
 

@@ -92,6 +92,25 @@ def test_plot_writes_png(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_figures_save_as_palette_pngs_and_other_formats_as_drawn(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from srca.eval.report import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [3, 1, 2])
+    save_figure(fig, str(tmp_path / "p.png"), colors=16)
+    save_figure(fig, str(tmp_path / "p.svg"))
+    plt.close(fig)
+    im = Image.open(tmp_path / "p.png")
+    assert im.mode == "P" and len(im.getcolors()) <= 16
+    assert (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")
+
+
 def test_redecide_votes_over_stored_groups():
     g = lambda ans, paths, ckpts, score, ok: {"answer": ans, "paths": paths, "checkpoints": ckpts,  # noqa: E731
                                                "best_score": score, "correct": ok}

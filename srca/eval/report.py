@@ -203,6 +203,23 @@ def render(records: Sequence[dict]) -> str:
     return "\n".join(parts)
 
 
+def save_figure(fig: Any, out: str, dpi: int = 120, colors: int = 64) -> None:
+    """``fig`` (matplotlib) to ``out``; a ``.png`` as a palette image of ``colors`` colours (line
+    plots use a few: a third of the bytes of a full-colour one, and plots are committed beside
+    the results they draw), any other suffix as matplotlib writes it."""
+    if not out.lower().endswith(".png"):
+        fig.savefig(out, dpi=dpi)
+        return
+    import io
+
+    from PIL import Image  # matplotlib's own dependency
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    buf.seek(0)
+    Image.open(buf).convert("RGB").quantize(colors=colors).save(out, optimize=True)
+
+
 def plot(records: Sequence[dict], out: str) -> None:
     """Accuracy against mean generated tokens, one line per (run,) method over its n values."""
     try:
@@ -228,5 +245,5 @@ def plot(records: Sequence[dict], out: str) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out)
     plt.close(fig)
