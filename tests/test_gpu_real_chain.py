@@ -19,18 +19,43 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _chain(tmp_path: Path, *runs: str, data_arg: bool = True) -> subprocess.CompletedProcess:
+def _device(tmp_path: Path, python3: str, problems: int) -> tuple[dict, Path]:
+    """The environment gpu_real.sh runs in here: ``python3`` (a bash body) standing for the
+    device's (its pip is a no-op), private copy and work folders under ``tmp_path``; and a
+    MATH-500-shaped file of ``problems`` problems."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    shim = bin_dir / "python3"  # the device's python3: pip is a no-op here, the rest is this venv's
-    shim.write_text(f'#!/bin/bash\n[ "$1 $2" = "-m pip" ] && exit 0\nexec {sys.executable} "$@"\n')
+    shim = bin_dir / "python3"
+    shim.write_text(f'#!/bin/bash\n[ "$1 $2" = "-m pip" ] && exit 0\n{python3}')
     shim.chmod(0o755)
     data = tmp_path / "math500.jsonl"
     data.write_text("".join(json.dumps({"problem": f"What is {i} + {i}?", "answer": str(2 * i),
-                                        "unique_id": f"t/{i}.json"}) + "\n" for i in range(3)))
+                                        "unique_id": f"t/{i}.json"}) + "\n" for i in range(problems)))
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path / "home"),
            "RW_DIR": str(tmp_path / "work"), "RW_RUN": str(tmp_path / "run")}
     env.pop("OUT", None)
+    return env, data
+
+
+def _recording(tmp_path: Path, then: str = "") -> tuple[dict, Path, Path]:
+    """``_device`` with a python3 that runs ``--check`` for real and only records any other call
+    (one line of arguments per call in the returned log), then runs the bash ``then``."""
+    log = tmp_path / "calls.txt"
+    env, data = _device(tmp_path, f'case " $* " in *" --check "*) exec {sys.executable} "$@";; esac\n'
+                                  f'echo "$@" >> {log}\n{then}', 1)
+    return env, data, log
+
+
+def _chain_done(tmp_path: Path, tries: int) -> None:
+    for _ in range(tries):
+        done = tmp_path / "work/chain.out"  # the background job may not have opened it yet
+        if done.exists() and "chain done" in done.read_text():
+            return
+        time.sleep(0.1)
+
+
+def _chain(tmp_path: Path, *runs: str, data_arg: bool = True) -> subprocess.CompletedProcess:
+    env, data = _device(tmp_path, f'exec {sys.executable} "$@"\n', 3)
     runs = tuple(f"{r} --data {data}" if data_arg else r for r in runs)
     return subprocess.run(["bash", str(ROOT / "benchmarks/gpu_real.sh"), "chain", *runs], env=env,
                           capture_output=True, text=True, timeout=300)
@@ -78,28 +103,12 @@ def test_an_eval_run_resumes_from_the_result_lines_sent(tmp_path):
     # a chain whose second run is an eval: the script it writes runs gpu_eval.py in the run's own
     # folder, seeded from .gpu-data/evals of the private copy (the run itself needs SGLang: here
     # the chain is started with a python3 that only records its arguments)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "calls.txt"
-    shim = bin_dir / "python3"
-    shim.write_text(f'#!/bin/bash\n[ "$1 $2" = "-m pip" ] && exit 0\n'
-                    f'case " $* " in *" --check "*) exec {sys.executable} "$@";; esac\n'
-                    f'echo "$@" >> {log}\n')
-    shim.chmod(0o755)
-    data = tmp_path / "math500.jsonl"
-    data.write_text(json.dumps({"problem": "What is 1 + 1?", "answer": "2", "unique_id": "t/1.json"}) + "\n")
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path / "home"),
-           "RW_DIR": str(tmp_path / "work"), "RW_RUN": str(tmp_path / "run")}
-    env.pop("OUT", None)
+    env, data, log = _recording(tmp_path)
     out = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_real.sh"), "chain",
                           f"eval --jobs majority:4 --data {data}"], env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    for _ in range(100):
-        done = tmp_path / "work/chain.out"  # the background job may not have opened it yet
-        if done.exists() and "chain done" in done.read_text():
-            break
-        time.sleep(0.1)
+    _chain_done(tmp_path, 100)
     call = log.read_text().split()
     assert call[0] == "benchmarks/gpu_eval.py" and "--check" not in call
     assert call[call.index("--out-dir") + 1] == str(tmp_path / "work/run1/evals")
@@ -110,20 +119,8 @@ def test_an_eval_run_resumes_from_the_result_lines_sent(tmp_path):
 def test_skip_ends_the_current_run_and_its_children_and_the_chain_goes_on(tmp_path):
     # run 1 stands for an eval whose engine is a child process (here `sleep`); `skip` ends both,
     # children first, and the chain starts run 2 (the sixteenth run did this by hand with kill)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log, child = tmp_path / "calls.txt", tmp_path / "child.pid"
-    shim = bin_dir / "python3"
-    shim.write_text(f'#!/bin/bash\n[ "$1 $2" = "-m pip" ] && exit 0\n'
-                    f'case " $* " in *" --check "*) exec {sys.executable} "$@";; esac\n'
-                    f'echo "$@" >> {log}\n'
-                    f'case " $* " in *" majority:4 "*) sleep 300 & echo $! > {child}; wait;; esac\n')
-    shim.chmod(0o755)
-    data = tmp_path / "math500.jsonl"
-    data.write_text(json.dumps({"problem": "What is 1 + 1?", "answer": "2", "unique_id": "t/1.json"}) + "\n")
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path / "home"),
-           "RW_DIR": str(tmp_path / "work"), "RW_RUN": str(tmp_path / "run")}
-    env.pop("OUT", None)
+    child = tmp_path / "child.pid"
+    env, data, log = _recording(tmp_path, f'case " $* " in *" majority:4 "*) sleep 300 & echo $! > {child}; wait;; esac\n')
     sh = ["bash", str(ROOT / "benchmarks/gpu_real.sh")]
     nothing = subprocess.run([*sh, "skip"], env=env, capture_output=True, text=True, timeout=60)
     assert nothing.returncode == 1 and nothing.stderr.startswith("skip: no chain is running")
@@ -138,11 +135,7 @@ def test_skip_ends_the_current_run_and_its_children_and_the_chain_goes_on(tmp_pa
     os.kill(pid, 0)  # the stand-in engine runs
     skip = subprocess.run([*sh, "skip"], env=env, capture_output=True, text=True, timeout=60)
     assert skip.returncode == 0 and "and the 1 below it" in skip.stdout, skip.stdout + skip.stderr
-    for _ in range(200):
-        done = tmp_path / "work/chain.out"
-        if "chain done" in done.read_text():
-            break
-        time.sleep(0.1)
+    _chain_done(tmp_path, 200)
     text = (tmp_path / "work/chain.out").read_text()
     # run 1 ends either way: killed, or on its own once its engine is gone (this stand-in's `wait`)
     assert "run1 rc=" in text and "== run2: eval --jobs cot:1" in text and "run2 rc=0" in text
