@@ -711,11 +711,15 @@ class Setup:
                 for f in os.listdir(self.gc_dir):
                     os.remove(os.path.join(self.gc_dir, f))
                 os.environ["SRCA_GC_LOG"] = self.gc_dir
-            if a.sglang_gc_threshold:  # the same plugin sets the collector's thresholds in SGLang's processes
+            if a.sglang_gc_threshold != "off" and (a.server or a.sglang_gc_threshold != "engine"):
+                # the same plugin sets the collector's thresholds in SGLang's processes, not this one's:
+                # the servers' (SGLangEngine's default, as the README's recipe has a user start them)
+                # or the ones named (in process the engine then leaves this process at Python's)
                 from srca.engines import gc_probe
 
-                os.environ.update({gc_probe.THRESHOLD_ENV: a.sglang_gc_threshold,
-                                   gc_probe.THRESHOLD_OWNER_ENV: str(os.getpid())})
+                value = (",".join(map(str, gc_probe.DEFAULT_THRESHOLD)) if a.sglang_gc_threshold == "engine"
+                         else a.sglang_gc_threshold)
+                os.environ.update({gc_probe.THRESHOLD_ENV: value, gc_probe.THRESHOLD_OWNER_ENV: str(os.getpid())})
             if a.sglang_stacks > 0:  # the same plugin samples SGLang's processes' stacks (srca.engines.stack_probe)
                 self.stacks_dir = os.path.join(a.work_dir, "stacks")
                 os.makedirs(self.stacks_dir, exist_ok=True)
@@ -736,6 +740,8 @@ class Setup:
                 extra.update(a.sglang_args)
                 if a.submit_window_ms is not None:
                     extra["submit_window_ms"] = a.submit_window_ms
+                if a.sglang_gc_threshold != "engine":  # off, or named above for SGLang's processes only
+                    extra["gc_threshold"] = None
                 if a.decode_graph_max_bs != "engine":
                     extra["decode_graph_max_bs"] = None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs
                 self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem, sampling_backend=a.sampler,
@@ -1572,9 +1578,11 @@ def main() -> None:
                     help="GPU clocks, power, temperature every this many ms per phase (nvidia-smi; 0: off)")
     ap.add_argument("--stall-s", type=float, default=300.0,
                     help="print what the controller holds when a job writes no result line this long (default 300)")
-    ap.add_argument("--sglang-gc-threshold", default=None, metavar="G0,G1,G2",
-                    help="the garbage collector's thresholds in SGLang's processes (its scheduler; srca's plugin, "
-                         "SRCA_SGLANG_GC_THRESHOLD), not in this one; e.g. 50000,20,100")
+    ap.add_argument("--sglang-gc-threshold", default="engine", metavar="engine|off|G0,G1,G2",
+                    help="the garbage collector's thresholds in SGLang's processes: engine (default): SGLangEngine's "
+                         "default (srca.engines.gc_probe.DEFAULT_THRESHOLD; in process this one's too, through "
+                         "SGLang's gc_threshold; the servers' through srca's plugin, SRCA_SGLANG_GC_THRESHOLD); off: "
+                         "Python's everywhere; G0,G1,G2: these, in SGLang's processes only, not in this one")
     ap.add_argument("--sglang-stacks", type=float, default=0.0, metavar="HZ",
                     help="sample SGLang's processes' Python stacks HZ times a second (srca's plugin, "
                          "srca.engines.stack_probe); each phase records where their threads were (0: off)")
@@ -1612,7 +1620,7 @@ def main() -> None:
         os.makedirs(a.work_dir, exist_ok=True)
     if a.server and a.engine != "sglang":
         ap.error("--server needs --engine sglang")
-    if a.sglang_gc_threshold is not None:
+    if a.sglang_gc_threshold not in ("engine", "off"):
         from srca.engines.gc_probe import parse_threshold
 
         try:

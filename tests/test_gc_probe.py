@@ -132,3 +132,18 @@ def test_a_threshold_is_one_to_three_integers(bad):
     with pytest.raises(ValueError, match="SRCA_SGLANG_GC_THRESHOLD"):
         gc_probe.parse_threshold(bad)
     assert gc_probe.parse_threshold("50000,20,100") == (50000, 20, 100)
+
+
+def test_a_constructor_threshold_is_checked_and_the_users_environment_wins(monkeypatch):
+    assert gc_probe.check_threshold(None) is None
+    assert gc_probe.check_threshold([50000, 20, 100]) == gc_probe.check_threshold("50000,20,100") == (50000, 20, 100)
+    assert gc_probe.check_threshold((700,)) == (700,)
+    for bad, err in (([0], ValueError), ([1, 2, 3, 4], ValueError), ("x", ValueError), (7, TypeError),
+                     ([1.5], TypeError), ([True], TypeError)):
+        with pytest.raises(err, match="Engine.gc_threshold"):
+            gc_probe.check_threshold(bad, "Engine.gc_threshold")
+    monkeypatch.delenv(gc_probe.THRESHOLD_ENV, raising=False)
+    assert gc_probe.export_threshold((50000, 20, 100)) is True
+    assert os.environ[gc_probe.THRESHOLD_ENV] == "50000,20,100"
+    assert gc_probe.export_threshold((9, 9, 9)) is False  # already named: left as it is
+    assert os.environ[gc_probe.THRESHOLD_ENV] == "50000,20,100"

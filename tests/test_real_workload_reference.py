@@ -317,6 +317,7 @@ def test_server_replicas_and_gc_thresholds_are_checked(tmp_path):
     for extra, flag in ((["--server-replicas", "2"], "--server-replicas"),
                         (["--server", "--server-replicas", "0"], "--server-replicas"),
                         (["--sglang-gc-threshold", "0,1"], "--sglang-gc-threshold"),
+                        (["--sglang-gc-threshold", "on"], "--sglang-gc-threshold"),
                         (["--engine", "local", "--sglang-gc-threshold", "50000"], "--sglang-gc-threshold")):
         out = subprocess.run([sys.executable, "benchmarks/real_workload.py", "--check", "--data", str(data), *extra],
                              capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -408,7 +409,7 @@ def test_server_replicas_run_end_to_end_against_stand_in_servers(tmp_path):
                           "--data", str(data), "--limit", "3", "--samples", "2", "--jobs", "majority,dvts",
                           "--concurrency", "4", "--no-raw-bracket", "--no-gc-log", "--gpu-poll-ms", "0",
                           "--prefill-graph", "sglang", "--decode-graph-max-bs", "sglang", "--answer-workers", "1",
-                          "--sglang-gc-threshold", "50000,20,100", "--sglang-trace", "7", "--sglang-trace-after", "0",
+                          "--sglang-trace", "7", "--sglang-trace-after", "0",
                           "--work-dir", str(work), "--out", str(work / "rw.json")],
                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -424,7 +425,8 @@ def test_server_replicas_run_end_to_end_against_stand_in_servers(tmp_path):
         assert f"/trace/{j['job'].split('@')[0]}/" in t["paths"][0]
     logs = [(work / name).read_text() for name in ("server.out", "server1.out")]
     assert all("--mem-fraction-static 0.4 " in log for log in logs)
-    # the servers' processes get the collector thresholds for srca's plugin, this one is their owner
+    # the servers' processes get the engines' collector thresholds (--sglang-gc-threshold engine, the
+    # default) for srca's plugin, this one is their owner
     assert all("gc threshold env 50000,20,100 True" in log for log in logs)
     ports = {log.split("--port ")[1].split()[0] for log in logs}
     assert len(ports) == 2

@@ -17,6 +17,7 @@ import pytest
 
 from engine_contract import *  # noqa: F401,F403  (the contract tests, collected here)
 from fake_sglang_server import State, prefill_lp as _prefill_lp, prefill_only, prefill_top, run_script
+from srca.engines import gc_probe
 from srca.engines.base import GenRequest
 
 
@@ -109,6 +110,7 @@ class _ServerArgs:  # the graph fields of SGLang 0.5.17's ServerArgs
     cuda_graph_max_bs_decode: int | None = None
     cuda_graph_backend_prefill: str | None = None
     max_running_requests: int | None = None
+    gc_threshold: list | None = None
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +127,9 @@ def stub_sglang():
     sys.modules.update(zip(names, (mod, srt, args)))
     orig = transformers.AutoTokenizer.from_pretrained
     transformers.AutoTokenizer.from_pretrained = staticmethod(lambda *a, **k: _CharTokenizer())
-    yield
+    with pytest.MonkeyPatch.context() as mp:  # the engines name the scheduler's gc thresholds in os.environ
+        mp.delenv(gc_probe.THRESHOLD_ENV, raising=False)
+        yield
     transformers.AutoTokenizer.from_pretrained = orig
     for k, v in saved.items():
         if v is None:
@@ -167,6 +171,32 @@ def test_gc_frozen_once_the_engine_is_up(stub_sglang):
     eng = _make(freeze_gc=False)
     assert not hasattr(eng.engine.tokenizer_manager, "frozen")
     asyncio.run(eng.close())
+
+
+def test_gc_thresholds_reach_this_process_and_the_scheduler(stub_sglang, monkeypatch):
+    """SGLang's gc_threshold for the process that starts it; SRCA_SGLANG_GC_THRESHOLD, which srca's
+    plugin reads in SGLang's scheduler, for the rest; a threshold already in the environment wins."""
+    import os
+
+    def kwargs(**kw):
+        eng = _make(**kw)
+        asyncio.run(eng.close())
+        return eng.engine.kwargs
+
+    monkeypatch.delenv(gc_probe.THRESHOLD_ENV, raising=False)
+    assert kwargs()["gc_threshold"] == [50000, 20, 100] == list(gc_probe.DEFAULT_THRESHOLD)
+    assert os.environ[gc_probe.THRESHOLD_ENV] == "50000,20,100"
+    monkeypatch.setenv(gc_probe.THRESHOLD_ENV, "9000")  # the user's own, for the scheduler
+    assert kwargs(gc_threshold="1000,5")["gc_threshold"] == [1000, 5]
+    assert os.environ[gc_probe.THRESHOLD_ENV] == "9000"
+    monkeypatch.delenv(gc_probe.THRESHOLD_ENV)
+    assert "gc_threshold" not in kwargs(gc_threshold=None)  # Python's defaults everywhere
+    assert gc_probe.THRESHOLD_ENV not in os.environ
+    with pytest.raises(ValueError, match="SGLangEngine.gc_threshold"):
+        _make(gc_threshold=[0, 10])
+    with pytest.raises(TypeError, match="SGLangEngine.gc_threshold"):
+        _make(gc_threshold=1.5)
+    assert gc_probe.THRESHOLD_ENV not in os.environ  # a rejected value names nothing
 
 
 def test_gc_freeze_that_fails_still_gives_an_engine(stub_sglang, monkeypatch, caplog):

@@ -49,6 +49,7 @@ import threading
 import time
 from typing import Any, Sequence
 
+from . import gc_probe
 from .base import EngineInfo, GenRequest, GenResult
 from .chat_template import apply_chat_template
 from .hf_decode import hf_decoder
@@ -114,6 +115,15 @@ class SGLangEngine:
             cyclic garbage collector, in this process and SGLang's own (SGLang's
             ``freeze_gc``, which its docs advise after start-up): a full collection otherwise
             walks them all and holds every thread, the engine's loop included.
+        gc_threshold: the garbage collector's thresholds in this process and every SGLang
+            process it starts (:data:`~srca.engines.gc_probe.DEFAULT_THRESHOLD`, ``(50000, 20,
+            100)``, by default; None keeps Python's ``(700, 10, 10)``): SGLang's own
+            ``gc_threshold`` reaches only this process, so the scheduler gets them from srca's
+            plugin through ``SRCA_SGLANG_GC_THRESHOLD`` (set here unless the environment already
+            names thresholds). At Python's, the scheduler stopped for 3.9 s and this process for
+            5.9 s of a 68.3 s DVTS eval in full collections (one H100, benchmarks/RUNS.md,
+            "Fifteenth run"); raised in every process of two servers, DVTS took 60.0 s against
+            76.3 s ("Seventeenth run").
         submit_window_ms: hold each call of requests that may wait (``GenRequest.may_wait``:
             the steps of beam, DVTS and the paper's tree) up to this long so that calls arriving
             close together reach SGLang's scheduler together (:class:`~srca.engines.
@@ -151,6 +161,7 @@ class SGLangEngine:
         decode_graph_max_bs: int | str | None = GRAPHS_AUTO,
         prefill_graph: str | None = PREFILL_GRAPH,
         freeze_gc: bool = True,
+        gc_threshold: Sequence[int] | str | None = gc_probe.DEFAULT_THRESHOLD,
         submit_window_ms: float = SUBMIT_WINDOW_MS,
         submit_window_busy: int = SUBMIT_WINDOW_BUSY,
         warmup: bool = True,
@@ -171,6 +182,7 @@ class SGLangEngine:
             resolve_prefill_graph(prefill_graph)
         except ValueError as e:
             raise ValueError(f"SGLangEngine.prefill_graph: {e}") from None
+        thresholds = gc_probe.check_threshold(gc_threshold, "SGLangEngine.gc_threshold")
         self.gate = submit_gate("SGLangEngine", submit_window_ms, submit_window_busy)
         self.tail_logprobs = tail_logprobs
         self.router = ReplicaRouter(dp_size, routing)
@@ -206,6 +218,10 @@ class SGLangEngine:
             kwargs["enable_deterministic_inference"] = True
         kwargs.update(server_args)
         fields = server_arg_fields()
+        if thresholds is not None:
+            if "gc_threshold" in fields:
+                kwargs["gc_threshold"] = list(thresholds)
+            gc_probe.export_threshold(thresholds)  # for the scheduler, through srca's plugin
         kwargs.update({**decode_graph_args(graph_max_bs, fields, kwargs), **prefill_graph_args(prefill_graph, fields, kwargs)})
         self.server_args = kwargs
         self.engine = sglang.Engine(**kwargs)
