@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import time
-from typing import Any, Callable
+from typing import Any
+
+# a server's port and its start: one rule, the product's (srca sglang-servers uses them)
+from srca.engines.sglang_launch import free_port, wait_healthy  # noqa: F401,E402
 
 
 def write_result(path: str, benchmark: str, args: Any, **fields: Any) -> None:
@@ -19,36 +21,6 @@ def write_result(path: str, benchmark: str, args: Any, **fields: Any) -> None:
     with open(path, "w") as f:
         json.dump(res, f, indent=1)
     print(f"# wrote {path}")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(proc: Any, url: str, deadline: float, limit_s: float, name: str,
-                 on_fail: Callable[[], None]) -> None:
-    """Until ``url``'s ``GET /health`` answers 200: checked every second while ``proc`` (the
-    server's ``subprocess.Popen``) runs. If it exits, or ``time.time()`` passes ``deadline``,
-    ``on_fail()`` (stop the servers) and ``RuntimeError`` naming ``name`` or ``url``."""
-    import urllib.request
-
-    while True:
-        if proc.poll() is not None:
-            on_fail()
-            raise RuntimeError(f"{name} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.time() > deadline:
-            on_fail()
-            raise RuntimeError(f"{url} not healthy after {limit_s:g} s")
-        time.sleep(1)
 
 
 def concurrency(text: str) -> int | None:

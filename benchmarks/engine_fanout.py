@@ -147,42 +147,21 @@ def controller(eng, a, problems_n: int | None = None) -> dict:
 def _servers(a, spec: dict):
     """``spec["dp"]`` single-GPU SGLang servers (one per GPU, each with its own tokenizer
     manager) and an :class:`SGLangServerEngine` over all of them; returns (engine, stop)."""
-    import signal
-
     from srca.engines.sglang_http import SGLangServerEngine
+    from srca.engines.sglang_launch import ServerGroup, ServerLaunch
 
-    procs, urls = [], []
-    for gpu in range(spec["dp"]):
-        port = 31000 + gpu
-        cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", a.model, "--load-format", "dummy",
-               "--port", str(port), "--host", "127.0.0.1", "--base-gpu-id", str(gpu), "--attention-backend", "triton",
-               "--sampling-backend", spec["sampler"], "--grammar-backend", "none", "--mem-fraction-static", str(a.mem),
-               "--log-level", "error"]
-        if not a.cuda_graph:
-            cmd.append("--disable-cuda-graph")
-        if not spec["radix"]:
-            cmd.append("--disable-radix-cache")
-        procs.append(subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL))
-        urls.append(f"http://127.0.0.1:{port}")
-
-    def stop():
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-
-    from _common import wait_healthy  # benchmarks/ is the script's folder
-
-    deadline = time.time() + 600
-    for p, url in zip(procs, urls):
-        wait_healthy(p, url, deadline, 600, f"sglang.launch_server for {url}", stop)
-    return SGLangServerEngine(urls, max_connections=4096), stop
+    flags = ["--load-format", "dummy", "--attention-backend", "triton", "--sampling-backend", spec["sampler"],
+             "--grammar-backend", "none", "--log-level", "error"]
+    if not a.cuda_graph:
+        flags.append("--disable-cuda-graph")
+    if not spec["radix"]:
+        flags.append("--disable-radix-cache")
+    # one per GPU, all at once; SGLang's own graphs and collector, as these rows always ran
+    group = ServerGroup(ServerLaunch(model=a.model, replicas=spec["dp"], gpus=tuple(range(spec["dp"])),
+                                     mem_fraction=a.mem, port=31000, decode_graph_max_bs=None, prefill_graph=None,
+                                     gc_threshold=None, extra_args=tuple(flags), start_timeout_s=600.0))
+    urls = group.start()
+    return SGLangServerEngine(urls, max_connections=4096), group.stop
 
 
 def child(a, spec: dict) -> None:

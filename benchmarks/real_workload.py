@@ -56,7 +56,6 @@ import os
 import pstats
 import random
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -68,7 +67,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from _common import concurrency, free_port, wait_healthy, write_result  # noqa: E402
+from _common import concurrency, write_result  # noqa: E402
 
 DEFAULT_JOBS = "majority,best_of_n,srca,dvts,srca-paper"
 
@@ -765,53 +764,37 @@ class Setup:
         from srca.engines.sglang_http import SGLangServerEngine
 
         a = self.a
-        from srca.engines.sglang_graphs import (AUTO, PREFILL_GRAPH, cli_flags, decode_graph_args,
-                                                prefill_graph_args, resolve_max_bs, server_arg_fields)
+        from srca.engines import gc_probe
+        from srca.engines.sglang_graphs import AUTO, PREFILL_GRAPH
+        from srca.engines.sglang_launch import ServerGroup, ServerLaunch
 
-        graph_flags: list[str] = []  # as SGLangEngine passes them
-        if a.prefill_graph != "sglang":
-            backend = PREFILL_GRAPH if a.prefill_graph == "engine" else a.prefill_graph
-            graph_flags += cli_flags(prefill_graph_args(backend, server_arg_fields(),
-                                                        {"disable_cuda_graph": a.disable_cuda_graph}))
-        if not a.disable_cuda_graph and a.decode_graph_max_bs != "sglang":
-            mbs = resolve_max_bs(AUTO if a.decode_graph_max_bs == "engine" else a.decode_graph_max_bs)
-            graph_flags += cli_flags(decode_graph_args(mbs, server_arg_fields(), {}))
-        for k in range(a.server_replicas):
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", a.model, "--port", str(port),
-                   "--host", "127.0.0.1", "--attention-backend", "triton", "--sampling-backend", a.sampler,
-                   "--grammar-backend", "none", "--mem-fraction-static", str(round(a.mem / a.server_replicas, 4)),
-                   "--log-level", "info", "--log-level-http", "warning",
-                   "--decode-log-interval", str(a.decode_log_interval)]
-            if a.disable_cuda_graph:
-                cmd.append("--disable-cuda-graph")
-            if a.max_running_requests:
-                cmd += ["--max-running-requests", str(a.max_running_requests)]
-            cmd += server_flags(a.sglang_args) + graph_flags
-            out = open(os.path.join(a.work_dir, "server.out" if k == 0 else f"server{k}.out"), "w")
-            # one after another: a replica sizes its KV pool by the memory free when it starts
-            proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
-            self.procs.append(proc)
-            self.urls.append(url)
-            wait_healthy(proc, url, time.time() + 900, 900, f"sglang.launch_server (replica {k}, see {out.name})",
-                         self.stop_server)
+        flags = ["--attention-backend", "triton", "--sampling-backend", a.sampler, "--grammar-backend", "none",
+                 "--log-level", "info", "--log-level-http", "warning", "--decode-log-interval", str(a.decode_log_interval)]
+        if a.disable_cuda_graph:
+            flags.append("--disable-cuda-graph")
+        if a.max_running_requests:
+            flags += ["--max-running-requests", str(a.max_running_requests)]
+        flags += server_flags(a.sglang_args)
+        # the thresholds were put in this environment above (the servers inherit it; "off": none there)
+        launch = ServerLaunch(model=a.model, replicas=a.server_replicas, mem_fraction=a.mem,
+                              decode_graph_max_bs=(AUTO if a.decode_graph_max_bs == "engine" else
+                                                   None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs),
+                              prefill_graph=(PREFILL_GRAPH if a.prefill_graph == "engine" else
+                                             None if a.prefill_graph == "sglang" else a.prefill_graph),
+                              gc_threshold=None if a.sglang_gc_threshold == "off" else gc_probe.DEFAULT_THRESHOLD,
+                              extra_args=tuple(flags), log_dir=a.work_dir, start_timeout_s=900.0)
+        # one after another on this GPU: a replica sizes its KV pool by the memory free when it starts
+        self.group = ServerGroup(launch)
+        self.procs, self.urls = self.group.procs, self.group.urls
+        self.group.start()
         self.proc, self.url = self.procs[0], self.urls[0]
         window = {} if self.a.submit_window_ms is None else {"submit_window_ms": self.a.submit_window_ms}
         self.eng = SGLangServerEngine(self.urls if len(self.urls) > 1 else self.url, max_connections=4096, **window)
 
     def stop_server(self) -> None:
-        for proc in self.procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=60)
-            except ProcessLookupError:
-                pass
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        group = getattr(self, "group", None)
+        if group is not None:
+            group.stop()
 
     # scheduler views ------------------------------------------------------------------------------
     def loads_fetch(self):

@@ -1,4 +1,5 @@
-"""The ``srca`` command line: ``srca solve``, ``srca eval``, ``srca report``, ``srca serve``."""
+"""The ``srca`` command line: ``srca solve``, ``srca eval``, ``srca report``, ``srca serve``,
+``srca view``, ``srca sglang-servers``."""
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in SUBCOMMANDS:
         try:
-            mod = importlib.import_module(f"srca.commands.{name}")
+            module = f"srca.commands.{name.replace('-', '_')}"
+            mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name != f"srca.commands.{name}":
+            if e.name != module:
                 raise
             continue
         mod.add_parser(sub)

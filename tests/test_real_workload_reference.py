@@ -293,7 +293,7 @@ def test_server_replicas_share_the_gpu_memory_and_one_engine(monkeypatch, tmp_pa
     a = types.SimpleNamespace(server_replicas=2, model="/m", sampler="flashinfer", mem=0.84, decode_log_interval=40,
                               disable_cuda_graph=True, max_running_requests=None, sglang_args={},
                               prefill_graph="sglang", decode_graph_max_bs="sglang", work_dir=str(tmp_path),
-                              submit_window_ms=None)
+                              submit_window_ms=None, sglang_gc_threshold="engine")
     setup = Setup.__new__(Setup)
     setup.a, setup.procs, setup.urls = a, [], []
     monkeypatch.setattr(real_workload, "server_flags", lambda args: [])

@@ -1,0 +1,272 @@
+"""Start ``sglang.launch_server`` replicas for the HTTP engine, as the engines this project starts
+set SGLang up: one per GPU, or several on one GPU.
+
+Several replicas on one GPU are several scheduler processes for it. Under DVTS, whose many short
+step requests keep one scheduler's Python busy while the GPU idles (benchmarks/RUNS.md,
+"Fifteenth run"), two servers on one H100 were 1.42x faster than one ("Sixteenth run") and, with
+the garbage collector's thresholds raised in their processes, 1.80x (60.0 s against 108.2 s for
+200 MATH-500 problems x 16, "Seventeenth run"); majority voting ran at the raw engine's speed.
+
+:class:`ServerLaunch` is the plan (a dataclass that checks itself); :class:`ServerGroup` starts
+it, one round at a time: a round starts the next replica of every GPU at once, and the next
+round waits for it to answer ``/health``, since a replica sizes its KV pool by the GPU memory
+free when it starts. Each server gets, as ``SGLangEngine`` passes them in process: the decode
+CUDA graphs (:mod:`.sglang_graphs`), no prefill graphs, and the collector's thresholds
+(``SRCA_SGLANG_GC_THRESHOLD`` in its environment, which srca's SGLang plugin reads in each of
+its processes; :mod:`.gc_probe`). ``srca sglang-servers`` is the command line.
+Nothing here imports SGLang; :meth:`ServerLaunch.graph_flags` reads its argument names.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import IO, Any, Callable, Sequence
+
+from . import gc_probe
+from .sglang_graphs import (AUTO, PREFILL_GRAPH, cli_flags, decode_graph_args, prefill_graph_args, resolve_max_bs,
+                            resolve_prefill_graph, server_arg_fields)
+
+# the static memory fraction of a GPU shared by several replicas, split between them (one replica
+# alone keeps SGLang's own choice); measured: 0.8 over two replicas on one H100 (0.4 each)
+SHARED_GPU_MEM = 0.8
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that is free now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(proc: Any, url: str, deadline: float, limit_s: float, name: str,
+                 on_fail: Callable[[], None]) -> None:
+    """Until ``url``'s ``GET /health`` answers 200: checked every second while ``proc`` (the
+    server's ``subprocess.Popen``) runs. If it exits, or ``time.time()`` passes ``deadline``,
+    ``on_fail()`` (stop the servers) and ``RuntimeError`` naming ``name`` or ``url``."""
+    while True:
+        if proc.poll() is not None:
+            on_fail()
+            raise RuntimeError(f"{name} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            on_fail()
+            raise RuntimeError(f"{url} not healthy after {limit_s:g} s")
+        time.sleep(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerLaunch:
+    """Which servers to start.
+
+    model: the model path (``--model-path``).
+    replicas: servers in all, placed on ``gpus`` in turn (replica k on ``gpus[k % len(gpus)]``).
+    gpus: GPU indices (``--base-gpu-id``); several replicas may share one.
+    mem_fraction: the static memory fraction of each GPU for all its replicas together, split
+        evenly (``--mem-fraction-static``); None: SGLang's own for a GPU with one replica,
+        :data:`SHARED_GPU_MEM` for a shared one.
+    host, port: where they listen; replica k on ``port + k``, or on free ports when ``port`` is None.
+    decode_graph_max_bs, prefill_graph: CUDA graphs as ``SGLangEngine`` takes them (None:
+        SGLang's default).
+    gc_threshold: the garbage collector's thresholds in every server process (None: Python's;
+        a threshold already in this environment wins, as in ``SGLangEngine``).
+    extra_args: more ``sglang.launch_server`` flags, after srca's (so they win).
+    log_dir: each server's output in ``server.out``, ``server1.out``, ...; None: on this
+        process's stderr.
+    start_timeout_s: how long each round may take to answer ``/health``.
+    """
+
+    model: str
+    replicas: int = 1
+    gpus: tuple[int, ...] = (0,)
+    mem_fraction: float | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None
+    decode_graph_max_bs: int | str | None = AUTO
+    prefill_graph: str | None = PREFILL_GRAPH
+    gc_threshold: tuple[int, ...] | str | None = gc_probe.DEFAULT_THRESHOLD
+    extra_args: tuple[str, ...] = ()
+    log_dir: str | None = None
+    start_timeout_s: float = 900.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"ServerLaunch.model: a model path, got {self.model!r}")
+        if type(self.replicas) is not int or self.replicas < 1:
+            raise ValueError(f"ServerLaunch.replicas: an integer >= 1, got {self.replicas!r}")
+        gpus = tuple(self.gpus) if isinstance(self.gpus, (list, tuple)) else None
+        if not gpus or any(type(g) is not int or g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
+            raise ValueError(f"ServerLaunch.gpus: distinct GPU indices >= 0, got {self.gpus!r}")
+        object.__setattr__(self, "gpus", gpus)
+        if self.mem_fraction is not None and not (isinstance(self.mem_fraction, (int, float))
+                                                  and 0 < self.mem_fraction < 1):
+            raise ValueError(f"ServerLaunch.mem_fraction: in (0, 1) or None, got {self.mem_fraction!r}")
+        if self.port is not None and (type(self.port) is not int or not 1 <= self.port <= 65535 - self.replicas):
+            raise ValueError(f"ServerLaunch.port: 1 to {65535 - self.replicas} or None, got {self.port!r}")
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError(f"ServerLaunch.host: a host name or address, got {self.host!r}")
+        if self.decode_graph_max_bs != AUTO:
+            try:
+                resolve_max_bs(self.decode_graph_max_bs)
+            except ValueError:
+                raise ValueError(f"ServerLaunch.decode_graph_max_bs: 'auto', a positive int or None, "
+                                 f"got {self.decode_graph_max_bs!r}") from None
+        try:
+            resolve_prefill_graph(self.prefill_graph)
+        except ValueError as e:
+            raise ValueError(f"ServerLaunch.prefill_graph: {e}") from None
+        thresholds = gc_probe.check_threshold(self.gc_threshold, "ServerLaunch.gc_threshold")
+        object.__setattr__(self, "gc_threshold", thresholds)
+        if isinstance(self.extra_args, str) or not all(isinstance(x, str) for x in self.extra_args):
+            raise TypeError(f"ServerLaunch.extra_args: a sequence of strings, got {self.extra_args!r}")
+        object.__setattr__(self, "extra_args", tuple(self.extra_args))
+        if not isinstance(self.start_timeout_s, (int, float)) or self.start_timeout_s <= 0:
+            raise ValueError(f"ServerLaunch.start_timeout_s: seconds > 0, got {self.start_timeout_s!r}")
+
+    def placements(self) -> list[tuple[int, float | None]]:
+        """``(gpu, mem_fraction_static or None)`` per replica, in start order."""
+        gpus = [self.gpus[k % len(self.gpus)] for k in range(self.replicas)]
+        out = []
+        for g in gpus:
+            share = gpus.count(g)
+            total = self.mem_fraction if self.mem_fraction is not None else (SHARED_GPU_MEM if share > 1 else None)
+            out.append((g, None if total is None else round(total / share, 4)))
+        return out
+
+    def rounds(self) -> list[list[int]]:
+        """Replica indices started together: the first replica of every GPU, then the second..."""
+        seen: dict[int, int] = {}
+        out: list[list[int]] = []
+        for k, (g, _) in enumerate(self.placements()):
+            r = seen.get(g, 0)
+            seen[g] = r + 1
+            if r == len(out):
+                out.append([])
+            out[r].append(k)
+        return out
+
+    def graph_flags(self) -> list[str]:
+        """The CUDA-graph flags ``SGLangEngine`` would pass (imports SGLang's ServerArgs, for the
+        names the installed version takes; none when both settings keep SGLang's defaults)."""
+        if self.decode_graph_max_bs is None and self.prefill_graph is None:
+            return []
+        fields = server_arg_fields()
+        given = dict(_given(self.extra_args))
+        return cli_flags({**decode_graph_args(resolve_max_bs(self.decode_graph_max_bs), fields, given),
+                          **prefill_graph_args(self.prefill_graph, fields, given)})
+
+    def commands(self, ports: Sequence[int], python: str = sys.executable) -> list[list[str]]:
+        """Each replica's command line, on ``ports``."""
+        graphs = self.graph_flags()
+        out = []
+        for (gpu, mem), port in zip(self.placements(), ports):
+            cmd = [python, "-m", "sglang.launch_server", "--model-path", self.model, "--host", self.host,
+                   "--port", str(port), "--base-gpu-id", str(gpu)]
+            if mem is not None:
+                cmd += ["--mem-fraction-static", str(mem)]
+            out.append(cmd + graphs + list(self.extra_args))
+        return out
+
+    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """The servers' environment: ``base`` (this one's) with the collector's thresholds for
+        srca's plugin, unless ``base`` names its own; without them when ``gc_threshold`` is None."""
+        env = dict(os.environ if base is None else base)
+        if self.gc_threshold is None:
+            env.pop(gc_probe.THRESHOLD_ENV, None)
+        elif not env.get(gc_probe.THRESHOLD_ENV):
+            env[gc_probe.THRESHOLD_ENV] = ",".join(str(v) for v in self.gc_threshold)
+        return env
+
+
+def _given(args: Sequence[str]) -> dict[str, Any]:
+    """``--flag value`` pairs of ``args`` as server-arg names (enough to see which graph options
+    the caller set: a flag without a value counts as set)."""
+    out: dict[str, Any] = {}
+    for i, a in enumerate(args):
+        if a.startswith("--"):
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            out[a[2:].replace("-", "_")] = True if nxt is None or nxt.startswith("--") else nxt
+    return out
+
+
+class ServerGroup:
+    """The servers of one :class:`ServerLaunch`: :meth:`start` them (their URLs), :meth:`stop`
+    them (each in its own session, so SGLang's scheduler processes go too); a context manager."""
+
+    def __init__(self, launch: ServerLaunch) -> None:
+        self.launch = launch
+        self.procs: list[subprocess.Popen] = []
+        self.urls: list[str] = []
+        self._logs: list[IO[Any]] = []
+
+    def log_path(self, k: int) -> str | None:
+        d = self.launch.log_dir
+        return None if d is None else os.path.join(d, "server.out" if k == 0 else f"server{k}.out")
+
+    def start(self, on_ready: Callable[[int, str], None] | None = None) -> list[str]:
+        """Start every replica, round by round; the URLs. ``on_ready(k, url)`` as each answers.
+        ``RuntimeError`` (the servers started so far stopped) when one exits or a round passes
+        ``start_timeout_s``."""
+        la = self.launch
+        ports = [la.port + k if la.port is not None else free_port(la.host) for k in range(la.replicas)]
+        cmds = la.commands(ports)
+        env = la.environment()
+        if la.log_dir is not None:
+            os.makedirs(la.log_dir, exist_ok=True)
+        host = "127.0.0.1" if la.host in ("0.0.0.0", "::") else la.host
+        urls = [f"http://{host}:{p}" for p in ports]
+        for rnd in la.rounds():
+            for k in rnd:
+                path = self.log_path(k)
+                out: Any = 2  # no log folder: the servers' output on this process's stderr (stdout stays ours)
+                if path is not None:
+                    out = open(path, "w")
+                    self._logs.append(out)
+                self.procs.append(subprocess.Popen(cmds[k], start_new_session=True, stdout=out,
+                                                   stderr=subprocess.STDOUT, env=env))
+                self.urls.append(urls[k])
+            deadline = time.time() + la.start_timeout_s
+            for k in rnd:
+                where = f" (see {self.log_path(k)})" if la.log_dir is not None else ""
+                wait_healthy(self.procs[k], urls[k], deadline, la.start_timeout_s,
+                             f"sglang.launch_server replica {k}{where}", self.stop)
+                if on_ready is not None:
+                    on_ready(k, urls[k])
+        return list(self.urls)
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """SIGTERM to each server's process group, SIGKILL to any still there after ``timeout_s``."""
+        for proc in self.procs:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        for f in self._logs:
+            f.close()
+        self._logs = []
+
+    def __enter__(self) -> "ServerGroup":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

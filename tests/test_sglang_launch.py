@@ -1,0 +1,199 @@
+"""srca.engines.sglang_launch and ``srca sglang-servers``: the plan (placements, start rounds,
+command lines, environment) exactly, and the command end to end against stand-in servers (a
+``sglang.launch_server`` module that answers ``/health`` and reports what it was given)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from srca.engines import gc_probe, sglang_launch
+from srca.engines.sglang_launch import ServerGroup, ServerLaunch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_SHIM = '''"""sglang.launch_server stood in for: /health answers 200; /args tells what it was given."""
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+argv = sys.argv[1:]
+port = int(argv[argv.index("--port") + 1])
+if argv[argv.index("--model-path") + 1] == "crash":
+    sys.exit(3)
+print("started", os.getpid(), flush=True)
+
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"argv": argv, "gc": os.environ.get("SRCA_SGLANG_GC_THRESHOLD"), "pid": os.getpid()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+'''
+
+
+@pytest.fixture()
+def shim(tmp_path, monkeypatch):
+    pkg = tmp_path / "shim" / "sglang"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "launch_server.py").write_text(_SHIM)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'shim'}:{ROOT}"}
+    env.pop(gc_probe.THRESHOLD_ENV, None)
+    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
+    monkeypatch.delenv(gc_probe.THRESHOLD_ENV, raising=False)
+    return env
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url + "/args", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def _gone(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url + "/health", timeout=2)
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("field, value", [
+    ("model", ""), ("replicas", 0), ("replicas", 1.5), ("gpus", ()), ("gpus", (0, 0)), ("gpus", (-1,)),
+    ("mem_fraction", 0.0), ("mem_fraction", 1.0), ("port", 0), ("port", 65535), ("host", ""),
+    ("decode_graph_max_bs", 0), ("decode_graph_max_bs", "big"), ("prefill_graph", "off"),
+    ("gc_threshold", [0]), ("start_timeout_s", 0)])
+def test_a_bad_plan_is_refused_naming_its_field(field, value):
+    kw = {"model": "/m", field: value}
+    with pytest.raises(ValueError, match=f"ServerLaunch.{field}"):
+        ServerLaunch(**kw)
+
+
+def test_extra_args_must_be_strings():
+    with pytest.raises(TypeError, match="ServerLaunch.extra_args"):
+        ServerLaunch(model="/m", extra_args="--foo 1")
+    with pytest.raises(TypeError, match="ServerLaunch.gc_threshold"):
+        ServerLaunch(model="/m", gc_threshold=7)
+
+
+def test_replicas_share_gpus_in_turn_and_start_a_round_per_gpu_slot():
+    la = ServerLaunch(model="/m", replicas=5, gpus=(0, 1), decode_graph_max_bs=None, prefill_graph=None)
+    # GPU 0 holds replicas 0, 2, 4 (0.8 / 3 each), GPU 1 replicas 1, 3 (0.4 each)
+    assert la.placements() == [(0, 0.2667), (1, 0.4), (0, 0.2667), (1, 0.4), (0, 0.2667)]
+    assert la.rounds() == [[0, 1], [2, 3], [4]]
+    one = ServerLaunch(model="/m", replicas=2, gpus=(0, 1), mem_fraction=0.85, decode_graph_max_bs=None,
+                       prefill_graph=None)
+    assert one.placements() == [(0, 0.85), (1, 0.85)] and one.rounds() == [[0, 1]]
+    solo = ServerLaunch(model="/m", decode_graph_max_bs=None, prefill_graph=None)
+    assert solo.placements() == [(0, None)]  # one replica on its GPU: SGLang sizes its memory itself
+
+
+def test_command_lines_carry_placement_graphs_and_extra_flags_last(monkeypatch):
+    fields = {"cuda_graph_bs_decode", "cuda_graph_max_bs_decode", "cuda_graph_backend_prefill"}
+    monkeypatch.setattr(sglang_launch, "server_arg_fields", lambda: fields)
+    la = ServerLaunch(model="/m", replicas=2, port=30001, decode_graph_max_bs=16, extra_args=("--log-level", "info"))
+    cmds = la.commands([30001, 30002], python="py")
+    graphs = ["--cuda-graph-bs-decode", "1", "2", "4", "8", "12", "16", "--cuda-graph-max-bs-decode", "16",
+              "--cuda-graph-backend-prefill", "disabled"]
+    assert cmds == [["py", "-m", "sglang.launch_server", "--model-path", "/m", "--host", "127.0.0.1", "--port", str(p),
+                     "--base-gpu-id", "0", "--mem-fraction-static", "0.4", *graphs, "--log-level", "info"]
+                    for p in (30001, 30002)]
+    # the caller's own graph option wins: no decode graphs of ours beside it
+    own = ServerLaunch(model="/m", decode_graph_max_bs=16, extra_args=("--cuda-graph-max-bs-decode", "128"))
+    assert own.graph_flags() == ["--cuda-graph-backend-prefill", "disabled"]
+    assert ServerLaunch(model="/m", decode_graph_max_bs=16, extra_args=("--disable-cuda-graph",)).graph_flags() == []
+
+
+def test_the_servers_environment_names_the_thresholds_unless_the_user_did():
+    la = ServerLaunch(model="/m")
+    assert la.environment({"A": "1"}) == {"A": "1", gc_probe.THRESHOLD_ENV: "50000,20,100"}
+    assert la.environment({gc_probe.THRESHOLD_ENV: "9000"}) == {gc_probe.THRESHOLD_ENV: "9000"}
+    assert ServerLaunch(model="/m", gc_threshold="1000,5").environment({}) == {gc_probe.THRESHOLD_ENV: "1000,5"}
+    off = ServerLaunch(model="/m", gc_threshold=None)
+    assert off.environment({gc_probe.THRESHOLD_ENV: "9000", "A": "1"}) == {"A": "1"}
+
+
+def test_a_group_starts_round_by_round_and_stops_every_server(shim, tmp_path):
+    la = ServerLaunch(model="/m", replicas=3, gpus=(0, 1), decode_graph_max_bs=None, prefill_graph=None,
+                      log_dir=str(tmp_path / "logs"), start_timeout_s=60)
+    ready = []
+    with ServerGroup(la) as group:
+        pass  # __enter__ started them
+    # started and stopped: start them again to look at them while up
+    group = ServerGroup(la)
+    try:
+        urls = group.start(on_ready=lambda k, url: ready.append(k))
+        assert ready == [0, 1, 2] and len(set(urls)) == 3
+        seen = [_get(u) for u in urls]
+        gpus = [a["argv"][a["argv"].index("--base-gpu-id") + 1] for a in seen]
+        mems = [a["argv"][a["argv"].index("--mem-fraction-static") + 1] if "--mem-fraction-static" in a["argv"]
+                else None for a in seen]
+        assert gpus == ["0", "1", "0"] and mems == ["0.4", None, "0.4"]  # GPU 1's one replica: SGLang's own
+        assert all(a["gc"] == "50000,20,100" for a in seen)
+        assert sorted(os.listdir(tmp_path / "logs")) == ["server.out", "server1.out", "server2.out"]
+    finally:
+        group.stop()
+    assert all(_gone(u) for u in urls) and all(p.poll() is not None for p in group.procs)
+
+
+def test_a_server_that_exits_stops_the_others_and_says_which(shim):
+    la = ServerLaunch(model="crash", decode_graph_max_bs=None, prefill_graph=None, start_timeout_s=60)
+    group = ServerGroup(la)
+    with pytest.raises(RuntimeError, match="replica 0 exited with 3"):
+        group.start()
+    assert all(p.poll() is not None for p in group.procs)
+
+
+def test_the_command_prints_the_urls_and_stops_the_servers_on_sigterm(shim, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "srca.cli", "sglang-servers", "--model", "/m", "--replicas", "2",
+                             "--decode-graph-max-bs", "none", "--prefill-graph", "none", "--gc-threshold", "700,5",
+                             "--log-dir", str(tmp_path / "logs"), "--", "--log-level", "info"],
+                            env=shim, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().strip()
+        urls = line.split(",")
+        assert len(urls) == 2 and all(u.startswith("http://127.0.0.1:") for u in urls), line
+        seen = [_get(u) for u in urls]
+        assert all(a["gc"] == "700,5" and a["argv"][-2:] == ["--log-level", "info"] for a in seen)
+        assert [a["argv"][a["argv"].index("--mem-fraction-static") + 1] for a in seen] == ["0.4", "0.4"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert "replica 0 ready" in err and "replica 1 ready" in err and "stopping the servers" in err
+    deadline = time.time() + 10
+    while not all(_gone(u) for u in urls) and time.time() < deadline:
+        time.sleep(0.2)
+    assert all(_gone(u) for u in urls)
+
+
+def test_the_command_fails_with_exit_1_when_a_server_dies_at_start(shim):
+    out = subprocess.run([sys.executable, "-m", "srca.cli", "sglang-servers", "--model", "crash",
+                          "--decode-graph-max-bs", "none", "--prefill-graph", "none", "--start-timeout-s", "60"],
+                         env=shim, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "replica 0 exited with 3" in out.stderr and out.stdout == ""
+
+
+@pytest.mark.parametrize("flags, named", [(["--replicas", "0"], "--replicas"), (["--gpus", "0,x"], "--gpus"),
+                                          (["--mem-fraction", "2"], "--mem-fraction"),
+                                          (["--gc-threshold", "0"], "--gc-threshold"),
+                                          (["--port", "0"], "--port")])
+def test_bad_flags_exit_2_naming_the_flag(flags, named):
+    out = subprocess.run([sys.executable, "-m", "srca.cli", "sglang-servers", "--model", "/m", *flags],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and named in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
