@@ -115,6 +115,10 @@ def test_command_lines_carry_placement_graphs_and_extra_flags_last(monkeypatch):
     own = ServerLaunch(model="/m", decode_graph_max_bs=16, extra_args=("--cuda-graph-max-bs-decode", "128"))
     assert own.graph_flags() == ["--cuda-graph-backend-prefill", "disabled"]
     assert ServerLaunch(model="/m", decode_graph_max_bs=16, extra_args=("--disable-cuda-graph",)).graph_flags() == []
+    capped = ServerLaunch(model="/m", decode_graph_max_bs=16, prefill_graph=None, extra_args=("--max-running-requests", "8"))
+    assert capped.graph_flags() == ["--cuda-graph-bs-decode", "1", "2", "4", "8", "--cuda-graph-max-bs-decode", "8"]
+    eq = ServerLaunch(model="/m", decode_graph_max_bs=16, extra_args=("--cuda-graph-backend-prefill=full",))
+    assert eq.graph_flags()[-2:] == ["--cuda-graph-max-bs-decode", "16"]  # their prefill backend, our decode graphs
 
 
 def test_the_servers_environment_names_the_thresholds_unless_the_user_did():
@@ -144,6 +148,8 @@ def test_a_group_starts_round_by_round_and_stops_every_server(shim, tmp_path):
         assert gpus == ["0", "1", "0"] and mems == ["0.4", None, "0.4"]  # GPU 1's one replica: SGLang's own
         assert all(a["gc"] == "50000,20,100" for a in seen)
         assert sorted(os.listdir(tmp_path / "logs")) == ["server.out", "server1.out", "server2.out"]
+        with pytest.raises(RuntimeError, match="already started"):
+            group.start()
     finally:
         group.stop()
     assert all(_gone(u) for u in urls) and all(p.poll() is not None for p in group.procs)

@@ -189,13 +189,16 @@ class ServerLaunch:
 
 
 def _given(args: Sequence[str]) -> dict[str, Any]:
-    """``--flag value`` pairs of ``args`` as server-arg names (enough to see which graph options
-    the caller set: a flag without a value counts as set)."""
+    """``--flag value`` pairs of ``args`` as server-arg names, integers read as such (enough to
+    see which graph options the caller set, and ``--max-running-requests``, which caps the decode
+    graphs: a flag without a value counts as set)."""
     out: dict[str, Any] = {}
     for i, a in enumerate(args):
         if a.startswith("--"):
+            name, eq, value = a[2:].partition("=")
             nxt = args[i + 1] if i + 1 < len(args) else None
-            out[a[2:].replace("-", "_")] = True if nxt is None or nxt.startswith("--") else nxt
+            raw = value if eq else True if nxt is None or nxt.startswith("--") else nxt
+            out[name.replace("-", "_")] = int(raw) if isinstance(raw, str) and raw.isdigit() else raw
     return out
 
 
@@ -217,6 +220,8 @@ class ServerGroup:
         """Start every replica, round by round; the URLs. ``on_ready(k, url)`` as each answers.
         ``RuntimeError`` (the servers started so far stopped) when one exits or a round passes
         ``start_timeout_s``."""
+        if self.procs:
+            raise RuntimeError("ServerGroup.start: already started (a group starts once; make another)")
         la = self.launch
         ports = [la.port + k if la.port is not None else free_port(la.host) for k in range(la.replicas)]
         cmds = la.commands(ports)
