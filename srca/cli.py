@@ -44,6 +44,8 @@ def _one_line(e: BaseException) -> str:
     if len(msg) > 400:
         msg = msg[:397] + "..."
     if isinstance(e, ImportError):
+        if "pip install" in msg:  # the error says what to install (an optional extra, e.g. srca[sglang])
+            return f"missing dependency: {msg}"
         return f"missing dependency: {msg}; reinstall srca (pip install -e .) to get every dependency"
     if isinstance(e, (ConnectionError, TimeoutError)):
         return f"engine unreachable: {msg}"

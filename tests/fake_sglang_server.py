@@ -267,6 +267,10 @@ def make_app(state: State):
         state.events.setdefault(rid, asyncio.Event()).set()  # also before its /generate waits
         return Response(status_code=200)
 
+    @app.get("/health")
+    async def health():  # as SGLang's: 200 once the server takes requests
+        return Response(status_code=200)
+
     @app.get("/model_info")
     async def model_info():
         return {"model_path": "fake-model", "tokenizer_path": "/nonexistent/fake-tokenizer", "is_generation": True}

@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from engine_contract import *  # noqa: F401,F403  (the contract tests, collected here)
-from fake_sglang_server import Server, State, free_port, make_app
+from fake_sglang_server import Server, State, make_app
 from srca.engines.base import GenRequest
 from srca.engines.sglang_http import SGLangServerEngine
 
@@ -59,6 +55,42 @@ def _http_fake():
     return eng, lambda: srv.__exit__(None, None, None)
 
 
+_CONTRACT_SHIM = '''"""sglang.launch_server stood in for: the fake SGLang server driving the contract's model."""
+import sys
+
+import uvicorn
+
+from fake_sglang_server import State, make_app
+from test_engine_contract import _script
+
+argv = sys.argv[1:]
+uvicorn.run(make_app(State(script=_script)), host="127.0.0.1", port=int(argv[argv.index("--port") + 1]),
+            log_level="warning")
+'''
+
+
+def _servers_fake():
+    """``LaunchedServersEngine`` on CPU: the engine starts two stand-in ``sglang.launch_server``
+    processes itself (srca.engines.sglang_launch's whole path) and stops them on close."""
+    import shutil
+    import tempfile
+
+    from srca.engines.sglang_launch import LaunchedServersEngine
+
+    d = tempfile.mkdtemp(prefix="srca-shim-")
+    os.makedirs(os.path.join(d, "sglang"))
+    open(os.path.join(d, "sglang", "__init__.py"), "w").close()
+    with open(os.path.join(d, "sglang", "launch_server.py"), "w") as f:
+        f.write(_CONTRACT_SHIM)
+    here = os.path.dirname(os.path.abspath(__file__))
+    with pytest.MonkeyPatch.context() as mp:  # the servers' environment
+        mp.setenv("PYTHONPATH", os.pathsep.join([d, here, os.path.dirname(here)]))
+        eng = LaunchedServersEngine("stand-in", replicas=2, decode_graph_max_bs=None, prefill_graph=None,
+                                    start_timeout_s=60, backoff_s=0.01)
+    assert len(eng.urls) == 2 and len(eng.servers.procs) == 2
+    return eng, lambda: shutil.rmtree(d, ignore_errors=True)
+
+
 def _inproc():
     _gpu_ready()
     from srca.engines.sglang_inproc import SGLangEngine
@@ -73,44 +105,22 @@ def _launched_server():
     if url:
         return SGLangServerEngine(url), None
     _gpu_ready()
-    import httpx
+    from srca.engines.sglang_launch import ServerGroup, ServerLaunch
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", MODEL, "--host", "127.0.0.1",
-           "--port", str(port), "--enable-deterministic-inference", "--log-level", "warning"]
+    flags = ["--enable-deterministic-inference", "--log-level", "warning"]
     for k, v in SERVER_ARGS.items():
         flag = "--" + k.replace("_", "-")
-        cmd += [flag] if v is True else [flag, str(v)]
+        flags += [flag] if v is True else [flag, str(v)]
     if DUMMY:
-        cmd += ["--load-format", "dummy"]
-    proc = subprocess.Popen(cmd, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"sglang.launch_server exited with {proc.returncode}: {' '.join(cmd)}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.time() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise RuntimeError(f"sglang.launch_server did not become healthy in 300 s: {' '.join(cmd)}")
-        time.sleep(1)
-
-    def stop():
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-    return SGLangServerEngine(url), stop
+        flags += ["--load-format", "dummy"]
+    group = ServerGroup(ServerLaunch(model=MODEL, decode_graph_max_bs=None, prefill_graph=None, gc_threshold=None,
+                                     extra_args=tuple(flags), start_timeout_s=300))
+    return SGLangServerEngine(group.start()[0]), group.stop
 
 
 ENGINES = [
     pytest.param(_http_fake, id="http-fake"),
+    pytest.param(_servers_fake, id="sglang-servers-fake"),
     pytest.param(_launched_server, id="sglang-http", marks=pytest.mark.gpu),
     pytest.param(_inproc, id="sglang", marks=pytest.mark.gpu),
 ]

@@ -203,3 +203,45 @@ def test_bad_flags_exit_2_naming_the_flag(flags, named):
     out = subprocess.run([sys.executable, "-m", "srca.cli", "sglang-servers", "--model", "/m", *flags],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and named in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_the_engine_kind_starts_its_servers_and_stops_them_on_close(shim):
+    import asyncio
+
+    from srca.engines import make_engine
+
+    eng = make_engine("sglang-servers", model="/m", replicas=2, decode_graph_max_bs=None, prefill_graph=None,
+                      start_timeout_s=60, tokenizer=False)
+    urls = list(eng.urls)
+    try:
+        assert len(urls) == 2 and [a["gc"] for a in map(_get, urls)] == ["50000,20,100"] * 2
+    finally:
+        asyncio.run(eng.close())
+    assert all(_gone(u) for u in urls) and all(p.poll() is not None for p in eng.servers.procs)
+
+
+def test_the_engine_checks_its_options_before_any_server_starts(monkeypatch):
+    from srca.engines.sglang_launch import LaunchedServersEngine
+
+    started = []
+    monkeypatch.setattr(ServerGroup, "start", lambda self, **kw: started.append(1))
+    with pytest.raises(TypeError, match="unexpected option 'bogus'"):
+        LaunchedServersEngine("/m", bogus=1)
+    with pytest.raises(ValueError, match="LaunchedServersEngine.replicas"):
+        LaunchedServersEngine("/m", replicas=0)
+    with pytest.raises(TypeError, match="LaunchedServersEngine.server_args"):
+        LaunchedServersEngine("/m", server_args="--log-level info")
+    assert started == []
+
+
+def test_without_sglang_the_engine_and_the_command_say_what_to_install(monkeypatch):
+    from srca.engines.sglang_launch import LaunchedServersEngine
+
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    if subprocess.run([sys.executable, "-c", "import sglang"], capture_output=True).returncode == 0:
+        pytest.skip("sglang is installed here")
+    with pytest.raises(ImportError, match=r"srca\[sglang\]"):
+        LaunchedServersEngine("/m")
+    out = subprocess.run([sys.executable, "-m", "srca.cli", "sglang-servers", "--model", "/m"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "pip install 'srca[sglang]'" in out.stderr and "reinstall" not in out.stderr

@@ -149,10 +149,11 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine")
     g.add_argument("--engine", default="local", choices=engine_kinds(),
                    help="backend: local transformers (default), in-process sglang, an SGLang server/router "
-                        "(http) or an OpenAI-compatible server")
+                        "(http), SGLang servers started and stopped here (sglang-servers: --engine-option "
+                        "replicas=2 runs two on one GPU) or an OpenAI-compatible server")
     g.add_argument("--model", default=None,
                    help="local: qwen2.5-coder-0.5b (default), smollm2-135m, qwen2.5-coder-1.5b or a HF folder; "
-                        "sglang: a model path; openai: the served model name")
+                        "sglang, sglang-servers: a model path; openai: the served model name")
     g.add_argument("--engine-url", default=None,
                    help="server URL for --engine http|openai (http: several, comma-separated, get solve affinity)")
     g.add_argument("--device", default=None,
@@ -206,10 +207,12 @@ ENGINE_FLAGS: dict[str, dict[str, str | tuple[str, Any]]] = {
     "local": {"model": "model", "device": "device"},
     "sglang": {"model": "model_path", "tp_size": "tp_size", "dp_size": "dp_size"},
     "http": {"engine_url": ("url", _url_list), "model": "model"},
+    "sglang-servers": {"model": "model"},
     "openai": {"engine_url": "base_url", "model": "model"},
 }
 # flags an engine cannot go without, with what to give
-_REQUIRED: dict[str, dict[str, str]] = {"sglang": {"model": " (a model path)"}, "http": {"engine_url": ""},
+_REQUIRED: dict[str, dict[str, str]] = {"sglang": {"model": " (a model path)"},
+                                        "sglang-servers": {"model": " (a model path)"}, "http": {"engine_url": ""},
                                         "openai": {"engine_url": ""}}
 
 

@@ -3,7 +3,6 @@ and keep them until interrupted (:mod:`srca.engines.sglang_launch`)."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import signal
 import time
 from typing import Any
@@ -91,11 +90,10 @@ def launch_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engines.sglang_launch import ServerGroup
+    from ..engines.sglang_launch import ServerGroup, check_sglang
 
     launch = launch_from_args(args)
-    if importlib.util.find_spec("sglang") is None:
-        raise RuntimeError("sglang is not installed here (pip install 'srca[sglang]' on a CUDA machine)")
+    check_sglang(launch.environment())
     group = ServerGroup(launch)
 
     def on_term(signum: int, frame: Any) -> None:

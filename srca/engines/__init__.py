@@ -15,6 +15,7 @@ ENGINES: dict[str, tuple[str, str]] = {
     "local": ("srca.engines.local", "LocalEngine"),
     "sglang": ("srca.engines.sglang_inproc", "SGLangEngine"),
     "http": ("srca.engines.sglang_http", "SGLangServerEngine"),
+    "sglang-servers": ("srca.engines.sglang_launch", "LaunchedServersEngine"),
     "openai": ("srca.engines.openai_compat", "OpenAIEngine"),
     "fake": ("srca.engines.fake", "ScriptedEngine"),
 }
@@ -29,7 +30,8 @@ def engine_class(kind: str) -> type:
 
 def make_engine(kind: str = "local", **options: Any) -> Engine:
     """Build an engine by kind: ``local`` (transformers, the embedded default), ``sglang``
-    (in-process SGLang), ``http`` (SGLang server or sglang-router), ``openai``
+    (in-process SGLang), ``http`` (SGLang server or sglang-router), ``sglang-servers`` (``http``
+    over SGLang servers it starts and stops itself, :mod:`.sglang_launch`), ``openai``
     (OpenAI-compatible completions server), ``fake`` (scripted, for tests)."""
     return engine_class(kind)(**options)
 

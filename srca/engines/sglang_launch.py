@@ -18,7 +18,10 @@ Nothing here imports SGLang; :meth:`ServerLaunch.graph_flags` reads its argument
 """
 from __future__ import annotations
 
+import asyncio
+import atexit
 import dataclasses
+import inspect
 import os
 import signal
 import socket
@@ -29,6 +32,7 @@ import urllib.request
 from typing import IO, Any, Callable, Sequence
 
 from . import gc_probe
+from .sglang_http import SGLangServerEngine
 from .sglang_graphs import (AUTO, PREFILL_GRAPH, cli_flags, decode_graph_args, prefill_graph_args, resolve_max_bs,
                             resolve_prefill_graph, server_arg_fields)
 
@@ -63,6 +67,14 @@ def wait_healthy(proc: Any, url: str, deadline: float, limit_s: float, name: str
             on_fail()
             raise RuntimeError(f"{url} not healthy after {limit_s:g} s")
         time.sleep(1)
+
+
+def check_sglang(env: dict[str, str] | None = None, python: str = sys.executable) -> None:
+    """``ImportError`` unless ``python`` finds ``sglang.launch_server`` in ``env`` (the servers'
+    environment): asked of that interpreter, as the servers will be started, before any is."""
+    probe = "import importlib.util as u, sys; sys.exit(u.find_spec('sglang') is None)"
+    if subprocess.run([python, "-c", probe], env=env, capture_output=True).returncode != 0:
+        raise ImportError("sglang-servers needs the 'sglang' package (pip install 'srca[sglang]' on a CUDA machine)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,6 +242,7 @@ class ServerGroup:
             os.makedirs(la.log_dir, exist_ok=True)
         host = "127.0.0.1" if la.host in ("0.0.0.0", "::") else la.host
         urls = [f"http://{host}:{p}" for p in ports]
+        atexit.register(self.stop)  # servers run in sessions of their own: never leave them behind
         for rnd in la.rounds():
             for k in rnd:
                 path = self.log_path(k)
@@ -251,6 +264,7 @@ class ServerGroup:
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """SIGTERM to each server's process group, SIGKILL to any still there after ``timeout_s``."""
+        atexit.unregister(self.stop)
         for proc in self.procs:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -275,3 +289,56 @@ class ServerGroup:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+
+class LaunchedServersEngine(SGLangServerEngine):
+    """SGLangServerEngine over ``sglang.launch_server`` replicas it starts itself
+    (:class:`ServerLaunch`, :class:`ServerGroup`) and stops on :meth:`close` (and at interpreter
+    exit): ``make_engine("sglang-servers", model=M, replicas=2)``, or on the command line
+    ``--engine sglang-servers --model M --engine-option replicas=2``.
+
+    replicas: servers in all (default one per GPU of ``gpus``); two on one GPU are two scheduler
+        processes for it (DVTS@16 1.80x faster than one server on one H100, benchmarks/RUNS.md,
+        "Seventeenth run").
+    gpus, mem_fraction, decode_graph_max_bs, prefill_graph, gc_threshold, log_dir, start_timeout_s:
+        as :class:`ServerLaunch`'s; server_args: more ``sglang.launch_server`` flags (a list).
+    **options: :class:`~srca.engines.sglang_http.SGLangServerEngine`'s (``timeout_s``,
+        ``stop_mode``, ``submit_window_ms``, ...), checked before any server starts.
+    """
+
+    def __init__(self, model: str, replicas: int | None = None, gpus: Sequence[int] = (0,),
+                 mem_fraction: float | None = None, decode_graph_max_bs: int | str | None = AUTO,
+                 prefill_graph: str | None = PREFILL_GRAPH,
+                 gc_threshold: Sequence[int] | str | None = gc_probe.DEFAULT_THRESHOLD,
+                 server_args: Sequence[str] = (), log_dir: str | None = None, start_timeout_s: float = 900.0,
+                 **options: Any) -> None:
+        if isinstance(server_args, str):
+            raise TypeError(f"LaunchedServersEngine.server_args: a list of flags, got {server_args!r}")
+        n_gpus = len(gpus) if isinstance(gpus, (list, tuple)) else 1
+        try:
+            launch = ServerLaunch(model=model, replicas=n_gpus if replicas is None else replicas,
+                                  gpus=tuple(gpus) if isinstance(gpus, (list, tuple)) else gpus,
+                                  mem_fraction=mem_fraction, decode_graph_max_bs=decode_graph_max_bs,
+                                  prefill_graph=prefill_graph, gc_threshold=gc_threshold,
+                                  extra_args=tuple(server_args), log_dir=log_dir, start_timeout_s=start_timeout_s)
+        except (ValueError, TypeError) as e:  # named as this engine's options
+            raise type(e)(str(e).replace("ServerLaunch.", "LaunchedServersEngine.")) from None
+        allowed = set(inspect.signature(SGLangServerEngine.__init__).parameters) - {"self", "url", "model"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:  # before minutes of server starts
+            raise TypeError(f"LaunchedServersEngine: unexpected option {unknown[0]!r}")
+        check_sglang(launch.environment())
+        self.servers = ServerGroup(launch)
+        urls = self.servers.start()
+        try:
+            super().__init__(urls if len(urls) > 1 else urls[0], model=model, **options)
+        except BaseException:
+            self.servers.stop()
+            raise
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            await asyncio.to_thread(self.servers.stop)
