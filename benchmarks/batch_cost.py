@@ -10,7 +10,8 @@ tokens / mean running: each iteration decodes one token per running request), th
 per iteration, and the prefill batches per iteration (each a forward of its own between decode
 iterations, unless SGLang mixes them into the decode batch). A job whose iterations cost more
 at the same running batch pays for something besides decoding; one with few running requests
-leaves the batch empty.
+leaves the batch empty. Several servers polled together (``--server-replicas``) are read one
+series per replica (:func:`job_cost`).
 """
 from __future__ import annotations
 
@@ -24,23 +25,35 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import write_result  # noqa: E402
 
 
-def job_cost(job: dict) -> dict | None:
-    """The row of one job, or None when the run recorded no SGLang load series for it."""
+def job_cost(job: dict, replicas: int = 1) -> dict | None:
+    """The row of one job, or None when the run recorded no SGLang load series for it.
+
+    ``replicas``: schedulers polled together (``real_workload.py --server --server-replicas K``
+    appends one row per replica to each poll, in the same order): each replica's busy seconds and
+    mean running requests are read from its own rows, and the iteration cost is the generated
+    tokens over the request-seconds of all of them (each iteration decodes one token per running
+    request), as if the replicas iterated at one rate. ``mean_running`` is then their sum."""
     series = (job.get("sglang_loads") or {}).get("series") or []
-    busy = [r for r in series if r[1] > 0]  # (t_s, running, waiting, ...) polls with work running
-    if not busy:
+    stats = []  # (busy seconds, mean running) per replica
+    for rows in (series[r::replicas] for r in range(replicas)):
+        busy = [r for r in rows if r[1] > 0]  # (t_s, running, waiting, ...) polls with work running
+        if not busy:
+            continue
+        # the time from each poll with work running to the next poll (polls are about a second apart)
+        gaps = [b[0] - a[0] for a, b in zip(rows, rows[1:]) if a[1] > 0]
+        stats.append((sum(gaps) + (1.0 if rows[-1][1] > 0 else 0.0), sum(r[1] for r in busy) / len(busy)))
+    if not stats:
         return None
-    running = sum(r[1] for r in busy) / len(busy)
-    # the time from each poll with work running to the next poll (polls are about a second apart)
-    gaps = [b[0] - a[0] for a, b in zip(series, series[1:]) if a[1] > 0]
-    busy_s = sum(gaps) + (1.0 if series[-1][1] > 0 else 0.0)
-    iters = job["generated_tokens"] / running
+    tokens = job["generated_tokens"]
+    work = sum(b * r for b, r in stats)  # request-seconds
+    busy_s = max(b for b, _ in stats)
+    iters = tokens * sum(b for b, _ in stats) / work
     prefills = (job.get("sglang_log") or {}).get("prefill_batches")
-    return {"job": job["job"], "concurrency": job.get("concurrency"), "wall_s": job["wall_s"],
-            "busy_s": round(busy_s, 1), "mean_running": round(running), "decode_iterations": round(iters),
-            "ms_per_iteration": round(1000 * busy_s / iters, 1),
+    return {"job": job["job"], "concurrency": job.get("concurrency"), "wall_s": job["wall_s"], "replicas": replicas,
+            "busy_s": round(busy_s, 1), "mean_running": round(sum(r for _, r in stats)), "decode_iterations": round(iters),
+            "ms_per_iteration": round(1000 * work / tokens, 1),
             "prefill_batches": prefills, "prefills_per_iteration": round(prefills / iters, 2) if prefills is not None else None,
-            "tok_s_per_running": round(job["generated_tokens"] / busy_s / running, 1),
+            "tok_s_per_running": round(tokens / work, 1),
             "engine_requests": job.get("engine_requests"), "gen_tok_s": job.get("gen_tok_s")}
 
 
@@ -51,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     with (gzip.open if args.run.endswith(".gz") else open)(args.run, "rt") as f:  # the stored runs are gzipped
         run = json.load(f)
-    rows = [r for r in (job_cost(j) for j in run.get("jobs", [])) if r is not None]
+    run_args = run.get("args") or {}
+    replicas = int(run_args.get("server_replicas") or 1) if run_args.get("server") else 1
+    rows = [r for r in (job_cost(j, replicas) for j in run.get("jobs", [])) if r is not None]
     print("| job | c | wall s | running (mean) | decode iterations | ms / iteration | prefill batches / iteration |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
