@@ -166,7 +166,7 @@ def test_a_server_that_exits_stops_the_others_and_says_which(shim):
 def test_the_command_prints_the_urls_and_stops_the_servers_on_sigterm(shim, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "srca.cli", "sglang-servers", "--model", "/m", "--replicas", "2",
                              "--decode-graph-max-bs", "none", "--prefill-graph", "none", "--gc-threshold", "700,5",
-                             "--log-dir", str(tmp_path / "logs"), "--", "--log-level", "info"],
+                             "--start-timeout-s", "60", "--log-dir", str(tmp_path / "logs"), "--", "--log-level", "info"],
                             env=shim, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline().strip()
