@@ -197,6 +197,10 @@ def test_gc_thresholds_reach_this_process_and_the_scheduler(stub_sglang, monkeyp
     with pytest.raises(TypeError, match="SGLangEngine.gc_threshold"):
         _make(gc_threshold=1.5)
     assert gc_probe.THRESHOLD_ENV not in os.environ  # a rejected value names nothing
+    from srca.engines import sglang_inproc
+
+    monkeypatch.setattr(sglang_inproc, "server_arg_fields", lambda: {"model_path"})  # an SGLang without the field
+    assert "gc_threshold" not in kwargs() and os.environ[gc_probe.THRESHOLD_ENV] == "50000,20,100"
 
 
 def test_gc_freeze_that_fails_still_gives_an_engine(stub_sglang, monkeypatch, caplog):
