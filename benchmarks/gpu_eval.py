@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--engine", default="sglang", choices=["sglang", "sglang-servers", "local"],
                     help="sglang: in process; sglang-servers: --replicas sglang.launch_server on this GPU (their "
                          "logs in --out-dir/servers), through HTTP; local: a CPU dry run")
-    ap.add_argument("--replicas", type=int, default=2, help="servers for --engine sglang-servers (default 2: two "
+    ap.add_argument("--replicas", type=int, default=None, help="servers for --engine sglang-servers (default 2: two "
                     "scheduler processes for one GPU, --mem split between them)")
     ap.add_argument("--seed-dir", default=None, help="result lines of an earlier session (*.jsonl) copied into "
                     "--out-dir first, where no file of that name is there yet: the jobs resume from them")
@@ -77,8 +77,9 @@ def main() -> None:
         jobs = parse_jobs(a.jobs)
     except ValueError as e:
         ap.error(str(e))
-    if a.replicas < 1 or (a.replicas != 2 and a.engine != "sglang-servers"):
+    if a.replicas is not None and (a.replicas < 1 or a.engine != "sglang-servers"):
         ap.error(f"--replicas: {a.replicas}: an integer >= 1, with --engine sglang-servers only")
+    replicas = 2 if a.replicas is None else a.replicas
 
     from srca.config import SearchConfig
     from srca.eval.data import DataError, load_problems
@@ -105,13 +106,13 @@ def main() -> None:
     if a.engine == "local":
         engine = make_engine("local", model=a.model)
     elif a.engine == "sglang-servers":  # the in-process engine's settings, as server flags
-        engine = make_engine("sglang-servers", model=a.model, replicas=a.replicas, mem_fraction=a.mem,
+        engine = make_engine("sglang-servers", model=a.model, replicas=replicas, mem_fraction=a.mem,
                              server_args=["--attention-backend", "triton", "--sampling-backend", "flashinfer"],
                              log_dir=os.path.join(a.out_dir, "servers"))
     else:
         engine = make_engine("sglang", model_path=a.model, mem_fraction_static=a.mem, sampling_backend="flashinfer",
                              dp_size=a.dp)
-    shape = f"{a.replicas} servers" if a.engine == "sglang-servers" else f"dp={a.dp}"
+    shape = f"{replicas} servers" if a.engine == "sglang-servers" else f"dp={a.dp}"
     print(f"engine ready in {time.monotonic() - t0:.1f} s ({a.engine}, {shape}); {len(problems)} problems", flush=True)
     base = SearchConfig(prompt=a.prompt, seed=0)
     for m, n, lim in jobs:

@@ -710,15 +710,13 @@ class Setup:
                 for f in os.listdir(self.gc_dir):
                     os.remove(os.path.join(self.gc_dir, f))
                 os.environ["SRCA_GC_LOG"] = self.gc_dir
-            if a.sglang_gc_threshold != "off" and (a.server or a.sglang_gc_threshold != "engine"):
-                # the same plugin sets the collector's thresholds in SGLang's processes, not this one's:
-                # the servers' (SGLangEngine's default, as the README's recipe has a user start them)
-                # or the ones named (in process the engine then leaves this process at Python's)
+            if not a.server and a.sglang_gc_threshold not in ("engine", "off"):
+                # the ones named, in SGLang's processes only (srca's plugin; the engine then leaves this
+                # process at Python's); servers get theirs from the launcher (_start_server)
                 from srca.engines import gc_probe
 
-                value = (",".join(map(str, gc_probe.DEFAULT_THRESHOLD)) if a.sglang_gc_threshold == "engine"
-                         else a.sglang_gc_threshold)
-                os.environ.update({gc_probe.THRESHOLD_ENV: value, gc_probe.THRESHOLD_OWNER_ENV: str(os.getpid())})
+                os.environ.update({gc_probe.THRESHOLD_ENV: a.sglang_gc_threshold,
+                                   gc_probe.THRESHOLD_OWNER_ENV: str(os.getpid())})
             if a.sglang_stacks > 0:  # the same plugin samples SGLang's processes' stacks (srca.engines.stack_probe)
                 self.stacks_dir = os.path.join(a.work_dir, "stacks")
                 os.makedirs(self.stacks_dir, exist_ok=True)
@@ -775,13 +773,13 @@ class Setup:
         if a.max_running_requests:
             flags += ["--max-running-requests", str(a.max_running_requests)]
         flags += server_flags(a.sglang_args)
-        # the thresholds were put in this environment above (the servers inherit it; "off": none there)
         launch = ServerLaunch(model=a.model, replicas=a.server_replicas, mem_fraction=a.mem,
                               decode_graph_max_bs=(AUTO if a.decode_graph_max_bs == "engine" else
                                                    None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs),
                               prefill_graph=(PREFILL_GRAPH if a.prefill_graph == "engine" else
                                              None if a.prefill_graph == "sglang" else a.prefill_graph),
-                              gc_threshold=None if a.sglang_gc_threshold == "off" else gc_probe.DEFAULT_THRESHOLD,
+                              gc_threshold={"off": None, "engine": gc_probe.DEFAULT_THRESHOLD}.get(
+                                  a.sglang_gc_threshold, a.sglang_gc_threshold),
                               extra_args=tuple(flags), log_dir=a.work_dir, start_timeout_s=900.0)
         # one after another on this GPU: a replica sizes its KV pool by the memory free when it starts
         self.group = ServerGroup(launch)

@@ -147,3 +147,5 @@ def test_a_constructor_threshold_is_checked_and_the_users_environment_wins(monke
     assert os.environ[gc_probe.THRESHOLD_ENV] == "50000,20,100"
     assert gc_probe.export_threshold((9, 9, 9)) is False  # already named: left as it is
     assert os.environ[gc_probe.THRESHOLD_ENV] == "50000,20,100"
+    env = {"A": "1"}  # another process's environment, given
+    assert gc_probe.export_threshold((700,), env) is True and env == {"A": "1", gc_probe.THRESHOLD_ENV: "700"}

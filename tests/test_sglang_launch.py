@@ -99,6 +99,8 @@ def test_replicas_share_gpus_in_turn_and_start_a_round_per_gpu_slot():
     assert one.placements() == [(0, 0.85), (1, 0.85)] and one.rounds() == [[0, 1]]
     solo = ServerLaunch(model="/m", decode_graph_max_bs=None, prefill_graph=None)
     assert solo.placements() == [(0, None)]  # one replica on its GPU: SGLang sizes its memory itself
+    per_gpu = ServerLaunch(model="/m", gpus=[0, 1], decode_graph_max_bs=None, prefill_graph=None)
+    assert per_gpu.replicas == 2 and per_gpu.placements() == [(0, None), (1, None)]  # default: one per GPU
 
 
 def test_command_lines_carry_placement_graphs_and_extra_flags_last(monkeypatch):
@@ -135,7 +137,8 @@ def test_a_group_starts_round_by_round_and_stops_every_server(shim, tmp_path):
                       log_dir=str(tmp_path / "logs"), start_timeout_s=60)
     ready = []
     with ServerGroup(la) as group:
-        pass  # __enter__ started them
+        assert len(group.urls) == 3  # __enter__ started them
+    assert all(p.poll() is not None for p in group.procs)  # __exit__ stopped them
     # started and stopped: start them again to look at them while up
     group = ServerGroup(la)
     try:

@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "on stdout once all answer, for `--engine http --engine-url URLS`; stop them on Ctrl-C or "
                     "SIGTERM. Flags after `--` go to every server.")
     p.add_argument("--model", required=True, help="model path (--model-path)")
-    p.add_argument("--replicas", type=int, default=None, help="servers in all (default 1), placed on --gpus in turn")
+    p.add_argument("--replicas", type=int, default=None, help="servers in all (default one per GPU), placed on --gpus in turn")
     p.add_argument("--gpus", type=_gpus, default=None, metavar="0,1,...", help="GPU indices (default 0)")
     p.add_argument("--mem-fraction", type=_none_or(float), default=None, metavar="F",
                    help="static memory fraction of each GPU for all its replicas together (default: SGLang's own "
@@ -75,17 +75,17 @@ def launch_from_args(args: argparse.Namespace):
     defaults); ``UsageError`` naming the flag for a bad value."""
     from ..engines.sglang_launch import ServerLaunch
 
-    names = {"replicas": "--replicas", "gpus": "--gpus", "mem_fraction": "--mem-fraction", "host": "--host",
-             "port": "--port", "decode_graph_max_bs": "--decode-graph-max-bs", "prefill_graph": "--prefill-graph",
-             "gc_threshold": "--gc-threshold", "log_dir": "--log-dir", "start_timeout_s": "--start-timeout-s"}
-    given = {k: (None if getattr(args, k) == NONE else getattr(args, k)) for k in names
+    # each flag is its ServerLaunch field's name (--mem-fraction: mem_fraction)
+    fields = ("replicas", "gpus", "mem_fraction", "host", "port", "decode_graph_max_bs", "prefill_graph",
+              "gc_threshold", "log_dir", "start_timeout_s")
+    given = {k: (None if getattr(args, k) == NONE else getattr(args, k)) for k in fields
              if getattr(args, k) is not None}
     try:
         return ServerLaunch(model=args.model, extra_args=tuple(args.sglang_args), **given)
     except (ValueError, TypeError) as e:
         msg = str(e)
         field = msg.split(":", 1)[0].removeprefix("ServerLaunch.")
-        flag = names.get(field, "--model" if field == "model" else "-- FLAGS")
+        flag = "--" + field.replace("_", "-") if field in fields or field == "model" else "-- FLAGS"
         raise UsageError(f"{flag}: {msg.split(':', 1)[1].strip() if ':' in msg else msg}") from None
 
 

@@ -25,7 +25,8 @@ collections (benchmarks/RUNS.md, "Fifteenth run").
 SGLang's own ``gc_threshold`` for the process that starts it, this variable for the others): with
 it raised in every process of two ``sglang.launch_server`` replicas on one H100, SGLang collected
 no full generation during DVTS@16 and the run took 60.0 s against 76.3 s at Python's thresholds
-(benchmarks/RUNS.md, "Seventeenth run"; 0.49x against 0.41x the raw engine's tok/s).
+in the run before, on another H100 of the same kind (benchmarks/RUNS.md, "Seventeenth run"; 0.49x
+against 0.41x the raw engine's tok/s).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import gc
 import json
 import os
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, MutableMapping
 
 ENV = "SRCA_GC_LOG"
 MIN_MS_ENV = "SRCA_GC_LOG_MIN_MS"
@@ -157,13 +158,15 @@ def check_threshold(value: Any, name: str = "gc_threshold") -> tuple[int, ...] |
         raise ValueError(f"{name}: expected 1 to 3 integers, g0 >= 1 and the others >= 0, got {value!r}") from None
 
 
-def export_threshold(values: tuple[int, ...]) -> bool:
-    """Name ``values`` in ``SRCA_SGLANG_GC_THRESHOLD`` for the SGLang processes this one starts
-    next (srca's plugin sets them there, :func:`threshold_from_env`); False, and nothing changed,
-    where the environment already names thresholds: the user's own setting wins."""
-    if os.environ.get(THRESHOLD_ENV):
+def export_threshold(values: tuple[int, ...], env: MutableMapping[str, str] | None = None) -> bool:
+    """Name ``values`` in ``SRCA_SGLANG_GC_THRESHOLD`` of ``env`` (this process's environment by
+    default) for the SGLang processes started with it (srca's plugin sets them there,
+    :func:`threshold_from_env`); False, and nothing changed, where ``env`` already names
+    thresholds: the user's own setting wins."""
+    env = os.environ if env is None else env
+    if env.get(THRESHOLD_ENV):
         return False
-    os.environ[THRESHOLD_ENV] = ",".join(str(v) for v in values)
+    env[THRESHOLD_ENV] = ",".join(str(v) for v in values)
     return True
 
 

@@ -123,7 +123,7 @@ class SGLangEngine:
             names thresholds). At Python's, the scheduler stopped for 3.9 s and this process for
             5.9 s of a 68.3 s DVTS eval in full collections (one H100, benchmarks/RUNS.md,
             "Fifteenth run"); raised in every process of two servers, DVTS took 60.0 s against
-            76.3 s ("Seventeenth run").
+            76.3 s at Python's in the run before, another H100 ("Seventeenth run").
         submit_window_ms: hold each call of requests that may wait (``GenRequest.may_wait``:
             the steps of beam, DVTS and the paper's tree) up to this long so that calls arriving
             close together reach SGLang's scheduler together (:class:`~srca.engines.

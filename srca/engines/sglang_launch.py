@@ -82,7 +82,8 @@ class ServerLaunch:
     """Which servers to start.
 
     model: the model path (``--model-path``).
-    replicas: servers in all, placed on ``gpus`` in turn (replica k on ``gpus[k % len(gpus)]``).
+    replicas: servers in all, placed on ``gpus`` in turn (replica k on ``gpus[k % len(gpus)]``);
+        None: one per GPU.
     gpus: GPU indices (``--base-gpu-id``); several replicas may share one.
     mem_fraction: the static memory fraction of each GPU for all its replicas together, split
         evenly (``--mem-fraction-static``); None: SGLang's own for a GPU with one replica,
@@ -99,7 +100,7 @@ class ServerLaunch:
     """
 
     model: str
-    replicas: int = 1
+    replicas: int | None = None
     gpus: tuple[int, ...] = (0,)
     mem_fraction: float | None = None
     host: str = "127.0.0.1"
@@ -114,12 +115,14 @@ class ServerLaunch:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"ServerLaunch.model: a model path, got {self.model!r}")
-        if type(self.replicas) is not int or self.replicas < 1:
-            raise ValueError(f"ServerLaunch.replicas: an integer >= 1, got {self.replicas!r}")
         gpus = tuple(self.gpus) if isinstance(self.gpus, (list, tuple)) else None
         if not gpus or any(type(g) is not int or g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
             raise ValueError(f"ServerLaunch.gpus: distinct GPU indices >= 0, got {self.gpus!r}")
         object.__setattr__(self, "gpus", gpus)
+        if self.replicas is None:
+            object.__setattr__(self, "replicas", len(gpus))
+        if type(self.replicas) is not int or self.replicas < 1:
+            raise ValueError(f"ServerLaunch.replicas: an integer >= 1 or None, got {self.replicas!r}")
         if self.mem_fraction is not None and not (isinstance(self.mem_fraction, (int, float))
                                                   and 0 < self.mem_fraction < 1):
             raise ValueError(f"ServerLaunch.mem_fraction: in (0, 1) or None, got {self.mem_fraction!r}")
@@ -195,8 +198,8 @@ class ServerLaunch:
         env = dict(os.environ if base is None else base)
         if self.gc_threshold is None:
             env.pop(gc_probe.THRESHOLD_ENV, None)
-        elif not env.get(gc_probe.THRESHOLD_ENV):
-            env[gc_probe.THRESHOLD_ENV] = ",".join(str(v) for v in self.gc_threshold)
+        else:
+            gc_probe.export_threshold(self.gc_threshold, env)
         return env
 
 
@@ -298,7 +301,7 @@ class LaunchedServersEngine(SGLangServerEngine):
     exit): ``make_engine("sglang-servers", model=M, replicas=2)``, or on the command line
     ``--engine sglang-servers --model M --engine-option replicas=2``.
 
-    replicas: servers in all (default one per GPU of ``gpus``); two on one GPU are two scheduler
+    replicas: servers in all (None: one per GPU of ``gpus``); two on one GPU are two scheduler
         processes for it (DVTS@16 1.80x faster than one server on one H100, benchmarks/RUNS.md,
         "Seventeenth run").
     gpus, mem_fraction, decode_graph_max_bs, prefill_graph, gc_threshold, log_dir, start_timeout_s:
@@ -315,11 +318,9 @@ class LaunchedServersEngine(SGLangServerEngine):
                  **options: Any) -> None:
         if isinstance(server_args, str):
             raise TypeError(f"LaunchedServersEngine.server_args: a list of flags, got {server_args!r}")
-        n_gpus = len(gpus) if isinstance(gpus, (list, tuple)) else 1
         try:
-            launch = ServerLaunch(model=model, replicas=n_gpus if replicas is None else replicas,
-                                  gpus=tuple(gpus) if isinstance(gpus, (list, tuple)) else gpus,
-                                  mem_fraction=mem_fraction, decode_graph_max_bs=decode_graph_max_bs,
+            launch = ServerLaunch(model=model, replicas=replicas, gpus=gpus, mem_fraction=mem_fraction,
+                                  decode_graph_max_bs=decode_graph_max_bs,
                                   prefill_graph=prefill_graph, gc_threshold=gc_threshold,
                                   extra_args=tuple(server_args), log_dir=log_dir, start_timeout_s=start_timeout_s)
         except (ValueError, TypeError) as e:  # named as this engine's options
