@@ -1,0 +1,69 @@
+"""benchmarks/gpu_eval.py on the CPU, its engine a scripted one: ``--budget-s`` counts the jobs'
+time, not the engine's start (an eighteenth-run chain's two servers took 155 s to start and a
+150 s budget then ran no job at all)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _eval_fixtures import engine as scripted_engine, write_data  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _gpu_eval():
+    spec = importlib.util.spec_from_file_location("gpu_eval_under_test", ROOT / "benchmarks" / "gpu_eval.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(monkeypatch, tmp_path, start_s: float, jobs_s: float, budget: str, jobs: str) -> None:
+    """gpu_eval's main with an engine that takes ``start_s`` to start and ``jobs_s`` per engine
+    call."""
+    import srca.engines as engines
+
+    def slow_start(kind, **kw):
+        time.sleep(start_s)
+        return scripted_engine(latency_s=jobs_s)
+
+    monkeypatch.setattr(engines, "make_engine", slow_start)
+    mod = _gpu_eval()
+    data = write_data(tmp_path / "d.jsonl")
+    monkeypatch.setattr(sys, "argv", ["gpu_eval.py", "--engine", "local", "--data", str(data), "--limit", "1",
+                                      "--out-dir", str(tmp_path / "evals"), "--jobs", jobs, "--budget-s", budget])
+    mod.main()
+
+
+def test_budget_does_not_count_the_engine_start(monkeypatch, tmp_path, capsys):
+    # the engine takes 1.5 s to start, longer than the whole 1 s budget: the first job still runs,
+    # and the second does not start once the first has used the budget up
+    _run(monkeypatch, tmp_path, start_s=1.5, jobs_s=1.2, budget="1", jobs="majority:2,cot:1")
+    out = capsys.readouterr().out
+    assert '"job": "majority:2"' in out
+    assert "budget spent: not starting cot:1" in out
+    assert (tmp_path / "evals" / "math500_majority_n2.jsonl").exists()
+    assert not (tmp_path / "evals" / "math500_cot_n1.jsonl").exists()
+
+
+def test_budget_lets_every_job_run_when_they_fit(monkeypatch, tmp_path, capsys):
+    _run(monkeypatch, tmp_path, start_s=0.0, jobs_s=0.0, budget="60", jobs="majority:2,cot:1")
+    out = capsys.readouterr().out
+    assert '"job": "majority:2"' in out and '"job": "cot:1"' in out
+    assert "budget spent" not in out
+
+
+@pytest.mark.parametrize("jobs", ["majority", "majority:0", "nosuch:4"])
+def test_bad_jobs_exit_2_naming_the_flag(monkeypatch, tmp_path, capsys, jobs):
+    mod = _gpu_eval()
+    data = write_data(tmp_path / "d.jsonl")
+    monkeypatch.setattr(sys, "argv", ["gpu_eval.py", "--data", str(data), "--jobs", jobs, "--check"])
+    with pytest.raises(SystemExit) as e:
+        mod.main()
+    assert e.value.code == 2
+    assert "--jobs" in capsys.readouterr().err
