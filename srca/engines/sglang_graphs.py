@@ -21,7 +21,9 @@ Prefill CUDA graphs (SGLang 0.5.17 captures them by default, "breakable", 58 tok
 left off (:data:`PREFILL_GRAPH`): their capture took 26 to 86 s of a 96 to 154 s engine start on
 one H200, and a run without them (benchmarks/RUNS.md, "Seventh run") started in 52.6 s with the raw engine
 and the searches no slower than in any run with them (raw 23.2 s, the fastest of seven runs; no
-same-run A/B). ``SGLangEngine(prefill_graph=None)`` keeps SGLang's default.
+same-run A/B). Under DVTS, whose small extend batches run eager, they made it slower on one H100
+(77.9 s against 62.8 s, a decode iteration 72.5 ms against 61.3; "Eighteenth run", one engine after
+the other on the same machine). ``SGLangEngine(prefill_graph=None)`` keeps SGLang's default.
 """
 from __future__ import annotations
 
