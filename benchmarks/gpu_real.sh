@@ -29,12 +29,14 @@ RUN=${RW_RUN:-/tmp/rw-run}  # the private copy (a test moves it)
 W=${RW_DIR:-/tmp/real_workload}
 export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$W"
-JIT_DIRS=(.triton/cache .cache/flashinfer)  # under $HOME: Triton's and FlashInfer's compiled kernels
+# under $HOME: Triton's and FlashInfer's compiled kernels, and torch's C++ extensions (SGLang's
+# C++ radix tree, built on the first start with SGLANG_EXPERIMENTAL_CPP_RADIX_TREE=1)
+JIT_DIRS=(.triton/cache .cache/flashinfer .cache/torch_extensions)
 # the CUDA driver's cache of kernels it compiled from PTX: a guess at the cold decode-graph
 # capture's other ~30 s (eleventh run: 75.9 s cold, 7.4 s warm, FlashInfer's norm 37.6 of them);
 # sent beside the others only while the whole file stays under the limit
 JIT_EXTRA=(.nv/ComputeCache)
-JIT_SOURCES=(flashinfer tvm_ffi)  # under each $PYTHONPATH entry: what FlashInfer's ninja builds read
+JIT_SOURCES=(flashinfer tvm_ffi sglang/srt/mem_cache/cpp_radix_tree)  # under each $PYTHONPATH entry: what the ninja builds read
 descendants() {  # every process below $1 (by parent pid), children before their children
   local c
   for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done

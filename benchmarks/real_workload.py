@@ -639,6 +639,19 @@ class SGLangLog:
 
 # -- engines ---------------------------------------------------------------------------------------
 
+def sglang_env(items: list[str]) -> dict[str, str]:
+    """``--sglang-env NAME=VALUE`` items as a dict; ``ValueError`` naming the flag for one that is
+    not ``NAME=VALUE`` with a shell-style name."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not (name[0].isalpha() or name[0] == "_") \
+                or not all(c.isalnum() or c == "_" for c in name):
+            raise ValueError(f"--sglang-env: expected NAME=VALUE, got {item!r}")
+        out[name] = value
+    return out
+
+
 def sglang_args(items: list[str]) -> dict[str, Any]:
     """``--sglang-arg KEY=VALUE`` items as SGLang ``ServerArgs`` keywords, read as the CLI reads
     ``--engine-option`` (VALUE as JSON when it parses: ``true``, ``8192``, ``[1, 2]``; else the
@@ -1550,6 +1563,10 @@ def main() -> None:
                     help="one more SGLang server argument for the engine (repeatable; VALUE read as JSON, else "
                          "a string), e.g. enable_mixed_chunk=true: a keyword of the in-process engine, a "
                          "flag of the server (true: the bare flag)")
+    ap.add_argument("--sglang-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable for SGLang's processes, set in this one before the engine or "
+                         "the servers start (repeatable), e.g. SGLANG_EXPERIMENTAL_CPP_RADIX_TREE=1: SGLang's "
+                         "C++ radix tree, compiled on the first start, for DVTS's per-request radix work")
     ap.add_argument("--submit-window-ms", type=float, default=None,
                     help="SGLangEngine / SGLangServerEngine(submit_window_ms=...): tree-search steps close together "
                          "go together (srca.engines.sglang_common.SubmitGate; 0: off; default: the engine's)")
@@ -1649,6 +1666,7 @@ def main() -> None:
         ap.error("--sampler-ab needs --sampler srca and the in-process SGLang engine")
     try:
         a.sglang_args = sglang_args(a.sglang_arg)
+        a.sglang_env = sglang_env(a.sglang_env)
     except ValueError as e:
         ap.error(str(e))
     if a.decode_graph_max_bs not in ("engine", "sglang"):
@@ -1683,8 +1701,10 @@ def main() -> None:
     if a.check:
         print(f"# arguments ok: {len(problems)} problems, jobs {', '.join(jobs)}, concurrency "
               f"{a.concurrency}, engine {a.engine}{' --server' if a.server else ''}"
-              f"{', sglang ' + str(a.sglang_args) if a.sglang_args else ''}", flush=True)
+              f"{', sglang ' + str(a.sglang_args) if a.sglang_args else ''}"
+              f"{', environment ' + str(a.sglang_env) if a.sglang_env else ''}", flush=True)
         return
+    os.environ.update(a.sglang_env)  # before any SGLang process starts: they inherit it
     for c in concs:
         if c is not None and c > len(problems):
             print(f"# note: concurrency {c} > {len(problems)} problems: every solve is in flight at once "

@@ -321,7 +321,10 @@ def test_server_replicas_and_gc_thresholds_are_checked(tmp_path):
                         (["--server", "--server-replicas", "0"], "--server-replicas"),
                         (["--sglang-gc-threshold", "0,1"], "--sglang-gc-threshold"),
                         (["--sglang-gc-threshold", "on"], "--sglang-gc-threshold"),
-                        (["--engine", "local", "--sglang-gc-threshold", "50000"], "--sglang-gc-threshold")):
+                        (["--engine", "local", "--sglang-gc-threshold", "50000"], "--sglang-gc-threshold"),
+                        (["--sglang-env", "NOVALUE"], "--sglang-env"),
+                        (["--sglang-env", "1X=2"], "--sglang-env"),
+                        (["--sglang-env", "A-B=2"], "--sglang-env")):
         out = subprocess.run([sys.executable, "benchmarks/real_workload.py", "--check", "--data", str(data), *extra],
                              capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         assert out.returncode == 2 and flag in out.stderr, out.stderr
@@ -349,6 +352,7 @@ print("launch_server", " ".join(sys.argv[1:]), flush=True)
 import os
 print("gc threshold env", os.environ.get("SRCA_SGLANG_GC_THRESHOLD"),
       os.environ.get("SRCA_SGLANG_GC_THRESHOLD_OWNER") != str(os.getpid()), flush=True)
+print("sglang env", os.environ.get("SRCA_TEST_SGLANG_ENV"), flush=True)
 app = make_app(State())
 
 
@@ -413,6 +417,7 @@ def test_server_replicas_run_end_to_end_against_stand_in_servers(tmp_path):
                           "--concurrency", "4", "--no-raw-bracket", "--no-gc-log", "--gpu-poll-ms", "0",
                           "--prefill-graph", "sglang", "--decode-graph-max-bs", "sglang", "--answer-workers", "1",
                           "--sglang-trace", "7", "--sglang-trace-after", "0",
+                          "--sglang-env", "SRCA_TEST_SGLANG_ENV=a=b",
                           "--work-dir", str(work), "--out", str(work / "rw.json")],
                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -431,6 +436,8 @@ def test_server_replicas_run_end_to_end_against_stand_in_servers(tmp_path):
     # the servers' processes get the engines' collector thresholds (--sglang-gc-threshold engine, the
     # default) for srca's plugin, this one is their owner
     assert all("gc threshold env 50000,20,100 True" in log for log in logs)
+    # --sglang-env reaches every server's process (the value kept whole, its '=' too)
+    assert all("sglang env a=b\n" in log for log in logs)
     ports = {log.split("--port ")[1].split()[0] for log in logs}
     assert len(ports) == 2
     alive = []  # the replicas' processes, by their command lines: stopped with the run

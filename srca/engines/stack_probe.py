@@ -13,6 +13,16 @@ second appends what it saw to ``DIR/stacks-<pid>.jsonl``: each distinct stack on
 the process's interpreter lock for about 0.13 ms (4 threads 40 frames deep, this project's 2-core
 CPU): about 1% of a core at 100 Hz.
 
+What the samples over-count: the sampling thread reads the stacks only while it holds the
+interpreter lock, which it gets when the sampled thread releases it, either in a call that drops
+it (a torch operation's CUDA launch or copy, a socket send, ``os.urandom``) or at the
+interpreter's switch interval (5 ms). A line that releases the lock is where most samples land
+when such calls come more often than every 5 ms, so its share is an upper bound and pure-Python
+work between such calls is under-counted (an outside sampler such as py-spy has no such bias; it
+is not installed where SGLang runs here). The fifteenth GPU run put 21.6% of DVTS's scheduler
+samples on one CUDA copy in the radix cache's finish path, while SGLang's torch profiler found
+the scheduler's CUDA calls short (benchmarks/RUNS.md, "Seventeenth run").
+
 :func:`read` and :func:`summarize` turn the folder into, per process and thread, the functions
 most often on top of the stack (self) and anywhere on it (cumulative), and the most frequent
 stacks, for a time window (``benchmarks/real_workload.py --sglang-stacks`` records them for every
