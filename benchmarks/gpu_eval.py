@@ -4,7 +4,8 @@ for every job.
 Runs ``--jobs`` (method:n, in priority order) with ``srca.eval.arun_eval``, one JSONL per job
 under ``--out-dir`` (resumable: a call that runs out of time is continued by the next), stops
 starting new jobs after ``--budget-s`` seconds of jobs (the engine's start not counted: two
-servers took 155 s to start on an H100 and a budget that counted them ran nothing), and prints a report of everything done so far.
+servers took 155 s to start on an H100 and a budget that counted them ran nothing), and prints a
+report of everything done so far.
 
     python benchmarks/gpu_eval.py --model /tmp/q15hf --data .gpu-data/math500.jsonl \
         --out-dir /tmp/evals --jobs cot:1,majority:4,srca:4 --budget-s 500
@@ -58,7 +59,8 @@ def main() -> None:
     ap.add_argument("--out-dir", default="/tmp/evals")
     ap.add_argument("--jobs", required=True, help="method:n[:limit],... in priority order")
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--budget-s", type=float, default=500.0, help="start no new job after this many seconds of jobs (counted from the engine being ready)")
+    ap.add_argument("--budget-s", type=float, default=500.0,
+                    help="start no new job after this many seconds of jobs (counted from the engine being ready)")
     ap.add_argument("--concurrency", type=concurrency, default=None,
                     help="solves in flight: an integer, or auto (the default; srca.admission: by the sequences "
                          "each solve decodes at once, against the engine's batch)")
