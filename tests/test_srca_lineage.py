@@ -12,7 +12,7 @@ from srca import SearchConfig, Solver
 from srca.answers import equivalent
 from srca.eval.data import Problem
 from srca.engines.fake import ScriptedEngine
-from srca.eval.bank import Policy, RecordSettings, record_chunk, replay_lineages, replay_majority
+from srca.eval.bank import Policy, RecordSettings, record_chunk, replay_lineages, replay_majority, unpack_ids
 from srca.methods.paths import split_steps
 from srca.methods.consensus import Ballot, consensus_reached, settled_answer, trace_confidence, vote
 from srca.seeds import request_seed
@@ -148,9 +148,14 @@ def test_whole_lineages_pay_for_the_text_after_the_box():
         steps, _ = run(script, n=2)
     assert whole.answer == steps.answer == "7" and [c.step for c in whole.candidates] == [2, 2]
     assert whole.usage.generated_tokens > steps.usage.generated_tokens
-    (line,) = asyncio.run(record_chunk(ScriptedEngine(script), [Problem(unique_id="p", problem="q", answer="7")],
+    eng = ScriptedEngine(script)
+    (line,) = asyncio.run(record_chunk(eng, [Problem(unique_id="p", problem="q", answer="7")],
                                        RecordSettings(samples=2, topk=0, config=SearchConfig(prompt="math"))))
     assert replay_lineages(line, [0, 1], Policy(n=2, waves=1)).tokens == whole.usage.generated_tokens
+    # every sample's token ids, whole: the sampled text reads back from them
+    (sampled,) = [b for b in eng.calls if b[0].n == 2]
+    for x, r in zip(line["samples"], eng.results[eng.calls.index(sampled)][0]):
+        assert unpack_ids(x["ids"]) == list(r.token_ids) and len(r.token_ids) == x["tokens"]
     assert replay_lineages(line, [0, 1], Policy(n=2, probe_at="step", waves=1)).tokens < whole.usage.generated_tokens
 
 

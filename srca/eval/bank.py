@@ -18,6 +18,8 @@ Line format (JSON, one per problem)::
                   "finish": "stop" | "length",
                   "steps": [[tokens, end, probe_answer, probe_tokens], ...],
                   "lp": base64 float16 sampled-token logprobs of the steps kept,
+                  "ids": base64 uint32 token ids of the whole sample (banks recorded since
+                         :mod:`srca.methods.repetition`; for rules that read the text),
                   "tc": base64 float16 -mean(top-k logprobs) per token (when recorded),
                   "vf": the self-verification log-odds of a finished sample (when recorded,
                         :mod:`srca.methods.verify`; null: no verdict)}]}
@@ -57,6 +59,16 @@ def unpack(s: str | None) -> list[float]:
     if not s:
         return []
     return np.frombuffer(base64.b64decode(s), dtype=np.float16).astype(np.float64).tolist()
+
+
+def pack_ids(ids: Sequence[int]) -> str:
+    return base64.b64encode(np.asarray(ids, dtype="<u4").tobytes()).decode()
+
+
+def unpack_ids(s: str | None) -> list[int]:
+    if not s:
+        return []
+    return np.frombuffer(base64.b64decode(s), dtype="<u4").astype(np.int64).tolist()
 
 
 # -- recording --------------------------------------------------------------------------------
@@ -112,7 +124,8 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
                 checked.append((len(lines), len(samples)))
             tc = [token_confidence(None, [lp for _, lp in alts]) for alts in r.top_logprobs[:kept]] if s.topk else []
             samples.append({"answer": extract_answer(r.text), "tokens": r.generated_tokens, "finish": r.finish_reason,
-                            "steps": steps, "lp": pack(r.logprobs[:kept]), "tc": pack(tc) if tc else ""})
+                            "steps": steps, "lp": pack(r.logprobs[:kept]), "tc": pack(tc) if tc else "",
+                            "ids": pack_ids(toks)})
             if verifier is not None:
                 samples[-1]["vf"] = None  # filled below for a finished sample
             r.top_logprobs = []  # free them: a bank chunk holds millions
@@ -361,5 +374,5 @@ def half(unique_id: str, salt: str = "") -> str:
     return "tune" if int(hashlib.sha256((unique_id + salt).encode()).hexdigest(), 16) % 2 == 0 else "test"
 
 
-__all__ = ["Outcome", "Policy", "RecordSettings", "half", "pack", "read_bank", "record_chunk", "replay_lineages",
-           "replay_majority", "subsets", "unpack"]
+__all__ = ["Outcome", "Policy", "RecordSettings", "half", "pack", "pack_ids", "read_bank", "record_chunk", "replay_lineages",
+           "replay_majority", "subsets", "unpack", "unpack_ids"]
