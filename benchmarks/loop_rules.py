@@ -20,7 +20,9 @@ half of the problems (``srca.eval.bank.half`` with ``--split-salt``):
 
 ``--write-bank DIR --rule JSON`` writes the bank as the rule would have left it (a stopped sample
 keeps its first ``p`` tokens, the steps that ended by then with their probes, no answer, finish
-``length``), for ``bank_replay.py`` to replay srca's waves and votes on it.
+``length``), for ``bank_replay.py`` to replay srca's waves and votes on it. The online search
+checks once, at ``loop_after`` tokens (``SearchConfig.loop_share``, :func:`~srca.methods.repetition.rule_for`):
+``--rule '{"share": S, "start": A, "every": 1024}'`` is that rule.
 """
 from __future__ import annotations
 
@@ -75,8 +77,9 @@ def stops(lines: list[dict], rule: LoopRule) -> list[list[int | None]]:
 
 def cut_sample(s: dict, p: int) -> dict:
     """A bank sample as a stop after ``p`` tokens leaves it: the steps that ended before ``p``
-    with their probes, then one step cut at ``p`` with no probe (as a lineage out of tokens ends,
-    its ballot then its last probe's answer)."""
+    with their probes, then one step cut at ``p`` with no probe (as srca's online loop stop,
+    ``SearchConfig.loop_share``, leaves a lineage: no probe, so no checkpoint ballot where the
+    search probes only at the cut)."""
     t = {k: v for k, v in s.items() if not k.startswith("_")}
     steps, done = [], 0
     for st in s["steps"]:

@@ -77,6 +77,14 @@ class SearchConfig:
     # samples and decisions as one wave after another; a clear vote aborts the waves it does not
     # need (their tokens counted, and as usage.unused_tokens). Needs an engine with abort.
     wave_speculate: bool = False
+    # lineages generated whole: a sample still running after `loop_after` tokens is stopped there
+    # when at least `loop_share` of the 8-grams starting in its last 128 tokens repeat ones it
+    # wrote before (srca.methods.repetition.LoopRule); it ends there without an answer (no probe,
+    # no ballot) and counts in usage.loop_stops. The samples then go out in two calls (the first
+    # `loop_after` tokens, then the rest of those not stopped). 0: off. Not with wave_overlap (which
+    # splits the calls its own way) nor under a token budget (ignored there)
+    loop_share: float = 0.0
+    loop_after: int = 512
     confidence: str = "tail"  # path confidence for the vote: none | mean | tail | lowest (window)
     confidence_window: int = 64  # tokens of the tail / sliding window
     confidence_topk: int = 0  # 0: sampled tokens' logprobs; k: DeepConf's -mean(top-k logprobs)
@@ -116,6 +124,13 @@ class SearchConfig:
             bad("waves", f"must be <= 64, got {self.waves}")
         if isinstance(self.wave_overlap, bool) or not isinstance(self.wave_overlap, int) or self.wave_overlap < 0:
             bad("wave_overlap", f"must be an integer >= 0 (tokens; 0: off), got {self.wave_overlap!r}")
+        if isinstance(self.loop_share, bool) or not isinstance(self.loop_share, (int, float)) \
+                or not 0 <= self.loop_share <= 1:
+            bad("loop_share", f"must be a number in [0, 1] (0: off), got {self.loop_share!r}")
+        if isinstance(self.loop_after, bool) or not isinstance(self.loop_after, int) or self.loop_after < 128:
+            bad("loop_after", f"must be an integer >= 128 (tokens: the rule reads the last 128), got {self.loop_after!r}")
+        if self.loop_share and self.wave_overlap:
+            bad("loop_share", "not with wave_overlap: both split the samples' engine calls")
         for name in ("beam_width", "expand", "max_tokens_total"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):

@@ -92,7 +92,7 @@ def make_record(problem: Problem, method: str, n: int, sol: Solution, seed: int)
         "usage": {"generated_tokens": u.generated_tokens, "prompt_tokens": u.prompt_tokens,
                   "cached_tokens": u.cached_tokens, "prefilled_tokens": u.prompt_tokens - u.cached_tokens,
                   "probe_tokens": u.probe_tokens, "unused_tokens": u.unused_tokens, "scorer_calls": u.scorer_calls,
-                  "engine_calls": u.engine_calls, "engine_requests": u.engine_requests},
+                  "engine_calls": u.engine_calls, "engine_requests": u.engine_requests, "loop_stops": u.loop_stops},
         "timings": {k: round(float(v), 3) for k, v in sorted(sol.timings.items())},
         "answers": answers,
         "seed": seed,

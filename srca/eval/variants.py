@@ -34,6 +34,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # answers (benchmarks/vote_exit.py, tuned on one half) 0.68x majority@16's tokens at -0.2
     # points on the other half, where the share rule needed 0.74x; not yet run online
     "srca-margin": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 4, "wave_margin": 0.25},
+    # the default with loop stops (SearchConfig.loop_share): a sample still running at 512 tokens
+    # whose last 128 tokens mostly repeat its own 8-grams ends there, unprobed. The share is a first
+    # guess, not tuned: benchmarks/loop_rules.py picks it on a bank's tune half first
+    "srca-loops": {"method": "srca", "loop_share": 0.8, "loop_after": 512},
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
     "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a cut lineage has no vote
     # DeepConf's token confidence, -mean(top-20 logprobs), over the same tail (scored after sampling)

@@ -47,6 +47,7 @@ from .consensus import (Ballot, consensus_reached, settled_answer, token_confide
                         wave_settled, wave_sizes)
 from .context import ABORT_WAIT_S, Node, SearchContext, StopSearch
 from .paths import path_steps, whole_paths
+from .repetition import LoopRule, loop_at, rule_for
 from .select import mark_kept
 from .verify import VERIFY_TOPK, Verifier, verify_factor
 
@@ -116,6 +117,8 @@ class _Lineages:
         self.verifier = Verifier(ctx.engine, self.c.verify_question) if self.c.verify > 0 else None
         self.odds: dict[int, float | None] = {}  # finished node id -> its verification log-odds
         self.halted = False  # the solve stopped: overlapping waves start nothing more
+        self.looped: set[int] = set()  # the samples (ids of their results) the loop rule stopped
+        self.loop_ends: set[int] = set()  # ... and the ids of their lineages' last steps
 
     def launch(self, size: int, wave: int) -> None:
         """Start the next wave: ``size`` new lineages from the root at the next step."""
@@ -154,17 +157,23 @@ class _Lineages:
 
     async def sample(self, size: int, wave: int, segment: int = 0,
                      on_segment: Callable[[], None] | None = None, reserved: int = 0,
-                     on_sent: Callable[[], None] | None = None) -> list[GenResult]:
+                     on_sent: Callable[[], None] | None = None, loop: LoopRule | None = None) -> list[GenResult]:
         """The ``size`` whole samples of wave ``wave``. With ``segment`` > 0 in two calls: the first
         ``segment`` tokens of each (then ``on_segment()``: the next wave may start), and the rest
         of those that had not ended, each continuing its own tokens (a sample of the same
-        distribution; its own seed); unless the solve stopped meanwhile (``halted``).
+        distribution; its own seed); unless the solve stopped meanwhile (``halted``). With a
+        ``loop`` rule (``loop_share``; no ``segment``) the first call runs ``loop.start`` tokens,
+        and a sample the rule finds repeating itself there is not continued: it ends there, short
+        of the token limit, so no probe follows and it casts no ballot (``usage.loop_stops``).
         ``reserved`` and ``on_sent`` go to the first call (:meth:`SearchContext.generate`).
         Stopped by :func:`soft_deadline`: :class:`StopSearch` ``"deadline"`` whose ``partial``
         holds the wave's samples as far as they got (None if the engine could not return them)."""
         ctx, c = self.ctx, self.c
         until = soft_deadline(c)
-        req = ctx.request(ctx.root, max_new_tokens=segment or c.max_new_tokens, n=size, temperature=c.temperature,
+        if loop is not None and (segment or loop.start >= c.max_new_tokens):
+            loop = None  # overlapping waves split the calls their own way; past the limit: nothing to stop
+        head = segment or (loop.start if loop is not None else 0)
+        req = ctx.request(ctx.root, max_new_tokens=head or c.max_new_tokens, n=size, temperature=c.temperature,
                           top_p=c.top_p, top_k=c.top_k, seed=ctx.seed_for(ctx.root, salt=wave))
         rem = ctx.remaining_tokens()
         if rem is not None:  # a token budget: an equal share of what is left, room kept for probes
@@ -177,12 +186,17 @@ class _Lineages:
             (results,) = await ctx.generate([req], reserved=reserved, on_sent=on_sent, until=until)
         except StopSearch as stop:
             raise StopSearch(stop.reason, stop.partial[0] if stop.partial else None) from None
-        if not segment:
+        if not head:
             return results
-        if on_segment is not None:
+        if segment and on_segment is not None:
             on_segment()
         todo = [j for j, r in enumerate(results)
                 if r.finish_reason == "length" and len(r.token_ids) < c.max_new_tokens]
+        if loop is not None:
+            looping = {j for j in todo if loop_at(results[j].token_ids, loop) is not None}
+            ctx.usage.loop_stops += len(looping)
+            self.looped.update(id(results[j]) for j in looping)
+            todo = [j for j in todo if j not in looping]
         if not todo or self.halted:
             return results
         reqs = []
@@ -224,6 +238,8 @@ class _Lineages:
                 node = self.file(node, piece, i)
                 nodes.append(node)
                 a = b
+            if id(r) in self.looped:
+                self.loop_ends.add(node.id)
             lasts.append(node)
         mark_kept(nodes)
         for d in sorted({n.depth for n in nodes}):
@@ -289,7 +305,8 @@ class _Lineages:
         self.ended.append((node, kind))
 
     def sort(self, kids: list[Node]) -> None:
-        """File each new step: finished, cut, settled, or still open."""
+        """File each new step: finished, cut, stopped by the loop rule (no ballot), settled, or
+        still open."""
         c = self.c
         self.open, self.unsorted = [], []
         for k in kids:
@@ -297,6 +314,8 @@ class _Lineages:
                 self.end(k, "path")
             elif k.truncated:
                 self.end(k, "checkpoint")
+            elif k.id in self.loop_ends:
+                self.end(k, "loop")
             elif c.checkpoints and settled_answer([x.checkpoint for x in k.chain()], c.settle, equivalent):
                 k.answer = k.checkpoint
                 self.end(k, "settled")
@@ -455,6 +474,7 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
     c = ctx.config
     d = overlap_of(c, ctx.engine, len(sizes))
     spec = speculates(c, ctx, len(sizes))
+    loop = rule_for(c) if c.max_tokens_total is None else None  # under a budget each wave runs its share
     until = soft_deadline(c)
     tasks: list[asyncio.Future] = []
     decided = 0  # the waves whose samples the decision read
@@ -464,7 +484,7 @@ async def _run_whole(ctx: SearchContext, lin: _Lineages, sizes: list[int]) -> No
             # from the second wave on: the first runs alone (most solves stop after it)
             sent = on_sent or ((lambda: speculate(w + 1)) if spec and w >= 1 else None)
             tasks.append(asyncio.ensure_future(lin.sample(sizes[w], w, d, lambda: start(w + 1), reserved=reserved,
-                                                          on_sent=sent)))
+                                                          on_sent=sent, loop=loop)))
 
     def speculate(w: int) -> None:
         """Wave ``w`` now, if the engine's batch has room for it: its sequences are counted at

@@ -8,13 +8,13 @@ itself is the other sign: once most of its last ``window`` tokens' n-grams occur
 the same sample, it is writing what it wrote before. :func:`loop_at` says at which token a rule
 would stop a sample, checked every ``every`` tokens from ``start`` on; the sample bank's replay
 (``benchmarks/loop_rules.py``) scores rules over recorded samples (the banks record token ids
-since this module). Nothing here runs in a search yet: what a kill would save and cost is
-measured first.
+since this module). srca's lineages stop looping samples with ``SearchConfig.loop_share`` (off
+by default: what a stop saves and costs is measured on a bank first; :func:`rule_for`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,14 @@ class LoopRule:
             raise ValueError(f"LoopRule.start: at least window ({self.window}), got {self.start}")
         if isinstance(self.share, bool) or not isinstance(self.share, (int, float)) or not 0 < self.share <= 1:
             raise ValueError(f"LoopRule.share: a number in (0, 1], got {self.share!r}")
+
+
+def rule_for(config: Any) -> LoopRule | None:
+    """The online search's rule (``SearchConfig.loop_share`` at ``loop_after`` tokens, checked
+    once there), or None when it is off."""
+    if not config.loop_share:
+        return None
+    return LoopRule(share=float(config.loop_share), start=config.loop_after, every=config.max_new_tokens)
 
 
 def seen_before(ids: Sequence[int], n: int) -> list[bool]:
