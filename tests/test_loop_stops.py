@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from srca import Solver
+from srca.commands.solve import render
 from srca.config import SearchConfig
 from srca.engines.fake import ScriptedEngine
 from srca.eval.data import Problem
@@ -59,6 +60,7 @@ def test_a_looping_lineage_is_stopped_at_loop_after_and_the_others_run_on():
     assert sorted(e["kind"] for e in ends) == ["loop", "path", "path"]
     rec = make_record(Problem(unique_id="p", problem="q", answer="7"), "srca", 3, sol, seed=0)
     assert rec["usage"]["loop_stops"] == 1 and rec["correct"]
+    assert "(0 in probes; 1 sample stopped as a loop)" in render(sol) and "loop" not in render(plain)
 
 
 def test_a_solve_whose_every_sample_loops_has_no_answer_and_ran_out_of_nothing():
@@ -71,6 +73,7 @@ def test_a_solve_whose_every_sample_loops_has_no_answer_and_ran_out_of_nothing()
     assert sol.stop_reason == "finished"  # not max_steps: no lineage was left open
     rec = make_record(Problem(unique_id="p", problem="q", answer="7"), "srca", 3, sol, seed=0)
     assert rec["usage"]["loop_stops"] == 3 and not rec["correct"]
+    assert "3 samples stopped as loops" in render(sol)
 
 
 def test_a_share_the_sample_does_not_reach_stops_nothing():

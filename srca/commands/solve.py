@@ -169,7 +169,9 @@ def render(sol) -> str:
             out.append(f"  step {d}: " + " | ".join(cells))
     u = sol.usage
     unused = f", {u.unused_tokens} by waves not needed" if u.unused_tokens else ""
-    out.append(f"Usage: {u.generated_tokens} generated tokens ({u.probe_tokens} in probes{unused}), {u.prompt_tokens} prompt "
+    loops = (f"; {u.loop_stops} sample stopped as a loop" if u.loop_stops == 1 else
+             f"; {u.loop_stops} samples stopped as loops" if u.loop_stops else "")
+    out.append(f"Usage: {u.generated_tokens} generated tokens ({u.probe_tokens} in probes{unused}{loops}), {u.prompt_tokens} prompt "
                f"tokens ({u.cached_tokens} cached, {100 * u.cache_hit_rate:.1f}%), {u.scorer_calls} scorer calls, "
                f"{u.engine_calls} engine calls; {sol.timings.get('total_s', 0):.1f} s")
     return "\n".join(out)
