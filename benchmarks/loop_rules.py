@@ -27,7 +27,6 @@ checks once, at ``loop_after`` tokens (``SearchConfig.loop_share``, :func:`~srca
 from __future__ import annotations
 
 import argparse
-import copy
 import glob
 import gzip
 import json
@@ -187,10 +186,9 @@ def main() -> None:
             os.makedirs(a.write_bank, exist_ok=True)
             with gzip.open(os.path.join(a.write_bank, "chunk_000.jsonl.gz"), "wt") as f:
                 for ln, row in zip(lines, at):
-                    out = copy.copy(ln)
-                    out["samples"] = [s if p is None else cut_sample(s, p) for s, p in zip(ln["samples"], row)]
-                    out["samples"] = [{k: v for k, v in s.items() if not k.startswith("_")} for s in out["samples"]]
-                    f.write(json.dumps(out) + "\n")
+                    samples = [cut_sample(s, p) if p is not None else {k: v for k, v in s.items() if not k.startswith("_")}
+                               for s, p in zip(ln["samples"], row)]
+                    f.write(json.dumps({**ln, "samples": samples}) + "\n")
             print(f"# wrote {a.write_bank}/chunk_000.jsonl.gz")
     if a.out:
         write_result(a.out, "loop_rules", a, rules=rows, bank_files=len(files), problems=len(lines))

@@ -238,7 +238,8 @@ class _Lineages:
                 node = self.file(node, piece, i)
                 nodes.append(node)
                 a = b
-            if id(r) in self.looped:
+            if id(r) in self.looped:  # consumed here: a later result may reuse a freed one's id
+                self.looped.discard(id(r))
                 self.loop_ends.add(node.id)
             lasts.append(node)
         mark_kept(nodes)
