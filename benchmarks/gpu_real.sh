@@ -13,8 +13,10 @@
 #                                                               # every run's ARGS are checked first (--check);
 #                                                               # "eval ARGS" runs benchmarks/gpu_eval.py instead
 #                                                               # (WORK/runN/evals, resumed from .gpu-data/evals)
-#   bash benchmarks/gpu_real.sh skip                            # end the chain's current run (its engine or servers
-#                                                               # first, then the run) and let the chain go on
+#   bash benchmarks/gpu_real.sh skip [N]                        # end the chain's current run (its engine or servers
+#                                                               # first) and let the chain go on; with N only if
+#                                                               # run N is the one running (a skip sent late must
+#                                                               # not end the next run: it did on 2026-12-06)
 #   bash benchmarks/gpu_real.sh backdate-jit                    # date FlashInfer's installed sources back, so that
 #                                                               # ninja takes a cache restored by hand as current
 #   bash benchmarks/gpu_real.sh save-jit                        # the kernel JIT caches (Triton, FlashInfer) to
@@ -136,6 +138,10 @@ case "${1:-poll}" in
     { [ -n "$cp" ] && kill -0 "$cp" 2>/dev/null; } || { echo "skip: no chain is running ($W/chain.pid)" >&2; exit 1; }
     rp=$(pgrep -P "$cp" | head -n 1)
     [ -n "$rp" ] || { echo "skip: the chain runs nothing now" >&2; exit 1; }
+    if [ -n "${2:-}" ]; then
+      cur=$(grep -ao '^== run[0-9]*' "$W/chain.out" 2>/dev/null | tail -n 1 | sed 's/^== run//')
+      [ "$cur" = "$2" ] || { echo "skip: run $2 is not the one running (run ${cur:-?}): nothing ended" >&2; exit 1; }
+    fi
     below=$(descendants "$rp")
     for p in $below; do kill -KILL "$p" 2>/dev/null; done
     for _ in $(seq 1 20); do
@@ -175,5 +181,5 @@ json.dump(p.summarize(p.read(sys.argv[1]), 0, 9e9), open(sys.argv[2], "w"), inde
   save-jit)
     save_jit;;
   *)
-    echo "usage: gpu_real.sh start [ARGS] | chain \"ARGS\" ... | poll | skip | save-jit | backdate-jit" >&2; exit 2;;
+    echo "usage: gpu_real.sh start [ARGS] | chain \"ARGS\" ... | poll | skip [N] | save-jit | backdate-jit" >&2; exit 2;;
 esac

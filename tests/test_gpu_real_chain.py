@@ -133,7 +133,10 @@ def test_skip_ends_the_current_run_and_its_children_and_the_chain_goes_on(tmp_pa
         time.sleep(0.1)
     pid = int(child.read_text())
     os.kill(pid, 0)  # the stand-in engine runs
-    skip = subprocess.run([*sh, "skip"], env=env, capture_output=True, text=True, timeout=60)
+    late = subprocess.run([*sh, "skip", "2"], env=env, capture_output=True, text=True, timeout=60)
+    assert late.returncode == 1 and late.stderr.startswith("skip: run 2 is not the one running (run 1)")
+    os.kill(pid, 0)  # a skip meant for another run ends nothing
+    skip = subprocess.run([*sh, "skip", "1"], env=env, capture_output=True, text=True, timeout=60)
     assert skip.returncode == 0 and "and the 1 below it" in skip.stdout, skip.stdout + skip.stderr
     _chain_done(tmp_path, 200)
     text = (tmp_path / "work/chain.out").read_text()
