@@ -52,6 +52,10 @@ def test_variants_map_to_config_fields():
         ("srca", 16, 4, 0.4, "mean", 1.0)
     margin = config_for("srca-margin", 16)  # the same waves, stopped by the vote's lead
     assert (margin.waves, margin.wave_margin, margin.confidence, margin.keep_top) == (4, 0.25, "mean", 1.0)
+    fast = config_for("srca-margin-loops", 16)  # the bank's early-exit pick: a smaller lead, loop stops
+    assert (fast.waves, fast.wave_margin, fast.confidence, fast.keep_top, fast.loop_share, fast.loop_after) == \
+        (4, 0.125, "mean", 1.0, 0.4, 512)
+    assert config_for("srca-loops", 16).loop_share == 0.4
     c = config_for("majority", 8, SearchConfig(temperature=0.5), seed=3)
     assert (c.method, c.n, c.temperature, c.seed) == ("majority", 8, 0.5, 3)
     assert config_for("cot", 8).n == 1

@@ -40,6 +40,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the tune half of a 500-problem bank (nineteenth run); online on all 500: 0.665x majority@16's
     # tokens (the default 0.741x, same run) at 49.2% against 49.0%, but 0.78x the default's tok/s
     "srca-loops": {"method": "srca", "loop_share": 0.4, "loop_after": 512},
+    # issue 16's early-exit candidate: srca-margin's waves stopping at a smaller lead (0.125 of the
+    # lineages still to come) with srca-loops' stops. Picked on the tune half of the nineteenth
+    # run's bank (the cheapest of a grid of 4 to 8 waves x leads 0.1 to 0.35 that kept majority@16's
+    # accuracy there); replayed on the other half: 53.9% against majority's 51.9% at 0.578x its
+    # tokens (benchmarks/bank_replay.py). Not yet run online
+    "srca-margin-loops": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 4, "wave_margin": 0.125,
+                          "loop_share": 0.4, "loop_after": 512},
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
     "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a cut lineage has no vote
     # DeepConf's token confidence, -mean(top-20 logprobs), over the same tail (scored after sampling)
