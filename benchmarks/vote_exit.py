@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(a.seed + 1)
     ties = [rng.random((a.draws, len(p["correct"]))) * 0.5 for p in pool]
     full = evaluate(pool, orders, ties, [a.n], ("none", 0.0), a.min_votes, a.n)
-    rules = [("share", t) for t in (0.4, 0.5, 0.6, 0.7, 0.8)] + [("margin", c) for c in (1.0, 0.75, 0.5, 0.4, 0.3, 0.25, 0.2)]
+    rules = [("share", t) for t in (0.4, 0.5, 0.6, 0.7, 0.8)] + [("margin", c) for c in (1.0, 0.75, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.125, 0.1)]
     rules.append(("oracle", 0.0))  # stops once the leader is the full vote's: the least any stop could spend
     results = []
     for w in schedules:

@@ -31,8 +31,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "srca-lean": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 4, "wave_consensus": 0.4},
     # the same waves stopping by the vote's lead instead of its share (SearchConfig.wave_margin): a
     # lead of a quarter of the lineages still to come; on a plain-vote replay of majority@32's
-    # answers (benchmarks/vote_exit.py, tuned on one half) 0.68x majority@16's tokens at -0.2
-    # points on the other half, where the share rule needed 0.74x; not yet run online
+    # answers (benchmarks/vote_exit.py) 0.68x majority@16's tokens at -0.2 points on the other half,
+    # where the share rule needed 0.74x; online 48.6% at 0.73x (seventeenth run), -0.9 points
+    # against the pooled majority@16 draws
     "srca-margin": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 4, "wave_margin": 0.25},
     # the default with loop stops (SearchConfig.loop_share): a sample still running at 512 tokens
     # of whose last 128 tokens' 8-grams 40% or more repeat its own ends there, unprobed. 0.4 is the
@@ -44,7 +45,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # lineages still to come) with srca-loops' stops. Picked on the tune half of the nineteenth
     # run's bank (the cheapest of a grid of 4 to 8 waves x leads 0.1 to 0.35 that kept majority@16's
     # accuracy there); replayed on the other half: 53.9% against majority's 51.9% at 0.578x its
-    # tokens (benchmarks/bank_replay.py). Not yet run online
+    # tokens (benchmarks/bank_replay.py); the same waves on a plain-vote replay of another run's
+    # majority@32 answers (benchmarks/vote_exit.py, 200 orders): -1.1 points at 0.57x. Not yet run online
     "srca-margin-loops": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 4, "wave_margin": 0.125,
                           "loop_share": 0.4, "loop_after": 512},
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
