@@ -7,7 +7,7 @@
 Samples cut at the 1,024-token limit hold about a fifth of majority voting's tokens on MATH-500
 and are right almost never; length rules that find them early also kill long right answers
 (README, "The SRCA study", "Waves"). This scores the other sign, a sample writing n-grams it
-already wrote (:class:`srca.methods.repetition.LoopRule`), for a grid of rules, on banks that
+already wrote (:class:`srca.repetition.LoopRule`), for a grid of rules, on banks that
 hold token ids (recorded since that module; older banks are refused by name). Per rule and per
 half of the problems (``srca.eval.bank.half`` with ``--split-salt``):
 
@@ -21,7 +21,7 @@ half of the problems (``srca.eval.bank.half`` with ``--split-salt``):
 ``--write-bank DIR --rule JSON`` writes the bank as the rule would have left it (a stopped sample
 keeps its first ``p`` tokens, the steps that ended by then with their probes, no answer, finish
 ``length``), for ``bank_replay.py`` to replay srca's waves and votes on it. The online search
-checks once, at ``loop_after`` tokens (``SearchConfig.loop_share``, :func:`~srca.methods.repetition.rule_for`):
+checks once, at ``loop_after`` tokens (``SearchConfig.loop_share``, :func:`~srca.repetition.rule_for`):
 ``--rule '{"share": S, "start": A, "every": 1024}'`` is that rule.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ from _common import write_result  # noqa: E402
 from srca.eval.bank import half, pack, read_bank, replay_majority, unpack, unpack_ids  # noqa: E402
 from srca.eval.grading import grade  # noqa: E402
 from srca.methods.paths import CUT  # noqa: E402
-from srca.methods.repetition import LoopRule, loop_at  # noqa: E402
+from srca.repetition import LoopRule, loop_at  # noqa: E402
 
 
 @lru_cache(maxsize=None)
@@ -57,7 +57,7 @@ def check_ids(lines: list[dict]) -> None:
     missing = sum(1 for ln in lines for s in ln["samples"] if "ids" not in s)
     if missing:
         raise ValueError(f"{missing} bank samples hold no token ids (a bank recorded before "
-                         f"srca.methods.repetition): record a new one (benchmarks/gpu_study.py)")
+                         f"srca.repetition): record a new one (benchmarks/gpu_study.py)")
 
 
 def stops(lines: list[dict], rule: LoopRule) -> list[list[int | None]]:

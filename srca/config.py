@@ -79,9 +79,10 @@ class SearchConfig:
     wave_speculate: bool = False
     # lineages generated whole: a sample still running after `loop_after` tokens is stopped there
     # when at least `loop_share` of the 8-grams starting in its last 128 tokens repeat ones it
-    # wrote before (srca.methods.repetition.LoopRule); it ends there without an answer (no probe,
-    # no ballot) and counts in usage.loop_stops. The samples then go out in two calls (the first
-    # `loop_after` tokens, then the rest of those not stopped). 0: off. Not with wave_overlap (which
+    # wrote before (srca.repetition.LoopRule); it ends there without an answer (no probe,
+    # no ballot) and counts in usage.loop_stops. An engine that stops loops itself
+    # (EngineInfo.loop_stops) gets the rule with the request; elsewhere the samples go out in two
+    # calls (the first `loop_after` tokens, then the rest of those not stopped). 0: off. Not with wave_overlap (which
     # splits the calls its own way) nor under a token budget (ignored there)
     loop_share: float = 0.0
     loop_after: int = 512

@@ -27,6 +27,7 @@ import uuid
 import pytest
 
 from srca.engines.base import Engine, EngineInfo, GenRequest, GenResult
+from srca.repetition import LoopRule, loop_at
 
 COUNT = "1, 2, 3, 4, 5, 6,"  # any model continues " 7, 8, 9, ..."
 RANDOM = "Write a random word:"  # sampling-friendly: many plausible continuations
@@ -37,14 +38,15 @@ __all__ = [
     "test_max_new_tokens", "test_stop_strings", "test_greedy_deterministic", "test_seeded_sampling",
     "test_counts_consistent", "test_prefix_cache_reuse", "test_logprobs", "test_top_logprobs",
     "test_text_and_input_ids", "test_mixed_batch", "test_bad_requests", "test_cancelled_caller",
-    "test_concurrent_callers",
+    "test_concurrent_callers", "test_loop_stops",
 ]
 
 
 def _check_result(engine, req: GenRequest, res: GenResult) -> None:
     """Invariants every result must satisfy."""
     assert isinstance(res, GenResult)
-    assert res.finish_reason in ("stop", "length")
+    assert res.finish_reason in (("stop", "length", "loop") if req.loop_stop and engine.info.loop_stops
+                                 else ("stop", "length"))
     assert res.generated_tokens == len(res.token_ids)
     assert 1 <= len(res.token_ids) <= req.max_new_tokens
     assert 0 <= res.cached_tokens <= res.prompt_tokens
@@ -243,3 +245,23 @@ async def test_concurrent_callers(engine):
     assert [len(o[0][0].token_ids) for o in outs] == [3, 4, 5, 6]
     lead = outs[-1][0][0].token_ids
     assert all(lead[:len(o[0][0].token_ids)] == o[0][0].token_ids for o in outs)  # greedy: prefixes agree
+
+
+async def test_loop_stops(engine):
+    # an engine that stops repeating samples (info.loop_stops) ends one at the first check point
+    # of GenRequest.loop_stop's rule, keeping the tokens so far; other engines ignore the rule
+    (plain,), = await _gen(engine, GenRequest(prompt=COUNT, max_new_tokens=24))
+    rule = LoopRule(n=1, window=2, share=1.0, every=1, start=2)  # a token written before, 2 back
+    p = loop_at(plain.token_ids, rule)
+    (res,), = await _gen(engine, GenRequest(prompt=COUNT, max_new_tokens=24, loop_stop=rule))
+    if engine.info.loop_stops:
+        assert p is not None and p < len(plain.token_ids)  # counting repeats its commas
+        assert res.finish_reason == "loop" and res.stop_str is None and res.token_ids == plain.token_ids[:p]
+    else:
+        assert res.token_ids == plain.token_ids and res.finish_reason == plain.finish_reason
+    # a rule whose first check point lies past the limit stops nothing
+    late = LoopRule(n=1, window=2, share=1.0, every=1, start=25)
+    (same,), = await _gen(engine, GenRequest(prompt=COUNT, max_new_tokens=24, loop_stop=late))
+    assert same.token_ids == plain.token_ids and same.finish_reason == plain.finish_reason
+    with pytest.raises(TypeError, match="loop_stop"):
+        GenRequest(prompt=COUNT, loop_stop={"share": 0.5})

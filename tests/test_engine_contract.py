@@ -35,7 +35,8 @@ def _script(prompt: str, req: GenRequest, i: int):
 
 
 def _fake():
-    return ScriptedEngine(_script, latency_s=0.002)  # a real await, so cancelling can land mid-call
+    # a real await, so cancelling can land mid-call; it stops loops itself, as the local engine
+    return ScriptedEngine(_script, latency_s=0.002, loop_stops=True)
 
 
 def _local():

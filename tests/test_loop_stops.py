@@ -10,7 +10,7 @@ from srca.config import SearchConfig
 from srca.engines.fake import ScriptedEngine
 from srca.eval.data import Problem
 from srca.eval.records import make_record
-from srca.methods.repetition import LoopRule, loop_at, rule_for
+from srca.repetition import LoopRule, loop_at, rule_for
 
 DISTINCT = "".join(chr(0x4E00 + k) for k in range(300))  # the engine's tokens are characters
 LOOP = DISTINCT[:40] + "abcdefghij" * 60  # repeats itself from token 40 on, past the 400-token limit
@@ -29,8 +29,8 @@ def script(prompt, req, i):
     raise AssertionError(f"unexpected request: {prompt[-40:]!r}")
 
 
-def run(script=script, events=None, **cfg):
-    eng = ScriptedEngine(script)
+def run(script=script, events=None, loop_stops=False, **cfg):
+    eng = ScriptedEngine(script, loop_stops=loop_stops)
     config = SearchConfig(method="srca", n=3, waves=1, max_new_tokens=400, confidence="mean", keep_top=1.0, **cfg)
     return Solver(engine=eng, config=config).solve("q", on_event=None if events is None else events.append), eng
 
@@ -61,6 +61,25 @@ def test_a_looping_lineage_is_stopped_at_loop_after_and_the_others_run_on():
     rec = make_record(Problem(unique_id="p", problem="q", answer="7"), "srca", 3, sol, seed=0)
     assert rec["usage"]["loop_stops"] == 1 and rec["correct"]
     assert "(0 in probes; 1 sample stopped as a loop)" in render(sol) and "loop" not in render(plain)
+
+
+def test_an_engine_that_stops_loops_itself_gets_the_rule_in_one_request_and_stops_the_same_samples():
+    # EngineInfo.loop_stops: no split, no continuation; the engine ends LOOP at the rule's point
+    # and the solve files it as the split did: same tokens, ballots, candidates and answer
+    split, _ = run(loop_share=0.5, loop_after=128)
+    sol, eng = run(loop_stops=True, loop_share=0.5, loop_after=128)
+    assert sampled(eng) == [[(3, 400)]]
+    (req,) = eng.calls[0]
+    assert req.loop_stop == rule_for(SearchConfig(loop_share=0.5, loop_after=128, max_new_tokens=400))
+    assert [(r.finish_reason, len(r.token_ids)) for r in eng.results[0][0]] == \
+        [("loop", 128), ("stop", len(LONG)), ("stop", len(SHORT))]
+    assert sol.usage.loop_stops == split.usage.loop_stops == 1
+    assert sol.usage.generated_tokens == split.usage.generated_tokens and sol.usage.probe_tokens == 0
+    assert sorted(c.source for c in sol.candidates) == sorted(c.source for c in split.candidates) == ["path", "path"]
+    assert sol.answer == split.answer == "7" and sol.stop_reason == "finished"
+    # off, the rule goes to no engine
+    plain, peng = run(loop_stops=True)
+    assert peng.calls[0][0].loop_stop is None and plain.usage.loop_stops == 0
 
 
 def test_a_solve_whose_every_sample_loops_has_no_answer_and_ran_out_of_nothing():

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
-FINISH_REASONS = ("stop", "length", "abort")
+from ..repetition import LoopRule
+
+FINISH_REASONS = ("stop", "length", "abort", "loop")
 
 
 @dataclass
@@ -33,6 +35,11 @@ class GenRequest:
     ``may_wait`` says the request is one of many small ones that arrive together (a step of a
     tree search): an engine may hold it briefly to send it with the others (the SGLang engines'
     submit window, while they are busy); others ignore it.
+    ``loop_stop`` asks an engine that stops samples itself (``EngineInfo.loop_stops``) to end a
+    sample at the first check point of the rule where it repeats itself
+    (:func:`srca.repetition.stops_here` after every token), with ``finish_reason="loop"`` and
+    the tokens up to that point; an EOS, a stop string or ``max_new_tokens`` at the same token
+    ends it the ordinary way. Other engines ignore it: a caller reads ``EngineInfo.loop_stops`` first.
     """
 
     input_ids: list[int] | None = None
@@ -50,6 +57,7 @@ class GenRequest:
     group: str | None = None
     logprob_tail: int = 0
     may_wait: bool = False
+    loop_stop: LoopRule | None = None
 
     def __post_init__(self) -> None:
         if (self.input_ids is None) == (self.prompt is None):
@@ -70,6 +78,8 @@ class GenRequest:
             raise ValueError("GenRequest.top_logprobs: must be >= 0")
         if self.logprob_tail < 0:
             raise ValueError(f"GenRequest.logprob_tail: must be >= 0, got {self.logprob_tail}")
+        if self.loop_stop is not None and not isinstance(self.loop_stop, LoopRule):
+            raise TypeError(f"GenRequest.loop_stop: a srca.repetition.LoopRule or None, got {type(self.loop_stop).__name__}")
         self.stop = tuple(self.stop)
 
     @property
@@ -84,6 +94,8 @@ class GenResult:
     ``token_ids`` are exactly the generated tokens (a path continues from them, so a stop string
     may sit inside the last token); ``text`` is their decoding, cut after the matched stop string.
     ``stop_str`` is the stop string that ended generation, ``None`` for EOS or length.
+    ``finish_reason`` is one of ``FINISH_REASONS``: ``"loop"`` where the engine stopped a
+    repeating sample (``GenRequest.loop_stop``), ``"abort"`` where the caller aborted its group.
     ``logprobs[i]`` is the log-probability of ``token_ids[i]`` (empty when not requested; NaN
     before the last ``GenRequest.logprob_tail`` tokens where an engine left those out).
     ``top_logprobs[j]`` lists ``(token_id, logprob)`` of the best alternatives at position ``j``.
@@ -113,7 +125,9 @@ class EngineInfo:
     ``token_ids`` (else the controller works on text). ``reports_cached_tokens``: whether
     ``cached_tokens`` is real or always 0. ``concurrent_sequences``: how many sequences the
     backend decodes together at its best (a GPU engine's running batch), which sizes an eval's
-    default concurrency (:func:`srca.eval.runner.default_concurrency`); None where unknown."""
+    default concurrency (:func:`srca.eval.runner.default_concurrency`); None where unknown.
+    ``loop_stops``: ends samples that repeat themselves as it decodes (``GenRequest.loop_stop``);
+    where False a search that wants loop stops splits the samples' requests instead."""
 
     name: str
     model: str
@@ -121,6 +135,7 @@ class EngineInfo:
     reports_cached_tokens: bool = True
     max_context: int = 32768
     concurrent_sequences: int | None = None
+    loop_stops: bool = False
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ Line format (JSON, one per problem)::
                   "steps": [[tokens, end, probe_answer, probe_tokens], ...],
                   "lp": base64 float16 sampled-token logprobs of the steps kept,
                   "ids": base64 uint32 token ids of the whole sample (banks recorded since
-                         :mod:`srca.methods.repetition`; for rules that read the text),
+                         :mod:`srca.repetition`; for rules that read the text),
                   "tc": base64 float16 -mean(top-k logprobs) per token (when recorded),
                   "vf": the self-verification log-odds of a finished sample (when recorded,
                         :mod:`srca.methods.verify`; null: no verdict)}]}

@@ -47,7 +47,7 @@ from .consensus import (Ballot, consensus_reached, settled_answer, token_confide
                         wave_settled, wave_sizes)
 from .context import ABORT_WAIT_S, Node, SearchContext, StopSearch
 from .paths import path_steps, whole_paths
-from .repetition import LoopRule, loop_at, rule_for
+from ..repetition import LoopRule, loop_at, rule_for
 from .select import mark_kept
 from .verify import VERIFY_TOPK, Verifier, verify_factor
 
@@ -162,9 +162,11 @@ class _Lineages:
         ``segment`` tokens of each (then ``on_segment()``: the next wave may start), and the rest
         of those that had not ended, each continuing its own tokens (a sample of the same
         distribution; its own seed); unless the solve stopped meanwhile (``halted``). With a
-        ``loop`` rule (``loop_share``; no ``segment``) the first call runs ``loop.start`` tokens,
-        and a sample the rule finds repeating itself there is not continued: it ends there, short
-        of the token limit, so no probe follows and it casts no ballot (``usage.loop_stops``).
+        ``loop`` rule (``loop_share``; no ``segment``) a sample the rule finds repeating itself at
+        ``loop.start`` tokens ends there, short of the token limit, so no probe follows and it
+        casts no ballot (``usage.loop_stops``): an engine that stops loops itself
+        (``EngineInfo.loop_stops``) gets the rule with the one request (``GenRequest.loop_stop``);
+        elsewhere the first call runs ``loop.start`` tokens and only the others are continued.
         ``reserved`` and ``on_sent`` go to the first call (:meth:`SearchContext.generate`).
         Stopped by :func:`soft_deadline`: :class:`StopSearch` ``"deadline"`` whose ``partial``
         holds the wave's samples as far as they got (None if the engine could not return them)."""
@@ -172,9 +174,11 @@ class _Lineages:
         until = soft_deadline(c)
         if loop is not None and (segment or loop.start >= c.max_new_tokens):
             loop = None  # overlapping waves split the calls their own way; past the limit: nothing to stop
-        head = segment or (loop.start if loop is not None else 0)
+        in_engine = loop is not None and ctx.engine.info.loop_stops
+        head = segment or (loop.start if loop is not None and not in_engine else 0)
         req = ctx.request(ctx.root, max_new_tokens=head or c.max_new_tokens, n=size, temperature=c.temperature,
-                          top_p=c.top_p, top_k=c.top_k, seed=ctx.seed_for(ctx.root, salt=wave))
+                          top_p=c.top_p, top_k=c.top_k, seed=ctx.seed_for(ctx.root, salt=wave),
+                          loop_stop=loop if in_engine else None)
         rem = ctx.remaining_tokens()
         if rem is not None:  # a token budget: an equal share of what is left, room kept for probes
             share = budget_share(rem, size, c)
@@ -186,6 +190,10 @@ class _Lineages:
             (results,) = await ctx.generate([req], reserved=reserved, on_sent=on_sent, until=until)
         except StopSearch as stop:
             raise StopSearch(stop.reason, stop.partial[0] if stop.partial else None) from None
+        if in_engine:  # the engine stopped them: the same samples as the split, in one request
+            looping = [r for r in results if r.finish_reason == "loop"]
+            ctx.usage.loop_stops += len(looping)
+            self.looped.update(id(r) for r in looping)
         if not head:
             return results
         if segment and on_segment is not None:

@@ -59,7 +59,7 @@ class LocalEngine:
         self.runner = ModelRunner(self.model, self.dtype, self.device)
         self.vocab_size = self.runner.vocab_size
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
-        self.info = EngineInfo(name="local", model=str(model), token_ids=True, reports_cached_tokens=True,
+        self.info = EngineInfo(name="local", model=str(model), token_ids=True, reports_cached_tokens=True, loop_stops=True,
                                max_context=int(getattr(self.model.config, "max_position_embeddings", 32768)))
         self.cache = PrefixCache(cache_bytes)
         self.batches = BatchRunner(self.runner, self.cache, self.tokenizer, self.eos_ids, self.info.max_context)

@@ -1,6 +1,6 @@
 """One continuation of a request (:class:`Row`), and what each token does to it: its logprobs
 are recorded (:func:`record`) and it may end by itself (:class:`StopChecker`: EOS, a stop
-string, ``max_new_tokens``). Logprobs are of the unmodified (temperature 1) distribution;
+string, ``max_new_tokens``, a loop: ``GenRequest.loop_stop``). Logprobs are of the unmodified (temperature 1) distribution;
 ``token_ids`` keep an EOS token when one ended the row (``text`` does not show it)."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ...repetition import stops_here
 from ..base import GenRequest, GenResult
 
 
@@ -34,7 +35,8 @@ class StopChecker:
 
     def done(self, row: Row, r: GenRequest) -> bool:
         """True, with ``row.finish`` set, when the row's last token ends it: EOS, a stop string
-        (``row.text`` is then cut right after the first one) or ``max_new_tokens``."""
+        (``row.text`` is then cut right after the first one), ``max_new_tokens``, or the request's
+        loop rule (``finish="loop"``; the others first where they end the same token)."""
         tok = row.tokens[-1]
         if tok in self.eos_ids:
             row.finish = "stop"
@@ -51,6 +53,9 @@ class StopChecker:
                     return True
         if len(row.tokens) >= r.max_new_tokens:
             row.finish = "length"
+            return True
+        if r.loop_stop is not None and stops_here(row.tokens, r.loop_stop):
+            row.finish = "loop"
             return True
         return False
 

@@ -78,6 +78,19 @@ def repeat_shares(ids: Sequence[int], rule: LoopRule) -> list[tuple[int, float]]
     return out
 
 
+def stops_here(ids: Sequence[int], rule: LoopRule) -> bool:
+    """Whether a sample whose tokens so far are ``ids`` stops now under ``rule``: ``len(ids)`` is
+    one of its check points and the sample is in a loop there. An engine that stops samples
+    itself (``EngineInfo.loop_stops``) asks after every token, so the first ``True`` falls where
+    :func:`loop_at` says; O(``len(ids)``) at a check point, nothing elsewhere."""
+    p = len(ids)
+    if p < rule.start or (p - rule.start) % rule.every:
+        return False
+    seen = seen_before(ids, rule.n)
+    lo, hi = p - rule.window, p - rule.n + 1
+    return sum(seen[lo:hi]) / (hi - lo) >= rule.share
+
+
 def loop_at(ids: Sequence[int], rule: LoopRule) -> int | None:
     """The first check point at which ``ids`` is in a loop under ``rule`` (the tokens a stop there
     keeps), or None."""
