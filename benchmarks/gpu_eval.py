@@ -74,6 +74,8 @@ def main() -> None:
                     "scheduler processes for one GPU, --mem split between them)")
     ap.add_argument("--seed-dir", default=None, help="result lines of an earlier session (*.jsonl) copied into "
                     "--out-dir first, where no file of that name is there yet: the jobs resume from them")
+    ap.add_argument("--loop-stops", action="store_true", help="--engine sglang: stop looping samples inside SGLang "
+                    "(SGLangEngine(loop_stops=True), a custom logit processor) instead of splitting their requests")
     ap.add_argument("--check", action="store_true", help="validate the jobs and read the data; no engine")
     a = ap.parse_args()
     try:
@@ -83,6 +85,8 @@ def main() -> None:
     if a.replicas is not None and (a.replicas < 1 or a.engine != "sglang-servers"):
         ap.error(f"--replicas: {a.replicas}: an integer >= 1, with --engine sglang-servers only")
     replicas = 2 if a.replicas is None else a.replicas
+    if a.loop_stops and a.engine != "sglang":
+        ap.error(f"--loop-stops: with --engine sglang only (the local engine always stops loops itself), got {a.engine}")
 
     from srca.config import SearchConfig
     from srca.eval.data import DataError, load_problems
@@ -114,8 +118,8 @@ def main() -> None:
                              log_dir=os.path.join(a.out_dir, "servers"))
     else:
         engine = make_engine("sglang", model_path=a.model, mem_fraction_static=a.mem, sampling_backend="flashinfer",
-                             dp_size=a.dp)
-    shape = f"{replicas} servers" if a.engine == "sglang-servers" else f"dp={a.dp}"
+                             dp_size=a.dp, **({"loop_stops": True} if a.loop_stops else {}))
+    shape = f"{replicas} servers" if a.engine == "sglang-servers" else f"dp={a.dp}" + (", loop stops in SGLang" if a.loop_stops else "")
     print(f"engine ready in {time.monotonic() - t0:.1f} s ({a.engine}, {shape}); {len(problems)} problems", flush=True)
     base = SearchConfig(prompt=a.prompt, seed=0)
     t_jobs = time.monotonic()

@@ -67,3 +67,28 @@ def test_bad_jobs_exit_2_naming_the_flag(monkeypatch, tmp_path, capsys, jobs):
         mod.main()
     assert e.value.code == 2
     assert "--jobs" in capsys.readouterr().err
+
+
+def test_loop_stops_reach_the_in_process_engine_only(monkeypatch, tmp_path, capsys):
+    # --loop-stops: SGLangEngine(loop_stops=True); refused for the other engines, naming the flag
+    import srca.engines as engines
+
+    mod = _gpu_eval()
+    data = write_data(tmp_path / "d.jsonl")
+    monkeypatch.setattr(sys, "argv", ["gpu_eval.py", "--data", str(data), "--jobs", "cot:1", "--engine", "local",
+                                      "--loop-stops", "--check"])
+    with pytest.raises(SystemExit) as e:
+        mod.main()
+    assert e.value.code == 2 and "--loop-stops" in capsys.readouterr().err
+    built = []
+
+    def make(kind, **kw):
+        built.append((kind, kw))
+        return scripted_engine()
+
+    monkeypatch.setattr(engines, "make_engine", make)
+    monkeypatch.setattr(sys, "argv", ["gpu_eval.py", "--data", str(data), "--limit", "1", "--jobs", "cot:1",
+                                      "--out-dir", str(tmp_path / "evals"), "--loop-stops"])
+    mod.main()
+    assert built[0][0] == "sglang" and built[0][1]["loop_stops"] is True
+    assert "loop stops in SGLang" in capsys.readouterr().out

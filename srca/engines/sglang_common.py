@@ -12,6 +12,11 @@
 * :class:`SubmitGate` holds engine calls for a short window so that those arriving close
   together reach SGLang's scheduler together (the steps of tree searches, while the engine is
   busy: ``GenRequest.may_wait``; :func:`submit_gate`, :class:`LoopGates`);
+* :func:`loop_params` and :func:`force_loop_stops`: loop stops inside SGLang
+  (``GenRequest.loop_stop``, an engine's ``loop_stops`` option): a custom logit processor
+  (``srca.engines.sglang_loops``, server arg ``enable_custom_logit_processor``) forces EOS as the
+  next token of a sample the rule finds in a loop, and :func:`to_result` reports that sample as
+  ``finish_reason="loop"`` without the forced token;
 * :class:`ReplicaRouter` keeps every request of one solve (``GenRequest.group``) on one replica
   so that replica's radix cache holds the solve's whole tree; a new group goes to the replica
   with the least work in flight.
@@ -38,8 +43,10 @@ import math
 import uuid
 import weakref
 from collections import OrderedDict
+from functools import lru_cache
 from typing import Any, Sequence
 
+from ..repetition import LoopRule, loop_at, stops_here
 from ..seeds import sample_seed
 from .base import GenRequest, GenResult
 
@@ -80,6 +87,39 @@ def sampling_params(req: GenRequest, i: int, *, ignore_eos: bool = False,
     if s is not None and not req.greedy:
         p["sampling_seed"] = s
     return p
+
+
+LOOP_KEY = "srca_loop"  # custom_params: the rule's fields (JSON-safe: they cross SGLang's IPC)
+
+
+def loop_params(rule: LoopRule, eos: int) -> dict[str, Any]:
+    """The ``custom_params`` of a request whose samples :func:`force_loop_stops` watches."""
+    return {LOOP_KEY: [rule.n, rule.window, rule.share, rule.every, rule.start], "eos": int(eos)}
+
+
+@lru_cache(maxsize=64)
+def _rule(fields: tuple) -> LoopRule:
+    n, window, share, every, start = fields
+    return LoopRule(n=n, window=window, share=share, every=every, start=start)
+
+
+def force_loop_stops(logits: Any, params_list: Sequence[dict | None]) -> Any:
+    """SGLang's custom logit processor body (``logits``: one row per request, in
+    ``params_list``'s order, each dict with SGLang's ``__req__``): the row of a request whose
+    output so far :func:`~srca.repetition.stops_here` under its rule gets every logit but its
+    EOS's set to minus infinity, so the sample ends with EOS whatever the sampling params. Costs
+    a length test per request and step, and one n-gram scan at a rule's check points."""
+    for i, params in enumerate(params_list):
+        if not params or LOOP_KEY not in params:
+            continue
+        req = params.get("__req__")
+        if req is None:
+            continue
+        if stops_here(req.output_ids, _rule(tuple(params[LOOP_KEY]))):
+            eos = int(params["eos"])
+            logits[i].fill_(float("-inf"))
+            logits[i, eos] = 0.0
+    return logits
 
 
 def new_rid() -> str:
@@ -160,8 +200,12 @@ class StopTokens:
         return got
 
 
-def to_result(out: dict, req: GenRequest, *, decode=None) -> GenResult:
+def to_result(out: dict, req: GenRequest, *, decode=None, loops: bool = False) -> GenResult:
     """Map one SGLang output dict onto a :class:`GenResult`.
+
+    With ``loops`` (the engine stops loops: :func:`force_loop_stops`), a sample of a request with
+    ``loop_stop`` that ended on a token match right where the rule stops it is a loop stop:
+    ``finish_reason="loop"``, without that token.
 
     The result ends right after the first stop string of ``req`` wherever it is: SGLang reports
     a string match (``stop``) or a token match (``stop_token_ids``, :class:`StopTokens`), or ran
@@ -180,6 +224,11 @@ def to_result(out: dict, req: GenRequest, *, decode=None) -> GenResult:
     logprobs: list[float] = []
     if req.logprobs:
         logprobs = [float(x[0]) if x[0] is not None else 0.0 for x in meta.get("output_token_logprobs") or []]
+    if loops and req.loop_stop is not None and finish == "stop" and isinstance(matched, int) and ids:
+        core = ids[:-1] if ids[-1] == matched else ids
+        if core and loop_at(core, req.loop_stop) == len(core):  # the forced EOS is not the sample's
+            ids, logprobs, finish = core, logprobs[: len(core)], "loop"
+            text = decode(ids) if decode is not None else text
     hit = first_stop(text, req.stop) if req.stop else None
     if hit is not None:
         end, stop_str = hit

@@ -59,7 +59,7 @@ from .sglang_graphs import (PREFILL_GRAPH, SMALL_GPU_SEQUENCES, decode_graph_arg
 from .sglang_sampler import BACKEND as SAMPLER_BACKEND
 from .sglang_sampler import check_installed as check_sampler_installed
 from .sglang_common import (STOP_MODES, SUBMIT_WINDOW_BUSY, SUBMIT_WINDOW_MS, TAIL_LOGPROBS, InFlight, ReplicaRouter,
-                            StopTokens, new_rid, submit_gate,
+                            StopTokens, loop_params, new_rid, submit_gate,
                             sampling_params, tail_rescore, tail_to_score, to_result, with_tail_logprobs)
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,11 @@ class SGLangEngine:
             as the searches sample) and wait for it, so that the kernels SGLang compiles on
             first use are compiled before the constructor returns, not inside the first
             solve (:meth:`_warm_up` says why; its time is ``warmup_s``). True by default.
+        loop_stops: stop samples that repeat themselves inside SGLang (``GenRequest.loop_stop``,
+            ``EngineInfo.loop_stops``): a custom logit processor (:mod:`srca.engines.sglang_loops`,
+            server arg ``enable_custom_logit_processor``) forces EOS where the rule fires, so a
+            search sends one request per sample instead of splitting it. Off by default: not
+            yet measured against the split on a GPU. Not with ``ignore_eos``.
         **server_args: passed to ``sglang.Engine`` unchanged (e.g. ``disable_cuda_graph=True``,
             ``grammar_backend="none"``, ``context_length=4096``).
     """
@@ -165,6 +170,7 @@ class SGLangEngine:
         submit_window_ms: float = SUBMIT_WINDOW_MS,
         submit_window_busy: int = SUBMIT_WINDOW_BUSY,
         warmup: bool = True,
+        loop_stops: bool = False,
         **server_args: Any,
     ) -> None:
         if tp_size < 1 or dp_size < 1:
@@ -182,6 +188,10 @@ class SGLangEngine:
             resolve_prefill_graph(prefill_graph)
         except ValueError as e:
             raise ValueError(f"SGLangEngine.prefill_graph: {e}") from None
+        if not isinstance(loop_stops, bool):
+            raise TypeError(f"SGLangEngine.loop_stops: a bool, got {loop_stops!r}")
+        if loop_stops and ignore_eos:
+            raise ValueError("SGLangEngine.loop_stops: not with ignore_eos (a loop stop is a forced EOS)")
         thresholds = gc_probe.check_threshold(gc_threshold, "SGLangEngine.gc_threshold")
         self.gate = submit_gate("SGLangEngine", submit_window_ms, submit_window_busy)
         self.tail_logprobs = tail_logprobs
@@ -216,6 +226,14 @@ class SGLangEngine:
             kwargs["tokenizer_path"] = tokenizer
         if deterministic:
             kwargs["enable_deterministic_inference"] = True
+        self._loop_proc: str | None = None
+        if loop_stops:
+            from .sglang_loops import LoopStopProcessor
+
+            if not isinstance(self.tokenizer.eos_token_id, int):
+                raise ValueError(f"SGLangEngine.loop_stops: the tokenizer of {model_path} has no EOS token")
+            self._loop_proc = LoopStopProcessor.to_str()
+            kwargs["enable_custom_logit_processor"] = True
         kwargs.update(server_args)
         fields = server_arg_fields()
         if thresholds is not None:
@@ -227,7 +245,8 @@ class SGLangEngine:
         self.engine = sglang.Engine(**kwargs)
         self.info = EngineInfo(name="sglang", model=model_path, token_ids=True,
                                reports_cached_tokens=radix_cache, max_context=_max_context(model_path),
-                               concurrent_sequences=(graph_max_bs or SMALL_GPU_SEQUENCES) * dp_size)
+                               concurrent_sequences=(graph_max_bs or SMALL_GPU_SEQUENCES) * dp_size,
+                               loop_stops=loop_stops)
         # One private loop for every SGLang call (see module docstring).
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="srca-sglang-loop", daemon=True)
@@ -327,12 +346,15 @@ class SGLangEngine:
         return results  # type: ignore[return-value]
 
     async def _call(self, replica: int | None, requests: list[GenRequest], slots: list[tuple[int, int]]) -> list[GenResult]:
-        ids, params, want_lp, top_n, rids, tails = [], [], [], [], [], []
+        ids, params, want_lp, top_n, rids, tails, procs = [], [], [], [], [], [], []
         for k, i in slots:
             req = requests[k]
             ids.append(list(req.input_ids) if req.input_ids is not None else self.encode(req.prompt or ""))
             params.append(sampling_params(req, i, ignore_eos=self.ignore_eos,
                                           stop_tokens=self.stop_tokens if self.stop_mode == "tokens" else None))
+            if self._loop_proc is not None and req.loop_stop is not None:
+                params[-1]["custom_params"] = loop_params(req.loop_stop, self.tokenizer.eos_token_id)
+            procs.append(self._loop_proc if "custom_params" in params[-1] else None)
             tails.append(tail_to_score(req, self.tail_logprobs))
             want_lp.append(bool(req.logprobs or req.top_logprobs) and not tails[-1])
             top_n.append(0 if tails[-1] else int(req.top_logprobs))
@@ -348,13 +370,15 @@ class SGLangEngine:
             outs = await self.engine.async_generate(
                 input_ids=ids, sampling_params=params, return_logprob=want_lp,
                 top_logprobs_num=top_n, rid=rids, routed_dp_rank=routed,
+                **({"custom_logit_processor": procs} if any(procs) else {}),
             )
             if isinstance(outs, dict):
                 outs = [outs]
             if any(tails):
                 tops = [int(requests[k].top_logprobs) for k, _ in slots]
                 outs = await self._score_tails(ids, list(outs), tails, tops, rids, routed)
-            results = [to_result(o, requests[k], decode=self.decode) for o, (k, _) in zip(outs, slots)]
+            results = [to_result(o, requests[k], decode=self.decode, loops=self.info.loop_stops)
+                       for o, (k, _) in zip(outs, slots)]
             if replica is None and self.dp_size > 1:
                 for o, g in zip(outs, results):
                     rank = (o.get("meta_info") or {}).get("dp_rank")
