@@ -3,6 +3,8 @@
     python benchmarks/bank_replay.py BANK_DIR --n 16 --tune          # search the rules on the tune half
     python benchmarks/bank_replay.py BANK_DIR --n 4,8,16 --policy '{"settle": 3, "consensus": 0.5}'
     python benchmarks/bank_replay.py BANK_DIR --verify-signal --policy '{"verify": 1}'   # self-verification
+    python benchmarks/loop_rules.py BANK_DIR --rule '{"share": 0.4, "start": 512, "every": 1024}' --write-bank CUT
+    python benchmarks/bank_replay.py CUT --n 16 --reference BANK_DIR --wave-grid   # loop stops + srca-margin's waves
 
 The bank comes from ``benchmarks/gpu_study.py`` (:mod:`srca.eval.bank`). Every policy is replayed
 on the same samples as majority voting, so the comparison is paired: accuracy, mean generated
@@ -11,7 +13,10 @@ after another: per engine call in sequence its longest sample, a solve's latency
 steps; ``Outcome.critical_path``), wins and losses against it, per half
 of the data (``tune`` / ``test`` by a hash of ``unique_id``: tune on one, report the other).
 ``--tune`` runs a coordinate search on the tune half (the vote rule with early exits off, then
-the early exits with that vote) and prints the chosen policy on both halves.
+the early exits with that vote) and prints the chosen policy on both halves. ``--wave-grid``
+picks srca-margin's waves x lead on the tune half instead (the cheapest that reaches majority
+voting's accuracy there). ``--reference`` names the bank as recorded where ``BANK`` is one a
+loop rule cut: majority voting, the bar and the token ratios are then that bank's.
 Writes ``--out`` (JSON) and prints a table.
 """
 from __future__ import annotations
@@ -140,6 +145,26 @@ def tune(lines: list[dict], n: int, draws: int, base: Policy) -> Policy:
     return min(ok, key=lambda x: x[0])[1] if ok else vote_best
 
 
+WAVE_GRID = list(itertools.product((4, 5, 6, 8), (0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.35)))
+
+
+def wave_grid(lines: list[dict], ref: list[dict], n: int, draws: int, base: Policy) -> Policy | None:
+    """srca-margin's waves (``waves`` x ``wave_margin``, the mean-confidence vote of every
+    lineage) on ``lines``: the cheapest whose accuracy reaches majority voting's on ``ref`` (the
+    same problems' bank as recorded, when ``lines`` is one a loop rule cut), or None."""
+    maj = score(ref, None, n, draws)
+    print(f"  majority (reference): {100 * maj['accuracy']:.2f}, {maj['tokens']:.0f} tokens", flush=True)
+    rows = []
+    for waves, margin in WAVE_GRID:
+        p = dataclasses.replace(base, waves=waves, wave_margin=margin, confidence="mean", keep_top=1.0)
+        r = score(lines, p, n, draws)
+        rows.append((r["tokens"], p, r["accuracy"]))
+        print(f"  waves {waves} lead {margin:.3f}: {100 * r['accuracy']:.2f}, {r['tokens']:.0f} tokens "
+              f"({r['tokens'] / maj['tokens']:.3f}x majority)", flush=True)
+    ok = [(t, p) for t, p, acc in rows if acc >= maj["accuracy"] - 1e-9]
+    return min(ok, key=lambda x: x[0])[1] if ok else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bank", help="bank folder (chunk_*.jsonl.gz) or files")
@@ -147,6 +172,10 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=1, help="subsets of n samples per problem (1: the first n)")
     ap.add_argument("--policy", action="append", default=[], help="JSON fields of a Policy (repeatable)")
     ap.add_argument("--tune", action="store_true")
+    ap.add_argument("--wave-grid", action="store_true", help="pick srca-margin's waves x lead on the tune half "
+                    "(the cheapest at majority's accuracy there: WAVE_GRID)")
+    ap.add_argument("--reference", default=None, help="the bank as recorded, when BANK is one a loop rule cut "
+                    "(loop_rules.py --write-bank): majority voting is scored there")
     ap.add_argument("--topk-only", action="store_true", help="only problems whose bank has top-k confidences")
     ap.add_argument("--split-salt", default="", help="split by hash(unique_id + salt) (srca.eval.bank.half)")
     ap.add_argument("--verify-signal", action="store_true", help="AUROC of the self-verification probes per half")
@@ -154,6 +183,16 @@ def main() -> None:
     a = ap.parse_args()
     files = sorted(glob.glob(os.path.join(a.bank, "*.jsonl*"))) if os.path.isdir(a.bank) else [a.bank]
     lines = read_bank(files)
+    ref_by_id: dict[str, dict] = {}
+    if a.reference:
+        rfiles = sorted(glob.glob(os.path.join(a.reference, "*.jsonl*"))) if os.path.isdir(a.reference) else [a.reference]
+        ref_by_id = {ln["unique_id"]: ln for ln in read_bank(rfiles)}
+        missing = [ln["unique_id"] for ln in lines if ln["unique_id"] not in ref_by_id]
+        if missing:
+            ap.error(f"--reference {a.reference}: holds no line of {missing[0]} ({len(missing)} problems missing)")
+
+    def ref(hl: list[dict]) -> list[dict]:  # majority's lines: the reference bank's, in hl's order
+        return [ref_by_id[ln["unique_id"]] for ln in hl] if ref_by_id else hl
     if a.topk_only:
         lines = [ln for ln in lines if ln["samples"] and ln["samples"][0].get("tc")]
     halves = {"tune": [ln for ln in lines if half(ln["unique_id"], a.split_salt) == "tune"],
@@ -169,7 +208,13 @@ def main() -> None:
         print(f"tuning at n = {ns[-1]} on the tune half", flush=True)
         policies["tuned"] = tune(halves["tune"], ns[-1], a.draws, Policy.from_config(SearchConfig(n=ns[-1])))
         print("tuned:", json.dumps(dataclasses.asdict(policies["tuned"])), flush=True)
-    result = {"bank": files, "problems": len(lines), "draws": a.draws, "rows": []}
+    if a.wave_grid:
+        print(f"waves x lead at n = {ns[-1]} on the tune half", flush=True)
+        pick = wave_grid(halves["tune"], ref(halves["tune"]), ns[-1], a.draws, Policy.from_config(SearchConfig(n=ns[-1])))
+        print("wave-grid pick:", json.dumps(dataclasses.asdict(pick)) if pick else None, flush=True)
+        if pick is not None:
+            policies["wave-grid"] = pick
+    result = {"bank": files, "reference": a.reference, "problems": len(lines), "draws": a.draws, "rows": []}
     if a.verify_signal:
         result["verify_signal"] = {h: verify_signal(hl) for h, hl in halves.items()}
         for h, r in result["verify_signal"].items():
@@ -183,7 +228,7 @@ def main() -> None:
         if not hl:
             continue
         for n in ns:
-            maj = score(hl, None, n, a.draws)
+            maj = score(ref(hl), None, n, a.draws)
             rows = [("majority", compare(maj, maj), None)]
             for name, pol in policies.items():
                 p = dataclasses.replace(pol, n=n)

@@ -100,3 +100,29 @@ def test_bad_input_is_refused_by_name(tmp_path):
     (old / "chunk_000.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in lines))
     r = _run(str(old))
     assert r.returncode == 1 and "token ids" in r.stderr and os.linesep not in r.stderr.strip()
+
+
+def test_the_cut_bank_is_scored_against_majority_on_the_bank_as_recorded(tmp_path):
+    # bank_replay.py CUT --reference BANK: majority voting (the bar, the token ratios, the paired
+    # wins and losses) is the recorded bank's; --wave-grid picks srca-margin's waves on the tune half
+    bank = _bank(tmp_path)
+    cut = tmp_path / "cut"
+    assert _run(str(bank), "--n", "4", "--rule", '{"share": 0.9}', "--write-bank", str(cut)).returncode == 0
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "benchmarks/bank_replay.py", str(cut), "--n", "4", "--reference", str(bank),
+                        "--wave-grid", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {(x["half"], x["policy"]): x for x in json.loads(out.read_text())["rows"]}
+    short = read_bank([bank / "chunk_000.jsonl.gz"])[0]["samples"][1]["tokens"]
+    assert rows[("all", "majority")]["tokens"] == 2 * 512 + 2 * short  # the loops ran to the limit there
+    assert rows[("all", "majority")]["accuracy"] == 100.0
+    pick = rows[("all", "wave-grid")]
+    assert pick["settings"]["wave_margin"] > 0 and pick["settings"]["confidence"] == "mean"
+    assert pick["accuracy"] == 100.0 and pick["token_ratio"] == round(pick["tokens"] / (2 * 512 + 2 * short), 3) < 1
+    assert "wave-grid pick:" in r.stdout
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    (elsewhere / "chunk_000.jsonl").write_text(json.dumps(read_bank([bank / "chunk_000.jsonl.gz"])[0]) + "\n")
+    bad = subprocess.run([sys.executable, "benchmarks/bank_replay.py", str(cut), "--reference", str(elsewhere)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--reference" in bad.stderr and "2 problems missing" in bad.stderr
