@@ -3,6 +3,7 @@ when), a free local port for a server they start, waiting for that server to be 
 the ``--concurrency`` value they take."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import platform
@@ -14,11 +15,12 @@ from srca.engines.sglang_launch import free_port, wait_healthy  # noqa: F401,E40
 
 
 def write_result(path: str, benchmark: str, args: Any, **fields: Any) -> None:
-    """``{"benchmark", "machine", "args", **fields, "time"}`` as JSON at ``path``; says where."""
+    """``{"benchmark", "machine", "args", **fields, "time"}`` as JSON at ``path`` (gzipped where
+    ``path`` ends in ``.gz``: large results stay small in git); says where."""
     res = dict(benchmark=benchmark, machine=f"{platform.node()} ({os.cpu_count()} cores), Python "
                f"{platform.python_version()}", args=vars(args), **fields, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
+    with (gzip.open(path, "wt") if path.endswith(".gz") else open(path, "w")) as f:
         json.dump(res, f, indent=1)
     print(f"# wrote {path}")
 

@@ -1,7 +1,7 @@
 """Offline study of early-exit policies for SRCA's lineage search over the sample bank (CPU only).
 
     python benchmarks/early_exit_study.py benchmarks/results/srca_study_h200/bank --split-salt ":b" \\
-        --out benchmarks/results/srca_study_h200/early_exit.json
+        --out benchmarks/results/srca_study_h200/early_exit.json.gz
 
 Question (an open issue): can an early exit reach majority@16's accuracy with <= 60% of its
 generated tokens, on the same samples (paired), tuned on the ``tune`` half only and reported on
