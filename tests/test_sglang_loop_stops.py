@@ -62,10 +62,16 @@ def test_a_forced_eos_is_reported_as_a_loop_stop_and_a_natural_end_is_not():
     g = to_result(out(LOOPING[:p] + [EOS], {"type": "stop", "matched": EOS}), req, decode=decode, loops=True)
     assert (g.finish_reason, g.token_ids, g.text, g.generated_tokens) == ("loop", LOOPING[:p], decode(LOOPING[:p]), p)
     assert g.logprobs == [-0.5] * p and g.stop_str is None and (g.prompt_tokens, g.cached_tokens) == (3, 1)
+    # one token late (SGLang's overlap scheduler may run the processor before the last token
+    # reached output_ids): the same loop stop, cut at the rule's point
+    late = to_result(out(LOOPING[:p + 1] + [EOS], {"type": "stop", "matched": EOS}), req, decode=decode, loops=True)
+    assert (late.finish_reason, late.token_ids, late.logprobs) == ("loop", LOOPING[:p], [-0.5] * p)
     # an EOS anywhere else, a length end, an engine without the processor, a request without
     # the rule: ordinary results
     early = to_result(out(LOOPING[:p - 1] + [EOS], {"type": "stop", "matched": EOS}), req, decode=decode, loops=True)
     assert early.finish_reason == "stop" and early.token_ids == LOOPING[:p - 1] + [EOS]
+    later = to_result(out(LOOPING[:p + 2] + [EOS], {"type": "stop", "matched": EOS}), req, decode=decode, loops=True)
+    assert later.finish_reason == "stop" and len(later.token_ids) == p + 3
     cut = to_result(out(LOOPING, {"type": "length", "length": 20}), req, decode=decode, loops=True)
     assert cut.finish_reason == "length"
     off = to_result(out(LOOPING[:p] + [EOS], {"type": "stop", "matched": EOS}), req, decode=decode)

@@ -204,8 +204,8 @@ def to_result(out: dict, req: GenRequest, *, decode=None, loops: bool = False) -
     """Map one SGLang output dict onto a :class:`GenResult`.
 
     With ``loops`` (the engine stops loops: :func:`force_loop_stops`), a sample of a request with
-    ``loop_stop`` that ended on a token match right where the rule stops it is a loop stop:
-    ``finish_reason="loop"``, without that token.
+    ``loop_stop`` that ended on a token match right where the rule stops it (or one token after)
+    is a loop stop: ``finish_reason="loop"``, cut at the rule's point.
 
     The result ends right after the first stop string of ``req`` wherever it is: SGLang reports
     a string match (``stop``) or a token match (``stop_token_ids``, :class:`StopTokens`), or ran
@@ -225,9 +225,12 @@ def to_result(out: dict, req: GenRequest, *, decode=None, loops: bool = False) -
     if req.logprobs:
         logprobs = [float(x[0]) if x[0] is not None else 0.0 for x in meta.get("output_token_logprobs") or []]
     if loops and req.loop_stop is not None and finish == "stop" and isinstance(matched, int) and ids:
+        # the forced EOS follows the rule's point, or one token later where SGLang's overlap
+        # scheduler ran the processor before the previous step's token reached output_ids
         core = ids[:-1] if ids[-1] == matched else ids
-        if core and loop_at(core, req.loop_stop) == len(core):  # the forced EOS is not the sample's
-            ids, logprobs, finish = core, logprobs[: len(core)], "loop"
+        p = loop_at(core, req.loop_stop)
+        if p is not None and len(core) - p <= 1:
+            ids, logprobs, finish = core[:p], logprobs[:p], "loop"
             text = decode(ids) if decode is not None else text
     hit = first_stop(text, req.stop) if req.stop else None
     if hit is not None:
