@@ -45,11 +45,14 @@ def _grade(ans: str | None, gold: str) -> bool:
     return grade(ans, gold)
 
 
+SHUFFLE = False  # --shuffle: later draws take their samples in a random order (set by main)
+
+
 def score(lines: list[dict], policy: Policy | None, n: int, draws: int) -> dict:
     """Accuracy and tokens of ``policy`` (None: majority) over ``lines`` at budget ``n``."""
     outs, correct = [], []
     for ln in lines:
-        for idx in subsets(ln, n, draws):
+        for idx in subsets(ln, n, draws, shuffle=SHUFFLE):
             out = replay_majority(ln, idx) if policy is None else replay_lineages(ln, idx, policy)
             outs.append(out)
             correct.append(_grade(out.answer, ln["answer"]))
@@ -170,6 +173,8 @@ def main() -> None:
     ap.add_argument("bank", help="bank folder (chunk_*.jsonl.gz) or files")
     ap.add_argument("--n", default="16")
     ap.add_argument("--draws", type=int, default=1, help="subsets of n samples per problem (1: the first n)")
+    ap.add_argument("--shuffle", action="store_true", help="draws after the first take their samples in a random "
+                    "order (the waves' order: draws of srca even at n = the bank's samples)")
     ap.add_argument("--policy", action="append", default=[], help="JSON fields of a Policy (repeatable)")
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--wave-grid", action="store_true", help="pick srca-margin's waves x lead on the tune half "
@@ -181,6 +186,8 @@ def main() -> None:
     ap.add_argument("--verify-signal", action="store_true", help="AUROC of the self-verification probes per half")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    global SHUFFLE
+    SHUFFLE = a.shuffle
     files = sorted(glob.glob(os.path.join(a.bank, "*.jsonl*"))) if os.path.isdir(a.bank) else [a.bank]
     lines = read_bank(files)
     ref_by_id: dict[str, dict] = {}

@@ -126,3 +126,17 @@ def test_the_cut_bank_is_scored_against_majority_on_the_bank_as_recorded(tmp_pat
     bad = subprocess.run([sys.executable, "benchmarks/bank_replay.py", str(cut), "--reference", str(elsewhere)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--reference" in bad.stderr and "2 problems missing" in bad.stderr
+
+
+def test_draws_of_every_sample_differ_only_in_order_when_shuffled():
+    # bank_replay.py --draws K --shuffle: at n = the bank's samples each later draw is the same
+    # samples in another order (the order srca's waves start them in); unshuffled, all the same
+    from srca.eval.bank import subsets
+
+    line = {"unique_id": "u", "samples": [{}] * 6}
+    plain = list(subsets(line, 6, 4))
+    assert plain == [list(range(6))] * 4
+    shuffled = list(subsets(line, 6, 4, shuffle=True))
+    assert shuffled[0] == list(range(6)) and all(sorted(d) == list(range(6)) for d in shuffled)
+    assert len({tuple(d) for d in shuffled}) > 1
+    assert [sorted(d) for d in subsets(line, 4, 5, shuffle=True)] == list(subsets(line, 4, 5))  # same picks

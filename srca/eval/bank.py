@@ -355,15 +355,18 @@ def replay_majority(line: dict, samples: Sequence[int]) -> Outcome:
                    "finished", ballots, max((s["tokens"] for s in S), default=0))
 
 
-def subsets(line: dict, n: int, draws: int, seed: int = 0) -> Iterator[list[int]]:
-    """``draws`` subsets of ``n`` sample indices (the first ``n`` first; then random ones)."""
+def subsets(line: dict, n: int, draws: int, seed: int = 0, shuffle: bool = False) -> Iterator[list[int]]:
+    """``draws`` subsets of ``n`` sample indices (the first ``n`` first; then random ones, in
+    index order, or with ``shuffle`` in a random order: the order a lineage search starts its
+    waves in, so a fresh draw of it even where ``n`` is every sample the bank holds)."""
     k = len(line["samples"])
     if n > k:
         raise ValueError(f"bank holds {k} samples per problem, fewer than n = {n}")
     yield list(range(n))
     rng = random.Random(f"{seed}:{line['unique_id']}:{n}")
     for _ in range(draws - 1):
-        yield sorted(rng.sample(range(k), n))
+        pick = rng.sample(range(k), n)
+        yield pick if shuffle else sorted(pick)
 
 
 def half(unique_id: str, salt: str = "") -> str:
