@@ -45,7 +45,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # lineages still to come) with srca-loops' stops. Picked on the tune half of the nineteenth
     # run's bank (the cheapest of a grid of 4 to 8 waves x leads 0.1 to 0.35 that kept majority@16's
     # accuracy there); replayed on the other half: 53.9% against majority's 51.9% at 0.578x its
-    # tokens (benchmarks/bank_replay.py); the same waves on a plain-vote replay of another run's
+    # tokens (benchmarks/bank_replay.py; over ten orders of the samples 52.6% against 52.0% at 0.585x); the same waves on a plain-vote replay of another run's
     # majority@32 answers (benchmarks/vote_exit.py, 200 orders): -1.1 points at 0.57x. Not yet run online
     "srca-margin-loops": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 4, "wave_margin": 0.125,
                           "loop_share": 0.4, "loop_after": 512},
