@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import itertools
 import json
 import os
@@ -35,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from _common import write_result  # noqa: E402
 from srca.config import SearchConfig  # noqa: E402
-from srca.eval.bank import Policy, half, read_bank, replay_lineages, replay_majority, subsets  # noqa: E402
+from srca.eval.bank import Policy, bank_files, half, read_bank, replay_lineages, replay_majority, subsets  # noqa: E402
 from srca.eval.grading import grade  # noqa: E402
 from srca.eval.report import ci95  # noqa: E402
 
@@ -45,14 +44,12 @@ def _grade(ans: str | None, gold: str) -> bool:
     return grade(ans, gold)
 
 
-SHUFFLE = False  # --shuffle: later draws take their samples in a random order (set by main)
-
-
-def score(lines: list[dict], policy: Policy | None, n: int, draws: int) -> dict:
-    """Accuracy and tokens of ``policy`` (None: majority) over ``lines`` at budget ``n``."""
+def score(lines: list[dict], policy: Policy | None, n: int, draws: int, shuffle: bool = False) -> dict:
+    """Accuracy and tokens of ``policy`` (None: majority) over ``lines`` at budget ``n``, over
+    ``draws`` subsets of the samples (in a random order with ``shuffle``: :func:`subsets`)."""
     outs, correct = [], []
     for ln in lines:
-        for idx in subsets(ln, n, draws, shuffle=SHUFFLE):
+        for idx in subsets(ln, n, draws, shuffle=shuffle):
             out = replay_majority(ln, idx) if policy is None else replay_lineages(ln, idx, policy)
             outs.append(out)
             correct.append(_grade(out.answer, ln["answer"]))
@@ -120,7 +117,7 @@ def compare(pol: dict, maj: dict) -> dict:
             "vs_majority": f"+{wins}/-{losses}", "stops": pol["stops"]}
 
 
-def tune(lines: list[dict], n: int, draws: int, base: Policy) -> Policy:
+def tune(lines: list[dict], n: int, draws: int, base: Policy, shuffle: bool = False) -> Policy:
     """Coordinate search on ``lines``: the vote first (no early exits), then the exits."""
     best, best_acc = base, -1.0
     votes = itertools.product(["none", "mean", "tail", "lowest"], [64, 256], [1.0, 0.75, 0.5, 0.3], [0.0, 0.25, 0.5])
@@ -129,16 +126,16 @@ def tune(lines: list[dict], n: int, draws: int, base: Policy) -> Policy:
             continue
         p = dataclasses.replace(base, settle=0, consensus=0.0, probe_at="cut", confidence=conf, confidence_window=win,
                                 keep_top=keep, checkpoint_weight=cw)
-        acc = score(lines, p, n, draws)["accuracy"]
+        acc = score(lines, p, n, draws, shuffle)["accuracy"]
         print(f"  vote {conf:6s} w={win:3d} keep={keep:.2f} cw={cw:.2f}: {100 * acc:.2f}", flush=True)
         if acc > best_acc + 1e-9:
             best, best_acc = p, acc
-    maj = score(lines, None, n, draws)
+    maj = score(lines, None, n, draws, shuffle)
     print(f"  majority: {100 * maj['accuracy']:.2f}, {maj['tokens']:.0f} tokens", flush=True)
     vote_best, exits = best, []
     for settle, cons in itertools.product([0, 2, 3, 4, 6], [0.0, 0.5, 0.6, 0.75]):
         p = dataclasses.replace(vote_best, settle=settle, consensus=cons, probe_at="step" if settle else vote_best.probe_at)
-        r = score(lines, p, n, draws)
+        r = score(lines, p, n, draws, shuffle)
         exits.append((p, r))
         print(f"  exits settle={settle} consensus={cons:.1f}: {100 * r['accuracy']:.2f}, "
               f"{r['tokens']:.0f} tokens ({r['tokens'] / maj['tokens']:.2f}x majority)", flush=True)
@@ -151,16 +148,17 @@ def tune(lines: list[dict], n: int, draws: int, base: Policy) -> Policy:
 WAVE_GRID = list(itertools.product((4, 5, 6, 8), (0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.35)))
 
 
-def wave_grid(lines: list[dict], ref: list[dict], n: int, draws: int, base: Policy) -> Policy | None:
+def wave_grid(lines: list[dict], ref: list[dict], n: int, draws: int, base: Policy,
+              shuffle: bool = False) -> Policy | None:
     """srca-margin's waves (``waves`` x ``wave_margin``, the mean-confidence vote of every
     lineage) on ``lines``: the cheapest whose accuracy reaches majority voting's on ``ref`` (the
     same problems' bank as recorded, when ``lines`` is one a loop rule cut), or None."""
-    maj = score(ref, None, n, draws)
+    maj = score(ref, None, n, draws, shuffle)
     print(f"  majority (reference): {100 * maj['accuracy']:.2f}, {maj['tokens']:.0f} tokens", flush=True)
     rows = []
     for waves, margin in WAVE_GRID:
         p = dataclasses.replace(base, waves=waves, wave_margin=margin, confidence="mean", keep_top=1.0)
-        r = score(lines, p, n, draws)
+        r = score(lines, p, n, draws, shuffle)
         rows.append((r["tokens"], p, r["accuracy"]))
         print(f"  waves {waves} lead {margin:.3f}: {100 * r['accuracy']:.2f}, {r['tokens']:.0f} tokens "
               f"({r['tokens'] / maj['tokens']:.3f}x majority)", flush=True)
@@ -186,14 +184,11 @@ def main() -> None:
     ap.add_argument("--verify-signal", action="store_true", help="AUROC of the self-verification probes per half")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    global SHUFFLE
-    SHUFFLE = a.shuffle
-    files = sorted(glob.glob(os.path.join(a.bank, "*.jsonl*"))) if os.path.isdir(a.bank) else [a.bank]
+    files = bank_files(a.bank)
     lines = read_bank(files)
     ref_by_id: dict[str, dict] = {}
     if a.reference:
-        rfiles = sorted(glob.glob(os.path.join(a.reference, "*.jsonl*"))) if os.path.isdir(a.reference) else [a.reference]
-        ref_by_id = {ln["unique_id"]: ln for ln in read_bank(rfiles)}
+        ref_by_id = {ln["unique_id"]: ln for ln in read_bank(bank_files(a.reference))}
         missing = [ln["unique_id"] for ln in lines if ln["unique_id"] not in ref_by_id]
         if missing:
             ap.error(f"--reference {a.reference}: holds no line of {missing[0]} ({len(missing)} problems missing)")
@@ -213,11 +208,12 @@ def main() -> None:
         policies[f"policy{i + 1}"] = dataclasses.replace(policies["default"], **json.loads(js))
     if a.tune:
         print(f"tuning at n = {ns[-1]} on the tune half", flush=True)
-        policies["tuned"] = tune(halves["tune"], ns[-1], a.draws, Policy.from_config(SearchConfig(n=ns[-1])))
+        policies["tuned"] = tune(halves["tune"], ns[-1], a.draws, Policy.from_config(SearchConfig(n=ns[-1])), a.shuffle)
         print("tuned:", json.dumps(dataclasses.asdict(policies["tuned"])), flush=True)
     if a.wave_grid:
         print(f"waves x lead at n = {ns[-1]} on the tune half", flush=True)
-        pick = wave_grid(halves["tune"], ref(halves["tune"]), ns[-1], a.draws, Policy.from_config(SearchConfig(n=ns[-1])))
+        pick = wave_grid(halves["tune"], ref(halves["tune"]), ns[-1], a.draws, Policy.from_config(SearchConfig(n=ns[-1])),
+                         a.shuffle)
         print("wave-grid pick:", json.dumps(dataclasses.asdict(pick)) if pick else None, flush=True)
         if pick is not None:
             policies["wave-grid"] = pick
@@ -235,11 +231,11 @@ def main() -> None:
         if not hl:
             continue
         for n in ns:
-            maj = score(ref(hl), None, n, a.draws)
+            maj = score(ref(hl), None, n, a.draws, a.shuffle)
             rows = [("majority", compare(maj, maj), None)]
             for name, pol in policies.items():
                 p = dataclasses.replace(pol, n=n)
-                rows.append((name, compare(score(hl, p, n, a.draws), maj), dataclasses.asdict(p)))
+                rows.append((name, compare(score(hl, p, n, a.draws, a.shuffle), maj), dataclasses.asdict(p)))
             for name, r, pd in rows:
                 print(f"| {hname} | {n} | {name} | {r['accuracy']:.1f} | {r['ci95'][0]}-{r['ci95'][1]} | {r['tokens']:.0f} "
                       f"| {r['token_ratio']} | {r['critical_path']:.0f} ({r['critical_path_p90']}) "

@@ -15,7 +15,6 @@ term) is applied here.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 
@@ -23,7 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from _common import write_result  # noqa: E402
-from srca.eval.bank import half, read_bank, replay_majority, unpack  # noqa: E402
+from srca.eval.bank import bank_files, half, read_bank, replay_majority, unpack  # noqa: E402
 from srca.eval.grading import grade  # noqa: E402
 from srca.eval.report import ci95  # noqa: E402
 from srca.methods.consensus import trace_confidence  # noqa: E402
@@ -50,7 +49,7 @@ def main() -> None:
     ap.add_argument("--split-salt", default="")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    lines = read_bank(sorted(glob.glob(os.path.join(a.bank, "*.jsonl*"))))
+    lines = read_bank(bank_files(a.bank))
     if not lines:
         raise SystemExit(f"bon_scores: no bank chunks under {a.bank}")
     names = ["majority"] + [f"{how}{w or ''}" for how, w in RULES]

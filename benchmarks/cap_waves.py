@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import os
 import sys
 
@@ -35,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from _common import write_result  # noqa: E402
 from bank_replay import _grade  # noqa: E402
-from srca.eval.bank import Policy, half, read_bank, replay_lineages, replay_majority  # noqa: E402
+from srca.eval.bank import Policy, bank_files, half, read_bank, replay_lineages, replay_majority  # noqa: E402
 
 VOTES = {"default": {}, "tiebreak": {"confidence": "mean", "keep_top": 1.0}}
 
@@ -89,7 +88,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    files = sorted(glob.glob(os.path.join(args.bank, "chunk_*.jsonl.gz"))) if os.path.isdir(args.bank) else [args.bank]
+    files = bank_files(args.bank)
     lines = [ln for ln in read_bank(files) if len(ln["samples"]) >= args.n]
     parts = {h: [ln for ln in lines if half(ln["unique_id"], args.split_salt) == h] for h in ("tune", "test")}
     maj = {h: run(parts[h], None, 1024, args.n) for h in parts}

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import itertools
 import json
 import os
@@ -64,7 +63,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from srca.answers import equivalent  # noqa: E402
 from srca.config import SearchConfig  # noqa: E402
-from srca.eval.bank import half, read_bank, replay_majority, unpack  # noqa: E402
+from srca.eval.bank import bank_files, half, read_bank, replay_majority, unpack  # noqa: E402
 from srca.eval.grading import grade  # noqa: E402
 from srca.eval.report import ci95  # noqa: E402
 from srca.methods.consensus import Ballot, group_labels, trace_confidence, vote  # noqa: E402
@@ -420,7 +419,7 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=8, help="random sample orders for the robustness check")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    files = sorted(glob.glob(os.path.join(a.bank, "*.jsonl*"))) if os.path.isdir(a.bank) else [a.bank]
+    files = bank_files(a.bank)
     lines = [ln for ln in read_bank(files) if len(ln["samples"]) >= N]
     prep = {ln["unique_id"]: prepare(ln) for ln in lines}
     halves = {h: [ln for ln in lines if half(ln["unique_id"], a.split_salt) == h] for h in ("tune", "test")}

@@ -28,7 +28,6 @@ accuracy by sample length.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -39,7 +38,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from srca.answers import equivalent  # noqa: E402
-from srca.eval.bank import half, read_bank, unpack  # noqa: E402
+from srca.eval.bank import bank_files, half, read_bank, unpack  # noqa: E402
 from srca.eval.grading import grade  # noqa: E402
 from srca.methods.consensus import group_labels, trace_confidence  # noqa: E402
 
@@ -129,7 +128,7 @@ def main() -> None:
     ap.add_argument("bank")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    paths = sorted(glob.glob(os.path.join(a.bank, "chunk_*.jsonl.gz"))) if os.path.isdir(a.bank) else [a.bank]
+    paths = bank_files(a.bank)
     P = [prepare(line) for line in read_bank(paths)]
     rules: dict[str, Callable] = {"majority": lambda p: stop_at(p, float(p["tok"].max()))}
     rules.update({f"cap {L}": cap(L) for L in (512, 640, 768, 896)})

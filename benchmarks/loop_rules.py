@@ -27,7 +27,6 @@ checks once, at ``loop_after`` tokens (``SearchConfig.loop_share``, :func:`~srca
 from __future__ import annotations
 
 import argparse
-import glob
 import gzip
 import json
 import os
@@ -38,7 +37,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from _common import write_result  # noqa: E402
-from srca.eval.bank import half, pack, read_bank, replay_majority, unpack, unpack_ids  # noqa: E402
+from srca.eval.bank import bank_files, half, pack, read_bank, replay_majority, unpack, unpack_ids  # noqa: E402
 from srca.eval.grading import grade  # noqa: E402
 from srca.methods.paths import CUT  # noqa: E402
 from srca.repetition import LoopRule, loop_at  # noqa: E402
@@ -47,10 +46,6 @@ from srca.repetition import LoopRule, loop_at  # noqa: E402
 @lru_cache(maxsize=None)
 def _grade(ans: str | None, gold: str) -> bool:
     return ans is not None and grade(ans, gold)
-
-
-def bank_files(path: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(path, "chunk_*.jsonl*"))) if os.path.isdir(path) else [path]
 
 
 def check_ids(lines: list[dict]) -> None:

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bank_replay import score  # noqa: E402
 
 from srca.config import SearchConfig  # noqa: E402
-from srca.eval.bank import Policy, half, read_bank  # noqa: E402
+from srca.eval.bank import Policy, bank_files, half, read_bank  # noqa: E402
 from srca.eval.variants import config_for  # noqa: E402
 from srca.eval.report import ci95, save_figure  # noqa: E402
 
@@ -122,7 +122,7 @@ def main() -> None:
     curves: dict[str, list[tuple[float, float]]] = {}
     uids_all: list[str] = []
     if a.bank:
-        lines = read_bank(sorted(glob.glob(os.path.join(a.bank, "*.jsonl*"))))
+        lines = read_bank(bank_files(a.bank))
         k = min(len(ln["samples"]) for ln in lines)
         uids_all = [ln["unique_id"] for ln in lines]
         maj = {n: bank_per(lines, None, n) for n in sorted({1, 2, 4, 8, 16, k} | {int(x) for x in a.bank_n.split(",")})

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import json
 import os
 import sys
@@ -28,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from _common import write_result  # noqa: E402
 from bank_replay import compare, score, verify_signal  # noqa: E402
 from srca.config import SearchConfig  # noqa: E402
-from srca.eval.bank import Policy, half, read_bank  # noqa: E402
+from srca.eval.bank import Policy, bank_files, half, read_bank  # noqa: E402
 
 # fixed in advance: (name, Policy fields over the default)
 GRID = [(f"verify{v:g}", {"verify": v}) for v in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)]
@@ -59,7 +58,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--queue", default=None, help="append eval jobs for the pick and majority@n to this queue file")
     a = ap.parse_args()
-    files = sorted(glob.glob(os.path.join(a.bank, "*.jsonl*"))) if os.path.isdir(a.bank) else [a.bank]
+    files = bank_files(a.bank)
     _init(files)
     if not all("vf" in s for ln in _LINES["all"] for s in ln["samples"]):
         sys.exit("verify_study: the bank holds no verification probes (vf); record it with gpu_study.py")

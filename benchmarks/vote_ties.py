@@ -15,7 +15,6 @@ group). No search is replayed: all ``n`` samples vote.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 
@@ -24,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from _common import write_result  # noqa: E402
 from srca.answers import equivalent  # noqa: E402
-from srca.eval.bank import read_bank, unpack  # noqa: E402
+from srca.eval.bank import bank_files, read_bank, unpack  # noqa: E402
 from srca.eval.grading import grade  # noqa: E402
 from srca.methods.consensus import Ballot, trace_confidence, vote  # noqa: E402
 
@@ -57,7 +56,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    files = sorted(glob.glob(os.path.join(a.bank, "*.jsonl*"))) if os.path.isdir(a.bank) else [a.bank]
+    files = bank_files(a.bank)
     lines = read_bank(files)
     rows = []
     print(f"{len(lines)} problems, confidence {a.confidence} (window {a.window})\n")

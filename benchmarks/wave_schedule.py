@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import gzip
 import heapq
 import itertools
@@ -63,7 +62,7 @@ from srca.admission import MAX_AUTO_CONCURRENCY, OVERCOMMIT, width  # noqa: E402
 from srca.answers import equivalent  # noqa: E402
 from srca.config import SearchConfig  # noqa: E402
 from srca.eval import config_for  # noqa: E402
-from srca.eval.bank import Policy, read_bank, replay_lineages  # noqa: E402
+from srca.eval.bank import Policy, bank_files, read_bank, replay_lineages  # noqa: E402
 from srca.methods.consensus import Ballot, wave_settled, wave_sizes  # noqa: E402
 
 N = 16
@@ -339,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     admissions = [x.strip() for x in a.admission.split(",") if x.strip()]
     if not admissions or any(x not in ("load", "width") for x in admissions):
         raise SystemExit(f"--admission {a.admission!r}: load, width or both")
-    files = sorted(glob.glob(os.path.join(a.bank, "*.jsonl.gz")))
+    files = bank_files(a.bank)
     if not files:
         raise SystemExit(f"{a.bank}: no bank chunks (*.jsonl.gz)")
     sizes = [int(x) for x in a.problems.split(",")]

@@ -62,6 +62,11 @@ def seen_before(ids: Sequence[int], n: int) -> list[bool]:
     return out
 
 
+def _window(p: int, rule: LoopRule) -> tuple[int, int]:
+    """The n-gram starts a check at ``p`` reads: ``[p - window, p - n + 1)``."""
+    return p - rule.window, p - rule.n + 1
+
+
 def repeat_shares(ids: Sequence[int], rule: LoopRule) -> list[tuple[int, float]]:
     """``(p, share)`` at every check point ``p`` of ``rule`` up to ``len(ids)``: the share of the
     ``n``-grams starting in ``[p - window, p - n]`` that started earlier."""
@@ -72,7 +77,7 @@ def repeat_shares(ids: Sequence[int], rule: LoopRule) -> list[tuple[int, float]]
     out = []
     p = rule.start
     while p <= len(ids):
-        lo, hi = p - rule.window, p - rule.n + 1  # n-gram starts in [lo, hi)
+        lo, hi = _window(p, rule)
         out.append((p, (prefix[hi] - prefix[lo]) / (hi - lo)))
         p += rule.every
     return out
@@ -87,7 +92,7 @@ def stops_here(ids: Sequence[int], rule: LoopRule) -> bool:
     if p < rule.start or (p - rule.start) % rule.every:
         return False
     seen = seen_before(ids, rule.n)
-    lo, hi = p - rule.window, p - rule.n + 1
+    lo, hi = _window(p, rule)
     return sum(seen[lo:hi]) / (hi - lo) >= rule.share
 
 

@@ -140,3 +140,13 @@ def test_draws_of_every_sample_differ_only_in_order_when_shuffled():
     assert shuffled[0] == list(range(6)) and all(sorted(d) == list(range(6)) for d in shuffled)
     assert len({tuple(d) for d in shuffled}) > 1
     assert [sorted(d) for d in subsets(line, 4, 5, shuffle=True)] == list(subsets(line, 4, 5))  # same picks
+
+
+def test_a_banks_files_are_its_chunks_and_not_one_being_written(tmp_path):
+    # srca.eval.bank.bank_files: every bank tool reads a folder (or one file) through it
+    from srca.eval.bank import bank_files
+
+    for name in ("chunk_001.jsonl.gz", "chunk_000.jsonl.gz", "chunk_002.jsonl", "chunk_003.jsonl.gz.tmp", "notes.txt"):
+        (tmp_path / name).write_text("")
+    assert bank_files(str(tmp_path)) == [str(tmp_path / f"chunk_00{k}.jsonl{'' if k == 2 else '.gz'}") for k in (0, 1, 2)]
+    assert bank_files(str(tmp_path / "chunk_000.jsonl.gz")) == [str(tmp_path / "chunk_000.jsonl.gz")]

@@ -31,8 +31,10 @@ the path's ``extract_answer``, stored in place of the probe answer, which is not
 from __future__ import annotations
 
 import base64
+import glob
 import gzip
 import json
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
@@ -142,6 +144,14 @@ async def record_chunk(engine: Any, problems: Sequence[Any], s: RecordSettings) 
         for (li, si), (r,) in zip(checked, await engine.generate(vreqs)):
             lines[li]["samples"][si]["vf"] = verifier.log_odds(r.top_logprobs[0]) if r.top_logprobs else None
     return lines
+
+
+def bank_files(path: str) -> list[str]:
+    """A bank's chunk files: those of a folder (``*.jsonl`` and ``*.jsonl.gz``, sorted; a chunk
+    still being written, ``*.tmp``, is not one), or ``[path]`` for a file."""
+    if not os.path.isdir(path):
+        return [path]
+    return sorted(glob.glob(os.path.join(path, "*.jsonl")) + glob.glob(os.path.join(path, "*.jsonl.gz")))
 
 
 def read_bank(paths: Iterable[str]) -> list[dict]:
@@ -377,5 +387,5 @@ def half(unique_id: str, salt: str = "") -> str:
     return "tune" if int(hashlib.sha256((unique_id + salt).encode()).hexdigest(), 16) % 2 == 0 else "test"
 
 
-__all__ = ["Outcome", "Policy", "RecordSettings", "half", "pack", "pack_ids", "read_bank", "record_chunk", "replay_lineages",
+__all__ = ["Outcome", "Policy", "RecordSettings", "bank_files", "half", "pack", "pack_ids", "read_bank", "record_chunk", "replay_lineages",
            "replay_majority", "subsets", "unpack", "unpack_ids"]
