@@ -2,7 +2,7 @@
 bank (CPU only): the offline look behind SRCA's waves (README, "The SRCA study", "Waves").
 
     python benchmarks/length_rules.py benchmarks/results/srca_study_h200/bank \\
-        --out benchmarks/results/srca_study_h200/length_rules.json
+        --out benchmarks/results/srca_study_h200/length_rules.json.gz
 
 All 16 samples of a problem start at once and decode at the same rate, so a sample that has
 written ``t`` tokens stands at time ``t``; a rule that stops the solve at time ``T`` pays
@@ -28,6 +28,7 @@ accuracy by sample length.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -159,7 +160,7 @@ def main() -> None:
           ", ".join(f"{b['tokens_from']}: {b['samples']}, {b['right']}" for b in bins))
     print(f"share of all tokens in samples cut at {CUT}: {at_cut / tot:.3f}")
     if a.out:
-        with open(a.out, "w") as f:
+        with (gzip.open(a.out, "wt") if a.out.endswith(".gz") else open(a.out, "w")) as f:
             json.dump({"bank": paths, "split_salt": ":b", "rows": rows, "by_length": bins,
                        "cut_token_share": round(at_cut / tot, 4)}, f, indent=1)
         print(f"wrote {a.out}")

@@ -1,6 +1,6 @@
 """Self-verification on a sample bank: is P(yes) worth a vote weight, and how much of it?
 
-    python benchmarks/verify_study.py BANK_DIR --out verify_study.json [--queue QUEUE.jsonl]
+    python benchmarks/verify_study.py BANK_DIR --out verify_study.json.gz [--queue QUEUE.jsonl]
 
 The bank must hold verification probes (``vf``, recorded by ``benchmarks/gpu_study.py``;
 :mod:`srca.methods.verify`). Prints (1) how well the probe's log-odds separate right from wrong

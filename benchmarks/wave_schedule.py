@@ -4,7 +4,7 @@
         --cost benchmarks/results/batch_cost_h100_eleventh.json \\
         --cost benchmarks/results/batch_cost_h200_tenth.json \\
         --jobs majority,srca,srca-overlap,srca-spec,srca-nowaves --policy '{"wave_overlap": 512}' \\
-        --out benchmarks/results/wave_schedule_bank2.json
+        --out benchmarks/results/wave_schedule_bank2.json.gz
 
 Why: an eval's wall on one GPU is not its tokens over a fixed rate. Every decode iteration
 decodes one token of each running sequence, and what an iteration costs grows slower than the
