@@ -140,8 +140,11 @@ class SGLangEngine:
         loop_stops: stop samples that repeat themselves inside SGLang (``GenRequest.loop_stop``,
             ``EngineInfo.loop_stops``): a custom logit processor (:mod:`srca.engines.sglang_loops`,
             server arg ``enable_custom_logit_processor``) forces EOS where the rule fires, so a
-            search sends one request per sample instead of splitting it. Off by default: not
-            yet measured against the split on a GPU. Not with ``ignore_eos``.
+            search sends one request per sample instead of splitting it. Off by default: on
+            SGLang 0.5.17 it doubled the search's wall against the split (twentieth run,
+            benchmarks/RUNS.md: 126 s against 64 s), because SGLang's
+            ``apply_custom_logit_processor`` syncs the GPU per row and step (upstream
+            sgl-project/sglang#39234 removes that). Not with ``ignore_eos``.
         **server_args: passed to ``sglang.Engine`` unchanged (e.g. ``disable_cuda_graph=True``,
             ``grammar_backend="none"``, ``context_length=4096``).
     """
