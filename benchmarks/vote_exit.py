@@ -3,6 +3,15 @@
     python benchmarks/vote_exit.py benchmarks/results/math500_h100_sixteenth/study/math500_majority_n32.jsonl.gz \\
         --n 16 --out benchmarks/results/vote_exit_h100_sixteenth.json
 
+Several files (independent majority runs of the same problems) pool each problem's samples
+(:func:`merge`), so the replay draws from a few hundred samples of a problem instead of one run's
+N. The twentieth run's pool, the 21 majority@16 runs of ``benchmarks/results/pooled_srca_majority_n16.json``:
+
+    python benchmarks/vote_exit.py $(python -c "import json; print(' '.join(json.load(open(
+        'benchmarks/results/pooled_srca_majority_n16.json'))['args']['b']))") --n 16 --split-salt "" \\
+        --waves 5,5,6 --waves 4,4,4,4 --waves 4,2,2,2,2,2,2 --waves 2,2,2,2,2,2,2,2 \\
+        --waves 3,1,1,1,1,1,1,1,1,1,1,1,1,1 --out benchmarks/results/vote_exit_pooled_majority21.json.gz
+
 A majority@N eval line keeps how many of its N i.i.d. samples gave each answer and whether that
 answer is right (``answers[].paths``, ``answers[].correct``; samples with no answer are the
 rest). So each problem's N samples are a pool, and drawing ``n`` of them without replacement in
@@ -71,6 +80,41 @@ def pools(lines: list[dict]) -> list[dict]:
         labels += [-1] * (size - len(labels))
         out.append({"unique_id": ln["unique_id"], "labels": np.array(labels), "correct": np.array(correct + [False]),
                     "tokens": ln["usage"]["generated_tokens"] / size})
+    return out
+
+
+def merge(lines: list[dict]) -> list[dict]:
+    """One pool per problem from several runs' lines (independent draws of the same method): the
+    samples of every run of the problem, in one pool. The groups of different runs are joined by
+    the answer: every right group is one group (each is equivalent to the reference), wrong groups
+    by their answer text with spaces removed (two runs' equivalent but differently written wrong
+    answers stay apart, which can only split a wrong vote: a small bias for the vote). A
+    problem's ``tokens`` is its mean tokens per sample over the runs."""
+    by: dict[str, list[dict]] = {}
+    for ln in lines:
+        by.setdefault(ln["unique_id"], []).append(ln)
+    out = []
+    for uid, lns in by.items():
+        keys: dict[object, int] = {}
+        labels: list[int] = []
+        tokens = 0.0
+        for ln in lns:
+            size = int(ln["n"])
+            got = 0
+            for a in ln.get("answers") or []:
+                key = True if a["correct"] else "".join(str(a["answer"]).split())
+                g = keys.setdefault(key, len(keys))
+                labels += [g] * int(a["paths"])
+                got += int(a["paths"])
+            if got > size:
+                raise ValueError(f"{uid}: {got} answered samples in a run of n={size}")
+            labels += [-1] * (size - got)
+            tokens += ln["usage"]["generated_tokens"] / size / len(lns)
+        correct = [False] * len(keys)
+        if True in keys:
+            correct[keys[True]] = True
+        out.append({"unique_id": uid, "labels": np.array(labels), "correct": np.array(correct + [False]),
+                    "tokens": tokens, "runs": len(lns)})
     return out
 
 
@@ -150,7 +194,8 @@ def fmt(x: float | None, spec: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", help="a majority@N eval result file (.jsonl or .jsonl.gz), N >= --n")
+    ap.add_argument("run", nargs="+", help="a majority@N eval result file (.jsonl or .jsonl.gz), N >= --n; several "
+                    "files (independent runs of one method): each problem's samples of all of them in one pool (merge())")
     ap.add_argument("--n", type=int, default=16, help="the budget replayed (default 16)")
     ap.add_argument("--waves", action="append", default=None,
                     help="a wave schedule summing to n, e.g. 5,5,6 (repeatable; default: a few)")
@@ -172,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in schedules:
             if sum(w) != a.n or min(w) < 1:
                 raise ValueError(f"--waves {','.join(map(str, w))} must be positive and sum to --n {a.n}")
-        pool = pools(load(a.run))
+        pool = pools(load(a.run[0])) if len(a.run) == 1 else merge([ln for r in a.run for ln in load(r)])
         orders = draw_orders(pool, a.n, a.draws, a.seed)
     except (OSError, ValueError, KeyError) as e:
         print(f"vote_exit: {e}", file=sys.stderr)

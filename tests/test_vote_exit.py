@@ -95,3 +95,41 @@ def test_the_replay_stops_where_wave_settled_does():
                 assert used[d] == want, (groups, rule, d)
                 checked += 1
     assert checked == 3 * 4 * 30
+
+
+def test_several_runs_pool_by_answer(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from vote_exit import merge
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def line(uid, groups, tokens):
+        return {"unique_id": uid, "n": 4, "usage": {"generated_tokens": tokens},
+                "answers": [{"answer": a, "paths": k, "correct": ok} for a, k, ok in groups]}
+
+    lines = [line("p", [("1/2", 2, True), ("3", 1, False)], 400),
+             line("p", [("0.5", 1, True), (" 3", 2, False), ("7", 1, False)], 800),
+             line("q", [("x", 4, True)], 40)]
+    by = {p["unique_id"]: p for p in merge(lines)}
+    p = by["p"]
+    # both runs' right groups are one group, the wrong "3" and " 3" one, "7" its own; one sample
+    # of the first run has no answer; tokens: the mean over runs of tokens per sample
+    assert sorted(p["labels"].tolist()) == [-1, 0, 0, 0, 1, 1, 1, 2]
+    assert p["correct"].tolist() == [True, False, False, False]
+    assert p["tokens"] == (100 + 200) / 2 and p["runs"] == 2
+    assert by["q"]["labels"].tolist() == [0, 0, 0, 0] and by["q"]["runs"] == 1
+    # two files on the command line replay the merged pools: a budget of 8 needs both runs' samples
+    (tmp_path / "a.jsonl").write_text(json.dumps(lines[0]) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps(line("p", [("0.5", 3, True), ("3", 1, False)], 800)) + "\n")
+    out = tmp_path / "out.json"
+
+    def replay(*files):
+        return subprocess.run([sys.executable, "benchmarks/vote_exit.py", *map(str, files), "--n", "8", "--draws", "5",
+                               "--waves", "8", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    assert replay(tmp_path / "a.jsonl").returncode == 2  # one run holds 4 samples
+    res = replay(tmp_path / "a.jsonl", tmp_path / "b.jsonl")
+    assert res.returncode == 0, res.stderr
+    # all 8 samples drawn in every order: 5 right ballots against 2 for "3"
+    assert json.loads(out.read_text())["full_vote"]["all"] == {"problems": 1, "accuracy": 1.0, "token_ratio": 1.0}
