@@ -28,6 +28,9 @@ at n = 16, or ``4,2,2,2,2,2,2``) and after each wave but the last may stop:
   vote's up to tie-breaking; smaller ``c`` trusts the lead more, as Adaptive-Consistency's
   posterior stop does);
 
+* ``beta x``: Adaptive-Consistency's Beta stop: the leader's answer is more likely than the
+  runner-up's with posterior probability at least ``x`` (Beta(top + 1, second + 1) > 1/2);
+
 * ``oracle``: a bound, not a rule: the first wave whose leader is the full vote's (what any stop
   would spend at no loss, if it could know);
 
@@ -46,6 +49,7 @@ stop rule under a plain vote; srca's lineages vote with their confidence on top.
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import json
 import sys
@@ -129,6 +133,26 @@ def draw_orders(pool: list[dict], n: int, draws: int, seed: int) -> list[np.ndar
     return orders
 
 
+def _beta_win(top: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """P(p > 1/2) for p ~ Beta(top + 1, second + 1): the chance that the leader's answer is more
+    likely than the runner-up's, given their counts (Adaptive-Consistency's Beta stop). For
+    integer counts, P(Binomial(top + second + 1, 1/2) <= top)."""
+    t = _beta_table(int(max(top.max(), second.max())) + 1)
+    return t[top, second]
+
+
+@functools.lru_cache(maxsize=None)
+def _beta_table(k: int) -> np.ndarray:
+    from math import comb
+
+    t = np.zeros((k + 1, k + 1))
+    for a in range(k + 1):
+        for b in range(k + 1):
+            m = a + b + 1
+            t[a, b] = sum(comb(m, j) for j in range(a + 1)) / 2 ** m
+    return t
+
+
 def replay(p: dict, seq: np.ndarray, waves: list[int], rule: tuple[str, float], min_votes: int,
            tie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(correct, samples used) per draw for one problem."""
@@ -157,6 +181,8 @@ def replay(p: dict, seq: np.ndarray, waves: list[int], rule: tuple[str, float], 
             stop = (top >= x * c.sum(axis=1) - 1e-9) & (top >= min_votes)
         elif kind == "margin":
             stop = (top - second >= x * (n - e) - 1e-9) & (top >= min_votes)
+        elif kind == "beta":  # Adaptive-Consistency's stop: P(leader's rate > runner-up's) >= x
+            stop = (_beta_win(top.astype(int), second.astype(int)) >= x) & (top >= min_votes)
         elif kind == "oracle":  # a bound, not a rule: it knows the full vote's winner
             stop = (leader(e) == full) & (full >= 0)
         else:
@@ -228,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     ties = [rng.random((a.draws, len(p["correct"]))) * 0.5 for p in pool]
     full = evaluate(pool, orders, ties, [a.n], ("none", 0.0), a.min_votes, a.n)
     rules = [("share", t) for t in (0.4, 0.5, 0.6, 0.7, 0.8)] + [("margin", c) for c in (1.0, 0.75, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.125, 0.1)]
+    rules += [("beta", x) for x in (0.8, 0.9, 0.95, 0.99)]
     rules.append(("oracle", 0.0))  # stops once the leader is the full vote's: the least any stop could spend
     results = []
     for w in schedules:

@@ -38,6 +38,9 @@ def test_unanimous_pools_stop_where_each_rule_allows(tmp_path):
     assert rows[("margin", 1.0)]["token_ratio"] == 0.5
     # margin 0.3: 4 >= 0.3 * 12 after the first
     assert rows[("margin", 0.3)]["token_ratio"] == 0.25
+    # beta: P(Beta(5, 1) > 1/2) = 1 - 2**-5 = 0.969 after 4 of 4; 1 - 2**-9 after 8 of 8
+    assert rows[("beta", 0.95)]["token_ratio"] == 0.25
+    assert rows[("beta", 0.99)]["token_ratio"] == 0.5
     # the oracle bound: the first wave's leader is already the full vote's
     assert rows[("oracle", 0.0)] == {"problems": 1, "accuracy": 1.0, "token_ratio": 0.25}
 
