@@ -20,7 +20,6 @@ from the bank (n = 1 .. K) and the CLI runs, for the test half.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import glob
 import gzip
 import json
@@ -32,7 +31,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from bank_replay import score  # noqa: E402
 
-from srca.config import SearchConfig  # noqa: E402
 from srca.eval.bank import Policy, bank_files, half, read_bank  # noqa: E402
 from srca.eval.variants import config_for  # noqa: E402
 from srca.eval.report import ci95, save_figure  # noqa: E402
