@@ -130,8 +130,12 @@ def parse_json(raw: bytes) -> Any:
 
 
 def build_config(given: dict[str, Any], base: SearchConfig) -> SearchConfig:
+    """The request's config over the service's: ``method`` may name a variant (``srca-lean``),
+    whose fields the request's others override (:func:`srca.eval.variants.expand`)."""
+    from srca.eval.variants import expand
+
     try:
-        cfg = SearchConfig.from_dict(given, base=base)
+        cfg = SearchConfig.from_dict(expand(given), base=base)
     except (ValueError, TypeError) as e:
         raise InputError.from_value_error(e) from None
     check_prompt(cfg.prompt)

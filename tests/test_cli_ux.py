@@ -33,9 +33,14 @@ def _help(capsys, monkeypatch, *cmd: str) -> str:
 
 def test_solve_help_lists_the_allowed_values(capsys, monkeypatch):
     text = _help(capsys, monkeypatch, "solve")
-    for flag, values in (("--method", sorted(srca.methods.METHODS)), ("--scorer", sorted(SCORERS)),
-                         ("--decision", config.DECISIONS), ("--aggregation", config.AGGREGATIONS)):
+    for flag, values in (("--scorer", sorted(SCORERS)), ("--decision", config.DECISIONS),
+                         ("--aggregation", config.AGGREGATIONS)):
         assert f"{flag} {{{','.join(values)}}}" in text, flag
+    # --method: the search methods, then the named variants it also takes (srca.eval.variants)
+    from srca.eval.variants import VARIANTS
+
+    assert (f"--method METHOD search method: {', '.join(sorted(srca.methods.METHODS))}; or a named variant "
+            f"({', '.join(sorted(VARIANTS))})") in text
     assert "--prompt NAME prompt template: " + ", ".join(prompt_names()) in text
     assert "math" in prompt_names()
 

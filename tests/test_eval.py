@@ -63,6 +63,27 @@ def test_variants_map_to_config_fields():
         config_for("srca", 3, SearchConfig(n=4, beam_width=2))
 
 
+def test_a_variant_name_where_a_config_is_built_from_fields():
+    from srca.cli import build_parser
+    from srca.commands.common import config_from_args
+    from srca.eval.variants import expand
+
+    # the variant's fields, the others given win, a method name passes through
+    assert expand({"method": "srca-lean", "waves": 5, "n": 8}) == {
+        "method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 5, "wave_consensus": 0.4, "n": 8}
+    assert expand({"method": "majority", "n": 4}) == {"method": "majority", "n": 4}
+    assert expand({"n": 4}) == {"n": 4}
+    # srca solve --method VARIANT [--FIELD ...]
+    parse = build_parser().parse_args
+    c = config_from_args(parse(["solve", "--method", "srca-margin-loops", "--n", "8", "q"]))
+    assert (c.method, c.n, c.waves, c.wave_margin, c.loop_share) == ("srca", 8, 4, 0.125, 0.4)
+    c = config_from_args(parse(["solve", "--method", "srca-paper", "--decision", "weighted_vote", "q"]))
+    assert (c.lineages, c.decision) == (False, "weighted_vote")
+    assert config_from_args(parse(["solve", "q"])) == SearchConfig()
+    with pytest.raises(ValueError, match=r"SearchConfig\.method: unknown method 'nope'.*or a variant: .*'srca-lean'"):
+        expand({"method": "nope"})
+
+
 def test_problem_seed_depends_on_seed_and_id_only():
     assert problem_seed(0, "a") == problem_seed(0, "a")
     assert len({problem_seed(0, "a"), problem_seed(1, "a"), problem_seed(0, "b")}) == 3

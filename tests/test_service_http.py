@@ -85,6 +85,17 @@ def test_solve_json_cache_and_curl_style_body(redis_url):
         assert r4.status_code == 415 and r4.json()["detail"][0]["loc"] == ["header", "content-type"]
 
 
+def test_a_variant_name_as_the_method(redis_url):
+    with serve(redis_url) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        r = c.post("/solve", json={"problem": "What is 2+3?", "method": "srca-lean", "n": 4, "waves": 2})
+        assert r.status_code == 200, r.text
+        cfg = r.json()["config"]  # srca-lean's fields, the request's waves over its 4
+        assert (cfg["method"], cfg["wave_consensus"], cfg["confidence"], cfg["waves"]) == ("srca", 0.4, "mean", 2)
+        assert r.json()["answer"] == "5"
+        bad = c.post("/solve", json={"problem": "q", "method": "srca-nope"})
+        assert bad.status_code == 422 and "srca-lean" in bad.text
+
+
 def test_stream_sse_events_as_they_happen(redis_url):
     engine = make_engine("fake", script=arith, latency_s=0.05)
     with serve(redis_url, engine) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:

@@ -122,6 +122,13 @@ def add_config_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> N
     choices = field_choices()
 
     def custom(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
+        if f.name == "method":  # a search method, or a named variant of one (srca.eval.variants)
+            from ..eval.variants import VARIANTS, method_names
+
+            return {"choices": method_names(), "metavar": "METHOD",
+                    "help": f"search method: {', '.join(choices['method'])}; or a named variant "
+                            f"({', '.join(sorted(VARIANTS))}): its fields, which the flags given beside "
+                            f"it override (default {f.default!r})"}
         if f.name in choices:
             return {"choices": choices[f.name], "metavar": "{" + ",".join(choices[f.name]) + "}"}
         if f.name == "prompt":
@@ -137,7 +144,9 @@ def add_config_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> N
 
 
 def config_from_args(args: argparse.Namespace, **forced: Any) -> SearchConfig:
-    given = given_fields(args, SearchConfig)
+    from ..eval.variants import expand
+
+    given = expand(given_fields(args, SearchConfig))
     given.update(forced)
     try:
         return SearchConfig.from_dict(given)

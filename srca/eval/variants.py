@@ -88,6 +88,20 @@ def effective_n(name: str, n: int) -> int:
     return 1 if method is not None and method.ignores_n else n
 
 
+def expand(fields: dict[str, Any]) -> dict[str, Any]:
+    """SearchConfig fields whose ``method`` may name a variant: the variant's fields, then the
+    other fields given, which win (``method="srca-lean", waves=5``: srca-lean with five waves).
+    Fields whose ``method`` is a search method (or absent) come back as they are; an unknown name
+    is a ``ValueError`` naming both lists."""
+    name = fields.get("method")
+    if isinstance(name, str) and name not in VARIANTS and name not in METHODS:
+        raise ValueError(f"SearchConfig.method: unknown method {name!r}; choose one of {sorted(METHODS)} "
+                         f"or a variant: {sorted(VARIANTS)}")
+    if not isinstance(name, str) or name not in VARIANTS:
+        return dict(fields)
+    return {**VARIANTS[name], **{k: v for k, v in fields.items() if k != "method"}}
+
+
 def config_for(name: str, n: int, base: SearchConfig | None = None, seed: int | None = None) -> SearchConfig:
     """The SearchConfig that runs method (or variant) ``name`` at budget ``n``: ``base``'s other
     fields, then the variant's fields. Raises ``ValueError`` for an unknown name or a budget
