@@ -33,11 +33,16 @@ MAX_MESSAGES = 256  # a conversation longer than this is not a problem statement
 
 
 def model_names() -> dict[str, str]:
-    """Served model name -> method: ``srca`` and ``srca-<method>`` (``_`` written as ``-``)."""
+    """Served model name -> method: ``srca``, ``srca-<method>`` (``_`` written as ``-``) and the
+    named variants under their own names (``srca-lean``; :mod:`srca.eval.variants`)."""
+    from srca.eval.variants import VARIANTS
+
     out = {"srca": "srca"}
     for m in sorted(METHODS):
         if m != "srca":
             out["srca-" + m.replace("_", "-")] = m
+    for v in sorted(VARIANTS):
+        out.setdefault(v, v)
     return out
 
 

@@ -26,6 +26,14 @@ def test_models_list_the_methods(client):
     ids = {m.id for m in client.models.list()}
     assert {"srca", "srca-beam", "srca-dvts", "srca-majority", "srca-best-of-n", "srca-cot"} <= ids
     assert client.models.retrieve("srca-beam").id == "srca-beam"
+    assert {"srca-lean", "srca-paper", "srca-margin-loops"} <= ids  # the named variants too
+
+
+def test_a_variant_as_the_model(client):
+    r = client.chat.completions.create(model="srca-lean", messages=[{"role": "user", "content": "What is 19+23?"}],
+                                       extra_body={"n": 4, "waves": 2})
+    assert r.model == "srca-lean" and "\\boxed{42}" in r.choices[0].message.content
+    assert r.model_extra["srca"]["method"] == "srca"
 
 
 def test_chat_completion_plain(client):
