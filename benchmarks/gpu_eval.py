@@ -76,8 +76,17 @@ def main() -> None:
                     "--out-dir first, where no file of that name is there yet: the jobs resume from them")
     ap.add_argument("--loop-stops", action="store_true", help="--engine sglang: stop looping samples inside SGLang "
                     "(SGLangEngine(loop_stops=True), a custom logit processor) instead of splitting their requests")
+    ap.add_argument("--seeds", default="0", help="run every job once per seed (comma-separated): independent draws "
+                    "of a method on the same engine, for pooled comparisons (benchmarks/pooled_runs.py); seed 0's "
+                    "file is <dataset>_<method>_n<n>.jsonl, seed s's ends _seed<s>, and the report reads seed 0's")
     ap.add_argument("--check", action="store_true", help="validate the jobs and read the data; no engine")
     a = ap.parse_args()
+    try:
+        seeds = [int(x) for x in a.seeds.split(",")]
+        if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+            raise ValueError
+    except ValueError:
+        ap.error(f"--seeds: {a.seeds!r}: distinct integers >= 0, comma-separated")
     try:
         jobs = parse_jobs(a.jobs)
     except ValueError as e:
@@ -102,7 +111,7 @@ def main() -> None:
         ap.error(str(e) if "--data" in str(e) else f"--data {a.data}: {e}")
     if a.check:
         print(f"# arguments ok: {len(problems)} problems" + (f" of {a.dataset}" if a.dataset != "math500" else "")
-              + f", jobs {', '.join(f'{m}:{n}' for m, n, _ in jobs)}")
+              + f", jobs {', '.join(f'{m}:{n}' for m, n, _ in jobs)}" + (f", seeds {a.seeds}" if seeds != [0] else ""))
         return
     os.makedirs(a.out_dir, exist_ok=True)
     for f in sorted(glob.glob(os.path.join(a.seed_dir, "*.jsonl"))) if a.seed_dir else []:
@@ -123,22 +132,24 @@ def main() -> None:
     print(f"engine ready in {time.monotonic() - t0:.1f} s ({a.engine}, {shape}); {len(problems)} problems", flush=True)
     base = SearchConfig(prompt=a.prompt, seed=0)
     t_jobs = time.monotonic()
-    for m, n, lim in jobs:
-        spec = f"{m}:{n}" + (f":{lim}" if lim else "")
+    for (m, n, lim), seed in ((j, s) for j in jobs for s in seeds):
+        spec = f"{m}:{n}" + (f":{lim}" if lim else "") + (f" seed {seed}" if seed else "")
         if time.monotonic() - t_jobs > a.budget_s:
             print(f"budget spent: not starting {spec}", flush=True)
             break
         subset = problems[:lim] if lim else problems
-        out = os.path.join(a.out_dir, f"{a.dataset}_{m}_n{n}" + (f"_first{lim}" if lim else "") + ".jsonl")
+        out = os.path.join(a.out_dir, f"{a.dataset}_{m}_n{n}" + (f"_first{lim}" if lim else "")
+                           + (f"_seed{seed}" if seed else "") + ".jsonl")
         t = time.monotonic()
-        recs = asyncio.run(arun_eval(subset, [m], [n], engine, out, base=base, seed=0,
+        recs = asyncio.run(arun_eval(subset, [m], [n], engine, out, base=base, seed=seed,
                                      concurrency=a.concurrency, resume=True, progress=False))
         acc = sum(r["correct"] for r in recs) / max(1, len(recs))
         gen = sum(r["usage"]["generated_tokens"] for r in recs) / max(1, len(recs))
         print(json.dumps({"job": spec, "problems": len(recs), "accuracy": round(acc, 4),
                           "mean_generated_tokens": round(gen, 1), "wall_s": round(time.monotonic() - t, 1)}), flush=True)
     asyncio.run(engine.close())
-    records = [r for f in sorted(glob.glob(os.path.join(a.out_dir, f"{a.dataset}_*.jsonl"))) if "_first" not in f
+    records = [r for f in sorted(glob.glob(os.path.join(a.out_dir, f"{a.dataset}_*.jsonl")))
+               if "_first" not in f and "_seed" not in f
                for r in read_records(f, repair=True)]
     print(render(records), flush=True)
 

@@ -92,3 +92,33 @@ def test_loop_stops_reach_the_in_process_engine_only(monkeypatch, tmp_path, caps
     mod.main()
     assert built[0][0] == "sglang" and built[0][1]["loop_stops"] is True
     assert "loop stops in SGLang" in capsys.readouterr().out
+
+
+def test_seeds_run_every_job_once_per_seed(monkeypatch, tmp_path, capsys):
+    # --seeds 0,3: seed 0's file keeps its name, seed 3's ends _seed3; their records carry different
+    # per-problem seeds (independent draws); the report reads seed 0's files only
+    import json
+
+    from srca.eval.records import problem_seed
+
+    _run(monkeypatch, tmp_path, start_s=0.0, jobs_s=0.0, budget="60", jobs="majority:2")
+    monkeypatch.setattr(sys, "argv", sys.argv + ["--seeds", "0,3"])
+    _gpu_eval().main()
+    out = capsys.readouterr().out
+    assert '"job": "majority:2 seed 3"' in out
+    a = [json.loads(x) for x in (tmp_path / "evals" / "math500_majority_n2.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "evals" / "math500_majority_n2_seed3.jsonl").read_text().splitlines()]
+    assert len(a) == len(b) == 1
+    assert a[0]["seed"] == problem_seed(0, a[0]["unique_id"]) and b[0]["seed"] == problem_seed(3, b[0]["unique_id"])
+    assert a[0]["seed"] != b[0]["seed"]
+
+
+@pytest.mark.parametrize("seeds", ["0,0", "-1", "x", ""])
+def test_bad_seeds_exit_2_naming_the_flag(monkeypatch, tmp_path, capsys, seeds):
+    mod = _gpu_eval()
+    data = write_data(tmp_path / "d.jsonl")
+    monkeypatch.setattr(sys, "argv", ["gpu_eval.py", "--data", str(data), "--jobs", "cot:1", "--seeds", seeds, "--check"])
+    with pytest.raises(SystemExit) as e:
+        mod.main()
+    assert e.value.code == 2
+    assert "--seeds" in capsys.readouterr().err
