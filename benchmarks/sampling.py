@@ -167,7 +167,7 @@ def main():
         r["b2b_over_floor_b2b"] = round(r["kernel_b2b_ms"] / r["read_floor_b2b_ms"], 2)
         rows.append(r)
         print(json.dumps(r), flush=True)
-        del base, rep
+        base = rep = None  # free the rows before the next case's (not del: the lambdas above close over them)
     # host time per call: Triton's own launch path vs the cached direct launch (triton_loader.Launcher)
     host = []
     for P, n in [(1, 1), (128, 8)]:
@@ -197,7 +197,7 @@ def main():
                 b = {"error": repr(ex)[:200]}
             breakdown.append(dict(parents=P, n=n, top_k=K, top_p=PP, config=name, us=b))
             print(json.dumps(breakdown[-1]), flush=True)
-        del base
+        base = None
     res = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__,
                triton=__import__("triton").__version__,
                flashinfer=getattr(__import__("flashinfer"), "__version__", None) if fi else None,
