@@ -185,7 +185,7 @@ def main():
             lambda: sample_fanout(base, n, T, TOP_K, TOP_P, seed=1)))
         host.append(d)
         print(json.dumps(d), flush=True)
-        del base
+        base = None
     breakdown = []
     for P, n, K, PP in [c for c in CASES if c[2] == TOP_K and c[0] * c[1] in (1, 256, 1024) and c[:2] != (32, 8)]:
         base = torch.randn(P, V, device="cuda") * 4
