@@ -78,7 +78,7 @@ def main() -> None:
                     "(SGLangEngine(loop_stops=True), a custom logit processor) instead of splitting their requests")
     ap.add_argument("--seeds", default="0", help="run every job once per seed (comma-separated): independent draws "
                     "of a method on the same engine, for pooled comparisons (benchmarks/pooled_runs.py); seed 0's "
-                    "file is <dataset>_<method>_n<n>.jsonl, seed s's ends _seed<s>, and the report reads seed 0's")
+                    "file is <dataset>_<method>_n<n>.jsonl, seed s's ends _seed<s>; the report reads the first seed's")
     ap.add_argument("--check", action="store_true", help="validate the jobs and read the data; no engine")
     a = ap.parse_args()
     try:
@@ -148,8 +148,9 @@ def main() -> None:
         print(json.dumps({"job": spec, "problems": len(recs), "accuracy": round(acc, 4),
                           "mean_generated_tokens": round(gen, 1), "wall_s": round(time.monotonic() - t, 1)}), flush=True)
     asyncio.run(engine.close())
-    records = [r for f in sorted(glob.glob(os.path.join(a.out_dir, f"{a.dataset}_*.jsonl")))
-               if "_first" not in f and "_seed" not in f
+    tag = f"_seed{seeds[0]}" if seeds[0] else ""  # the report: the first seed's files (one draw per cell)
+    records = [r for f in sorted(glob.glob(os.path.join(a.out_dir, f"{a.dataset}_*{tag}.jsonl")))
+               if "_first" not in f and (tag or "_seed" not in f)
                for r in read_records(f, repair=True)]
     print(render(records), flush=True)
 

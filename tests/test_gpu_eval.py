@@ -96,7 +96,7 @@ def test_loop_stops_reach_the_in_process_engine_only(monkeypatch, tmp_path, caps
 
 def test_seeds_run_every_job_once_per_seed(monkeypatch, tmp_path, capsys):
     # --seeds 0,3: seed 0's file keeps its name, seed 3's ends _seed3; their records carry different
-    # per-problem seeds (independent draws); the report reads seed 0's files only
+    # per-problem seeds (independent draws); the report reads the first seed's files only
     import json
 
     from srca.eval.records import problem_seed
@@ -111,6 +111,11 @@ def test_seeds_run_every_job_once_per_seed(monkeypatch, tmp_path, capsys):
     assert len(a) == len(b) == 1
     assert a[0]["seed"] == problem_seed(0, a[0]["unique_id"]) and b[0]["seed"] == problem_seed(3, b[0]["unique_id"])
     assert a[0]["seed"] != b[0]["seed"]
+    # a run of seed 3 alone reports seed 3's lines (not "no result lines")
+    monkeypatch.setattr(sys, "argv", sys.argv[:-1] + ["3"])
+    _gpu_eval().main()
+    out = capsys.readouterr().out
+    assert "no result lines" not in out and "majority" in out.split('"job"')[-1]
 
 
 @pytest.mark.parametrize("seeds", ["0,0", "-1", "x", ""])
