@@ -47,7 +47,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # accuracy there); replayed on the other half: 53.9% against majority's 51.9% at 0.578x its
     # tokens (benchmarks/bank_replay.py; over ten orders of the samples 52.6% against 52.0% at 0.585x); the same waves on a plain-vote replay of another run's
     # majority@32 answers (benchmarks/vote_exit.py, 200 orders): -1.1 points at 0.57x. Online
-    # (twentieth run and the session after, all 500, three draws): 48.0%, 50.6%, 49.8% at 0.59x to
+    # (twentieth and twenty-first runs, all 500, three draws): 48.0%, 50.6%, 49.8% at 0.59x to
     # 0.60x, -0.19 points against 21 majority@16 draws pooled, -1.1 on the held-out half; GSM8K -1.6
     # at 0.43x: not the default
     "srca-margin-loops": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 4, "wave_margin": 0.125,
