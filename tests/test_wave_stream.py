@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _mod():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    if str(ROOT / "benchmarks") not in sys.path:  # wave_stream imports its siblings (bank_replay, _common)
+        sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("wave_stream_under_test", ROOT / "benchmarks" / "wave_stream.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
