@@ -223,8 +223,8 @@ def main() -> None:
         for h, r in result["verify_signal"].items():
             print(f"verify signal ({h}): " + ", ".join(f"{k} {round(v, 3) if isinstance(v, float) else v}"
                                                        for k, v in r.items()), flush=True)
-    print(f"\n| half | n | policy | accuracy % | 95% CI | tokens | x majority tokens | critical path (p90) | x majority's "
-          f"| vs majority@n | stops |")
+    print("\n| half | n | policy | accuracy % | 95% CI | tokens | x majority tokens | critical path (p90) | x majority's "
+          "| vs majority@n | stops |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for hname in ("tune", "test", "all"):
         hl = halves[hname]

@@ -108,7 +108,7 @@ def main() -> None:
            "wall_profiled_s": round(prof_s, 2), "traces": traces, **sampling_summary(traces)}
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
-    print(f"| rows | new tokens | wall s | GPU kernel ms | sampling ms | sampling share |")
+    print("| rows | new tokens | wall s | GPU kernel ms | sampling ms | sampling share |")
     print(f"| {a.prompts}x{a.samples} | {a.new_tokens} | {plain_s:.2f} | {res['gpu_kernel_ms']} | "
           f"{res['sampling_kernel_ms']} | {100 * (res['sampling_share'] or 0):.2f}% |")
     for k, v in res["top_sampling_kernels"]:

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
