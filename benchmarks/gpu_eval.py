@@ -77,7 +77,8 @@ def main() -> None:
     ap.add_argument("--loop-stops", action="store_true", help="--engine sglang: stop looping samples inside SGLang "
                     "(SGLangEngine(loop_stops=True), a custom logit processor) instead of splitting their requests")
     ap.add_argument("--seeds", default="0", help="run every job once per seed (comma-separated): independent draws "
-                    "of a method on the same engine, for pooled comparisons (benchmarks/pooled_runs.py); seed 0's "
+                    "of a method on the same engine, for pooled comparisons (benchmarks/pooled_runs.py), every job of a seed "
+                    "before the next seed; seed 0's "
                     "file is <dataset>_<method>_n<n>.jsonl, seed s's ends _seed<s>; the report reads the first seed's")
     ap.add_argument("--check", action="store_true", help="validate the jobs and read the data; no engine")
     a = ap.parse_args()
@@ -132,7 +133,7 @@ def main() -> None:
     print(f"engine ready in {time.monotonic() - t0:.1f} s ({a.engine}, {shape}); {len(problems)} problems", flush=True)
     base = SearchConfig(prompt=a.prompt, seed=0)
     t_jobs = time.monotonic()
-    for (m, n, lim), seed in ((j, s) for j in jobs for s in seeds):
+    for seed, (m, n, lim) in ((s, j) for s in seeds for j in jobs):  # seed by seed: a run cut short keeps paired draws
         spec = f"{m}:{n}" + (f":{lim}" if lim else "") + (f" seed {seed}" if seed else "")
         if time.monotonic() - t_jobs > a.budget_s:
             print(f"budget spent: not starting {spec}", flush=True)

@@ -127,3 +127,15 @@ def test_bad_seeds_exit_2_naming_the_flag(monkeypatch, tmp_path, capsys, seeds):
         mod.main()
     assert e.value.code == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_seeds_run_seed_by_seed(monkeypatch, tmp_path, capsys):
+    # every job of seed 0, then every job of seed 3: a run cut short (its budget, the machine's
+    # lease) still holds paired draws of the jobs
+    _run(monkeypatch, tmp_path, start_s=0.0, jobs_s=0.0, budget="60", jobs="majority:2,cot:1")
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", sys.argv + ["--seeds", "0,3"])
+    _gpu_eval().main()
+    out = capsys.readouterr().out
+    order = [line.split('"job": "')[1].split('"')[0] for line in out.splitlines() if '"job": "' in line]
+    assert order == ["majority:2", "cot:1", "majority:2 seed 3", "cot:1 seed 3"]
