@@ -56,6 +56,9 @@ def test_variants_map_to_config_fields():
     assert (fast.waves, fast.wave_margin, fast.confidence, fast.keep_top, fast.loop_share, fast.loop_after) == \
         (4, 0.125, "mean", 1.0, 0.4, 512)
     assert config_for("srca-loops", 16).loop_share == 0.4
+    wide = config_for("srca-wide", 32)  # n as a cap: 8 waves of 4, the same lead and loop stops
+    assert (wide.n, wide.waves, wide.wave_margin, wide.confidence, wide.keep_top, wide.loop_share) == \
+        (32, 8, 0.125, "mean", 1.0, 0.4)
     c = config_for("majority", 8, SearchConfig(temperature=0.5), seed=3)
     assert (c.method, c.n, c.temperature, c.seed) == ("majority", 8, 0.5, 3)
     assert config_for("cot", 8).n == 1
