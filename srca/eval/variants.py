@@ -56,9 +56,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # (srca-wide:32 against majority@16) it starts 8 waves of 4 and stops at a lead of 0.125 of the
     # lineages still to come, so easy problems stop after a wave or two and the tokens they save go
     # to the hard ones (Adaptive-Consistency's allocation). On a plain-vote replay over the 21
-    # pooled majority@16 draws (benchmarks/vote_exit.py, --n 32 --waves 4,4,4,4,4,4,4,4, 100
-    # orders; 2026-12-06): 51.4% against majority@16's 49.9% at 1.07x its tokens before loop stops
-    # (tune half +1.2 points, other half +1.6); not yet run online
+    # pooled majority@16 draws (benchmarks/vote_exit.py, --n 32 --waves 4,4,4,4,4,4,4,4, 200
+    # orders; results/vote_exit_wide_math500.json.gz): 51.3% against majority@16's 50.0% at 1.07x
+    # its tokens before loop stops (tune half +1.2 points, other half +1.4); GSM8K +0.8 at 0.69x;
+    # not yet run online (a machine taken back mid-call on 2026-12-06)
     "srca-wide": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 8, "wave_margin": 0.125,
                   "loop_share": 0.4, "loop_after": 512},
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
