@@ -118,6 +118,32 @@ def test_waves_stop_by_margin():
     assert len(sampling_calls(eng)) == 2 and (mid.answer, mid.stop_reason) == ("8", "consensus")
 
 
+def test_srca_wide_spends_its_cap_only_on_an_unclear_vote():
+    # variant srca-wide at n = 32: 8 waves of 4, a stop once the lead reaches 0.125 of the
+    # lineages still to come (with wave_min 2), every lineage's vote weighed by its mean confidence
+    from srca.eval.variants import VARIANTS
+
+    wide = {k: v for k, v in VARIANTS["srca-wide"].items() if k != "method"}
+    offsets = {request_seed(0, 0, w): 4 * w for w in range(8)}  # wave w holds lineages 4w to 4w + 3
+
+    def solve(finals):
+        script = lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", lambda L: 3, offsets=offsets)
+        eng = ScriptedEngine(script)
+        return Solver(engine=eng, config=SearchConfig(method="srca", n=32, **wide)).solve("q"), eng, script
+
+    # wave 1: 7, 7, 7, 8 (a lead of 2 < 0.125 * 28 = 3.5); wave 2: four more 7s (a lead of 6 >=
+    # 0.125 * 24 = 3): it stops after 8 of its 32 lineages
+    easy = ["7", "7", "7", "8"] + ["7"] * 4 + ["9"] * 24
+    res, eng, _ = solve(easy)
+    assert [len(b) for b in sampling_calls(eng)] == [1, 1] and [b[0][0] for b in sampling_calls(eng)] == [4, 4]
+    assert (res.answer, res.stop_reason) == ("7", "consensus")
+    # no answer pulls ahead until the sixth wave: 7 and 8 trade the lead by one ballot at most
+    # (a lead of 1 or 0 against 0.125 * 12 = 1.5 after wave 5), then wave 6 gives 8 four more
+    hard = ["7", "8"] * 10 + ["8"] * 4 + ["9"] * 8
+    res, eng, _ = solve(hard)
+    assert len(sampling_calls(eng)) == 6 and (res.answer, res.stop_reason) == ("8", "consensus")
+
+
 @pytest.mark.parametrize("finals", [["7", "7", "8", "8", "8", "8"], ["7", "8", "8", "9", "8", "8"],
                                     ["1", "2", "3", "4", "5", "5"]])
 @pytest.mark.parametrize("margin", [0.0, 1.0])
