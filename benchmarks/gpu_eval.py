@@ -77,9 +77,9 @@ def main() -> None:
     ap.add_argument("--loop-stops", action="store_true", help="--engine sglang: stop looping samples inside SGLang "
                     "(SGLangEngine(loop_stops=True), a custom logit processor) instead of splitting their requests")
     ap.add_argument("--seeds", default="0", help="run every job once per seed (comma-separated): independent draws "
-                    "of a method on the same engine, for pooled comparisons (benchmarks/pooled_runs.py), every job of a seed "
-                    "before the next seed; seed 0's "
-                    "file is <dataset>_<method>_n<n>.jsonl, seed s's ends _seed<s>; the report reads the first seed's")
+                    "of a method on the same engine, for pooled comparisons (benchmarks/pooled_runs.py), every job of "
+                    "a seed before the next seed; seed 0's file is <dataset>_<method>_n<n>.jsonl, seed s's ends "
+                    "_seed<s>; the report reads the first seed's")
     ap.add_argument("--check", action="store_true", help="validate the jobs and read the data; no engine")
     a = ap.parse_args()
     try:

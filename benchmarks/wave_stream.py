@@ -23,7 +23,6 @@ the same samples. Reported per half of the problems (``srca.eval.bank.half``).
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 
@@ -37,11 +36,10 @@ from srca.eval.bank import Policy, _conf, bank_files, half, read_bank, replay_ma
 from srca.methods.consensus import Ballot, vote, wave_settled  # noqa: E402
 
 VOTE = Policy(confidence="mean", keep_top=1.0)
-_eq = functools.lru_cache(maxsize=None)(equivalent)
 
 
 def _winner(ballots: list[Ballot]) -> str | None:
-    t = vote(ballots, _eq, keep_top=1.0)
+    t = vote(ballots, equivalent, keep_top=1.0)
     return None if t.winner is None else ballots[t.winner].answer
 
 
@@ -56,10 +54,11 @@ def solve(line: dict, idx: list[int], sizes: tuple[int, ...], margin: float, str
             if s[i]["answer"] is not None and s[i].get("finish") != "length":
                 ballots.append(Ballot(s[i]["answer"], "path", _conf(s[i], s[i]["tokens"], VOTE)))
             running = len(wave) - k - 1
-            if stream and not last and wave_settled(ballots, _eq, 0.5, 2, margin=margin, remaining=n - started + running):
+            if stream and not last and wave_settled(ballots, equivalent, 0.5, 2, margin=margin,
+                                                    remaining=n - started + running):
                 return _winner(ballots), tokens + sum(s[j]["tokens"] for j in wave[:k + 1]) + running * s[i]["tokens"]
         tokens += sum(s[j]["tokens"] for j in wave)
-        if not stream and not last and wave_settled(ballots, _eq, 0.5, 2, margin=margin, remaining=n - started):
+        if not stream and not last and wave_settled(ballots, equivalent, 0.5, 2, margin=margin, remaining=n - started):
             break
     return _winner(ballots), tokens
 

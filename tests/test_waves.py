@@ -69,10 +69,10 @@ def test_wave_settled_by_margin_counts_the_lineages_still_to_come():
     assert not wave_settled([b("7"), b("8")], EQ, 1.0, 2, margin=0.1, remaining=0)  # min_votes still holds
 
 
-def solve(finals, steps=lambda L: 3, **cfg):
+def solve(finals, steps=lambda L: 3, offsets=OFFSETS, **cfg):
     cfg = dict(dict(method="srca", n=6, waves=3, wave_min=2, wave_consensus=0.5, confidence="mean", keep_top=1.0),
                **cfg)
-    script = lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", steps, offsets=OFFSETS)
+    script = lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", steps, offsets=offsets)
     eng = ScriptedEngine(script)
     return Solver(engine=eng, config=SearchConfig(**cfg)).solve("q"), eng, script
 
@@ -125,22 +125,16 @@ def test_srca_wide_spends_its_cap_only_on_an_unclear_vote():
 
     wide = {k: v for k, v in VARIANTS["srca-wide"].items() if k != "method"}
     offsets = {request_seed(0, 0, w): 4 * w for w in range(8)}  # wave w holds lineages 4w to 4w + 3
-
-    def solve(finals):
-        script = lineage_script(lambda L: finals[L], lambda L, k: f"{L}{k}", lambda L: 3, offsets=offsets)
-        eng = ScriptedEngine(script)
-        return Solver(engine=eng, config=SearchConfig(method="srca", n=32, **wide)).solve("q"), eng, script
-
     # wave 1: 7, 7, 7, 8 (a lead of 2 < 0.125 * 28 = 3.5); wave 2: four more 7s (a lead of 6 >=
     # 0.125 * 24 = 3): it stops after 8 of its 32 lineages
     easy = ["7", "7", "7", "8"] + ["7"] * 4 + ["9"] * 24
-    res, eng, _ = solve(easy)
+    res, eng, _ = solve(easy, offsets=offsets, n=32, **wide)
     assert [len(b) for b in sampling_calls(eng)] == [1, 1] and [b[0][0] for b in sampling_calls(eng)] == [4, 4]
     assert (res.answer, res.stop_reason) == ("7", "consensus")
     # no answer pulls ahead until the sixth wave: 7 and 8 trade the lead by one ballot at most
     # (a lead of 1 or 0 against 0.125 * 12 = 1.5 after wave 5), then wave 6 gives 8 four more
     hard = ["7", "8"] * 10 + ["8"] * 4 + ["9"] * 8
-    res, eng, _ = solve(hard)
+    res, eng, _ = solve(hard, offsets=offsets, n=32, **wide)
     assert len(sampling_calls(eng)) == 6 and (res.answer, res.stop_reason) == ("8", "consensus")
 
 
