@@ -44,7 +44,7 @@ class Gated(ScriptedEngine):
         if self.rnd is None and 0 in ts:
             await self.gate.wait()
         if self.rnd is not None:
-            await asyncio.sleep(self.rnd.random() * 0.05)  # well above the event loop's own noise on a loaded CI machine
+            await asyncio.sleep(self.rnd.random() * 0.05)  # above a loaded CI machine's own noise
         out = await super().generate(requests)
         self.order.extend(sorted(ts))
         return out
