@@ -1,6 +1,5 @@
 """Shared by the benchmarks: writing a JSON result (the record plus the machine it ran on and
-when), a free local port for a server they start, waiting for that server to be healthy, and
-the ``--concurrency`` value they take."""
+when), a free local port for a server they start, and the ``--concurrency`` value they take."""
 from __future__ import annotations
 
 import gzip
@@ -10,8 +9,8 @@ import platform
 import time
 from typing import Any
 
-# a server's port and its start: one rule, the product's (srca sglang-servers uses them)
-from srca.engines.sglang_launch import free_port, wait_healthy  # noqa: F401,E402
+# a server's port: one rule, the product's (srca sglang-servers uses it)
+from srca.engines.sglang_launch import free_port  # noqa: F401,E402
 
 
 def write_result(path: str, benchmark: str, args: Any, **fields: Any) -> None:
