@@ -24,6 +24,13 @@ held-out problems and the tuned ones are reported apart too; ``--split-at K`` re
 first K problems and the rest apart (runs of different lengths): with ``--data`` (the problems'
 JSONL) the data set's first K, else those of the run files' first K lines, which a run that
 writes its lines as its solves finish (``--concurrency auto``) does not keep in data order.
+
+A ``--a`` or ``--b`` item ``RESULT.json:a`` (or ``:b``) stands for the files of that side of an
+earlier result of this script, so a new draw is added to a stored pool without copying its list:
+
+    python benchmarks/pooled_runs.py --a benchmarks/results/pooled_srca-wide_majority_n16.json:a NEW_SRCA_WIDE \
+        --b benchmarks/results/pooled_srca-wide_majority_n16.json:b NEW_MAJORITY \
+        --tuned-on benchmarks/results/math500_h100_twentieth/tuned_on.txt
 """
 from __future__ import annotations
 
@@ -50,6 +57,28 @@ def read_run(path: str) -> dict[str, bool]:
     if len(kinds) != 1:
         raise SystemExit(f"{path}: one method and n per file, found {sorted(kinds, key=str)}")
     return {r["unique_id"]: bool(r["correct"]) for r in lines}
+
+
+def expand(items: list[str]) -> list[str]:
+    """The run files of ``--a``/``--b``: each item as given, except ``RESULT.json:a`` or ``:b``,
+    the files of that side of an earlier pooled_runs result (its ``args``), in their order.
+    ``ValueError`` naming the item when it is not such a result."""
+    out: list[str] = []
+    for item in items:
+        head, sep, side = item.rpartition(":")
+        if not (sep and head.endswith(".json") and side in ("a", "b")):
+            out.append(item)
+            continue
+        try:
+            with open(head, encoding="utf-8") as f:
+                res = json.load(f)
+            files = res["args"][side] if res.get("benchmark") == "pooled_runs" else None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{item}: not a pooled_runs result ({e})") from None
+        if not isinstance(files, list) or not all(isinstance(x, str) for x in files):
+            raise ValueError(f"{item}: not a pooled_runs result (no list of files at args.{side})")
+        out += files
+    return out
 
 
 def compare(a: list[dict[str, bool]], b: list[dict[str, bool]], ids: list[str], resamples: int = 10_000,
@@ -90,8 +119,9 @@ def _run_accuracy(run: dict[str, bool], ids: list[str]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--a", nargs="+", required=True, help="eval result files of the first method, one run each")
-    ap.add_argument("--b", nargs="+", required=True, help="eval result files of the second method")
+    ap.add_argument("--a", nargs="+", required=True, help="eval result files of the first method, one run each "
+                    "(RESULT.json:a or :b: the files of that side of an earlier result of this script)")
+    ap.add_argument("--b", nargs="+", required=True, help="eval result files of the second method (the same forms)")
     ap.add_argument("--tuned-on", default=None, help="unique_ids a rule was tuned on (reported apart)")
     ap.add_argument("--split-at", type=int, default=0, help="also report the first K problems and the others "
                     "apart (the data's first K with --data, else the run files' first K lines)")
@@ -107,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             order = [pr.unique_id for pr in read_jsonl(a.data)]
         except DataError as e:
             ap.error(str(e))
+    try:
+        a.a, a.b = expand(a.a), expand(a.b)
+    except ValueError as e:
+        ap.error(str(e))
     runs_a, runs_b = [read_run(p) for p in a.a], [read_run(p) for p in a.b]
     ids = sorted(set.union(*(set(r) for r in runs_a)) & set.union(*(set(r) for r in runs_b)))
     parts = {"all": ids}

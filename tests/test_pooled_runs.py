@@ -85,3 +85,28 @@ def test_the_command_pools_runs_and_splits_the_tuned_problems(tmp_path):
                      + json.dumps({"unique_id": "p0", "method": "majority", "n": 16, "correct": True}) + "\n")
     with pytest.raises(SystemExit, match="one method and n"):
         read_run(str(mixed))
+
+
+def test_a_stored_result_stands_for_its_files(tmp_path, capsys):
+    """``RESULT.json:a``/``:b`` expand to that side's files of an earlier result, in order, beside
+    plain files; the pooled figures equal those of the files listed out. Anything else that looks
+    like it is a usage error naming the item."""
+    a1 = write(tmp_path / "a1.jsonl.gz", "srca", [True, True, False, True])
+    a2 = write(tmp_path / "a2.jsonl.gz", "srca", [True, False, False, True])
+    b1 = write(tmp_path / "b1.jsonl.gz", "majority", [False, True, False, True])
+    b2 = write(tmp_path / "b2.jsonl.gz", "majority", [False, False, True, True])
+    first = tmp_path / "first.json"
+    assert main(["--a", a1, "--b", b1, "--resamples", "200", "--out", str(first)]) == 0
+    listed, stored = tmp_path / "listed.json", tmp_path / "stored.json"
+    assert main(["--a", a1, a2, "--b", b1, b2, "--resamples", "200", "--out", str(listed)]) == 0
+    assert main(["--a", f"{first}:a", a2, "--b", f"{first}:b", b2, "--resamples", "200", "--out", str(stored)]) == 0
+    got = json.loads(stored.read_text())
+    assert got["args"]["a"] == [a1, a2] and got["args"]["b"] == [b1, b2]
+    assert got["rows"] == json.loads(listed.read_text())["rows"]
+    capsys.readouterr()
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"benchmark": "vote_exit", "args": {"a": [a1]}}))
+    for bad in (f"{other}:a", f"{tmp_path / 'none.json'}:b"):
+        with pytest.raises(SystemExit) as e:
+            main(["--a", bad, "--b", b1])
+        assert e.value.code == 2 and bad in capsys.readouterr().err
