@@ -1,7 +1,7 @@
 """Early-exit rules for a vote, replayed over the answers of a larger majority run (CPU only).
 
     python benchmarks/vote_exit.py benchmarks/results/math500_h100_sixteenth/study/math500_majority_n32.jsonl.gz \\
-        --n 16 --out benchmarks/results/vote_exit_h100_sixteenth.json
+        --n 16 --out benchmarks/results/vote_exit_h100_sixteenth.json.gz
 
 Several files (independent majority runs of the same problems) pool each problem's samples
 (:func:`merge`), so the replay draws from a few hundred samples of a problem instead of one run's

@@ -1,6 +1,10 @@
-"""The checkout travels to the GPU machine beside the SGLang bundle, so its tracked files must
-stay under 8 MiB: results go in compressed, printed logs stay out (.gitignore), plots are palette
-PNGs (srca.eval.report.save_figure)."""
+"""The checkout travels to the GPU machine with every call, beside the part of the SGLang bundle
+or the model that call carries, and all of it must stay under the device's 64 MiB. The largest
+part is the model's first (55 MiB of GGUF and the converter: 56,326 KiB on disk), which leaves
+9,210 KiB; the tracked files must stay under 8.5 MiB, about half a MiB short of that: results go
+in compressed, result lines that no table or pooled count reads leave the tree (RUNS.md says
+which, and the commit that still has them), printed logs stay out (.gitignore), plots are
+palette PNGs (srca.eval.report.save_figure)."""
 from __future__ import annotations
 
 import os
@@ -10,7 +14,7 @@ import subprocess
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIMIT_KIB = 8 * 1024
+LIMIT_KIB = 8 * 1024 + 512
 
 
 def _tracked() -> list[str]:
@@ -20,7 +24,7 @@ def _tracked() -> list[str]:
     return [p for p in out.decode().split("\0") if p]
 
 
-def test_tracked_files_fit_in_8_mib():
+def test_tracked_files_fit_beside_the_largest_part():
     # counted as the disk holds them (du): each file in whole 4 KiB blocks
     kib = sum(-(-os.path.getsize(os.path.join(ROOT, p)) // 4096) * 4 for p in _tracked()
               if os.path.isfile(os.path.join(ROOT, p)))
