@@ -13,6 +13,13 @@
 #                                                               # every run's ARGS are checked first (--check);
 #                                                               # "eval ARGS" runs benchmarks/gpu_eval.py instead
 #                                                               # (WORK/runN/evals, resumed from .gpu-data/evals)
+#   bash benchmarks/gpu_real.sh wait [SECONDS]                  # poll every 7 s (each poll refreshes $OUT) until the
+#                                                               # chain is done or SECONDS (default 540) pass, then
+#                                                               # print the last poll: end every call during a chain
+#                                                               # with it, so the machine is never idle past its
+#                                                               # 30 s release between calls (a local wait between two
+#                                                               # polls lost a machine mid-chain twice, the last on
+#                                                               # 2026-12-07)
 #   bash benchmarks/gpu_real.sh skip [N]                        # end the chain's current run (its engine or servers
 #                                                               # first) and let the chain go on; with N only if
 #                                                               # run N is the one running (a skip sent late must
@@ -176,10 +183,21 @@ json.dump(p.summarize(p.read(sys.argv[1]), 0, 9e9), open(sys.argv[2], "w"), inde
         --exclude='./trace' --exclude='*/trace' --exclude='./*.sh' . 2>/dev/null)
       ls -la "$OUT"
     fi;;
+  wait)
+    limit=${2:-540}
+    case "$limit" in ''|*[!0-9]*) echo "wait: SECONDS must be a whole number, got '$limit'" >&2; exit 2;; esac
+    end=$((SECONDS + limit))
+    while :; do
+      bash "$0" poll > "$W/poll.last" 2>&1
+      grep -aqs '^== chain done' "$W/chain.out" && { echo "wait: chain done"; break; }
+      [ "$SECONDS" -ge "$end" ] && { echo "wait: ${limit} s passed, the chain still runs: wait again at once"; break; }
+      sleep 7
+    done
+    cat "$W/poll.last";;
   backdate-jit)
     backdate_jit_sources;;
   save-jit)
     save_jit;;
   *)
-    echo "usage: gpu_real.sh start [ARGS] | chain \"ARGS\" ... | poll | skip [N] | save-jit | backdate-jit" >&2; exit 2;;
+    echo "usage: gpu_real.sh start [ARGS] | chain \"ARGS\" ... | poll | wait [SECONDS] | skip [N] | save-jit | backdate-jit" >&2; exit 2;;
 esac

@@ -175,3 +175,26 @@ def test_poll_sends_the_runs_but_not_the_profiler_traces(tmp_path):
     names = subprocess.run(["tar", "-tzf", str(out / "rw.tgz")], capture_output=True, text=True).stdout.split()
     assert "./run1/run.out" in names and "./run1/real_workload.json" in names
     assert not any("trace" in n or "stacks" in n for n in names), names
+
+
+def test_wait_polls_until_the_chain_is_done_or_its_time_is_up(tmp_path):
+    # `wait` keeps a device call busy polling (each poll refreshes $OUT) so the machine is never
+    # idle between calls: it returns once the chain is done, or after SECONDS with the chain
+    # still running, and prints the last poll either way
+    gate = tmp_path / "gate"
+    env, data, log = _recording(tmp_path, f'while [ ! -e {gate} ]; do sleep 0.1; done\n')
+    sh = ["bash", str(ROOT / "benchmarks/gpu_real.sh")]
+    bad = subprocess.run([*sh, "wait", "soon"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "wait: SECONDS must be a whole number" in bad.stderr
+    out = subprocess.run([*sh, "chain", f"eval --jobs majority:4 --data {data}"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    t0 = time.monotonic()
+    running = subprocess.run([*sh, "wait", "1"], env=env, capture_output=True, text=True, timeout=60)
+    assert running.returncode == 0 and "wait: 1 s passed, the chain still runs" in running.stdout
+    assert "== run1: eval --jobs majority:4" in running.stdout and "chain done" not in running.stdout
+    assert 1 <= time.monotonic() - t0 < 30
+    gate.touch()  # the stand-in run ends, and with it the chain
+    done = subprocess.run([*sh, "wait", "120"], env=env, capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0 and "wait: chain done" in done.stdout and "== chain done" in done.stdout
+    assert time.monotonic() - t0 < 60  # it did not sit out its 120 s
