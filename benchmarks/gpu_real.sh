@@ -180,7 +180,7 @@ json.dump(p.summarize(p.read(sys.argv[1]), 0, 9e9), open(sys.argv[2], "w"), inde
     if [ -n "${OUT:-}" ]; then  # everything so far (the SGLang GC logs and stack samples stay: gc/, stacks/; the JSON sums them up)
       # (nor the profiler's traces, trace/: tens of MB, summed up in the JSON's sglang_trace)
       (cd "$W" && tar -czf "$OUT/rw.tgz" --exclude='*.tmp' --exclude='./gc' --exclude='*/gc' --exclude='./stacks' --exclude='*/stacks' \
-        --exclude='./trace' --exclude='*/trace' --exclude='./*.sh' . 2>/dev/null)
+        --exclude='./trace' --exclude='*/trace' --exclude='./*.sh' --exclude='./poll.last' . 2>/dev/null)
       ls -la "$OUT"
     fi;;
   wait)

@@ -58,8 +58,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # to the hard ones (Adaptive-Consistency's allocation). On a plain-vote replay over the 21
     # pooled majority@16 draws (benchmarks/vote_exit.py, --n 32 --waves 4,4,4,4,4,4,4,4, 200
     # orders; results/vote_exit_wide_math500.json.gz): 51.3% against majority@16's 50.0% at 1.07x
-    # its tokens before loop stops (tune half +1.2 points, other half +1.4); GSM8K +0.8 at 0.69x;
-    # not yet run online (a machine taken back mid-call on 2026-12-06)
+    # its tokens before loop stops (tune half +1.2 points, other half +1.4); GSM8K +0.8 at 0.69x.
+    # Online (twenty-second run, one H100, all 500, two draws): 50.4% and 51.0% at 1.05x and 1.06x
+    # majority@16's tokens, +1.06 points (-0.46 to +2.57) against 23 majority@16 draws pooled
+    # (results/pooled_srca-wide_majority_n16.json); 1.6x majority's wall
     "srca-wide": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 8, "wave_margin": 0.125,
                   "loop_share": 0.4, "loop_after": 512},
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
