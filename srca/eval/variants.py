@@ -59,9 +59,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # pooled majority@16 draws (benchmarks/vote_exit.py, --n 32 --waves 4,4,4,4,4,4,4,4, 200
     # orders; results/vote_exit_wide_math500.json.gz): 51.3% against majority@16's 50.0% at 1.07x
     # its tokens before loop stops (tune half +1.2 points, other half +1.4); GSM8K +0.8 at 0.69x.
-    # Online (twenty-second run, one H100, all 500, two draws): 50.4% and 51.0% at 1.05x and 1.06x
-    # majority@16's tokens, +1.06 points (-0.46 to +2.57) against 23 majority@16 draws pooled
-    # (results/pooled_srca-wide_majority_n16.json); 1.6x majority's wall
+    # Online (twenty-second and twenty-third runs, one H100, all 500, three draws): 50.4% to 51.4% at
+    # 1.05x majority@16's tokens, +1.30 points (-0.01 to +2.59) against 23 majority@16 draws pooled
+    # (results/pooled_srca-wide_majority_n16.json); 1.6x majority's wall. srca-wide:28 (waves
+    # 3,3,3,3,4,4,4,4): three draws at 0.94x to 0.96x, +0.83 (-0.56 to +2.25)
     "srca-wide": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 8, "wave_margin": 0.125,
                   "loop_share": 0.4, "loop_after": 512},
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
