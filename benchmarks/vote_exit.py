@@ -201,16 +201,21 @@ def replay(p: dict, seq: np.ndarray, waves: list[int], rule: tuple[str, float], 
 def evaluate(pool: list[dict], orders: list[np.ndarray], ties: list[np.ndarray], waves: list[int],
              rule: tuple[str, float], min_votes: int, n: int) -> dict[str, dict]:
     by: dict[str, list] = {"all": [], "tune": [], "test": []}
+    ends = np.cumsum(waves)
     for p, seq, tie in zip(pool, orders, ties):
         ok, used = replay(p, seq, waves, rule, min_votes, tie)
-        row = (ok.mean(), used.mean() * p["tokens"], n * p["tokens"])
+        run = np.searchsorted(ends, used) + 1  # the waves a draw ran, one after another
+        row = (ok.mean(), used.mean() * p["tokens"], n * p["tokens"], run.mean(), (run == len(waves)).mean())
         by["all"].append(row)
         by[p["half"]].append(row)
     out: dict[str, dict] = {}
     for k, rows in by.items():
         a = np.array(rows) if rows else None
         out[k] = {"problems": len(rows), "accuracy": round(float(a[:, 0].mean()), 4) if rows else None,
-                  "token_ratio": round(float(a[:, 1].sum() / a[:, 2].sum()), 4) if rows else None}
+                  "token_ratio": round(float(a[:, 1].sum() / a[:, 2].sum()), 4) if rows else None,
+                  # a solve's latency is its waves one after another: their mean, and how often all ran
+                  "waves_run": round(float(a[:, 3].mean()), 3) if rows else None,
+                  "all_waves": round(float(a[:, 4].mean()), 4) if rows else None}
     return out
 
 
@@ -267,11 +272,12 @@ def main(argv: list[str] | None = None) -> int:
             picks.append(min(ok, key=lambda r: r["tune"]["token_ratio"]))
     print(f"full vote @{a.n}: all {fmt(full['all']['accuracy'], '.4f')}  tune {fmt(full['tune']['accuracy'], '.4f')}  "
           f"test {fmt(full['test']['accuracy'], '.4f')}  ({len(pool)} problems x {a.draws} orders)")
-    print("| waves | rule | all: accuracy | all: x tokens | tune: accuracy | test: accuracy | test: x tokens |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| waves | rule | all: accuracy | all: x tokens | all: waves run (mean) | all: all waves | tune: accuracy | test: accuracy | test: x tokens |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(f"| {','.join(map(str, r['waves']))} | {r['rule']} {r['x']} | {fmt(r['all']['accuracy'], '.4f')} | "
-              f"{fmt(r['all']['token_ratio'], '.3f')} | {fmt(r['tune']['accuracy'], '.4f')} | "
+              f"{fmt(r['all']['token_ratio'], '.3f')} | {fmt(r['all']['waves_run'], '.2f')} | "
+              f"{fmt(r['all']['all_waves'], '.3f')} | {fmt(r['tune']['accuracy'], '.4f')} | "
               f"{fmt(r['test']['accuracy'], '.4f')} | {fmt(r['test']['token_ratio'], '.3f')} |")
     print(f"picked on the tune half (the cheapest within {a.tolerance:.3f} of the full vote's tune accuracy):")
     for r in picks:

@@ -62,6 +62,10 @@ class SearchConfig:
     # ballots, at least `wave_margin` times the lineages the later waves would start (1: no later
     # wave could overturn a plain vote; srca.methods.consensus.wave_settled)
     waves: int = 3
+    # 0: waves as equal as can be; > 0: the first two alike, then each `wave_growth` of the first's
+    # size larger than the one before (32 in 5 waves at 0.5: 4, 4, 6, 8, 10;
+    # srca.methods.consensus.wave_sizes): fewer waves one after another for the same cap
+    wave_growth: float = 0.0
     wave_consensus: float = 0.5
     wave_margin: float = 0.0
     wave_min: int = 2
@@ -123,6 +127,9 @@ class SearchConfig:
             bad("n", f"must be <= 4096, got {self.n}")
         if self.waves > 64:
             bad("waves", f"must be <= 64, got {self.waves}")
+        if isinstance(self.wave_growth, bool) or not isinstance(self.wave_growth, (int, float)) \
+                or not 0 <= self.wave_growth <= 8:
+            bad("wave_growth", f"must be a number in [0, 8] (0: equal waves), got {self.wave_growth!r}")
         if isinstance(self.wave_overlap, bool) or not isinstance(self.wave_overlap, int) or self.wave_overlap < 0:
             bad("wave_overlap", f"must be an integer >= 0 (tokens; 0: off), got {self.wave_overlap!r}")
         if isinstance(self.loop_share, bool) or not isinstance(self.loop_share, (int, float)) \

@@ -59,6 +59,10 @@ def test_variants_map_to_config_fields():
     wide = config_for("srca-wide", 32)  # n as a cap: 8 waves of 4, the same lead and loop stops
     assert (wide.n, wide.waves, wide.wave_margin, wide.confidence, wide.keep_top, wide.loop_share) == \
         (32, 8, 0.125, "mean", 1.0, 0.4)
+    grow = config_for("srca-wide-fast", 32)  # the same cap in 5 growing waves, a lead of 0.1
+    assert (grow.waves, grow.wave_growth, grow.wave_margin, grow.loop_share) == (5, 0.5, 0.1, 0.4)
+    from srca.methods.lineage import width
+    assert width(grow) == 10 and width(wide) == 4  # admission by the largest wave
     c = config_for("majority", 8, SearchConfig(temperature=0.5), seed=3)
     assert (c.method, c.n, c.temperature, c.seed) == ("majority", 8, 0.5, 3)
     assert config_for("cot", 8).n == 1

@@ -30,19 +30,22 @@ def _replay(tmp_path: Path, *args: str) -> dict:
 def test_unanimous_pools_stop_where_each_rule_allows(tmp_path):
     _run_file(tmp_path / "run.jsonl", [[(32, True)]])  # every sample the right answer
     d = _replay(tmp_path, "--waves", "4,4,4,4")
-    assert d["full_vote"]["all"] == {"problems": 1, "accuracy": 1.0, "token_ratio": 1.0}
+    assert d["full_vote"]["all"] == {"problems": 1, "accuracy": 1.0, "token_ratio": 1.0, "waves_run": 1.0,
+                                     "all_waves": 1.0}
     rows = {(r["rule"], r["x"]): r["all"] for r in d["rules"]}
-    # share: 4 of 4 agree after the first wave (a quarter of the tokens)
-    assert rows[("share", 0.5)] == {"problems": 1, "accuracy": 1.0, "token_ratio": 0.25}
+    # share: 4 of 4 agree after the first wave (a quarter of the tokens), one wave of four run
+    assert rows[("share", 0.5)] == {"problems": 1, "accuracy": 1.0, "token_ratio": 0.25, "waves_run": 1.0,
+                                    "all_waves": 0.0}
     # margin 1: a lead of 4 < 12 to come, of 8 >= 8 to come: two waves
-    assert rows[("margin", 1.0)]["token_ratio"] == 0.5
+    assert rows[("margin", 1.0)]["token_ratio"] == 0.5 and rows[("margin", 1.0)]["waves_run"] == 2.0
     # margin 0.3: 4 >= 0.3 * 12 after the first
     assert rows[("margin", 0.3)]["token_ratio"] == 0.25
     # beta: P(Beta(5, 1) > 1/2) = 1 - 2**-5 = 0.969 after 4 of 4; 1 - 2**-9 after 8 of 8
     assert rows[("beta", 0.95)]["token_ratio"] == 0.25
     assert rows[("beta", 0.99)]["token_ratio"] == 0.5
     # the oracle bound: the first wave's leader is already the full vote's
-    assert rows[("oracle", 0.0)] == {"problems": 1, "accuracy": 1.0, "token_ratio": 0.25}
+    assert rows[("oracle", 0.0)] == {"problems": 1, "accuracy": 1.0, "token_ratio": 0.25, "waves_run": 1.0,
+                                     "all_waves": 0.0}
 
 
 def test_unanswered_samples_cast_no_ballot(tmp_path):
@@ -135,4 +138,5 @@ def test_several_runs_pool_by_answer(tmp_path):
     res = replay(tmp_path / "a.jsonl", tmp_path / "b.jsonl")
     assert res.returncode == 0, res.stderr
     # all 8 samples drawn in every order: 5 right ballots against 2 for "3"
-    assert json.loads(out.read_text())["full_vote"]["all"] == {"problems": 1, "accuracy": 1.0, "token_ratio": 1.0}
+    assert json.loads(out.read_text())["full_vote"]["all"] == {"problems": 1, "accuracy": 1.0, "token_ratio": 1.0,
+                                                              "waves_run": 1.0, "all_waves": 1.0}

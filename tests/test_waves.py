@@ -33,6 +33,20 @@ def test_wave_sizes_smaller_first_and_never_below_the_minimum():
     assert sum(wave_sizes(97, 5, 3)) == 97
 
 
+def test_growing_waves_round_by_largest_remainder_and_keep_the_minimum():
+    assert wave_sizes(32, 5, 2, 0.5) == [4, 4, 6, 8, 10]  # weights 1, 1, 1.5, 2, 2.5
+    assert wave_sizes(28, 5, 2, 0.5) == [3, 4, 5, 7, 9]  # 3.5, 3.5, 5.25, 7, 8.75: ties to the later wave
+    assert wave_sizes(32, 4, 2, 1.0) == [4, 5, 9, 14]
+    assert wave_sizes(8, 5, 2, 0.5) == [2, 2, 2, 2]  # four waves at most; 1.45 -> 2, from the largest
+    assert wave_sizes(6, 5, 2, 3.0) == [2, 2, 2]
+    assert wave_sizes(16, 2, 2, 1.0) == [8, 8]  # the first two waves are alike: no growth below three
+    assert wave_sizes(32, 8, 2, 0.0) == [4] * 8
+    for n in (5, 16, 27, 64, 97):
+        for g in (0.25, 0.5, 2.0):
+            sizes = wave_sizes(n, 6, 2, g)
+            assert sum(sizes) == n and min(sizes) >= 2 and sizes == sorted(sizes)
+
+
 def test_wave_settled_needs_agreement_and_weight():
     b = lambda a, c=1.0, kind="path": Ballot(a, kind, c)  # noqa: E731
     assert wave_settled([b("7"), b("7")], EQ, 0.5, 2)
@@ -138,6 +152,31 @@ def test_srca_wide_spends_its_cap_only_on_an_unclear_vote():
     assert len(sampling_calls(eng)) == 6 and (res.answer, res.stop_reason) == ("8", "consensus")
 
 
+def test_srca_wide_fast_runs_growing_waves():
+    # variant srca-wide-fast at n = 32: waves of 4, 4, 6, 8, 10 (wave_growth 0.5), a stop once the
+    # lead reaches 0.1 of the lineages still to come
+    from srca.eval.variants import VARIANTS
+
+    fast = {k: v for k, v in VARIANTS["srca-wide-fast"].items() if k != "method"}
+    starts = [0, 4, 8, 14, 22]
+    offsets = {request_seed(0, 0, w): s for w, s in enumerate(starts)}
+    # 7 and 8 tie after waves 1 to 3 (2-2, 4-4, 7-7), then wave 4's eight 8s lead by 8 >= 0.1 * 10
+    tied = ["7", "8"] * 7 + ["8"] * 8 + ["9"] * 10
+    res, eng, _ = solve(tied, offsets=offsets, n=32, **fast)
+    assert [b[0][0] for b in sampling_calls(eng)] == [4, 4, 6, 8]
+    assert (res.answer, res.stop_reason) == ("8", "consensus")
+    # the bank replay runs the same waves: the same answer, stop and tokens
+    bank_engine = ScriptedEngine(lineage_script(lambda L: tied[L], lambda L, k: f"{L}{k}", lambda L: 3))
+    rec = RecordSettings(samples=32, topk=0, config=SearchConfig(prompt="math"))
+    (line,) = asyncio.run(record_chunk(bank_engine, [Problem(unique_id="p1", problem="q", answer="8")], rec))
+    out = replay_lineages(line, list(range(32)), Policy.from_config(SearchConfig.from_dict(res.config)))
+    assert (out.answer, out.stop, out.tokens) == (res.answer, res.stop_reason, res.usage.generated_tokens)
+    assert len(out.ballots) == 22
+    # an even split never leads: all five waves, all 32 lineages
+    res, eng, _ = solve(["7", "8"] * 16, offsets=offsets, n=32, **fast)
+    assert [b[0][0] for b in sampling_calls(eng)] == [4, 4, 6, 8, 10] and res.stop_reason == "finished"
+
+
 @pytest.mark.parametrize("finals", [["7", "7", "8", "8", "8", "8"], ["7", "8", "8", "9", "8", "8"],
                                     ["1", "2", "3", "4", "5", "5"]])
 @pytest.mark.parametrize("margin", [0.0, 1.0])
@@ -180,7 +219,8 @@ def test_the_default_search_starts_in_waves():
     assert Policy.from_config(c).waves == 3
     assert c.wave_margin == 0.0 and Policy.from_config(SearchConfig(wave_margin=0.25)).wave_margin == 0.25
     for bad in ({"waves": 0}, {"waves": 65}, {"wave_min": 0}, {"wave_consensus": 1.5}, {"waves": 2.0},
-                {"wave_margin": -0.1}, {"wave_margin": 1.5}, {"wave_margin": "1"}):
+                {"wave_margin": -0.1}, {"wave_margin": 1.5}, {"wave_margin": "1"},
+                {"wave_growth": -0.5}, {"wave_growth": 9}, {"wave_growth": float("nan")}, {"wave_growth": True}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             SearchConfig(**bad)
 

@@ -186,6 +186,7 @@ class Policy:
     weighted: bool = True
     max_steps: int = _DEFAULT.max_steps
     waves: int = _DEFAULT.waves
+    wave_growth: float = _DEFAULT.wave_growth
     wave_consensus: float = _DEFAULT.wave_consensus
     wave_margin: float = _DEFAULT.wave_margin
     wave_min: int = _DEFAULT.wave_min
@@ -202,7 +203,7 @@ class Policy:
                    confidence=c.confidence, confidence_window=c.confidence_window,
                    confidence_topk=c.confidence_topk > 0, keep_top=c.keep_top, keep_min=c.keep_min,
                    checkpoint_weight=c.checkpoint_weight, verify=c.verify, weighted=True, max_steps=c.max_steps, waves=c.waves,
-                   wave_consensus=c.wave_consensus, wave_margin=c.wave_margin, wave_min=c.wave_min,
+                   wave_growth=c.wave_growth, wave_consensus=c.wave_consensus, wave_margin=c.wave_margin, wave_min=c.wave_min,
                    wave_overlap=c.wave_overlap, wave_speculate=c.wave_speculate)
 
 
@@ -260,7 +261,7 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
                 out.append(Ballot(ans, kind, _conf(S[i], used[i], p) * f))
         return out
 
-    sizes = wave_sizes(len(S), p.waves, p.wave_min)
+    sizes = wave_sizes(len(S), p.waves, p.wave_min, p.wave_growth)
     after_wave: list[int] = []  # each wave's probes and verification, decoded after its samples
     for w, size in enumerate(sizes):
         live = range(started, started + size)

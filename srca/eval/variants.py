@@ -65,6 +65,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # 3,3,3,3,4,4,4,4): three draws at 0.94x to 0.96x, +0.83 (-0.56 to +2.25)
     "srca-wide": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 8, "wave_margin": 0.125,
                   "loop_share": 0.4, "loop_after": 512},
+    # srca-wide's cap and vote in 5 growing waves (wave_growth 0.5: 4, 4, 6, 8, 10 at n 32; 3, 4, 5, 7,
+    # 9 at 28) at a lead of 0.1: the hardest problems wait for 5 sample lengths one after another,
+    # not 8. Replayed as srca-wide was (benchmarks/vote_exit.py over the 23 pooled majority@16
+    # draws, --n 32 --split-salt "" --draws 50, the lead picked on the tune half;
+    # results/vote_exit_growth_math500.json.gz): 51.38% at 0.540x the full vote @32's tokens
+    # (1.08x majority@16's), 2.98 waves a problem on average, against 8 waves of 4 at 0.125:
+    # 51.39% at 0.535x, 3.82 waves; held-out half 52.96% against 52.94%. Not yet run online
+    "srca-wide-fast": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 5, "wave_growth": 0.5,
+                       "wave_margin": 0.1, "loop_share": 0.4, "loop_after": 512},
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)
     "srca-nockpt": {"method": "srca", "checkpoints": False},  # no probes: a cut lineage has no vote
     # DeepConf's token confidence, -mean(top-20 logprobs), over the same tail (scored after sampling)

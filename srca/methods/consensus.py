@@ -174,13 +174,30 @@ def consensus_reached(full_answers: Sequence[str], n: int, threshold: float, equ
     return top >= threshold * n - 1e-9
 
 
-def wave_sizes(n: int, waves: int, min_size: int = 1) -> list[int]:
+def wave_sizes(n: int, waves: int, min_size: int = 1, growth: float = 0.0) -> list[int]:
     """The sizes of the (at most) ``waves`` waves ``n`` lineages start in: as equal as can be,
     the smaller ones first (16 in 3: 5, 5, 6), none smaller than ``min_size`` (a wave with fewer
-    lineages than :func:`wave_settled` needs could never stop the solve: 4 in 3 with 2: 2, 2)."""
+    lineages than :func:`wave_settled` needs could never stop the solve: 4 in 3 with 2: 2, 2).
+
+    ``growth`` > 0 (``SearchConfig.wave_growth``): the first two waves alike, then each one
+    ``growth`` of the first's size larger than the one before (weights 1, 1, 1 + g, 1 + 2g, ...),
+    rounded by largest remainder (32 in 5 at 0.5: 4, 4, 6, 8, 10). Fewer waves for the same
+    cap: the solves that need every lineage wait for fewer waves one after another."""
     k = max(1, min(waves, n // max(1, min_size)))
-    base, extra = divmod(n, k)
-    return [base + (1 if i >= k - extra else 0) for i in range(k)]
+    if not growth or k < 3:
+        base, extra = divmod(n, k)
+        return [base + (1 if i >= k - extra else 0) for i in range(k)]
+    weights = [1.0 + growth * max(0, i - 1) for i in range(k)]
+    shares = [n * w / sum(weights) for w in weights]
+    sizes = [math.floor(x + 1e-9) for x in shares]
+    # the lineages rounding left out go to the largest remainders (ties: the later wave)
+    for i in sorted(range(k), key=lambda i: (shares[i] - sizes[i], i), reverse=True)[:n - sum(sizes)]:
+        sizes[i] += 1
+    for i in range(k):  # none below the minimum: the lineages come from the largest wave
+        while sizes[i] < min_size:
+            sizes[i] += 1
+            sizes[max(range(k), key=lambda j: (sizes[j], j))] -= 1
+    return sorted(sizes)
 
 
 def wave_settled(ballots: Sequence[Ballot], equiv: Equiv, threshold: float, min_votes: int, keep_top: float = 1.0,
