@@ -5,7 +5,9 @@ Runs ``--jobs`` (method:n, in priority order) with ``srca.eval.arun_eval``, one 
 under ``--out-dir`` (resumable: a call that runs out of time is continued by the next), stops
 starting new jobs after ``--budget-s`` seconds of jobs (the engine's start not counted: two
 servers took 155 s to start on an H100 and a budget that counted them ran nothing), and prints a
-report of everything done so far.
+report of everything done so far. With the in-process SGLang engine, SGLang's log goes to
+``--out-dir``/sglang.log and each job's line carries what its decode iterations cost
+(:func:`decode_cost`): the walls of two jobs of one engine are then explained by their batches.
 
     python benchmarks/gpu_eval.py --model /tmp/q15hf --data .gpu-data/math500.jsonl \
         --out-dir /tmp/evals --jobs cot:1,majority:4,srca:4 --budget-s 500
@@ -47,6 +49,18 @@ def parse_jobs(text: str) -> list[tuple[str, int, int | None]]:
             raise ValueError(f"--jobs: {spec!r}: {e}") from None
         jobs.append((parts[0], n, limit))
     return jobs
+
+
+def decode_cost(log: dict) -> dict:
+    """A job's decode iterations from SGLang's log over its time (``real_workload.SGLangLog.take``):
+    the running requests at each decode log line (mean), the milliseconds per iteration (each
+    line's running requests over its generated tok/s, averaged over the lines: every line covers
+    the same number of iterations), the prefill batches and the retractions."""
+    rows = [r for r in log.get("decode_series") or [] if r[1] and r[4]]
+    return {"decode_logs": log.get("decode_logs", 0),
+            "running_mean": (log.get("running_req") or {}).get("mean"),
+            "ms_per_iteration": round(1000 * sum(r[1] / r[4] for r in rows) / len(rows), 1) if rows else None,
+            "prefill_batches": log.get("prefill_batches"), "retractions": log.get("retractions")}
 
 
 def main() -> None:
@@ -120,6 +134,12 @@ def main() -> None:
         if not os.path.exists(dest):
             shutil.copyfile(f, dest)
             print(f"resuming from {f}", flush=True)
+    sglang_log = None  # the in-process engine's log, read per job (servers keep theirs under servers/)
+    if a.engine == "sglang":
+        from real_workload import SGLangLog, sglang_log_config
+
+        sglang_log = SGLangLog(sglang_log_config(a.out_dir))
+        os.environ["SGLANG_LOGGING_CONFIG_PATH"] = os.path.join(a.out_dir, "sglang_logging.json")
     if a.engine == "local":
         engine = make_engine("local", model=a.model)
     elif a.engine == "sglang-servers":  # the in-process engine's settings, as server flags
@@ -141,13 +161,16 @@ def main() -> None:
         subset = problems[:lim] if lim else problems
         out = os.path.join(a.out_dir, f"{a.dataset}_{m}_n{n}" + (f"_first{lim}" if lim else "")
                            + (f"_seed{seed}" if seed else "") + ".jsonl")
-        t = time.monotonic()
+        t, t_epoch = time.monotonic(), time.time()  # SGLang's log lines carry epoch times
         recs = asyncio.run(arun_eval(subset, [m], [n], engine, out, base=base, seed=seed,
                                      concurrency=a.concurrency, resume=True, progress=False))
         acc = sum(r["correct"] for r in recs) / max(1, len(recs))
         gen = sum(r["usage"]["generated_tokens"] for r in recs) / max(1, len(recs))
-        print(json.dumps({"job": spec, "problems": len(recs), "accuracy": round(acc, 4),
-                          "mean_generated_tokens": round(gen, 1), "wall_s": round(time.monotonic() - t, 1)}), flush=True)
+        line = {"job": spec, "problems": len(recs), "accuracy": round(acc, 4),
+                "mean_generated_tokens": round(gen, 1), "wall_s": round(time.monotonic() - t, 1)}
+        if sglang_log is not None:
+            line["sglang"] = decode_cost(sglang_log.take(t_epoch, time.time()))
+        print(json.dumps(line), flush=True)
     asyncio.run(engine.close())
     tag = f"_seed{seeds[0]}" if seeds[0] else ""  # the report: the first seed's files (one draw per cell)
     records = [r for f in sorted(glob.glob(os.path.join(a.out_dir, f"{a.dataset}_*{tag}.jsonl")))

@@ -139,3 +139,27 @@ def test_seeds_run_seed_by_seed(monkeypatch, tmp_path, capsys):
     out = capsys.readouterr().out
     order = [line.split('"job": "')[1].split('"')[0] for line in out.splitlines() if '"job": "' in line]
     assert order == ["majority:2", "cot:1", "majority:2 seed 3", "cot:1 seed 3"]
+
+
+def test_each_job_reads_its_decode_iterations_from_sglangs_log(tmp_path):
+    # SGLang's log lines as the eval's logging config writes them (epoch seconds first): the two
+    # decode lines inside the job's window cost 100 / 5,000 and 200 / 5,000 tok/s = 20 and 40 ms an
+    # iteration; the line before the job (the engine's warm-up) and the one after are not its
+    mod = _gpu_eval()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from real_workload import SGLangLog, sglang_log_config
+
+    path = sglang_log_config(str(tmp_path))
+    assert (tmp_path / "sglang_logging.json").exists()
+    dec = "INFO Decode batch, #running-req: {}, #token: 900, token usage: 0.10, cuda graph: True, " \
+          "gen throughput (token/s): {}, #queue-req: 0"
+    t = 1796612000.0
+    lines = [f"{t:.3f} {dec.format(8, 300.0)}", f"{t + 10.5:.3f} {dec.format(100, 5000.0)}",
+             f"{t + 11:.3f} INFO Prefill batch, #new-seq: 2, #new-token: 30, #cached-token: 900, #queue-req: 0",
+             f"{t + 12:.3f} {dec.format(200, 5000.0)}", f"{t + 30:.3f} {dec.format(50, 100.0)}"]
+    Path(path).write_text("\n".join(lines) + "\n")
+    got = mod.decode_cost(SGLangLog(path).take(t + 10, t + 20))
+    assert got == {"decode_logs": 2, "running_mean": 150.0, "ms_per_iteration": 30.0, "prefill_batches": 1,
+                   "retractions": 0}
+    assert mod.decode_cost({"decode_logs": 0}) == {"decode_logs": 0, "running_mean": None, "ms_per_iteration": None,
+                                                   "prefill_batches": None, "retractions": None}
