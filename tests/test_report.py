@@ -156,3 +156,19 @@ def test_unused_tokens_are_averaged_and_shown_beside_the_generated():
     assert row["generated_tokens"] == 2000 and row["unused_tokens"] == 200
     assert "2000 (200 unused)" in render(spec)
     assert "unused" not in render(RECORDS)
+
+
+def test_latency_per_problem_and_engine_calls():
+    # ten problems of 1 to 10 s and 1 to 10 engine calls: mean 5.5 s, the 90th percentile by nearest
+    # rank the 9th value, 5.5 calls a problem
+    recs = []
+    for i in range(1, 11):
+        r = rec(f"p{i}", "srca-wide", 32, i % 2 == 0)
+        r["timings"] = {"total_s": float(i)}
+        r["usage"]["engine_calls"] = i
+        recs.append(r)
+    (row,) = summarize(recs)
+    assert (row["wall_s"], row["wall_p90_s"], row["engine_calls"]) == (5.5, 9.0, 5.5)
+    text = render(recs)
+    assert "s / problem (p90)" in text and " 5.5 (9.0) " in text
+    assert summarize_group([])["wall_p90_s"] == 0.0

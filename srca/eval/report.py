@@ -3,7 +3,9 @@
 Per method x n: accuracy (with a 95% normal-approximation half-width), the oracle rate (some
 candidate correct), mean generated / prefilled tokens (prefilled = prompt tokens not served
 from a prefix cache), mean scorer calls and the CCA rescue rate: among correct answers of an
-SRCA method, the share that came from a checkpoint while no finished path had a correct answer.
+SRCA method, the share that came from a checkpoint while no finished path had a correct answer;
+the seconds a problem took (mean and 90th percentile, under the run's concurrency) and its
+engine calls, one after another or side by side: a search's price in latency (srca's waves).
 Also accuracy per level and per subject, a plot of accuracy against generated tokens, and the
 accuracy other decision rules would have had over the same candidate pools (:func:`redecide`).
 """
@@ -57,7 +59,17 @@ def summarize_group(records: Sequence[dict]) -> dict[str, Any]:
         "rescue_rate": rescue_rate(records) if srca_like else None,
         "rescued": sum(1 for r in records if r.get("rescued")),
         "wall_s": _mean([float(r.get("timings", {}).get("total_s", 0.0)) for r in records]),
+        "wall_p90_s": _quantile([float(r.get("timings", {}).get("total_s", 0.0)) for r in records], 0.9),
+        "engine_calls": usage("engine_calls"),
     }
+
+
+def _quantile(xs: Sequence[float], q: float) -> float:
+    """The ``q`` quantile by the nearest rank (0.0 for none): the value at rank ceil(q * k)."""
+    if not xs:
+        return 0.0
+    ys = sorted(xs)
+    return ys[max(0, math.ceil(q * len(ys)) - 1)]
 
 
 def _row_order(records: Sequence[dict]) -> list[RowKey]:
@@ -157,11 +169,12 @@ def _gen_cell(row: dict) -> str:
 def format_summary(rows: Sequence[dict]) -> str:
     with_run = len({r["run"] for r in rows}) > 1
     header = ["method", "n", "problems", "accuracy", "±95%", "oracle", "gen tok", "prefill tok", "probe tok",
-              "scorer calls", "from ckpt", "CCA rescue"]
+              "scorer calls", "from ckpt", "CCA rescue", "s / problem (p90)", "engine calls"]
     body = [[_name(r, with_run), str(r["n"]), str(r["count"]), _pct(r["accuracy"]), f"{100 * r['ci95']:.1f}",
              _pct(r["oracle"]), _gen_cell(r), f"{r['prefilled_tokens']:.0f}",
              f"{r['probe_tokens']:.0f}", f"{r['scorer_calls']:.1f}", _pct(r["from_checkpoint"]),
-             "-" if r["rescue_rate"] is None else f"{_pct(r['rescue_rate'])} ({r['rescued']}/{r['correct']})"]
+             "-" if r["rescue_rate"] is None else f"{_pct(r['rescue_rate'])} ({r['rescued']}/{r['correct']})",
+             f"{r['wall_s']:.1f} ({r['wall_p90_s']:.1f})", f"{r['engine_calls']:.1f}"]
             for r in rows]
     return _table(header, body)
 
