@@ -10,7 +10,8 @@ from .common import UsageError
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="summarize eval results",
-                       description="Accuracy per method x n, per level and subject, tokens, CCA rescue rate, seconds and engine calls per problem.")
+                       description="Accuracy per method x n, per level and subject, tokens, CCA rescue rate, "
+                                   "seconds and engine calls per problem.")
     p.add_argument("files", nargs="+", help="results files written by 'srca eval'")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="plot accuracy against generated tokens")
     p.add_argument("--json", action="store_true", help="print the summary rows as JSON instead of tables")
