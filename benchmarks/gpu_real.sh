@@ -188,8 +188,11 @@ json.dump(p.summarize(p.read(sys.argv[1]), 0, 9e9), open(sys.argv[2], "w"), inde
     case "$limit" in ''|*[!0-9]*) echo "wait: SECONDS must be a whole number, got '$limit'" >&2; exit 2;; esac
     end=$((SECONDS + limit))
     while :; do
+      # done is read before the poll, so the poll printed last holds the chain's end (read after,
+      # the chain could end between the two and the last poll miss it)
+      finished=0; grep -aqs '^== chain done' "$W/chain.out" && finished=1
       bash "$0" poll > "$W/poll.last" 2>&1
-      grep -aqs '^== chain done' "$W/chain.out" && { echo "wait: chain done"; break; }
+      [ "$finished" = 1 ] && { echo "wait: chain done"; break; }
       [ "$SECONDS" -ge "$end" ] && { echo "wait: ${limit} s passed, the chain still runs: wait again at once"; break; }
       sleep 7
     done
