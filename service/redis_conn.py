@@ -23,6 +23,30 @@ class RedisUnavailable(Exception):
     """Redis is not configured or currently down."""
 
 
+# Where a connection torn down under a command shows up as something other than redis-py's
+# ConnectionError: a write on a peer-closed transport raises uvloop's RuntimeError ("the handler is
+# closed") or, on CPython's loop, TypeError / AttributeError from the transport's cleared internals
+# (redis/redis-py#4287). Such an error is a lost connection only when raised inside redis-py's
+# connection layer; the same types from anywhere else are bugs and propagate.
+_TRANSPORT_ERRORS = (RuntimeError, TypeError, AttributeError)
+_CONNECTION_LAYER = ("/redis/asyncio/connection.py", "/redis/_parsers/")
+
+
+def lost_connection(e: BaseException) -> bool:
+    """Whether ``e`` is a connection lost under a redis-py command (see ``_TRANSPORT_ERRORS``)."""
+    if isinstance(e, REDIS_ERRORS):
+        return True
+    if not isinstance(e, _TRANSPORT_ERRORS):
+        return False
+    tb = e.__traceback__
+    while tb is not None:
+        where = tb.tb_frame.f_code.co_filename.replace("\\", "/")
+        if any(part in where for part in _CONNECTION_LAYER):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 class RedisHandle:
     def __init__(self, url: str | None, prefix: str = "srca:", retry_s: float = 1.0) -> None:
         self.url = url
@@ -119,6 +143,8 @@ class RedisHandle:
         client = self.require()
         try:
             return await fn(client, *args, **kw)
-        except REDIS_ERRORS as e:
+        except REDIS_ERRORS + _TRANSPORT_ERRORS as e:
+            if not lost_connection(e):
+                raise
             self.mark_down(e)
             raise RedisUnavailable(f"redis is unavailable: {e}") from None

@@ -110,33 +110,45 @@ class JobWorker:
 
     async def _take(self) -> None:
         while not self._stopping:
-            await self._slots.acquire()
             try:
-                job_id = None
-                while job_id is None:
-                    if not self.redis.up:
-                        await self.redis.wait_up()
-                    try:
-                        job_id = await self.store.take(self.id, timeout_s=1.0)
-                    except RedisUnavailable:
-                        continue
-                self._claiming.add(job_id)
-                # the claim is idempotent for this worker: retry it through an outage
-                state, attempt = await self._retry(lambda: self.store.claim(self.id, job_id))
-            except BaseException:
-                self._slots.release()
+                await self._take_one()
+            except asyncio.CancelledError:
                 raise
-            if state != "running":
-                self._claiming.discard(job_id)
-                if state == "failed":
-                    log.warning("job %s failed: too many attempts", job_id)
-                    self.on_finish("failed")
-                self._slots.release()
-                continue
-            with logs.bind(job_id=job_id):  # the task's lines (its solve's included) name the job
-                task = asyncio.get_running_loop().create_task(self._run(job_id, attempt), name=f"job-{job_id}")
-            self.running[job_id] = task
+            except Exception:  # a bug, or an error Redis's client lets out, must not stop this
+                # replica taking jobs (a job it had moved to its list is handed back by the sweep)
+                log.exception("taking a job failed: trying again")
+                await asyncio.sleep(self.lease_s / 3)
+
+    async def _take_one(self) -> None:
+        """Take one job from the queue, claim it and start its task (it holds a slot)."""
+        await self._slots.acquire()
+        job_id = None
+        try:
+            while job_id is None:
+                if not self.redis.up:
+                    await self.redis.wait_up()
+                try:
+                    job_id = await self.store.take(self.id, timeout_s=1.0)
+                except RedisUnavailable:
+                    continue
+            self._claiming.add(job_id)
+            # the claim is idempotent for this worker: retry it through an outage
+            state, attempt = await self._retry(lambda: self.store.claim(self.id, job_id))
+        except BaseException:
             self._claiming.discard(job_id)
+            self._slots.release()
+            raise
+        if state != "running":
+            self._claiming.discard(job_id)
+            if state == "failed":
+                log.warning("job %s failed: too many attempts", job_id)
+                self.on_finish("failed")
+            self._slots.release()
+            return
+        with logs.bind(job_id=job_id):  # the task's lines (its solve's included) name the job
+            task = asyncio.get_running_loop().create_task(self._run(job_id, attempt), name=f"job-{job_id}")
+        self.running[job_id] = task
+        self._claiming.discard(job_id)
 
     async def _run(self, job_id: str, attempt: int) -> None:
         try:
@@ -175,22 +187,31 @@ class JobWorker:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(0.1)
-            ids = list(self.running)
-            if not ids or not self.redis.up:
-                continue
             try:
-                states = await self.store.states(ids)
-            except RedisUnavailable:
-                continue
-            for job_id, (state, worker) in zip(ids, states):
-                # done/failed by us: our own finish may be in flight, leave it be; done by another
-                # worker (a late result of an earlier attempt): nothing left to do here
-                if state in ("cancelled", None) or (state in ("queued", "running", "done") and worker != self.id):
-                    task = self.running.get(job_id)
-                    if task is not None and not task.done():
-                        log.info("job %s is %s%s: stopping its solve", job_id, state,
-                                 "" if worker == self.id else f" on {worker}")
-                        task.cancel()
+                await self._watch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # as _take: a bug here must not stop cancellations reaching solves
+                log.exception("watching the running jobs failed")
+                await asyncio.sleep(self.lease_s / 3)
+
+    async def _watch_once(self) -> None:
+        ids = list(self.running)
+        if not ids or not self.redis.up:
+            return
+        try:
+            states = await self.store.states(ids)
+        except RedisUnavailable:
+            return
+        for job_id, (state, worker) in zip(ids, states):
+            # done/failed by us: our own finish may be in flight, leave it be; done by another
+            # worker (a late result of an earlier attempt): nothing left to do here
+            if state in ("cancelled", None) or (state in ("queued", "running", "done") and worker != self.id):
+                task = self.running.get(job_id)
+                if task is not None and not task.done():
+                    log.info("job %s is %s%s: stopping its solve", job_id, state,
+                             "" if worker == self.id else f" on {worker}")
+                    task.cancel()
 
 
 async def cancel_all(tasks: list[asyncio.Task], patience_s: float = 5.0) -> None:
