@@ -754,7 +754,7 @@ class Setup:
                     extra["gc_threshold"] = None
                 if a.decode_graph_max_bs != "engine":
                     extra["decode_graph_max_bs"] = None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs
-                self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem, sampling_backend=a.sampler,
+                self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem or 0.85, sampling_backend=a.sampler,
                                         attention_backend="triton", grammar_backend="none", log_level="info",
                                         decode_log_interval=a.decode_log_interval,
                                         freeze_gc=a.freeze_gc == "on", **extra)
@@ -786,7 +786,8 @@ class Setup:
         if a.max_running_requests:
             flags += ["--max-running-requests", str(a.max_running_requests)]
         flags += server_flags(a.sglang_args)
-        launch = ServerLaunch(model=a.model, replicas=a.server_replicas, mem_fraction=a.mem,
+        mem = a.mem if a.mem is not None or a.server_replicas > 1 else 0.85
+        launch = ServerLaunch(model=a.model, replicas=a.server_replicas, mem_fraction=mem,
                               decode_graph_max_bs=(AUTO if a.decode_graph_max_bs == "engine" else
                                                    None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs),
                               prefill_graph=(PREFILL_GRAPH if a.prefill_graph == "engine" else
@@ -845,6 +846,25 @@ class Setup:
             return json.loads(json.dumps(info, default=str))
         except Exception as e:  # informative only
             return {"error": f"{type(e).__name__}: {e}"}
+
+    def replicas_info(self) -> list[dict] | None:
+        """Each server replica's static fraction (as srca started it) and KV pool in tokens
+        (``--server``; None otherwise): equal pools are what the balanced fractions are for."""
+        group = getattr(self, "group", None)
+        if group is None:
+            return None
+        import urllib.request
+
+        out = []
+        for k, url in enumerate(self.urls):
+            row: dict = {"replica": k, "url": url, "mem_fraction_static": group.fractions.get(k)}
+            try:
+                with urllib.request.urlopen(url + "/get_server_info", timeout=30) as r:
+                    row["max_total_num_tokens"] = json.loads(r.read()).get("max_total_num_tokens")
+            except Exception as e:  # informative only
+                row["error"] = f"{type(e).__name__}: {e}"
+            out.append(row)
+        return out
 
     # raw generate ---------------------------------------------------------------------------------
     def raw(self, ids: list[list[int]]) -> dict:
@@ -1507,7 +1527,8 @@ def main() -> None:
     ap.add_argument("--engine", default="sglang", choices=["sglang", "local"], help="local: a CPU dry run")
     ap.add_argument("--server", action="store_true", help="one sglang.launch_server + SGLangServerEngine")
     ap.add_argument("--server-replicas", type=int, default=1, metavar="K",
-                    help="--server: K sglang.launch_server processes on this GPU (--mem / K each), one "
+                    help="--server: K sglang.launch_server processes on this GPU (equal shares of --mem, balanced as "
+                         "srca sglang-servers does), one "
                          "SGLangServerEngine over them: K schedulers for a scheduler-bound search (SGLang's "
                          "log and decode figures then mix the replicas' lines; its loads are listed per replica)")
     ap.add_argument("--model", default=None, help="default /tmp/q15hf (sglang), smollm2-135m (local)")
@@ -1527,7 +1548,9 @@ def main() -> None:
     ap.add_argument("--no-raw-bracket", dest="raw_bracket", action="store_false",
                     help="run the raw phase once, first (default: again after every job, and each job's ratios "
                          "are to the mean of the raw phases just before and after it)")
-    ap.add_argument("--mem", type=float, default=0.85)
+    ap.add_argument("--mem", type=float, default=None,
+                    help="SGLang's static memory fraction (default 0.85; with --server-replicas above 1, the "
+                         "share of the GPU all replicas take together, srca's default for that many)")
     ap.add_argument("--sampler", default="flashinfer", help="SGLang sampling backend (srca: srca's kernel, "
                     "srca/engines/sglang_sampler.py)")
     ap.add_argument("--sampler-ab", type=int, default=0, metavar="ROUNDS",
@@ -1734,6 +1757,10 @@ def main() -> None:
         gpoll.start()
     try:
         res["server_info"] = st.server_info()
+        res["replicas"] = st.replicas_info()
+        if res["replicas"]:
+            print("# replicas (static fraction, KV pool tokens): " + ", ".join(
+                f"{r['mem_fraction_static']} {r.get('max_total_num_tokens')}" for r in res["replicas"]), flush=True)
         # untimed warm-up: kernels JIT-compile on first use; the controller imports math-verify
         from srca import Solver
         from srca.engines.base import GenRequest

@@ -256,7 +256,7 @@ def test_stack_lines_print_the_schedulers_busiest_thread():
 
 def test_server_replicas_share_the_gpu_memory_and_one_engine(monkeypatch, tmp_path):
     """--server-replicas K starts K sglang.launch_server processes, each with --mem / K of the
-    GPU, waits for every one to be healthy, and gives the jobs one SGLangServerEngine over all K
+    GPU's memory free before the first (a later one a larger fraction of what is left), waits for every one to be healthy, and gives the jobs one SGLangServerEngine over all K
     URLs (a solve's calls stay on one replica); the raw phase sends each prompt's samples to one
     replica. Popen and the health check are stood in for: no SGLang here."""
     import subprocess
@@ -287,6 +287,8 @@ def test_server_replicas_share_the_gpu_memory_and_one_engine(monkeypatch, tmp_pa
 
     monkeypatch.setattr(subprocess, "Popen", FakeProc)
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Ok())
+    free = iter([80 << 30, 60 << 30])  # GiB free before each replica (read by nvidia-smi on a GPU)
+    monkeypatch.setattr("srca.engines.sglang_launch.gpu_free_bytes", lambda gpu: next(free))
     engines = []
     monkeypatch.setattr("srca.engines.sglang_http.SGLangServerEngine",
                         lambda url, **kw: engines.append((url, kw)) or types.SimpleNamespace())
@@ -301,7 +303,8 @@ def test_server_replicas_share_the_gpu_memory_and_one_engine(monkeypatch, tmp_pa
     import atexit
 
     atexit.unregister(setup.group.stop)  # stand-in processes (made-up pids): nothing to stop at exit
-    assert len(started) == 2 and all(c[c.index("--mem-fraction-static") + 1] == "0.42" for c in started)
+    # the first takes 0.42 of the 80 GiB free (33.6 GiB), the second the same 33.6 of its 60: 0.56
+    assert len(started) == 2 and [c[c.index("--mem-fraction-static") + 1] for c in started] == ["0.42", "0.56"]
     ports = [c[c.index("--port") + 1] for c in started]
     assert len(set(ports)) == 2 and setup.urls == [f"http://127.0.0.1:{p}" for p in ports]
     assert setup.url == setup.urls[0] and setup.proc is setup.procs[0]

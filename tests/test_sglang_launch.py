@@ -3,6 +3,7 @@ command lines, environment) exactly, and the command end to end against stand-in
 ``sglang.launch_server`` module that answers ``/health`` and reports what it was given)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -91,8 +92,11 @@ def test_extra_args_must_be_strings():
 
 def test_replicas_share_gpus_in_turn_and_start_a_round_per_gpu_slot():
     la = ServerLaunch(model="/m", replicas=5, gpus=(0, 1), decode_graph_max_bs=None, prefill_graph=None)
-    # GPU 0 holds replicas 0, 2, 4 (0.8 / 3 each), GPU 1 replicas 1, 3 (0.4 each)
-    assert la.placements() == [(0, 0.2667), (1, 0.4), (0, 0.2667), (1, 0.4), (0, 0.2667)]
+    # GPU 0 holds replicas 0, 2, 4 (0.7 / 3 each of the memory free before the first), GPU 1
+    # replicas 1, 3 (0.8 / 2 each)
+    assert la.placements() == [(0, 0.2333), (1, 0.4), (0, 0.2333), (1, 0.4), (0, 0.2333)]
+    assert [la.shared(k) for k in range(5)] == [False, False, True, True, True]
+    assert [sglang_launch.shared_gpu_mem(n) for n in (2, 3, 4, 5, 8)] == [0.8, 0.7, 0.6, 0.5, 0.3]
     assert la.rounds() == [[0, 1], [2, 3], [4]]
     one = ServerLaunch(model="/m", replicas=2, gpus=(0, 1), mem_fraction=0.85, decode_graph_max_bs=None,
                        prefill_graph=None)
@@ -156,6 +160,76 @@ def test_a_group_starts_round_by_round_and_stops_every_server(shim, tmp_path):
     finally:
         group.stop()
     assert all(_gone(u) for u in urls) and all(p.poll() is not None for p in group.procs)
+
+
+GIB = 1 << 30
+
+
+class _SimGPU:
+    """GPU memory as SGLang 0.5.17 takes it: a server started with fraction ``f`` while ``F``
+    bytes are free keeps ``f * F`` as static memory (its weights, ``weights``, and its KV pool,
+    the rest) and ``over`` beside it (CUDA graphs, activations). Figures of the twenty-fourth run's
+    H100 (75.6 GiB free, the 1.5B model's 2.9 GiB, about 6.5 GiB beside)."""
+
+    def __init__(self, free=75.6 * GIB, weights=2.9 * GIB, over=6.5 * GIB):
+        self.total, self.weights, self.over = free, weights, over
+        self.used: list[float] = []
+        self.pools: list[float] = []
+        self.reads = 0
+
+    def free(self, gpu: int) -> int:
+        self.reads += 1
+        return int(self.total - sum(self.used))
+
+    def start(self, fraction: float) -> None:
+        free = self.total - sum(self.used)
+        self.pools.append(fraction * free - self.weights)
+        self.used.append(fraction * free + self.over)
+
+
+def test_balanced_fractions_give_a_shared_gpus_replicas_equal_kv_pools():
+    # the same fraction for all (what srca passed before): the twenty-fourth run's skew, 7x
+    old = _SimGPU()
+    for _ in range(4):
+        old.start(0.21)
+    assert old.pools[0] / old.pools[3] > 6
+    # balanced: each later replica takes the first's static memory of what is left to it
+    sim, share = _SimGPU(), sglang_launch.shared_gpu_mem(4) / 4
+    first = sim.free(0)
+    fracs = []
+    for k in range(4):
+        fracs.append(share if k == 0 else sglang_launch.balanced_fraction(share, first, sim.free(0)))
+        sim.start(fracs[-1])
+    assert fracs == sorted(fracs) and fracs[0] == 0.15
+    assert max(sim.pools) / min(sim.pools) < 1.001 and sum(sim.pools) > sum(old.pools)
+    with pytest.raises(RuntimeError, match="lower mem_fraction or the replicas per GPU"):
+        sglang_launch.balanced_fraction(0.21, int(75.6 * GIB), int(10 * GIB))  # 15.9 GiB into 10: no
+    with pytest.raises(RuntimeError, match="4 GiB beside it"):
+        sglang_launch.balanced_fraction(0.21, int(75.6 * GIB), int(18 * GIB))  # fits, but no room beside
+
+
+def test_a_group_balances_the_replicas_of_a_shared_gpu_from_its_free_memory(shim):
+    sim = _SimGPU()
+    la = ServerLaunch(model="/m", replicas=4, decode_graph_max_bs=None, prefill_graph=None, start_timeout_s=60)
+    group = ServerGroup(la, free_memory=sim.free)
+
+    def ready(k, url):
+        argv = _get(url)["argv"]
+        sim.start(float(argv[argv.index("--mem-fraction-static") + 1]))  # the GPU fills as SGLang would
+
+    try:
+        group.start(on_ready=ready)
+        assert [group.fractions[k] for k in range(4)] == [0.15, 0.1963, 0.2841, 0.5136]
+        assert sim.reads == 4 and max(sim.pools) / min(sim.pools) < 1.002
+    finally:
+        group.stop()
+    # four replicas at 0.84 of the GPU do not fit beside their graphs: refused before the last
+    # starts, naming it, with the others stopped
+    sim = _SimGPU()
+    group = ServerGroup(dataclasses.replace(la, mem_fraction=0.84), free_memory=sim.free)
+    with pytest.raises(RuntimeError, match="replica 3 on GPU 0: .*lower mem_fraction"):
+        group.start(on_ready=ready)
+    assert len(group.procs) == 3 and all(p.poll() is not None for p in group.procs)
 
 
 def test_a_server_that_exits_stops_the_others_and_says_which(shim):

@@ -50,8 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replicas", type=int, default=None, help="servers in all (default one per GPU), placed on --gpus in turn")
     p.add_argument("--gpus", type=_gpus, default=None, metavar="0,1,...", help="GPU indices (default 0)")
     p.add_argument("--mem-fraction", type=_none_or(float), default=None, metavar="F",
-                   help="static memory fraction of each GPU for all its replicas together (default: SGLang's own "
-                        "for one replica, 0.8 for a shared GPU)")
+                   help="static memory (weights, KV pools) of all a GPU's replicas together, as a share of its "
+                        "memory free before the first, split evenly (default: SGLang's own for one replica; "
+                        "0.8 for two, 0.7 for three, 0.6 for four)")
     p.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="the first replica's port, the others the next ones "
                    "(default: free ports)")

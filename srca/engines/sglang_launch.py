@@ -10,8 +10,12 @@ the garbage collector's thresholds raised in their processes, 1.80x (60.0 s agai
 :class:`ServerLaunch` is the plan (a dataclass that checks itself); :class:`ServerGroup` starts
 it, one round at a time: a round starts the next replica of every GPU at once, and the next
 round waits for it to answer ``/health``, since a replica sizes its KV pool by the GPU memory
-free when it starts. Each server gets, as ``SGLangEngine`` passes them in process: the decode
-CUDA graphs (:mod:`.sglang_graphs`), no prefill graphs, and the collector's thresholds
+free when it starts. So the replicas of a GPU get equal pools only if each later one is given a
+larger ``--mem-fraction-static`` of the smaller memory left to it (:func:`balanced_fraction`, from
+the GPU's free memory read before each start): with the same fraction for all, four servers on
+one H100 got pools of 485,670, 305,847, 164,056 and 67,393 tokens and the last one was the
+straggler (benchmarks/RUNS.md, "Twenty-fourth run"). Each server gets, as ``SGLangEngine``
+passes them in process: the decode CUDA graphs (:mod:`.sglang_graphs`), no prefill graphs, and the collector's thresholds
 (``SRCA_SGLANG_GC_THRESHOLD`` in its environment, which srca's SGLang plugin reads in each of
 its processes; :mod:`.gc_probe`). ``srca sglang-servers`` is the command line.
 Nothing here imports SGLang; :meth:`ServerLaunch.graph_flags` reads its argument names.
@@ -22,6 +26,7 @@ import asyncio
 import atexit
 import dataclasses
 import inspect
+import logging
 import os
 import signal
 import socket
@@ -36,9 +41,60 @@ from .sglang_http import SGLangServerEngine
 from .sglang_graphs import (AUTO, PREFILL_GRAPH, cli_flags, decode_graph_args, prefill_graph_args, resolve_max_bs,
                             resolve_prefill_graph, server_arg_fields)
 
-# the static memory fraction of a GPU shared by several replicas, split between them (one replica
-# alone keeps SGLang's own choice); measured: 0.8 over two replicas on one H100 (0.4 each)
+log = logging.getLogger(__name__)
+
+# the static memory (weights and KV pool) of all the replicas of a shared GPU together, as a
+# fraction of the memory free before the first starts: 0.8 for two replicas, 0.1 less for each
+# more (at least 0.3), since each replica also needs memory outside its static share, about 5 to
+# 7 GiB on an H100 under the real workload (CUDA graphs, activations, SGLang's IPC reserve;
+# benchmarks/RUNS.md, "Twenty-fourth run")
 SHARED_GPU_MEM = 0.8
+
+
+def shared_gpu_mem(share: int) -> float:
+    """The default static fraction of a GPU shared by ``share`` replicas, for all of them together."""
+    return round(max(0.3, min(SHARED_GPU_MEM, 1.0 - 0.1 * share)), 4)
+
+
+# a later replica of a shared GPU is refused (before it starts) when the memory left beside its
+# static share would be less than this, or its fraction more than MAX_FRACTION
+MIN_HEADROOM_BYTES = 4 << 30
+MAX_FRACTION = 0.95
+
+
+def balanced_fraction(share_fraction: float, free_first: int, free_now: int) -> float:
+    """The ``--mem-fraction-static`` that gives a later replica of a shared GPU the static memory
+    of the first. SGLang 0.5.17 sizes a server's KV pool as the memory free after its weights
+    load minus ``(1 - fraction)`` of the memory free before they did
+    (``kv_cache_configurator._profile_available_bytes``), so a replica's static memory is its
+    fraction of the memory free when it starts. The first took ``share_fraction`` of
+    ``free_first`` bytes; this one starts with ``free_now``. ``RuntimeError`` (saying what to
+    lower) when that does not fit."""
+    static = share_fraction * free_first
+    if free_now <= 0 or free_now - static < MIN_HEADROOM_BYTES or static / free_now > MAX_FRACTION:
+        gib = 1 << 30
+        raise RuntimeError(
+            f"a GPU shared by several SGLang servers has {free_now / gib:.1f} GiB free for the next one, "
+            f"which needs {static / gib:.1f} GiB of static memory (as the first took) and "
+            f"{MIN_HEADROOM_BYTES / gib:.0f} GiB beside it: lower mem_fraction or the replicas per GPU")
+    return round(static / free_now, 4)
+
+
+def gpu_free_bytes(gpu: int) -> int | None:
+    """The free memory of GPU ``gpu`` as ``--base-gpu-id`` counts them (through
+    ``CUDA_VISIBLE_DEVICES`` when it is set), from ``nvidia-smi``; None when it cannot be read."""
+    ident = str(gpu)
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible:
+        if gpu >= len(visible):
+            return None
+        ident = visible[gpu]
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", ident],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        return int(float(out.strip().splitlines()[0])) << 20  # MiB
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -85,9 +141,10 @@ class ServerLaunch:
     replicas: servers in all, placed on ``gpus`` in turn (replica k on ``gpus[k % len(gpus)]``);
         None: one per GPU.
     gpus: GPU indices (``--base-gpu-id``); several replicas may share one.
-    mem_fraction: the static memory fraction of each GPU for all its replicas together, split
-        evenly (``--mem-fraction-static``); None: SGLang's own for a GPU with one replica,
-        :data:`SHARED_GPU_MEM` for a shared one.
+    mem_fraction: the static memory (weights and KV pools) of all the replicas of a GPU together,
+        as a fraction of its memory free before the first starts, split evenly (the first's
+        ``--mem-fraction-static``; each later one's by :func:`balanced_fraction`); None: SGLang's
+        own for a GPU with one replica, :func:`shared_gpu_mem` for a shared one.
     host, port: where they listen; replica k on ``port + k``, or on free ports when ``port`` is None.
     decode_graph_max_bs, prefill_graph: CUDA graphs as ``SGLangEngine`` takes them (None:
         SGLang's default).
@@ -149,14 +206,22 @@ class ServerLaunch:
             raise ValueError(f"ServerLaunch.start_timeout_s: seconds > 0, got {self.start_timeout_s!r}")
 
     def placements(self) -> list[tuple[int, float | None]]:
-        """``(gpu, mem_fraction_static or None)`` per replica, in start order."""
+        """``(gpu, share)`` per replica, in start order: the share of the GPU's memory free before
+        its first replica starts that each of its replicas takes as static memory (the first
+        replica's ``--mem-fraction-static``), or None for SGLang's own choice."""
         gpus = [self.gpus[k % len(self.gpus)] for k in range(self.replicas)]
         out = []
         for g in gpus:
             share = gpus.count(g)
-            total = self.mem_fraction if self.mem_fraction is not None else (SHARED_GPU_MEM if share > 1 else None)
+            total = self.mem_fraction if self.mem_fraction is not None else (shared_gpu_mem(share) if share > 1 else None)
             out.append((g, None if total is None else round(total / share, 4)))
         return out
+
+    def shared(self, k: int) -> bool:
+        """Whether replica ``k`` starts after another replica of its GPU (its fraction is then
+        balanced at its start)."""
+        g = self.placements()[k][0]
+        return any(self.placements()[j][0] == g for j in range(k))
 
     def rounds(self) -> list[list[int]]:
         """Replica indices started together: the first replica of every GPU, then the second..."""
@@ -180,11 +245,14 @@ class ServerLaunch:
         return cli_flags({**decode_graph_args(resolve_max_bs(self.decode_graph_max_bs), fields, given),
                           **prefill_graph_args(self.prefill_graph, fields, given)})
 
-    def commands(self, ports: Sequence[int], python: str = sys.executable) -> list[list[str]]:
-        """Each replica's command line, on ``ports``."""
+    def commands(self, ports: Sequence[int], python: str = sys.executable,
+                 fractions: dict[int, float] | None = None) -> list[list[str]]:
+        """Each replica's command line, on ``ports``; ``fractions`` overrides replicas' static
+        fractions (a later replica of a shared GPU: :func:`balanced_fraction`)."""
         graphs = self.graph_flags()
         out = []
-        for (gpu, mem), port in zip(self.placements(), ports):
+        for k, ((gpu, mem), port) in enumerate(zip(self.placements(), ports)):
+            mem = (fractions or {}).get(k, mem)
             cmd = [python, "-m", "sglang.launch_server", "--model-path", self.model, "--host", self.host,
                    "--port", str(port), "--base-gpu-id", str(gpu)]
             if mem is not None:
@@ -221,8 +289,11 @@ class ServerGroup:
     """The servers of one :class:`ServerLaunch`: :meth:`start` them (their URLs), :meth:`stop`
     them (each in its own session, so SGLang's scheduler processes go too); a context manager."""
 
-    def __init__(self, launch: ServerLaunch) -> None:
+    def __init__(self, launch: ServerLaunch, free_memory: Callable[[int], int | None] | None = None) -> None:
         self.launch = launch
+        # a GPU's free bytes (None: unknown), read before each round; default gpu_free_bytes
+        self.free_memory = free_memory or gpu_free_bytes
+        self.fractions: dict[int, float | None] = {}  # each started replica's --mem-fraction-static
         self.procs: list[subprocess.Popen] = []
         self.urls: list[str] = []
         self._logs: list[IO[Any]] = []
@@ -239,15 +310,34 @@ class ServerGroup:
             raise RuntimeError("ServerGroup.start: already started (a group starts once; make another)")
         la = self.launch
         ports = [la.port + k if la.port is not None else free_port(la.host) for k in range(la.replicas)]
-        cmds = la.commands(ports)
         env = la.environment()
         if la.log_dir is not None:
             os.makedirs(la.log_dir, exist_ok=True)
         host = "127.0.0.1" if la.host in ("0.0.0.0", "::") else la.host
         urls = [f"http://{host}:{p}" for p in ports]
         atexit.register(self.stop)  # servers run in sessions of their own: never leave them behind
+        plan = la.placements()
+        first_free: dict[int, int | None] = {}
         for rnd in la.rounds():
+            fractions: dict[int, float] = {}
             for k in rnd:
+                gpu, share = plan[k]
+                if share is None:
+                    continue
+                if not la.shared(k):
+                    first_free[gpu] = self.free_memory(gpu)
+                elif first_free.get(gpu) is not None and (now := self.free_memory(gpu)) is not None:
+                    try:
+                        fractions[k] = balanced_fraction(share, first_free[gpu], now)
+                    except RuntimeError as e:
+                        self.stop()
+                        raise RuntimeError(f"sglang.launch_server replica {k} on GPU {gpu}: {e}") from None
+                else:
+                    log.warning("GPU %d's free memory could not be read (nvidia-smi): replica %d starts with the "
+                                "first's fraction, %s, and gets a smaller KV pool", gpu, k, share)
+            cmds = la.commands(ports, fractions=fractions)
+            for k in rnd:
+                self.fractions[k] = fractions.get(k, plan[k][1])
                 path = self.log_path(k)
                 out: Any = 2  # no log folder: the servers' output on this process's stderr (stdout stays ours)
                 if path is not None:
