@@ -187,6 +187,31 @@ class _SimGPU:
         self.used.append(fraction * free + self.over)
 
 
+KV_BYTES_PER_TOKEN = 28 * 2 * 2 * 128 * 2  # Qwen2.5-1.5B: 28 layers, K and V, 2 KV heads of 128, bf16
+
+
+@pytest.mark.parametrize("run, fraction", [
+    ("real_workload_h100_seventeenth_replicas2_gc.json.gz", 0.4),
+    ("real_workload_h100_eighteenth.json.gz", 0.27),
+    ("real_workload_h100_twentyfourth_servers4.json.gz", 0.21)])
+def test_the_simulated_gpu_reproduces_the_pools_the_h100_runs_got(run, fraction):
+    """The model behind the balanced fractions, checked against what SGLang did: the KV pools the
+    stored two-, three- and four-server runs logged (``max_total_num_tokens`` of each replica, in
+    start order, all at one fraction) against the simulated GPU's, within 10%."""
+    import gzip
+    import re
+
+    with gzip.open(os.path.join(ROOT, "benchmarks", "results", run), "rt") as f:
+        logged = [int(x) for x in re.findall(r"max_total_num_tokens=(\d+)", f.read())]
+    logged = [x for x in logged if x != 2368832]  # the eighteenth run's in-process engines
+    sim = _SimGPU()
+    for _ in logged:
+        sim.start(fraction)
+    assert len(logged) in (2, 3, 4)
+    for got, pool in zip(logged, sim.pools):
+        assert abs(pool / KV_BYTES_PER_TOKEN / got - 1) < 0.10, (logged, [round(p / KV_BYTES_PER_TOKEN) for p in sim.pools])
+
+
 def test_balanced_fractions_give_a_shared_gpus_replicas_equal_kv_pools():
     # the same fraction for all (what srca passed before): the twenty-fourth run's skew, 7x
     old = _SimGPU()
