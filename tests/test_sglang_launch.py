@@ -284,6 +284,8 @@ def test_the_command_prints_the_urls_and_stops_the_servers_on_sigterm(shim, tmp_
             proc.kill()
     err = proc.stderr.read()
     assert "replica 0 ready" in err and "replica 1 ready" in err and "stopping the servers" in err
+    assert "--mem-fraction-static 0.4)" in err  # no nvidia-smi here: the second keeps the first's fraction
+    assert "free memory could not be read" in err, err
     deadline = time.time() + 10
     while not all(_gone(u) for u in urls) and time.time() < deadline:
         time.sleep(0.2)

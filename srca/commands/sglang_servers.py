@@ -103,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
     old = signal.signal(signal.SIGTERM, on_term)
     try:
         t0 = time.monotonic()
-        urls = group.start(on_ready=lambda k, url: err(f"replica {k} ready at {url} ({time.monotonic() - t0:.0f} s)"))
+        urls = group.start(on_ready=lambda k, url: err(
+            f"replica {k} ready at {url} ({time.monotonic() - t0:.0f} s"
+            + ("" if group.fractions.get(k) is None else f", --mem-fraction-static {group.fractions[k]}") + ")"))
         print(",".join(urls), flush=True)
         err(f"{len(urls)} server(s) up; use --engine http --engine-url {','.join(urls)}; Ctrl-C stops them")
         while True:
