@@ -72,6 +72,9 @@ from _common import concurrency, write_result  # noqa: E402
 DEFAULT_JOBS = "majority,best_of_n,srca,dvts,srca-paper"
 
 
+IN_PROCESS_MEM = 0.85  # SGLang's static memory fraction for one engine on the GPU (--mem's default)
+
+
 def _q(xs: list[float], q: float) -> float:
     if not xs:
         return 0.0
@@ -754,7 +757,7 @@ class Setup:
                     extra["gc_threshold"] = None
                 if a.decode_graph_max_bs != "engine":
                     extra["decode_graph_max_bs"] = None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs
-                self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem or 0.85, sampling_backend=a.sampler,
+                self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem or IN_PROCESS_MEM, sampling_backend=a.sampler,
                                         attention_backend="triton", grammar_backend="none", log_level="info",
                                         decode_log_interval=a.decode_log_interval,
                                         freeze_gc=a.freeze_gc == "on", **extra)
@@ -786,7 +789,7 @@ class Setup:
         if a.max_running_requests:
             flags += ["--max-running-requests", str(a.max_running_requests)]
         flags += server_flags(a.sglang_args)
-        mem = a.mem if a.mem is not None or a.server_replicas > 1 else 0.85
+        mem = a.mem if a.mem is not None or a.server_replicas > 1 else IN_PROCESS_MEM
         launch = ServerLaunch(model=a.model, replicas=a.server_replicas, mem_fraction=mem,
                               decode_graph_max_bs=(AUTO if a.decode_graph_max_bs == "engine" else
                                                    None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs),
@@ -1549,7 +1552,7 @@ def main() -> None:
                     help="run the raw phase once, first (default: again after every job, and each job's ratios "
                          "are to the mean of the raw phases just before and after it)")
     ap.add_argument("--mem", type=float, default=None,
-                    help="SGLang's static memory fraction (default 0.85; with --server-replicas above 1, the "
+                    help=f"SGLang's static memory fraction (default {IN_PROCESS_MEM}; with --server-replicas above 1, the "
                          "share of the GPU all replicas take together, srca's default for that many)")
     ap.add_argument("--sampler", default="flashinfer", help="SGLang sampling backend (srca: srca's kernel, "
                     "srca/engines/sglang_sampler.py)")

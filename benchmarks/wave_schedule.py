@@ -63,7 +63,7 @@ from srca.answers import equivalent  # noqa: E402
 from srca.config import SearchConfig  # noqa: E402
 from srca.eval import config_for  # noqa: E402
 from srca.eval.bank import Policy, bank_files, read_bank, replay_lineages  # noqa: E402
-from srca.methods.consensus import Ballot, wave_settled, wave_sizes  # noqa: E402
+from srca.methods.consensus import Ballot, config_wave_sizes, wave_settled  # noqa: E402
 
 N = 16
 TREE_JOBS = ("dvts", "beam", "srca-paper")  # step-by-step searches: their iterations also pay for step prefills
@@ -94,7 +94,7 @@ def lineages_of(line: dict, c: SearchConfig) -> Problem:
 
 def waves_needed(p: Problem, c: SearchConfig) -> int:
     """How many of its waves the search runs (the first whose vote is clear stops it)."""
-    sizes = wave_sizes(c.n, c.waves, c.wave_min, c.wave_growth)
+    sizes = config_wave_sizes(c)
     upto = 0
     for w, size in enumerate(sizes[:-1]):
         upto += size
@@ -134,7 +134,7 @@ class Run:
         if c is None:  # majority: every sample in one call
             self.sizes = [len(problems[0].lineages) if problems else 0]
         else:
-            self.sizes = wave_sizes(c.n, c.waves, c.wave_min, c.wave_growth)
+            self.sizes = config_wave_sizes(c)
         self.need = [1] * len(problems) if c is None else [waves_needed(p, c) for p in problems]
         self.overlap = 0 if c is None or len(self.sizes) < 2 or c.wave_overlap >= c.max_new_tokens else c.wave_overlap
         self.spec = bool(c is not None and c.wave_speculate and len(self.sizes) > 1 and not self.overlap)

@@ -220,8 +220,8 @@ class ServerLaunch:
     def shared(self, k: int) -> bool:
         """Whether replica ``k`` starts after another replica of its GPU (its fraction is then
         balanced at its start)."""
-        g = self.placements()[k][0]
-        return any(self.placements()[j][0] == g for j in range(k))
+        gpus = [g for g, _ in self.placements()]
+        return gpus[k] in gpus[:k]
 
     def rounds(self) -> list[list[int]]:
         """Replica indices started together: the first replica of every GPU, then the second..."""
@@ -324,7 +324,7 @@ class ServerGroup:
                 gpu, share = plan[k]
                 if share is None:
                     continue
-                if not la.shared(k):
+                if gpu not in first_free:  # its GPU's first replica (la.shared(k) is False)
                     first_free[gpu] = self.free_memory(gpu)
                 elif first_free.get(gpu) is not None and (now := self.free_memory(gpu)) is not None:
                     try:

@@ -44,8 +44,8 @@ import numpy as np
 from ..answers import equivalent, extract_answer, parse_probe
 from ..config import SearchConfig
 from ..engines.token_spans import token_spans
-from ..methods.consensus import (Ballot, consensus_reached, settled_answer, token_confidence, trace_confidence,
-                                 vote, wave_settled, wave_sizes)
+from ..methods.consensus import (Ballot, config_wave_sizes, consensus_reached, settled_answer, token_confidence,
+                                 trace_confidence, vote, wave_settled)
 from ..methods.context import PROBE_STOPS
 from ..methods.paths import PATH, path_steps, whole_paths
 from ..methods.verify import VERIFY_TOPK, Verifier, verify_factor
@@ -261,7 +261,7 @@ def replay_lineages(line: dict, samples: Sequence[int], p: Policy) -> Outcome:
                 out.append(Ballot(ans, kind, _conf(S[i], used[i], p) * f))
         return out
 
-    sizes = wave_sizes(len(S), p.waves, p.wave_min, p.wave_growth)
+    sizes = config_wave_sizes(p, len(S))
     after_wave: list[int] = []  # each wave's probes and verification, decoded after its samples
     for w, size in enumerate(sizes):
         live = range(started, started + size)

@@ -59,9 +59,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # pooled majority@16 draws (benchmarks/vote_exit.py, --n 32 --waves 4,4,4,4,4,4,4,4, 200
     # orders; results/vote_exit_wide_math500.json.gz): 51.3% against majority@16's 50.0% at 1.07x
     # its tokens before loop stops (tune half +1.2 points, other half +1.4); GSM8K +0.8 at 0.69x.
-    # Online (twenty-second and twenty-third runs, one H100, all 500, three draws): 50.4% to 51.4% at
-    # 1.05x majority@16's tokens, +1.30 points (-0.01 to +2.59) against 23 majority@16 draws pooled
-    # (results/pooled_srca-wide_majority_n16.json); 1.6x majority's wall. srca-wide:28 (waves
+    # Online (twenty-second to twenty-fourth runs, one H100, all 500, four draws): 50.4% to 52.0% at
+    # 1.05x to 1.09x majority@16's tokens, +1.55 points (+0.47 to +2.64) against 24 majority@16 draws
+    # pooled (results/pooled_srca-wide_majority_n16.json); 1.6x to 1.9x majority's wall. srca-wide:28 (waves
     # 3,3,3,3,4,4,4,4): three draws at 0.94x to 0.96x, +0.83 (-0.56 to +2.25)
     "srca-wide": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 8, "wave_margin": 0.125,
                   "loop_share": 0.4, "loop_after": 512},
@@ -71,7 +71,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # draws, --n 32 --split-salt "" --draws 50, the lead picked on the tune half;
     # results/vote_exit_growth_math500.json.gz): 51.38% at 0.540x the full vote @32's tokens
     # (1.08x majority@16's), 2.98 waves a problem on average, against 8 waves of 4 at 0.125:
-    # 51.39% at 0.535x, 3.82 waves; held-out half 52.96% against 52.94%. Not yet run online
+    # 51.39% at 0.535x, 3.82 waves; held-out half 52.96% against 52.94%. Online, one draw
+    # (twenty-fourth run): 51.2% at 1.09x majority@16's tokens in 0.87x srca-wide's wall
     "srca-wide-fast": {"method": "srca", "confidence": "mean", "keep_top": 1.0, "waves": 5, "wave_growth": 0.5,
                        "wave_margin": 0.1, "loop_share": 0.4, "loop_after": 512},
     "srca-keep90": {"method": "srca", "keep_top": 0.9},  # a milder confidence filter (DeepConf-high)

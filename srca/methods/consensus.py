@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..config import CONFIDENCES
 
@@ -198,6 +198,13 @@ def wave_sizes(n: int, waves: int, min_size: int = 1, growth: float = 0.0) -> li
             sizes[i] += 1
             sizes[max(range(k), key=lambda j: (sizes[j], j))] -= 1
     return sorted(sizes)
+
+
+def config_wave_sizes(c: Any, n: int | None = None) -> list[int]:
+    """:func:`wave_sizes` of a search's settings (``SearchConfig`` or a bank replay's ``Policy``:
+    ``waves``, ``wave_min``, ``wave_growth``) for ``n`` lineages (default ``c.n``): the one place
+    that says which settings shape the waves."""
+    return wave_sizes(c.n if n is None else n, c.waves, c.wave_min, c.wave_growth)
 
 
 def wave_settled(ballots: Sequence[Ballot], equiv: Equiv, threshold: float, min_votes: int, keep_top: float = 1.0,

@@ -43,8 +43,8 @@ from typing import Any, Callable
 from ..answers import equivalent
 from ..engines.base import GenRequest, GenResult
 from ..engines.token_spans import token_spans
-from .consensus import (Ballot, consensus_reached, settled_answer, token_confidence, trace_confidence,
-                        wave_settled, wave_sizes)
+from .consensus import (Ballot, config_wave_sizes, consensus_reached, settled_answer, token_confidence,
+                        trace_confidence, wave_settled)
 from .context import ABORT_WAIT_S, Node, SearchContext, StopSearch
 from .paths import path_steps, whole_paths
 from ..repetition import LoopRule, loop_at, rule_for
@@ -403,7 +403,7 @@ async def run_lineages(ctx: SearchContext) -> None:
     # nothing here reads a probe's logprobs (no scorer is called); the steps ask for their own
     ctx.want_logprobs = False
     ctx.stop_reason = "max_steps"
-    sizes = wave_sizes(c.n, c.waves, c.wave_min, c.wave_growth)
+    sizes = config_wave_sizes(c)
     if goes_whole(c, ctx.token_mode):  # no stop between steps: each lineage in one go
         await _run_whole(ctx, lin, sizes)
         return
@@ -442,7 +442,7 @@ def width(config: Any) -> int:
     another; all ``n`` with overlapping waves, and in the paper's tree (``lineages`` off)."""
     if not config.lineages or config.wave_overlap:
         return config.n
-    return max(wave_sizes(config.n, config.waves, config.wave_min, config.wave_growth))
+    return max(config_wave_sizes(config))
 
 
 def speculates(config: Any, ctx: SearchContext, waves: int) -> bool:
