@@ -92,11 +92,13 @@ def test_extra_args_must_be_strings():
 
 def test_replicas_share_gpus_in_turn_and_start_a_round_per_gpu_slot():
     la = ServerLaunch(model="/m", replicas=5, gpus=(0, 1), decode_graph_max_bs=None, prefill_graph=None)
-    # GPU 0 holds replicas 0, 2, 4 (0.7 / 3 each of the memory free before the first), GPU 1
-    # replicas 1, 3 (0.8 / 2 each)
-    assert la.placements() == [(0, 0.2333), (1, 0.4), (0, 0.2333), (1, 0.4), (0, 0.2333)]
+    # GPU 0 holds replicas 0, 2, 4 (0.5632 / 3 each, rounded down, of the memory free before the first, in a plan
+    # made before any GPU is read: an 80 GB H100's 79 GiB), GPU 1 replicas 1, 3 (0.7088 / 2 each)
+    assert la.placements() == [(0, 0.1877), (1, 0.3544), (0, 0.1877), (1, 0.3544), (0, 0.1877)]
     assert [la.shared(k) for k in range(5)] == [False, False, True, True, True]
-    assert [sglang_launch.shared_gpu_mem(n) for n in (2, 3, 4, 5, 8)] == [0.8, 0.7, 0.6, 0.5, 0.3]
+    # each replica keeps 11.5 GiB beside its static share: 4 x 11.5 of an H100's 79 GiB leaves 0.42
+    assert [sglang_launch.shared_gpu_mem(n) for n in (2, 3, 4, 5, 8)] == [0.7088, 0.5632, 0.4177, 0.2721, 0.05]
+    assert [sglang_launch.shared_gpu_mem(n, 139 * GIB) for n in (1, 2, 4)] == [0.85, 0.8345, 0.669]  # an H200
     assert la.rounds() == [[0, 1], [2, 3], [4]]
     one = ServerLaunch(model="/m", replicas=2, gpus=(0, 1), mem_fraction=0.85, decode_graph_max_bs=None,
                        prefill_graph=None)
@@ -115,7 +117,7 @@ def test_command_lines_carry_placement_graphs_and_extra_flags_last(monkeypatch):
     graphs = ["--cuda-graph-bs-decode", "1", "2", "4", "8", "12", "16", "--cuda-graph-max-bs-decode", "16",
               "--cuda-graph-backend-prefill", "disabled"]
     assert cmds == [["py", "-m", "sglang.launch_server", "--model-path", "/m", "--host", "127.0.0.1", "--port", str(p),
-                     "--base-gpu-id", "0", "--mem-fraction-static", "0.4", *graphs, "--log-level", "info"]
+                     "--base-gpu-id", "0", "--mem-fraction-static", "0.3544", *graphs, "--log-level", "info"]
                     for p in (30001, 30002)]
     # the caller's own graph option wins: no decode graphs of ours beside it
     own = ServerLaunch(model="/m", decode_graph_max_bs=16, extra_args=("--cuda-graph-max-bs-decode", "128"))
@@ -152,7 +154,7 @@ def test_a_group_starts_round_by_round_and_stops_every_server(shim, tmp_path):
         gpus = [a["argv"][a["argv"].index("--base-gpu-id") + 1] for a in seen]
         mems = [a["argv"][a["argv"].index("--mem-fraction-static") + 1] if "--mem-fraction-static" in a["argv"]
                 else None for a in seen]
-        assert gpus == ["0", "1", "0"] and mems == ["0.4", None, "0.4"]  # GPU 1's one replica: SGLang's own
+        assert gpus == ["0", "1", "0"] and mems == ["0.3544", None, "0.3544"]  # GPU 1's one replica: SGLang's own
         assert all(a["gc"] == "50000,20,100" for a in seen)
         assert sorted(os.listdir(tmp_path / "logs")) == ["server.out", "server1.out", "server2.out"]
         with pytest.raises(RuntimeError, match="already started"):
@@ -219,14 +221,17 @@ def test_balanced_fractions_give_a_shared_gpus_replicas_equal_kv_pools():
         old.start(0.21)
     assert old.pools[0] / old.pools[3] > 6
     # balanced: each later replica takes the first's static memory of what is left to it
-    sim, share = _SimGPU(), sglang_launch.shared_gpu_mem(4) / 4
+    sim = _SimGPU()
     first = sim.free(0)
+    share = sglang_launch._floor4(sglang_launch.shared_gpu_mem(4, first) / 4)
     fracs = []
     for k in range(4):
         fracs.append(share if k == 0 else sglang_launch.balanced_fraction(share, first, sim.free(0)))
         sim.start(fracs[-1])
-    assert fracs == sorted(fracs) and fracs[0] == 0.15
-    assert max(sim.pools) / min(sim.pools) < 1.001 and sum(sim.pools) > sum(old.pools)
+    assert fracs == [0.0978, 0.1198, 0.1546, 0.218]
+    assert max(sim.pools) / min(sim.pools) < 1.001
+    # what is left once all four are up is the 5 GiB each grows by under load
+    assert 0 <= sim.free(0) - 4 * sglang_launch.REPLICA_GROWTH_BYTES < 0.05 * GIB
     with pytest.raises(RuntimeError, match="lower mem_fraction or the replicas per GPU"):
         sglang_launch.balanced_fraction(0.21, int(75.6 * GIB), int(10 * GIB))  # 15.9 GiB into 10: no
     with pytest.raises(RuntimeError, match="4 GiB beside it"):
@@ -244,17 +249,27 @@ def test_a_group_balances_the_replicas_of_a_shared_gpu_from_its_free_memory(shim
 
     try:
         group.start(on_ready=ready)
-        assert [group.fractions[k] for k in range(4)] == [0.15, 0.1963, 0.2841, 0.5136]
+        # the default share from the free memory read (0.3915 of 75.6 GiB, not the plan's 0.4177)
+        assert [group.fractions[k] for k in range(4)] == [0.0978, 0.1198, 0.1546, 0.218]
         assert sim.reads == 4 and max(sim.pools) / min(sim.pools) < 1.002
     finally:
         group.stop()
-    # four replicas at 0.84 of the GPU do not fit beside their graphs: refused before the last
-    # starts, naming it, with the others stopped
-    sim = _SimGPU()
-    group = ServerGroup(dataclasses.replace(la, mem_fraction=0.84), free_memory=sim.free)
-    with pytest.raises(RuntimeError, match="replica 3 on GPU 0: .*lower mem_fraction"):
+    # the twenty-fifth run's plan, four replicas at 0.6 of an H100's 79.2 GiB: up, they left 7 GiB
+    # for the four to grow into and one ran out of memory in its first batch. Refused before the
+    # first starts now, saying how far to lower it
+    sim = _SimGPU(free=79.18 * GIB)
+    group = ServerGroup(dataclasses.replace(la, mem_fraction=0.6), free_memory=sim.free)
+    with pytest.raises(RuntimeError, match=r"replica 0 on GPU 0: .*need 93\.5 GiB.*lower mem_fraction to 0\.419"):
         group.start(on_ready=ready)
-    assert len(group.procs) == 3 and all(p.poll() is not None for p in group.procs)
+    assert group.procs == []
+    # one that fits at first but finds the memory taken since: refused before it starts, the
+    # others stopped
+    sim = _SimGPU()
+    taken = iter([0, 0, 40 * GIB])
+    group = ServerGroup(la, free_memory=lambda gpu: sim.free(gpu) - next(taken, 40 * GIB))
+    with pytest.raises(RuntimeError, match="replica 2 on GPU 0: .*lower mem_fraction or the replicas per GPU"):
+        group.start(on_ready=ready)
+    assert len(group.procs) == 2 and all(p.poll() is not None for p in group.procs)
 
 
 def test_a_server_that_exits_stops_the_others_and_says_which(shim):
@@ -276,7 +291,7 @@ def test_the_command_prints_the_urls_and_stops_the_servers_on_sigterm(shim, tmp_
         assert len(urls) == 2 and all(u.startswith("http://127.0.0.1:") for u in urls), line
         seen = [_get(u) for u in urls]
         assert all(a["gc"] == "700,5" and a["argv"][-2:] == ["--log-level", "info"] for a in seen)
-        assert [a["argv"][a["argv"].index("--mem-fraction-static") + 1] for a in seen] == ["0.4", "0.4"]
+        assert [a["argv"][a["argv"].index("--mem-fraction-static") + 1] for a in seen] == ["0.3544", "0.3544"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
@@ -284,7 +299,7 @@ def test_the_command_prints_the_urls_and_stops_the_servers_on_sigterm(shim, tmp_
             proc.kill()
     err = proc.stderr.read()
     assert "replica 0 ready" in err and "replica 1 ready" in err and "stopping the servers" in err
-    assert "--mem-fraction-static 0.4)" in err  # no nvidia-smi here: the second keeps the first's fraction
+    assert "--mem-fraction-static 0.3544)" in err  # no nvidia-smi here: the second keeps the first's fraction
     assert "free memory could not be read" in err, err
     deadline = time.time() + 10
     while not all(_gone(u) for u in urls) and time.time() < deadline:

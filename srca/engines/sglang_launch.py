@@ -27,6 +27,7 @@ import atexit
 import dataclasses
 import inspect
 import logging
+import math
 import os
 import signal
 import socket
@@ -43,22 +44,55 @@ from .sglang_graphs import (AUTO, PREFILL_GRAPH, cli_flags, decode_graph_args, p
 
 log = logging.getLogger(__name__)
 
-# the static memory (weights and KV pool) of all the replicas of a shared GPU together, as a
-# fraction of the memory free before the first starts: 0.8 for two replicas, 0.1 less for each
-# more (at least 0.3), since each replica also needs memory outside its static share, about 5 to
-# 7 GiB on an H100 under the real workload (CUDA graphs, activations, SGLang's IPC reserve;
-# benchmarks/RUNS.md, "Twenty-fourth run")
-SHARED_GPU_MEM = 0.8
+GIB = 1 << 30
+# what each replica of a shared GPU needs beside its static memory (weights and KV pool), measured
+# on an H100 under the real workload (benchmarks/RUNS.md, "Twenty-fifth run"): about 6.2 GiB once
+# it is up and idle (its CUDA graphs 1.5 GiB, the CUDA context, SGLang's IPC reserve and
+# workspaces), then up to 4.1 GiB more under load (the sampler's logits and the activations).
+# Four replicas given 0.6 of the GPU's memory for their static shares together (0.15 each) left
+# 7 GiB for the four to grow into, and one ran out of memory in its first batch.
+REPLICA_OVERHEAD_BYTES = int(6.5 * GIB)
+REPLICA_GROWTH_BYTES = 5 * GIB
+REPLICA_RESERVE_BYTES = REPLICA_OVERHEAD_BYTES + REPLICA_GROWTH_BYTES
+# the free memory assumed for a plan made before any GPU is read (an 80 GB H100's, as nvidia-smi
+# shows it), and the most of it that the replicas' static shares take together
+NOMINAL_FREE_BYTES = 79 * GIB
+SHARED_GPU_MEM = 0.85
 
 
-def shared_gpu_mem(share: int) -> float:
-    """The default static fraction of a GPU shared by ``share`` replicas, for all of them together."""
-    return round(max(0.3, min(SHARED_GPU_MEM, 1.0 - 0.1 * share)), 4)
+def shared_gpu_mem(share: int, free: int | None = None) -> float:
+    """The default static fraction of a GPU shared by ``share`` replicas, for all of them together,
+    of the ``free`` bytes free before the first starts (None: :data:`NOMINAL_FREE_BYTES`): what
+    leaves each replica :data:`REPLICA_RESERVE_BYTES` beside its static share (0.42 for four on an
+    H100, 0.67 on an H200), at most :data:`SHARED_GPU_MEM`."""
+    free = NOMINAL_FREE_BYTES if free is None else free
+    return _floor4(max(0.05, min(SHARED_GPU_MEM, 1.0 - share * REPLICA_RESERVE_BYTES / max(free, 1))))
+
+
+def _floor4(x: float) -> float:
+    """``x`` to four decimals, rounded down (a share rounded up could leave less than the reserve)."""
+    return math.floor(x * 1e4 + 1e-9) / 1e4
+
+
+def check_shared_fit(share_fraction: float, replicas: int, free: int) -> None:
+    """``RuntimeError`` (saying what to lower) unless ``replicas`` servers, each with
+    ``share_fraction`` of the ``free`` bytes as static memory, leave each of them
+    :data:`REPLICA_RESERVE_BYTES` beside it: checked before a shared GPU's first replica starts,
+    since one that runs out of memory under load takes its requests with it."""
+    static = share_fraction * free
+    need = replicas * (static + REPLICA_RESERVE_BYTES)
+    if need > free:
+        most = shared_gpu_mem(replicas, free)
+        raise RuntimeError(
+            f"{replicas} SGLang servers on one GPU with {free / GIB:.1f} GiB free need {need / GIB:.1f} GiB: each "
+            f"its static {static / GIB:.1f} GiB and {REPLICA_RESERVE_BYTES / GIB:.1f} GiB beside it (CUDA graphs, "
+            f"activations); lower mem_fraction to {most:g} or less, or the replicas per GPU")
 
 
 # a later replica of a shared GPU is refused (before it starts) when the memory left beside its
-# static share would be less than this, or its fraction more than MAX_FRACTION
-MIN_HEADROOM_BYTES = 4 << 30
+# static share would be less than this, or its fraction more than MAX_FRACTION (the plan was
+# checked whole before the first started: this catches memory taken by others since)
+MIN_HEADROOM_BYTES = 4 * GIB
 MAX_FRACTION = 0.95
 
 
@@ -72,11 +106,10 @@ def balanced_fraction(share_fraction: float, free_first: int, free_now: int) -> 
     lower) when that does not fit."""
     static = share_fraction * free_first
     if free_now <= 0 or free_now - static < MIN_HEADROOM_BYTES or static / free_now > MAX_FRACTION:
-        gib = 1 << 30
         raise RuntimeError(
-            f"a GPU shared by several SGLang servers has {free_now / gib:.1f} GiB free for the next one, "
-            f"which needs {static / gib:.1f} GiB of static memory (as the first took) and "
-            f"{MIN_HEADROOM_BYTES / gib:.0f} GiB beside it: lower mem_fraction or the replicas per GPU")
+            f"a GPU shared by several SGLang servers has {free_now / GIB:.1f} GiB free for the next one, "
+            f"which needs {static / GIB:.1f} GiB of static memory (as the first took) and "
+            f"{MIN_HEADROOM_BYTES / GIB:.0f} GiB beside it: lower mem_fraction or the replicas per GPU")
     return round(static / free_now, 4)
 
 
@@ -214,7 +247,7 @@ class ServerLaunch:
         for g in gpus:
             share = gpus.count(g)
             total = self.mem_fraction if self.mem_fraction is not None else (shared_gpu_mem(share) if share > 1 else None)
-            out.append((g, None if total is None else round(total / share, 4)))
+            out.append((g, None if total is None else _floor4(total / share)))
         return out
 
     def shared(self, k: int) -> bool:
@@ -318,6 +351,7 @@ class ServerGroup:
         atexit.register(self.stop)  # servers run in sessions of their own: never leave them behind
         plan = la.placements()
         first_free: dict[int, int | None] = {}
+        shares = {g: s for g, s in plan}  # each GPU's share per replica, the default's from its free memory
         for rnd in la.rounds():
             fractions: dict[int, float] = {}
             for k in rnd:
@@ -325,8 +359,18 @@ class ServerGroup:
                 if share is None:
                     continue
                 if gpu not in first_free:  # its GPU's first replica (la.shared(k) is False)
-                    first_free[gpu] = self.free_memory(gpu)
+                    first_free[gpu] = free = self.free_memory(gpu)
+                    n = sum(1 for g, _ in plan if g == gpu)
+                    if free is not None and n > 1:
+                        if la.mem_fraction is None:
+                            shares[gpu] = fractions[k] = _floor4(shared_gpu_mem(n, free) / n)
+                        try:
+                            check_shared_fit(shares[gpu], n, free)
+                        except RuntimeError as e:
+                            self.stop()
+                            raise RuntimeError(f"sglang.launch_server replica {k} on GPU {gpu}: {e}") from None
                 elif first_free.get(gpu) is not None and (now := self.free_memory(gpu)) is not None:
+                    share = shares[gpu]
                     try:
                         fractions[k] = balanced_fraction(share, first_free[gpu], now)
                     except RuntimeError as e:
