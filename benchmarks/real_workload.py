@@ -790,7 +790,8 @@ class Setup:
             flags += ["--max-running-requests", str(a.max_running_requests)]
         flags += server_flags(a.sglang_args)
         mem = a.mem if a.mem is not None or a.server_replicas > 1 else IN_PROCESS_MEM
-        launch = ServerLaunch(model=a.model, replicas=a.server_replicas, mem_fraction=mem,
+        reserve = {} if a.server_reserve_gib is None else {"reserve_gib": a.server_reserve_gib}
+        launch = ServerLaunch(model=a.model, replicas=a.server_replicas, mem_fraction=mem, **reserve,
                               decode_graph_max_bs=(AUTO if a.decode_graph_max_bs == "engine" else
                                                    None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs),
                               prefill_graph=(PREFILL_GRAPH if a.prefill_graph == "engine" else
@@ -1529,6 +1530,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--engine", default="sglang", choices=["sglang", "local"], help="local: a CPU dry run")
     ap.add_argument("--server", action="store_true", help="one sglang.launch_server + SGLangServerEngine")
+    ap.add_argument("--server-reserve-gib", type=float, default=None, metavar="GIB",
+                    help="--server-replicas above 1: the memory each keeps beside its static share (srca's "
+                         "default 11.5; ServerLaunch.reserve_gib)")
     ap.add_argument("--server-replicas", type=int, default=1, metavar="K",
                     help="--server: K sglang.launch_server processes on this GPU (equal shares of --mem, balanced as "
                          "srca sglang-servers does), one "
@@ -1659,6 +1663,8 @@ def main() -> None:
         ap.error("--sglang-trace: only the SGLang engines have SGLang's profiler (--engine sglang)")
     if a.server_replicas < 1 or (a.server_replicas > 1 and not a.server):
         ap.error(f"--server-replicas: {a.server_replicas}: must be >= 1, and above 1 only with --server")
+    if a.server_reserve_gib is not None and (a.server_replicas < 2 or not 0 <= a.server_reserve_gib < 1024):
+        ap.error(f"--server-reserve-gib: {a.server_reserve_gib}: GiB in [0, 1024), with --server-replicas above 1")
     if a.submit_window_ms is not None and a.engine != "sglang":
         ap.error("--submit-window-ms: only the SGLang engines have it (--engine sglang)")
     a.model = a.model or ("/tmp/q15hf" if a.engine == "sglang" else "smollm2-135m")

@@ -76,7 +76,7 @@ def _gone(url: str) -> bool:
     ("model", ""), ("replicas", 0), ("replicas", 1.5), ("gpus", ()), ("gpus", (0, 0)), ("gpus", (-1,)),
     ("mem_fraction", 0.0), ("mem_fraction", 1.0), ("port", 0), ("port", 65535), ("host", ""),
     ("decode_graph_max_bs", 0), ("decode_graph_max_bs", "big"), ("prefill_graph", "off"),
-    ("gc_threshold", [0]), ("start_timeout_s", 0)])
+    ("gc_threshold", [0]), ("start_timeout_s", 0), ("reserve_gib", -1.0), ("reserve_gib", True), ("reserve_gib", "9")])
 def test_a_bad_plan_is_refused_naming_its_field(field, value):
     kw = {"model": "/m", field: value}
     with pytest.raises(ValueError, match=f"ServerLaunch.{field}"):
@@ -262,6 +262,18 @@ def test_a_group_balances_the_replicas_of_a_shared_gpu_from_its_free_memory(shim
     with pytest.raises(RuntimeError, match=r"replica 0 on GPU 0: .*need 93\.5 GiB.*lower mem_fraction to 0\.419"):
         group.start(on_ready=ready)
     assert group.procs == []
+    # a smaller reserve is the caller's to give: at 0.5, four fit beside 9.5 GiB each, not 11.5
+    sim = _SimGPU(free=79.18 * GIB)
+    group = ServerGroup(dataclasses.replace(la, mem_fraction=0.5), free_memory=sim.free)
+    with pytest.raises(RuntimeError, match=r"11\.5 GiB beside it.*lower mem_fraction to 0\.419 or less, the replicas per GPU, or the reserve"):
+        group.start(on_ready=ready)
+    sim = _SimGPU(free=79.18 * GIB)
+    group = ServerGroup(dataclasses.replace(la, mem_fraction=0.5, reserve_gib=9.5), free_memory=sim.free)
+    try:
+        group.start(on_ready=ready)
+        assert group.fractions[0] == 0.125 and max(sim.pools) / min(sim.pools) < 1.002
+    finally:
+        group.stop()
     # one that fits at first but finds the memory taken since: refused before it starts, the
     # others stopped
     sim = _SimGPU()
@@ -317,7 +329,8 @@ def test_the_command_fails_with_exit_1_when_a_server_dies_at_start(shim):
 @pytest.mark.parametrize("flags, named", [(["--replicas", "0"], "--replicas"), (["--gpus", "0,x"], "--gpus"),
                                           (["--mem-fraction", "2"], "--mem-fraction"),
                                           (["--gc-threshold", "0"], "--gc-threshold"),
-                                          (["--port", "0"], "--port")])
+                                          (["--port", "0"], "--port"),
+                                          (["--reserve-gib", "-1"], "--reserve-gib")])
 def test_bad_flags_exit_2_naming_the_flag(flags, named):
     out = subprocess.run([sys.executable, "-m", "srca.cli", "sglang-servers", "--model", "/m", *flags],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)

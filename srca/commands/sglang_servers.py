@@ -53,6 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="static memory (weights, KV pools) of all a GPU's replicas together, as a share of its "
                         "memory free before the first, split evenly (default: SGLang's own for one replica; "
                         "what leaves each replica 11.5 GiB beside it: 0.42 for four on an 80 GB H100)")
+    p.add_argument("--reserve-gib", type=float, default=None, metavar="GIB",
+                   help="memory each replica of a shared GPU keeps beside its static share (default 11.5); "
+                        "a --mem-fraction that does not leave it is refused before any server starts")
     p.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="the first replica's port, the others the next ones "
                    "(default: free ports)")
@@ -77,7 +80,7 @@ def launch_from_args(args: argparse.Namespace):
     from ..engines.sglang_launch import ServerLaunch
 
     # each flag is its ServerLaunch field's name (--mem-fraction: mem_fraction)
-    fields = ("replicas", "gpus", "mem_fraction", "host", "port", "decode_graph_max_bs", "prefill_graph",
+    fields = ("replicas", "gpus", "mem_fraction", "reserve_gib", "host", "port", "decode_graph_max_bs", "prefill_graph",
               "gc_threshold", "log_dir", "start_timeout_s")
     given = {k: (None if getattr(args, k) == NONE else getattr(args, k)) for k in fields
              if getattr(args, k) is not None}

@@ -60,13 +60,14 @@ NOMINAL_FREE_BYTES = 79 * GIB
 SHARED_GPU_MEM = 0.85
 
 
-def shared_gpu_mem(share: int, free: int | None = None) -> float:
+def shared_gpu_mem(share: int, free: int | None = None, reserve: int = REPLICA_RESERVE_BYTES) -> float:
     """The default static fraction of a GPU shared by ``share`` replicas, for all of them together,
     of the ``free`` bytes free before the first starts (None: :data:`NOMINAL_FREE_BYTES`): what
-    leaves each replica :data:`REPLICA_RESERVE_BYTES` beside its static share (0.42 for four on an
-    H100, 0.67 on an H200), at most :data:`SHARED_GPU_MEM`."""
+    leaves each replica ``reserve`` bytes beside its static share (at the default
+    :data:`REPLICA_RESERVE_BYTES`, 0.42 for four on an H100, 0.67 on an H200), at most
+    :data:`SHARED_GPU_MEM`."""
     free = NOMINAL_FREE_BYTES if free is None else free
-    return _floor4(max(0.05, min(SHARED_GPU_MEM, 1.0 - share * REPLICA_RESERVE_BYTES / max(free, 1))))
+    return _floor4(max(0.05, min(SHARED_GPU_MEM, 1.0 - share * reserve / max(free, 1))))
 
 
 def _floor4(x: float) -> float:
@@ -74,19 +75,19 @@ def _floor4(x: float) -> float:
     return math.floor(x * 1e4 + 1e-9) / 1e4
 
 
-def check_shared_fit(share_fraction: float, replicas: int, free: int) -> None:
+def check_shared_fit(share_fraction: float, replicas: int, free: int, reserve: int = REPLICA_RESERVE_BYTES) -> None:
     """``RuntimeError`` (saying what to lower) unless ``replicas`` servers, each with
-    ``share_fraction`` of the ``free`` bytes as static memory, leave each of them
-    :data:`REPLICA_RESERVE_BYTES` beside it: checked before a shared GPU's first replica starts,
-    since one that runs out of memory under load takes its requests with it."""
+    ``share_fraction`` of the ``free`` bytes as static memory, leave each of them ``reserve``
+    bytes beside it: checked before a shared GPU's first replica starts, since one that runs out
+    of memory under load takes its requests with it."""
     static = share_fraction * free
-    need = replicas * (static + REPLICA_RESERVE_BYTES)
+    need = replicas * (static + reserve)
     if need > free:
-        most = shared_gpu_mem(replicas, free)
+        most = shared_gpu_mem(replicas, free, reserve)
         raise RuntimeError(
             f"{replicas} SGLang servers on one GPU with {free / GIB:.1f} GiB free need {need / GIB:.1f} GiB: each "
-            f"its static {static / GIB:.1f} GiB and {REPLICA_RESERVE_BYTES / GIB:.1f} GiB beside it (CUDA graphs, "
-            f"activations); lower mem_fraction to {most:g} or less, or the replicas per GPU")
+            f"its static {static / GIB:.1f} GiB and {reserve / GIB:.1f} GiB beside it (CUDA graphs, "
+            f"activations); lower mem_fraction to {most:g} or less, the replicas per GPU, or the reserve")
 
 
 # a later replica of a shared GPU is refused (before it starts) when the memory left beside its
@@ -178,6 +179,9 @@ class ServerLaunch:
         as a fraction of its memory free before the first starts, split evenly (the first's
         ``--mem-fraction-static``; each later one's by :func:`balanced_fraction`); None: SGLang's
         own for a GPU with one replica, :func:`shared_gpu_mem` for a shared one.
+    reserve_gib: the memory each replica of a shared GPU keeps beside its static share (CUDA
+        graphs, activations; default 11.5, :data:`REPLICA_RESERVE_BYTES`): the default
+        ``mem_fraction`` leaves it, and a plan that does not is refused before any replica starts.
     host, port: where they listen; replica k on ``port + k``, or on free ports when ``port`` is None.
     decode_graph_max_bs, prefill_graph: CUDA graphs as ``SGLangEngine`` takes them (None:
         SGLang's default).
@@ -193,6 +197,7 @@ class ServerLaunch:
     replicas: int | None = None
     gpus: tuple[int, ...] = (0,)
     mem_fraction: float | None = None
+    reserve_gib: float = REPLICA_RESERVE_BYTES / GIB
     host: str = "127.0.0.1"
     port: int | None = None
     decode_graph_max_bs: int | str | None = AUTO
@@ -216,6 +221,9 @@ class ServerLaunch:
         if self.mem_fraction is not None and not (isinstance(self.mem_fraction, (int, float))
                                                   and 0 < self.mem_fraction < 1):
             raise ValueError(f"ServerLaunch.mem_fraction: in (0, 1) or None, got {self.mem_fraction!r}")
+        if (isinstance(self.reserve_gib, bool) or not isinstance(self.reserve_gib, (int, float))
+                or not 0 <= self.reserve_gib < 1024):
+            raise ValueError(f"ServerLaunch.reserve_gib: GiB in [0, 1024), got {self.reserve_gib!r}")
         if self.port is not None and (type(self.port) is not int or not 1 <= self.port <= 65535 - self.replicas):
             raise ValueError(f"ServerLaunch.port: 1 to {65535 - self.replicas} or None, got {self.port!r}")
         if not isinstance(self.host, str) or not self.host:
@@ -246,9 +254,14 @@ class ServerLaunch:
         out = []
         for g in gpus:
             share = gpus.count(g)
-            total = self.mem_fraction if self.mem_fraction is not None else (shared_gpu_mem(share) if share > 1 else None)
+            total = (self.mem_fraction if self.mem_fraction is not None
+                     else shared_gpu_mem(share, reserve=self.reserve_bytes) if share > 1 else None)
             out.append((g, None if total is None else _floor4(total / share)))
         return out
+
+    @property
+    def reserve_bytes(self) -> int:
+        return int(self.reserve_gib * GIB)
 
     def shared(self, k: int) -> bool:
         """Whether replica ``k`` starts after another replica of its GPU (its fraction is then
@@ -363,9 +376,9 @@ class ServerGroup:
                     n = sum(1 for g, _ in plan if g == gpu)
                     if free is not None and n > 1:
                         if la.mem_fraction is None:
-                            shares[gpu] = fractions[k] = _floor4(shared_gpu_mem(n, free) / n)
+                            shares[gpu] = fractions[k] = _floor4(shared_gpu_mem(n, free, la.reserve_bytes) / n)
                         try:
-                            check_shared_fit(shares[gpu], n, free)
+                            check_shared_fit(shares[gpu], n, free, la.reserve_bytes)
                         except RuntimeError as e:
                             self.stop()
                             raise RuntimeError(f"sglang.launch_server replica {k} on GPU {gpu}: {e}") from None
@@ -438,14 +451,15 @@ class LaunchedServersEngine(SGLangServerEngine):
     replicas: servers in all (None: one per GPU of ``gpus``); two on one GPU are two scheduler
         processes for it (DVTS@16 1.80x faster than one server on one H100, benchmarks/RUNS.md,
         "Seventeenth run").
-    gpus, mem_fraction, decode_graph_max_bs, prefill_graph, gc_threshold, log_dir, start_timeout_s:
+    gpus, mem_fraction, reserve_gib, decode_graph_max_bs, prefill_graph, gc_threshold, log_dir, start_timeout_s:
         as :class:`ServerLaunch`'s; server_args: more ``sglang.launch_server`` flags (a list).
     **options: :class:`~srca.engines.sglang_http.SGLangServerEngine`'s (``timeout_s``,
         ``stop_mode``, ``submit_window_ms``, ...), checked before any server starts.
     """
 
     def __init__(self, model: str, replicas: int | None = None, gpus: Sequence[int] = (0,),
-                 mem_fraction: float | None = None, decode_graph_max_bs: int | str | None = AUTO,
+                 mem_fraction: float | None = None, reserve_gib: float = REPLICA_RESERVE_BYTES / GIB,
+                 decode_graph_max_bs: int | str | None = AUTO,
                  prefill_graph: str | None = PREFILL_GRAPH,
                  gc_threshold: Sequence[int] | str | None = gc_probe.DEFAULT_THRESHOLD,
                  server_args: Sequence[str] = (), log_dir: str | None = None, start_timeout_s: float = 900.0,
@@ -454,7 +468,7 @@ class LaunchedServersEngine(SGLangServerEngine):
             raise TypeError(f"LaunchedServersEngine.server_args: a list of flags, got {server_args!r}")
         try:
             launch = ServerLaunch(model=model, replicas=replicas, gpus=gpus, mem_fraction=mem_fraction,
-                                  decode_graph_max_bs=decode_graph_max_bs,
+                                  reserve_gib=reserve_gib, decode_graph_max_bs=decode_graph_max_bs,
                                   prefill_graph=prefill_graph, gc_threshold=gc_threshold,
                                   extra_args=tuple(server_args), log_dir=log_dir, start_timeout_s=start_timeout_s)
         except (ValueError, TypeError) as e:  # named as this engine's options
