@@ -14,7 +14,11 @@ free when it starts. So the replicas of a GPU get equal pools only if each later
 larger ``--mem-fraction-static`` of the smaller memory left to it (:func:`balanced_fraction`, from
 the GPU's free memory read before each start): with the same fraction for all, four servers on
 one H100 got pools of 485,670, 305,847, 164,056 and 67,393 tokens and the last one was the
-straggler (benchmarks/RUNS.md, "Twenty-fourth run"). Each server gets, as ``SGLangEngine``
+straggler (benchmarks/RUNS.md, "Twenty-fourth run"). Each replica also keeps memory beside its
+static share for its CUDA graphs and what it allocates under load (``ServerLaunch.reserve_gib``,
+11.5 GiB by default: four given 0.6 of an H100 ran out of memory in their first batch,
+"Twenty-fifth run"); the default share leaves it, and a plan that does not is refused before
+any replica starts (:func:`check_shared_fit`). Each server gets, as ``SGLangEngine``
 passes them in process: the decode CUDA graphs (:mod:`.sglang_graphs`), no prefill graphs, and the collector's thresholds
 (``SRCA_SGLANG_GC_THRESHOLD`` in its environment, which srca's SGLang plugin reads in each of
 its processes; :mod:`.gc_probe`). ``srca sglang-servers`` is the command line.
@@ -249,7 +253,9 @@ class ServerLaunch:
     def placements(self) -> list[tuple[int, float | None]]:
         """``(gpu, share)`` per replica, in start order: the share of the GPU's memory free before
         its first replica starts that each of its replicas takes as static memory (the first
-        replica's ``--mem-fraction-static``), or None for SGLang's own choice."""
+        replica's ``--mem-fraction-static``), or None for SGLang's own choice. A plan: the
+        default share assumes :data:`NOMINAL_FREE_BYTES` free, and :meth:`ServerGroup.start`
+        recomputes it from the memory it reads."""
         gpus = [self.gpus[k % len(self.gpus)] for k in range(self.replicas)]
         out = []
         for g in gpus:
@@ -261,6 +267,7 @@ class ServerLaunch:
 
     @property
     def reserve_bytes(self) -> int:
+        """``reserve_gib`` in bytes."""
         return int(self.reserve_gib * GIB)
 
     def shared(self, k: int) -> bool:
