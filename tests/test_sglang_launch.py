@@ -214,6 +214,37 @@ def test_the_simulated_gpu_reproduces_the_pools_the_h100_runs_got(run, fraction)
         assert abs(pool / KV_BYTES_PER_TOKEN / got - 1) < 0.10, (logged, [round(p / KV_BYTES_PER_TOKEN) for p in sim.pools])
 
 
+def test_the_reserve_covers_what_the_replicas_of_the_run_that_ran_out_of_memory_took():
+    """The reserve's two parts against the twenty-fifth run's four replicas (0.6 of an H100 for
+    their static shares; one ran out of memory): each one's memory once up, from SGLang's capture
+    log (the free memory after its CUDA graphs, against the one before it), less its static share
+    (its fraction of the memory free when it started), is at most ``REPLICA_OVERHEAD_BYTES``; what
+    each held when one ran out (the error lists every process) less that is at most
+    ``REPLICA_GROWTH_BYTES``. Lowering either under what a real run took fails here."""
+    import gzip
+    import re
+
+    with gzip.open(os.path.join(ROOT, "benchmarks", "results", "real_workload_h100_twentyfifth_servers4_oom.json.gz"),
+                   "rt") as f:
+        oom = json.load(f)["out_of_memory"]
+    line = next(x for x in oom["run_out_tail"] if x.startswith("# replicas"))
+    fractions = [float(x) for x in re.findall(r"(0\.\d+) \d+", line)]
+    after = [oom[name]["avail_mem_gb_graph_capture"][-1] for name in ("server.out", "server1.out", "server2.out",
+                                                                       "server3.out")]
+    error = next(e for e in oom["server1.out"]["errors"] if "OutOfMemoryError" in e)
+    capacity = float(re.search(r"total capacity of ([\d.]+) GiB", error).group(1))
+    held = [float(x) for x in re.findall(r"has ([\d.]+) GiB memory in use", error)]  # in start order
+    assert len(fractions) == len(after) == len(held) == 4
+    before = [capacity] + after[:-1]  # nothing else was on the GPU
+    up = [b - a for b, a in zip(before, after)]
+    overhead = [u - f * b for u, f, b in zip(up, fractions, before)]
+    growth = [h - u for h, u in zip(held, up)]
+    assert 6.0 < max(overhead) <= sglang_launch.REPLICA_OVERHEAD_BYTES / GIB, overhead
+    assert 4.0 < max(growth) <= sglang_launch.REPLICA_GROWTH_BYTES / GIB, growth
+    # what the four grew by, with the 314 MiB asked for, is more than the 6.98 GiB they had left
+    assert sum(growth) + 314 / 1024 > after[-1]
+
+
 def test_balanced_fractions_give_a_shared_gpus_replicas_equal_kv_pools():
     # the same fraction for all (what srca passed before): the twenty-fourth run's skew, 7x
     old = _SimGPU()
