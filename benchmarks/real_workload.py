@@ -757,7 +757,7 @@ class Setup:
                     extra["gc_threshold"] = None
                 if a.decode_graph_max_bs != "engine":
                     extra["decode_graph_max_bs"] = None if a.decode_graph_max_bs == "sglang" else a.decode_graph_max_bs
-                self.eng = SGLangEngine(a.model, mem_fraction_static=a.mem or IN_PROCESS_MEM, sampling_backend=a.sampler,
+                self.eng = SGLangEngine(a.model, mem_fraction_static=IN_PROCESS_MEM if a.mem is None else a.mem, sampling_backend=a.sampler,
                                         attention_backend="triton", grammar_backend="none", log_level="info",
                                         decode_log_interval=a.decode_log_interval,
                                         freeze_gc=a.freeze_gc == "on", **extra)

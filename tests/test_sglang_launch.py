@@ -315,6 +315,20 @@ def test_a_group_balances_the_replicas_of_a_shared_gpu_from_its_free_memory(shim
     assert len(group.procs) == 2 and all(p.poll() is not None for p in group.procs)
 
 
+def test_a_later_replica_whose_free_memory_cannot_be_read_takes_the_first_replicas_fraction(shim):
+    # the first read gives the default share from the memory free (0.3478 of 75.6 GiB each, not
+    # the plan's 0.3544); nvidia-smi then fails: the second starts with the first's fraction
+    reads = iter([int(75.6 * GIB), None])
+    la = ServerLaunch(model="/m", replicas=2, decode_graph_max_bs=None, prefill_graph=None, start_timeout_s=60)
+    group = ServerGroup(la, free_memory=lambda gpu: next(reads))
+    try:
+        urls = group.start()
+        mems = [_get(u)["argv"][_get(u)["argv"].index("--mem-fraction-static") + 1] for u in urls]
+        assert mems == ["0.3478", "0.3478"] and group.fractions == {0: 0.3478, 1: 0.3478}
+    finally:
+        group.stop()
+
+
 def test_a_server_that_exits_stops_the_others_and_says_which(shim):
     la = ServerLaunch(model="crash", decode_graph_max_bs=None, prefill_graph=None, start_timeout_s=60)
     group = ServerGroup(la)

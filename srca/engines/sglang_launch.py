@@ -378,27 +378,25 @@ class ServerGroup:
                 gpu, share = plan[k]
                 if share is None:
                     continue
-                if gpu not in first_free:  # its GPU's first replica (la.shared(k) is False)
-                    first_free[gpu] = free = self.free_memory(gpu)
-                    n = sum(1 for g, _ in plan if g == gpu)
-                    if free is not None and n > 1:
-                        if la.mem_fraction is None:
-                            shares[gpu] = fractions[k] = _floor4(shared_gpu_mem(n, free, la.reserve_bytes) / n)
-                        try:
+                try:
+                    if gpu not in first_free:  # its GPU's first replica (la.shared(k) is False)
+                        first_free[gpu] = free = self.free_memory(gpu)
+                        n = sum(1 for g, _ in plan if g == gpu)
+                        if free is not None and n > 1:
+                            if la.mem_fraction is None:
+                                shares[gpu] = fractions[k] = _floor4(shared_gpu_mem(n, free, la.reserve_bytes) / n)
                             check_shared_fit(shares[gpu], n, free, la.reserve_bytes)
-                        except RuntimeError as e:
-                            self.stop()
-                            raise RuntimeError(f"sglang.launch_server replica {k} on GPU {gpu}: {e}") from None
-                elif first_free.get(gpu) is not None and (now := self.free_memory(gpu)) is not None:
-                    share = shares[gpu]
-                    try:
+                        continue
+                    share = fractions[k] = shares[gpu]  # the first's, unless balanced below
+                    now = self.free_memory(gpu) if first_free[gpu] is not None else None
+                    if now is not None:
                         fractions[k] = balanced_fraction(share, first_free[gpu], now)
-                    except RuntimeError as e:
-                        self.stop()
-                        raise RuntimeError(f"sglang.launch_server replica {k} on GPU {gpu}: {e}") from None
-                else:
-                    log.warning("GPU %d's free memory could not be read (nvidia-smi): replica %d starts with the "
-                                "first's fraction, %s, and gets a smaller KV pool", gpu, k, share)
+                    else:
+                        log.warning("GPU %d's free memory could not be read (nvidia-smi): replica %d starts with "
+                                    "the first's fraction, %s, and gets a smaller KV pool", gpu, k, share)
+                except RuntimeError as e:
+                    self.stop()
+                    raise RuntimeError(f"sglang.launch_server replica {k} on GPU {gpu}: {e}") from None
             cmds = la.commands(ports, fractions=fractions)
             for k in rnd:
                 self.fractions[k] = fractions.get(k, plan[k][1])
