@@ -42,7 +42,15 @@ class H(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+try:
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), H)
+except OSError as e:  # as SGLang's server: uvicorn says so, and the process waits for its scheduler
+    print(f"ERROR:    [Errno {e.errno}] error while attempting to bind on address ('127.0.0.1', {port}): "
+          "address already in use", flush=True)
+    import time
+    while True:
+        time.sleep(60)
+httpd.serve_forever()
 '''
 
 
@@ -422,3 +430,98 @@ def test_without_sglang_the_engine_and_the_command_say_what_to_install(monkeypat
     out = subprocess.run([sys.executable, "-m", "srca.cli", "sglang-servers", "--model", "/m"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "pip install 'srca[sglang]'" in out.stderr and "reinstall" not in out.stderr
+
+
+def test_free_port_picks_under_the_kernels_ephemeral_range_and_skips_taken_and_avoided_ports():
+    import random
+    import socket
+    lo = 30000
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        taken = held.getsockname()[1]
+        held.listen()
+        seq = iter([taken, 12345, 23456])
+
+        class Scripted(random.Random):
+            def randrange(self, a, b):
+                assert (a, b) == (sglang_launch.PORT_FLOOR, lo)
+                return next(seq)
+        # the first pick is bound by someone, the second is avoided: the third
+        assert sglang_launch.free_port("127.0.0.1", avoid=[12345], rng=Scripted(), ephemeral=(lo, 60999)) == 23456
+    for _ in range(20):
+        port = sglang_launch.free_port(ephemeral=(lo, 60999))
+        assert sglang_launch.PORT_FLOOR <= port < lo
+    # no room under the range (less than 1,000 ports): the kernel's pick
+    assert sglang_launch.free_port(ephemeral=(sglang_launch.PORT_FLOOR + 999, 60999)) >= 1
+    lo_now, hi_now = sglang_launch.ephemeral_ports()
+    assert 1 <= lo_now <= hi_now <= 65535
+    assert sglang_launch.ephemeral_ports("/nonexistent/ip_local_port_range") == (32768, 60999)
+
+
+def _taken_then_free(held_port: int, monkeypatch) -> list[int]:
+    """free_port scripted: the first pick is ``held_port`` (taken after it was picked, as in the
+    twenty-sixth run), then real free ports; the picks made."""
+    picks: list[int] = []
+    real = sglang_launch.free_port
+
+    def scripted(host="127.0.0.1", avoid=(), **kw):
+        port = held_port if not picks else real(host, avoid=avoid, **kw)
+        picks.append(port)
+        return port
+    monkeypatch.setattr(sglang_launch, "free_port", scripted)
+    return picks
+
+
+def test_a_replica_whose_port_was_taken_starts_again_on_another_at_once(shim, tmp_path, monkeypatch, caplog):
+    import socket
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        picks = _taken_then_free(held.getsockname()[1], monkeypatch)
+        la = ServerLaunch(model="/m", replicas=2, decode_graph_max_bs=None, prefill_graph=None,
+                          log_dir=str(tmp_path / "logs"), start_timeout_s=120)
+        group = ServerGroup(la, free_memory=lambda gpu: None)
+        t0 = time.time()
+        try:
+            with caplog.at_level("WARNING", logger=sglang_launch.log.name):
+                urls = group.start()
+            assert time.time() - t0 < 60  # found in the server's output, not after start_timeout_s
+            assert len(picks) == 3 and urls == [f"http://127.0.0.1:{picks[2]}", f"http://127.0.0.1:{picks[1]}"]
+            assert group.urls == urls and all(_get(u)["pid"] for u in urls)
+            assert f"port {picks[0]} was taken, starting it again on {picks[2]}" in caplog.text
+            assert "address already in use" not in (tmp_path / "logs" / "server.out").read_text()  # the new start's log
+        finally:
+            group.stop()
+        assert all(p.poll() is not None for p in group.procs)
+
+
+def test_a_taken_port_the_user_named_fails_at_once_naming_it(shim, tmp_path):
+    import socket
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        la = ServerLaunch(model="/m", port=port, decode_graph_max_bs=None, prefill_graph=None,
+                          log_dir=str(tmp_path / "logs"), start_timeout_s=120)
+        group = ServerGroup(la, free_memory=lambda gpu: None)
+        t0 = time.time()
+        with pytest.raises(RuntimeError, match=f"replica 0 .* could not listen on http://127.0.0.1:{port}: its port "
+                                               r"is in use \(tried 1 port\(s\); ServerLaunch.port fixes it\)"):
+            group.start()
+        assert time.time() - t0 < 60
+        assert all(p.poll() is not None for p in group.procs)
+
+
+def test_a_replica_gives_up_after_its_retries_and_stops_the_others(shim, tmp_path, monkeypatch):
+    import socket
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        monkeypatch.setattr(sglang_launch, "free_port", lambda host="127.0.0.1", avoid=(), **kw: port)
+        la = ServerLaunch(model="/m", decode_graph_max_bs=None, prefill_graph=None,
+                          log_dir=str(tmp_path / "logs"), start_timeout_s=120)
+        group = ServerGroup(la, free_memory=lambda gpu: None)
+        with pytest.raises(RuntimeError, match=r"its port is in use \(tried 3 port\(s\); retried on other ports\)"):
+            group.start()
+        assert all(p.poll() is not None for p in group.procs)

@@ -33,6 +33,7 @@ import inspect
 import logging
 import math
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -135,18 +136,85 @@ def gpu_free_bytes(gpu: int) -> int | None:
         return None
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that is free now."""
+#: the lowest port :func:`free_port` hands out
+PORT_FLOOR = 10000
+#: what a server's output says when its port was taken (uvicorn's and SGLang's wording)
+PORT_TAKEN = ("address already in use", "port is already in use")
+#: how many other ports a replica whose port was taken is started on (ports srca picked only)
+PORT_RETRIES = 2
+
+
+def ephemeral_ports(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    """The range the kernel picks ports from itself (outgoing connections, ``bind`` to port 0);
+    Linux's default when ``path`` cannot be read."""
+    try:
+        with open(path) as f:
+            lo, hi = (int(x) for x in f.read().split()[:2])
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1", avoid: Sequence[int] = (), rng: random.Random | None = None,
+              ephemeral: tuple[int, int] | None = None) -> int:
+    """A TCP port on ``host`` that is free now and not in ``avoid``: one under the kernel's
+    ephemeral range (:func:`ephemeral_ports`, from :data:`PORT_FLOOR` up) where that leaves at
+    least 1,000, else one the kernel picks. A port of the ephemeral range can be taken between
+    this call and the server's ``bind`` by any outgoing connection or ``bind`` to port 0 on the
+    machine, SGLang's own NCCL port and torch's store connections among them: four replicas
+    started over three minutes lost the fourth's that way (benchmarks/RUNS.md, "Twenty-sixth
+    run")."""
+    lo, _ = ephemeral or ephemeral_ports()
+    avoid = set(avoid)
+    if lo - PORT_FLOOR >= 1000:
+        rng = rng or random.SystemRandom()
+        for _ in range(256):
+            port = rng.randrange(PORT_FLOOR, lo)
+            if port not in avoid and _bindable(host, port):
+                return port
+    for _ in range(256):
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in avoid:
+            return port
+    raise RuntimeError(f"no free TCP port on {host}")
+
+
+class PortTaken(RuntimeError):
+    """A server could not listen: its port was taken after it was picked."""
+
+
+def port_taken(path: str | None, tail: int = 65536) -> bool:
+    """Whether the server output at ``path`` (None: not kept) says its port was taken
+    (:data:`PORT_TAKEN`). SGLang's server process does not exit then: it waits for its scheduler."""
+    if path is None:
+        return False
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - tail))
+            text = f.read().decode("utf-8", "replace").lower()
+    except OSError:
+        return False
+    return any(m in text for m in PORT_TAKEN)
 
 
 def wait_healthy(proc: Any, url: str, deadline: float, limit_s: float, name: str,
-                 on_fail: Callable[[], None]) -> None:
+                 on_fail: Callable[[], None], log_path: str | None = None) -> None:
     """Until ``url``'s ``GET /health`` answers 200: checked every second while ``proc`` (the
     server's ``subprocess.Popen``) runs. If it exits, or ``time.time()`` passes ``deadline``,
-    ``on_fail()`` (stop the servers) and ``RuntimeError`` naming ``name`` or ``url``."""
+    ``on_fail()`` (stop the servers) and ``RuntimeError`` naming ``name`` or ``url``. If its output
+    (``log_path``) says its port was taken, :class:`PortTaken` at once, ``on_fail`` not called
+    (the caller may start it on another port)."""
     while True:
         if proc.poll() is not None:
             on_fail()
@@ -157,6 +225,8 @@ def wait_healthy(proc: Any, url: str, deadline: float, limit_s: float, name: str
                     return
         except OSError:
             pass
+        if port_taken(log_path):
+            raise PortTaken(f"{name} could not listen on {url}: its port is in use")
         if time.time() > deadline:
             on_fail()
             raise RuntimeError(f"{url} not healthy after {limit_s:g} s")
@@ -338,6 +408,23 @@ def _given(args: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _signal_group(proc: Any, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_group(proc: Any, timeout_s: float) -> None:
+    """SIGTERM to ``proc``'s process group, SIGKILL if it has not exited after ``timeout_s``."""
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
+
 class ServerGroup:
     """The servers of one :class:`ServerLaunch`: :meth:`start` them (their URLs), :meth:`stop`
     them (each in its own session, so SGLang's scheduler processes go too); a context manager."""
@@ -362,7 +449,9 @@ class ServerGroup:
         if self.procs:
             raise RuntimeError("ServerGroup.start: already started (a group starts once; make another)")
         la = self.launch
-        ports = [la.port + k if la.port is not None else free_port(la.host) for k in range(la.replicas)]
+        ports: list[int] = []
+        for k in range(la.replicas):
+            ports.append(la.port + k if la.port is not None else free_port(la.host, avoid=ports))
         env = la.environment()
         if la.log_dir is not None:
             os.makedirs(la.log_dir, exist_ok=True)
@@ -397,43 +486,52 @@ class ServerGroup:
                 except RuntimeError as e:
                     self.stop()
                     raise RuntimeError(f"sglang.launch_server replica {k} on GPU {gpu}: {e}") from None
-            cmds = la.commands(ports, fractions=fractions)
             for k in rnd:
                 self.fractions[k] = fractions.get(k, plan[k][1])
-                path = self.log_path(k)
-                out: Any = 2  # no log folder: the servers' output on this process's stderr (stdout stays ours)
-                if path is not None:
-                    out = open(path, "w")
-                    self._logs.append(out)
-                self.procs.append(subprocess.Popen(cmds[k], start_new_session=True, stdout=out,
-                                                   stderr=subprocess.STDOUT, env=env))
+                self.procs.append(self._spawn(k, la.commands(ports, fractions=fractions)[k], env))
                 self.urls.append(urls[k])
             deadline = time.time() + la.start_timeout_s
             for k in rnd:
                 where = f" (see {self.log_path(k)})" if la.log_dir is not None else ""
-                wait_healthy(self.procs[k], urls[k], deadline, la.start_timeout_s,
-                             f"sglang.launch_server replica {k}{where}", self.stop)
+                for attempt in range(PORT_RETRIES + 1):
+                    try:
+                        wait_healthy(self.procs[k], urls[k], deadline, la.start_timeout_s,
+                                     f"sglang.launch_server replica {k}{where}", self.stop, self.log_path(k))
+                        break
+                    except PortTaken as e:
+                        if la.port is not None or attempt == PORT_RETRIES:
+                            self.stop()
+                            raise RuntimeError(f"{e} (tried {attempt + 1} port(s); "
+                                               + ("ServerLaunch.port fixes it" if la.port is not None
+                                                  else "retried on other ports") + ")") from None
+                        _kill_group(self.procs[k], 60.0)  # it waits for its scheduler: end them all
+                        old = ports[k]
+                        ports[k] = free_port(la.host, avoid=ports)
+                        urls[k] = self.urls[k] = f"http://{host}:{ports[k]}"
+                        log.warning("sglang.launch_server replica %d: port %d was taken, starting it again on %d",
+                                    k, old, ports[k])
+                        self.procs[k] = self._spawn(k, la.commands(ports, fractions=fractions)[k], env)
                 if on_ready is not None:
                     on_ready(k, urls[k])
         return list(self.urls)
+
+    def _spawn(self, k: int, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+        """Replica ``k``'s server process, in a session of its own, its output in its log file
+        (opened anew: a restart's log holds its own start only) or on this process's stderr."""
+        path = self.log_path(k)
+        out: Any = 2  # no log folder: the servers' output on this process's stderr (stdout stays ours)
+        if path is not None:
+            out = open(path, "w")
+            self._logs.append(out)
+        return subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """SIGTERM to each server's process group, SIGKILL to any still there after ``timeout_s``."""
         atexit.unregister(self.stop)
         for proc in self.procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _signal_group(proc, signal.SIGTERM)
         for proc in self.procs:
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+            _kill_group(proc, timeout_s)
         for f in self._logs:
             f.close()
         self._logs = []
