@@ -292,7 +292,7 @@ def test_server_replicas_share_the_gpu_memory_and_one_engine(monkeypatch, tmp_pa
     engines = []
     monkeypatch.setattr("srca.engines.sglang_http.SGLangServerEngine",
                         lambda url, **kw: engines.append((url, kw)) or types.SimpleNamespace())
-    a = types.SimpleNamespace(server_replicas=2, server_reserve_gib=None, model="/m", sampler="flashinfer", mem=0.7, decode_log_interval=40,
+    a = types.SimpleNamespace(server_replicas=2, server_reserve_gib=None, server_mps=False, model="/m", sampler="flashinfer", mem=0.7, decode_log_interval=40,
                               disable_cuda_graph=True, max_running_requests=None, sglang_args={},
                               prefill_graph="sglang", decode_graph_max_bs="sglang", work_dir=str(tmp_path),
                               submit_window_ms=None, sglang_gc_threshold="engine")

@@ -32,7 +32,8 @@ print("started", os.getpid(), flush=True)
 
 class H(BaseHTTPRequestHandler):
     def do_GET(self):
-        body = json.dumps({"argv": argv, "gc": os.environ.get("SRCA_SGLANG_GC_THRESHOLD"), "pid": os.getpid()}).encode()
+        body = json.dumps({"argv": argv, "gc": os.environ.get("SRCA_SGLANG_GC_THRESHOLD"), "pid": os.getpid(),
+                           "mps": os.environ.get("CUDA_MPS_PIPE_DIRECTORY")}).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -525,3 +526,95 @@ def test_a_replica_gives_up_after_its_retries_and_stops_the_others(shim, tmp_pat
         with pytest.raises(RuntimeError, match=r"its port is in use \(tried 3 port\(s\); retried on other ports\)"):
             group.start()
         assert all(p.poll() is not None for p in group.procs)
+
+
+_MPS_CONTROL = """#!/bin/sh
+# nvidia-cuda-mps-control stood in for: -d starts (a file in the pipe folder), 'quit' on stdin stops
+echo "$*" >> "$CUDA_MPS_LOG_DIRECTORY/calls"
+if [ "$1" = "-d" ]; then
+  [ -n "$MPS_FAIL" ] && { echo "An instance of this daemon is already running" >&2; exit 1; }
+  touch "$CUDA_MPS_PIPE_DIRECTORY/control"; exit 0
+fi
+read line; echo "stdin $line" >> "$CUDA_MPS_LOG_DIRECTORY/calls"; rm -f "$CUDA_MPS_PIPE_DIRECTORY/control"
+"""
+
+
+@pytest.fixture()
+def mps_control(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "nvidia-cuda-mps-control"
+    exe.write_text(_MPS_CONTROL)
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return bin_dir
+
+
+def test_with_mps_the_servers_are_clients_of_a_daemon_of_their_own_that_quits_with_them(shim, mps_control, tmp_path):
+    la = ServerLaunch(model="/m", replicas=2, decode_graph_max_bs=None, prefill_graph=None,
+                      log_dir=str(tmp_path / "logs"), start_timeout_s=60, mps=True)
+    group = ServerGroup(la, free_memory=lambda gpu: None)
+    root = tmp_path / "logs" / "mps"
+    try:
+        urls = group.start()
+        assert [_get(u)["mps"] for u in urls] == [str(root / "pipe")] * 2
+        assert (root / "pipe" / "control").exists()
+    finally:
+        group.stop()
+    assert (root / "log" / "calls").read_text().splitlines() == ["-d", "", "stdin quit"]
+    assert not (root / "pipe" / "control").exists() and all(p.poll() is not None for p in group.procs)
+    group.stop()  # twice: the daemon is asked to quit once
+    assert (root / "log" / "calls").read_text().count("quit") == 1
+
+
+def test_with_mps_and_no_log_folder_the_daemons_folders_go_at_stop(shim, mps_control):
+    group = ServerGroup(ServerLaunch(model="/m", decode_graph_max_bs=None, prefill_graph=None, start_timeout_s=60,
+                                     mps=True), free_memory=lambda gpu: None)
+    try:
+        url = group.start()[0]
+        root = os.path.dirname(_get(url)["mps"])
+        assert os.path.basename(root).startswith("srca-mps-") and os.path.exists(os.path.join(root, "pipe", "control"))
+    finally:
+        group.stop()
+    assert not os.path.exists(root)
+
+
+def test_mps_that_cannot_start_says_why_before_any_server(shim, mps_control, tmp_path, monkeypatch):
+    la = ServerLaunch(model="/m", decode_graph_max_bs=None, prefill_graph=None, start_timeout_s=60, mps=True,
+                      log_dir=str(tmp_path / "logs"))
+    monkeypatch.setenv("MPS_FAIL", "1")
+    group = ServerGroup(la, free_memory=lambda gpu: None)
+    with pytest.raises(RuntimeError, match="mps: nvidia-cuda-mps-control -d exited with 1: An instance of this "
+                                           "daemon is already running"):
+        group.start()
+    assert group.procs == []
+    monkeypatch.setenv("PATH", "/nonexistent")
+    group = ServerGroup(la, free_memory=lambda gpu: None)
+    with pytest.raises(RuntimeError, match="mps: nvidia-cuda-mps-control not found on PATH"):
+        group.start()
+    assert group.procs == []
+
+
+def test_mps_is_a_flag_of_the_command_an_engine_option_and_a_real_workload_flag(monkeypatch):
+    import argparse
+
+    from srca.commands import sglang_servers
+    from srca.engines.sglang_launch import LaunchedServersEngine
+
+    p = argparse.ArgumentParser()
+    sglang_servers.add_parser(p.add_subparsers())
+    assert sglang_servers.launch_from_args(p.parse_args(["sglang-servers", "--model", "/m", "--mps"])).mps is True
+    assert sglang_servers.launch_from_args(p.parse_args(["sglang-servers", "--model", "/m"])).mps is False
+    seen = []
+    monkeypatch.setattr(sglang_launch, "check_sglang", lambda env: None)
+    monkeypatch.setattr(ServerGroup, "start", lambda self, **kw: seen.append(self.launch.mps) or ["http://x:1"])
+    monkeypatch.setattr(sglang_launch.SGLangServerEngine, "__init__", lambda self, *a, **kw: None)
+    LaunchedServersEngine("/m", mps=True)
+    assert seen == [True]
+    with pytest.raises(TypeError, match="LaunchedServersEngine.mps: True or False, got 'on'"):
+        LaunchedServersEngine("/m", mps="on")
+    with pytest.raises(TypeError, match="ServerLaunch.mps: True or False, got 1"):
+        ServerLaunch(model="/m", mps=1)
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "real_workload.py"), "--server-mps"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--server-mps: needs --server" in out.stderr

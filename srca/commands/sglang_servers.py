@@ -70,6 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-dir", default=None, help="keep each server's output there (server.out, server1.out, ...)")
     p.add_argument("--start-timeout-s", type=float, default=None, help="seconds each round of starts may take "
                    "(default 900)")
+    p.add_argument("--mps", action="store_true", default=None,
+                   help="run the servers under a CUDA MPS daemon of their own, so replicas sharing a GPU run "
+                        "their kernels at once instead of taking turns (needs nvidia-cuda-mps-control)")
     p.add_argument("sglang_args", nargs="*", metavar="-- FLAGS", help="more sglang.launch_server flags")
     p.set_defaults(func=run)
 
@@ -81,7 +84,7 @@ def launch_from_args(args: argparse.Namespace):
 
     # each flag is its ServerLaunch field's name (--mem-fraction: mem_fraction)
     fields = ("replicas", "gpus", "mem_fraction", "reserve_gib", "host", "port", "decode_graph_max_bs", "prefill_graph",
-              "gc_threshold", "log_dir", "start_timeout_s")
+              "gc_threshold", "log_dir", "start_timeout_s", "mps")
     given = {k: (None if getattr(args, k) == NONE else getattr(args, k)) for k in fields
              if getattr(args, k) is not None}
     try:

@@ -34,10 +34,12 @@ import logging
 import math
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from typing import IO, Any, Callable, Sequence
@@ -265,6 +267,9 @@ class ServerLaunch:
     log_dir: each server's output in ``server.out``, ``server1.out``, ...; None: on this
         process's stderr.
     start_timeout_s: how long each round may take to answer ``/health``.
+    mps: run the servers as clients of a CUDA MPS daemon of their own (:class:`MpsDaemon`), so
+        the kernels of replicas that share a GPU run side by side instead of taking turns; off by
+        default until a GPU run shows it pays (benchmarks/RUNS.md, "Twenty-sixth run").
     """
 
     model: str
@@ -280,10 +285,13 @@ class ServerLaunch:
     extra_args: tuple[str, ...] = ()
     log_dir: str | None = None
     start_timeout_s: float = 900.0
+    mps: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"ServerLaunch.model: a model path, got {self.model!r}")
+        if not isinstance(self.mps, bool):
+            raise TypeError(f"ServerLaunch.mps: True or False, got {self.mps!r}")
         gpus = tuple(self.gpus) if isinstance(self.gpus, (list, tuple)) else None
         if not gpus or any(type(g) is not int or g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
             raise ValueError(f"ServerLaunch.gpus: distinct GPU indices >= 0, got {self.gpus!r}")
@@ -408,6 +416,56 @@ def _given(args: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+class MpsDaemon:
+    """A CUDA MPS control daemon of this group's own (NVIDIA's Multi-Process Service): its pipe
+    and log folders under ``root``, so only the processes given :meth:`env` are its clients. The
+    GPUs' settings (compute mode) and the machine's other CUDA processes are left as they are; MPS
+    runs in the default compute mode. Without it, processes that share a GPU take turns on it;
+    with it, their kernels run at once (SGLang's issue #35648 and sglang-omni's same-GPU replicas
+    use it for the same reason). ``binary``: the control program (on ``PATH``)."""
+
+    def __init__(self, root: str, binary: str = "nvidia-cuda-mps-control") -> None:
+        self.root, self.binary = root, binary
+        self.started = False
+
+    def env(self) -> dict[str, str]:
+        """What a client's environment needs to reach this daemon."""
+        return {"CUDA_MPS_PIPE_DIRECTORY": os.path.join(self.root, "pipe"),
+                "CUDA_MPS_LOG_DIRECTORY": os.path.join(self.root, "log")}
+
+    def _run(self, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+        path = shutil.which(self.binary)
+        if path is None:
+            raise RuntimeError(f"mps: {self.binary} not found on PATH (NVIDIA's driver utilities); "
+                               "start the servers without mps")
+        return subprocess.run([path, *args], input=stdin, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **self.env()})
+
+    def start(self) -> None:
+        """Start the daemon (``-d``); ``RuntimeError`` saying why when it cannot."""
+        for d in self.env().values():
+            os.makedirs(d, exist_ok=True)
+        try:
+            done = self._run(["-d"])
+        except (OSError, subprocess.SubprocessError) as e:
+            raise RuntimeError(f"mps: {self.binary} -d failed: {e}") from None
+        if done.returncode != 0:
+            why = (done.stderr or done.stdout).strip().splitlines()
+            raise RuntimeError(f"mps: {self.binary} -d exited with {done.returncode}"
+                               + (f": {why[-1]}" if why else ""))
+        self.started = True
+
+    def stop(self) -> None:
+        """Ask the daemon to quit (its MPS server goes with it); nothing when not started."""
+        if not self.started:
+            return
+        self.started = False
+        try:
+            self._run([], stdin="quit\n")
+        except (OSError, subprocess.SubprocessError, RuntimeError) as e:
+            log.warning("mps: the daemon under %s did not quit: %s", self.root, e)
+
+
 def _signal_group(proc: Any, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)
@@ -437,6 +495,8 @@ class ServerGroup:
         self.procs: list[subprocess.Popen] = []
         self.urls: list[str] = []
         self._logs: list[IO[Any]] = []
+        self.mps: MpsDaemon | None = None
+        self._mps_tmp: str | None = None
 
     def log_path(self, k: int) -> str | None:
         d = self.launch.log_dir
@@ -455,6 +515,16 @@ class ServerGroup:
         env = la.environment()
         if la.log_dir is not None:
             os.makedirs(la.log_dir, exist_ok=True)
+        if la.mps:  # its folders beside the servers' logs, or in a temporary one removed at stop
+            if la.log_dir is None:
+                self._mps_tmp = tempfile.mkdtemp(prefix="srca-mps-")
+            self.mps = MpsDaemon(os.path.join(la.log_dir, "mps") if la.log_dir is not None else self._mps_tmp)
+            try:
+                self.mps.start()
+            except RuntimeError:
+                self.stop()
+                raise
+            env.update(self.mps.env())
         host = "127.0.0.1" if la.host in ("0.0.0.0", "::") else la.host
         urls = [f"http://{host}:{p}" for p in ports]
         atexit.register(self.stop)  # servers run in sessions of their own: never leave them behind
@@ -532,6 +602,11 @@ class ServerGroup:
             _signal_group(proc, signal.SIGTERM)
         for proc in self.procs:
             _kill_group(proc, timeout_s)
+        if self.mps is not None:
+            self.mps.stop()
+        if self._mps_tmp is not None:
+            shutil.rmtree(self._mps_tmp, ignore_errors=True)
+            self._mps_tmp = None
         for f in self._logs:
             f.close()
         self._logs = []
@@ -554,8 +629,8 @@ class LaunchedServersEngine(SGLangServerEngine):
     replicas: servers in all (None: one per GPU of ``gpus``); two on one GPU are two scheduler
         processes for it (DVTS@16 1.80x faster than one server on one H100, benchmarks/RUNS.md,
         "Seventeenth run").
-    gpus, mem_fraction, reserve_gib, decode_graph_max_bs, prefill_graph, gc_threshold, log_dir, start_timeout_s:
-        as :class:`ServerLaunch`'s; server_args: more ``sglang.launch_server`` flags (a list).
+    gpus, mem_fraction, reserve_gib, decode_graph_max_bs, prefill_graph, gc_threshold, log_dir, start_timeout_s,
+    mps: as :class:`ServerLaunch`'s; server_args: more ``sglang.launch_server`` flags (a list).
     **options: :class:`~srca.engines.sglang_http.SGLangServerEngine`'s (``timeout_s``,
         ``stop_mode``, ``submit_window_ms``, ...), checked before any server starts.
     """
@@ -566,14 +641,15 @@ class LaunchedServersEngine(SGLangServerEngine):
                  prefill_graph: str | None = PREFILL_GRAPH,
                  gc_threshold: Sequence[int] | str | None = gc_probe.DEFAULT_THRESHOLD,
                  server_args: Sequence[str] = (), log_dir: str | None = None, start_timeout_s: float = 900.0,
-                 **options: Any) -> None:
+                 mps: bool = False, **options: Any) -> None:
         if isinstance(server_args, str):
             raise TypeError(f"LaunchedServersEngine.server_args: a list of flags, got {server_args!r}")
         try:
             launch = ServerLaunch(model=model, replicas=replicas, gpus=gpus, mem_fraction=mem_fraction,
                                   reserve_gib=reserve_gib, decode_graph_max_bs=decode_graph_max_bs,
                                   prefill_graph=prefill_graph, gc_threshold=gc_threshold,
-                                  extra_args=tuple(server_args), log_dir=log_dir, start_timeout_s=start_timeout_s)
+                                  extra_args=tuple(server_args), log_dir=log_dir, start_timeout_s=start_timeout_s,
+                                  mps=mps)
         except (ValueError, TypeError) as e:  # named as this engine's options
             raise type(e)(str(e).replace("ServerLaunch.", "LaunchedServersEngine.")) from None
         allowed = set(inspect.signature(SGLangServerEngine.__init__).parameters) - {"self", "url", "model"}
