@@ -156,6 +156,11 @@ case "${1:-poll}" in
       [ "$alive" = 0 ] && break; sleep 0.5
     done
     kill -KILL "$rp" 2>/dev/null
+    # a run's MPS daemon (--server-mps) left its process tree when it started: ask it to quit
+    for pipe in "$W"/run*/mps/pipe; do
+      [ -e "$pipe/control" ] && echo quit | CUDA_MPS_PIPE_DIRECTORY="$pipe" nvidia-cuda-mps-control 2>/dev/null \
+        && echo "skip: asked the MPS daemon of $pipe to quit"
+    done
     echo "skip: ended run process $rp and the $(echo $below | wc -w) below it";;
   poll)
     cat "$W/chain.out" 2>/dev/null

@@ -21,7 +21,11 @@ static share for its CUDA graphs and what it allocates under load (``ServerLaunc
 any replica starts (:func:`check_shared_fit`). Each server gets, as ``SGLangEngine``
 passes them in process: the decode CUDA graphs (:mod:`.sglang_graphs`), no prefill graphs, and the collector's thresholds
 (``SRCA_SGLANG_GC_THRESHOLD`` in its environment, which srca's SGLang plugin reads in each of
-its processes; :mod:`.gc_probe`). ``srca sglang-servers`` is the command line.
+its processes; :mod:`.gc_probe`). Replicas listen on ports under the kernel's ephemeral range
+(:func:`free_port`), and one whose port was taken anyway starts again on another. With
+``ServerLaunch.mps`` they are clients of a CUDA MPS daemon of their own (:class:`MpsDaemon`), so
+the replicas of a GPU run their kernels at once instead of taking turns.
+``srca sglang-servers`` is the command line.
 Nothing here imports SGLang; :meth:`ServerLaunch.graph_flags` reads its argument names.
 """
 from __future__ import annotations
