@@ -268,9 +268,12 @@ def test_server_replicas_share_the_gpu_memory_and_one_engine(monkeypatch, tmp_pa
 
     started = []
 
+    envs = []
+
     class FakeProc:
         def __init__(self, cmd, **kw):
             started.append(cmd)
+            envs.append(kw.get("env") or {})
             self.pid, self.returncode = 10_000 + len(started), None
 
         def poll(self):
@@ -292,7 +295,9 @@ def test_server_replicas_share_the_gpu_memory_and_one_engine(monkeypatch, tmp_pa
     engines = []
     monkeypatch.setattr("srca.engines.sglang_http.SGLangServerEngine",
                         lambda url, **kw: engines.append((url, kw)) or types.SimpleNamespace())
-    a = types.SimpleNamespace(server_replicas=2, server_reserve_gib=None, server_mps=False, model="/m", sampler="flashinfer", mem=0.7, decode_log_interval=40,
+    daemons = []  # --server-mps: the group's MPS daemon (started here without NVIDIA's program)
+    monkeypatch.setattr("srca.engines.sglang_launch.MpsDaemon.start", lambda self: daemons.append(self.root))
+    a = types.SimpleNamespace(server_replicas=2, server_reserve_gib=None, server_mps=True, model="/m", sampler="flashinfer", mem=0.7, decode_log_interval=40,
                               disable_cuda_graph=True, max_running_requests=None, sglang_args={},
                               prefill_graph="sglang", decode_graph_max_bs="sglang", work_dir=str(tmp_path),
                               submit_window_ms=None, sglang_gc_threshold="engine")
@@ -310,6 +315,8 @@ def test_server_replicas_share_the_gpu_memory_and_one_engine(monkeypatch, tmp_pa
     assert setup.url == setup.urls[0] and setup.proc is setup.procs[0]
     assert engines == [(setup.urls, {"max_connections": 4096})]
     assert (tmp_path / "server.out").exists() and (tmp_path / "server1.out").exists()
+    assert daemons == [str(tmp_path / "mps")] and setup.group.launch.mps is True
+    assert [e.get("CUDA_MPS_PIPE_DIRECTORY") for e in envs] == [str(tmp_path / "mps" / "pipe")] * 2
     assert replica_parts([[1], [2], [3]], 2, 2) == [[[1], [1], [3], [3]], [[2], [2]]]
     assert replica_parts([[1], [2]], 1, 1) == [[[1], [2]]]
 
