@@ -1,6 +1,6 @@
 """Whether CUDA MPS lets processes that share a GPU run their decode steps at once (no SGLang).
 
-    python benchmarks/mps_check.py --procs 3 --batch 512 --seconds 15 \\
+    python benchmarks/mps_check.py --procs 3 --batch 512 --seconds 10 --warmup-s 15 \\
         --out benchmarks/results/mps_check_h100.json
 
 SGLang replicas on one GPU (``srca sglang-servers --replicas 3``) each run a decode step of the
