@@ -452,9 +452,15 @@ def test_free_port_picks_under_the_kernels_ephemeral_range_and_skips_taken_and_a
     for _ in range(20):
         port = sglang_launch.free_port(ephemeral=(lo, 60999))
         assert sglang_launch.PORT_FLOOR <= port < lo
-    # no room under the range (less than 1,000 ports): the kernel's pick
-    assert sglang_launch.free_port(ephemeral=(sglang_launch.PORT_FLOOR + 999, 60999)) >= 1
+    # no room under the range (less than 1,000 ports): the kernel's pick, from its own range, and
+    # the random pick is never asked
+    class Unasked(random.Random):
+        def randrange(self, a, b):
+            raise AssertionError("randrange called without room under the range")
     lo_now, hi_now = sglang_launch.ephemeral_ports()
+    for _ in range(5):
+        port = sglang_launch.free_port(rng=Unasked(), ephemeral=(sglang_launch.PORT_FLOOR + 999, 60999))
+        assert lo_now <= port <= hi_now
     assert 1 <= lo_now <= hi_now <= 65535
     assert sglang_launch.ephemeral_ports("/nonexistent/ip_local_port_range") == (32768, 60999)
 
