@@ -13,7 +13,21 @@ from . import logs
 from .commands.common import UsageError, add_log_format_arg, err
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's, wrapping only at spaces: a method or variant name (``srca-margin-loops``) is
+    never split at its hyphens."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(self._whitespace_matcher.sub(" ", text).strip(), width, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit 2
         name = self.prog.replace("srca", "", 1).strip()
         err(f"{name + ': ' if name else ''}{message}")
