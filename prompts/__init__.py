@@ -1,7 +1,9 @@
 """Prompt templates, loaded by name from the JSON files in this folder, or from a folder the
 operator names in ``$SRCA_PROMPTS_DIR`` (its files add to the shipped set; a shipped name wins).
 
-A template is ``{"system": str | null, "user": str}`` where ``user`` contains ``{problem}``.
+A template is ``{"system": str | null, "user": str}`` where ``user`` contains ``{problem}``, with an
+optional ``"asks": "program"`` for a template that asks for a Python program instead of a chain
+of thought (the ``pot`` method asks with its own ``pot`` template unless the one named is such).
 
 A name is a plain identifier (letters, digits, ``_``, ``-``; at most 64 characters), never a
 path: the name reaches this module from requests (``SearchConfig.prompt``), so ``..``, ``/``
@@ -64,7 +66,14 @@ def _load_text(name: str, text: str) -> dict:
         raise ValueError(f"prompt {name!r}: 'user' must be a string containing {{problem}}")
     if data.get("system") is not None and not isinstance(data["system"], str):
         raise ValueError(f"prompt {name!r}: 'system' must be a string or null")
+    if data.get("asks", "reasoning") not in ("reasoning", "program"):
+        raise ValueError(f"prompt {name!r}: 'asks' must be 'reasoning' or 'program'")
     return data
+
+
+def asks(name: str) -> str:
+    """What template ``name`` asks for: ``"reasoning"`` (the default) or ``"program"``."""
+    return load(name).get("asks", "reasoning")
 
 
 def messages(name: str, problem: str) -> list[dict]:

@@ -139,7 +139,19 @@ def build_config(given: dict[str, Any], base: SearchConfig) -> SearchConfig:
     except (ValueError, TypeError) as e:
         raise InputError.from_value_error(e) from None
     check_prompt(cfg.prompt)
+    check_code_allowed(cfg.method)
     return cfg
+
+
+def check_code_allowed(method: str) -> None:
+    """A method that runs model-written code (``pot``) only where the operator allowed it
+    (``SRCA_ALLOW_CODE=1``, :mod:`srca.execution`): a 422 naming the field otherwise."""
+    from srca import execution
+    from srca.methods import METHODS
+
+    if METHODS[method].runs_code and not execution.allowed():
+        raise InputError.one("method", f"{method!r} runs the code the model writes; this service does not allow "
+                             f"that (its operator can, with {execution.ALLOW_ENV}=1)")
 
 
 def check_prompt(name: str) -> None:

@@ -1,7 +1,8 @@
 """The search methods by name, with the facts the library needs about each (``Method``).
 
-A leaf module (standard library only): ``SearchConfig`` validates ``method`` against this table
-and every search module imports ``SearchConfig``, so the table must not import the searches.
+A leaf module (it imports only the standard library; ``Method.prompt_for`` reads
+``srca.prompts`` when called): ``SearchConfig`` validates ``method`` against this table and every
+search module imports ``SearchConfig``, so the table must not import the searches.
 Each entry names its search function as ``"module:function"``, imported when a solve first runs
 it (as ``srca.engines.ENGINES`` names the engines). ``srca.methods`` re-exports ``METHODS`` and
 ``Method``; the CLI, the service, the evaluation and the Solver all read this one table.
@@ -38,6 +39,20 @@ class Method:
     # the most sequences one solve decodes at once (srca.admission): "module:function" of the
     # config; None: n (1 for a method that ignores n)
     width: str | None = None
+    # its own prompt template and what that asks for: pot asks for a program ("asks": "program"),
+    # so a SearchConfig.prompt that asks for reasoning (math, qwen, plain) gives way to it
+    prompt: str | None = None
+    runs_code: bool = False  # runs what the model wrote (srca.execution): the service asks its operator
+
+    def prompt_for(self, config: Any) -> str:
+        """The prompt template a solve with ``config`` (a ``SearchConfig``) asks with:
+        ``config.prompt``, unless this method has a template of its own and ``config.prompt``
+        asks for something else (a chain of thought where the method needs a program)."""
+        if self.prompt is None:
+            return config.prompt
+        from . import prompts  # srca.prompts (the prompts/ folder)
+
+        return config.prompt if prompts.asks(config.prompt) == prompts.asks(self.prompt) else self.prompt
 
     def search_fn(self) -> Search:
         """The search function (imported on first use when given as ``"module:function"``)."""
@@ -90,5 +105,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            width="srca.methods.lineage:width"),
     Method("cot_decoding", "srca.methods.cot_decoding:run_cot_decoding", "best_score",
            "branch on the top-n first tokens, pick by answer confidence", needs_token_ids=True),
+    Method("pot", "srca.methods.sampling:run_pot", "majority", "program of thought: n programs run (srca.execution), "
+           "majority vote over what they print", scores=False, prompt="pot", runs_code=True),
 ]}
 

@@ -19,7 +19,8 @@ def stepwise(answers_by_step=None, final=None, steps_to_finish=3):
     A probe (prompt ending in the cue) answers ``answers_by_step(k, tag)``, where k is the
     number of steps so far and tag the sample index of the last step. Whole-path requests
     (no stop strings) write all steps at once; CoT-decoding's first-token request gets two
-    alternatives."""
+    alternatives. pot's prompt (it asks for a "Python program") gets a program that prints
+    ``final(i)``."""
     answers_by_step = answers_by_step or (lambda k, tag: "7")
     final = final or (lambda tag: "7")
 
@@ -32,6 +33,9 @@ def stepwise(answers_by_step=None, final=None, steps_to_finish=3):
             return f"{answers_by_step(steps, tag)}}}."
         if req.top_logprobs and req.max_new_tokens == 1:
             return ("S", -0.1, [[(ord("S"), -0.1), (ord("T"), -2.5)]])
+        if not req.stop and "Python program" in prompt:  # pot's prompt: a program printing the final answer
+            text = f"Add them.\n```python\nprint({final(str(i))!r})\n```"
+            return (text, -0.05, [[(ord(c), -0.05), (ord("x"), -3.0)] for c in text])
         if not req.stop:
             text = "".join(f"Step {k}.{i}\n\n" for k in range(1, steps_to_finish)) + f"Done \\boxed{{{final(str(i))}}}"
             top = [[(ord(c), -0.05), (ord("x"), -3.0)] for c in text]

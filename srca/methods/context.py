@@ -114,7 +114,11 @@ class SearchContext:
         self.pool: list[Candidate] = []
         self.stop_reason = "finished"
         self.token_mode = engine.info.token_ids
-        self.prompt_text = engine.chat_prompt(prompts.messages(config.prompt, problem))
+        from ..method_registry import METHODS
+
+        method = METHODS.get(config.method)
+        self.prompt_name = method.prompt_for(config) if method is not None else config.prompt
+        self.prompt_text = engine.chat_prompt(prompts.messages(self.prompt_name, problem))
         self.prompt_ids = engine.encode(self.prompt_text) if self.token_mode else []
         self.cue_ids = engine.encode(config.checkpoint_cue) if self.token_mode else []
         self.root = self.new_node(None)

@@ -1,5 +1,7 @@
-"""Whole-path methods: greedy CoT, self-consistency (majority) and best-of-N."""
+"""Whole-path methods: greedy CoT, self-consistency (majority), best-of-N and program of thought."""
 from __future__ import annotations
+
+import asyncio
 
 from .context import Node, SearchContext
 
@@ -46,4 +48,28 @@ async def run_best_of_n(ctx: SearchContext) -> None:
     await ctx.score(nodes)
     for node in nodes:
         node.kept = True
+        ctx.add_candidate(node, "path")
+
+
+async def run_pot(ctx: SearchContext) -> None:
+    """Program of thought (PAL, Gao et al. 2022; PoT, Chen et al. 2022): ``n`` samples of the
+    ``pot`` prompt, each a program; the last fenced block of each runs in a child process
+    (:func:`srca.execution.run_program`, at most one per CPU core at a time) and the last line it
+    prints is its answer; the most frequent answer wins. A sample without a program, or whose
+    program fails, times out or prints nothing, has no answer and does not vote."""
+    from ..execution import extract_program, pool, program_answer, run_program
+
+    nodes = await _sample(ctx, ctx.config.n, greedy=False)
+    loop = asyncio.get_running_loop()
+
+    async def run(node: Node) -> None:
+        code = extract_program(node.text)
+        result = await loop.run_in_executor(pool(), run_program, code) if code is not None else None
+        node.answer = program_answer(result) if result is not None else None
+        node.answer_logprobs = None  # printed by the program, not written by the model
+        node.kept = True
+        node.path_score = node.score = 1.0
+
+    await asyncio.gather(*(run(n) for n in nodes))
+    for node in nodes:
         ctx.add_candidate(node, "path")

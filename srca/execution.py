@@ -1,0 +1,154 @@
+"""Running a program the model wrote (program-of-thought, the ``pot`` method), in a child process
+with limits.
+
+The program is the last fenced ```python block of a sample (:func:`extract_program`). It runs
+with this process's interpreter and packages (``python -s``: no user site; ``PYTHONPATH`` kept
+where set, nothing else of the environment) in a fresh temporary folder, its standard input
+closed, in a session of its own, under resource limits (:class:`ExecLimits`: address space,
+CPU seconds, file size, no core files) and a wall clock timeout after which its whole process
+group is killed. Its answer is the last non-empty
+line it printed (:func:`program_answer`).
+
+This is a guard against mistakes, not a security boundary: the child runs as the same user and
+can reach the network and the filesystem. Run the ``pot`` method only on a machine (or in a
+container) where model-written code may run; the service refuses it unless its operator sets
+``SRCA_ALLOW_CODE=1`` (:data:`ALLOW_ENV`).
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+ALLOW_ENV = "SRCA_ALLOW_CODE"
+_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.S | re.I)
+_BOXED = re.compile(r"\\boxed\{(.*)\}\s*$", re.S)
+MAX_ANSWER_CHARS = 200
+
+
+@dataclass(frozen=True)
+class ExecLimits:
+    """Limits of one program run. ``timeout_s``: wall clock; ``cpu_s``: CPU time (RLIMIT_CPU);
+    ``memory_mb``: address space (RLIMIT_AS); ``output_bytes``: what is kept of each stream;
+    ``file_mb``: the largest file it may write (RLIMIT_FSIZE)."""
+
+    timeout_s: float = 10.0
+    cpu_s: int = 10
+    memory_mb: int = 2048
+    output_bytes: int = 65536
+    file_mb: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "cpu_s", "memory_mb", "output_bytes", "file_mb"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (name != "timeout_s" and not isinstance(v, int)):
+                raise TypeError(f"ExecLimits.{name}: a number{'' if name == 'timeout_s' else ' (int)'}, got {v!r}")
+            if not v > 0:
+                raise ValueError(f"ExecLimits.{name}: must be > 0, got {v!r}")
+        if self.timeout_s > 600:
+            raise ValueError(f"ExecLimits.timeout_s: at most 600, got {self.timeout_s!r}")
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a program run gave: its output (cut to the limit), exit status (None: killed at the
+    timeout) and whether the timeout ended it."""
+
+    stdout: str
+    stderr: str
+    returncode: int | None
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def extract_program(text: str) -> str | None:
+    """The last fenced code block of ``text`` (```python, ```py or a bare fence), or None."""
+    if not isinstance(text, str):
+        raise TypeError(f"extract_program: text must be a str, got {type(text).__name__}")
+    blocks = [b for b in _FENCE.findall(text) if b.strip()]
+    return blocks[-1] if blocks else None
+
+
+def program_answer(result: ExecResult) -> str | None:
+    """The answer a run printed: its last non-empty line, with ``$`` and an enclosing
+    ``\\boxed{}`` taken off; None when it failed, printed nothing, or printed a line longer than
+    :data:`MAX_ANSWER_CHARS`."""
+    if not result.ok:
+        return None
+    lines = [ln.strip() for ln in result.stdout.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    ans = lines[-1].strip("$ ").strip()
+    m = _BOXED.search(ans)
+    if m:
+        ans = m.group(1).strip()
+    return ans if ans and len(ans) <= MAX_ANSWER_CHARS else None
+
+
+# sets the limits in the child, then execs the program: no ``preexec_fn``, which is unsafe in a
+# process with threads (the engines' and the event loop's)
+_LAUNCH = ("import os, resource, sys\n"
+           "m, c, f = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])\n"
+           "resource.setrlimit(resource.RLIMIT_AS, (m, m))\n"
+           "resource.setrlimit(resource.RLIMIT_CPU, (c, c + 1))\n"
+           "resource.setrlimit(resource.RLIMIT_FSIZE, (f, f))\n"
+           "resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n"
+           "os.execv(sys.executable, [sys.executable, '-s', sys.argv[4]])\n")
+
+
+def run_program(code: str, limits: ExecLimits | None = None) -> ExecResult:
+    """Run ``code`` with ``python -s`` in a temporary folder under ``limits`` (blocking; see the
+    module's note on what this guards against)."""
+    if not isinstance(code, str):
+        raise TypeError(f"run_program: code must be a str, got {type(code).__name__}")
+    limits = limits or ExecLimits()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if os.environ.get("PYTHONPATH"):  # the packages this process sees (sympy), where they came that way
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    with tempfile.TemporaryDirectory(prefix="srca-pot-") as tmp:
+        path = os.path.join(tmp, "program.py")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(code)
+        argv = [sys.executable, "-s", "-c", _LAUNCH, str(limits.memory_mb * 1024 * 1024), str(limits.cpu_s),
+                str(limits.file_mb * 1024 * 1024), path]
+        proc = subprocess.Popen(argv, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        timed_out = False
+        try:
+            out, err = proc.communicate(timeout=limits.timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, err = proc.communicate()
+    cut = limits.output_bytes
+    return ExecResult(stdout=out[-cut:].decode("utf-8", "replace"), stderr=err[-cut:].decode("utf-8", "replace"),
+                      returncode=None if timed_out else proc.returncode, timed_out=timed_out)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def pool() -> ThreadPoolExecutor:
+    """The threads that run programs (one child process each, so at most one program per CPU
+    core runs at a time); made on first use."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="srca-pot")
+    return _POOL
+
+
+def allowed() -> bool:
+    """Whether the operator allowed model-written code to run (``SRCA_ALLOW_CODE=1``)."""
+    return os.environ.get(ALLOW_ENV, "").strip() == "1"

@@ -1,0 +1,124 @@
+"""Program of thought (``pot``): the program's extraction, its run under limits, its answer, the
+vote, the prompt it asks with, and the service's refusal unless the operator allows code."""
+import os
+import time
+
+import pytest
+
+from srca import SearchConfig, Solver
+from srca.engines.fake import ScriptedEngine
+from srca.execution import ExecLimits, ExecResult, extract_program, program_answer, run_program
+from srca.methods import METHODS
+
+
+def test_extract_program_takes_the_last_fenced_block():
+    text = "plan\n```python\nprint(1)\n```\nthen\n```py\nprint(2)\n```\n```\n\n```"
+    assert extract_program(text) == "print(2)\n"
+    assert extract_program("```\nx = 3\nprint(x)\n```") == "x = 3\nprint(x)\n"
+    assert extract_program("no code here, \\boxed{4}") is None
+    with pytest.raises(TypeError):
+        extract_program(None)
+
+
+@pytest.mark.parametrize("out, want", [
+    ("1\n2\n\n", "2"), ("$\\frac{1}{2}$\n", "\\frac{1}{2}"), ("\\boxed{\\sqrt{2}}\n", "\\sqrt{2}"),
+    ("", None), ("   \n", None), ("x" * 201 + "\n", None),
+])
+def test_program_answer_is_the_last_printed_line(out, want):
+    assert program_answer(ExecResult(out, "", 0)) == want
+
+
+def test_a_failed_or_killed_program_has_no_answer():
+    assert program_answer(ExecResult("7\n", "Traceback", 1)) is None
+    assert program_answer(ExecResult("7\n", "", None, timed_out=True)) is None
+
+
+def test_run_program_prints_and_exits():
+    r = run_program("import fractions\nprint(fractions.Fraction(1, 3) + fractions.Fraction(1, 6))")
+    assert r.ok and r.stdout.strip() == "1/2" and program_answer(r) == "1/2"
+    r = run_program("raise SystemExit(3)")
+    assert r.returncode == 3 and not r.ok
+
+
+def test_run_program_is_killed_at_the_timeout_with_its_children(tmp_path):
+    marker = tmp_path / "alive"
+    child = f"import time; time.sleep(3); open({str(marker)!r}, 'w').close()"
+    code = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {child!r}])\ntime.sleep(60)\n"
+    t0 = time.monotonic()
+    r = run_program(code, ExecLimits(timeout_s=1.0))
+    assert r.timed_out and r.returncode is None and not r.ok
+    assert time.monotonic() - t0 < 20
+    time.sleep(3.5)  # the grandchild, had it lived, would have written the marker by now
+    assert not marker.exists()
+
+
+def test_run_program_limits_memory_and_hides_the_environment(monkeypatch):
+    r = run_program("x = bytearray(4 * 1024 ** 3)", ExecLimits(memory_mb=512))
+    assert r.returncode != 0 and "MemoryError" in r.stderr
+    monkeypatch.setenv("SRCA_TEST_SECRET", "s3cret")
+    r = run_program("import os\nprint(os.environ.get('SRCA_TEST_SECRET'))\nprint(os.getcwd())")
+    out = r.stdout.splitlines()
+    assert out[0] == "None" and "srca-pot-" in out[1] and not os.path.exists(out[1])  # its folder is gone
+
+
+@pytest.mark.parametrize("field, value, exc", [
+    ("timeout_s", 0, ValueError), ("timeout_s", 601, ValueError), ("cpu_s", 1.5, TypeError),
+    ("memory_mb", -1, ValueError), ("output_bytes", True, TypeError), ("file_mb", "1", TypeError),
+])
+def test_exec_limits_validate_themselves(field, value, exc):
+    with pytest.raises(exc, match=f"ExecLimits.{field}"):
+        ExecLimits(**{field: value})
+
+
+def _programs(outputs):
+    """A scripted engine whose i-th sample is a program printing outputs[i] (None: no program;
+    "!": a program that fails)."""
+    prompts = []
+
+    def script(prompt, req, i):
+        prompts.append(prompt)
+        o = outputs[i]
+        if o is None:
+            return "I think it is \\boxed{9}."
+        body = "raise ValueError('no')" if o == "!" else f"print({o!r})"
+        return f"Compute.\n```python\n{body}\n```\nThe answer is \\boxed{{9}}."
+    return script, prompts
+
+
+def test_pot_votes_over_what_the_programs_print_not_the_text():
+    script, prompts = _programs(["7", "12", None, "\\frac{24}{2}", "!", "13", None, "9.5"])
+    sol = Solver(engine=ScriptedEngine(script), config=SearchConfig(method="pot", n=8)).solve("What is 5 + 7?")
+    # 12 and 24/2 are one answer (math-verify): 2 votes against 1 each (were they two, the tie
+    # would go to 7, seen first); the boxed 9s in the texts never vote, and the samples without a
+    # program or whose program failed are not candidates
+    assert sol.answer == "12"
+    assert [c.answer for c in sol.candidates] == ["7", "12", "\\frac{24}{2}", "13", "9.5"]
+    assert "Python program" in prompts[0] and "sympy.latex" in prompts[0]
+
+
+def test_pot_asks_with_its_own_prompt_unless_the_config_names_a_program_prompt(tmp_path, monkeypatch):
+    for cot in ("math", "qwen", "plain"):  # templates that ask for a chain of thought give way
+        assert METHODS["pot"].prompt_for(SearchConfig(method="pot", prompt=cot)) == "pot"
+    (tmp_path / "mycode.json").write_text('{"asks": "program", "user": "Write code: {problem}"}')
+    (tmp_path / "bad.json").write_text('{"asks": "poem", "user": "{problem}"}')
+    monkeypatch.setenv("SRCA_PROMPTS_DIR", str(tmp_path))
+    assert METHODS["pot"].prompt_for(SearchConfig(method="pot", prompt="mycode")) == "mycode"
+    with pytest.raises(ValueError, match="'asks' must be"):
+        METHODS["pot"].prompt_for(SearchConfig(method="pot", prompt="bad"))
+    assert METHODS["majority"].prompt_for(SearchConfig(method="majority", prompt="qwen")) == "qwen"
+    assert [m for m in METHODS.values() if m.runs_code] == [METHODS["pot"]]
+
+
+def test_the_service_refuses_pot_unless_its_operator_allows_code(monkeypatch):
+    pytest.importorskip("fastapi")
+    from srca.service.schemas import InputError, build_config
+
+    monkeypatch.delenv("SRCA_ALLOW_CODE", raising=False)
+    with pytest.raises(InputError) as e:
+        build_config({"method": "pot"}, SearchConfig())
+    assert e.value.status == 422 and "method" in str(e.value.errors) and "SRCA_ALLOW_CODE=1" in str(e.value.errors)
+    monkeypatch.setenv("SRCA_ALLOW_CODE", "1")
+    assert build_config({"method": "pot"}, SearchConfig()).method == "pot"
+    monkeypatch.setenv("SRCA_ALLOW_CODE", "0")
+    with pytest.raises(InputError):
+        build_config({"method": "pot"}, SearchConfig())
