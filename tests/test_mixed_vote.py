@@ -1,0 +1,63 @@
+"""benchmarks/mixed_vote.py: the joint CoT + PoT vote replayed from two runs' result lines."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import mixed_vote  # noqa: E402
+
+
+def _g(answer, paths, correct):
+    return {"answer": answer, "paths": paths, "correct": correct}
+
+
+def test_joint_vote_merges_equivalent_answers_and_weighs_programs():
+    cot = [_g("5", 3, False), _g("\\frac{1}{2}", 2, True)]
+    pot = [_g("0.5", 2, True), _g("5", 0, False)]
+    assert mixed_vote.joint_vote(cot, [], 0.0) is False  # CoT alone: 5 leads 3 to 2
+    assert mixed_vote.joint_vote(cot, pot, 0.4) is False  # 2 + 0.8 < 3
+    assert mixed_vote.joint_vote(cot, pot, 1.0) is True  # 1/2 and 0.5 are one group: 4 > 3
+    # ties go to the group seen first: CoT's leader
+    assert mixed_vote.joint_vote([_g("7", 1, True)], [_g("8", 1, False)], 1.0) is True
+    assert mixed_vote.joint_vote([], [_g("8", 2, False), _g("9", 1, True)], 1.0) is False
+    assert mixed_vote.joint_vote([_g(None, 4, True)], [], 1.0) is False  # no vote: wrong
+
+
+def _write(path, method, rows):
+    with gzip.open(path, "wt") as f:
+        for uid, answers, tokens in rows:
+            f.write(json.dumps({"unique_id": uid, "method": method, "n": 4, "answers": answers,
+                                "correct": bool(answers and answers[0]["correct"]),
+                                "usage": {"generated_tokens": tokens}}) + "\n")
+
+
+def test_the_cli_reports_each_weight_with_halves_and_paired_counts(tmp_path):
+    cot, pot, out = tmp_path / "cot.jsonl.gz", tmp_path / "pot.jsonl.gz", tmp_path / "r.json"
+    _write(cot, "majority", [("a", [_g("1", 3, False), _g("2", 1, True)], 100),
+                             ("b", [_g("3", 4, True)], 100), ("c", [_g("4", 2, True)], 100)])
+    _write(pot, "pot", [("a", [_g("2", 4, True)], 50), ("b", [_g("6", 4, False)], 50), ("z", [], 50)])
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mixed_vote.py"), "--cot", str(cot),
+                           "--pot", str(pot), "--weights", "0,1", "--pot-alone", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    res = json.loads(out.read_text())
+    assert res["problems"] == 2 and res["tokens_x_cot"] == 1.5  # a and b are shared
+    assert res["cot_recorded_accuracy"] == 50.0
+    rows = {r["vote"]: r for r in res["rows"]}
+    assert (rows["w=0"]["accuracy"], rows["w=0"]["wins"], rows["w=0"]["losses"]) == (50.0, 0, 0)
+    # w=1: a turns right (2: 1 + 4 > 3), b stays right (3: 4 against 6: 4, CoT's first)
+    assert (rows["w=1"]["accuracy"], rows["w=1"]["wins"], rows["w=1"]["losses"]) == (100.0, 1, 0)
+    assert (rows["pot alone"]["accuracy"], rows["pot alone"]["losses"]) == (50.0, 1)
+
+
+@pytest.mark.parametrize("weights", ["", "1,x", "-1"])
+def test_bad_weights_are_a_usage_error(tmp_path, weights):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mixed_vote.py"), "--cot", "x",
+                           "--pot", "y", "--weights", weights], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--weights" in done.stderr
