@@ -34,11 +34,15 @@ MAX_MESSAGES = 256  # a conversation longer than this is not a problem statement
 
 def model_names() -> dict[str, str]:
     """Served model name -> method: ``srca``, ``srca-<method>`` (``_`` written as ``-``) and the
-    named variants under their own names (``srca-lean``; :mod:`srca.eval.variants`)."""
+    named variants under their own names (``srca-lean``; :mod:`srca.eval.variants`); ``srca-pot``
+    only where the operator allows model-written code (``SRCA_ALLOW_CODE=1``)."""
+    from srca import execution
     from srca.eval.variants import VARIANTS
 
     out = {"srca": "srca"}
     for m in sorted(METHODS):
+        if METHODS[m].runs_code and not execution.allowed():  # refused here (schemas.check_code_allowed)
+            continue
         if m != "srca":
             out["srca-" + m.replace("_", "-")] = m
     for v in sorted(VARIANTS):

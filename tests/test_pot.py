@@ -122,3 +122,13 @@ def test_the_service_refuses_pot_unless_its_operator_allows_code(monkeypatch):
     monkeypatch.setenv("SRCA_ALLOW_CODE", "0")
     with pytest.raises(InputError):
         build_config({"method": "pot"}, SearchConfig())
+
+
+def test_the_openai_facade_lists_srca_pot_only_where_code_is_allowed(monkeypatch):
+    pytest.importorskip("fastapi")
+    from srca.service.openai_facade import model_names
+
+    monkeypatch.delenv("SRCA_ALLOW_CODE", raising=False)
+    assert "srca-pot" not in model_names() and "srca-dvts" in model_names()
+    monkeypatch.setenv("SRCA_ALLOW_CODE", "1")
+    assert model_names()["srca-pot"] == "pot"
