@@ -6,8 +6,7 @@ with this process's interpreter and packages (``python -s``: no user site; ``PYT
 where set, nothing else of the environment) in a fresh temporary folder, its standard input
 closed, in a session of its own, under resource limits (:class:`ExecLimits`: address space,
 CPU seconds, file size, no core files) and a wall clock timeout after which its whole process
-group is killed. Its answer is the last non-empty
-line it printed (:func:`program_answer`).
+group is killed. Its answer is the last non-empty line it printed (:func:`program_answer`).
 
 This is a guard against mistakes, not a security boundary: the child runs as the same user and
 can reach the network and the filesystem. Run the ``pot`` method only on a machine (or in a
