@@ -1,5 +1,6 @@
 """Shared by the benchmarks: writing a JSON result (the record plus the machine it ran on and
-when), a free local port for a server they start, and the ``--concurrency`` value they take."""
+when), reading an eval run's result lines, a free local port for a server they start, and the
+``--concurrency`` value they take."""
 from __future__ import annotations
 
 import gzip
@@ -11,6 +12,17 @@ from typing import Any
 
 # a server's port: one rule, the product's (srca sglang-servers uses it)
 from srca.engines.sglang_launch import free_port  # noqa: F401,E402
+
+
+def read_result_lines(path: str) -> list[dict]:
+    """The result lines of one eval result file (``.jsonl`` or ``.jsonl.gz``); a file that holds
+    more than one method or budget is refused (pool like with like)."""
+    with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
+        lines = [json.loads(x) for x in f if x.strip()]
+    kinds = {(r.get("method"), r.get("n")) for r in lines}
+    if len(kinds) != 1:
+        raise SystemExit(f"{path}: one method and n per file, found {sorted(kinds, key=str)}")
+    return lines
 
 
 def write_result(path: str, benchmark: str, args: Any, **fields: Any) -> None:

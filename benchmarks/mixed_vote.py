@@ -22,25 +22,18 @@ vote alone, and the tokens of both runs against the CoT run's. ``w = 0`` is the 
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _common import write_result  # noqa: E402
+from _common import read_result_lines, write_result  # noqa: E402
 
 
 def read_lines(path: str) -> dict[str, dict]:
-    """``unique_id -> result line`` of one eval result file (``.jsonl`` or ``.jsonl.gz``)."""
-    with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
-        lines = [json.loads(x) for x in f if x.strip()]
-    kinds = {(r.get("method"), r.get("n")) for r in lines}
-    if len(kinds) != 1:
-        raise SystemExit(f"{path}: one method and n per file, found {sorted(kinds, key=str)}")
-    return {r["unique_id"]: r for r in lines}
+    """``unique_id -> result line`` of one eval result file (:func:`_common.read_result_lines`)."""
+    return {r["unique_id"]: r for r in read_result_lines(path)}
 
 
 def joint_vote(cot: list[dict], pot: list[dict], w: float, equivalent=None) -> bool:
@@ -50,6 +43,8 @@ def joint_vote(cot: list[dict], pot: list[dict], w: float, equivalent=None) -> b
         from srca.answers import equivalent
     groups: list[list] = []  # [answer, weight, correct]
     for answers, weight in ((cot, 1.0), (pot, w)):
+        if weight == 0:  # its groups could only add nothing: spare the equivalence checks
+            continue
         for a in answers:
             if a.get("answer") is None or not a.get("paths"):
                 continue

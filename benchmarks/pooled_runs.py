@@ -35,7 +35,6 @@ earlier result of this script, so a new draw is added to a stored pool without c
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import random
@@ -43,20 +42,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import write_result  # noqa: E402
+from _common import read_result_lines, write_result  # noqa: E402
 
 from srca.eval.data import DataError, read_jsonl  # noqa: E402
 
 
 def read_run(path: str) -> dict[str, bool]:
-    """``unique_id -> correct`` of one eval result file (``.jsonl`` or ``.jsonl.gz``); a file that
-    holds more than one method or budget is refused (pool like with like)."""
-    with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
-        lines = [json.loads(x) for x in f if x.strip()]
-    kinds = {(r.get("method"), r.get("n")) for r in lines}
-    if len(kinds) != 1:
-        raise SystemExit(f"{path}: one method and n per file, found {sorted(kinds, key=str)}")
-    return {r["unique_id"]: bool(r["correct"]) for r in lines}
+    """``unique_id -> correct`` of one eval result file (:func:`_common.read_result_lines`)."""
+    return {r["unique_id"]: bool(r["correct"]) for r in read_result_lines(path)}
 
 
 def expand(items: list[str]) -> list[str]:

@@ -24,7 +24,7 @@ from srca.config import SearchConfig
 from srca.methods import METHODS
 
 from .cache import Outcome
-from .schemas import STRICT, InputError, build_config, checked_problem, config_field_definitions, validate
+from .schemas import STRICT, InputError, build_config, checked_problem, code_refused, config_field_definitions, validate
 
 # OpenAI request fields that are accepted and ignored (they have no meaning for a search)
 IGNORED = ("user", "metadata", "store", "frequency_penalty", "presence_penalty", "logit_bias", "stop",
@@ -36,12 +36,11 @@ def model_names() -> dict[str, str]:
     """Served model name -> method: ``srca``, ``srca-<method>`` (``_`` written as ``-``) and the
     named variants under their own names (``srca-lean``; :mod:`srca.eval.variants`); ``srca-pot``
     only where the operator allows model-written code (``SRCA_ALLOW_CODE=1``)."""
-    from srca import execution
     from srca.eval.variants import VARIANTS
 
     out = {"srca": "srca"}
     for m in sorted(METHODS):
-        if METHODS[m].runs_code and not execution.allowed():  # refused here (schemas.check_code_allowed)
+        if code_refused(m):  # a request naming it gets a 422
             continue
         if m != "srca":
             out["srca-" + m.replace("_", "-")] = m

@@ -143,13 +143,20 @@ def build_config(given: dict[str, Any], base: SearchConfig) -> SearchConfig:
     return cfg
 
 
-def check_code_allowed(method: str) -> None:
-    """A method that runs model-written code (``pot``) only where the operator allowed it
-    (``SRCA_ALLOW_CODE=1``, :mod:`srca.execution`): a 422 naming the field otherwise."""
+def code_refused(method: str) -> bool:
+    """Whether ``method`` runs model-written code (``pot``) where the operator has not allowed it
+    (``SRCA_ALLOW_CODE=1``, :mod:`srca.execution`)."""
     from srca import execution
     from srca.methods import METHODS
 
-    if METHODS[method].runs_code and not execution.allowed():
+    return METHODS[method].runs_code and not execution.allowed()
+
+
+def check_code_allowed(method: str) -> None:
+    """:func:`code_refused` as a 422 naming the field."""
+    from srca import execution
+
+    if code_refused(method):
         raise InputError.one("method", f"{method!r} runs the code the model writes; this service does not allow "
                              f"that (its operator can, with {execution.ALLOW_ENV}=1)")
 

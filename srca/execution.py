@@ -45,7 +45,8 @@ class ExecLimits:
     def __post_init__(self) -> None:
         for name in ("timeout_s", "cpu_s", "memory_mb", "output_bytes", "file_mb"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or (name != "timeout_s" and not isinstance(v, int)):
+            kinds = (int, float) if name == "timeout_s" else (int,)
+            if isinstance(v, bool) or not isinstance(v, kinds):
                 raise TypeError(f"ExecLimits.{name}: a number{'' if name == 'timeout_s' else ' (int)'}, got {v!r}")
             if not v > 0:
                 raise ValueError(f"ExecLimits.{name}: must be > 0, got {v!r}")

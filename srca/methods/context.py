@@ -116,9 +116,7 @@ class SearchContext:
         self.token_mode = engine.info.token_ids
         from ..method_registry import METHODS
 
-        method = METHODS.get(config.method)
-        self.prompt_name = method.prompt_for(config) if method is not None else config.prompt
-        self.prompt_text = engine.chat_prompt(prompts.messages(self.prompt_name, problem))
+        self.prompt_text = engine.chat_prompt(prompts.messages(METHODS[config.method].prompt_for(config), problem))
         self.prompt_ids = engine.encode(self.prompt_text) if self.token_mode else []
         self.cue_ids = engine.encode(config.checkpoint_cue) if self.token_mode else []
         self.root = self.new_node(None)
