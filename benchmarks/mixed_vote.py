@@ -16,6 +16,12 @@ vote alone, and the tokens of both runs against the CoT run's. ``w = 0`` is the 
 (it can differ from the run's recorded decisions where its top groups tie);
 ``--pot-alone`` adds the PoT vote alone.
 
+``--take K`` asks the question at equal compute: each vote draws ``K`` of each run's ``n``
+samples per problem (without replacement, ``--draws`` times; a sample that gave no answer is
+drawn too, and does not vote), so ``--take 8`` over two runs of 16 is a joint vote of 16
+samples, half of them programs, against the CoT run's own vote of all 16. Accuracy, wins and
+losses are then means over the draws, and the tokens are scaled by ``K / n``.
+
     python benchmarks/mixed_vote.py --cot RESULTS/majority_n16.jsonl.gz --pot RESULTS/pot_n16.jsonl.gz \\
         --weights 0,0.5,1,2 --out benchmarks/results/mixed_vote.json
 """
@@ -61,30 +67,61 @@ def joint_vote(cot: list[dict], pot: list[dict], w: float, equivalent=None) -> b
     return best[2]
 
 
-def replay(cot: dict[str, dict], pot: dict[str, dict], weights: list[float], pot_alone: bool = False) -> dict:
+def take(line: dict, k: int, rng) -> list[dict]:
+    """The answer groups of ``k`` of the result line's ``n`` samples, drawn without replacement
+    (the samples that gave no answer are drawn too and vote for nothing)."""
+    answers = [a for a in line["answers"] if a.get("answer") is not None and a.get("paths")]
+    n = int(line["n"])
+    if k > n:
+        raise SystemExit(f"--take {k}: {line['unique_id']} has only n = {n} samples")
+    pool = [g for g, a in enumerate(answers) for _ in range(a["paths"])]
+    pool += [-1] * (n - len(pool))
+    counts = [0] * len(answers)
+    for g in rng.sample(pool, k):
+        if g >= 0:
+            counts[g] += 1
+    return [dict(a, paths=c) for a, c in zip(answers, counts)]
+
+
+def replay(cot: dict[str, dict], pot: dict[str, dict], weights: list[float], pot_alone: bool = False,
+           k: int | None = None, draws: int = 1, seed: int = 0) -> dict:
+    import random
+
     from srca.eval.bank import half
 
     ids = sorted(set(cot) & set(pot))
     if not ids:
         raise SystemExit("the two runs share no problem")
+    frac_cot = {i: 1.0 if k is None else k / int(cot[i]["n"]) for i in ids}
+    frac_pot = {i: 1.0 if k is None else k / int(pot[i]["n"]) for i in ids}
     tok_cot = sum(cot[i]["usage"]["generated_tokens"] for i in ids)
     tok_pot = sum(pot[i]["usage"]["generated_tokens"] for i in ids)
-    base = {i: joint_vote(cot[i]["answers"], [], 0.0) for i in ids}
+    tok_joint = sum(frac_cot[i] * cot[i]["usage"]["generated_tokens"] + frac_pot[i] * pot[i]["usage"]["generated_tokens"]
+                    for i in ids)
+    base = {i: joint_vote(cot[i]["answers"], [], 0.0) for i in ids}  # the CoT run's own vote, all its samples
+    if k is None:
+        draws = 1
+        picks = [{i: (cot[i]["answers"], pot[i]["answers"]) for i in ids}]
+    else:
+        rng = random.Random(seed)
+        picks = [{i: (take(cot[i], k, rng), take(pot[i], k, rng)) for i in ids} for _ in range(draws)]
     rows = []
-    variants = [(f"w={w:g}", lambda i, w=w: joint_vote(cot[i]["answers"], pot[i]["answers"], w)) for w in weights]
+    variants = [(f"w={w:g}", lambda c, p, w=w: joint_vote(c, p, w)) for w in weights]
     if pot_alone:
-        variants.append(("pot alone", lambda i: joint_vote([], pot[i]["answers"], 1.0)))
+        variants.append(("pot alone", lambda c, p: joint_vote([], p, 1.0)))
     for name, vote in variants:
-        right = {i: vote(i) for i in ids}
+        right = {i: sum(vote(*d[i]) for d in picks) / draws for i in ids}  # the share of draws right
         row = {"vote": name, "problems": len(ids), "accuracy": round(100 * sum(right.values()) / len(ids), 2),
-               "wins": sum(right[i] and not base[i] for i in ids), "losses": sum(base[i] and not right[i] for i in ids)}
+               "wins": round(sum(right[i] for i in ids if not base[i]), 2),
+               "losses": round(sum(1 - right[i] for i in ids if base[i]), 2)}
         for h in ("tune", "test"):
             sub = [i for i in ids if half(i) == h]
             row[f"{h}_accuracy"] = round(100 * sum(right[i] for i in sub) / len(sub), 2) if sub else None
         rows.append(row)
     recorded = round(100 * sum(bool(cot[i].get("correct")) for i in ids) / len(ids), 2)
     return {"problems": len(ids), "cot_recorded_accuracy": recorded, "cot_tokens": tok_cot, "pot_tokens": tok_pot,
-            "tokens_x_cot": round((tok_cot + tok_pot) / tok_cot, 3) if tok_cot else None, "rows": rows}
+            "take": k, "draws": draws,
+            "tokens_x_cot": round(tok_joint / tok_cot, 3) if tok_cot else None, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,8 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pot", required=True, help="eval result lines of the program-of-thought run (pot)")
     ap.add_argument("--weights", default="0,0.5,1,2", help="comma list of the weight of a PoT path (>= 0)")
     ap.add_argument("--pot-alone", action="store_true", help="also the PoT vote alone")
+    ap.add_argument("--take", type=int, default=None, metavar="K",
+                    help="draw K of each run's n samples a problem (equal compute: K = n / 2)")
+    ap.add_argument("--draws", type=int, default=50, help="draws of --take (default 50)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --take's draws")
     ap.add_argument("--out", default=None, help="JSON result path")
     args = ap.parse_args(argv)
+    if args.take is not None and args.take < 1:
+        ap.error(f"--take: at least 1, got {args.take}")
+    if args.draws < 1:
+        ap.error(f"--draws: at least 1, got {args.draws}")
     try:
         weights = [float(x) for x in args.weights.split(",") if x.strip()]
     except ValueError:
@@ -104,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     for p in (args.cot, args.pot):
         if not os.path.isfile(p):
             ap.error(f"no such file: {p}")
-    res = replay(read_lines(args.cot), read_lines(args.pot), weights, args.pot_alone)
-    print(f"{res['problems']} problems; tokens of both runs {res['tokens_x_cot']}x the CoT run's; the CoT run's "
+    res = replay(read_lines(args.cot), read_lines(args.pot), weights, args.pot_alone, args.take, args.draws, args.seed)
+    drawn = f" ({args.take} of each run's samples, mean of {args.draws} draws)" if args.take else ""
+    print(f"{res['problems']} problems{drawn}; tokens {res['tokens_x_cot']}x the CoT run's; the CoT run's "
           f"own decisions {res['cot_recorded_accuracy']}% (w=0 differs only where its top groups tie)")
     print(f"{'vote':<10} {'acc %':>7} {'tune %':>7} {'test %':>7} {'+/- vs CoT':>11}")
     for r in res["rows"]:

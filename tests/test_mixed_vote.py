@@ -61,3 +61,40 @@ def test_bad_weights_are_a_usage_error(tmp_path, weights):
     done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mixed_vote.py"), "--cot", "x",
                            "--pot", "y", "--weights", weights], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--weights" in done.stderr
+
+
+def test_take_draws_k_of_n_samples_and_a_failed_sample_votes_for_nothing():
+    import random
+
+    line = {"unique_id": "a", "n": 6, "answers": [_g("1", 3, True), _g("2", 1, False), _g(None, 1, False)]}
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(200):
+        got = mixed_vote.take(line, 4, rng)
+        counts = [g["paths"] for g in got]
+        assert [g["answer"] for g in got] == ["1", "2"] and counts[0] <= 3 and counts[1] <= 1
+        assert 2 <= sum(counts) <= 4  # 2 of the 6 samples gave no answer
+        seen.add(tuple(counts))
+    assert (3, 1) in seen and (2, 0) in seen  # the draws vary
+    assert [g["paths"] for g in mixed_vote.take(line, 6, rng)] == [3, 1]  # all of them: the line itself
+    with pytest.raises(SystemExit, match="only n = 6"):
+        mixed_vote.take(line, 7, rng)
+
+
+def test_take_at_equal_compute_scales_tokens_and_averages_draws(tmp_path):
+    cot, pot, out = tmp_path / "cot.jsonl.gz", tmp_path / "pot.jsonl.gz", tmp_path / "r.json"
+    # every CoT sample of a says 1 (wrong), every program 2 (right): with 2 of each, the tie goes to CoT
+    _write(cot, "majority", [("a", [_g("1", 4, False)], 100), ("b", [_g("3", 4, True)], 100)])
+    _write(pot, "pot", [("a", [_g("2", 4, True)], 60), ("b", [_g("3", 4, True)], 60)])
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mixed_vote.py"), "--cot", str(cot),
+                           "--pot", str(pot), "--weights", "1,2", "--take", "2", "--draws", "5", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    res = json.loads(out.read_text())
+    assert res["take"] == 2 and res["draws"] == 5 and res["tokens_x_cot"] == 0.8  # (100 + 60) / 2 / 100
+    rows = {r["vote"]: r for r in res["rows"]}
+    assert (rows["w=1"]["accuracy"], rows["w=1"]["wins"], rows["w=1"]["losses"]) == (50.0, 0, 0)
+    assert (rows["w=2"]["accuracy"], rows["w=2"]["wins"]) == (100.0, 1)
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mixed_vote.py"), "--cot", str(cot),
+                          "--pot", str(pot), "--take", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--take" in bad.stderr
