@@ -100,6 +100,11 @@ class SearchConfig:
     # new user turn and its vote weighs P(yes) ** verify more (0: no probe)
     verify: float = 0.0
     verify_question: str = "Is the final answer above correct? Answer Yes or No."
+    # majority-pot (chains of thought and programs in one vote): the share of n drawn as programs
+    # of the pot template (srca.execution runs them), and a program's vote against a chain's 1;
+    # 1.25 chosen on MATH-500's tune half (benchmarks/README, "Programs beside chains of thought")
+    program_share: float = 0.5
+    program_weight: float = 1.25
     acs: bool = True  # SRCA tree: answer-clustered selection (off: plain top-k by score)
     cca: bool = True  # SRCA tree: checkpoints join the final candidate pool
     aggregation: str = "last"  # path score from step scores
@@ -176,12 +181,15 @@ class SearchConfig:
         if self.settle and (self.probe_at != "step" or not self.checkpoints):
             bad("settle", "needs a probe after every step: set probe_at='step' (and checkpoints on)")
         for name, lo_open in (("consensus", False), ("keep_top", True), ("checkpoint_weight", False),
-                              ("wave_consensus", False), ("wave_margin", False)):
+                              ("wave_consensus", False), ("wave_margin", False), ("program_share", False)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 bad(name, f"must be a number, got {v!r}")
             if not (0 < v <= 1 if lo_open else 0 <= v <= 1):
                 bad(name, f"must be in {'(0, 1]' if lo_open else '[0, 1]'}, got {v}")
+        if isinstance(self.program_weight, bool) or not isinstance(self.program_weight, (int, float)) \
+                or not 0 <= self.program_weight <= 16:
+            bad("program_weight", f"must be a number in [0, 16], got {self.program_weight!r}")
         if self.confidence not in CONFIDENCES:
             bad("confidence", f"must be one of {CONFIDENCES}, got {self.confidence!r}")
         for name in ("checkpoints", "acs", "cca", "lineages", "wave_speculate"):

@@ -77,10 +77,14 @@ def extract_program(text: str) -> str | None:
     return blocks[-1] if blocks else None
 
 
+_INTEGRAL_FLOAT = re.compile(r"-?\d+\.0+")
+
+
 def program_answer(result: ExecResult) -> str | None:
     """The answer a run printed: its last non-empty line, with ``$`` and an enclosing
-    ``\\boxed{}`` taken off; None when it failed, printed nothing, or printed a line longer than
-    :data:`MAX_ANSWER_CHARS`."""
+    ``\\boxed{}`` taken off, and a float of integral value as the integer (Python prints 72.0
+    where a chain of thought writes 72); None when it failed, printed nothing, or printed a line
+    longer than :data:`MAX_ANSWER_CHARS`."""
     if not result.ok:
         return None
     lines = [ln.strip() for ln in result.stdout.splitlines() if ln.strip()]
@@ -90,6 +94,8 @@ def program_answer(result: ExecResult) -> str | None:
     m = _BOXED.search(ans)
     if m:
         ans = m.group(1).strip()
+    if _INTEGRAL_FLOAT.fullmatch(ans):
+        ans = ans.split(".")[0]
     return ans if ans and len(ans) <= MAX_ANSWER_CHARS else None
 
 

@@ -107,5 +107,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "branch on the top-n first tokens, pick by answer confidence", needs_token_ids=True),
     Method("pot", "srca.methods.sampling:run_pot", "majority", "program of thought: n programs run (srca.execution), "
            "majority vote over what they print", scores=False, prompt="pot", runs_code=True),
+    Method("majority-pot", "srca.methods.sampling:run_majority_pot", "weighted_vote", "chains of thought and "
+           "programs (program_share of n) in one vote, a program's weighing program_weight", scores=False,
+           runs_code=True),
 ]}
 

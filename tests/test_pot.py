@@ -23,6 +23,7 @@ def test_extract_program_takes_the_last_fenced_block():
 @pytest.mark.parametrize("out, want", [
     ("1\n2\n\n", "2"), ("$\\frac{1}{2}$\n", "\\frac{1}{2}"), ("\\boxed{\\sqrt{2}}\n", "\\sqrt{2}"),
     ("", None), ("   \n", None), ("x" * 201 + "\n", None),
+    ("72.0\n", "72"), ("-3.000\n", "-3"), ("72.5\n", "72.5"), ("1.0e3\n", "1.0e3"), ("0.0\n", "0"),
 ])
 def test_program_answer_is_the_last_printed_line(out, want):
     assert program_answer(ExecResult(out, "", 0)) == want
@@ -106,7 +107,7 @@ def test_pot_asks_with_its_own_prompt_unless_the_config_names_a_program_prompt(t
     with pytest.raises(ValueError, match="'asks' must be"):
         METHODS["pot"].prompt_for(SearchConfig(method="pot", prompt="bad"))
     assert METHODS["majority"].prompt_for(SearchConfig(method="majority", prompt="qwen")) == "qwen"
-    assert [m for m in METHODS.values() if m.runs_code] == [METHODS["pot"]]
+    assert [m.name for m in METHODS.values() if m.runs_code] == ["pot", "majority-pot"]
 
 
 def test_the_service_refuses_pot_unless_its_operator_allows_code(monkeypatch):
@@ -132,3 +133,72 @@ def test_the_openai_facade_lists_srca_pot_only_where_code_is_allowed(monkeypatch
     assert "srca-pot" not in model_names() and "srca-dvts" in model_names()
     monkeypatch.setenv("SRCA_ALLOW_CODE", "1")
     assert model_names()["srca-pot"] == "pot"
+
+
+def _chains_and_programs(chains, programs):
+    """A scripted engine: the i-th chain of thought boxes chains[i]; pot's prompt gets a program
+    printing programs[i] ("!": one that fails)."""
+    prompts = []
+
+    def script(prompt, req, i):
+        prompts.append(prompt)
+        if "Python program" in prompt:
+            o = programs[i]
+            body = "raise ValueError('no')" if o == "!" else f"print({o!r})"
+            return f"Compute.\n```python\n{body}\n```"
+        return f"Think. \\boxed{{{chains[i]}}}"
+    return script, prompts
+
+
+@pytest.mark.parametrize("weight, want", [(1.5, "4"), (0.4, "5"), (0.0, "5")])
+def test_majority_pot_weighs_a_program_against_a_chain_of_thought(weight, want):
+    script, prompts = _chains_and_programs(["5", "5", "4"], ["4", "\\frac{8}{2}", "!"])
+    engine = ScriptedEngine(script)
+    cfg = SearchConfig(method="majority-pot", n=6, program_weight=weight)
+    sol = Solver(engine=engine, config=cfg).solve("What is 2 + 2?")
+    # 5: two chains (2); 4: one chain and two programs that print 4 and 8/2 (1 + 2w)
+    assert sol.answer == want
+    # the chains first, then the programs; the failed program is no candidate
+    assert [(c.answer, c.score) for c in sol.candidates] == [("5", 1.0), ("5", 1.0), ("4", 1.0), ("4", weight),
+                                                             ("\\frac{8}{2}", weight)]
+    chains = [p for p in prompts if "Python program" not in p]
+    assert len(chains) == 3 and len(prompts) == 6  # the solve's template for the chains, pot's for the programs
+    assert sol.usage.engine_calls == 1  # both kinds in one engine call
+
+
+def test_majority_pot_default_weight_ties_to_the_larger_group():
+    # five chains say 5; four programs print 4 (the fifth fails): 5 x 1 against 4 x 1.25, equal
+    # mass, so the larger group wins; at a weight of 1.5 the programs would
+    assert SearchConfig().program_weight == 1.25 and SearchConfig().program_share == 0.5
+    for weight, want in ((None, "5"), (1.5, "4")):
+        script, _ = _chains_and_programs(["5"] * 5, ["4"] * 4 + ["!"])
+        extra = {} if weight is None else {"program_weight": weight}
+        sol = Solver(engine=ScriptedEngine(script), config=SearchConfig(method="majority-pot", n=10, **extra)).solve("?")
+        assert sol.answer == want
+
+
+def test_majority_pot_splits_n_by_program_share():
+    for share, programs in ((0.0, 0), (0.25, 2), (0.5, 4), (1.0, 8)):
+        script, prompts = _chains_and_programs(["3"] * 8, ["3"] * 8)
+        sol = Solver(engine=ScriptedEngine(script), config=SearchConfig(method="majority-pot", n=8,
+                                                                        program_share=share)).solve("1 + 2?")
+        assert sum("Python program" in p for p in prompts) == programs and len(prompts) == 8
+        assert sol.answer == "3" and len(sol.candidates) == 8
+
+
+@pytest.mark.parametrize("field, value", [("program_share", 1.5), ("program_share", -0.1), ("program_weight", -1),
+                                          ("program_weight", 17), ("program_weight", True), ("program_share", "x")])
+def test_program_fields_validate_themselves(field, value):
+    with pytest.raises(ValueError, match=f"SearchConfig.{field}"):
+        SearchConfig(method="majority-pot", **{field: value})
+
+
+def test_the_service_refuses_majority_pot_unless_its_operator_allows_code(monkeypatch):
+    pytest.importorskip("fastapi")
+    from srca.service.schemas import InputError, build_config
+
+    monkeypatch.delenv("SRCA_ALLOW_CODE", raising=False)
+    with pytest.raises(InputError):
+        build_config({"method": "majority-pot"}, SearchConfig())
+    monkeypatch.setenv("SRCA_ALLOW_CODE", "1")
+    assert build_config({"method": "majority-pot", "program_weight": 2}, SearchConfig()).program_weight == 2

@@ -136,6 +136,19 @@ class SearchContext:
             return GenRequest(input_ids=ids, **params)
         return GenRequest(prompt=self.prompt_text + node.path_text() + suffix, **params)
 
+    def template_request(self, template: str, **params: Any) -> GenRequest:
+        """A request for the problem asked with another prompt template than the solve's
+        (majority-pot's programs beside its chains of thought): its answers are new paths from
+        the root, in the same engine call as the others when the caller batches them."""
+        from .. import prompts  # srca.prompts
+
+        params.setdefault("group", self.solve_id)
+        params.setdefault("logprobs", self.want_logprobs)
+        text = self.engine.chat_prompt(prompts.messages(template, self.problem))
+        if self.token_mode:
+            return GenRequest(input_ids=self.engine.encode(text), **params)
+        return GenRequest(prompt=text, **params)
+
     def seed_for(self, node: Node, salt: int = 0, index: int | None = None) -> int:
         """The seed of a request continuing ``node`` (:func:`srca.seeds.request_seed`), keyed by
         the node's id or by ``index`` (a search whose node ids depend on timing, DVTS's
