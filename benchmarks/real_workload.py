@@ -1534,9 +1534,10 @@ def main() -> None:
     ap.add_argument("--server-reserve-gib", type=float, default=None, metavar="GIB",
                     help="--server-replicas above 1: the memory each keeps beside its static share (srca's "
                          "default 11.5; ServerLaunch.reserve_gib)")
-    ap.add_argument("--server-mps", action="store_true",
+    ap.add_argument("--server-mps", action=argparse.BooleanOptionalAction, default=None,
                     help="--server: the replicas run under a CUDA MPS daemon of their own (ServerLaunch.mps): "
-                         "their kernels at once on the shared GPU instead of in turns")
+                         "their kernels at once on the shared GPU instead of in turns (default: srca's, on for "
+                         "two or more replicas where the daemon starts; --no-server-mps: off)")
     ap.add_argument("--server-replicas", type=int, default=1, metavar="K",
                     help="--server: K sglang.launch_server processes on this GPU (equal shares of --mem, balanced as "
                          "srca sglang-servers does), one "
@@ -1667,7 +1668,7 @@ def main() -> None:
         ap.error("--sglang-trace: only the SGLang engines have SGLang's profiler (--engine sglang)")
     if a.server_replicas < 1 or (a.server_replicas > 1 and not a.server):
         ap.error(f"--server-replicas: {a.server_replicas}: must be >= 1, and above 1 only with --server")
-    if a.server_mps and not a.server:
+    if a.server_mps is not None and not a.server:
         ap.error("--server-mps: needs --server")
     if a.server_reserve_gib is not None and (a.server_replicas < 2 or not 0 <= a.server_reserve_gib < 1024):
         ap.error(f"--server-reserve-gib: {a.server_reserve_gib}: GiB in [0, 1024), with --server-replicas above 1")

@@ -601,6 +601,40 @@ def test_mps_that_cannot_start_says_why_before_any_server(shim, mps_control, tmp
     assert group.procs == []
 
 
+def test_by_default_mps_is_on_only_where_replicas_share_a_gpu(shim, mps_control, tmp_path):
+    assert [ServerLaunch(model="/m", replicas=r, gpus=g).wants_mps() for r, g in
+            ((1, (0,)), (2, (0,)), (2, (0, 1)), (3, (0, 1)))] == [False, True, False, True]
+    assert ServerLaunch(model="/m", replicas=1, mps=True).wants_mps() is True
+    assert ServerLaunch(model="/m", replicas=3, mps=False).wants_mps() is False
+    group = ServerGroup(ServerLaunch(model="/m", replicas=2, decode_graph_max_bs=None, prefill_graph=None,
+                                     log_dir=str(tmp_path / "logs"), start_timeout_s=60), free_memory=lambda gpu: None)
+    try:
+        assert [_get(u)["mps"] for u in group.start()] == [str(tmp_path / "logs" / "mps" / "pipe")] * 2
+    finally:
+        group.stop()
+
+
+def test_by_default_mps_that_cannot_start_leaves_the_servers_without_it(shim, mps_control, tmp_path, monkeypatch,
+                                                                        caplog):
+    monkeypatch.setenv("MPS_FAIL", "1")
+    la = ServerLaunch(model="/m", replicas=2, decode_graph_max_bs=None, prefill_graph=None, start_timeout_s=60)
+    group = ServerGroup(la, free_memory=lambda gpu: None)
+    try:
+        with caplog.at_level("WARNING", logger=sglang_launch.log.name):
+            urls = group.start()
+        assert len(urls) == 2 and [_get(u)["mps"] for u in urls] == [None, None] and group.mps is None
+        assert "the servers start without MPS" in caplog.text
+    finally:
+        group.stop()
+    monkeypatch.setenv("PATH", os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep)
+                                               if d != str(mps_control)))  # no control program
+    group = ServerGroup(la, free_memory=lambda gpu: None)
+    try:
+        assert len(group.start()) == 2 and group.mps is None
+    finally:
+        group.stop()
+
+
 def test_mps_is_a_flag_of_the_command_an_engine_option_and_a_real_workload_flag(monkeypatch):
     import argparse
 
@@ -610,16 +644,17 @@ def test_mps_is_a_flag_of_the_command_an_engine_option_and_a_real_workload_flag(
     p = argparse.ArgumentParser()
     sglang_servers.add_parser(p.add_subparsers())
     assert sglang_servers.launch_from_args(p.parse_args(["sglang-servers", "--model", "/m", "--mps"])).mps is True
-    assert sglang_servers.launch_from_args(p.parse_args(["sglang-servers", "--model", "/m"])).mps is False
+    assert sglang_servers.launch_from_args(p.parse_args(["sglang-servers", "--model", "/m"])).mps is None
+    assert sglang_servers.launch_from_args(p.parse_args(["sglang-servers", "--model", "/m", "--no-mps"])).mps is False
     seen = []
     monkeypatch.setattr(sglang_launch, "check_sglang", lambda env: None)
     monkeypatch.setattr(ServerGroup, "start", lambda self, **kw: seen.append(self.launch.mps) or ["http://x:1"])
     monkeypatch.setattr(sglang_launch.SGLangServerEngine, "__init__", lambda self, *a, **kw: None)
     LaunchedServersEngine("/m", mps=True)
     assert seen == [True]
-    with pytest.raises(TypeError, match="LaunchedServersEngine.mps: True or False, got 'on'"):
+    with pytest.raises(TypeError, match="LaunchedServersEngine.mps: True, False or None \\(auto\\), got 'on'"):
         LaunchedServersEngine("/m", mps="on")
-    with pytest.raises(TypeError, match="ServerLaunch.mps: True or False, got 1"):
+    with pytest.raises(TypeError, match="ServerLaunch.mps: True, False or None \\(auto\\), got 1"):
         ServerLaunch(model="/m", mps=1)
     out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "real_workload.py"), "--server-mps"],
                          capture_output=True, text=True, timeout=60)

@@ -70,9 +70,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-dir", default=None, help="keep each server's output there (server.out, server1.out, ...)")
     p.add_argument("--start-timeout-s", type=float, default=None, help="seconds each round of starts may take "
                    "(default 900)")
-    p.add_argument("--mps", action="store_true", default=None,
+    p.add_argument("--mps", action=argparse.BooleanOptionalAction, default=None,
                    help="run the servers under a CUDA MPS daemon of their own, so replicas sharing a GPU run "
-                        "their kernels at once instead of taking turns (needs nvidia-cuda-mps-control)")
+                        "their kernels at once instead of taking turns (needs nvidia-cuda-mps-control; default: "
+                        "on where replicas share a GPU and the daemon starts)")
     p.add_argument("sglang_args", nargs="*", metavar="-- FLAGS", help="more sglang.launch_server flags")
     p.set_defaults(func=run)
 

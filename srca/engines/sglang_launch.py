@@ -22,9 +22,10 @@ any replica starts (:func:`check_shared_fit`). Each server gets, as ``SGLangEngi
 passes them in process: the decode CUDA graphs (:mod:`.sglang_graphs`), no prefill graphs, and the collector's thresholds
 (``SRCA_SGLANG_GC_THRESHOLD`` in its environment, which srca's SGLang plugin reads in each of
 its processes; :mod:`.gc_probe`). Replicas listen on ports under the kernel's ephemeral range
-(:func:`free_port`), and one whose port was taken anyway starts again on another. With
-``ServerLaunch.mps`` they are clients of a CUDA MPS daemon of their own (:class:`MpsDaemon`), so
-the replicas of a GPU run their kernels at once instead of taking turns.
+(:func:`free_port`), and one whose port was taken anyway starts again on another. Where
+replicas share a GPU they are, by default, clients of a CUDA MPS daemon of their own
+(:class:`MpsDaemon`, ``ServerLaunch.mps``), so they run their kernels at once instead of taking
+turns.
 ``srca sglang-servers`` is the command line.
 Nothing here imports SGLang; :meth:`ServerLaunch.graph_flags` reads its argument names.
 """
@@ -272,8 +273,12 @@ class ServerLaunch:
         process's stderr.
     start_timeout_s: how long each round may take to answer ``/health``.
     mps: run the servers as clients of a CUDA MPS daemon of their own (:class:`MpsDaemon`), so
-        the kernels of replicas that share a GPU run side by side instead of taking turns; off by
-        default until a GPU run shows it pays (benchmarks/RUNS.md, "Twenty-sixth run").
+        the kernels of replicas that share a GPU run side by side instead of taking turns. None
+        (the default): on where two or more replicas share a GPU and ``nvidia-cuda-mps-control``
+        is on ``PATH``, and a daemon that will not start is logged and the servers start without
+        it; True: always, and a daemon that will not start fails the start; False: never. Three
+        replicas on one H100 ran the raw fan-out 1.22x and DVTS@16 1.30x faster under MPS than
+        without (benchmarks/RUNS.md, "Twenty-seventh run").
     """
 
     model: str
@@ -289,13 +294,13 @@ class ServerLaunch:
     extra_args: tuple[str, ...] = ()
     log_dir: str | None = None
     start_timeout_s: float = 900.0
-    mps: bool = False
+    mps: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"ServerLaunch.model: a model path, got {self.model!r}")
-        if not isinstance(self.mps, bool):
-            raise TypeError(f"ServerLaunch.mps: True or False, got {self.mps!r}")
+        if self.mps is not None and not isinstance(self.mps, bool):
+            raise TypeError(f"ServerLaunch.mps: True, False or None (auto), got {self.mps!r}")
         gpus = tuple(self.gpus) if isinstance(self.gpus, (list, tuple)) else None
         if not gpus or any(type(g) is not int or g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
             raise ValueError(f"ServerLaunch.gpus: distinct GPU indices >= 0, got {self.gpus!r}")
@@ -331,6 +336,11 @@ class ServerLaunch:
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
         if not isinstance(self.start_timeout_s, (int, float)) or self.start_timeout_s <= 0:
             raise ValueError(f"ServerLaunch.start_timeout_s: seconds > 0, got {self.start_timeout_s!r}")
+
+    def wants_mps(self) -> bool:
+        """Whether the group asks for an MPS daemon: ``mps``, or where it is None, whether two or
+        more replicas share a GPU."""
+        return self.mps if self.mps is not None else self.replicas > len(self.gpus)  # replica k runs on gpus[k % len(gpus)]
 
     def placements(self) -> list[tuple[int, float | None]]:
         """``(gpu, share)`` per replica, in start order: the share of the GPU's memory free before
@@ -428,7 +438,9 @@ class MpsDaemon:
     with it, their kernels run at once (SGLang's issue #35648 and sglang-omni's same-GPU replicas
     use it for the same reason). ``binary``: the control program (on ``PATH``)."""
 
-    def __init__(self, root: str, binary: str = "nvidia-cuda-mps-control") -> None:
+    BINARY = "nvidia-cuda-mps-control"
+
+    def __init__(self, root: str, binary: str = BINARY) -> None:
         self.root, self.binary = root, binary
         self.started = False
 
@@ -502,6 +514,29 @@ class ServerGroup:
         self.mps: MpsDaemon | None = None
         self._mps_tmp: str | None = None
 
+    def _start_mps(self, strict: bool) -> None:
+        """The group's MPS daemon, its folders beside the servers' logs or in a temporary one
+        removed at stop. ``strict`` (``mps=True``): a daemon that cannot start fails the start;
+        otherwise (auto) it is logged and the servers start without one."""
+        la = self.launch
+        if not strict and shutil.which(MpsDaemon.BINARY) is None:
+            log.info("mps: %s is not on PATH; replicas that share a GPU will take turns on it", MpsDaemon.BINARY)
+            return
+        if la.log_dir is None:
+            self._mps_tmp = tempfile.mkdtemp(prefix="srca-mps-")
+        self.mps = MpsDaemon(os.path.join(la.log_dir, "mps") if la.log_dir is not None else self._mps_tmp)
+        try:
+            self.mps.start()
+        except RuntimeError as e:
+            if strict:
+                self.stop()
+                raise
+            log.warning("%s; the servers start without MPS (mps=True makes this an error)", e)
+            self.mps = None
+            if self._mps_tmp is not None:
+                shutil.rmtree(self._mps_tmp, ignore_errors=True)
+                self._mps_tmp = None
+
     def log_path(self, k: int) -> str | None:
         d = self.launch.log_dir
         return None if d is None else os.path.join(d, "server.out" if k == 0 else f"server{k}.out")
@@ -519,15 +554,9 @@ class ServerGroup:
         env = la.environment()
         if la.log_dir is not None:
             os.makedirs(la.log_dir, exist_ok=True)
-        if la.mps:  # its folders beside the servers' logs, or in a temporary one removed at stop
-            if la.log_dir is None:
-                self._mps_tmp = tempfile.mkdtemp(prefix="srca-mps-")
-            self.mps = MpsDaemon(os.path.join(la.log_dir, "mps") if la.log_dir is not None else self._mps_tmp)
-            try:
-                self.mps.start()
-            except RuntimeError:
-                self.stop()
-                raise
+        if la.wants_mps():
+            self._start_mps(strict=la.mps is True)
+        if self.mps is not None:
             env.update(self.mps.env())
         host = "127.0.0.1" if la.host in ("0.0.0.0", "::") else la.host
         urls = [f"http://{host}:{p}" for p in ports]
@@ -645,7 +674,7 @@ class LaunchedServersEngine(SGLangServerEngine):
                  prefill_graph: str | None = PREFILL_GRAPH,
                  gc_threshold: Sequence[int] | str | None = gc_probe.DEFAULT_THRESHOLD,
                  server_args: Sequence[str] = (), log_dir: str | None = None, start_timeout_s: float = 900.0,
-                 mps: bool = False, **options: Any) -> None:
+                 mps: bool | None = None, **options: Any) -> None:
         if isinstance(server_args, str):
             raise TypeError(f"LaunchedServersEngine.server_args: a list of flags, got {server_args!r}")
         try:
