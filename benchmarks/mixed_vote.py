@@ -22,8 +22,17 @@ drawn too, and does not vote), so ``--take 8`` over two runs of 16 is a joint vo
 samples, half of them programs, against the CoT run's own vote of all 16. Accuracy, wins and
 losses are then means over the draws, and the tokens are scaled by ``K / n``.
 
+Several ``--cot`` runs (independent draws of the same method) are replayed each against the one
+``--pot`` run, and pooled: per ``w``, the mean accuracy over the runs against their own CoT
+votes, the difference in points with its 95% bootstrap interval over problems and the
+sign-flip p-value (:func:`pooled_runs.compare`), on all problems and on each half. The pooled
+interval holds the CoT side's draws; the PoT side is one run, so its own sampling noise is not
+in it.
+
     python benchmarks/mixed_vote.py --cot RESULTS/majority_n16.jsonl.gz --pot RESULTS/pot_n16.jsonl.gz \\
         --weights 0,0.5,1,2 --out benchmarks/results/mixed_vote.json
+    python benchmarks/mixed_vote.py --cot RUN1/majority_n16.jsonl.gz RUN2/majority_n16.jsonl.gz \\
+        --pot RESULTS/pot_n16.jsonl.gz --take 8 --out benchmarks/results/mixed_vote_pooled.json
 """
 from __future__ import annotations
 
@@ -109,8 +118,10 @@ def replay(cot: dict[str, dict], pot: dict[str, dict], weights: list[float], pot
     variants = [(f"w={w:g}", lambda c, p, w=w: joint_vote(c, p, w)) for w in weights]
     if pot_alone:
         variants.append(("pot alone", lambda c, p: joint_vote([], p, 1.0)))
+    per_problem = {}
     for name, vote in variants:
         right = {i: sum(vote(*d[i]) for d in picks) / draws for i in ids}  # the share of draws right
+        per_problem[name] = right
         row = {"vote": name, "problems": len(ids), "accuracy": round(100 * sum(right.values()) / len(ids), 2),
                "wins": round(sum(right[i] for i in ids if not base[i]), 2),
                "losses": round(sum(1 - right[i] for i in ids if base[i]), 2)}
@@ -119,14 +130,43 @@ def replay(cot: dict[str, dict], pot: dict[str, dict], weights: list[float], pot
             row[f"{h}_accuracy"] = round(100 * sum(right[i] for i in sub) / len(sub), 2) if sub else None
         rows.append(row)
     recorded = round(100 * sum(bool(cot[i].get("correct")) for i in ids) / len(ids), 2)
-    return {"problems": len(ids), "cot_recorded_accuracy": recorded, "cot_tokens": tok_cot, "pot_tokens": tok_pot,
-            "take": k, "draws": draws,
-            "tokens_x_cot": round(tok_joint / tok_cot, 3) if tok_cot else None, "rows": rows}
+    cot_vote = {"accuracy": round(100 * sum(base.values()) / len(ids), 2)}  # all the CoT run's samples
+    for h in ("tune", "test"):
+        sub = [i for i in ids if half(i) == h]
+        cot_vote[f"{h}_accuracy"] = round(100 * sum(base[i] for i in sub) / len(sub), 2) if sub else None
+    return {"problems": len(ids), "cot_recorded_accuracy": recorded, "cot_vote": cot_vote,
+            "cot_tokens": tok_cot, "pot_tokens": tok_pot, "take": k, "draws": draws,
+            "tokens_x_cot": round(tok_joint / tok_cot, 3) if tok_cot else None, "rows": rows,
+            "_right": per_problem, "_base": base}  # per problem, for pool(); not written out
+
+
+def pool(results: list[dict], resamples: int = 10_000) -> list[dict]:
+    """Per vote of :func:`replay`'s rows, its results over several CoT runs pooled against those
+    runs' own votes (:func:`pooled_runs.compare`), on all problems and on each half."""
+    from pooled_runs import compare
+
+    from srca.eval.bank import half
+
+    ids = sorted(set.intersection(*(set(r["_base"]) for r in results)))
+    out = []
+    for row in results[0]["rows"]:
+        name = row["vote"]
+        a = [r["_right"][name] for r in results]
+        b = [r["_base"] for r in results]
+        entry = {"vote": name, **{k: v for k, v in compare(a, b, ids, resamples).items()
+                                   if k not in ("a_draws", "b_draws")}}
+        for h in ("tune", "test"):
+            sub = [i for i in ids if half(i) == h]
+            c = compare(a, b, sub, resamples) if sub else None
+            entry[h] = {k: c[k] for k in ("problems", "a_accuracy", "b_accuracy", "difference", "ci95")} if c else None
+        out.append(entry)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cot", required=True, help="eval result lines of the chain-of-thought vote (majority)")
+    ap.add_argument("--cot", required=True, nargs="+", help="eval result lines of the chain-of-thought vote "
+                    "(majority); several runs (independent draws) are also pooled")
     ap.add_argument("--pot", required=True, help="eval result lines of the program-of-thought run (pot)")
     ap.add_argument("--weights", default="0,0.5,1,2", help="comma list of the weight of a PoT path (>= 0)")
     ap.add_argument("--pot-alone", action="store_true", help="also the PoT vote alone")
@@ -146,20 +186,45 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--weights: numbers separated by commas, got {args.weights!r}")
     if not weights or any(w < 0 for w in weights):
         ap.error(f"--weights: at least one, each >= 0, got {args.weights!r}")
-    for p in (args.cot, args.pot):
+    for p in (*args.cot, args.pot):
         if not os.path.isfile(p):
             ap.error(f"no such file: {p}")
-    res = replay(read_lines(args.cot), read_lines(args.pot), weights, args.pot_alone, args.take, args.draws, args.seed)
+    pot = read_lines(args.pot)
+    results = [replay(read_lines(c), pot, weights, args.pot_alone, args.take, args.draws, args.seed)
+               for c in args.cot]
+    for cot, res in zip(args.cot, results):
+        if len(results) > 1:
+            print(f"== {cot}")
+        show(res, args)
+    pooled = pool(results) if len(results) > 1 else None
+    if pooled:
+        print(f"pooled over {len(results)} CoT runs against each run's own vote (95% bootstrap interval, points)")
+        print(f"{'vote':<10} {'acc %':>7} {'CoT %':>7} {'diff':>6} {'95%':>15} {'test diff':>10} {'test 95%':>15}")
+        for r in pooled:
+            t = r["test"] or {}
+            print(f"{r['vote']:<10} {r['a_accuracy']:>7} {r['b_accuracy']:>7} {r['difference']:>6} "
+                  f"{str(r['ci95']):>15} {str(t.get('difference')):>10} {str(t.get('ci95')):>15}")
+    if args.out:
+        clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+        if pooled:
+            write_result(args.out, "mixed_vote", args, runs=[dict(r, cot=c) for r, c in zip(clean, args.cot)],
+                         pooled=pooled)
+        else:
+            write_result(args.out, "mixed_vote", args, **clean[0])
+    return 0
+
+
+def show(res: dict, args: argparse.Namespace) -> None:
     drawn = f" ({args.take} of each run's samples, mean of {args.draws} draws)" if args.take else ""
     print(f"{res['problems']} problems{drawn}; tokens {res['tokens_x_cot']}x the CoT run's; the CoT run's "
           f"own decisions {res['cot_recorded_accuracy']}% (w=0 differs only where its top groups tie)")
     print(f"{'vote':<10} {'acc %':>7} {'tune %':>7} {'test %':>7} {'+/- vs CoT':>11}")
+    cv = res["cot_vote"]
+    print(f"{'CoT, all':<10} {cv['accuracy']:>7} {str(cv['tune_accuracy']):>7} {str(cv['test_accuracy']):>7} "
+          f"{'(the base)':>11}")
     for r in res["rows"]:
         print(f"{r['vote']:<10} {r['accuracy']:>7} {str(r['tune_accuracy']):>7} {str(r['test_accuracy']):>7} "
               f"{'+' + str(r['wins']) + ' / -' + str(r['losses']):>11}")
-    if args.out:
-        write_result(args.out, "mixed_vote", args, **res)
-    return 0
 
 
 if __name__ == "__main__":

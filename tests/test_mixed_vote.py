@@ -48,7 +48,7 @@ def test_the_cli_reports_each_weight_with_halves_and_paired_counts(tmp_path):
     assert done.returncode == 0, done.stderr
     res = json.loads(out.read_text())
     assert res["problems"] == 2 and res["tokens_x_cot"] == 1.5  # a and b are shared
-    assert res["cot_recorded_accuracy"] == 50.0
+    assert res["cot_recorded_accuracy"] == 50.0 and res["cot_vote"]["accuracy"] == 50.0
     rows = {r["vote"]: r for r in res["rows"]}
     assert (rows["w=0"]["accuracy"], rows["w=0"]["wins"], rows["w=0"]["losses"]) == (50.0, 0, 0)
     # w=1: a turns right (2: 1 + 4 > 3), b stays right (3: 4 against 6: 4, CoT's first)
@@ -98,3 +98,23 @@ def test_take_at_equal_compute_scales_tokens_and_averages_draws(tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mixed_vote.py"), "--cot", str(cot),
                           "--pot", str(pot), "--take", "0"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--take" in bad.stderr
+
+
+def test_several_cot_runs_are_replayed_each_and_pooled_with_an_interval(tmp_path):
+    cot1, cot2, pot, out = (tmp_path / f for f in ("c1.jsonl.gz", "c2.jsonl.gz", "pot.jsonl.gz", "r.json"))
+    # run 1: a wrong (1 leads), b right; run 2: a right, b wrong; the programs say 2 on a, 3 on b
+    _write(cot1, "majority", [("a", [_g("1", 3, False), _g("2", 1, True)], 100), ("b", [_g("3", 4, True)], 100)])
+    _write(cot2, "majority", [("a", [_g("2", 4, True)], 100), ("b", [_g("5", 3, False), _g("3", 1, True)], 100)])
+    _write(pot, "pot", [("a", [_g("2", 4, True)], 50), ("b", [_g("3", 4, True)], 50)])
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mixed_vote.py"), "--cot", str(cot1),
+                           str(cot2), "--pot", str(pot), "--weights", "0,1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    res = json.loads(out.read_text())
+    assert [r["cot"] for r in res["runs"]] == [str(cot1), str(cot2)]
+    assert [r["rows"][1]["accuracy"] for r in res["runs"]] == [100.0, 100.0]  # w=1 puts both right in both
+    pooled = {r["vote"]: r for r in res["pooled"]}
+    assert (pooled["w=0"]["a_accuracy"], pooled["w=0"]["b_accuracy"], pooled["w=0"]["difference"]) == (50.0, 50.0, 0.0)
+    assert (pooled["w=1"]["a_accuracy"], pooled["w=1"]["difference"]) == (100.0, 50.0)
+    assert pooled["w=1"]["ci95"] == [50.0, 50.0]  # every problem gains half a point per run: no spread
+    assert set(pooled["w=1"]) >= {"tune", "test", "p_sign_flip", "a_per_run", "b_per_run"}
