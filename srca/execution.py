@@ -110,16 +110,24 @@ _LAUNCH = ("import os, resource, sys\n"
            "os.execv(sys.executable, [sys.executable, '-s', sys.argv[4]])\n")
 
 
+def clean_env() -> dict[str, str]:
+    """The whole environment a program gets: ``PATH``, ``PYTHONPATH`` where set (the packages
+    this process sees, sympy among them), a locale, a fixed hash seed and one thread for the
+    numeric libraries."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
 def run_program(code: str, limits: ExecLimits | None = None) -> ExecResult:
     """Run ``code`` with ``python -s`` in a temporary folder under ``limits`` (blocking; see the
     module's note on what this guards against)."""
     if not isinstance(code, str):
         raise TypeError(f"run_program: code must be a str, got {type(code).__name__}")
     limits = limits or ExecLimits()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    if os.environ.get("PYTHONPATH"):  # the packages this process sees (sympy), where they came that way
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    env = clean_env()
     with tempfile.TemporaryDirectory(prefix="srca-pot-") as tmp:
         path = os.path.join(tmp, "program.py")
         with open(path, "w", encoding="utf-8") as f:

@@ -34,16 +34,19 @@ def _nodes(ctx: SearchContext, results) -> list[Node]:
 
 
 async def _run_programs(nodes: list[Node]) -> None:
-    """Run the program each node wrote (the last fenced block, :func:`srca.execution.run_program`,
-    at most one per CPU core at a time); the last line it prints becomes the node's answer. A
-    node without a program, or whose program fails, times out or prints nothing, has none."""
-    from ..execution import extract_program, pool, program_answer, run_program
+    """Run the program each node wrote (the last fenced block), forked from a warm interpreter
+    with sympy loaded (:func:`srca.warm_exec.warm_pool`; cold, :func:`srca.execution.run_program`,
+    where none starts), at most one per CPU core at a time; the last line it prints becomes the
+    node's answer. A node without a program, or whose program fails, times out or prints
+    nothing, has none."""
+    from ..execution import extract_program, pool, program_answer
+    from ..warm_exec import warm_pool
 
     loop = asyncio.get_running_loop()
 
     async def run(node: Node) -> None:
         code = extract_program(node.text)
-        result = await loop.run_in_executor(pool(), run_program, code) if code is not None else None
+        result = await loop.run_in_executor(pool(), warm_pool().run, code) if code is not None else None
         node.answer = program_answer(result) if result is not None else None
         node.answer_logprobs = None  # printed by the program, not written by the model
 
