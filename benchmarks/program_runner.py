@@ -32,8 +32,9 @@ from _common import write_result  # noqa: E402
 
 
 def programs_from_traces(folder: str) -> list[str]:
-    """Every sample's program in an eval's traces folder (each solution's trace nodes' text)."""
-    from srca.execution import extract_program
+    """Every sample's program in an eval's traces folder (each solution's trace nodes' text, as
+    the pot methods read it: :func:`srca.execution.program_of`)."""
+    from srca.execution import program_of
 
     out = []
     for path in sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True)):
@@ -43,7 +44,7 @@ def programs_from_traces(folder: str) -> list[str]:
             except ValueError:
                 continue
         for node in sol.get("trace", []) if isinstance(sol, dict) else []:
-            code = extract_program(node.get("text") or "")
+            code = program_of(node.get("text") or "")
             if code is not None:
                 out.append(code)
     return out

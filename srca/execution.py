@@ -15,6 +15,7 @@ container) where model-written code may run; the service refuses it unless its o
 """
 from __future__ import annotations
 
+import ast
 import os
 import re
 import signal
@@ -75,6 +76,30 @@ def extract_program(text: str) -> str | None:
         raise TypeError(f"extract_program: text must be a str, got {type(text).__name__}")
     blocks = [b for b in _FENCE.findall(text) if b.strip()]
     return blocks[-1] if blocks else None
+
+
+def program_of(text: str) -> str | None:
+    """The program a sample's ``text`` gives (None: it wrote none): its last fenced block
+    (:func:`extract_program`), where that never calls ``print`` and ends in an expression, with
+    that expression printed, as a notebook cell shows it (models write ``result`` or ``8`` as
+    the last line of a block without printing it)."""
+    code = extract_program(text)
+    if code is None:
+        return None
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return code  # it fails as it is, and says why
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+        return code
+    if any(isinstance(n, ast.Name) and n.id == "print" for n in ast.walk(tree)):
+        return code
+    last = tree.body[-1]
+    if isinstance(last.value, ast.Call) and isinstance(last.value.func, ast.Name) and last.value.func.id == "print":
+        return code
+    lines = code.splitlines(keepends=True)
+    head = "".join(lines[:last.lineno - 1]) + lines[last.lineno - 1][:last.col_offset]
+    return head + f"print({ast.get_source_segment(code, last.value)})\n"
 
 
 _INTEGRAL_FLOAT = re.compile(r"-?\d+\.0+")

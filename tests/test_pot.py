@@ -7,7 +7,7 @@ import pytest
 
 from srca import SearchConfig, Solver
 from srca.engines.fake import ScriptedEngine
-from srca.execution import ExecLimits, ExecResult, extract_program, program_answer, run_program
+from srca.execution import ExecLimits, ExecResult, extract_program, program_answer, program_of, run_program
 from srca.methods import METHODS
 
 
@@ -79,8 +79,8 @@ def _programs(outputs):
     def script(prompt, req, i):
         prompts.append(prompt)
         o = outputs[i]
-        if o is None:
-            return "I think it is \\boxed{9}."
+        if o is None:  # a chain of thought where a program was asked
+            return f"I think it is \\boxed{{{20 + i}}}."
         body = "raise ValueError('no')" if o == "!" else f"print({o!r})"
         return f"Compute.\n```python\n{body}\n```\nThe answer is \\boxed{{9}}."
     return script, prompts
@@ -90,10 +90,10 @@ def test_pot_votes_over_what_the_programs_print_not_the_text():
     script, prompts = _programs(["7", "12", None, "\\frac{24}{2}", "!", "13", None, "9.5"])
     sol = Solver(engine=ScriptedEngine(script), config=SearchConfig(method="pot", n=8)).solve("What is 5 + 7?")
     # 12 and 24/2 are one answer (math-verify): 2 votes against 1 each (were they two, the tie
-    # would go to 7, seen first); the boxed 9s in the texts never vote, and the samples without a
-    # program or whose program failed are not candidates
+    # would go to 7, seen first); the boxed 9s beside the programs never vote, the sample whose
+    # program failed is no candidate, and the two that wrote no program vote what they boxed
     assert sol.answer == "12"
-    assert [c.answer for c in sol.candidates] == ["7", "12", "\\frac{24}{2}", "13", "9.5"]
+    assert [c.answer for c in sol.candidates] == ["7", "12", "22", "\\frac{24}{2}", "13", "26", "9.5"]
     assert "Python program" in prompts[0] and "sympy.latex" in prompts[0]
 
 
@@ -135,6 +135,27 @@ def test_the_openai_facade_lists_srca_pot_only_where_code_is_allowed(monkeypatch
     assert model_names()["srca-pot"] == "pot"
 
 
+@pytest.mark.parametrize("text, want", [
+    ("```python\n8\n```", "print(8)\n"),
+    ("```python\nx = 3\nx * 2\n```", "x = 3\nprint(x * 2)\n"),
+    ("```python\nx = (1 +\n  2)\n(x,\n x)\n```", "x = (1 +\n  2)\nprint((x,\n x))\n"),
+    ("```python\nx = 1\nprint(x)\nx\n```", "x = 1\nprint(x)\nx\n"),  # it prints: left as it is
+    ("```python\nfor i in range(2): pass\n```", "for i in range(2): pass\n"),  # ends in no expression
+    ("```python\nx = \n```", "x = \n"),  # a syntax error fails as it is
+    ("no program \\boxed{3}", None),
+])
+def test_program_of_prints_a_last_expression_the_program_never_prints(text, want):
+    assert program_of(text) == want
+
+
+def test_pot_votes_a_last_expression_and_a_boxed_answer_without_a_program():
+    texts = ["```python\nimport sympy\nsympy.Rational(6, 2) + 1\n```", "```python\nprint(4)\n```",
+             "No code. \\boxed{5}", "No code, no box."]
+    sol = Solver(engine=ScriptedEngine(lambda prompt, req, i: texts[i]),
+                 config=SearchConfig(method="pot", n=4)).solve("2 + 2?")
+    assert sol.answer == "4" and [c.answer for c in sol.candidates] == ["4", "4", "5"]
+
+
 def _chains_and_programs(chains, programs):
     """A scripted engine: the i-th chain of thought boxes chains[i]; pot's prompt gets a program
     printing programs[i] ("!": one that fails)."""
@@ -144,6 +165,8 @@ def _chains_and_programs(chains, programs):
         prompts.append(prompt)
         if "Python program" in prompt:
             o = programs[i]
+            if isinstance(o, tuple):  # ("chain", answer): a chain of thought where a program was asked
+                return f"No code. \\boxed{{{o[1]}}}"
             body = "raise ValueError('no')" if o == "!" else f"print({o!r})"
             return f"Compute.\n```python\n{body}\n```"
         return f"Think. \\boxed{{{chains[i]}}}"
@@ -202,3 +225,10 @@ def test_the_service_refuses_majority_pot_unless_its_operator_allows_code(monkey
         build_config({"method": "majority-pot"}, SearchConfig())
     monkeypatch.setenv("SRCA_ALLOW_CODE", "1")
     assert build_config({"method": "majority-pot", "program_weight": 2}, SearchConfig()).program_weight == 2
+
+
+def test_majority_pot_counts_a_program_sample_that_wrote_no_program_as_a_chain():
+    script, _ = _chains_and_programs(["5", "5"], [("chain", "4"), "4"])
+    sol = Solver(engine=ScriptedEngine(script), config=SearchConfig(method="majority-pot", n=4)).solve("?")
+    assert [(c.answer, c.score) for c in sol.candidates] == [("5", 1.0), ("5", 1.0), ("4", 1.0), ("4", 1.25)]
+    assert sol.answer == "4"  # 1 + 1.25 against 2

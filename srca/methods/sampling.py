@@ -33,24 +33,29 @@ def _nodes(ctx: SearchContext, results) -> list[Node]:
     return nodes
 
 
-async def _run_programs(nodes: list[Node]) -> None:
-    """Run the program each node wrote (the last fenced block), forked from a warm interpreter
-    with sympy loaded (:func:`srca.warm_exec.warm_pool`; cold, :func:`srca.execution.run_program`,
-    where none starts), at most one per CPU core at a time; the last line it prints becomes the
-    node's answer. A node without a program, or whose program fails, times out or prints
-    nothing, has none."""
-    from ..execution import extract_program, pool, program_answer
+async def _run_programs(nodes: list[Node]) -> list[bool]:
+    """Run the program each node wrote (:func:`srca.execution.program_of`: its last fenced
+    block), forked from a warm interpreter with sympy loaded (:func:`srca.warm_exec.warm_pool`;
+    cold, :func:`srca.execution.run_program`, where none starts), at most one per CPU core at a
+    time; the last line it prints becomes the node's answer, and a program that fails, times out
+    or prints nothing gives none. A node whose text holds no program keeps the boxed answer it
+    wrote, if any: the model answered with a chain of thought where a program was asked. Whether
+    each node ran a program."""
+    from ..execution import pool, program_answer, program_of
     from ..warm_exec import warm_pool
 
     loop = asyncio.get_running_loop()
 
-    async def run(node: Node) -> None:
-        code = extract_program(node.text)
-        result = await loop.run_in_executor(pool(), warm_pool().run, code) if code is not None else None
-        node.answer = program_answer(result) if result is not None else None
+    async def run(node: Node) -> bool:
+        code = program_of(node.text)
+        if code is None:
+            return False
+        result = await loop.run_in_executor(pool(), warm_pool().run, code)
+        node.answer = program_answer(result)
         node.answer_logprobs = None  # printed by the program, not written by the model
+        return True
 
-    await asyncio.gather(*(run(n) for n in nodes))
+    return list(await asyncio.gather(*(run(n) for n in nodes)))
 
 
 async def run_cot(ctx: SearchContext) -> None:
@@ -82,7 +87,7 @@ async def run_pot(ctx: SearchContext) -> None:
     """Program of thought (PAL, Gao et al. 2022; PoT, Chen et al. 2022): ``n`` samples of the
     ``pot`` prompt, each a program that runs (:func:`_run_programs`) and answers with the last
     line it prints; the most frequent answer wins. A sample whose program gives no answer does
-    not vote."""
+    not vote; one that wrote no program votes the answer it boxed, if any."""
     nodes = await _sample(ctx, ctx.config.n, greedy=False)
     await _run_programs(nodes)
     for node in nodes:
@@ -95,7 +100,8 @@ async def run_majority_pot(ctx: SearchContext) -> None:
     """Chains of thought and programs in one vote: of the ``n`` samples, ``program_share`` (rounded)
     are programs of the ``pot`` template (:func:`_run_programs`), the rest chains of thought of
     the solve's template, all in one engine call. A chain votes 1 for its boxed answer, a program
-    ``program_weight`` for what it prints; the heaviest answer group wins (``weighted_vote``:
+    ``program_weight`` for what it prints (a program sample that wrote a chain of thought
+    instead votes as a chain); the heaviest answer group wins (``weighted_vote``:
     ties to the larger group, then to the one seen first, the chains' before the programs').
     Programs err differently from chains of thought: on MATH-500 the joint vote of 8 and 8 was
     about 6 points above majority@16 at the same tokens (benchmarks/README, "Programs beside
@@ -112,11 +118,11 @@ async def run_majority_pot(ctx: SearchContext) -> None:
     chains = _nodes(ctx, results[0]) if c.n - k else []
     programs = _nodes(ctx, results[-1]) if k else []
     ctx.emit({"type": "step", "depth": 1, "nodes": [ctx.node_event(x) for x in chains + programs]})
-    await _run_programs(programs)
+    ran = await _run_programs(programs)
     for node in chains:
         node.path_score = node.score = 1.0
-    for node in programs:
-        node.path_score = node.score = float(c.program_weight)
+    for node, program in zip(programs, ran):
+        node.path_score = node.score = float(c.program_weight) if program else 1.0
     for node in chains + programs:
         node.kept = True
         ctx.add_candidate(node, "path")
