@@ -22,11 +22,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 ALLOW_ENV = "SRCA_ALLOW_CODE"
-_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.S | re.I)
+_PYTHON_TAGS = ("python", "py", "python3")
+# where a program sample stops: Qwen's coder models write a ```python block, then ```output and
+# the output they expect (tool-integrated reasoning's format), then go on reasoning about an
+# output they made up, often until the token limit
+PROGRAM_STOP = ("```output",)
 _BOXED = re.compile(r"\\boxed\{(.*)\}\s*$", re.S)
 MAX_ANSWER_CHARS = 200
 
@@ -70,12 +75,43 @@ class ExecResult:
         return self.returncode == 0 and not self.timed_out
 
 
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """The closed fenced blocks of ``text`` as ``(tag, body)``, read line by line: a line that
+    starts with three backticks opens a block (its tag the rest of the line, lower case) or
+    closes the open one; a block still open at the end (a sample cut by its token limit) is
+    none. Each body is dedented (a block inside a list item is indented with it)."""
+    out: list[tuple[str, str]] = []
+    tag: str | None = None
+    body: list[str] = []
+    for line in text.splitlines(keepends=True):
+        head = line.strip()
+        if not head.startswith("```"):
+            if tag is not None:
+                body.append(line)
+            continue
+        if tag is None:
+            tag, body = head[3:].strip().lower(), []
+        else:
+            out.append((tag, textwrap.dedent("".join(body))))
+            tag = None
+            rest = head[3:].strip()
+            if rest:  # a tagged fence in an open block closes it and opens the next (a model that
+                tag, body = rest.lower(), []  # writes ```output without closing its code first)
+    return out
+
+
 def extract_program(text: str) -> str | None:
-    """The last fenced code block of ``text`` (```python, ```py or a bare fence), or None."""
+    """The program of ``text``: its last closed block tagged ``python`` (or ``py``,
+    ``python3``), else its last untagged one, or None. Blocks of other tags (``output``, the
+    interpreter output Qwen's coder models write after their code) are not programs."""
     if not isinstance(text, str):
         raise TypeError(f"extract_program: text must be a str, got {type(text).__name__}")
-    blocks = [b for b in _FENCE.findall(text) if b.strip()]
-    return blocks[-1] if blocks else None
+    blocks = [(t, b) for t, b in fenced_blocks(text) if b.strip()]
+    tagged = [b for t, b in blocks if t in _PYTHON_TAGS]
+    if tagged:
+        return tagged[-1]
+    bare = [b for t, b in blocks if not t]
+    return bare[-1] if bare else None
 
 
 def program_of(text: str) -> str | None:

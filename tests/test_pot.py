@@ -20,6 +20,35 @@ def test_extract_program_takes_the_last_fenced_block():
         extract_program(None)
 
 
+def test_extract_program_reads_fences_line_by_line():
+    # Qwen's coder writes its code, then the output it expects: the output block is no program
+    tir = "Plan.\n```python\nprint(2 + 2)\n```\n```output\n4\n```\nSo 4.\n```python\nprint(5)\n"
+    assert extract_program(tir) == "print(2 + 2)\n"  # the last block is cut (still open): none
+    assert extract_program("```python\nprint(1)\n```output\n1\n```") == "print(1)\n"
+    assert extract_program("1. Run:\n   ```python\n   x = 2\n   print(x)\n   ```\n") == "x = 2\nprint(x)\n"
+    assert extract_program("```latex\n\\frac{1}{2}\n```\n```\nprint(3)\n```") == "print(3)\n"
+    assert extract_program("```\nprint(3)\n```\n```py\nprint(4)\n```\n```\nprint(5)\n```") == "print(4)\n"
+    assert extract_program("```text\nno code\n```") is None
+
+
+def test_pot_samples_stop_where_the_model_writes_its_expected_output():
+    seen = []
+
+    def script(prompt, req, i):
+        seen.append(req.stop)
+        if "Python program" in prompt:
+            return "```python\nprint(4)\n```\n```output"
+        return "\\boxed{4}"
+    for method in ("pot", "majority-pot"):
+        seen.clear()
+        sol = Solver(engine=ScriptedEngine(script), config=SearchConfig(method=method, n=2)).solve("2 + 2?")
+        assert sol.answer == "4"
+        assert ("```output",) in seen
+    seen.clear()
+    Solver(engine=ScriptedEngine(script), config=SearchConfig(method="majority", n=2)).solve("2 + 2?")
+    assert seen == [(), ()]  # chains of thought are not cut there
+
+
 @pytest.mark.parametrize("out, want", [
     ("1\n2\n\n", "2"), ("$\\frac{1}{2}$\n", "\\frac{1}{2}"), ("\\boxed{\\sqrt{2}}\n", "\\sqrt{2}"),
     ("", None), ("   \n", None), ("x" * 201 + "\n", None),

@@ -7,11 +7,11 @@ import asyncio
 from .context import Node, SearchContext
 
 
-async def _sample(ctx: SearchContext, n: int, greedy: bool) -> list[Node]:
+async def _sample(ctx: SearchContext, n: int, greedy: bool, stop: tuple[str, ...] = ()) -> list[Node]:
     c = ctx.config
     req = ctx.request(ctx.root, max_new_tokens=c.max_new_tokens, n=n,
                       temperature=0.0 if greedy else c.temperature, top_p=1.0 if greedy else c.top_p,
-                      top_k=0 if greedy else c.top_k, seed=ctx.seed_for(ctx.root))
+                      top_k=0 if greedy else c.top_k, seed=ctx.seed_for(ctx.root), stop=stop)
     (results,) = await ctx.generate([req])
     nodes = _nodes(ctx, results)
     ctx.emit({"type": "step", "depth": 1, "nodes": [ctx.node_event(x) for x in nodes]})
@@ -86,9 +86,12 @@ async def run_best_of_n(ctx: SearchContext) -> None:
 async def run_pot(ctx: SearchContext) -> None:
     """Program of thought (PAL, Gao et al. 2022; PoT, Chen et al. 2022): ``n`` samples of the
     ``pot`` prompt, each a program that runs (:func:`_run_programs`) and answers with the last
-    line it prints; the most frequent answer wins. A sample whose program gives no answer does
+    line it prints; the most frequent answer wins. A sample stops where the model starts to
+    write the output it expects (:data:`srca.execution.PROGRAM_STOP`): the program runs instead. A sample whose program gives no answer does
     not vote; one that wrote no program votes the answer it boxed, if any."""
-    nodes = await _sample(ctx, ctx.config.n, greedy=False)
+    from ..execution import PROGRAM_STOP
+
+    nodes = await _sample(ctx, ctx.config.n, greedy=False, stop=PROGRAM_STOP)
     await _run_programs(nodes)
     for node in nodes:
         node.kept = True
@@ -106,6 +109,8 @@ async def run_majority_pot(ctx: SearchContext) -> None:
     Programs err differently from chains of thought: on MATH-500 the joint vote of 8 and 8 was
     about 6 points above majority@16 at the same tokens (benchmarks/README, "Programs beside
     chains of thought")."""
+    from ..execution import PROGRAM_STOP
+
     c = ctx.config
     k = round(c.n * c.program_share)
     sampling = dict(max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k)
@@ -113,7 +118,8 @@ async def run_majority_pot(ctx: SearchContext) -> None:
     if c.n - k:
         reqs.append(ctx.request(ctx.root, n=c.n - k, seed=ctx.seed_for(ctx.root), **sampling))
     if k:
-        reqs.append(ctx.template_request("pot", n=k, seed=ctx.seed_for(ctx.root, salt=1), **sampling))
+        reqs.append(ctx.template_request("pot", n=k, seed=ctx.seed_for(ctx.root, salt=1), stop=PROGRAM_STOP,
+                                         **sampling))
     results = await ctx.generate(reqs)
     chains = _nodes(ctx, results[0]) if c.n - k else []
     programs = _nodes(ctx, results[-1]) if k else []
