@@ -267,10 +267,12 @@ class WarmPool:
         self._all: list[Zygote] = []
         self.cold_runs = 0  # runs that fell back to a cold start
         self._closed = False
+        self._broken = False  # a zygote would not start: make no more (each try could cost a minute)
 
     def _take(self) -> Zygote | None:
         """An idle zygote, a new one while fewer than ``size`` live, else the next to come back;
-        None (run cold) when one cannot start or the pool is closed."""
+        None (run cold) when the pool is closed, or when a zygote would not start and none is
+        left (after one fails to start, the pool makes no more)."""
         while True:
             with self._lock:
                 if self._closed:
@@ -285,7 +287,9 @@ class WarmPool:
                 self._discard(z)  # died while idle
                 continue
             with self._lock:
-                make = self._made < self.size
+                if self._broken and self._made == 0:
+                    return None
+                make = not self._broken and self._made < self.size
                 if make:
                     self._made += 1
             if make:
@@ -294,6 +298,7 @@ class WarmPool:
                 except (OSError, ZygoteError):
                     with self._lock:
                         self._made -= 1
+                        self._broken = True
                     return None
                 with self._lock:
                     self._all.append(z)
@@ -302,6 +307,10 @@ class WarmPool:
                 self._idle.put(self._idle.get(timeout=1.0))
             except queue.Empty:
                 pass
+
+    def _count_cold(self) -> None:
+        with self._lock:
+            self.cold_runs += 1
 
     def _discard(self, z: Zygote) -> None:
         """Forget a zygote that died (once), so a new one may take its place."""
@@ -317,13 +326,13 @@ class WarmPool:
         limits = limits or ExecLimits()
         z = self._take()
         if z is None:
-            self.cold_runs += 1
+            self._count_cold()
             return run_program(code, limits)
         try:
             return z.run(code, limits)
         except ZygoteError:
             self._discard(z)
-            self.cold_runs += 1
+            self._count_cold()
             return run_program(code, limits)
         finally:
             if z.alive:

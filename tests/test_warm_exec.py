@@ -84,9 +84,11 @@ def test_the_pool_runs_cold_when_no_zygote_starts(monkeypatch):
     def broken(*a, **kw):
         raise ZygoteError("zygote: no ready line")
 
-    monkeypatch.setattr(warm_exec, "Zygote", broken)
+    tries = []
+    monkeypatch.setattr(warm_exec, "Zygote", lambda *a, **kw: tries.append(1) or broken())
     pool = WarmPool(2)
     assert pool.run("print(7)").stdout == "7\n" and pool.cold_runs == 1
+    assert pool.run("print(8)").stdout == "8\n" and pool.cold_runs == 2 and len(tries) == 1  # no second try
 
 
 def test_the_pool_serves_threads_with_at_most_size_zygotes():
