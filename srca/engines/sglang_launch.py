@@ -340,7 +340,9 @@ class ServerLaunch:
     def wants_mps(self) -> bool:
         """Whether the group asks for an MPS daemon: ``mps``, or where it is None, whether two or
         more replicas share a GPU."""
-        return self.mps if self.mps is not None else self.replicas > len(self.gpus)  # replica k runs on gpus[k % len(gpus)]
+        if self.mps is not None:
+            return self.mps
+        return self.replicas > len(self.gpus)  # replica k runs on gpus[k % len(gpus)]
 
     def placements(self) -> list[tuple[int, float | None]]:
         """``(gpu, share)`` per replica, in start order: the share of the GPU's memory free before
