@@ -87,8 +87,9 @@ async def run_pot(ctx: SearchContext) -> None:
     """Program of thought (PAL, Gao et al. 2022; PoT, Chen et al. 2022): ``n`` samples of the
     ``pot`` prompt, each a program that runs (:func:`_run_programs`) and answers with the last
     line it prints; the most frequent answer wins. A sample stops where the model starts to
-    write the output it expects (:data:`srca.execution.PROGRAM_STOP`): the program runs instead. A sample whose program gives no answer does
-    not vote; one that wrote no program votes the answer it boxed, if any."""
+    write the output it expects (:data:`srca.execution.PROGRAM_STOP`): the program runs instead.
+    A sample whose program gives no answer does not vote; one that wrote no program votes the
+    answer it boxed, if any."""
     from ..execution import PROGRAM_STOP
 
     nodes = await _sample(ctx, ctx.config.n, greedy=False, stop=PROGRAM_STOP)
