@@ -33,7 +33,7 @@ def stepwise(answers_by_step=None, final=None, steps_to_finish=3):
             return f"{answers_by_step(steps, tag)}}}."
         if req.top_logprobs and req.max_new_tokens == 1:
             return ("S", -0.1, [[(ord("S"), -0.1), (ord("T"), -2.5)]])
-        if not req.stop and "Python program" in prompt:  # pot's prompt: a program printing the final answer
+        if "Python program" in prompt:  # pot's prompt (its samples stop at ```output): a program printing the answer
             text = f"Add them.\n```python\nprint({final(str(i))!r})\n```"
             return (text, -0.05, [[(ord(c), -0.05), (ord("x"), -3.0)] for c in text])
         if not req.stop:
