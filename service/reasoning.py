@@ -25,7 +25,8 @@ from typing import Any
 from srca.answers import canonical
 from srca.methods.verify import verify_factor
 
-_ENDED = {"path": "finished", "settled": "settled: its checkpoints agreed", "checkpoint": "out of tokens"}
+_ENDED = {"path": "finished", "program": "its program printed the answer",
+          "settled": "settled: its checkpoints agreed", "checkpoint": "out of tokens"}
 
 
 def _letters(i: int) -> str:

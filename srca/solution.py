@@ -40,8 +40,9 @@ class Usage:
 @dataclass
 class Candidate:
     """One answer in the final pool. ``source``: ``path`` (a path that finished by itself),
-    ``settled`` (an SRCA lineage that stopped once its checkpoint probes agreed, with that
-    answer) or ``checkpoint`` (a probe after ``step``). ``votes``: pool members equivalent to this answer.
+    ``program`` (what the program a path wrote printed: pot, majority-pot), ``settled`` (an SRCA
+    lineage that stopped once its checkpoint probes agreed, with that answer) or ``checkpoint``
+    (a probe after ``step``). ``votes``: pool members equivalent to this answer.
     ``node``: the trace node it came from."""
 
     answer: str
@@ -97,7 +98,7 @@ class Solution:
         if self.canonical is None:
             return False
         srcs = {c.source for c in self.candidates if c.canonical == self.canonical}
-        return bool(srcs) and not srcs & {"path", "settled"}
+        return bool(srcs) and not srcs & {"path", "program", "settled"}
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -260,4 +260,14 @@ def test_majority_pot_counts_a_program_sample_that_wrote_no_program_as_a_chain()
     script, _ = _chains_and_programs(["5", "5"], [("chain", "4"), "4"])
     sol = Solver(engine=ScriptedEngine(script), config=SearchConfig(method="majority-pot", n=4)).solve("?")
     assert [(c.answer, c.score) for c in sol.candidates] == [("5", 1.0), ("5", 1.0), ("4", 1.0), ("4", 1.25)]
-    assert sol.answer == "4"  # 1 + 1.25 against 2
+    assert [c.source for c in sol.candidates] == ["path", "path", "path", "program"]
+    assert sol.answer == "4" and not sol.from_checkpoint  # 1 + 1.25 against 2
+    from srca.eval.data import Problem
+    from srca.eval.records import make_record
+
+    rec = make_record(Problem("p", "?", "4"), "majority-pot", 4, sol, 0)
+    groups = {g["answer"]: g for g in rec["answers"]}
+    # the program's vote is a path of its group, and counted apart: a replay can weigh it again
+    assert (groups["4"]["paths"], groups["4"].get("programs"), groups["5"]["paths"], groups["5"].get("programs")) \
+        == (2, 1, 2, None)
+    assert rec["correct"] and rec["path_correct"] and not rec["from_checkpoint"]

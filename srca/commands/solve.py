@@ -147,9 +147,9 @@ def render(sol) -> str:
             groups[c.group].append(c)
         out.append("Votes per answer group:")
         for g in sorted(groups.values(), key=lambda m: -sum(c.score for c in m)):
-            kinds = [sum(1 for c in g if c.source == k) for k in ("path", "settled", "checkpoint")]
-            how = ", ".join(f"{k} {name}" for k, name in zip(kinds, ("path(s)", "settled", "checkpoint(s)"))
-                            if k or name != "settled")
+            kinds = [sum(1 for c in g if c.source == k) for k in ("path", "program", "settled", "checkpoint")]
+            how = ", ".join(f"{k} {name}" for k, name in zip(kinds, ("path(s)", "program(s)", "settled", "checkpoint(s)"))
+                            if k or name not in ("settled", "program(s)"))
             out.append(f"  {g[0].answer!s:<24} {len(g):>3} vote(s)  ({how})"
                        f"  best score {max(c.score for c in g):.3f}  sum {sum(c.score for c in g):.3f}")
     probed = [t for t in sol.trace if t.checkpoint is not None or t.finished]

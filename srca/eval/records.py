@@ -23,7 +23,7 @@ from .grading import grade
 
 # candidate sources that are a path's own answer: a finished path, or an SRCA lineage that
 # settled (stopped once its probes agreed); "checkpoint" candidates are probes
-FULL = ("path", "settled")
+FULL = ("path", "program", "settled")
 
 Key = tuple[str, str, int]
 
@@ -63,6 +63,8 @@ def make_record(problem: Problem, method: str, n: int, sol: Solution, seed: int)
             g = groups[c.group] = {"answer": c.answer, "paths": 0, "checkpoints": 0, "best_score": c.score,
                                    "correct": grade(c.answer, problem.answer)}
         g["paths" if c.source in FULL else "checkpoints"] += 1
+        if c.source == "program":  # counted in paths too; apart, so a joint vote can be replayed by kind
+            g["programs"] = g.get("programs", 0) + 1
         g["best_score"] = max(g["best_score"], c.score)
     answers = sorted(groups.values(), key=lambda g: (-(g["paths"] + g["checkpoints"]), -g["best_score"]))
     for g in answers:

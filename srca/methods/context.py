@@ -372,9 +372,10 @@ class SearchContext:
 
     # -- candidates and events ------------------------------------------------------------
     def add_candidate(self, node: Node, source: str) -> None:
-        # source: path (finished by itself), settled (stopped once its probes agreed: the
-        # answer it settled on) or checkpoint (a probe's answer)
-        ans = node.answer if source == "path" else node.checkpoint
+        # source: path (finished by itself), program (what the program it wrote printed),
+        # settled (stopped once its probes agreed: the answer it settled on) or checkpoint (a
+        # probe's answer)
+        ans = node.answer if source in ("path", "program") else node.checkpoint
         if ans is None:
             return
         score = node.path_score if node.path_score is not None else 0.0

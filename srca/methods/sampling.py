@@ -93,11 +93,11 @@ async def run_pot(ctx: SearchContext) -> None:
     from ..execution import PROGRAM_STOP
 
     nodes = await _sample(ctx, ctx.config.n, greedy=False, stop=PROGRAM_STOP)
-    await _run_programs(nodes)
-    for node in nodes:
+    ran = await _run_programs(nodes)
+    for node, program in zip(nodes, ran):
         node.kept = True
         node.path_score = node.score = 1.0
-        ctx.add_candidate(node, "path")
+        ctx.add_candidate(node, "program" if program else "path")
 
 
 async def run_majority_pot(ctx: SearchContext) -> None:
@@ -130,6 +130,6 @@ async def run_majority_pot(ctx: SearchContext) -> None:
         node.path_score = node.score = 1.0
     for node, program in zip(programs, ran):
         node.path_score = node.score = float(c.program_weight) if program else 1.0
-    for node in chains + programs:
+    for node, program in zip(chains + programs, [False] * len(chains) + ran):
         node.kept = True
-        ctx.add_candidate(node, "path")
+        ctx.add_candidate(node, "program" if program else "path")
