@@ -7,6 +7,8 @@ where set, nothing else of the environment) in a fresh temporary folder, its sta
 closed, in a session of its own, under resource limits (:class:`ExecLimits`: address space,
 CPU seconds, file size, no core files) and a wall clock timeout after which its whole process
 group is killed. Its answer is the last non-empty line it printed (:func:`program_answer`).
+The pot methods fork each program from a warm interpreter instead (:mod:`srca.warm_exec`), under
+the same limits; this cold run is its fallback.
 
 This is a guard against mistakes, not a security boundary: the child runs as the same user and
 can reach the network and the filesystem. Run the ``pot`` method only on a machine (or in a
@@ -131,8 +133,6 @@ def program_of(text: str) -> str | None:
     if any(isinstance(n, ast.Name) and n.id == "print" for n in ast.walk(tree)):
         return code
     last = tree.body[-1]
-    if isinstance(last.value, ast.Call) and isinstance(last.value.func, ast.Name) and last.value.func.id == "print":
-        return code
     lines = code.splitlines(keepends=True)
     head = "".join(lines[:last.lineno - 1]) + lines[last.lineno - 1][:last.col_offset]
     return head + f"print({ast.get_source_segment(code, last.value)})\n"
