@@ -304,9 +304,12 @@ class WarmPool:
                     self._all.append(z)
                 return z
             try:  # all busy: wait for one, looking again now and then (one may have died)
-                self._idle.put(self._idle.get(timeout=1.0))
+                z = self._idle.get(timeout=1.0)
             except queue.Empty:
-                pass
+                continue
+            if z.alive:
+                return z
+            self._discard(z)
 
     def _count_cold(self) -> None:
         with self._lock:
