@@ -33,6 +33,13 @@ in it.
         --weights 0,0.5,1,2 --out benchmarks/results/mixed_vote.json
     python benchmarks/mixed_vote.py --cot RUN1/majority_n16.jsonl.gz RUN2/majority_n16.jsonl.gz \\
         --pot RESULTS/pot_n16.jsonl.gz --take 8 --out benchmarks/results/mixed_vote_pooled.json
+
+``--joint`` replays a ``majority-pot`` run at other weights instead: its result lines count each
+answer group's programs apart from its chains (``programs`` within ``paths``), so one run splits
+into its chains' vote (the base here) and its programs', which vote again at each ``w``; several
+runs (seeds) are pooled the same way. Tokens are the run's own (``tokens_x_cot`` is 1).
+
+    python benchmarks/mixed_vote.py --joint RUN/majority-pot_n16.jsonl.gz --weights 1,1.25,1.5,2
 """
 from __future__ import annotations
 
@@ -74,6 +81,19 @@ def joint_vote(cot: list[dict], pot: list[dict], w: float, equivalent=None) -> b
         return False
     best = max(groups, key=lambda g: g[1])  # max keeps the first of equal weights
     return best[2]
+
+
+def split_joint(line: dict) -> tuple[dict, dict]:
+    """A ``majority-pot`` result line as two: its chains' answer groups (with the run's tokens and
+    ``n``) and its programs' (no tokens), for :func:`replay`. A program sample that wrote a chain
+    of thought instead voted as a chain, so it is one here."""
+    chains, programs = [], []
+    for a in line["answers"]:
+        k = int(a.get("programs", 0))
+        chains.append(dict(a, paths=a.get("paths", 0) - k))
+        programs.append(dict(a, paths=k))
+    usage = dict(line["usage"])
+    return dict(line, answers=chains), dict(line, answers=programs, usage=dict(usage, generated_tokens=0))
 
 
 def take(line: dict, k: int, rng) -> list[dict]:
@@ -165,9 +185,11 @@ def pool(results: list[dict], resamples: int = 10_000) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cot", required=True, nargs="+", help="eval result lines of the chain-of-thought vote "
+    ap.add_argument("--cot", nargs="+", default=None, help="eval result lines of the chain-of-thought vote "
                     "(majority); several runs (independent draws) are also pooled")
-    ap.add_argument("--pot", required=True, help="eval result lines of the program-of-thought run (pot)")
+    ap.add_argument("--pot", default=None, help="eval result lines of the program-of-thought run (pot)")
+    ap.add_argument("--joint", nargs="+", default=None, help="instead of --cot and --pot: majority-pot runs, "
+                    "each split into its chains and its programs (pooled when several)")
     ap.add_argument("--weights", default="0,0.5,1,2", help="comma list of the weight of a PoT path (>= 0)")
     ap.add_argument("--pot-alone", action="store_true", help="also the PoT vote alone")
     ap.add_argument("--take", type=int, default=None, metavar="K",
@@ -176,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of --take's draws")
     ap.add_argument("--out", default=None, help="JSON result path")
     args = ap.parse_args(argv)
+    if args.joint is not None and (args.cot or args.pot or args.take is not None or args.pot_alone):
+        ap.error("--joint: not with --cot, --pot, --take or --pot-alone (a run's chains and programs are its own)")
+    if args.joint is None and not (args.cot and args.pot):
+        ap.error("--cot and --pot are required (or --joint)")
     if args.take is not None and args.take < 1:
         ap.error(f"--take: at least 1, got {args.take}")
     if args.draws < 1:
@@ -186,13 +212,25 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--weights: numbers separated by commas, got {args.weights!r}")
     if not weights or any(w < 0 for w in weights):
         ap.error(f"--weights: at least one, each >= 0, got {args.weights!r}")
-    for p in (*args.cot, args.pot):
+    paths = args.joint if args.joint is not None else [*args.cot, args.pot]
+    for p in paths:
         if not os.path.isfile(p):
             ap.error(f"no such file: {p}")
-    pot = read_lines(args.pot)
-    results = [replay(read_lines(c), pot, weights, args.pot_alone, args.take, args.draws, args.seed)
-               for c in args.cot]
-    for cot, res in zip(args.cot, results):
+    if args.joint is not None:
+        results, names = [], args.joint
+        for p in args.joint:
+            lines = read_lines(p)
+            if not any(a.get("programs") for r in lines.values() for a in r["answers"]):
+                raise SystemExit(f"{p}: no answer group counts programs (not a majority-pot run)")
+            split = {i: split_joint(r) for i, r in lines.items()}
+            results.append(replay({i: c for i, (c, _) in split.items()}, {i: q for i, (_, q) in split.items()},
+                                  weights))
+    else:
+        pot = read_lines(args.pot)
+        names = args.cot
+        results = [replay(read_lines(c), pot, weights, args.pot_alone, args.take, args.draws, args.seed)
+                   for c in args.cot]
+    for cot, res in zip(names, results):
         if len(results) > 1:
             print(f"== {cot}")
         show(res, args)
@@ -207,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
         if pooled:
-            write_result(args.out, "mixed_vote", args, runs=[dict(r, cot=c) for r, c in zip(clean, args.cot)],
+            write_result(args.out, "mixed_vote", args, runs=[dict(r, cot=c) for r, c in zip(clean, names)],
                          pooled=pooled)
         else:
             write_result(args.out, "mixed_vote", args, **clean[0])

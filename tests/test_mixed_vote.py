@@ -118,3 +118,41 @@ def test_several_cot_runs_are_replayed_each_and_pooled_with_an_interval(tmp_path
     assert (pooled["w=1"]["a_accuracy"], pooled["w=1"]["difference"]) == (100.0, 50.0)
     assert pooled["w=1"]["ci95"] == [50.0, 50.0]  # every problem gains half a point per run: no spread
     assert set(pooled["w=1"]) >= {"tune", "test", "p_sign_flip", "a_per_run", "b_per_run"}
+
+
+def test_a_majority_pot_run_splits_by_kind_and_votes_again_at_each_weight(tmp_path):
+    run, out = tmp_path / "mp.jsonl.gz", tmp_path / "r.json"
+    # a: chains 3 for "1" (wrong); programs 2 for "2" (right) beside one chain: 1 + 2w against 3
+    # b: only chains; c: no group counts programs but the file does elsewhere
+    _write(run, "majority-pot", [
+        ("a", [dict(_g("1", 3, False)), dict(_g("2", 3, True), programs=2)], 400),
+        ("b", [_g("3", 4, True)], 400),
+        ("c", [dict(_g("4", 2, False), programs=2), _g("5", 2, True)], 400)])
+    chains, programs = mixed_vote.split_joint({"answers": [dict(_g("2", 3, True), programs=2)], "n": 4,
+                                               "usage": {"generated_tokens": 9}})
+    assert (chains["answers"][0]["paths"], programs["answers"][0]["paths"]) == (1, 2)
+    assert (chains["usage"]["generated_tokens"], programs["usage"]["generated_tokens"]) == (9, 0)
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "mixed_vote.py"), "--joint", str(run),
+                           "--weights", "0,0.5,1.5", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    res = json.loads(out.read_text())
+    assert res["problems"] == 3 and res["tokens_x_cot"] == 1.0
+    rows = {r["vote"]: r["accuracy"] for r in res["rows"]}
+    # w=0: a wrong (3 > 1), b right, c right (5's 2 chains alone) = 2/3
+    # w=0.5: a 1 + 1 = 2 < 3 wrong; c: 4 has 1, 5 has 2: right = 2/3
+    # w=1.5: a 1 + 3 = 4 > 3 right; c: 4 has 3 > 2: wrong = 2/3, but a different pair
+    assert rows == {"w=0": 66.67, "w=0.5": 66.67, "w=1.5": 66.67}
+    wins = {r["vote"]: (r["wins"], r["losses"]) for r in res["rows"]}
+    assert wins["w=1.5"] == (1, 1) and wins["w=0.5"] == (0, 0)
+
+
+def test_joint_is_not_mixed_with_cot_and_a_plain_run_is_refused(tmp_path):
+    run = tmp_path / "m.jsonl.gz"
+    _write(run, "majority", [("a", [_g("1", 3, False)], 10)])
+    cli = [sys.executable, os.path.join(ROOT, "benchmarks", "mixed_vote.py")]
+    done = subprocess.run(cli + ["--joint", str(run), "--cot", str(run)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--joint" in done.stderr
+    done = subprocess.run(cli + ["--joint", str(run)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "not a majority-pot run" in done.stderr
+    done = subprocess.run(cli + ["--cot", str(run)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--pot" in done.stderr
