@@ -143,9 +143,10 @@ _INTEGRAL_FLOAT = re.compile(r"-?\d+\.0+")
 
 def program_answer(result: ExecResult) -> str | None:
     """The answer a run printed: its last non-empty line, with ``$`` and an enclosing
-    ``\\boxed{}`` taken off, and a float of integral value as the integer (Python prints 72.0
-    where a chain of thought writes 72); None when it failed, printed nothing, or printed a line
-    longer than :data:`MAX_ANSWER_CHARS`."""
+    ``\\boxed{}`` taken off, a float of integral value as the integer (Python prints 72.0
+    where a chain of thought writes 72), and Python's or SymPy's syntax as LaTeX (``5*r**5`` as
+    ``5 r^{5}``: :func:`srca.pyexpr.to_latex`); None when it failed, printed nothing, or printed
+    a line longer than :data:`MAX_ANSWER_CHARS`."""
     if not result.ok:
         return None
     lines = [ln.strip() for ln in result.stdout.splitlines() if ln.strip()]
@@ -157,7 +158,11 @@ def program_answer(result: ExecResult) -> str | None:
         ans = m.group(1).strip()
     if _INTEGRAL_FLOAT.fullmatch(ans):
         ans = ans.split(".")[0]
-    return ans if ans and len(ans) <= MAX_ANSWER_CHARS else None
+    if not ans or len(ans) > MAX_ANSWER_CHARS:
+        return None
+    from .pyexpr import to_latex
+
+    return to_latex(ans) or ans
 
 
 # sets the limits in the child, then execs the program: no ``preexec_fn``, which is unsafe in a

@@ -50,8 +50,8 @@ async def _run_programs(nodes: list[Node]) -> list[bool]:
         code = program_of(node.text)
         if code is None:
             return False
-        result = await loop.run_in_executor(pool(), warm_pool().run, code)
-        node.answer = program_answer(result)
+        # the answer read in the worker too: its LaTeX (srca.pyexpr) is SymPy's work, off the loop
+        node.answer = await loop.run_in_executor(pool(), lambda: program_answer(warm_pool().run(code)))
         node.answer_logprobs = None  # printed by the program, not written by the model
         return True
 
