@@ -34,6 +34,10 @@ in it.
     python benchmarks/mixed_vote.py --cot RUN1/majority_n16.jsonl.gz RUN2/majority_n16.jsonl.gz \\
         --pot RESULTS/pot_n16.jsonl.gz --take 8 --out benchmarks/results/mixed_vote_pooled.json
 
+``--reread`` reads each program answer of the ``--pot`` run again by the product's current rule
+(:func:`srca.pyexpr.to_latex`: Python's or SymPy's syntax as LaTeX) and grades it again against the
+gold, so that a run recorded before the rule is replayed as the method reads programs now.
+
 ``--joint`` replays a ``majority-pot`` run at other weights instead: its result lines count each
 answer group's programs apart from its chains (``programs`` within ``paths``), so one run splits
 into its chains' vote (the base here) and its programs', which vote again at each ``w``; several
@@ -81,6 +85,23 @@ def joint_vote(cot: list[dict], pot: list[dict], w: float, equivalent=None) -> b
         return False
     best = max(groups, key=lambda g: g[1])  # max keeps the first of equal weights
     return best[2]
+
+
+def reread(lines: dict[str, dict]) -> int:
+    """Each answer group of a program run read again as :func:`srca.execution.program_answer`
+    reads a printed line now (:func:`srca.pyexpr.to_latex`) and graded again, in place; how many
+    samples' answers changed."""
+    from srca.eval.grading import grade
+    from srca.pyexpr import to_latex
+
+    changed = 0
+    for line in lines.values():
+        for a in line["answers"]:
+            new = to_latex(a["answer"]) if a.get("answer") is not None else None
+            if new is not None:
+                a["answer"], a["correct"] = new, bool(grade(new, line["gold"]))
+                changed += a.get("paths", 0)
+    return changed
 
 
 def split_joint(line: dict) -> tuple[dict, dict]:
@@ -188,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cot", nargs="+", default=None, help="eval result lines of the chain-of-thought vote "
                     "(majority); several runs (independent draws) are also pooled")
     ap.add_argument("--pot", default=None, help="eval result lines of the program-of-thought run (pot)")
+    ap.add_argument("--reread", action="store_true", help="read the --pot run's answers again by the current "
+                    "rule (Python's or SymPy's syntax as LaTeX) and grade them again")
     ap.add_argument("--joint", nargs="+", default=None, help="instead of --cot and --pot: majority-pot runs, "
                     "each split into its chains and its programs (pooled when several)")
     ap.add_argument("--weights", default="0,0.5,1,2", help="comma list of the weight of a PoT path (>= 0)")
@@ -198,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of --take's draws")
     ap.add_argument("--out", default=None, help="JSON result path")
     args = ap.parse_args(argv)
-    if args.joint is not None and (args.cot or args.pot or args.take is not None or args.pot_alone):
-        ap.error("--joint: not with --cot, --pot, --take or --pot-alone (a run's chains and programs are its own)")
+    if args.joint is not None and (args.cot or args.pot or args.take is not None or args.pot_alone or args.reread):
+        ap.error("--joint: not with --cot, --pot, --take, --pot-alone or --reread (a run's chains and programs "
+                 "are its own)")
     if args.joint is None and not (args.cot and args.pot):
         ap.error("--cot and --pot are required (or --joint)")
     if args.take is not None and args.take < 1:
@@ -227,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                                   weights))
     else:
         pot = read_lines(args.pot)
+        if args.reread:
+            print(f"--reread: {reread(pot)} program answers read as LaTeX")
         names = args.cot
         results = [replay(read_lines(c), pot, weights, args.pot_alone, args.take, args.draws, args.seed)
                    for c in args.cot]

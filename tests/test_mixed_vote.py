@@ -156,3 +156,11 @@ def test_joint_is_not_mixed_with_cot_and_a_plain_run_is_refused(tmp_path):
     assert done.returncode == 1 and "not a majority-pot run" in done.stderr
     done = subprocess.run(cli + ["--cot", str(run)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--pot" in done.stderr
+
+
+def test_reread_reads_program_answers_as_latex_and_grades_them_again():
+    lines = {"a": {"gold": "5r^5", "answers": [_g("5*r**5", 3, False), _g("7", 1, False)]},
+             "b": {"gold": "\\pi", "answers": [_g("pi", 2, False), _g(None, 1, False)]}}
+    assert mixed_vote.reread(lines) == 5
+    assert [(a["answer"], a["correct"]) for a in lines["a"]["answers"]] == [("5 r^{5}", True), ("7", False)]
+    assert (lines["b"]["answers"][0]["answer"], lines["b"]["answers"][0]["correct"]) == ("\\pi", True)
