@@ -35,8 +35,8 @@ in it.
         --pot RESULTS/pot_n16.jsonl.gz --take 8 --out benchmarks/results/mixed_vote_pooled.json
 
 ``--reread`` reads each program answer of the ``--pot`` run again by the product's current rule
-(:func:`srca.pyexpr.to_latex`: Python's or SymPy's syntax as LaTeX) and grades it again against the
-gold, so that a run recorded before the rule is replayed as the method reads programs now.
+(:func:`srca.execution.read_printed`: a label's value, Python's or SymPy's syntax as LaTeX) and
+grades it again against the gold, so that a run recorded before the rule is replayed as the method reads programs now.
 
 ``--joint`` replays a ``majority-pot`` run at other weights instead: its result lines count each
 answer group's programs apart from its chains (``programs`` within ``paths``), so one run splits
@@ -89,16 +89,16 @@ def joint_vote(cot: list[dict], pot: list[dict], w: float, equivalent=None) -> b
 
 def reread(lines: dict[str, dict]) -> int:
     """Each answer group of a program run read again as :func:`srca.execution.program_answer`
-    reads a printed line now (:func:`srca.pyexpr.to_latex`) and graded again, in place; how many
-    samples' answers changed."""
+    reads a printed line now (:func:`srca.execution.read_printed`: a label's value, Python's or
+    SymPy's syntax as LaTeX) and graded again, in place; how many samples' answers changed."""
     from srca.eval.grading import grade
-    from srca.pyexpr import to_latex
+    from srca.execution import read_printed
 
     changed = 0
     for line in lines.values():
         for a in line["answers"]:
-            new = to_latex(a["answer"]) if a.get("answer") is not None else None
-            if new is not None:
+            new = read_printed(a["answer"]) if a.get("answer") is not None else None
+            if new is not None and new != a["answer"]:
                 a["answer"], a["correct"] = new, bool(grade(new, line["gold"]))
                 changed += a.get("paths", 0)
     return changed
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                     "(majority); several runs (independent draws) are also pooled")
     ap.add_argument("--pot", default=None, help="eval result lines of the program-of-thought run (pot)")
     ap.add_argument("--reread", action="store_true", help="read the --pot run's answers again by the current "
-                    "rule (Python's or SymPy's syntax as LaTeX) and grade them again")
+                    "rule (a label's value, Python's or SymPy's syntax as LaTeX) and grade them again")
     ap.add_argument("--joint", nargs="+", default=None, help="instead of --cot and --pot: majority-pot runs, "
                     "each split into its chains and its programs (pooled when several)")
     ap.add_argument("--weights", default="0,0.5,1,2", help="comma list of the weight of a PoT path (>= 0)")
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         pot = read_lines(args.pot)
         if args.reread:
-            print(f"--reread: {reread(pot)} program answers read as LaTeX")
+            print(f"--reread: {reread(pot)} program answers read anew")
         names = args.cot
         results = [replay(read_lines(c), pot, weights, args.pot_alone, args.take, args.draws, args.seed)
                    for c in args.cot]

@@ -139,23 +139,37 @@ def program_of(text: str) -> str | None:
 
 
 _INTEGRAL_FLOAT = re.compile(r"-?\d+\.0+")
+# "Median: 14.0", "The smallest value of |m - n| is 3": a label of words, then the value
+_LABEL = re.compile(r":\s+|\s+is:?\s+")
+_WORD = re.compile(r"[A-Za-z]{2}")
+MAX_LABELLED_CHARS = 60
 
 
 def program_answer(result: ExecResult) -> str | None:
-    """The answer a run printed: its last non-empty line, with ``$`` and an enclosing
-    ``\\boxed{}`` taken off, a float of integral value as the integer (Python prints 72.0
-    where a chain of thought writes 72), and Python's or SymPy's syntax as LaTeX (``5*r**5`` as
-    ``5 r^{5}``: :func:`srca.pyexpr.to_latex`); None when it failed, printed nothing, or printed
-    a line longer than :data:`MAX_ANSWER_CHARS`."""
+    """The answer a run printed: its last non-empty line read by :func:`read_printed`; None when
+    it failed or printed nothing."""
     if not result.ok:
         return None
     lines = [ln.strip() for ln in result.stdout.splitlines() if ln.strip()]
-    if not lines:
-        return None
-    ans = lines[-1].strip("$ ").strip()
+    return read_printed(lines[-1]) if lines else None
+
+
+def read_printed(line: str) -> str | None:
+    """The answer in one printed line: ``$`` and an enclosing ``\\boxed{}`` taken off; after a
+    label of words (``Median: 14.0``, ``The answer is 5``) only the value, where it is short; a
+    float of integral value as the integer (Python prints 72.0 where a chain of thought writes
+    72); Python's or SymPy's syntax as LaTeX (``5*r**5`` as ``5 r^{5}``:
+    :func:`srca.pyexpr.to_latex`). None for an empty line or one longer than
+    :data:`MAX_ANSWER_CHARS`."""
+    ans = line.strip().strip("$ ").strip()
     m = _BOXED.search(ans)
     if m:
         ans = m.group(1).strip()
+    parts = _LABEL.split(ans)
+    if len(parts) > 1 and _WORD.search(parts[0]):
+        value = parts[-1].strip().rstrip(".").strip()
+        if 0 < len(value) <= MAX_LABELLED_CHARS:
+            ans = value
     if _INTEGRAL_FLOAT.fullmatch(ans):
         ans = ans.split(".")[0]
     if not ans or len(ans) > MAX_ANSWER_CHARS:

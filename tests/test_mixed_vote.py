@@ -164,3 +164,10 @@ def test_reread_reads_program_answers_as_latex_and_grades_them_again():
     assert mixed_vote.reread(lines) == 5
     assert [(a["answer"], a["correct"]) for a in lines["a"]["answers"]] == [("5 r^{5}", True), ("7", False)]
     assert (lines["b"]["answers"][0]["answer"], lines["b"]["answers"][0]["correct"]) == ("\\pi", True)
+
+
+def test_reread_takes_a_labelled_value():
+    lines = {"a": {"gold": "(8,-2)", "answers": [_g("The coordinates of point P are: (8, -2)", 2, False)]},
+             "b": {"gold": "3", "answers": [_g("3", 5, True)]}}
+    assert mixed_vote.reread(lines) == 2  # b's answer reads the same: not counted
+    assert (lines["a"]["answers"][0]["answer"], lines["a"]["answers"][0]["correct"]) == ("(8, -2)", True)

@@ -7,7 +7,8 @@ import pytest
 
 from srca import SearchConfig, Solver
 from srca.engines.fake import ScriptedEngine
-from srca.execution import ExecLimits, ExecResult, extract_program, program_answer, program_of, run_program
+from srca.execution import (ExecLimits, ExecResult, extract_program, program_answer, program_of, read_printed,
+                            run_program)
 from srca.methods import METHODS
 
 
@@ -271,3 +272,14 @@ def test_majority_pot_counts_a_program_sample_that_wrote_no_program_as_a_chain()
     assert (groups["4"]["paths"], groups["4"].get("programs"), groups["5"]["paths"], groups["5"].get("programs")) \
         == (2, 1, 2, None)
     assert rec["correct"] and rec["path_correct"] and not rec["from_checkpoint"]
+
+
+@pytest.mark.parametrize("line, want", [
+    ("Median: 14.0", "14"), ("The minimum possible value of the expression is: -9", "-9"),
+    ("The coordinates of point P are: (8, -2).", "(8, -2)"), ("The answer is 5*r**5", "5 r^{5}"),
+    ("\\{x : x > 0\\}", "\\{x : x > 0\\}"),  # no label of words before the colon: set-builder stays
+    ("x is undefined", "x is undefined"), ("Navin earns the most.", "Navin earns the most."),
+    ("Answer: " + "1 + " * 30 + "1", "Answer: " + "1 + " * 30 + "1"),  # the value too long to be one
+])
+def test_a_labelled_line_gives_its_value(line, want):
+    assert read_printed(line) == want
