@@ -36,7 +36,8 @@ in it.
 
 ``--reread`` reads each program answer of the ``--pot`` run again by the product's current rule
 (:func:`srca.execution.read_printed`: a label's value, Python's or SymPy's syntax as LaTeX) and
-grades it again against the gold, so that a run recorded before the rule is replayed as the method reads programs now.
+grades it again against the gold, so that a run recorded before the rule is replayed as the
+method reads programs now.
 
 ``--joint`` replays a ``majority-pot`` run at other weights instead: its result lines count each
 answer group's programs apart from its chains (``programs`` within ``paths``), so one run splits
@@ -113,8 +114,7 @@ def split_joint(line: dict) -> tuple[dict, dict]:
         k = int(a.get("programs", 0))
         chains.append(dict(a, paths=a.get("paths", 0) - k))
         programs.append(dict(a, paths=k))
-    usage = dict(line["usage"])
-    return dict(line, answers=chains), dict(line, answers=programs, usage=dict(usage, generated_tokens=0))
+    return dict(line, answers=chains), dict(line, answers=programs, usage=dict(line["usage"], generated_tokens=0))
 
 
 def take(line: dict, k: int, rng) -> list[dict]:

@@ -37,6 +37,11 @@ class Usage:
         return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
 
+# candidate sources that are a path's own answer (a finished path, a program it wrote, an SRCA
+# lineage that settled), not a probe's: "checkpoint" is the other
+FULL_SOURCES = frozenset({"path", "program", "settled"})
+
+
 @dataclass
 class Candidate:
     """One answer in the final pool. ``source``: ``path`` (a path that finished by itself),
@@ -98,7 +103,7 @@ class Solution:
         if self.canonical is None:
             return False
         srcs = {c.source for c in self.candidates if c.canonical == self.canonical}
-        return bool(srcs) and not srcs & {"path", "program", "settled"}
+        return bool(srcs) and not srcs & FULL_SOURCES
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -17,13 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..solution import Solution
+from ..solution import FULL_SOURCES, Solution
 from .data import Problem
 from .grading import grade
 
-# candidate sources that are a path's own answer: a finished path, or an SRCA lineage that
-# settled (stopped once its probes agreed); "checkpoint" candidates are probes
-FULL = ("path", "program", "settled")
 
 Key = tuple[str, str, int]
 
@@ -62,7 +59,7 @@ def make_record(problem: Problem, method: str, n: int, sol: Solution, seed: int)
         if g is None:
             g = groups[c.group] = {"answer": c.answer, "paths": 0, "checkpoints": 0, "best_score": c.score,
                                    "correct": grade(c.answer, problem.answer)}
-        g["paths" if c.source in FULL else "checkpoints"] += 1
+        g["paths" if c.source in FULL_SOURCES else "checkpoints"] += 1
         if c.source == "program":  # counted in paths too; apart, so a joint vote can be replayed by kind
             g["programs"] = g.get("programs", 0) + 1
         g["best_score"] = max(g["best_score"], c.score)
@@ -70,9 +67,9 @@ def make_record(problem: Problem, method: str, n: int, sol: Solution, seed: int)
     for g in answers:
         g["best_score"] = round(float(g["best_score"]), 6)
     # per candidate, not per group: a group may mix correct and wrong spellings at its edges
-    path_correct = any(c.source in FULL and grade(c.answer, problem.answer) for c in sol.candidates)
+    path_correct = any(c.source in FULL_SOURCES and grade(c.answer, problem.answer) for c in sol.candidates)
     any_correct = path_correct or any(grade(c.answer, problem.answer) for c in sol.candidates
-                                      if c.source not in FULL)
+                                      if c.source not in FULL_SOURCES)
     correct = grade(sol.answer, problem.answer)
     from_ckpt = sol.from_checkpoint
     u = sol.usage
